@@ -1,0 +1,92 @@
+"""Every setting of voicepay, read from the environment in one place.
+
+Each field names its environment variable and default; the README's configuration table is this
+file in prose. Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["Settings", "load_settings", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where everything the stack writes at run time lives (Redis data, keys, logs, Asterisk spool).
+    var_dir: Path = field(metadata={"env": "VOICEPAY_VAR_DIR"}, default=REPO_ROOT / "var")
+    redis_url: str = field(metadata={"env": "VOICEPAY_REDIS_URL"}, default="redis://127.0.0.1:6390/0")
+    http_host: str = field(metadata={"env": "VOICEPAY_HTTP_HOST"}, default="127.0.0.1")
+    http_port: int = field(metadata={"env": "VOICEPAY_HTTP_PORT"}, default=8080)
+    # FastAGI is bound to loopback: anyone who can reach it could drive calls.
+    agi_host: str = field(metadata={"env": "VOICEPAY_AGI_HOST"}, default="127.0.0.1")
+    agi_port: int = field(metadata={"env": "VOICEPAY_AGI_PORT"}, default=4573)
+    ami_host: str = field(metadata={"env": "VOICEPAY_AMI_HOST"}, default="127.0.0.1")
+    ami_port: int = field(metadata={"env": "VOICEPAY_AMI_PORT"}, default=5038)
+    ami_user: str = field(metadata={"env": "VOICEPAY_AMI_USER"}, default="voicepay")
+    ami_secret: str = field(metadata={"env": "VOICEPAY_AMI_SECRET"}, default="voicepay-dev-ami")
+    acquirer_host: str = field(metadata={"env": "VOICEPAY_ACQUIRER_HOST"}, default="127.0.0.1")
+    acquirer_port: int = field(metadata={"env": "VOICEPAY_ACQUIRER_PORT"}, default=8583)
+    # How long the IVR waits for an authorization answer before it reverses the request.
+    acquirer_timeout: float = field(metadata={"env": "VOICEPAY_ACQUIRER_TIMEOUT"}, default=5.0)
+    # How long the simulated "issuer unavailable" card keeps the acquirer silent.
+    issuer_delay: float = field(metadata={"env": "VOICEPAY_ISSUER_DELAY"}, default=8.0)
+    # Self-service line identity towards the acquirer (ISO 8583 fields 41 and 42).
+    terminal_id: str = field(metadata={"env": "VOICEPAY_TERMINAL_ID"}, default="VPIVR001")
+    merchant_id: str = field(metadata={"env": "VOICEPAY_MERCHANT_ID"}, default="898100048160001")
+    # Where Asterisk finds the prompts (the repo's sounds/ as mounted inside its sandbox).
+    sounds_path: str = field(metadata={"env": "VOICEPAY_SOUNDS_PATH"}, default="/opt/voicepay/sounds")
+    language: str = field(metadata={"env": "VOICEPAY_LANGUAGE"}, default="en")
+    # Keypad timing, in milliseconds: first digit after a prompt, and between digits.
+    first_digit_timeout_ms: int = field(metadata={"env": "VOICEPAY_FIRST_DIGIT_TIMEOUT_MS"}, default=10000)
+    inter_digit_timeout_ms: int = field(metadata={"env": "VOICEPAY_INTER_DIGIT_TIMEOUT_MS"}, default=5000)
+    max_entry_attempts: int = field(metadata={"env": "VOICEPAY_MAX_ENTRY_ATTEMPTS"}, default=3)
+    # Card numbers are kept (encrypted) only this long.
+    pan_ttl_seconds: int = field(metadata={"env": "VOICEPAY_PAN_TTL_SECONDS"}, default=86400)
+    # Root of the Asterisk filesystem: a cached Debian sid rootfs, or "/" for a system Asterisk.
+    asterisk_root: str = field(metadata={"env": "VOICEPAY_ASTERISK_ROOT"}, default="")
+    log_level: str = field(metadata={"env": "VOICEPAY_LOG_LEVEL"}, default="INFO")
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.var_dir / "keys"
+
+    @property
+    def ivr_keys_file(self) -> Path:
+        return self.keys_dir / "ivr.json"
+
+    @property
+    def acquirer_keys_file(self) -> Path:
+        return self.keys_dir / "acquirer.json"
+
+    @property
+    def acquirer_dir(self) -> Path:
+        """The acquirer simulator's own files: issued card book and transaction journal."""
+        return self.var_dir / "acquirer"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; ``overrides`` win (tests use them)."""
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        env_name = f.metadata["env"]
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif env_name in os.environ:
+            raw = os.environ[env_name]
+            kind = type(f.default)
+            values[f.name] = Path(raw) if isinstance(f.default, Path) else kind(raw)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(env var, field, default) for every setting: the README table is generated from this."""
+    return [(f.metadata["env"], f.name, str(f.default)) for f in fields(Settings)]
