@@ -1,0 +1,48 @@
+# voicepay: `make run` brings up the whole stack, `make test` runs the whole suite.
+# Both do every set-up step first (Debian packages, virtualenv, Asterisk rootfs, keys, prompts);
+# each step is skipped when it is already done, so a second run starts in seconds.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# What the stack needs from Debian: Redis, SIPp, Asterisk's sandbox and provisioning, prompt
+# synthesis, packet captures for the DTMF checks, and Python's venv module.
+APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark \
+                python3 python3-venv ca-certificates procps iproute2
+
+.PHONY: run test unit bench deps venv asterisk prepare clean
+
+run: deps venv
+	$(PY) -m ivr.stack run
+
+test: deps venv
+	$(PY) -m ivr.stack prepare
+	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+bench: deps venv
+	$(PY) -m ivr.stack prepare
+	$(PY) -m bench
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+asterisk: deps venv
+	$(PY) -m ivr.asterisk_runner provision
+
+clean:
+	rm -rf var $(VENV) sounds/*/*.wav

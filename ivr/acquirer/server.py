@@ -1,0 +1,163 @@
+"""The acquirer simulator as a TCP host: length-framed ISO 8583, many requests per connection.
+
+Each request on a connection is handled in its own task, so a purchase held up by a slow issuer
+delays only its own answer. Run it with ``python -m ivr.acquirer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr.acquirer.cardbook import CardBook, CardBookError, issue_cards
+from ivr.acquirer.simulator import AcquirerSimulator
+from ivr.acquirer.testcards import SEED_PATH
+from ivr.config import Settings, load_settings
+from ivr.crypto.keys import AcquirerKeys, generate_dev_keys, load_acquirer_keys
+from ivr.iso8583.framing import ConnectionClosed, FramingError, read_frame, write_frame
+
+__all__ = ["AcquirerServer", "cardbook_path", "journal_path", "prepare_acquirer", "build_simulator", "main"]
+
+log = logging.getLogger("ivr.acquirer.server")
+
+
+def cardbook_path(settings: Settings) -> Path:
+    return settings.acquirer_dir / "cardbook.json"
+
+
+def journal_path(settings: Settings) -> Path:
+    return settings.acquirer_dir / "journal.jsonl"
+
+
+def prepare_acquirer(settings: Settings) -> tuple[AcquirerKeys, CardBook]:
+    """Dev keys and an issued card book, created on first use and re-issued if the PVK changed."""
+    if generate_dev_keys(settings.keys_dir):
+        log.info("generated development keys in %s", settings.keys_dir)
+    keys = load_acquirer_keys(settings.acquirer_keys_file)
+    path = cardbook_path(settings)
+    try:
+        book = CardBook.load(path)
+        book.check_pvk(keys.pvk)
+    except CardBookError as exc:
+        log.info("issuing test cards to %s (%s)", path, exc)
+        book = issue_cards(SEED_PATH, keys.pvk, path)
+    return keys, book
+
+
+def build_simulator(settings: Settings) -> AcquirerSimulator:
+    keys, book = prepare_acquirer(settings)
+    return AcquirerSimulator(keys, book, journal_path(settings), settings.issuer_delay)
+
+
+@dataclass(eq=False)
+class _Connection:
+    writer: asyncio.StreamWriter
+    tasks: set[asyncio.Task[None]]
+
+
+class AcquirerServer:
+    def __init__(self, simulator: AcquirerSimulator, host: str, port: int) -> None:
+        self._simulator = simulator
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port: useful when started on port 0."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        log.info("acquirer simulator listening on %s:%s", self._host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening, drop connections and abandon requests still waiting for the issuer."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            for task in connection.tasks:
+                task.cancel()
+            connection.writer.close()
+        pending = [task for connection in list(self._connections) for task in connection.tasks]
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> AcquirerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = _Connection(writer, set())
+        self._connections.add(connection)
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    raw = await read_frame(reader)
+                except ConnectionClosed:
+                    break
+                except FramingError as exc:
+                    log.warning("dropping connection from %s: %s", peer, exc)
+                    break
+                task = asyncio.create_task(self._answer(raw, writer))
+                connection.tasks.add(task)
+                task.add_done_callback(connection.tasks.discard)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            # Requests already read keep running: a delayed purchase must still reach the
+            # journal (and find out it was reversed) after its terminal hung up.
+            if connection.tasks:
+                await asyncio.gather(*connection.tasks, return_exceptions=True)
+            self._connections.discard(connection)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
+        answer = await self._simulator.handle(raw)
+        if answer is None or writer.is_closing():
+            return
+        try:
+            write_frame(writer, answer)
+            await writer.drain()
+        except ConnectionError:
+            log.info("terminal went away before its answer")
+
+
+async def _run(settings: Settings) -> None:
+    server = AcquirerServer(build_simulator(settings), settings.acquirer_host, settings.acquirer_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+        log.info("acquirer simulator stopping")
+
+
+def main() -> int:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

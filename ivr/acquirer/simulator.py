@@ -1,0 +1,401 @@
+"""The acquirer and issuer, simulated: authorizes purchases from the issued card book.
+
+It behaves like a host the IVR must be robust against: it verifies the PIN through IBM 3624
+offsets, counts wrong PINs, answers retransmissions from a cache instead of charging twice,
+honours reversals, even of a purchase it is still "waiting for the issuer" on, and writes every
+message it handles to an append-only JSON-lines journal that tests and people can read.
+
+Card state lives in memory and starts again from the card book at each start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import iso8583
+
+from ivr.acquirer.cardbook import CardBook, IssuedCard, verify_pin
+from ivr.crypto.keys import AcquirerKeys
+from ivr.crypto.pan_vault import mask_pan
+from ivr.crypto.pinblock import PinBlockError, decipher_pinblock_iso_4
+from ivr.iso8583.messages import (
+    CNY,
+    PURCHASE,
+    EchoRequest,
+    EchoResponse,
+    Iso8583Error,
+    Message,
+    PurchaseRequest,
+    PurchaseResponse,
+    ResponseCode,
+    ReversalRequest,
+    ReversalResponse,
+    peek_mti,
+)
+from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.validation import luhn_valid
+
+__all__ = ["AcquirerSimulator", "MAX_PIN_TRIES"]
+
+log = logging.getLogger("ivr.acquirer")
+
+MAX_PIN_TRIES = 3
+BLOCKED = "pin_tries_exceeded"
+RESTRICTED = "restricted"
+
+Key = tuple[str, str, str]
+
+
+@dataclass
+class _Account:
+    card: IssuedCard
+    balance: int
+    status: str
+    pin_tries: int = 0
+
+
+@dataclass
+class _Purchase:
+    """A purchase the simulator has seen, so a reversal can find and undo it."""
+
+    pan: str = field(repr=False)
+    amount: int
+    rrn: str
+    charged: bool = False
+    reversed: bool = False
+
+
+@dataclass
+class _Reply:
+    """The answer to one message, kept so a retransmission gets the same answer."""
+
+    fingerprint: bytes
+    answer: asyncio.Future[bytes | None]
+
+
+class AcquirerSimulator:
+    def __init__(
+        self,
+        keys: AcquirerKeys,
+        cardbook: CardBook,
+        journal_path: Path,
+        issuer_delay: float,
+        *,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        cardbook.check_pvk(keys.pvk)
+        self._keys = keys
+        self._accounts = {card.pan: _Account(card, card.balance, card.status) for card in cardbook}
+        self._journal_path = Path(journal_path)
+        self._issuer_delay = issuer_delay
+        self._today = today
+        self._purchases: dict[Key, _Purchase] = {}
+        # Reversals that arrived before their purchase: that purchase must never be charged.
+        self._reversed_early: set[Key] = set()
+        # Kept for the life of the process: a simulator's traffic is small.
+        self._replies: dict[tuple[str, str, str, str], _Reply] = {}
+        self._rrn_serial = secrets.randbelow(900_000)
+
+    def __repr__(self) -> str:
+        return f"AcquirerSimulator(cards={len(self._accounts)}, journal={str(self._journal_path)!r})"
+
+    # --- inspection, for tests and the operator -------------------------------------------
+
+    def balance(self, pan: str) -> int:
+        return self._accounts[pan].balance
+
+    def card_status(self, pan: str) -> str:
+        return self._accounts[pan].status
+
+    # --- message handling -----------------------------------------------------------------
+
+    async def handle(self, raw: bytes) -> bytes | None:
+        """The encoded answer to one message, or None when there is nothing to answer."""
+        mti = peek_mti(raw)
+        if mti == PurchaseRequest.MTI:
+            return await self._once(raw, PurchaseRequest, PurchaseResponse.MTI, self._purchase)
+        if mti == ReversalRequest.MTI:
+            return await self._once(raw, ReversalRequest, ReversalResponse.MTI, self._reversal)
+        if mti == EchoRequest.MTI:
+            return self._echo(raw)
+        self._journal(mti=mti or "????", response_code=None, note="unsupported message type")
+        return None
+
+    async def _once(
+        self,
+        raw: bytes,
+        kind: type[PurchaseRequest] | type[ReversalRequest],
+        reply_mti: str,
+        process: Callable[[Any], Any],
+    ) -> bytes | None:
+        """Process a request once per (MTI, terminal, STAN, transmission time); replay after."""
+        try:
+            request = kind.decode(raw)
+        except Iso8583Error:
+            return self._format_error(raw, reply_mti)
+        key = (kind.MTI, *request.key)
+        # Identical bytes are a retransmission; the same key with other content is a clash (94).
+        fingerprint = hashlib.sha256(raw).digest()
+        known = self._replies.get(key)
+        if known is not None:
+            if known.fingerprint != fingerprint:
+                return self._duplicate_clash(request)
+            answer = await asyncio.shield(known.answer)
+            self._journal_duplicate(request, answer)
+            return answer
+
+        reply = _Reply(fingerprint, asyncio.get_running_loop().create_future())
+        self._replies[key] = reply
+        try:
+            answer = await process(request)
+        except asyncio.CancelledError:
+            del self._replies[key]
+            reply.answer.cancel()
+            raise
+        except Exception as exc:
+            # A bug here must still produce an answer; the type alone is safe to log.
+            log.error("acquirer failed on %s stan=%s: %s", kind.MTI, request.stan, type(exc).__name__)
+            answer = self._malfunction(request)
+        reply.answer.set_result(answer)
+        return answer
+
+    def _journal_duplicate(self, request: PurchaseRequest | ReversalRequest, answer: bytes | None) -> None:
+        code = _code_of(answer)
+        if isinstance(request, PurchaseRequest):
+            purchase = self._purchases.get(request.key)
+            was_reversed = purchase is not None and purchase.reversed
+        else:
+            purchase = self._purchases.get(request.original_key)
+            was_reversed = code is ResponseCode.APPROVED
+        rrn = purchase.rrn if purchase is not None else None
+        self._journal_request(request, code, rrn=rrn, duplicate=True, reversed=was_reversed)
+
+    async def _purchase(self, request: PurchaseRequest) -> bytes:
+        purchase = _Purchase(request.pan, request.amount, rrn=self._next_rrn())
+        purchase.reversed = request.key in self._reversed_early
+        self._purchases[request.key] = purchase
+        account = self._accounts.get(request.pan)
+        if account is not None and account.card.behaviour == "issuer_timeout":
+            await asyncio.sleep(self._issuer_delay)
+
+        # No await from here on: the decision and the debit happen atomically.
+        code = self._decide(request, account, purchase)
+        auth_code = f"{secrets.randbelow(1_000_000):06d}" if code.approved else None
+        response = PurchaseResponse.for_request(request, code, purchase.rrn, auth_code)
+        self._journal_request(request, code, rrn=purchase.rrn, reversed=purchase.reversed)
+        return response.encode()
+
+    def _decide(self, request: PurchaseRequest, account: _Account | None, purchase: _Purchase) -> ResponseCode:
+        if purchase.reversed:
+            # Reversed while the issuer was silent: nothing was authorised, and a terminal still
+            # listening must not take this for an approval.
+            return ResponseCode.ISSUER_UNAVAILABLE
+        if request.processing_code != PURCHASE or request.currency != CNY:
+            return ResponseCode.INVALID_TRANSACTION
+        if request.amount <= 0:
+            return ResponseCode.INVALID_AMOUNT
+        if account is None or not luhn_valid(request.pan):
+            return ResponseCode.INVALID_CARD_NUMBER
+        card = account.card
+        if card.behaviour == "issuer_down":
+            return ResponseCode.ISSUER_UNAVAILABLE
+        if account.status == BLOCKED:
+            return ResponseCode.PIN_TRIES_EXCEEDED
+        if account.status == RESTRICTED:
+            return ResponseCode.RESTRICTED_CARD
+        try:
+            pin = decipher_pinblock_iso_4(self._keys.pek, request.pin_block, request.pan)
+        except PinBlockError:
+            # Garbage and a block under the wrong key look alike; neither is the cardholder's
+            # mistake, so it does not count as a PIN try.
+            return ResponseCode.SYSTEM_MALFUNCTION
+        if not verify_pin(card, pin, self._keys.pvk):
+            account.pin_tries += 1
+            if account.pin_tries >= MAX_PIN_TRIES:
+                account.status = BLOCKED
+            return ResponseCode.INCORRECT_PIN
+        account.pin_tries = 0
+        if card.behaviour == "do_not_honour":
+            return ResponseCode.DO_NOT_HONOUR
+        if self._expired(card.expiry) or (request.expiry is not None and request.expiry != card.expiry):
+            return ResponseCode.EXPIRED_CARD
+        if request.amount > card.limit:
+            return ResponseCode.EXCEEDS_AMOUNT_LIMIT
+        if request.amount > account.balance:
+            return ResponseCode.INSUFFICIENT_FUNDS
+        account.balance -= request.amount
+        purchase.charged = True
+        return ResponseCode.APPROVED
+
+    def _expired(self, expiry: str) -> bool:
+        # A card is good until the end of its expiry month.
+        today = self._today()
+        return (2000 + int(expiry[:2]), int(expiry[2:])) < (today.year, today.month)
+
+    async def _reversal(self, request: ReversalRequest) -> bytes:
+        purchase = self._purchases.get(request.original_key)
+        if request.original_mti != PurchaseRequest.MTI or purchase is None:
+            self._reversed_early.add(request.original_key)
+            code = ResponseCode.ORIGINAL_NOT_FOUND
+        elif (purchase.pan, purchase.amount) != (request.pan, request.amount):
+            code = ResponseCode.ORIGINAL_NOT_FOUND
+        else:
+            if not purchase.reversed:
+                purchase.reversed = True
+                if purchase.charged:
+                    self._accounts[purchase.pan].balance += purchase.amount
+                    purchase.charged = False
+            code = ResponseCode.APPROVED
+        rrn = purchase.rrn if purchase is not None else None
+        self._journal_request(request, code, rrn=rrn, reversed=code.approved)
+        return ReversalResponse.for_request(request, code).encode()
+
+    def _echo(self, raw: bytes) -> bytes | None:
+        try:
+            request = EchoRequest.decode(raw)
+        except Iso8583Error:
+            return self._format_error(raw, EchoResponse.MTI)
+        self._journal(mti=request.MTI, stan=request.stan, response_code=ResponseCode.APPROVED.value)
+        return EchoResponse(request.stan, request.transmission, ResponseCode.APPROVED).encode()
+
+    # --- answers to bad input ---------------------------------------------------------------
+
+    def _duplicate_clash(self, request: PurchaseRequest | ReversalRequest) -> bytes:
+        code = ResponseCode.DUPLICATE
+        self._journal_request(request, code, duplicate=True)
+        if isinstance(request, PurchaseRequest):
+            return PurchaseResponse.for_request(request, code, self._next_rrn()).encode()
+        return ReversalResponse.for_request(request, code).encode()
+
+    def _malfunction(self, request: PurchaseRequest | ReversalRequest) -> bytes:
+        code = ResponseCode.SYSTEM_MALFUNCTION
+        self._journal_request(request, code)
+        if isinstance(request, PurchaseRequest):
+            return PurchaseResponse.for_request(request, code, self._next_rrn()).encode()
+        return ReversalResponse.for_request(request, code).encode()
+
+    def _format_error(self, raw: bytes, reply_mti: str) -> bytes | None:
+        """Answer 30 if the message at least says who sent it; otherwise there is no one to tell."""
+        code = ResponseCode.FORMAT_ERROR
+        try:
+            fields, _ = iso8583.decode(bytes(raw), VOICEPAY_SPEC)
+        except (iso8583.DecodeError, TypeError, ValueError):
+            fields = {}
+        common = {
+            "transmission": fields.get("7", ""),
+            "stan": fields.get("11", ""),
+        }
+        card = {
+            **common,
+            "processing_code": fields.get("3", PURCHASE),
+            "amount": int(fields["4"]) if fields.get("4", "").isdigit() else 0,
+            "terminal_id": fields.get("41", ""),
+            "merchant_id": fields.get("42", ""),
+        }
+        reply: Message | None
+        try:
+            if reply_mti == PurchaseResponse.MTI:
+                reply = PurchaseResponse(**card, rrn=self._next_rrn(), response_code=code)
+            elif reply_mti == ReversalResponse.MTI:
+                reply = ReversalResponse(**card, response_code=code)
+            else:
+                reply = EchoResponse(**common, response_code=code)
+        except Iso8583Error:
+            reply = None
+        self._journal(
+            mti=peek_mti(raw) or "????",
+            stan=_printable(fields.get("11")),
+            terminal=_printable(fields.get("41")),
+            pan=mask_pan(fields.get("2", "")) if "2" in fields else None,
+            response_code=code.value if reply is not None else None,
+            note="format error",
+        )
+        return reply.encode() if reply is not None else None
+
+    # --- journal ----------------------------------------------------------------------------
+
+    def _journal_request(
+        self,
+        request: PurchaseRequest | ReversalRequest,
+        code: ResponseCode | None,
+        *,
+        rrn: str | None = None,
+        duplicate: bool = False,
+        reversed: bool = False,
+    ) -> None:
+        account = self._accounts.get(request.pan)
+        self._journal(
+            mti=request.MTI,
+            stan=request.stan,
+            terminal=request.terminal_id,
+            pan=mask_pan(request.pan),
+            amount=request.amount,
+            response_code=code.value if code is not None else None,
+            rrn=rrn,
+            duplicate=duplicate,
+            reversed=reversed,
+            balance_after=account.balance if account is not None else None,
+        )
+
+    def _journal(self, **entry: Any) -> None:
+        """One JSON line per message handled, and one log line. Callers pass masked PANs only."""
+        line = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "mti": entry.pop("mti"),
+            "stan": entry.pop("stan", None),
+            "terminal": entry.pop("terminal", None),
+            "pan": entry.pop("pan", None),
+            "amount": entry.pop("amount", None),
+            "response_code": entry.pop("response_code", None),
+            "rrn": entry.pop("rrn", None),
+            "duplicate": entry.pop("duplicate", False),
+            "reversed": entry.pop("reversed", False),
+            "balance_after": entry.pop("balance_after", None),
+            **entry,
+        }
+        self._journal_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._journal_path.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(line) + "\n")
+        log.info(
+            "acquirer mti=%s stan=%s terminal=%s pan=%s amount=%s rc=%s duplicate=%s reversed=%s",
+            line["mti"],
+            line["stan"],
+            line["terminal"],
+            line["pan"],
+            line["amount"],
+            line["response_code"],
+            line["duplicate"],
+            line["reversed"],
+        )
+
+    def _next_rrn(self) -> str:
+        # YDDDhh + serial: unique within a run and readable as a date.
+        now = datetime.now(timezone.utc)
+        self._rrn_serial = (self._rrn_serial + 1) % 1_000_000
+        return f"{now:%y}"[-1] + f"{now.timetuple().tm_yday:03d}{now:%H}{self._rrn_serial:06d}"
+
+
+def _code_of(answer: bytes | None) -> ResponseCode | None:
+    if answer is None:
+        return None
+    try:
+        fields, _ = iso8583.decode(answer, VOICEPAY_SPEC)
+        return ResponseCode(fields["39"])
+    except (iso8583.DecodeError, KeyError, ValueError):
+        return None
+
+
+def _printable(value: object) -> str | None:
+    """A field from a malformed message, fit for the journal: short, printable, else dropped."""
+    if isinstance(value, str) and len(value) <= 15 and value.isascii() and value.isprintable():
+        return value
+    return None

@@ -1,0 +1,82 @@
+"""The FastAGI server: accepts Asterisk's connections and hands each call to its flow.
+
+Routes are an explicit table (script name -> handler), built once by the service, so what the
+dialplan can reach is visible in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from ivr import dialplan_variables as dv
+from ivr.agi.channel import AgiChannel, AgiError, read_agi_headers
+
+__all__ = ["FastAgiServer", "Handler"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AgiChannel], Awaitable[None]]
+
+
+class FastAgiServer:
+    def __init__(self, routes: Mapping[str, Handler]) -> None:
+        self._routes = dict(routes)
+        self._server: asyncio.base_events.Server | None = None
+        self._sessions: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port)
+        log.info("FastAGI listening on %s:%d, routes: %s", host, port, ", ".join(sorted(self._routes)))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            try:
+                headers = await asyncio.wait_for(read_agi_headers(reader), timeout=10)
+            except (ConnectionError, ValueError, asyncio.TimeoutError) as exc:
+                log.warning("FastAGI session refused: %s", exc)
+                return
+            channel = AgiChannel(headers, reader, writer)
+            # agi_network_script is the path of agi://host:port/<script>; arguments are not routed on.
+            script = channel.script.split("?", 1)[0].strip("/")
+            handler = self._routes.get(script)
+            if handler is None:
+                log.error("FastAGI: no route for script %r (call %s)", script, channel.uniqueid)
+                await _report_failure(channel)
+                return
+            try:
+                await handler(channel)
+            except AgiError as exc:
+                log.info("call %s: AGI session ended: %s", channel.uniqueid, exc)
+            except Exception:
+                # Tracebacks of our own code are safe to log: no exception type carries card data.
+                log.exception("call %s: flow %s failed", channel.uniqueid, script)
+                await _report_failure(channel)
+        finally:
+            self._sessions.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+
+
+async def _report_failure(channel: AgiChannel) -> None:
+    """Tell the dialplan the flow failed, so it routes the caller to the apology context."""
+    try:
+        await channel.set_variable(dv.RESULT, "failure")
+    except AgiError:
+        pass

@@ -1,0 +1,81 @@
+"""The HTTP API: payments and health. Handlers are thin; the store and the checks do the work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
+from ivr.store.payments import PaymentState, StoreError
+
+__all__ = ["routes", "error_middleware"]
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (APIError, StoreError) as exc:
+        body: dict[str, Any] = {"error_id": exc.error_id, "message": str(exc)}
+        details = getattr(exc, "details", None)
+        if details:
+            body["details"] = details
+        return web.json_response(body, status=exc.status)
+
+
+@routes.get("/v1/payments/{payment_id}")
+async def get_payment(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    payment_id = request.match_info["payment_id"]
+    payment = await store.get(payment_id)
+    return web.json_response(payment.to_json(history=await store.history(payment_id)))
+
+
+@routes.get("/v1/payments")
+async def list_payments(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in PaymentState}:
+        raise InvalidParameter("status", f"must be one of {', '.join(s.value for s in PaymentState)}")
+    raw_limit = request.query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+        raise InvalidParameter("limit", "must be a whole number from 1 to 500")
+    payments = await request.app[STORE].recent(status=status, limit=int(raw_limit))
+    return web.json_response({"payments": [p.to_json() for p in payments]})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Each dependency's reachability; 200 only when all of them answer."""
+    app = request.app
+
+    async def redis_ok() -> bool:
+        try:
+            return bool(await asyncio.wait_for(app[REDIS].ping(), 2))
+        except Exception:  # any failure means "down" here; the reason is in the service log
+            log.warning("healthz: redis unreachable", exc_info=True)
+            return False
+
+    async def acquirer_ok() -> bool:
+        try:
+            return await asyncio.wait_for(app[ACQUIRER].echo(), 3)
+        except Exception:
+            log.warning("healthz: acquirer unreachable", exc_info=True)
+            return False
+
+    redis_up, acquirer_up, ami_up, asterisk = await asyncio.gather(
+        redis_ok(), acquirer_ok(), app[AMI].ping(), app[AMI].asterisk_status())
+    checks = {
+        "redis": {"ok": redis_up},
+        "acquirer": {"ok": acquirer_up},
+        "ami": {"ok": ami_up},
+        "asterisk": {"ok": asterisk is not None, **(asterisk or {})},
+    }
+    healthy = all(c["ok"] for c in checks.values())
+    return web.json_response({"ok": healthy, "checks": checks}, status=200 if healthy else 503)

@@ -1,0 +1,148 @@
+"""Asterisk 22 for the stack: where it comes from and the sandbox it runs in.
+
+Debian 12 has no Asterisk package, Debian sid has Asterisk 22: so, unless a system Asterisk 22 is
+installed, we build a minimal sid root filesystem once with mmdebstrap, cache it outside the repo,
+and run Asterisk from it under bubblewrap. Either way the same paths are bound in, so one
+``asterisk-conf/`` serves both:
+
+    /etc/asterisk              <- asterisk-conf/        (read-only)
+    /opt/voicepay/dialplan     <- dialplan/             (read-only)
+    /opt/voicepay/sounds       <- sounds/               (read-only)
+    /run/asterisk, /var/log/asterisk, /var/spool/asterisk <- var/asterisk/{run,log,spool}
+
+bubblewrap's mounts live in the sandbox's own mount namespace: when Asterisk exits, nothing is
+left mounted on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ivr.config import REPO_ROOT, Settings, load_settings
+
+__all__ = ["AsteriskSandbox", "ensure_rootfs", "system_asterisk_22", "ProvisionError"]
+
+SID_PACKAGES = "asterisk,asterisk-core-sounds-en-wav,asterisk-moh-opsound-wav"
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicepay"
+
+
+class ProvisionError(RuntimeError):
+    """Asterisk could not be provided: the message says what is missing."""
+
+
+def system_asterisk_22() -> bool:
+    binary = shutil.which("asterisk")
+    if not binary:
+        return False
+    try:
+        version = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return re.match(r"Asterisk 22\.", version) is not None
+
+
+def ensure_rootfs(settings: Settings) -> Path:
+    """The root filesystem Asterisk runs from; builds and caches the sid rootfs on first use."""
+    if settings.asterisk_root:
+        root = Path(settings.asterisk_root)
+        if not (root / "usr/sbin/asterisk").exists():
+            raise ProvisionError(f"VOICEPAY_ASTERISK_ROOT={root} has no usr/sbin/asterisk")
+        return root
+    if system_asterisk_22():
+        return Path("/")
+    rootfs = DEFAULT_CACHE / "asterisk-rootfs-sid"
+    if (rootfs / "usr/sbin/asterisk").exists():
+        return rootfs
+    if not shutil.which("mmdebstrap"):
+        raise ProvisionError("mmdebstrap is missing (make deps installs it)")
+    building = rootfs.with_name(rootfs.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    print(f"asterisk: building the Debian sid rootfs in {rootfs} (once)", flush=True)
+    subprocess.run(
+        ["mmdebstrap", "--variant=minbase", "--quiet",
+         # The mirror's sid Release file is sometimes past its Valid-Until date.
+         "--aptopt=Acquire::Check-Valid-Until \"false\"",
+         f"--include={SID_PACKAGES}", "--mode=root", "sid", str(building),
+         "http://deb.debian.org/debian"],
+        check=True,
+    )
+    building.rename(rootfs)
+    return rootfs
+
+
+class AsteriskSandbox:
+    """The bubblewrap command lines that run Asterisk (and its CLI) against our config."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.state_dir = settings.var_dir / "asterisk"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    def prepare(self) -> None:
+        for sub in ("run", "log", "spool"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        # A stale control socket from a killed run would make "asterisk -rx" talk to nobody.
+        for stale in (self.state_dir / "run").glob("asterisk.*"):
+            stale.unlink()
+
+    def _bwrap(self) -> list[str]:
+        if not shutil.which("bwrap"):
+            raise ProvisionError("bubblewrap is missing (make deps installs it)")
+        root_bind = "--ro-bind" if str(self.root) == "/" else "--bind"
+        return [
+            "bwrap", root_bind, str(self.root), "/",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", str(REPO_ROOT / "asterisk-conf"), "/etc/asterisk",
+            "--tmpfs", "/opt",
+            "--ro-bind", str(REPO_ROOT / "dialplan"), "/opt/voicepay/dialplan",
+            "--ro-bind", str(REPO_ROOT / "sounds"), "/opt/voicepay/sounds",
+            "--bind", str(self.state_dir / "run"), "/run/asterisk",
+            "--bind", str(self.state_dir / "log"), "/var/log/asterisk",
+            "--bind", str(self.state_dir / "spool"), "/var/spool/asterisk",
+            "--die-with-parent",
+        ]
+
+    def server_command(self) -> list[str]:
+        # -f: stay in the foreground so the stack supervises it; -n: no colour codes in the log.
+        return [*self._bwrap(), "--unshare-pid", "--unshare-ipc", "asterisk", "-f", "-n", "-q"]
+
+    def cli_command(self, command: str) -> list[str]:
+        return [*self._bwrap(), "asterisk", "-rx", command]
+
+    def cli(self, command: str, timeout: float = 30) -> str:
+        result = subprocess.run(self.cli_command(command), capture_output=True, text=True,
+                                timeout=timeout)
+        return result.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ivr.asterisk_runner")
+    parser.add_argument("command", choices=["provision", "cli"])
+    parser.add_argument("args", nargs="*")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        root = ensure_rootfs(settings)
+    except ProvisionError as exc:
+        print(f"asterisk: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "provision":
+        print(f"asterisk: root filesystem {root}")
+        return 0
+    print(AsteriskSandbox(settings, root).cli(" ".join(args.args)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Every channel variable shared between the dialplan and Python, named once.
+
+The dialplan files in dialplan/ use the same names; tests/unit/test_dialplan_variables.py checks
+that each one used there is defined here.
+"""
+
+# How the flow ended, for the dialplan to branch on: "success" or "failure".
+RESULT = "VOICEPAY_RESULT"
+# The payment a channel belongs to. The only payment data that ever travels in a channel variable.
+PAYMENT_ID = "VOICEPAY_PAYMENT_ID"
+
+__all__ = ["RESULT", "PAYMENT_ID"]

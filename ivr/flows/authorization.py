@@ -1,0 +1,84 @@
+"""Send one payment to the acquirer and decide what it means for the payment and the caller.
+
+Shared by every flow: the self-service line, callbacks and one-line payments all end here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from ivr.iso8583.messages import PurchaseRequest, ResponseCode
+from ivr.store.payments import Payment, PaymentState, PaymentStore
+
+__all__ = ["Outcome", "Authorizer"]
+
+log = logging.getLogger(__name__)
+
+RC = ResponseCode
+
+# Response code -> (final state, prompt the caller hears). 55 is special: the flow may re-prompt.
+_DECLINES: dict[ResponseCode, str] = {
+    RC.INSUFFICIENT_FUNDS: "declined_insufficient_funds",
+    RC.EXPIRED_CARD: "declined_expired_card",
+    RC.PIN_TRIES_EXCEEDED: "declined_pin_tries_exceeded",
+    RC.INVALID_CARD_NUMBER: "declined_invalid_card",
+    RC.EXCEEDS_AMOUNT_LIMIT: "declined_limit",
+}
+# Codes that say the system, not the cardholder, failed: the payment is "failed", not "declined".
+_SYSTEM_FAILURES = {RC.ISSUER_UNAVAILABLE, RC.SYSTEM_MALFUNCTION, RC.FORMAT_ERROR}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: PaymentState
+    prompt: str
+    reason: str
+    response_code: str = ""
+    rrn: str = ""
+    auth_code: str = ""
+
+    @property
+    def incorrect_pin(self) -> bool:
+        return self.response_code == RC.INCORRECT_PIN.value
+
+
+class Authorizer:
+    def __init__(self, acquirer: AcquirerClient, store: PaymentStore, *, terminal_id: str,
+                 merchant_id: str) -> None:
+        self._acquirer = acquirer
+        self._store = store
+        self._terminal_id = terminal_id
+        self._merchant_id = merchant_id
+
+    async def authorize(self, payment: Payment, pan: str, pin_block: bytes) -> Outcome:
+        """Ask the acquirer; the payment must already be ``authorizing``. Never raises for a decline."""
+        stan = await self._store.next_stan()
+        await self._store.update(payment.id, stan=stan)
+        request = PurchaseRequest.create(
+            pan=pan,
+            amount=int(payment.fields["amount_minor"]),
+            pin_block=pin_block,
+            stan=stan,
+            terminal_id=self._terminal_id,
+            merchant_id=self._merchant_id,
+        )
+        try:
+            response = await self._acquirer.authorize(request)
+        except IssuerTimeout:
+            return Outcome(PaymentState.FAILED, "issuer_unavailable",
+                           "acquirer did not answer in time; the request was reversed")
+        except AcquirerUnavailable:
+            return Outcome(PaymentState.FAILED, "service_unavailable", "acquirer unreachable")
+        code = ResponseCode(response.response_code)
+        reason = f"{code.value} {code.description}"
+        log.info("payment %s: acquirer answered %s (stan %s, rrn %s)", payment.id, code.value, stan,
+                 response.rrn)
+        if code is RC.APPROVED:
+            return Outcome(PaymentState.APPROVED, "approved", reason, code.value, response.rrn,
+                           response.auth_code or "")
+        if code in _SYSTEM_FAILURES:
+            return Outcome(PaymentState.FAILED, "issuer_unavailable", reason, code.value, response.rrn)
+        prompt = "incorrect_pin" if code is RC.INCORRECT_PIN else _DECLINES.get(code, "declined_generic")
+        return Outcome(PaymentState.DECLINED, prompt, reason, code.value, response.rrn)

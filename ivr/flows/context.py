@@ -1,0 +1,32 @@
+"""What every call flow needs, built once by the service and passed to each call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr.agi.channel import AgiChannel
+from ivr.config import Settings
+from ivr.crypto.pan_vault import PanVault
+from ivr.flows.authorization import Authorizer
+from ivr.flows.keypad import Keypad
+from ivr.prompts import Manifest, Prompts
+from ivr.store.payments import PaymentStore
+
+__all__ = ["FlowContext"]
+
+
+@dataclass
+class FlowContext:
+    settings: Settings
+    store: PaymentStore
+    vault: PanVault
+    pek: bytes
+    authorizer: Authorizer
+    manifest: Manifest
+
+    def prompts(self, language: str | None = None) -> Prompts:
+        return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)
+
+    def keypad(self, call: AgiChannel, prompts: Prompts) -> Keypad:
+        return Keypad(call, prompts, self.settings.first_digit_timeout_ms,
+                      self.settings.max_entry_attempts)

@@ -1,0 +1,88 @@
+"""The secret part of every flow: PIN entry, PIN block, authorization, result.
+
+The clear PIN lives in one bytearray from the moment Asterisk returns it until
+``pinblock_from_digits`` has built the ISO 9564 format 4 block and zeroed it: a few milliseconds,
+inside this process, never logged, never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ivr import dialplan_variables as dv
+from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.flows.authorization import Outcome
+from ivr.flows.context import FlowContext
+from ivr.flows.keypad import Keypad
+from ivr.prompts import Prompts
+from ivr.store.payments import Payment, PaymentState
+
+__all__ = ["collect_pin_and_authorize", "settle", "announce", "abandon"]
+
+log = logging.getLogger(__name__)
+
+MAX_PIN_ATTEMPTS = 3
+
+
+async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: Keypad,
+                                    prompts: Prompts, payment: Payment, pan: str) -> Outcome:
+    """PIN entry and authorization, re-prompting after an incorrect PIN. Returns the final outcome.
+
+    Raises ``AgiHangup`` or ``TooManyAttempts`` if the caller leaves or keys nothing usable before
+    a PIN block exists; the payment is then left in ``pin_entry`` for the caller to abandon.
+    """
+    payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason="asking for PIN")
+    for attempt in range(1, MAX_PIN_ATTEMPTS + 1):
+        digits = await keypad.secret("enter_pin", min_len=4, max_len=12, invalid="invalid_pin")
+        pin_length = len(digits)
+        pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
+        await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
+                                   reason=f"PIN entered ({pin_length} digits), PIN block built",
+                                   pin_attempts=attempt)
+        log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
+                 payment.id, pin_length)
+        # The acquirer is asked while "please wait" plays; a caller hanging up now does not stop
+        # an authorization already on its way, so its answer is still recorded.
+        authorization = asyncio.create_task(ctx.authorizer.authorize(payment, pan, pin_block))
+        with contextlib.suppress(AgiHangup):
+            await call.stream(prompts["please_wait"])
+        outcome = await authorization
+        if outcome.incorrect_pin and attempt < MAX_PIN_ATTEMPTS and not call.hung_up:
+            await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason=outcome.reason,
+                                       response_code=outcome.response_code)
+            await call.play(prompts["incorrect_pin"], prompts["try_again"])
+            continue
+        await settle(ctx, payment, outcome, call)
+        if call.hung_up:
+            raise AgiHangup("STREAM FILE", "caller hung up during authorization")
+        return outcome
+    raise AssertionError("unreachable: the last attempt always settles")
+
+
+async def settle(ctx: FlowContext, payment: Payment, outcome: Outcome, call: AgiChannel) -> None:
+    await ctx.store.transition(payment.id, outcome.state, reason=outcome.reason,
+                               response_code=outcome.response_code, rrn=outcome.rrn,
+                               auth_code=outcome.auth_code)
+    log.info("call %s payment %s: %s (%s)", call.uniqueid, payment.id, outcome.state.value,
+             outcome.reason)
+
+
+async def announce(call: AgiChannel, prompts: Prompts, outcome: Outcome) -> None:
+    """Tell the caller how it ended; an approval is read back with its reference number."""
+    await call.stream(prompts[outcome.prompt])
+    if outcome.state is PaymentState.APPROVED:
+        await call.play(*prompts.digits(outcome.rrn))
+    await call.set_variable(dv.RESULT, "success")
+
+
+async def abandon(ctx: FlowContext, payment: Payment, call: AgiChannel, why: str) -> None:
+    """The caller left (or gave up) before a PIN block existed: nothing went to the acquirer."""
+    current = await ctx.store.get(payment.id)
+    if current.is_final or current.status == PaymentState.AUTHORIZING.value:
+        return
+    await ctx.store.transition(payment.id, PaymentState.ABANDONED, reason=why)
+    log.info("call %s payment %s: abandoned (%s)", call.uniqueid, payment.id, why)
+

@@ -1,0 +1,89 @@
+"""The self-service phone top-up line, top to bottom as the caller hears it.
+
+    greeting → mobile number to top up → amount menu → card number → PIN → "please wait"
+    → result (with the reference number) → goodbye
+
+The payment exists from the moment the order is complete (mobile, amount, card). A caller who
+hangs up before the PIN block exists leaves it ``abandoned``; nothing reaches the acquirer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ivr import dialplan_variables as dv
+from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.crypto.pan_vault import mask_pan
+from ivr.flows.context import FlowContext
+from ivr.flows.keypad import TooManyAttempts
+from ivr.flows.pin_payment import abandon, announce, collect_pin_and_authorize
+from ivr.store.payments import new_payment_id
+from ivr.validation import check_card_number, check_mainland_mobile
+
+__all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR"]
+
+log = logging.getLogger(__name__)
+
+# Menu key -> amount in fen. The amount_menu prompt in sounds/manifest.toml reads these out.
+TOPUP_AMOUNTS_MINOR = {"1": 5000, "2": 10000, "3": 20000}
+
+
+async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
+    prompts = ctx.prompts(_language(call, ctx))
+    keypad = ctx.keypad(call, prompts)
+    await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
+    log.info("call %s: self-service top-up from %s", call.uniqueid, call.channel_name)
+
+    await call.stream(prompts["topup_welcome"])
+    try:
+        mobile = await keypad.digits("enter_mobile", max_digits=11, check=check_mainland_mobile,
+                                     invalid="invalid_mobile")
+        amount_minor = await keypad.choice("amount_menu", TOPUP_AMOUNTS_MINOR)
+        pan = await keypad.digits("enter_card", max_digits=19, check=check_card_number,
+                                  invalid="invalid_card")
+    except TooManyAttempts as exc:
+        log.info("call %s: no valid entry at %s, ending the call", call.uniqueid, exc.step)
+        await call.stream(prompts["goodbye"])
+        return
+
+    payment_id = new_payment_id()
+    masked = mask_pan(pan)
+    payment = await ctx.store.create(
+        {
+            "mode": "selfservice",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+            "description": "Mobile top-up",
+            "topup_mobile": mobile,
+            "pan_first6": masked[:6],
+            "pan_last4": masked[-4:],
+            "merchant_id": ctx.settings.merchant_id,
+            "terminal_id": ctx.settings.terminal_id,
+            "call_id": call.uniqueid,
+            "language": prompts.language,
+        },
+        payment_id=payment_id,
+        pan_token=ctx.vault.encrypt(pan, payment_id),
+        reason="self-service order keyed",
+    )
+    await call.set_variable(dv.PAYMENT_ID, payment.id)
+    log.info("call %s payment %s: created, card %s, amount %d fen", call.uniqueid, payment.id,
+             masked, amount_minor)
+
+    try:
+        outcome = await collect_pin_and_authorize(call, ctx, keypad, prompts, payment, pan)
+    except TooManyAttempts:
+        await abandon(ctx, payment, call, "no valid PIN entered")
+        await call.stream(prompts["goodbye"])
+        return
+    except AgiHangup:
+        await abandon(ctx, payment, call, "caller hung up")
+        raise
+    await announce(call, prompts, outcome)
+    await call.stream(prompts["goodbye"])
+    await call.hangup()
+
+
+def _language(call: AgiChannel, ctx: FlowContext) -> str:
+    language = call.headers.get("agi_language", "")
+    return language if language in ctx.manifest.texts else ctx.settings.language

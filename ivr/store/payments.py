@@ -1,0 +1,247 @@
+"""Payments in Redis: one hash per payment, an append-only history stream, atomic transitions.
+
+Keys (no card data in any key name; the card number only as an AES-GCM token, in its own key so
+it can expire on its own):
+    pay:{id}            hash: the payment's public fields and current status
+    pay:{id}:history    stream: one entry per transition (state, at, reason)
+    pay:{id}:pan        string: the encrypted card number, with a TTL, deleted at a final state
+    payments:recent     sorted set: payment ids by creation time
+    acquirer:stan       counter for ISO 8583 STANs
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import redis.asyncio as aioredis
+
+__all__ = [
+    "PaymentState",
+    "FINAL_STATES",
+    "TRANSITIONS",
+    "Payment",
+    "PaymentStore",
+    "StoreError",
+    "NoSuchPayment",
+    "InvalidTransition",
+]
+
+
+class PaymentState(str, Enum):
+    CREATED = "created"
+    RISK_PASSED = "risk_passed"
+    RISK_DECLINED = "risk_declined"
+    CALLING = "calling"
+    ANSWERED = "answered"
+    CONFIRMED = "confirmed"
+    PIN_ENTRY = "pin_entry"
+    AUTHORIZING = "authorizing"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+S = PaymentState
+FINAL_STATES = frozenset({S.APPROVED, S.DECLINED, S.FAILED, S.ABANDONED, S.REFUSED, S.EXPIRED,
+                          S.CANCELLED, S.RISK_DECLINED})
+
+# to-state -> the states it may be entered from. Anything else is refused by the Lua script.
+TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
+    S.RISK_PASSED: frozenset({S.CREATED}),
+    S.RISK_DECLINED: frozenset({S.CREATED}),
+    S.CALLING: frozenset({S.RISK_PASSED, S.CALLING}),
+    S.ANSWERED: frozenset({S.CALLING}),
+    S.CONFIRMED: frozenset({S.ANSWERED}),
+    S.PIN_ENTRY: frozenset({S.CREATED, S.CONFIRMED, S.AUTHORIZING}),
+    S.AUTHORIZING: frozenset({S.PIN_ENTRY}),
+    S.APPROVED: frozenset({S.AUTHORIZING}),
+    S.DECLINED: frozenset({S.AUTHORIZING}),
+    S.FAILED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY,
+                         S.AUTHORIZING}),
+    S.ABANDONED: frozenset({S.CREATED, S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY}),
+    S.REFUSED: frozenset({S.ANSWERED}),
+    S.EXPIRED: frozenset({S.RISK_PASSED, S.CALLING}),
+    S.CANCELLED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED}),
+}
+
+# Checks the current state and applies the change in one step, so two writers (the call flow and
+# an API cancel, say) can never both win. Re-entering the current state is a no-op, which makes
+# retried transitions idempotent.
+_TRANSITION_LUA = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {'missing', ''} end
+local target = ARGV[1]
+if current == target then return {'same', current} end
+local allowed = false
+for i = 5, #ARGV do
+  if ARGV[i] == current then allowed = true end
+end
+if not allowed then return {'refused', current} end
+local changes = cjson.decode(ARGV[3])
+for k, v in pairs(changes) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'state', target, 'at', ARGV[2], 'reason', ARGV[4])
+return {'ok', current}
+"""
+
+
+class StoreError(Exception):
+    status = 500
+    error_id = "store-error"
+
+
+class NoSuchPayment(StoreError):
+    status = 404
+    error_id = "no-such-payment"
+
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(f"no payment {payment_id}")
+        self.payment_id = payment_id
+
+
+class InvalidTransition(StoreError):
+    status = 409
+    error_id = "invalid-transition"
+
+    def __init__(self, payment_id: str, current: str, target: str) -> None:
+        super().__init__(f"payment {payment_id} is {current}; it cannot become {target}")
+        self.payment_id = payment_id
+        self.current = current
+        self.target = target
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_payment_id() -> str:
+    return "pay_" + secrets.token_hex(10)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment as the API shows it: no encrypted card number, amounts in minor units."""
+
+    id: str
+    status: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "status": self.status}
+        for key, value in sorted(self.fields.items()):
+            if key in ("id", "status"):
+                continue
+            body[key] = value
+        if "amount_minor" in body:
+            minor = int(body.pop("amount_minor"))
+            body["amount"] = f"{minor // 100}.{minor % 100:02d}"
+        if history is not None:
+            body["history"] = history
+        return body
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {s.value for s in FINAL_STATES}
+
+
+class PaymentStore:
+    def __init__(self, redis: aioredis.Redis, *, pan_ttl_seconds: int = 86400) -> None:
+        self._redis = redis
+        self._pan_ttl = pan_ttl_seconds
+        self._transition = redis.register_script(_TRANSITION_LUA)
+
+    @staticmethod
+    def _key(payment_id: str) -> str:
+        return f"pay:{payment_id}"
+
+    async def create(self, fields: dict[str, str | int], *, pan_token: str | None = None,
+                     payment_id: str | None = None, reason: str = "") -> Payment:
+        payment_id = payment_id or new_payment_id()
+        now = _now()
+        record = {k: str(v) for k, v in fields.items()}
+        record.update(id=payment_id, status=S.CREATED.value, created_at=now, updated_at=now)
+        key = self._key(payment_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=record)
+            pipe.xadd(f"{key}:history", {"state": S.CREATED.value, "at": now, "reason": reason})
+            pipe.zadd("payments:recent", {payment_id: time.time()})
+            if pan_token is not None:
+                pipe.set(f"{key}:pan", pan_token, ex=self._pan_ttl)
+            await pipe.execute()
+        return Payment(id=payment_id, status=S.CREATED.value, fields=record)
+
+    async def transition(self, payment_id: str, target: PaymentState, *, reason: str = "",
+                         **changes: str | int) -> Payment:
+        """Move a payment to ``target`` if its current state allows it; returns the new payment."""
+        allowed = [s.value for s in TRANSITIONS.get(target, frozenset())]
+        key = self._key(payment_id)
+        outcome, current = await self._transition(
+            keys=[key, f"{key}:history"],
+            args=[target.value, _now(), json.dumps({k: str(v) for k, v in changes.items()}), reason,
+                  *allowed],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        current = current.decode() if isinstance(current, bytes) else current
+        if outcome == "missing":
+            raise NoSuchPayment(payment_id)
+        if outcome == "refused":
+            raise InvalidTransition(payment_id, current, target.value)
+        if target in FINAL_STATES:
+            await self._redis.delete(f"{key}:pan")
+        return await self.get(payment_id)
+
+    async def update(self, payment_id: str, **changes: str | int) -> None:
+        """Set informational fields that are not a state change (e.g. the call's unique id)."""
+        key = self._key(payment_id)
+        if not await self._redis.exists(key):
+            raise NoSuchPayment(payment_id)
+        await self._redis.hset(key, mapping={k: str(v) for k, v in changes.items()})
+
+    async def get(self, payment_id: str) -> Payment:
+        raw = await self._redis.hgetall(self._key(payment_id))
+        if not raw:
+            raise NoSuchPayment(payment_id)
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return Payment(id=payment_id, status=fields["status"], fields=fields)
+
+    async def pan_token(self, payment_id: str) -> str | None:
+        value = await self._redis.get(f"{self._key(payment_id)}:pan")
+        return _text(value) if value is not None else None
+
+    async def history(self, payment_id: str) -> list[dict[str, str]]:
+        entries = await self._redis.xrange(f"{self._key(payment_id)}:history")
+        return [{_text(k): _text(v) for k, v in data.items()} for _, data in entries]
+
+    async def recent(self, *, status: str | None = None, limit: int = 50,
+                     scan: int = 1000) -> list[Payment]:
+        """The newest payments first, optionally only those in ``status``."""
+        ids = await self._redis.zrevrange("payments:recent", 0, scan - 1)
+        found: list[Payment] = []
+        for raw_id in ids:
+            try:
+                payment = await self.get(_text(raw_id))
+            except NoSuchPayment:
+                continue
+            if status is None or payment.status == status:
+                found.append(payment)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def next_stan(self) -> str:
+        value = await self._redis.incr("acquirer:stan")
+        return f"{(value - 1) % 999999 + 1:06d}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

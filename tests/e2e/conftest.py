@@ -1,0 +1,104 @@
+"""The real stack for end-to-end tests: Redis, acquirer, Asterisk and the ivr service, plus SIPp.
+
+Nothing here skips: a missing Asterisk, Redis, SIPp or tshark fails the run, because a suite
+that quietly tests less than it says is worse than a red one.
+
+Set VOICEPAY_E2E_USE_RUNNING=1 to run against a stack already started with `make run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.config import load_settings
+from ivr.stack import Stack
+from tests.sipp.scenario import Call, write_scenario
+
+REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
+
+
+@dataclass
+class E2E:
+    settings: object
+    work_dir: Path
+    api: str
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.api + path, timeout=10) as response:
+            return json.load(response)
+
+    def payment_for_mobile(self, mobile: str) -> dict:
+        """The newest payment whose top-up number is ``mobile`` (each test uses its own)."""
+        for payment in self.get("/v1/payments?limit=200")["payments"]:
+            if payment.get("topup_mobile") == mobile:
+                return self.get(f"/v1/payments/{payment['id']}")
+        raise AssertionError(f"no payment for mobile {mobile}")
+
+    def payments_for_mobile(self, mobile: str) -> list[dict]:
+        return [p for p in self.get("/v1/payments?limit=200")["payments"]
+                if p.get("topup_mobile") == mobile]
+
+    def journal(self) -> list[dict]:
+        path = self.settings.acquirer_dir / "journal.jsonl"  # type: ignore[attr-defined]
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def call(self, call: Call, *, timeout: float = 150) -> subprocess.CompletedProcess:
+        """Place one SIP call with SIPp; returns SIPp's result (exit 0: scenario completed)."""
+        scenario = write_scenario(call, self.work_dir)
+        log = self.work_dir / f"{call.name}.sipp.log"
+        argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
+                "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", "16000",
+                "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
+                "-trace_err", "-error_file", str(log)]
+        result = subprocess.run(argv, cwd=self.work_dir, capture_output=True, text=True,
+                                timeout=timeout + 30)
+        return result
+
+
+def _require_real_parts() -> None:
+    missing = [tool for tool in REAL_PARTS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"end-to-end tests need {', '.join(missing)}: run `make test`, which installs them",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[E2E]:
+    _require_real_parts()
+    settings = load_settings()
+    work_dir = settings.var_dir / "e2e"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    capture_dir = settings.var_dir / "capture"
+    capture_dir.mkdir(parents=True, exist_ok=True)
+    # Everything the ivr service and Asterisk say to each other over AMI, for the leak check.
+    ami_capture = capture_dir / "ami.pcapng"
+    tshark = subprocess.Popen(
+        ["tshark", "-q", "-i", "lo", "-f", f"tcp port {settings.ami_port}", "-w", str(ami_capture)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    real_stack = None
+    try:
+        if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":
+            real_stack = Stack(settings)
+            real_stack.start()
+        yield E2E(settings=settings, work_dir=work_dir,
+                  api=f"http://{settings.http_host}:{settings.http_port}")
+    finally:
+        if real_stack is not None:
+            real_stack.stop()
+        time.sleep(0.5)
+        os.killpg(tshark.pid, signal.SIGINT)
+        tshark.wait(timeout=10)

@@ -1,0 +1,191 @@
+"""The acquirer simulator over real TCP, through the IVR's client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from ivr.acquirer.server import AcquirerServer, build_simulator, journal_path
+from ivr.acquirer.simulator import AcquirerSimulator
+from ivr.acquirer.testcards import TestCard, find_test_card
+from ivr.config import REPO_ROOT, Settings, load_settings
+from ivr.crypto.keys import load_ivr_keys
+from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.iso8583.framing import read_frame, write_frame
+from ivr.iso8583.messages import EchoRequest, EchoResponse, PurchaseRequest, PurchaseResponse, ResponseCode
+
+ISSUER_DELAY = 0.8
+CLIENT_TIMEOUT = 0.25
+
+
+@dataclass
+class Acquirer:
+    settings: Settings
+    simulator: AcquirerSimulator
+    server: AcquirerServer
+    client: AcquirerClient
+    pek: bytes
+    stan: int = 0
+
+    def purchase(self, card: TestCard, amount: int = 1000, pin: str | None = None) -> PurchaseRequest:
+        self.stan += 1
+        return PurchaseRequest.create(
+            pan=card.pan,
+            amount=amount,
+            # As the IVR does it: from the keypad buffer, which is wiped afterwards.
+            pin_block=pinblock_from_digits(self.pek, bytearray((pin or card.pin).encode()), card.pan),
+            stan=f"{self.stan:06d}",
+            terminal_id=self.settings.terminal_id,
+            merchant_id=self.settings.merchant_id,
+        )
+
+    def journal(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in journal_path(self.settings).read_text().splitlines()]
+
+
+@pytest.fixture
+async def acquirer(tmp_path: Path) -> AsyncIterator[Acquirer]:
+    settings = load_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY, acquirer_port=0)
+    simulator = build_simulator(settings)
+    server = AcquirerServer(simulator, "127.0.0.1", 0)
+    await server.start()
+    client = AcquirerClient("127.0.0.1", server.port, CLIENT_TIMEOUT)
+    try:
+        yield Acquirer(settings, simulator, server, client, load_ivr_keys(settings.ivr_keys_file).pek)
+    finally:
+        await server.close()
+
+
+async def test_approve(acquirer: Acquirer) -> None:
+    card = find_test_card("approve")
+    request = acquirer.purchase(card, amount=8800)
+    response = await acquirer.client.authorize(request)
+    assert response.response_code is ResponseCode.APPROVED
+    assert response.stan == request.stan and response.auth_code and len(response.rrn) == 12
+    assert acquirer.simulator.balance(card.pan) == card.balance - 8800
+    assert acquirer.journal()[-1]["response_code"] == "00"
+
+
+async def test_declines_come_back_as_answers(acquirer: Acquirer) -> None:
+    card = find_test_card("wrong_pin")
+    response = await acquirer.client.authorize(acquirer.purchase(card, pin="000000"))
+    assert response.response_code is ResponseCode.INCORRECT_PIN and response.auth_code is None
+
+
+async def test_timeout_reverses_and_the_late_original_is_not_charged(acquirer: Acquirer) -> None:
+    card = find_test_card("issuer_timeout")
+    request = acquirer.purchase(card, amount=6600)
+    with pytest.raises(IssuerTimeout) as excinfo:
+        await acquirer.client.authorize(request)
+    assert excinfo.value.reversed is True
+    assert card.pan not in str(excinfo.value) and request.stan in str(excinfo.value)
+
+    reversal = [line for line in acquirer.journal() if line["mti"] == "0400"]
+    assert len(reversal) == 1
+    assert reversal[0]["response_code"] == "00" and reversal[0]["reversed"] is True
+    assert reversal[0]["stan"] == request.stan and reversal[0]["pan"] == "622188******0078"
+
+    # Let the slow issuer finish: the original must end up journaled as reversed, uncharged.
+    await asyncio.sleep(ISSUER_DELAY + 0.2)
+    original = [line for line in acquirer.journal() if line["mti"] == "0200"]
+    assert len(original) == 1 and original[0]["reversed"] is True
+    assert original[0]["response_code"] == ResponseCode.ISSUER_UNAVAILABLE.value
+    assert acquirer.simulator.balance(card.pan) == card.balance
+
+
+async def test_a_slow_request_does_not_hold_up_others(acquirer: Acquirer) -> None:
+    slow_client = AcquirerClient("127.0.0.1", acquirer.server.port, ISSUER_DELAY * 3)
+    slow = asyncio.create_task(slow_client.authorize(acquirer.purchase(find_test_card("issuer_timeout"))))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    fast = await acquirer.client.authorize(acquirer.purchase(find_test_card("approve")))
+    assert fast.approved and loop.time() - started < ISSUER_DELAY / 2
+    assert not slow.done()
+    assert (await slow).approved
+
+
+async def test_several_requests_on_one_connection_answered_as_ready(acquirer: Acquirer) -> None:
+    slow = acquirer.purchase(find_test_card("issuer_timeout"))
+    fast = acquirer.purchase(find_test_card("approve"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", acquirer.server.port)
+    try:
+        write_frame(writer, slow.encode())
+        write_frame(writer, fast.encode())
+        write_frame(writer, EchoRequest("000777", "0101000000").encode())
+        await writer.drain()
+        answers = [await asyncio.wait_for(read_frame(reader), ISSUER_DELAY * 3) for _ in range(3)]
+    finally:
+        writer.close()
+    # The slow purchase was sent first and is answered last.
+    assert PurchaseResponse.decode(answers[-1]).stan == slow.stan
+    first_two = {answers[0][:4], answers[1][:4]}
+    assert first_two == {b"0210", b"0810"}
+    echo = next(a for a in answers if a[:4] == b"0810")
+    assert EchoResponse.decode(echo).stan == "000777"
+
+
+async def test_echo(acquirer: Acquirer) -> None:
+    assert await acquirer.client.echo() is True
+    assert acquirer.journal()[-1]["mti"] == "0800"
+
+
+async def test_unreachable_acquirer() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = AcquirerClient("127.0.0.1", port, CLIENT_TIMEOUT)
+    card = find_test_card("approve")
+    request = PurchaseRequest.create(
+        pan=card.pan, amount=100, pin_block=bytes(16), stan="000001", terminal_id="VPIVR001",
+        merchant_id="898100048160001",
+    )
+    with pytest.raises(AcquirerUnavailable, match="cannot reach"):
+        await client.authorize(request)
+    assert await client.echo() is False
+
+
+async def test_server_process_starts_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "VOICEPAY_VAR_DIR": str(tmp_path),
+        "VOICEPAY_ACQUIRER_HOST": "127.0.0.1",
+        "VOICEPAY_ACQUIRER_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ivr.acquirer"], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        client = AcquirerClient("127.0.0.1", port, 1.0)
+        for _ in range(100):
+            if await client.echo():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("acquirer simulator did not come up")
+        assert (tmp_path / "keys" / "acquirer.json").exists()
+        assert (tmp_path / "acquirer" / "cardbook.json").exists()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    log = output.decode()
+    assert "mti=0800" in log and "stopping" in log

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Generate RFC 4733 (telephone-event) DTMF captures for SIPp's play_pcap_audio.
+
+Why not the shipped /usr/share/sip-tester/dtmf_2833_*.pcap: each holds one digit
+with fixed RTP sequence numbers and timestamp. SIPp 3.6 replays the UDP payload
+verbatim (it rewrites only the UDP ports and checksum; the kernel fills in the IP
+header), so playing the same capture twice sends the same RTP timestamp and
+older sequence numbers again, and Asterisk discards the repeated event: a PIN
+such as 119922 loses digits.
+
+How SIPp 3.6 uses the capture (src/prepare_pcap.c, src/send_packets.c):
+
+* link type must be Ethernet (DLT_EN10MB) or Linux cooked (DLT_LINUX_SLL); non-IP
+  and non-UDP packets are skipped; truncated packets (caplen != len) are fatal;
+* the UDP length field decides how many bytes are sent;
+* destination port minus the lowest destination port in the file is kept as an
+  offset on top of the call's media ports: all packets here use one port;
+* packets are paced by the differences between their pcap timestamps; the
+  first packet leaves at once, whatever its timestamp.
+
+Everything here is written with the standard library only, so the file can be
+run as a script in any interpreter:
+
+    python tests/sipp/dtmf_pcap.py OUTDIR DIGITS [--step N]
+
+prints the path of the capture for step N of a call (see pcap_for_step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "CLOCK_RATE",
+    "DEFAULT_SSRC",
+    "EVENT_CODES",
+    "STEP_SEQ_SPACING",
+    "STEP_TIMESTAMP_SPACING",
+    "build_dtmf_pcap",
+    "pcap_for_step",
+    "pcap_name",
+    "play_duration_ms",
+    "write_dtmf_pcap",
+]
+
+CLOCK_RATE = 8000  # telephone-event clock for 8 kHz audio codecs
+SAMPLES_PER_MS = CLOCK_RATE // 1000
+PACKET_MS = 20  # interval of continuation and end packets
+END_PACKETS = 3  # RFC 4733 2.5.1.4: the final packet is sent three times
+VOLUME = 10  # -10 dBm0, as the shipped captures
+DEFAULT_SSRC = 0x56504159  # "VPAY"
+DEFAULT_PAYLOAD_TYPE = 101
+
+# pcap_for_step: each step of a call gets its own slice of the sequence number
+# and timestamp spaces, so several plays in one call never go back in either.
+STEP_SEQ_SPACING = 1000
+STEP_TIMESTAMP_SPACING = 400_000  # 50 s of 8 kHz clock
+
+# RFC 4733 section 3.2 event codes
+EVENT_CODES = {str(d): d for d in range(10)}
+EVENT_CODES.update({"*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15})
+
+# Addresses and ports of the capture. SIPp ignores the addresses and the source
+# port (it sends from the call's media address/port to the remote SDP's); the
+# destination port only matters relative to the other packets of the file.
+_SRC_MAC = bytes.fromhex("020000000001")
+_DST_MAC = bytes.fromhex("020000000002")
+_SRC_IP = bytes([192, 0, 2, 1])  # TEST-NET-1
+_DST_IP = bytes([192, 0, 2, 2])
+_SRC_PORT = 6000
+_DST_PORT = 10000
+# Fixed capture start, so the same arguments always give the same bytes.
+_EPOCH_US = 1_700_000_000 * 1_000_000
+
+_PCAP_MAGIC_US = 0xA1B2C3D4
+_LINKTYPE_ETHERNET = 1
+
+
+def _event_code(digit: str) -> int:
+    try:
+        return EVENT_CODES[digit.upper()]
+    except KeyError:
+        raise ValueError(
+            f"unsupported DTMF digit {digit!r}: use 0-9, *, #, A-D"
+        ) from None
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _frame(payload: bytes, ip_id: int) -> bytes:
+    """Ethernet II / IPv4 / UDP frame around an RTP payload."""
+    udp_len = 8 + len(payload)
+    pseudo = _SRC_IP + _DST_IP + struct.pack("!BBH", 0, 17, udp_len)
+    udp_wo_sum = struct.pack("!HHHH", _SRC_PORT, _DST_PORT, udp_len, 0) + payload
+    udp_sum = _checksum(pseudo + udp_wo_sum) or 0xFFFF
+    udp = struct.pack("!HHHH", _SRC_PORT, _DST_PORT, udp_len, udp_sum) + payload
+    ip_wo_sum = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, ip_id & 0xFFFF, 0, 64, 17, 0,
+        _SRC_IP, _DST_IP,
+    )
+    ip_sum = _checksum(ip_wo_sum)
+    ip = ip_wo_sum[:10] + struct.pack("!H", ip_sum) + ip_wo_sum[12:]
+    return _DST_MAC + _SRC_MAC + b"\x08\x00" + ip + udp
+
+
+def _rtp_event(*, marker: bool, payload_type: int, seq: int, timestamp: int,
+               ssrc: int, event: int, end: bool, duration: int) -> bytes:
+    header = struct.pack(
+        "!BBHII",
+        0x80,  # V=2, P=0, X=0, CC=0
+        (0x80 if marker else 0) | payload_type,
+        seq & 0xFFFF,
+        timestamp & 0xFFFFFFFF,
+        ssrc & 0xFFFFFFFF,
+    )
+    body = struct.pack("!BBH", event, (0x80 if end else 0) | VOLUME, duration)
+    return header + body
+
+
+def _check_args(digits: str, payload_type: int, ssrc: int, tone_ms: int,
+                gap_ms: int, lead_in_ms: int) -> None:
+    if not digits:
+        raise ValueError("no digits")
+    for d in digits:
+        _event_code(d)
+    if not 96 <= payload_type <= 127:
+        raise ValueError("payload_type must be dynamic (96-127)")
+    if not 0 <= ssrc <= 0xFFFFFFFF:
+        raise ValueError("ssrc must fit in 32 bits")
+    if tone_ms < PACKET_MS or tone_ms * SAMPLES_PER_MS > 0xFFFF:
+        raise ValueError(f"tone_ms must be in [{PACKET_MS}, 8191]")
+    # the two end retransmissions go out in the gap, before the next event
+    if gap_ms < (END_PACKETS - 1) * PACKET_MS + 1:
+        raise ValueError(f"gap_ms must be at least {(END_PACKETS - 1) * PACKET_MS + 1}")
+    if lead_in_ms < 0:
+        raise ValueError("lead_in_ms must be >= 0")
+
+
+def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
+             timestamp_start: int, tone_ms: int, gap_ms: int, lead_in_ms: int):
+    """Yield (time_ms, rtp_bytes) for every packet of the play."""
+    seq = seq_start
+    tone_samples = tone_ms * SAMPLES_PER_MS
+    for index, digit in enumerate(digits):
+        event = _event_code(digit)
+        start_ms = lead_in_ms + index * (tone_ms + gap_ms)
+        timestamp = timestamp_start + start_ms * SAMPLES_PER_MS
+        # first packet (marker) and continuations, every 20 ms while the tone lasts
+        offset_ms = 0
+        while offset_ms < tone_ms:
+            yield start_ms + offset_ms, _rtp_event(
+                marker=offset_ms == 0, payload_type=payload_type, seq=seq,
+                timestamp=timestamp, ssrc=ssrc, event=event, end=False,
+                duration=offset_ms * SAMPLES_PER_MS,
+            )
+            seq += 1
+            offset_ms += PACKET_MS
+        # end of event, three times, same timestamp and final duration
+        for n in range(END_PACKETS):
+            yield start_ms + tone_ms + n * PACKET_MS, _rtp_event(
+                marker=False, payload_type=payload_type, seq=seq,
+                timestamp=timestamp, ssrc=ssrc, event=event, end=True,
+                duration=tone_samples,
+            )
+            seq += 1
+
+
+def packets_per_digit(tone_ms: int = 160) -> int:
+    """RTP packets sent for one digit."""
+    return -(-tone_ms // PACKET_MS) + END_PACKETS
+
+
+def play_duration_ms(digits: str, *, tone_ms: int = 160, gap_ms: int = 120,
+                     lead_in_ms: int = 0) -> int:
+    """Time from the first to the last packet of a capture, plus the final gap.
+
+    SIPp 3.6 starts one sending thread per play_pcap_audio and a later play in
+    the same call replaces a running one, so a scenario should <pause> at least
+    this long after a play before the next play (or before hanging up).
+    """
+    return lead_in_ms + len(digits) * (tone_ms + gap_ms)
+
+
+def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
+                    ssrc: int = DEFAULT_SSRC, seq_start: int = 0,
+                    timestamp_start: int = 0, tone_ms: int = 160,
+                    gap_ms: int = 120, lead_in_ms: int = 0) -> bytes:
+    """The bytes of a pcap playing ``digits`` as RFC 4733 events.
+
+    For each digit: a first packet with the marker bit and duration 0, one
+    continuation every 20 ms with a growing duration while the tone lasts, then
+    three end packets (E bit, duration = tone) 20 ms apart. All packets of an
+    event carry the timestamp of its start; events start every
+    ``tone_ms + gap_ms`` after ``lead_in_ms``, so their timestamps strictly
+    increase; every packet takes the next sequence number. Sequence numbers and
+    timestamps wrap modulo 2**16 and 2**32 as RTP does.
+
+    The pcap timestamps follow the same real-time schedule, which is what SIPp
+    paces the play by. SIPp sends the first packet of a play immediately, so
+    ``lead_in_ms`` moves the RTP timestamps but does not delay the first digit:
+    put a <pause> before the play for that.
+    """
+    _check_args(digits, payload_type, ssrc, tone_ms, gap_ms, lead_in_ms)
+    out = [struct.pack("<IHHiIII", _PCAP_MAGIC_US, 2, 4, 0, 0, 65535,
+                       _LINKTYPE_ETHERNET)]
+    for ip_id, (time_ms, rtp) in enumerate(_packets(
+            digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
+            timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
+            lead_in_ms=lead_in_ms)):
+        frame = _frame(rtp, ip_id)
+        ts_us = _EPOCH_US + time_ms * 1000
+        out.append(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000,
+                               len(frame), len(frame)))
+        out.append(frame)
+    return b"".join(out)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # atomic, so parallel test workers never see half a file
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_dtmf_pcap(path, digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
+                    ssrc: int = DEFAULT_SSRC, seq_start: int, timestamp_start: int,
+                    tone_ms: int = 160, gap_ms: int = 120,
+                    lead_in_ms: int = 0) -> Path:
+    """Write the capture of build_dtmf_pcap to ``path``; returns the path."""
+    path = Path(path)
+    _write_if_changed(path, build_dtmf_pcap(
+        digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
+        timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
+        lead_in_ms=lead_in_ms))
+    return path
+
+
+def pcap_name(digits: str, step_index: int) -> str:
+    safe = "".join({"#": "hash", "*": "star"}.get(d, d.upper()) for d in digits)
+    return f"dtmf_{step_index}_{safe}.pcap"
+
+
+def pcap_for_step(directory, digits: str, step_index: int, *,
+                  payload_type: int = DEFAULT_PAYLOAD_TYPE,
+                  ssrc: int = DEFAULT_SSRC, tone_ms: int = 160,
+                  gap_ms: int = 120, lead_in_ms: int = 0) -> Path:
+    """Capture for the ``step_index``-th play_pcap_audio of one call.
+
+    Step N uses sequence numbers from 1000*N and timestamps from 400000*N with
+    one SSRC for the whole call, so successive plays of a call keep moving
+    forward in both spaces (Asterisk ignores an event whose timestamp repeats
+    the previous one, and a packet whose sequence number is a little behind the
+    last event's). The file is named dtmf_<step>_<digits>.pcap ('#' -> hash,
+    '*' -> star) in ``directory`` and only rewritten when its content would
+    change (other settings give the same name, so they are checked by content).
+    """
+    if step_index < 0:
+        raise ValueError("step_index must be >= 0")
+    _check_args(digits, payload_type, ssrc, tone_ms, gap_ms, lead_in_ms)
+    n_packets = len(digits) * packets_per_digit(tone_ms)
+    if n_packets > STEP_SEQ_SPACING:
+        raise ValueError(f"{len(digits)} digits need {n_packets} sequence numbers, "
+                         f"more than the {STEP_SEQ_SPACING} of a step")
+    last_ts = (lead_in_ms + (len(digits) - 1) * (tone_ms + gap_ms)) * SAMPLES_PER_MS
+    if last_ts >= STEP_TIMESTAMP_SPACING:
+        raise ValueError("the digits span more RTP timestamps than one step holds")
+    return write_dtmf_pcap(
+        Path(directory) / pcap_name(digits, step_index), digits,
+        payload_type=payload_type, ssrc=ssrc,
+        seq_start=STEP_SEQ_SPACING * step_index,
+        timestamp_start=STEP_TIMESTAMP_SPACING * step_index,
+        tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write an RFC 4733 DTMF pcap for SIPp play_pcap_audio and print its path.")
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("digits", help="0-9, *, #, A-D (quote # and * in the shell)")
+    parser.add_argument("--step", type=int, default=0,
+                        help="index of this play within the call (default 0)")
+    parser.add_argument("--tone-ms", type=int, default=160)
+    parser.add_argument("--gap-ms", type=int, default=120)
+    parser.add_argument("--payload-type", type=int, default=DEFAULT_PAYLOAD_TYPE)
+    args = parser.parse_args(argv)
+    try:
+        path = pcap_for_step(args.outdir, args.digits, args.step,
+                             payload_type=args.payload_type,
+                             tone_ms=args.tone_ms, gap_ms=args.gap_ms)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""SIPp scenarios for a caller who dials an IVR number and keys digits with RFC 4733.
+
+A call is a list of steps: wait, then key some digits (played from a capture made by
+dtmf_pcap.py, each step in its own RTP sequence/timestamp space). It ends either by waiting for
+the IVR to hang up or by hanging up ourselves. Waits are computed from the real prompt WAVs
+(:class:`PromptClock`), so a scenario keys its digits while the IVR is actually listening.
+
+    python -m tests.sipp.scenario   # rewrites the shipped QA scenarios in tests/sipp/selfservice/
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
+
+__all__ = ["Key", "Call", "PromptClock", "write_scenario", "SIPP_DIR"]
+
+SIPP_DIR = Path(__file__).resolve().parent
+REPO_ROOT = SIPP_DIR.parent.parent
+
+
+@dataclass(frozen=True)
+class Key:
+    """Wait ``wait_ms`` after the previous step's digits were sent, then key ``digits``."""
+
+    digits: str
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    number: str
+    steps: list[Key]
+    # None: the IVR hangs up (we answer its BYE); a number: we hang up that long after the last step.
+    hang_up_after_ms: int | None = None
+    # Longest the IVR may take to hang up after the last step (result, reference number, goodbye).
+    bye_timeout_ms: int = 90000
+
+
+class PromptClock:
+    """How long prompts play, from the WAVs Asterisk will play."""
+
+    def __init__(self, language: str = "en", sounds_dir: Path = REPO_ROOT / "sounds") -> None:
+        self._dir = sounds_dir / language
+
+    def ms(self, *names: str) -> int:
+        total = 0
+        for name in names:
+            with wave.open(str(self._dir / f"{name}.wav")) as wav:
+                total += int(1000 * wav.getnframes() / wav.getframerate())
+        return total
+
+
+_INVITE = """\
+    <send retrans="500">
+      <![CDATA[
+        INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>
+        Call-ID: [call_id]
+        CSeq: 1 INVITE
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        User-Agent: voicepay-sipp
+        Content-Type: application/sdp
+        Content-Length: [len]
+
+        v=0
+        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+        s=-
+        c=IN IP[media_ip_type] [media_ip]
+        t=0 0
+        m=audio [media_port] RTP/AVP 0 101
+        a=rtpmap:0 PCMU/8000
+        a=rtpmap:101 telephone-event/8000
+        a=fmtp:101 0-16
+        a=ptime:20
+        a=sendrecv
+
+      ]]>
+    </send>
+
+    <recv response="100" optional="true"/>
+    <recv response="180" optional="true"/>
+    <recv response="183" optional="true"/>
+    <recv response="200" rtd="true"/>
+
+    <send>
+      <![CDATA[
+        ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: 1 ACK
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+"""
+
+_WAIT_FOR_BYE = """\
+    <recv request="BYE" timeout="{timeout}"/>
+    <send>
+      <![CDATA[
+        SIP/2.0 200 OK
+        [last_Via:]
+        [last_From:]
+        [last_To:]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Content-Length: 0
+
+      ]]>
+    </send>
+"""
+
+_SEND_BYE = """\
+    <send retrans="500">
+      <![CDATA[
+        BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: 2 BYE
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <recv response="200" crlf="true"/>
+"""
+
+
+def write_scenario(call: Call, directory: Path) -> Path:
+    """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pcap_dir = directory / "pcap"
+    body = [_INVITE.format(number=call.number)]
+    previous_play_ms = 0
+    for index, step in enumerate(call.steps):
+        pcap = pcap_for_step(pcap_dir, step.digits, index)
+        # SIPp plays a capture in the background and a new play cuts off the running one.
+        wait = max(step.wait_ms, 0) + previous_play_ms
+        body.append(f'    <pause milliseconds="{wait}"/>\n')
+        body.append(f"    <!-- key {_describe(step.digits)} -->\n")
+        body.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
+        previous_play_ms = play_duration_ms(step.digits)
+    if call.hang_up_after_ms is None:
+        if previous_play_ms:
+            body.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
+        body.append(_WAIT_FOR_BYE.format(timeout=call.bye_timeout_ms))
+    else:
+        body.append(f'    <pause milliseconds="{call.hang_up_after_ms + previous_play_ms}"/>\n')
+        body.append(_SEND_BYE.format(number=call.number))
+    xml = (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        "<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n"
+        f"<!-- Generated by tests/sipp/scenario.py: {call.name}. -->\n"
+        f'<scenario name="{call.name}">\n'
+        + "".join(body)
+        + '    <ResponseTimeRepartition value="100, 500, 1000"/>\n'
+        "</scenario>\n"
+    )
+    path = directory / f"{call.name}.xml"
+    path.write_text(xml, encoding="ascii")
+    return path
+
+
+def _describe(digits: str) -> str:
+    return " ".join(digits).replace("#", "hash").replace("*", "star")

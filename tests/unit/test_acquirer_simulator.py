@@ -1,0 +1,375 @@
+"""The acquirer simulator, driven through ``handle`` with real keys, PIN blocks and card book."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import iso8583
+import pytest
+
+from ivr.acquirer.cardbook import CardBook, issue_cards, verify_pin
+from ivr.acquirer.server import journal_path, prepare_acquirer
+from ivr.acquirer.simulator import AcquirerSimulator
+from ivr.acquirer.testcards import SEED_PATH, TestCard, find_test_card, load_test_cards
+from ivr.config import Settings, load_settings
+from ivr.crypto.keys import load_ivr_keys
+from ivr.crypto.pinblock import encipher_pinblock_iso_4
+from ivr.iso8583.messages import (
+    EchoRequest,
+    EchoResponse,
+    PurchaseRequest,
+    PurchaseResponse,
+    ResponseCode,
+    ReversalRequest,
+    ReversalResponse,
+)
+from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.validation import luhn_valid
+
+NOT_IN_BOOK = "6221889999999994"
+DELAY = 0.3
+
+
+class Harness:
+    def __init__(self, settings: Settings, today: date | None = None) -> None:
+        self.settings = settings
+        keys, book = prepare_acquirer(settings)
+        self.journal = journal_path(settings)
+        kwargs = {"today": (lambda: today)} if today else {}
+        self.sim = AcquirerSimulator(keys, book, self.journal, settings.issuer_delay, **kwargs)
+        self.pek = load_ivr_keys(settings.ivr_keys_file).pek
+        self._stan = itertools.count(1)
+
+    def purchase(
+        self, card: TestCard | str, pin: str | None = None, amount: int = 1000, **changes: object
+    ) -> PurchaseRequest:
+        pan = card if isinstance(card, str) else card.pan
+        pin = pin if pin is not None else (card.pin if isinstance(card, TestCard) else "123456")
+        request = PurchaseRequest.create(
+            pan=pan,
+            amount=amount,
+            pin_block=encipher_pinblock_iso_4(self.pek, pin, pan),
+            stan=f"{next(self._stan):06d}",
+            terminal_id=self.settings.terminal_id,
+            merchant_id=self.settings.merchant_id,
+        )
+        if changes:
+            fields = {**request.__dict__, **changes}
+            request = PurchaseRequest(**fields)
+        return request
+
+    async def pay(self, request: PurchaseRequest) -> PurchaseResponse:
+        answer = await self.sim.handle(request.encode())
+        assert answer is not None
+        return PurchaseResponse.decode(answer)
+
+    async def reverse(self, request: PurchaseRequest) -> ReversalResponse:
+        answer = await self.sim.handle(ReversalRequest.for_purchase(request).encode())
+        assert answer is not None
+        return ReversalResponse.decode(answer)
+
+    def journal_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(var_dir=tmp_path, issuer_delay=DELAY)
+
+
+@pytest.fixture
+def h(settings: Settings) -> Harness:
+    return Harness(settings)
+
+
+def card(name: str) -> TestCard:
+    return find_test_card(name)
+
+
+def test_seed_cards_are_as_documented() -> None:
+    cards = load_test_cards()
+    pans = [c.pan for c in cards]
+    pins = [c.pin for c in cards]
+    assert len(set(pans)) == len(pans) and len(set(pins)) == len(pins)
+    assert {len(p) for p in pans} == {16, 19}
+    for c in cards:
+        assert c.pan.startswith("622188") and luhn_valid(c.pan)
+        assert len(c.pin) == 6 and c.pin.isdigit()
+        assert not any(c.pin in pan for pan in pans)
+    assert {"approve", "wrong_pin", "insufficient_funds", "expired", "blocked", "do_not_honour",
+            "issuer_timeout", "issuer_down"} <= {c.name for c in cards}
+    assert card("insufficient_funds").balance == 1000
+    assert luhn_valid(NOT_IN_BOOK) and NOT_IN_BOOK not in pans
+    assert "119922" not in repr(card("approve")) and card("approve").pan not in repr(card("approve"))
+
+
+def test_issued_book_has_offsets_and_no_pins(settings: Settings, h: Harness) -> None:
+    text = (settings.acquirer_dir / "cardbook.json").read_text()
+    book = CardBook.load(settings.acquirer_dir / "cardbook.json")
+    keys, _ = prepare_acquirer(settings)
+    for seed in load_test_cards():
+        assert f'"{seed.pin}"' not in text
+        issued = book.get(seed.pan)
+        assert issued is not None and len(issued.pin_offset) == 6
+        assert verify_pin(issued, seed.pin, keys.pvk)
+        assert not verify_pin(issued, "000000", keys.pvk)
+        assert not verify_pin(issued, seed.pin[:4], keys.pvk)
+
+
+def test_simulator_refuses_a_book_issued_under_another_pvk(settings: Settings, tmp_path: Path) -> None:
+    keys, _ = prepare_acquirer(settings)
+    stale = issue_cards(SEED_PATH, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), tmp_path / "stale.json")
+    with pytest.raises(Exception, match="another PVK"):
+        AcquirerSimulator(keys, stale, tmp_path / "j.jsonl", 0)
+
+
+async def test_approve_charges_and_journals(h: Harness) -> None:
+    approve = card("approve")
+    before = h.sim.balance(approve.pan)
+    request = h.purchase(approve, amount=12345)
+    response = await h.pay(request)
+    assert response.response_code is ResponseCode.APPROVED
+    assert response.stan == request.stan and response.amount == 12345
+    assert response.auth_code is not None and len(response.auth_code) == 6
+    assert len(response.rrn) == 12
+    assert h.sim.balance(approve.pan) == before - 12345
+    [line] = h.journal_lines()
+    assert line["mti"] == "0200" and line["stan"] == request.stan and line["terminal"] == "VPIVR001"
+    assert line["pan"] == "622188******0011" and line["amount"] == 12345
+    assert line["response_code"] == "00" and line["rrn"] == response.rrn
+    assert line["duplicate"] is False and line["reversed"] is False
+    assert line["balance_after"] == before - 12345
+
+
+@pytest.mark.parametrize(
+    ("name", "pin", "amount", "code"),
+    [
+        ("approve", None, 5_000_000, ResponseCode.APPROVED),  # exactly the limit
+        ("approve_19", None, 1000, ResponseCode.APPROVED),
+        ("approve", None, 5_000_001, ResponseCode.EXCEEDS_AMOUNT_LIMIT),
+        ("approve", None, 0, ResponseCode.INVALID_AMOUNT),
+        ("wrong_pin", "123456", 1000, ResponseCode.INCORRECT_PIN),
+        ("insufficient_funds", None, 1000, ResponseCode.APPROVED),
+        ("insufficient_funds", None, 1001, ResponseCode.INSUFFICIENT_FUNDS),
+        ("expired", None, 1000, ResponseCode.EXPIRED_CARD),
+        ("blocked", None, 1000, ResponseCode.PIN_TRIES_EXCEEDED),
+        ("do_not_honour", None, 1000, ResponseCode.DO_NOT_HONOUR),
+        ("issuer_down", None, 1000, ResponseCode.ISSUER_UNAVAILABLE),
+        ("restricted", None, 1000, ResponseCode.RESTRICTED_CARD),
+    ],
+)
+async def test_response_codes(h: Harness, name: str, pin: str | None, amount: int, code: ResponseCode) -> None:
+    test_card = card(name)
+    before = h.sim.balance(test_card.pan)
+    response = await h.pay(h.purchase(test_card, pin, amount))
+    assert response.response_code is code
+    assert (response.auth_code is not None) is code.approved
+    assert h.sim.balance(test_card.pan) == (before - amount if code.approved else before)
+    assert h.journal_lines()[-1]["response_code"] == code.value
+
+
+async def test_card_not_in_book_is_14(h: Harness) -> None:
+    response = await h.pay(h.purchase(NOT_IN_BOOK))
+    assert response.response_code is ResponseCode.INVALID_CARD_NUMBER
+    assert h.journal_lines()[-1]["pan"] == "622188******9994"
+
+
+async def test_invalid_transaction_is_12(h: Harness) -> None:
+    response = await h.pay(h.purchase(card("approve"), processing_code="310000"))
+    assert response.response_code is ResponseCode.INVALID_TRANSACTION
+
+
+async def test_wrong_expiry_in_field_14_is_54(h: Harness) -> None:
+    response = await h.pay(h.purchase(card("approve"), expiry="2901"))
+    assert response.response_code is ResponseCode.EXPIRED_CARD
+    response = await h.pay(h.purchase(card("approve"), expiry="3012"))
+    assert response.response_code is ResponseCode.APPROVED
+
+
+async def test_expiry_is_checked_against_today(settings: Settings) -> None:
+    approve = card("approve")  # expires 3012
+    in_month = Harness(settings, today=date(2030, 12, 31))
+    assert (await in_month.pay(in_month.purchase(approve))).response_code is ResponseCode.APPROVED
+    after = Harness(settings, today=date(2031, 1, 1))
+    assert (await after.pay(after.purchase(approve))).response_code is ResponseCode.EXPIRED_CARD
+
+
+async def test_undecipherable_pin_block_is_96_and_not_a_pin_try(h: Harness) -> None:
+    wrong_pin = card("wrong_pin")
+    for _ in range(4):
+        response = await h.pay(h.purchase(wrong_pin, pin_block=os.urandom(16)))
+        assert response.response_code is ResponseCode.SYSTEM_MALFUNCTION
+    assert h.sim.card_status(wrong_pin.pan) == "active"
+
+
+async def test_missing_pin_block_is_30(h: Harness) -> None:
+    request = h.purchase(card("approve"))
+    doc = {k: v for k, v in iso8583.decode(request.encode(), VOICEPAY_SPEC)[0].items() if k not in ("52", "p")}
+    raw, _ = iso8583.encode(doc, VOICEPAY_SPEC)
+    answer = await h.sim.handle(bytes(raw))
+    assert answer is not None
+    response = PurchaseResponse.decode(answer)
+    assert response.response_code is ResponseCode.FORMAT_ERROR and response.stan == request.stan
+    assert h.journal_lines()[-1]["response_code"] == "30"
+
+
+async def test_garbage_gets_no_answer_but_is_journaled(h: Harness) -> None:
+    assert await h.sim.handle(b"0200garbage") is None
+    assert await h.sim.handle(b"\x00\x01\x02") is None
+    assert [line["response_code"] for line in h.journal_lines()] == [None, None]
+
+
+async def test_echo(h: Harness) -> None:
+    answer = await h.sim.handle(EchoRequest("000099", "0307090501").encode())
+    assert answer is not None
+    response = EchoResponse.decode(answer)
+    assert response.stan == "000099" and response.response_code is ResponseCode.APPROVED
+    assert h.journal_lines()[-1]["mti"] == "0800"
+
+
+async def test_duplicate_is_answered_from_cache_and_charged_once(h: Harness) -> None:
+    approve = card("approve")
+    before = h.sim.balance(approve.pan)
+    raw = h.purchase(approve, amount=500).encode()
+    first = await h.sim.handle(raw)
+    second = await h.sim.handle(raw)
+    assert first == second and first is not None
+    assert PurchaseResponse.decode(first).response_code is ResponseCode.APPROVED
+    assert h.sim.balance(approve.pan) == before - 500
+    assert [line["duplicate"] for line in h.journal_lines()] == [False, True]
+
+
+async def test_same_key_other_content_is_94(h: Harness) -> None:
+    approve = card("approve")
+    request = h.purchase(approve, amount=500)
+    await h.pay(request)
+    clash = PurchaseRequest(**{**request.__dict__, "amount": 700})
+    response = await h.pay(clash)
+    assert response.response_code is ResponseCode.DUPLICATE
+    assert h.sim.balance(approve.pan) == approve.balance - 500
+
+
+async def test_reversal_restores_the_balance_once(h: Harness) -> None:
+    approve = card("approve")
+    request = h.purchase(approve, amount=2500)
+    assert (await h.pay(request)).approved
+    assert h.sim.balance(approve.pan) == approve.balance - 2500
+    reversal = ReversalRequest.for_purchase(request)
+    for _ in range(2):  # a retried reversal is a duplicate, not a second refund
+        answer = await h.sim.handle(reversal.encode())
+        assert answer is not None
+        assert ReversalResponse.decode(answer).response_code is ResponseCode.APPROVED
+    assert h.sim.balance(approve.pan) == approve.balance
+    lines = h.journal_lines()
+    assert [(line["mti"], line["reversed"], line["duplicate"]) for line in lines] == [
+        ("0200", False, False),
+        ("0400", True, False),
+        ("0400", True, True),
+    ]
+    assert lines[1]["balance_after"] == approve.balance and lines[1]["rrn"] == lines[0]["rrn"]
+
+
+async def test_reversal_of_a_declined_purchase_changes_nothing(h: Harness) -> None:
+    poor = card("insufficient_funds")
+    request = h.purchase(poor, amount=5000)
+    assert (await h.pay(request)).response_code is ResponseCode.INSUFFICIENT_FUNDS
+    assert (await h.reverse(request)).response_code is ResponseCode.APPROVED
+    assert h.sim.balance(poor.pan) == 1000
+
+
+async def test_unknown_original_is_25_and_logged(h: Harness) -> None:
+    request = h.purchase(card("approve"))
+    response = await h.reverse(request)
+    assert response.response_code is ResponseCode.ORIGINAL_NOT_FOUND
+    line = h.journal_lines()[-1]
+    assert line["mti"] == "0400" and line["response_code"] == "25" and line["reversed"] is False
+
+
+async def test_original_arriving_after_its_reversal_is_not_charged(h: Harness) -> None:
+    approve = card("approve")
+    request = h.purchase(approve)
+    assert (await h.reverse(request)).response_code is ResponseCode.ORIGINAL_NOT_FOUND
+    response = await h.pay(request)
+    assert not response.approved
+    assert h.sim.balance(approve.pan) == approve.balance
+
+
+async def test_three_wrong_pins_block_the_card(h: Harness) -> None:
+    wrong_pin = card("wrong_pin")
+    codes = [(await h.pay(h.purchase(wrong_pin, "000000"))).response_code for _ in range(3)]
+    assert codes == [ResponseCode.INCORRECT_PIN] * 3
+    assert h.sim.card_status(wrong_pin.pan) == "pin_tries_exceeded"
+    # Blocked now, even with the right PIN.
+    assert (await h.pay(h.purchase(wrong_pin))).response_code is ResponseCode.PIN_TRIES_EXCEEDED
+    assert h.sim.balance(wrong_pin.pan) == wrong_pin.balance
+
+
+async def test_correct_pin_resets_the_try_counter(h: Harness) -> None:
+    wrong_pin = card("wrong_pin")
+    for _ in range(2):
+        assert (await h.pay(h.purchase(wrong_pin, "000000"))).response_code is ResponseCode.INCORRECT_PIN
+    assert (await h.pay(h.purchase(wrong_pin))).approved
+    for _ in range(2):
+        assert (await h.pay(h.purchase(wrong_pin, "000000"))).response_code is ResponseCode.INCORRECT_PIN
+    assert h.sim.card_status(wrong_pin.pan) == "active"
+
+
+async def test_slow_issuer_answers_after_the_delay(h: Harness) -> None:
+    slow = card("issuer_timeout")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await h.pay(h.purchase(slow))
+    assert loop.time() - started >= DELAY * 0.9
+    assert response.approved
+    assert h.sim.balance(slow.pan) == slow.balance - 1000
+
+
+async def test_late_original_after_reversal_does_not_charge(h: Harness) -> None:
+    slow = card("issuer_timeout")
+    request = h.purchase(slow, amount=4000)
+    pending = asyncio.create_task(h.sim.handle(request.encode()))
+    await asyncio.sleep(DELAY / 3)
+    assert not pending.done()
+    assert (await h.reverse(request)).response_code is ResponseCode.APPROVED
+    answer = await pending
+    assert answer is not None
+    late = PurchaseResponse.decode(answer)
+    assert not late.approved and late.response_code is ResponseCode.ISSUER_UNAVAILABLE
+    assert h.sim.balance(slow.pan) == slow.balance
+    reversal_line, original_line = h.journal_lines()
+    assert reversal_line["mti"] == "0400" and reversal_line["reversed"] is True
+    assert original_line["mti"] == "0200" and original_line["reversed"] is True
+    assert original_line["balance_after"] == slow.balance
+
+
+async def test_duplicate_of_a_pending_purchase_waits_for_the_same_answer(h: Harness) -> None:
+    slow = card("issuer_timeout")
+    raw = h.purchase(slow, amount=300).encode()
+    first, second = await asyncio.gather(h.sim.handle(raw), h.sim.handle(raw))
+    assert first == second and first is not None
+    assert PurchaseResponse.decode(first).approved
+    assert h.sim.balance(slow.pan) == slow.balance - 300
+
+
+async def test_journal_never_holds_pan_pin_or_pin_block(h: Harness) -> None:
+    requests = [h.purchase(c) for c in load_test_cards()] + [h.purchase(card("wrong_pin"), "000000")]
+    for request in requests:
+        if request.pan != card("issuer_timeout").pan:
+            await h.pay(request)
+            await h.reverse(request)
+    text = h.journal.read_text()
+    # RRNs and timestamps are random or clock digits that could spell a PIN by chance.
+    fields = json.dumps([{k: v for k, v in line.items() if k not in ("rrn", "time")} for line in h.journal_lines()])
+    for test_card in load_test_cards():
+        assert test_card.pan not in text and test_card.pin not in fields
+    for request in requests:
+        assert request.pin_block.hex() not in text.lower()
+    assert {key for line in h.journal_lines() for key in line} == {
+        "time", "mti", "stan", "terminal", "pan", "amount", "response_code", "rrn",
+        "duplicate", "reversed", "balance_after",
+    }

@@ -1,0 +1,256 @@
+"""tests/sipp/dtmf_pcap.py: RFC 4733 DTMF captures for SIPp play_pcap_audio."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_MODULE_PATH = Path(__file__).resolve().parents[1] / "sipp" / "dtmf_pcap.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("voicepay_sipp_dtmf_pcap", _MODULE_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dtmf_pcap = _load()
+
+PIN = "119922#"
+EVENT_IDS = {"#": 11, "*": 10, **{str(d): d for d in range(10)}}
+RTP_PORT = 10000  # destination port the generator writes
+
+
+def _tshark() -> str:
+    path = shutil.which("tshark")
+    if path is None:
+        pytest.fail("tshark is required to check the DTMF captures but is not on PATH "
+                    "(apt-get install tshark)")
+    return path
+
+
+def _parse_pcap(data: bytes):
+    """Pure-Python reading: Ethernet/IPv4/UDP/RTP telephone-event."""
+    magic, vmaj, vmin, _, _, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
+    assert (magic, vmaj, vmin, linktype) == (0xA1B2C3D4, 2, 4, 1)
+    off = 24
+    packets = []
+    while off < len(data):
+        sec, usec, caplen, length = struct.unpack_from("<IIII", data, off)
+        off += 16
+        frame = data[off:off + caplen]
+        off += caplen
+        assert caplen == length == len(frame), "SIPp refuses truncated packets"
+        assert frame[12:14] == b"\x08\x00", "IPv4 over Ethernet II"
+        ip = frame[14:]
+        ihl = (ip[0] & 0x0F) * 4
+        assert ip[0] >> 4 == 4 and ip[9] == 17, "IPv4/UDP"
+        sport, dport, ulen, _ = struct.unpack_from("!HHHH", ip, ihl)
+        udp_payload = ip[ihl + 8:ihl + ulen]
+        assert ulen == 8 + len(udp_payload) == len(ip) - ihl, "SIPp sends UDP length bytes"
+        b0, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", udp_payload)
+        event, flags, duration = struct.unpack_from("!BBH", udp_payload, 12)
+        assert b0 == 0x80 and len(udp_payload) == 16
+        packets.append(dict(
+            time_us=sec * 1_000_000 + usec, dport=dport, marker=bool(b1 & 0x80),
+            pt=b1 & 0x7F, seq=seq, ts=ts, ssrc=ssrc, event=event,
+            end=bool(flags & 0x80), volume=flags & 0x3F, duration=duration,
+        ))
+    return packets
+
+
+def _events(packets):
+    """Group packets into events by RTP timestamp, in order."""
+    events = []
+    for p in packets:
+        if not events or events[-1]["ts"] != p["ts"]:
+            events.append(dict(ts=p["ts"], packets=[]))
+        events[-1]["packets"].append(p)
+    return events
+
+
+def _check_event_structure(packets, digits, *, seq_start, ts_start, ssrc, pt=101,
+                           tone_ms=160, gap_ms=120):
+    assert [p["seq"] for p in packets] == list(range(seq_start, seq_start + len(packets)))
+    assert {p["ssrc"] for p in packets} == {ssrc}
+    assert {p["pt"] for p in packets} == {pt}
+    assert {p["volume"] for p in packets} == {10}
+    assert {p["dport"] for p in packets} == {RTP_PORT}
+    events = _events(packets)
+    assert [e["packets"][0]["event"] for e in events] == [EVENT_IDS[d] for d in digits]
+    tss = [e["ts"] for e in events]
+    assert tss[0] == ts_start
+    assert all(b > a for a, b in zip(tss, tss[1:])), tss
+    # successive events are spaced by tone+gap of 8 kHz clock
+    assert all(b - a == (tone_ms + gap_ms) * 8 for a, b in zip(tss, tss[1:]))
+    for e in events:
+        ps = e["packets"]
+        assert len({p["event"] for p in ps}) == 1
+        assert ps[0]["marker"] and not any(p["marker"] for p in ps[1:])
+        body, ends = ps[:-3], ps[-3:]
+        assert not any(p["end"] for p in body)
+        assert all(p["end"] for p in ends)
+        assert [p["duration"] for p in body] == [160 * i for i in range(len(body))]
+        assert len(body) == tone_ms // 20
+        assert {p["duration"] for p in ends} == {tone_ms * 8}
+        # real-time spacing: 20 ms between all packets of an event
+        times = [p["time_us"] for p in ps]
+        assert {b - a for a, b in zip(times, times[1:])} == {20_000}
+    # the capture clock matches the RTP clock (SIPp paces by capture time)
+    t0 = packets[0]["time_us"]
+    for e in events:
+        assert (e["packets"][0]["time_us"] - t0) * 8 // 1000 == e["ts"] - ts_start
+    return events
+
+
+def _tshark_rows(path: Path):
+    proc = subprocess.run(
+        [_tshark(), "-r", str(path), "-d", f"udp.port=={RTP_PORT},rtp",
+         "-T", "fields", "-E", "separator=,",
+         "-e", "rtpevent.event_id", "-e", "rtpevent.end_of_event",
+         "-e", "rtp.timestamp", "-e", "rtp.seq", "-e", "rtp.marker",
+         "-e", "rtp.ssrc", "-e", "rtpevent.duration"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(",") for line in proc.stdout.splitlines() if line.strip()]
+    assert rows, f"tshark decoded nothing: {proc.stderr}"
+    return [dict(event=int(r[0]), end=r[1] in ("1", "True"), ts=int(r[2]),
+                 seq=int(r[3]), marker=r[4] in ("1", "True"), ssrc=int(r[5], 0),
+                 duration=int(r[6])) for r in rows]
+
+
+def test_repeated_digits_decode_in_tshark(tmp_path):
+    path = dtmf_pcap.write_dtmf_pcap(tmp_path / "pin.pcap", PIN,
+                                     seq_start=4000, timestamp_start=123456)
+    rows = _tshark_rows(path)
+    events = _events(rows)
+    assert [e["packets"][0]["event"] for e in events] == [1, 1, 9, 9, 2, 2, 11]
+    tss = [e["ts"] for e in events]
+    assert all(b > a for a, b in zip(tss, tss[1:])), tss
+    seqs = [r["seq"] for r in rows]
+    assert seqs == list(range(4000, 4000 + len(rows)))
+    for e in events:
+        ps = e["packets"]
+        assert ps[0]["marker"]
+        assert [p["end"] for p in ps[-3:]] == [True] * 3
+        assert not any(p["end"] for p in ps[:-3])
+        assert len({(p["ts"], p["duration"]) for p in ps[-3:]}) == 1
+    assert {r["ssrc"] for r in rows} == {dtmf_pcap.DEFAULT_SSRC}
+
+
+def test_heuristic_rtp_sees_one_telephone_event_stream(tmp_path):
+    path = dtmf_pcap.write_dtmf_pcap(tmp_path / "pin.pcap", PIN,
+                                     seq_start=0, timestamp_start=0)
+    proc = subprocess.run(
+        [_tshark(), "-r", str(path), "-o", "rtp.heuristic_rtp:TRUE",
+         "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+         "-T", "fields", "-E", "separator=,", "-e", "rtpevent.event_id",
+         "-e", "ip.checksum.status", "-e", "udp.checksum.status"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(",") for line in proc.stdout.splitlines() if line.strip()]
+    assert len(rows) == len(PIN) * 11
+    # checksum status 1 == "Good"
+    assert {(r[1], r[2]) for r in rows} == {("1", "1")}
+    ids = [int(r[0]) for r in rows]
+    assert [ids[i] for i in range(0, len(ids), 11)] == [1, 1, 9, 9, 2, 2, 11]
+
+
+def test_pure_python_parse(tmp_path):
+    path = dtmf_pcap.write_dtmf_pcap(tmp_path / "pin.pcap", PIN, ssrc=0x01020304,
+                                     seq_start=65530, timestamp_start=7)
+    packets = _parse_pcap(path.read_bytes())
+    # 16-bit sequence numbers wrap; unwrap to check they increase by 1
+    base = packets[0]["seq"]
+    for i, p in enumerate(packets):
+        assert p["seq"] == (base + i) & 0xFFFF
+        p["seq"] = base + i
+    _check_event_structure(packets, PIN, seq_start=65530, ts_start=7, ssrc=0x01020304)
+
+
+def test_options_tone_gap_lead_in_payload_type(tmp_path):
+    data = dtmf_pcap.build_dtmf_pcap("*A0D", payload_type=96, seq_start=10,
+                                     timestamp_start=1000, tone_ms=100, gap_ms=60,
+                                     lead_in_ms=200)
+    packets = _parse_pcap(data)
+    assert [e["packets"][0]["event"] for e in _events(packets)] == [10, 12, 0, 15]
+    assert packets[0]["ts"] == 1000 + 200 * 8
+    assert packets[0]["time_us"] - dtmf_pcap._EPOCH_US == 200_000
+    assert {p["pt"] for p in packets} == {96}
+    events = _events(packets)
+    assert [len(e["packets"]) for e in events] == [5 + 3] * 4
+    assert [e["ts"] - events[0]["ts"] for e in events] == [0, 1280, 2560, 3840]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(digits="12x"), dict(digits=""), dict(digits="1", gap_ms=20),
+    dict(digits="1", tone_ms=10), dict(digits="1", payload_type=8),
+])
+def test_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        dtmf_pcap.build_dtmf_pcap(**kwargs)
+
+
+def test_steps_of_one_call_never_repeat_timestamp_or_seq(tmp_path):
+    plays = ["1", "1", "99", "22#"]
+    paths = [dtmf_pcap.pcap_for_step(tmp_path, d, i) for i, d in enumerate(plays)]
+    assert [p.name for p in paths] == [
+        "dtmf_0_1.pcap", "dtmf_1_1.pcap", "dtmf_2_99.pcap", "dtmf_3_22hash.pcap"]
+    all_packets = []
+    for i, (digits, path) in enumerate(zip(plays, paths)):
+        packets = _parse_pcap(path.read_bytes())
+        _check_event_structure(packets, digits, seq_start=1000 * i, ts_start=400000 * i,
+                               ssrc=dtmf_pcap.DEFAULT_SSRC)
+        all_packets += packets
+    assert {p["ssrc"] for p in all_packets} == {dtmf_pcap.DEFAULT_SSRC}
+    seqs = [p["seq"] for p in all_packets]
+    assert all(b > a for a, b in zip(seqs, seqs[1:]))
+    tss = [e["ts"] for e in _events(all_packets)]
+    assert all(b > a for a, b in zip(tss, tss[1:]))
+    assert dtmf_pcap.pcap_name("*#", 2) == "dtmf_2_starhash.pcap"
+
+
+def test_pcap_for_step_caches_by_name(tmp_path):
+    first = dtmf_pcap.pcap_for_step(tmp_path, "12", 0)
+    mtime = first.stat().st_mtime_ns
+    again = dtmf_pcap.pcap_for_step(tmp_path, "12", 0)
+    assert again == first and again.stat().st_mtime_ns == mtime
+    # same name, other settings: rewritten to match
+    dtmf_pcap.pcap_for_step(tmp_path, "12", 0, tone_ms=200)
+    assert len(_events(_parse_pcap(first.read_bytes()))[0]["packets"]) == 10 + 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dtmf_0_12.pcap"]
+
+
+def test_pcap_for_step_refuses_overflowing_a_step(tmp_path):
+    with pytest.raises(ValueError):
+        dtmf_pcap.pcap_for_step(tmp_path, "1" * 100, 0)
+
+
+def test_cli_prints_path(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(_MODULE_PATH), str(tmp_path), "119922#", "--step", "2"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    path = Path(proc.stdout.strip())
+    assert path == tmp_path / "dtmf_2_119922hash.pcap"
+    packets = _parse_pcap(path.read_bytes())
+    _check_event_structure(packets, PIN, seq_start=2000, ts_start=800000,
+                           ssrc=dtmf_pcap.DEFAULT_SSRC)
+    rows = _tshark_rows(path)
+    assert [(r["event"], r["ts"], r["seq"]) for r in rows] == \
+        [(p["event"], p["ts"], p["seq"]) for p in packets]
+
+
+def test_play_duration():
+    assert dtmf_pcap.play_duration_ms(PIN) == 7 * 280
+    assert dtmf_pcap.play_duration_ms("1", tone_ms=100, gap_ms=50, lead_in_ms=30) == 180

@@ -1,0 +1,171 @@
+"""Development key files: generation, reload, check values, tamper detection, no overwrite."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
+from psec import tr31
+
+from ivr.crypto.keys import (
+    ACQUIRER_KEYS_FILE,
+    IVR_KEYS_FILE,
+    AcquirerKeys,
+    IvrKeys,
+    KeyFileError,
+    generate_dev_keys,
+    kcv,
+    load_acquirer_keys,
+    load_ivr_keys,
+    main,
+)
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "keys"
+    assert generate_dev_keys(directory) is True
+    return directory
+
+
+def _edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+
+
+def test_generate_and_reload(keys_dir: Path) -> None:
+    ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    assert len(ivr.pek) == 16 and len(ivr.pan_key) == 32
+    assert len(acquirer.pek) == 16 and len(acquirer.pvk) == 16
+    assert acquirer.pvk[:8] != acquirer.pvk[8:]
+    assert load_ivr_keys(keys_dir / IVR_KEYS_FILE) == ivr
+
+
+def test_pek_is_shared_but_each_party_has_its_own_kbpk(keys_dir: Path) -> None:
+    ivr_doc = json.loads((keys_dir / IVR_KEYS_FILE).read_text())
+    acq_doc = json.loads((keys_dir / ACQUIRER_KEYS_FILE).read_text())
+    assert load_ivr_keys(keys_dir / IVR_KEYS_FILE).pek == load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE).pek
+    assert ivr_doc["kbpk"] != acq_doc["kbpk"]
+    assert ivr_doc["keys"]["pek"]["block"] != acq_doc["keys"]["pek"]["block"]
+    assert ivr_doc["keys"]["pek"]["kcv"] == acq_doc["keys"]["pek"]["kcv"]
+
+
+def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> None:
+    expected = {
+        IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B")},
+        ACQUIRER_KEYS_FILE: {"pek": ("P0", "A", "D"), "pvk": ("V1", "T", "C")},
+    }
+    for name, roles in expected.items():
+        document = json.loads((keys_dir / name).read_text())
+        kbpk = bytes.fromhex(document["kbpk"])
+        assert len(kbpk) == 32
+        for role, attributes in roles.items():
+            header, _ = tr31.unwrap(kbpk, document["keys"][role]["block"])
+            assert header.version_id == "D"
+            assert (header.key_usage, header.algorithm, header.mode_of_use) == attributes
+
+
+def test_files_are_private(keys_dir: Path) -> None:
+    for name in (IVR_KEYS_FILE, ACQUIRER_KEYS_FILE):
+        assert stat.S_IMODE((keys_dir / name).stat().st_mode) == 0o600
+
+
+def test_kcv_definitions() -> None:
+    # TDES: psec's generate_kcv doctest gives 08D7 for this key; we keep 3 bytes.
+    assert kcv(bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), "T").startswith("08D7")
+    key = bytes(range(16))
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(bytes(16))
+    assert kcv(key) == mac.finalize()[:3].hex().upper()
+
+
+def test_no_overwrite_without_force(keys_dir: Path) -> None:
+    before = (keys_dir / IVR_KEYS_FILE).read_bytes()
+    assert generate_dev_keys(keys_dir) is False
+    assert (keys_dir / IVR_KEYS_FILE).read_bytes() == before
+    assert generate_dev_keys(keys_dir, force=True) is True
+    assert (keys_dir / IVR_KEYS_FILE).read_bytes() != before
+
+
+def test_one_file_alone_is_refused(keys_dir: Path) -> None:
+    (keys_dir / ACQUIRER_KEYS_FILE).unlink()
+    with pytest.raises(KeyFileError, match="only ivr.json exists"):
+        generate_dev_keys(keys_dir)
+
+
+def _flip_kcv(document: dict) -> None:  # type: ignore[type-arg]
+    entry = document["keys"]["pek"]
+    entry["kcv"] = "000000" if entry["kcv"] != "000000" else "111111"
+
+
+def _swap_block(document: dict) -> None:  # type: ignore[type-arg]
+    document["keys"]["pek"]["block"] = document["keys"]["pan_key"]["block"]
+
+
+def _corrupt_block(document: dict) -> None:  # type: ignore[type-arg]
+    block = document["keys"]["pek"]["block"]
+    document["keys"]["pek"]["block"] = block[:-1] + ("0" if block[-1] != "0" else "1")
+
+
+def _drop_key(document: dict) -> None:  # type: ignore[type-arg]
+    del document["keys"]["pan_key"]
+
+
+def _other_kbpk(document: dict) -> None:  # type: ignore[type-arg]
+    document["kbpk"] = "11" * 32
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (_flip_kcv, "pek check value mismatch"),
+        (_swap_block, "wrong usage"),
+        (_corrupt_block, "does not verify"),
+        (_drop_key, "incomplete or malformed"),
+        (_other_kbpk, "KBPK check value mismatch"),
+    ],
+)
+def test_tampering_is_detected(keys_dir: Path, tamper, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = keys_dir / IVR_KEYS_FILE
+    _edit(path, tamper)
+    with pytest.raises(KeyFileError, match=message):
+        load_ivr_keys(path)
+
+
+def test_missing_loose_or_foreign_files(keys_dir: Path) -> None:
+    with pytest.raises(KeyFileError, match="not found"):
+        load_ivr_keys(keys_dir / "nope.json")
+    with pytest.raises(KeyFileError, match="not a ivr key file"):
+        load_ivr_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    (keys_dir / IVR_KEYS_FILE).chmod(0o644)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+
+
+def test_reprs_show_no_key_material(keys_dir: Path) -> None:
+    ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    for keys, secrets_ in ((ivr, (ivr.pek, ivr.pan_key)), (acquirer, (acquirer.pek, acquirer.pvk))):
+        text = repr(keys) + str(keys)
+        for secret in secrets_:
+            assert secret.hex() not in text.lower() and repr(secret) not in text
+    assert repr(ivr) == f"IvrKeys(kcv={ivr.kcv()})"
+    assert isinstance(acquirer, AcquirerKeys) and isinstance(ivr, IvrKeys)
+
+
+def test_cli_generate_and_show_prints_only_check_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "cli"
+    assert main(["generate", "--dir", str(directory)]) == 0
+    assert main(["show", "--dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    ivr = load_ivr_keys(directory / IVR_KEYS_FILE)
+    assert ivr.kcv()["pek"] in out and ivr.kcv()["pan_key"] in out
+    assert ivr.pek.hex().upper() not in out.upper()
+    assert main(["show", "--dir", str(tmp_path / "empty")]) == 1
