@@ -39,7 +39,9 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
         mobile = await keypad.digits("enter_mobile", max_digits=11, check=check_mainland_mobile,
                                      invalid="invalid_mobile")
         amount_minor = await keypad.choice("amount_menu", TOPUP_AMOUNTS_MINOR)
-        pan = await keypad.digits("enter_card", max_digits=19, check=check_card_number,
+        # Room for 19 digits and the #: with max_digits=19 a 19-digit card's # would be read as
+        # the (empty) answer to the PIN prompt.
+        pan = await keypad.digits("enter_card", max_digits=20, check=check_card_number,
                                   invalid="invalid_card")
     except TooManyAttempts as exc:
         log.info("call %s: no valid entry at %s, ending the call", call.uniqueid, exc.step)

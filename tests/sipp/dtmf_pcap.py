@@ -29,6 +29,7 @@ prints the path of the capture for step N of a call (see pcap_for_step).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import struct
 import sys
@@ -263,8 +264,10 @@ def write_dtmf_pcap(path, digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TY
 
 
 def pcap_name(digits: str, step_index: int) -> str:
-    safe = "".join({"#": "hash", "*": "star"}.get(d, d.upper()) for d in digits)
-    return f"dtmf_{step_index}_{safe}.pcap"
+    # Named by a digest, not the digits: SIPp prints the file names it plays, and a PIN must not
+    # show up in test output, even a test PIN.
+    digest = hashlib.sha256(f"{step_index}:{digits.upper()}".encode()).hexdigest()[:12]
+    return f"dtmf_{step_index}_{digest}.pcap"
 
 
 def pcap_for_step(directory, digits: str, step_index: int, *,

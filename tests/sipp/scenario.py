@@ -28,6 +28,8 @@ class Key:
 
     digits: str
     wait_ms: int
+    # What the scenario file says is keyed here ("PIN"); by default the digits themselves.
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def write_scenario(call: Call, directory: Path) -> Path:
         # SIPp plays a capture in the background and a new play cuts off the running one.
         wait = max(step.wait_ms, 0) + previous_play_ms
         body.append(f'    <pause milliseconds="{wait}"/>\n')
-        body.append(f"    <!-- key {_describe(step.digits)} -->\n")
+        body.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
         body.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
         previous_play_ms = play_duration_ms(step.digits)
     if call.hang_up_after_ms is None:

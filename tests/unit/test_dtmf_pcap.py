@@ -204,8 +204,8 @@ def test_rejects_bad_arguments(kwargs):
 def test_steps_of_one_call_never_repeat_timestamp_or_seq(tmp_path):
     plays = ["1", "1", "99", "22#"]
     paths = [dtmf_pcap.pcap_for_step(tmp_path, d, i) for i, d in enumerate(plays)]
-    assert [p.name for p in paths] == [
-        "dtmf_0_1.pcap", "dtmf_1_1.pcap", "dtmf_2_99.pcap", "dtmf_3_22hash.pcap"]
+    assert [p.name for p in paths] == [dtmf_pcap.pcap_name(d, i) for i, d in enumerate(plays)]
+    assert len({p.name for p in paths}) == len(paths)
     all_packets = []
     for i, (digits, path) in enumerate(zip(plays, paths)):
         packets = _parse_pcap(path.read_bytes())
@@ -217,7 +217,10 @@ def test_steps_of_one_call_never_repeat_timestamp_or_seq(tmp_path):
     assert all(b > a for a, b in zip(seqs, seqs[1:]))
     tss = [e["ts"] for e in _events(all_packets)]
     assert all(b > a for a, b in zip(tss, tss[1:]))
-    assert dtmf_pcap.pcap_name("*#", 2) == "dtmf_2_starhash.pcap"
+    # Names never spell out the digits: SIPp prints them, and a PIN must not reach test output.
+    assert dtmf_pcap.pcap_name("119922#", 2).startswith("dtmf_2_")
+    assert "119922" not in dtmf_pcap.pcap_name("119922#", 2)
+    assert dtmf_pcap.pcap_name("12", 0) != dtmf_pcap.pcap_name("12", 1)
 
 
 def test_pcap_for_step_caches_by_name(tmp_path):
@@ -228,7 +231,7 @@ def test_pcap_for_step_caches_by_name(tmp_path):
     # same name, other settings: rewritten to match
     dtmf_pcap.pcap_for_step(tmp_path, "12", 0, tone_ms=200)
     assert len(_events(_parse_pcap(first.read_bytes()))[0]["packets"]) == 10 + 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dtmf_0_12.pcap"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dtmf_pcap.pcap_name("12", 0)]
 
 
 def test_pcap_for_step_refuses_overflowing_a_step(tmp_path):
@@ -242,7 +245,7 @@ def test_cli_prints_path(tmp_path):
         capture_output=True, text=True, timeout=60, check=True,
     )
     path = Path(proc.stdout.strip())
-    assert path == tmp_path / "dtmf_2_119922hash.pcap"
+    assert path == tmp_path / dtmf_pcap.pcap_name("119922#", 2)
     packets = _parse_pcap(path.read_bytes())
     _check_event_structure(packets, PIN, seq_start=2000, ts_start=800000,
                            ssrc=dtmf_pcap.DEFAULT_SSRC)

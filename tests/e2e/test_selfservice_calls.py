@@ -1,0 +1,172 @@
+"""Self-service top-up calls through real Asterisk, placed by SIPp with RFC 4733 DTMF.
+
+Each test dials 8000, keys what a cardholder would, and then checks the payment through the HTTP
+API and what the acquirer simulator journaled. Every test uses its own top-up mobile number, which
+is how it finds its payment.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ivr.acquirer.testcards import find_test_card
+from tests.sipp.scenario import Call, Key, PromptClock
+
+pytestmark = pytest.mark.e2e
+
+clock = PromptClock("en")
+# Slack between "the prompt should be listening now" and keying: Asterisk, AGI and RTP latency.
+MARGIN_MS = 700
+
+
+def order_steps(mobile: str, card_keys: str, *, menu_key: str = "1") -> list[Key]:
+    """Greeting, then mobile number, amount menu and card number, each keyed while its prompt plays."""
+    return [
+        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
+        Key(menu_key, 300),
+        Key(card_keys, 300),
+    ]
+
+
+def pin(digits: str, wait_ms: int = 600) -> Key:
+    return Key(digits + "#", wait_ms, label="PIN")
+
+
+# After a PIN the caller hears "please wait" while the acquirer answers.
+AFTER_WRONG_PIN_MS = clock.ms("please_wait", "incorrect_pin", "try_again") + MARGIN_MS
+
+
+def place(stack, call: Call) -> None:
+    result = stack.call(call)
+    assert result.returncode == 0, f"SIPp scenario {call.name} failed:\n{result.stdout[-2000:]}"
+
+
+def journal_since(stack, started: float, masked_pan: str) -> list[dict]:
+    from datetime import datetime
+    return [e for e in stack.journal()
+            if e.get("pan") == masked_pan and datetime.fromisoformat(e["time"]).timestamp() >= started]
+
+
+def masked(pan: str) -> str:
+    return f"{pan[:6]}******{pan[-4:]}"
+
+
+def test_approved_with_repeated_digit_pin(stack):
+    card = find_test_card("approve")  # PIN 119922: repeated digits must survive RFC 4733
+    started = time.time()
+    mobile = "13800000001"
+    place(stack, Call("approved", "8000", [*order_steps(mobile, card.pan + "#"), pin(card.pin)]))
+
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "approved"
+    assert payment["amount"] == "50.00"
+    assert payment["response_code"] == "00"
+    assert (payment["pan_first6"], payment["pan_last4"]) == (card.pan[:6], card.pan[-4:])
+    assert [h["state"] for h in payment["history"]] == ["created", "pin_entry", "authorizing",
+                                                        "approved"]
+    seen = journal_since(stack, started, masked(card.pan))
+    assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 5000)]
+    assert seen[0]["stan"] == payment["stan"] and seen[0]["rrn"] == payment["rrn"]
+
+
+def test_wrong_pin_then_right_pin(stack):
+    card = find_test_card("wrong_pin")
+    started = time.time()
+    mobile = "13800000002"
+    wrong = "1357" if card.pin != "1357" else "2468"
+    place(stack, Call("wrong_then_right_pin", "8000", [
+        *order_steps(mobile, card.pan + "#", menu_key="2"),
+        pin(wrong),
+        pin(card.pin, AFTER_WRONG_PIN_MS),
+    ]))
+
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "approved"
+    assert payment["amount"] == "100.00"
+    assert payment["pin_attempts"] == "2"
+    states = [h["state"] for h in payment["history"]]
+    assert states == ["created", "pin_entry", "authorizing", "pin_entry", "authorizing", "approved"]
+    assert payment["history"][3]["reason"].startswith("55")
+    seen = journal_since(stack, started, masked(card.pan))
+    assert [(e["mti"], e["response_code"]) for e in seen] == [("0200", "55"), ("0200", "00")]
+
+
+def test_luhn_invalid_card_is_reprompted(stack):
+    card = find_test_card("approve_19")
+    bad = card.pan[:-1] + str((int(card.pan[-1]) + 1) % 10)  # one digit off: fails Luhn
+    mobile = "13900000003"
+    started = time.time()
+    place(stack, Call("luhn_reprompt", "8000", [
+        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
+        Key("3", 300),
+        Key(bad + "#", 300, label="invalid card number"),
+        Key(card.pan + "#", clock.ms("invalid_card") + MARGIN_MS),
+        pin(card.pin),
+    ]))
+
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "approved"
+    assert payment["amount"] == "200.00"
+    assert payment["pan_last4"] == card.pan[-4:]
+    # The acquirer only ever saw the corrected card.
+    assert [e["response_code"] for e in journal_since(stack, started, masked(card.pan))] == ["00"]
+    assert journal_since(stack, started, masked(bad)) == []
+
+
+def test_insufficient_funds_is_declined(stack):
+    card = find_test_card("insufficient_funds")
+    mobile = "13700000004"
+    started = time.time()
+    place(stack, Call("insufficient_funds", "8000", [*order_steps(mobile, card.pan + "#"),
+                                                      pin(card.pin)]))
+
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "declined"
+    assert payment["response_code"] == "51"
+    assert [(e["mti"], e["response_code"]) for e in journal_since(stack, started, masked(card.pan))] \
+        == [("0200", "51")]
+
+
+def test_issuer_timeout_fails_and_is_reversed(stack):
+    card = find_test_card("issuer_timeout")
+    mobile = "13600000005"
+    started = time.time()
+    place(stack, Call("issuer_timeout", "8000", [*order_steps(mobile, card.pan + "#"),
+                                                  pin(card.pin)]))
+
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "failed"
+    assert "reversed" in payment["history"][-1]["reason"]
+    # The simulator answers the late original only after the issuer delay: wait for it.
+    deadline = time.time() + stack.settings.issuer_delay + 5
+    while time.time() < deadline:
+        seen = journal_since(stack, started, masked(card.pan))
+        if any(e["mti"] == "0200" for e in seen):
+            break
+        time.sleep(0.5)
+    by_mti = {e["mti"]: e for e in seen}
+    assert by_mti["0400"]["stan"] == payment["stan"]
+    original = by_mti["0200"]
+    assert original["stan"] == payment["stan"] and original["reversed"] is True
+    assert original["response_code"] != "00"  # never charged
+
+
+def test_hang_up_mid_pin_abandons_without_reaching_acquirer(stack):
+    card = find_test_card("approve")
+    mobile = "13500000006"
+    started = time.time()
+    place(stack, Call("hangup_mid_pin", "8000", [
+        *order_steps(mobile, card.pan + "#"),
+        Key(card.pin[:3], 600, label="half a PIN"),
+    ], hang_up_after_ms=500))
+
+    deadline = time.time() + 5
+    while time.time() < deadline and stack.payment_for_mobile(mobile)["status"] != "abandoned":
+        time.sleep(0.2)
+    payment = stack.payment_for_mobile(mobile)
+    assert payment["status"] == "abandoned"
+    assert [h["state"] for h in payment["history"]] == ["created", "pin_entry", "abandoned"]
+    assert "stan" not in payment
+    assert journal_since(stack, started, masked(card.pan)) == []
