@@ -15,9 +15,12 @@ APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tsha
 run: deps venv
 	$(PY) -m ivr.stack run
 
+# The suite's own output is kept and then checked for test card data, like every other log.
 test: deps venv
 	$(PY) -m ivr.stack prepare
-	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+	mkdir -p var/log
+	set -o pipefail; $(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) 2>&1 | tee var/log/test-output.log
+	$(PY) -m tests.leakcheck var/log/test-output.log
 
 unit: venv
 	$(PY) -m pytest -p no:cacheprovider tests/unit

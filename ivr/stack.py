@@ -173,7 +173,7 @@ class Stack:
             "                8001  self-service phone top-up (Mandarin)",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
-            f"  Test cards    python -m ivr.acquirer.testcards",
+            "  Test cards    README.md, 'Test cards'",
             "",
             "Ctrl-C stops everything.",
         ])

@@ -56,8 +56,8 @@ class AgiUsageError(AgiError):
     """520: the command's arguments are wrong."""
 
 
-class AgiDeadChannel(AgiError):
-    """511: the channel is already dead."""
+class AgiDeadChannel(AgiHangup):
+    """511: the channel is already dead: a hang-up Asterisk reported without a HANGUP line."""
 
 
 class AgiAppError(AgiError):

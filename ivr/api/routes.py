@@ -44,7 +44,8 @@ async def list_payments(request: web.Request) -> web.Response:
     if status is not None and status not in {s.value for s in PaymentState}:
         raise InvalidParameter("status", f"must be one of {', '.join(s.value for s in PaymentState)}")
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+    # isdigit() alone also accepts digits int() refuses (e.g. "²"): ASCII digits only.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 500:
         raise InvalidParameter("limit", "must be a whole number from 1 to 500")
     payments = await request.app[STORE].recent(status=status, limit=int(raw_limit))
     return web.json_response({"payments": [p.to_json() for p in payments]})

@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from ivr import dialplan_variables as dv
-from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
 from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.flows.authorization import Outcome
 from ivr.flows.context import FlowContext
@@ -45,9 +45,11 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         # The acquirer is asked while "please wait" plays; a caller hanging up now does not stop
-        # an authorization already on its way, so its answer is still recorded.
+        # an authorization already on its way, so its answer is still recorded. Any AGI failure
+        # here (a hang-up Asterisk reports only as result=-1, a missing sound file) must not
+        # orphan the authorization either: the acquirer may already have charged the card.
         authorization = asyncio.create_task(ctx.authorizer.authorize(payment, pan, pin_block))
-        with contextlib.suppress(AgiHangup):
+        with contextlib.suppress(AgiError):
             await call.stream(prompts["please_wait"])
         outcome = await authorization
         if outcome.incorrect_pin and attempt < MAX_PIN_ATTEMPTS and not call.hung_up:

@@ -58,14 +58,18 @@ class E2E:
     def call(self, call: Call, *, timeout: float = 150) -> subprocess.CompletedProcess:
         """Place one SIP call with SIPp; returns SIPp's result (exit 0: scenario completed)."""
         scenario = write_scenario(call, self.work_dir)
-        log = self.work_dir / f"{call.name}.sipp.log"
-        argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
+        return self.run_sipp(self.work_dir, scenario.name, timeout=timeout)
+
+    def run_sipp(self, directory: Path, scenario: str, *, timeout: float = 150
+                 ) -> subprocess.CompletedProcess:
+        """Run one SIPp scenario file from ``directory`` (its captures are relative to it)."""
+        log = self.work_dir / f"{Path(scenario).stem}.sipp.log"
+        argv = ["sipp", "127.0.0.1:5060", "-sf", scenario, "-m", "1", "-l", "1",
                 "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", "16000",
                 "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
                 "-trace_err", "-error_file", str(log)]
-        result = subprocess.run(argv, cwd=self.work_dir, capture_output=True, text=True,
-                                timeout=timeout + 30)
-        return result
+        return subprocess.run(argv, cwd=directory, capture_output=True, text=True,
+                              timeout=timeout + 30)
 
 
 def _require_real_parts() -> None:
@@ -86,9 +90,15 @@ def stack() -> Iterator[E2E]:
     capture_dir.mkdir(parents=True, exist_ok=True)
     # Everything the ivr service and Asterisk say to each other over AMI, for the leak check.
     ami_capture = capture_dir / "ami.pcapng"
+    ami_capture.unlink(missing_ok=True)
     tshark = subprocess.Popen(
         ["tshark", "-q", "-i", "lo", "-f", f"tcp port {settings.ami_port}", "-w", str(ami_capture)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while not ami_capture.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not ami_capture.exists():
+        pytest.fail("tshark did not start capturing AMI traffic", pytrace=False)
     real_stack = None
     try:
         if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":

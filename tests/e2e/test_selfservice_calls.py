@@ -8,43 +8,22 @@ is how it finds its payment.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
 from ivr.acquirer.testcards import find_test_card
-from tests.sipp.scenario import Call, Key, PromptClock
+from tests.sipp import selfservice_calls as calls
 
 pytestmark = pytest.mark.e2e
 
-clock = PromptClock("en")
-# Slack between "the prompt should be listening now" and keying: Asterisk, AGI and RTP latency.
-MARGIN_MS = 700
 
-
-def order_steps(mobile: str, card_keys: str, *, menu_key: str = "1") -> list[Key]:
-    """Greeting, then mobile number, amount menu and card number, each keyed while its prompt plays."""
-    return [
-        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
-        Key(menu_key, 300),
-        Key(card_keys, 300),
-    ]
-
-
-def pin(digits: str, wait_ms: int = 600) -> Key:
-    return Key(digits + "#", wait_ms, label="PIN")
-
-
-# After a PIN the caller hears "please wait" while the acquirer answers.
-AFTER_WRONG_PIN_MS = clock.ms("please_wait", "incorrect_pin", "try_again") + MARGIN_MS
-
-
-def place(stack, call: Call) -> None:
+def place(stack, call) -> None:
     result = stack.call(call)
     assert result.returncode == 0, f"SIPp scenario {call.name} failed:\n{result.stdout[-2000:]}"
 
 
 def journal_since(stack, started: float, masked_pan: str) -> list[dict]:
-    from datetime import datetime
     return [e for e in stack.journal()
             if e.get("pan") == masked_pan and datetime.fromisoformat(e["time"]).timestamp() >= started]
 
@@ -57,7 +36,7 @@ def test_approved_with_repeated_digit_pin(stack):
     card = find_test_card("approve")  # PIN 119922: repeated digits must survive RFC 4733
     started = time.time()
     mobile = "13800000001"
-    place(stack, Call("approved", "8000", [*order_steps(mobile, card.pan + "#"), pin(card.pin)]))
+    place(stack, calls.approved(mobile))
 
     payment = stack.payment_for_mobile(mobile)
     assert payment["status"] == "approved"
@@ -75,12 +54,7 @@ def test_wrong_pin_then_right_pin(stack):
     card = find_test_card("wrong_pin")
     started = time.time()
     mobile = "13800000002"
-    wrong = "1357" if card.pin != "1357" else "2468"
-    place(stack, Call("wrong_then_right_pin", "8000", [
-        *order_steps(mobile, card.pan + "#", menu_key="2"),
-        pin(wrong),
-        pin(card.pin, AFTER_WRONG_PIN_MS),
-    ]))
+    place(stack, calls.wrong_then_right_pin(mobile))
 
     payment = stack.payment_for_mobile(mobile)
     assert payment["status"] == "approved"
@@ -98,13 +72,7 @@ def test_luhn_invalid_card_is_reprompted(stack):
     bad = card.pan[:-1] + str((int(card.pan[-1]) + 1) % 10)  # one digit off: fails Luhn
     mobile = "13900000003"
     started = time.time()
-    place(stack, Call("luhn_reprompt", "8000", [
-        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
-        Key("3", 300),
-        Key(bad + "#", 300, label="invalid card number"),
-        Key(card.pan + "#", clock.ms("invalid_card") + MARGIN_MS),
-        pin(card.pin),
-    ]))
+    place(stack, calls.luhn_reprompt(mobile))
 
     payment = stack.payment_for_mobile(mobile)
     assert payment["status"] == "approved"
@@ -119,8 +87,7 @@ def test_insufficient_funds_is_declined(stack):
     card = find_test_card("insufficient_funds")
     mobile = "13700000004"
     started = time.time()
-    place(stack, Call("insufficient_funds", "8000", [*order_steps(mobile, card.pan + "#"),
-                                                      pin(card.pin)]))
+    place(stack, calls.insufficient_funds(mobile))
 
     payment = stack.payment_for_mobile(mobile)
     assert payment["status"] == "declined"
@@ -133,8 +100,7 @@ def test_issuer_timeout_fails_and_is_reversed(stack):
     card = find_test_card("issuer_timeout")
     mobile = "13600000005"
     started = time.time()
-    place(stack, Call("issuer_timeout", "8000", [*order_steps(mobile, card.pan + "#"),
-                                                  pin(card.pin)]))
+    place(stack, calls.issuer_timeout(mobile))
 
     payment = stack.payment_for_mobile(mobile)
     assert payment["status"] == "failed"
@@ -157,10 +123,7 @@ def test_hang_up_mid_pin_abandons_without_reaching_acquirer(stack):
     card = find_test_card("approve")
     mobile = "13500000006"
     started = time.time()
-    place(stack, Call("hangup_mid_pin", "8000", [
-        *order_steps(mobile, card.pan + "#"),
-        Key(card.pin[:3], 600, label="half a PIN"),
-    ], hang_up_after_ms=500))
+    place(stack, calls.hangup_mid_pin(mobile))
 
     deadline = time.time() + 5
     while time.time() < deadline and stack.payment_for_mobile(mobile)["status"] != "abandoned":
@@ -170,3 +133,11 @@ def test_hang_up_mid_pin_abandons_without_reaching_acquirer(stack):
     assert [h["state"] for h in payment["history"]] == ["created", "pin_entry", "abandoned"]
     assert "stan" not in payment
     assert journal_since(stack, started, masked(card.pan)) == []
+
+
+def test_shipped_qa_scenario_runs_as_is(stack):
+    """QA runs tests/sipp/selfservice/*.xml by hand against `make run`: the shipped file must work."""
+    scenario_dir = calls.SIPP_DIR / "selfservice"
+    result = stack.run_sipp(scenario_dir, "approved.xml")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert stack.payment_for_mobile("13800138001")["status"] == "approved"

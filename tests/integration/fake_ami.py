@@ -1,0 +1,143 @@
+"""A tiny Asterisk Manager Interface server: just enough AMI for the service's health check.
+
+It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
+messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
+three actions: Login, Ping and CoreStatus. As on Asterisk, a connection must log in before any
+other action, and an unknown action gets ``Response: Error``.
+
+    async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
+        ...  # point the service at ami.port; ami.actions lists what it was sent
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+__all__ = ["FakeAmi", "GREETING"]
+
+GREETING = b"Asterisk Call Manager/11.0.0\r\n"
+EOL = "\r\n"
+
+CORE_STATUS = {
+    "CoreStartupDate": "2024-01-01",
+    "CoreStartupTime": "12:00:00",
+    "CoreReloadDate": "2024-01-01",
+    "CoreReloadTime": "12:00:00",
+    "CoreCurrentCalls": "0",
+}
+
+
+def parse_message(block: str) -> dict[str, str]:
+    """One AMI message (the lines before a blank line) as a dict; header names as sent."""
+    headers: dict[str, str] = {}
+    for line in block.split(EOL):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip()] = value.strip()
+    return headers
+
+
+def format_message(headers: dict[str, str]) -> bytes:
+    return (EOL.join(f"{name}: {value}" for name, value in headers.items()) + EOL + EOL).encode()
+
+
+def _lookup(headers: dict[str, str], name: str) -> str:
+    """AMI header names are case-insensitive."""
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), "")
+
+
+class FakeAmi:
+    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1") -> None:
+        self.username = username
+        self.secret = secret
+        self.host = host
+        # Every action received, in order, as parsed headers (the Login secret included).
+        self.actions: list[dict[str, str]] = []
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = {
+            "login": self._login,
+            "ping": self._ping,
+            "corestatus": self._core_status,
+        }
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def action_names(self) -> list[str]:
+        return [_lookup(action, "Action") for action in self.actions]
+
+    async def start(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, port)
+
+    async def close(self) -> None:
+        """Stop listening and hang up on every client, as a stopping Asterisk does."""
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in self._sessions.values():
+            writer.close()
+        # Before Python 3.12, wait_closed() does not wait for the sessions: wait for them here.
+        await asyncio.gather(*self._sessions, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> FakeAmi:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions[task] = writer
+        authenticated = False
+        try:
+            writer.write(GREETING)
+            await writer.drain()
+            while True:
+                # One message per blank line; the client hanging up ends the session.
+                raw = await reader.readuntil((EOL + EOL).encode())
+                request = parse_message(raw.decode().strip())
+                if not request:
+                    continue
+                self.actions.append(request)
+                answer = self._answer(request, authenticated)
+                if _lookup(request, "Action").lower() == "login":
+                    authenticated = answer["Response"] == "Success"
+                writer.write(format_message(answer))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._sessions.pop(task, None)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _answer(self, request: dict[str, str], authenticated: bool) -> dict[str, str]:
+        reply = {"ActionID": _lookup(request, "ActionID")}
+        action = _lookup(request, "Action").lower()
+        if action != "login" and not authenticated:
+            return {"Response": "Error", **reply, "Message": "Authentication Required"}
+        handler = self._handlers.get(action)
+        if handler is None:
+            return {"Response": "Error", **reply, "Message": "Invalid/unknown command"}
+        return handler(request, reply)
+
+    def _login(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        if (_lookup(request, "Username"), _lookup(request, "Secret")) != (self.username, self.secret):
+            return {"Response": "Error", **reply, "Message": "Authentication failed"}
+        return {"Response": "Success", **reply, "Message": "Authentication accepted"}
+
+    def _ping(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        return {"Response": "Success", **reply, "Ping": "Pong", "Timestamp": "1704110400.000000"}
+
+    def _core_status(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        return {"Response": "Success", **reply, "Message": "Core Status", **CORE_STATUS}

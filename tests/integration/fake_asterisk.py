@@ -1,0 +1,292 @@
+"""A scripted stand-in for Asterisk's end of a FastAGI session, over real TCP.
+
+It connects to the FastAGI server the way Asterisk's ``AGI(agi://host:port/<script>)`` does, sends
+the ``agi_*`` header block, then answers each command the IVR sends by consulting a script of
+expected steps, like an actor in a SIPp scenario:
+
+    caller = FakeAsterisk([
+        plays("topup_welcome"),
+        asks("enter_mobile", keys="13800000001"),
+        asks("amount_menu", keys="1"),
+        asks("enter_card", keys=card.pan),
+        asks("enter_pin", hang_up=True),         # the caller hangs up while asked for the PIN
+    ])
+    await caller.call("127.0.0.1", port)
+    assert caller.prompts == ["topup_welcome", "enter_mobile", ...]
+
+Only prompts are scripted (``STREAM FILE`` and ``GET DATA``); housekeeping commands (``SET
+VARIABLE``, ``ANSWER``, ``VERBOSE``, ``HANGUP``...) get Asterisk's usual reply wherever they come,
+unless a step names them. A prompt the script did not expect makes the caller hang up, and
+:meth:`FakeAsterisk.call` then fails with the whole conversation so far.
+
+Replies are what Asterisk sends: ``STREAM FILE`` -> ``200 result=0 endpos=N``; ``GET DATA`` ->
+``200 result=<digits>``, ``200 result=<digits> (timeout)`` or ``200 result= (timeout)``; a hang-up
+during a command -> ``HANGUP`` then ``200 result=-1``, and the connection closes (with
+``agi_sighup=False``, Asterisk's ``AGISIGHUP=no``: no ``HANGUP`` line, and the session stays open
+in dead-AGI mode); any command on a channel already hung up -> ``511``.
+
+Nothing here logs: the replies carry keyed card numbers and PINs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import shlex
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEAD_CHANNEL",
+    "Command",
+    "Expect",
+    "FakeAsterisk",
+    "ScriptMismatch",
+    "asks",
+    "plays",
+    "send_partial_headers",
+]
+
+DEAD_CHANNEL = "511 Command Not Permitted on a dead channel or intercept routine"
+_INVALID_COMMAND = "510 Invalid or unknown command"
+
+# Longest first, so "GET DATA" is not read as an unknown "GET".
+_VERBS = sorted(
+    ["ANSWER", "CHANNEL STATUS", "EXEC", "GET DATA", "GET FULL VARIABLE", "GET VARIABLE", "HANGUP",
+     "NOOP", "SAY DIGITS", "SET VARIABLE", "STREAM FILE", "VERBOSE", "WAIT FOR DIGIT"],
+    key=len, reverse=True)
+# Commands with a sound file as first argument: the ones a script is written with.
+_PROMPT_VERBS = {"STREAM FILE", "GET DATA"}
+_DEFAULT_REPLIES = {
+    "ANSWER": "200 result=0",
+    "SET VARIABLE": "200 result=1",
+    "VERBOSE": "200 result=1",
+    "NOOP": "200 result=0",
+    "CHANNEL STATUS": "200 result=6",
+    "HANGUP": "200 result=1",
+}
+
+_call_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line the IVR sent, split as Asterisk would read it."""
+
+    line: str
+    verb: str
+    args: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Command:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        verb = next((v for v in _VERBS if line == v or line.startswith(v + " ")),
+                    line.split(" ", 1)[0])
+        try:
+            args = tuple(shlex.split(line[len(verb):]))
+        except ValueError:  # unbalanced quotes: Asterisk would answer 520; keep the raw text
+            args = (line[len(verb):].strip(),)
+        return cls(line, verb, args)
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt's name (the sound file without its directory) for STREAM FILE / GET DATA."""
+        if self.verb in _PROMPT_VERBS and self.args:
+            return self.args[0].rsplit("/", 1)[-1]
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.prompt}" if self.prompt else self.line
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One step of the script: the command expected next and how the caller answers it.
+
+    ``prompt`` is matched against the prompt's name with shell wildcards (``digit_?``).
+    ``hang_up``: the caller hangs up while this command runs (``reply`` is then not sent).
+    """
+
+    command: str
+    prompt: str | None = None
+    reply: str = "200 result=0"
+    hang_up: bool = False
+
+    def matches(self, command: Command) -> bool:
+        if command.verb != self.command:
+            return False
+        return self.prompt is None or fnmatch.fnmatchcase(command.prompt or "", self.prompt)
+
+    def __str__(self) -> str:
+        what = f"{self.command} {self.prompt}" if self.prompt else self.command
+        return f"{what} (caller hangs up)" if self.hang_up else what
+
+
+def plays(prompt: str, *, interrupted_by: str = "", hang_up: bool = False) -> Expect:
+    """The IVR plays ``prompt``; it plays to the end unless a key interrupts it."""
+    result = ord(interrupted_by) if interrupted_by else 0
+    return Expect("STREAM FILE", prompt, f"200 result={result} endpos=8000", hang_up)
+
+
+def asks(prompt: str, keys: str = "", *, timeout: bool = False, hang_up: bool = False) -> Expect:
+    """The IVR plays ``prompt`` and collects digits: the caller keys ``keys`` (then #).
+
+    No keys is silence, which Asterisk reports as ``200 result= (timeout)``; ``timeout=True``
+    is digits keyed without the # before the inter-digit timeout.
+    """
+    reply = f"200 result={keys}"
+    if timeout or not keys:
+        reply += " (timeout)"
+    return Expect("GET DATA", prompt, reply, hang_up)
+
+
+class ScriptMismatch(AssertionError):
+    """The IVR did not say what the script expected."""
+
+
+@dataclass
+class FakeAsterisk:
+    """One call: the headers Asterisk sends, and the script of what the caller hears and keys."""
+
+    script: list[Expect]
+    agi_script: str = "selfservice"
+    language: str = "en"
+    caller_id: str = "13800000001"
+    uniqueid: str = field(default_factory=lambda: f"1715000000.{next(_call_numbers)}")
+    # Asterisk's AGISIGHUP: when "no", a hang-up sends no HANGUP line and the session stays open
+    # in dead-AGI mode, answering 511 to every later command until the IVR closes it.
+    agi_sighup: bool = True
+
+    commands: list[Command] = field(default_factory=list, init=False)
+    variables: dict[str, str] = field(default_factory=dict, init=False)
+    # Who ended the call: "caller" (a scripted hang-up or a mismatch), "ivr" (HANGUP command), or
+    # None if the IVR just closed the connection.
+    hung_up_by: str | None = field(default=None, init=False)
+    errors: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self._steps = list(self.script)
+        self._dead = False
+
+    @property
+    def prompts(self) -> list[str]:
+        """Every prompt played or asked, in order: what the caller heard."""
+        return [c.prompt for c in self.commands if c.prompt is not None]
+
+    def headers(self, port: int) -> dict[str, str]:
+        return {
+            "agi_network": "yes",
+            "agi_network_script": self.agi_script,
+            "agi_request": f"agi://127.0.0.1:{port}/{self.agi_script}",
+            "agi_channel": f"PJSIP/cardholder-{self.uniqueid.rsplit('.', 1)[-1]:0>8}",
+            "agi_language": self.language,
+            "agi_type": "PJSIP",
+            "agi_uniqueid": self.uniqueid,
+            "agi_version": "20.5.0",
+            "agi_callerid": self.caller_id,
+            "agi_calleridname": "Cardholder",
+            "agi_callingpres": "0",
+            "agi_dnid": "8000",
+            "agi_rdnis": "unknown",
+            "agi_context": "from-cardholder",
+            "agi_extension": "8000",
+            "agi_priority": "3",
+            "agi_enhanced": "0.0",
+            "agi_accountcode": "",
+            "agi_threadid": "140245567891200",
+        }
+
+    async def call(self, host: str, port: int, *, timeout: float = 10.0) -> None:
+        """Place the call; returns once either side has ended it, or raises ScriptMismatch."""
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            block = "".join(f"{k}: {v}\n" for k, v in self.headers(port).items()) + "\n"
+            writer.write(block.encode())
+            await writer.drain()
+            await asyncio.wait_for(self._converse(reader, writer), timeout)
+        except TimeoutError:
+            self.errors.append(f"the call was still going after {timeout}s")
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+        if self._steps and not self.errors:
+            self.errors.append(f"the IVR ended the call before step {self._step_number()}: "
+                               f"{self._steps[0]}")
+        if self.errors:
+            raise ScriptMismatch("; ".join(self.errors) + "\nconversation:\n  "
+                                 + "\n  ".join(map(str, self.commands)))
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return  # the IVR closed the session
+            command = Command.parse(line)
+            self.commands.append(command)
+            if self._dead:
+                await _send(writer, DEAD_CHANNEL)
+                continue
+            step = self._steps[0] if self._steps else None
+            if step is not None and step.matches(command):
+                self._steps.pop(0)
+                if step.hang_up:
+                    await self._hang_up(writer, command)
+                    if self.agi_sighup:
+                        return
+                    continue
+                await self._answer(writer, command, step.reply)
+            elif command.verb in _PROMPT_VERBS:
+                expected = f"step {self._step_number()}: {step}" if step else "the script's end"
+                self.errors.append(f"expected {expected}, the IVR sent {command}")
+                await self._hang_up(writer, command)
+                return
+            else:
+                await self._answer(writer, command, self._default_reply(command))
+
+    def _step_number(self) -> int:
+        return len(self.script) - len(self._steps) + 1
+
+    def _default_reply(self, command: Command) -> str:
+        if command.verb in ("GET VARIABLE", "GET FULL VARIABLE"):
+            name = command.args[0] if command.args else ""
+            if name not in self.variables:
+                return "200 result=0"
+            return f"200 result=1 ({self.variables[name]})"
+        return _DEFAULT_REPLIES.get(command.verb, _INVALID_COMMAND)
+
+    async def _answer(self, writer: asyncio.StreamWriter, command: Command, reply: str) -> None:
+        if command.verb == "SET VARIABLE" and len(command.args) >= 2:
+            self.variables[command.args[0]] = command.args[1]
+        if command.verb == "HANGUP":
+            # The IVR hung up the channel: from now on every command meets a dead channel.
+            self.hung_up_by = "ivr"
+            self._dead = True
+        await _send(writer, reply)
+
+    async def _hang_up(self, writer: asyncio.StreamWriter, command: Command) -> None:
+        """The caller hangs up while ``command`` runs: HANGUP, the command's -1 (then close)."""
+        self.hung_up_by = "caller"
+        self._dead = True
+        endpos = " endpos=1600" if command.verb == "STREAM FILE" else ""
+        lines = [f"200 result=-1{endpos}"]
+        await _send(writer, *(["HANGUP"] + lines if self.agi_sighup else lines))
+
+
+async def _send(writer: asyncio.StreamWriter, *lines: str) -> None:
+    writer.write("".join(f"{line}\n" for line in lines).encode())
+    try:
+        await writer.drain()
+    except ConnectionError:
+        pass
+
+
+async def send_partial_headers(host: str, port: int, headers: dict[str, str]) -> None:
+    """Open a FastAGI session, send part of the header block (no blank line), and close."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write("".join(f"{k}: {v}\n" for k, v in headers.items()).encode())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
