@@ -22,6 +22,9 @@ class AmiClient:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.manager: Manager | None = None
+        # panoramisk never clears `authenticated` when the connection drops, so we keep our own
+        # flag from its login/disconnect callbacks: a dead Asterisk then reads "down" at once.
+        self._logged_in = False
 
     async def start(self) -> None:
         self.manager = Manager(
@@ -36,6 +39,8 @@ class AmiClient:
             ping_interval=5,
             reconnect_timeout=1,
             log=logging.getLogger("ivr.ami.panoramisk"),
+            on_login=self._on_login,
+            on_disconnect=self._on_disconnect,
         )
         self.manager.connect()
 
@@ -43,9 +48,17 @@ class AmiClient:
         if self.manager is not None:
             self.manager.close()
 
+    def _on_login(self, manager: Manager) -> None:
+        self._logged_in = True
+        log.info("AMI: logged in to %s:%d", self._settings.ami_host, self._settings.ami_port)
+
+    def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
+        self._logged_in = False
+        log.warning("AMI: connection lost; panoramisk reconnects")
+
     @property
     def connected(self) -> bool:
-        return bool(self.manager and self.manager.authenticated)
+        return self._logged_in
 
     async def action(self, action: dict[str, str], timeout: float = 3.0):
         if not self.connected:

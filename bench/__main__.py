@@ -1,0 +1,105 @@
+"""Benchmarks: `make bench`. Numbers, not assertions: the README records what they showed.
+
+- pin_exposure: how long a keyed PIN exists in clear in the ivr process — from the bytearray the
+  AGI reply lands in to the zeroed buffer after the ISO 9564 format 4 block is built.
+- authorization_rtt: one ISO 8583 0200/0210 round trip to the acquirer simulator over TCP.
+- transition: one atomic payment state transition in Redis (Lua script).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ivr.acquirer.client import AcquirerClient
+from ivr.acquirer.server import AcquirerServer, build_simulator
+from ivr.acquirer.testcards import find_test_card
+from ivr.config import load_settings
+from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
+from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.iso8583.messages import PurchaseRequest
+
+
+def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
+    ordered = sorted(samples_s)
+    p50 = ordered[len(ordered) // 2] * scale
+    p99 = ordered[int(len(ordered) * 0.99) - 1] * scale
+    print(f"{name:<22} n={len(ordered):<6} p50={p50:9.1f} {unit}  p99={p99:9.1f} {unit}  "
+          f"mean={statistics.fmean(ordered) * scale:9.1f} {unit}")
+
+
+def bench_pin_exposure(pek: bytes, pan: str, pin: str, n: int = 5000) -> None:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        digits = bytearray(pin.encode())
+        pinblock_from_digits(pek, digits, pan)
+        samples.append(time.perf_counter() - start)
+        assert not any(digits)
+    report("pin_exposure", samples)
+
+
+async def bench_authorization(settings, pan: str, pin: str, pek: bytes, n: int = 300) -> None:
+    from ivr.crypto.pinblock import encipher_pinblock_iso_4
+    server = AcquirerServer(build_simulator(settings), "127.0.0.1", 0)
+    async with server:
+        client = AcquirerClient("127.0.0.1", server.port, timeout=5)
+        samples = []
+        for i in range(n):
+            request = PurchaseRequest.create(pan=pan, amount=100, stan=f"{i + 1:06d}",
+                                             pin_block=encipher_pinblock_iso_4(pek, pin, pan),
+                                             terminal_id="BENCH001", merchant_id="898100048160001")
+            start = time.perf_counter()
+            response = await client.authorize(request)
+            samples.append(time.perf_counter() - start)
+            assert response.response_code == "00"
+        report("authorization_rtt", samples, "ms", 1e3)
+
+
+async def bench_transitions(n: int = 2000) -> None:
+    import redis.asyncio as aioredis
+
+    from ivr.store.payments import PaymentState, PaymentStore
+    with tempfile.TemporaryDirectory() as data:
+        port = 6399
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--dir", data, "--save", ""],
+                                stdout=subprocess.DEVNULL)
+        try:
+            await asyncio.sleep(0.5)
+            client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+            store = PaymentStore(client)
+            samples = []
+            for _ in range(n // 2):
+                payment = await store.create({"amount_minor": 100})
+                for target in (PaymentState.PIN_ENTRY, PaymentState.AUTHORIZING):
+                    start = time.perf_counter()
+                    await store.transition(payment.id, target)
+                    samples.append(time.perf_counter() - start)
+            await client.aclose()
+            report("transition", samples, "ms", 1e3)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def main() -> int:
+    card = find_test_card("approve")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(var_dir=Path(tmp))
+        generate_dev_keys(settings.keys_dir)
+        pek = load_ivr_keys(settings.ivr_keys_file).pek
+        print(f"voicepay benchmarks (python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+        bench_pin_exposure(pek, card.pan, card.pin)
+        asyncio.run(bench_authorization(settings, card.pan, card.pin, pek))
+        asyncio.run(bench_transitions())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
