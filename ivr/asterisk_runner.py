@@ -92,9 +92,13 @@ class AsteriskSandbox:
     def prepare(self) -> None:
         for sub in ("run", "log", "spool"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
-        # A stale control socket from a killed run would make "asterisk -rx" talk to nobody.
+        self.remove_runtime_files()
+
+    def remove_runtime_files(self) -> None:
+        """Asterisk leaves its control socket and pid file when stopped by a signal; a stale
+        socket would make "asterisk -rx" talk to nobody, so they go before a start and after a stop."""
         for stale in (self.state_dir / "run").glob("asterisk.*"):
-            stale.unlink()
+            stale.unlink(missing_ok=True)
 
     def _bwrap(self) -> list[str]:
         if not shutil.which("bwrap"):

@@ -158,6 +158,8 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
         self.processes.clear()
+        if self.asterisk is not None:
+            self.asterisk.remove_runtime_files()
 
     # ---- what a user needs to know ------------------------------------------------------------
     def banner(self) -> str:
