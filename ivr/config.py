@@ -54,6 +54,36 @@ class Settings:
     # Root of the Asterisk filesystem: a cached Debian sid rootfs, or "/" for a system Asterisk.
     asterisk_root: str = field(metadata={"env": "VOICEPAY_ASTERISK_ROOT"}, default="")
     log_level: str = field(metadata={"env": "VOICEPAY_LOG_LEVEL"}, default="INFO")
+    # Callback payments: how the cardholder is called, and how often.
+    # {mobile} is replaced by the order's mobile number: "PJSIP/{mobile}" dials an endpoint of
+    # that name; "PJSIP/{mobile}@carrier" would send it to a trunk.
+    callback_dial_pattern: str = field(metadata={"env": "VOICEPAY_CALLBACK_DIAL_PATTERN"},
+                                       default="PJSIP/{mobile}")
+    callback_max_attempts: int = field(metadata={"env": "VOICEPAY_CALLBACK_MAX_ATTEMPTS"}, default=3)
+    callback_retry_spacing_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_RETRY_SPACING_S"},
+                                            default=60.0)
+    callback_ring_timeout_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_RING_TIMEOUT_S"},
+                                           default=30.0)
+    callback_caller_name: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NAME"},
+                                      default="Secure payment")
+    callback_caller_number: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NUMBER"},
+                                        default="95000")
+    # Merchant API: a signed request's timestamp may be this far from our clock, either way; its
+    # nonce is remembered for twice as long, so a replay is refused for as long as it could verify.
+    signature_window_seconds: int = field(metadata={"env": "VOICEPAY_SIGNATURE_WINDOW_SECONDS"},
+                                          default=300)
+    # The largest amount one callback payment may ask for, in yuan with two decimals (merchants
+    # may have a lower limit of their own in ivr/merchants_seed.toml).
+    max_payment_amount: str = field(metadata={"env": "VOICEPAY_MAX_PAYMENT_AMOUNT"},
+                                    default="50000.00")
+    # How long an Idempotency-Key and the first response to it are kept.
+    idempotency_ttl_seconds: int = field(metadata={"env": "VOICEPAY_IDEMPOTENCY_TTL_SECONDS"},
+                                         default=86400)
+    # Webhooks: attempt n waits base * 2**(n-1) seconds (at most max_delay) after attempt n-1.
+    webhook_base_delay: float = field(metadata={"env": "VOICEPAY_WEBHOOK_BASE_DELAY"}, default=5.0)
+    webhook_max_delay: float = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_DELAY"}, default=3600.0)
+    webhook_max_attempts: int = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_ATTEMPTS"}, default=10)
+    webhook_timeout: float = field(metadata={"env": "VOICEPAY_WEBHOOK_TIMEOUT"}, default=10.0)
 
     @property
     def keys_dir(self) -> Path:
@@ -66,6 +96,16 @@ class Settings:
     @property
     def acquirer_keys_file(self) -> Path:
         return self.keys_dir / "acquirer.json"
+
+    @property
+    def merchant_keys_file(self) -> Path:
+        """The merchants' API keys, generated at first use (ivr/merchants.py)."""
+        return self.keys_dir / "merchants.json"
+
+    @property
+    def operator_token_file(self) -> Path:
+        """The operator's bearer token for the payments API, generated at first use."""
+        return self.keys_dir / "operator.token"
 
     @property
     def acquirer_dir(self) -> Path:

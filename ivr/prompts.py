@@ -42,6 +42,11 @@ class Manifest:
     def languages(self) -> list[str]:
         return sorted(self.texts)
 
+    def with_texts(self, extra: dict[str, dict[str, str]]) -> "Manifest":
+        """This manifest plus prompts defined elsewhere (merchant names, from the registry)."""
+        texts = {lang: {**names, **extra.get(lang, {})} for lang, names in self.texts.items()}
+        return Manifest(voices=self.voices, texts=texts)
+
 
 class Prompts:
     """Prompt paths for one language, as Asterisk sees them (no extension: Asterisk picks .wav)."""
@@ -73,7 +78,6 @@ def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> i
     sox = shutil.which("sox")
     if not espeak or not sox:
         raise RuntimeError("espeak-ng and sox are needed to build the prompts (make deps installs them)")
-    manifest_mtime = MANIFEST_PATH.stat().st_mtime if MANIFEST_PATH.exists() else 0.0
     built = 0
     for language, prompts in manifest.texts.items():
         voice = manifest.voices[language]
@@ -81,7 +85,9 @@ def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> i
         lang_dir.mkdir(parents=True, exist_ok=True)
         for name, text in prompts.items():
             target = lang_dir / f"{name}.wav"
-            if not force and target.exists() and target.stat().st_mtime >= manifest_mtime:
+            # A sidecar with the text the WAV was made from: rebuilt only when the text changes.
+            stamp = lang_dir / f".{name}.txt"
+            if not force and target.exists() and stamp.exists() and stamp.read_text("utf-8") == text:
                 continue
             with tempfile.NamedTemporaryFile(suffix=".wav") as raw:
                 subprocess.run([espeak, "-v", voice, "-s", "165", "-w", raw.name, text], check=True)
@@ -91,6 +97,7 @@ def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> i
                      str(target), "gain", "-n", "-3"],
                     check=True,
                 )
+            stamp.write_text(text, "utf-8")
             built += 1
     return built
 

@@ -6,6 +6,8 @@ place, in dependency order (aiohttp stops them in reverse).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import sys
@@ -17,16 +19,25 @@ from aiohttp import web
 from ivr.acquirer.client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
-from ivr.api.keys import ACQUIRER, AMI, REDIS, SETTINGS, STORE
+from ivr.api.keys import (ACQUIRER, AMI, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS, STORE,
+                          WEBHOOKS)
+from ivr.api.merchant_auth import ensure_operator_token
+from ivr.api.merchant_routes import merchant_routes
 from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.flows.authorization import Authorizer
 from ivr.flows.context import FlowContext
+from ivr.flows.callback_flow import callback
 from ivr.flows.selfservice import selfservice
-from ivr.prompts import Manifest
+from ivr.callback.dialer import Dialer
+from ivr.callback.orders import CallbackOrders
+from ivr.callback.merchant_prompts import manifest_with_merchants
+from ivr.acquirer.bin_table import bin_table_path
+from ivr.merchants import MerchantRegistry
 from ivr.store.payments import PaymentStore
+from ivr.webhooks import WebhookNotifier
 
 __all__ = ["create_app", "main", "configure_logging"]
 
@@ -47,9 +58,28 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = aioredis.Redis.from_url(settings.redis_url)
     app[REDIS] = client
-    app[STORE] = PaymentStore(client, pan_ttl_seconds=settings.pan_ttl_seconds)
+    store = PaymentStore(client, pan_ttl_seconds=settings.pan_ttl_seconds)
+    app[STORE] = store
     yield
     await client.aclose()
+
+
+async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Merchant keys and the operator token (generated at first use), and the webhook worker."""
+    settings = app[SETTINGS]
+    app[MERCHANTS] = MerchantRegistry.load(settings)
+    app[OPERATOR_TOKEN] = ensure_operator_token(settings)
+    notifier = WebhookNotifier(app[REDIS], app[MERCHANTS], settings)
+    app[WEBHOOKS] = notifier
+    # Every final state, whoever causes it (call flow, dialer, cancel), notifies the merchant.
+    app[STORE].on_final = notifier.enqueue
+    worker = asyncio.create_task(notifier.run(), name="webhooks")
+    yield
+    notifier.stop()
+    await asyncio.wait({worker}, timeout=settings.webhook_timeout + 1)
+    worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
 
 
 async def _acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -67,32 +97,42 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-async def _fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The call side: the dialer for callbacks, the order service, and the FastAGI flows."""
     settings = app[SETTINGS]
     keys = load_ivr_keys(settings.ivr_keys_file)
+    vault = PanVault(keys.pan_key)
+    dialer = Dialer(app[AMI], app[STORE], settings)
+    dialer.start()
+    if ORDERS not in app:  # API tests put a fake order service in before start-up
+        app[ORDERS] = CallbackOrders(app[STORE], vault, bin_table_path(settings), dialer)
     ctx = FlowContext(
         settings=settings,
         store=app[STORE],
-        vault=PanVault(keys.pan_key),
+        vault=vault,
         pek=keys.pek,
         authorizer=Authorizer(app[ACQUIRER], app[STORE], terminal_id=settings.terminal_id,
-                              merchant_id=settings.merchant_id),
-        manifest=Manifest.load(),
+                              merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
+        manifest=manifest_with_merchants(settings),
+        dialer=dialer,
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({
         "selfservice": functools.partial(selfservice, ctx=ctx),
+        "callback": functools.partial(callback, ctx=ctx),
     })
     await server.start(settings.agi_host, settings.agi_port)
     yield
     await server.stop()
+    await dialer.stop()
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = settings or load_settings()
     app.add_routes(routes)
-    app.cleanup_ctx.extend([_redis_ctx, _acquirer_ctx, _ami_ctx, _fastagi_ctx])
+    app.add_routes(merchant_routes)
+    app.cleanup_ctx.extend([_redis_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx])
     return app
 
 

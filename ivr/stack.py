@@ -26,7 +26,9 @@ from ivr.acquirer.server import prepare_acquirer
 from ivr.asterisk_runner import AsteriskSandbox, ProvisionError, ensure_rootfs
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
-from ivr.prompts import Manifest, build_sounds
+from ivr.prompts import build_sounds
+from ivr.merchants import ensure_merchant_keys
+from ivr.callback.merchant_prompts import manifest_with_merchants
 
 __all__ = ["Stack", "StackError", "main"]
 
@@ -76,7 +78,8 @@ class Stack:
         if generate_dev_keys(self.settings.keys_dir):
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
         prepare_acquirer(self.settings)
-        build_sounds(Manifest.load(), REPO_ROOT / "sounds")
+        ensure_merchant_keys(self.settings)
+        build_sounds(manifest_with_merchants(self.settings), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
 

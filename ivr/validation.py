@@ -1,4 +1,4 @@
-"""Checks on what callers key in: card numbers and mainland China mobile numbers.
+"""Checks on what callers key in: card numbers, mainland China mobile and resident ID numbers.
 
 Errors say what is wrong (``reason``) so the IVR can pick a prompt, and never repeat the digits.
 """
@@ -6,14 +6,20 @@ Errors say what is wrong (``reason``) so the IVR can pick a prompt, and never re
 from __future__ import annotations
 
 import re
+from datetime import date
 
 __all__ = [
     "ValidationError",
     "InvalidCardNumber",
     "InvalidMobileNumber",
+    "InvalidIdNumber",
     "luhn_valid",
     "check_card_number",
     "check_mainland_mobile",
+    "check_id_number",
+    "id_number_check_char",
+    "InvalidExpiry",
+    "check_expiry_mmyy",
 ]
 
 # [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
@@ -33,6 +39,10 @@ class InvalidCardNumber(ValidationError):
 
 
 class InvalidMobileNumber(ValidationError):
+    pass
+
+
+class InvalidIdNumber(ValidationError):
     pass
 
 
@@ -74,4 +84,64 @@ def check_mainland_mobile(digits: str) -> str:
         raise InvalidMobileNumber("mobile number must be 11 digits long", reason="length")
     if not _MOBILE.fullmatch(digits):
         raise InvalidMobileNumber("mobile number must start with 13 to 19", reason="prefix")
+    return digits
+
+
+# GB 11643-1999: weight of position i (0-based, left to right) is 2**(17-i) mod 11 (ISO 7064 MOD 11-2).
+_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+_ID_CHECK_CHARS = "0123456789X"
+# The earliest birth year accepted: the standard's own examples include holders born in the 1880s.
+_ID_MIN_BIRTH_YEAR = 1800
+
+
+def id_number_check_char(first17: str) -> str:
+    """The GB 11643-1999 check character (``0``-``9`` or ``X``) for 17 ASCII digits.
+
+    >>> id_number_check_char("11010519491231002")
+    'X'
+    """
+    if not (_ascii_digits(first17) and len(first17) == 17):
+        raise InvalidIdNumber("ID number must start with 17 digits", reason="not_digits")
+    total = sum((ord(c) - 0x30) * w for c, w in zip(first17, _ID_WEIGHTS))
+    return _ID_CHECK_CHARS[(12 - total % 11) % 11]
+
+
+def check_id_number(value: str, *, today: date | None = None) -> str:
+    """``value`` (with a lower-case ``x`` made ``X``) if it is a valid China resident ID number.
+
+    GB 11643-1999: 18 characters, 6 digits of region, 8 of birth date (YYYYMMDD), 3 of sequence,
+    then the ISO 7064 MOD 11-2 check character. Errors never repeat the number.
+
+    >>> check_id_number("11010519491231002x")
+    '11010519491231002X'
+    """
+    if not isinstance(value, str) or not value.isascii():
+        raise InvalidIdNumber("ID number must be 17 digits and a check character", reason="not_digits")
+    if len(value) != 18:
+        raise InvalidIdNumber("ID number must be 18 characters long", reason="length")
+    value = value.upper()
+    if not _ascii_digits(value[:17]) or value[17] not in _ID_CHECK_CHARS:
+        raise InvalidIdNumber("ID number must be 17 digits and a check character (0-9 or X)",
+                              reason="not_digits")
+    try:
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        raise InvalidIdNumber("ID number holds no valid birth date", reason="birth_date") from None
+    if not _ID_MIN_BIRTH_YEAR <= born.year or born > (today or date.today()):
+        raise InvalidIdNumber("ID number holds no plausible birth date", reason="birth_date")
+    if id_number_check_char(value[:17]) != value[17]:
+        raise InvalidIdNumber("ID number check character is wrong", reason="checksum")
+    return value
+
+
+class InvalidExpiry(ValidationError):
+    """A keyed card expiry date that is not MMYY with a month from 01 to 12."""
+
+
+def check_expiry_mmyy(digits: str) -> str:
+    """A card expiry as keyed on the phone, MMYY. Whether it has passed is the issuer's call (54)."""
+    if not (_ascii_digits(digits) and len(digits) == 4):
+        raise InvalidExpiry("expiry must be four digits, MMYY", reason="length")
+    if not 1 <= int(digits[:2]) <= 12:
+        raise InvalidExpiry("expiry month must be 01 to 12", reason="month")
     return digits

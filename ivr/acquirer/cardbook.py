@@ -9,6 +9,10 @@ IBM 3624 parameters, fixed for every card:
 
 An offset is only meaningful under the PVK it was computed with, so the book records that key's
 check value and the simulator refuses a book issued under another key.
+
+Each card also carries its type (``debit`` or ``credit``) and issuer, from the seed's BIN table.
+The book holds nothing about CVV2s: the simulator recomputes a credit card's CVV2 under the CVK
+from the PAN and expiry date, as an issuer does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import pin as _psec_pin
 
+from ivr.acquirer.bin_table import BinTable, BinTableError, UnknownBin
 from ivr.acquirer.testcards import load_test_cards
 from ivr.crypto.keys import kcv
 from ivr.crypto.pan_vault import mask_pan
@@ -38,7 +43,8 @@ __all__ = [
 ]
 
 DECIMALIZATION_TABLE = "0123456789012345"
-_FORMAT = 1
+# 2: cards carry card_type and issuer.
+_FORMAT = 2
 
 
 class CardBookError(Exception):
@@ -55,9 +61,18 @@ class IssuedCard:
     limit: int
     status: str
     behaviour: str
+    card_type: str
+    issuer: str
 
     def __repr__(self) -> str:
-        return f"IssuedCard(name={self.name!r}, pan={mask_pan(self.pan)!r}, status={self.status!r})"
+        return (
+            f"IssuedCard(name={self.name!r}, pan={mask_pan(self.pan)!r}, card_type={self.card_type!r}, "
+            f"status={self.status!r})"
+        )
+
+    @property
+    def is_credit(self) -> bool:
+        return self.card_type == "credit"
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,19 @@ class CardBook:
 
 
 def issue_cards(seed_path: Path, pvk: bytes, out_path: Path) -> CardBook:
-    """Issue every seed card: compute its PIN offset under ``pvk`` and write the book (0600)."""
+    """Issue every seed card: compute its PIN offset under ``pvk`` and write the book (0600).
+
+    Card type and issuer come from the seed's ``bins`` section; a card outside it is refused.
+    """
+    try:
+        bins = BinTable.load(seed_path)
+    except BinTableError:
+        raise CardBookError(f"seed {seed_path} has no valid BIN table") from None
+    seeds = load_test_cards(seed_path)
+    try:
+        infos = [bins.lookup(seed.pan) for seed in seeds]
+    except UnknownBin:
+        raise CardBookError(f"seed {seed_path} has a card outside its BIN table") from None
     cards = [
         IssuedCard(
             name=seed.name,
@@ -110,8 +137,10 @@ def issue_cards(seed_path: Path, pvk: bytes, out_path: Path) -> CardBook:
             limit=seed.limit,
             status=seed.status,
             behaviour=seed.behaviour,
+            card_type=info.card_type,
+            issuer=info.issuer_en,
         )
-        for seed in load_test_cards(seed_path)
+        for seed, info in zip(seeds, infos, strict=True)
     ]
     book = CardBook(pvk_kcv=kcv(pvk, "T"), cards={card.pan: card for card in cards})
     document = {

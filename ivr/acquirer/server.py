@@ -13,6 +13,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.acquirer.bin_table import BinTable, bin_table_path
 from ivr.acquirer.cardbook import CardBook, CardBookError, issue_cards
 from ivr.acquirer.simulator import AcquirerSimulator
 from ivr.acquirer.testcards import SEED_PATH
@@ -34,9 +35,12 @@ def journal_path(settings: Settings) -> Path:
 
 
 def prepare_acquirer(settings: Settings) -> tuple[AcquirerKeys, CardBook]:
-    """Dev keys and an issued card book, created on first use and re-issued if the PVK changed."""
+    """Dev keys and an issued card book, created on first use and re-issued if the PVK changed.
+
+    Also publishes the BIN table for the IVR at ``bin_table_path(settings)``, from the seed.
+    """
     if generate_dev_keys(settings.keys_dir):
-        log.info("generated development keys in %s", settings.keys_dir)
+        log.info("generated or upgraded development keys in %s", settings.keys_dir)
     keys = load_acquirer_keys(settings.acquirer_keys_file)
     path = cardbook_path(settings)
     try:
@@ -45,6 +49,7 @@ def prepare_acquirer(settings: Settings) -> tuple[AcquirerKeys, CardBook]:
     except CardBookError as exc:
         log.info("issuing test cards to %s (%s)", path, exc)
         book = issue_cards(SEED_PATH, keys.pvk, path)
+    BinTable.load(SEED_PATH).write(bin_table_path(settings))
     return keys, book
 
 

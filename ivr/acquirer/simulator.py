@@ -5,16 +5,30 @@ offsets, counts wrong PINs, answers retransmissions from a cache instead of char
 honours reversals, even of a purchase it is still "waiting for the issuer" on, and writes every
 message it handles to an append-only JSON-lines journal that tests and people can read.
 
-Card state lives in memory and starts again from the card book at each start.
+How a card is authorized depends on its type (from the BIN table, recorded in the card book):
+
+* debit: online PIN (field 52) is required; without one the purchase is 12. Field 14, if sent,
+  must match the card's expiry (54). A CVV2 block, if sent, is ignored.
+* credit (card not present): expiry (field 14, YYMM) and CVV2 (field 48, sealed under the CVV
+  key) are both required, else 12. A wrong expiry is 54; a CVV2 other than the one recomputed
+  under the CVK (Visa/Mastercard CVV method, service code 000, YYMM expiry) is 82. Wrong CVV2s
+  are not counted and never block the card in this simulator (a real issuer would limit them).
+  A PIN block on a credit purchase is ignored: card-not-present credit is not PIN-verified here.
+  A CVV2 block that does not open (wrong key, PAN or STAN) is 96, not the cardholder's mistake.
+
+The CVV2 is decrypted, compared in constant time and dropped: it is never journaled, logged or
+kept. Card state lives in memory and starts again from the card book at each start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -22,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import iso8583
+from cryptography.utils import CryptographyDeprecationWarning
+from psec import cvv as _psec_cvv
 
 from ivr.acquirer.cardbook import CardBook, IssuedCard, verify_pin
-from ivr.crypto.keys import AcquirerKeys
+from ivr.crypto.cvv2 import Cvv2Error, decrypt_cvv2
+from ivr.crypto.keys import DEV_CVK, AcquirerKeys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.crypto.pinblock import PinBlockError, decipher_pinblock_iso_4
 from ivr.iso8583.messages import (
@@ -44,11 +61,13 @@ from ivr.iso8583.messages import (
 from ivr.iso8583.spec import VOICEPAY_SPEC
 from ivr.validation import luhn_valid
 
-__all__ = ["AcquirerSimulator", "MAX_PIN_TRIES"]
+__all__ = ["AcquirerSimulator", "MAX_PIN_TRIES", "CVV2_SERVICE_CODE", "compute_cvv2"]
 
 log = logging.getLogger("ivr.acquirer")
 
 MAX_PIN_TRIES = 3
+# The service code the CVV method takes for a CVV2 (one printed on the card, not on the stripe).
+CVV2_SERVICE_CODE = "000"
 BLOCKED = "pin_tries_exceeded"
 RESTRICTED = "restricted"
 
@@ -93,6 +112,8 @@ class AcquirerSimulator:
         today: Callable[[], date] = date.today,
     ) -> None:
         cardbook.check_pvk(keys.pvk)
+        if keys.cvk != DEV_CVK:
+            log.warning("the CVK is not the development CVK: the documented test CVV2s will get 82")
         self._keys = keys
         self._accounts = {card.pan: _Account(card, card.balance, card.status) for card in cardbook}
         self._journal_path = Path(journal_path)
@@ -212,18 +233,9 @@ class AcquirerSimulator:
             return ResponseCode.PIN_TRIES_EXCEEDED
         if account.status == RESTRICTED:
             return ResponseCode.RESTRICTED_CARD
-        try:
-            pin = decipher_pinblock_iso_4(self._keys.pek, request.pin_block, request.pan)
-        except PinBlockError:
-            # Garbage and a block under the wrong key look alike; neither is the cardholder's
-            # mistake, so it does not count as a PIN try.
-            return ResponseCode.SYSTEM_MALFUNCTION
-        if not verify_pin(card, pin, self._keys.pvk):
-            account.pin_tries += 1
-            if account.pin_tries >= MAX_PIN_TRIES:
-                account.status = BLOCKED
-            return ResponseCode.INCORRECT_PIN
-        account.pin_tries = 0
+        code = self._verify_credit(request, card) if card.is_credit else self._verify_pin(request, account)
+        if code is not None:
+            return code
         if card.behaviour == "do_not_honour":
             return ResponseCode.DO_NOT_HONOUR
         if self._expired(card.expiry) or (request.expiry is not None and request.expiry != card.expiry):
@@ -235,6 +247,40 @@ class AcquirerSimulator:
         account.balance -= request.amount
         purchase.charged = True
         return ResponseCode.APPROVED
+
+    def _verify_pin(self, request: PurchaseRequest, account: _Account) -> ResponseCode | None:
+        """Debit: the PIN block must hold the card's PIN. None if it does."""
+        if request.pin_block is None:
+            return ResponseCode.INVALID_TRANSACTION
+        try:
+            pin = decipher_pinblock_iso_4(self._keys.pek, request.pin_block, request.pan)
+        except PinBlockError:
+            # Garbage and a block under the wrong key look alike; neither is the cardholder's
+            # mistake, so it does not count as a PIN try.
+            return ResponseCode.SYSTEM_MALFUNCTION
+        if not verify_pin(account.card, pin, self._keys.pvk):
+            account.pin_tries += 1
+            if account.pin_tries >= MAX_PIN_TRIES:
+                account.status = BLOCKED
+            return ResponseCode.INCORRECT_PIN
+        account.pin_tries = 0
+        return None
+
+    def _verify_credit(self, request: PurchaseRequest, card: IssuedCard) -> ResponseCode | None:
+        """Credit, card not present: expiry and CVV2 must both be the card's. None if they are."""
+        if request.expiry is None or request.cvv2_block is None:
+            return ResponseCode.INVALID_TRANSACTION
+        try:
+            keyed = decrypt_cvv2(self._keys.cvv_key, request.cvv2_block, request.pan, request.stan)
+        except Cvv2Error:
+            return ResponseCode.SYSTEM_MALFUNCTION
+        if request.expiry != card.expiry:
+            return ResponseCode.EXPIRED_CARD
+        expected = compute_cvv2(self._keys.cvk, card.pan, card.expiry)
+        if not hmac.compare_digest(expected.encode("ascii"), keyed.encode("ascii")):
+            # Not counted: this simulator never blocks a card for wrong CVV2s.
+            return ResponseCode.BAD_CVV2
+        return None
 
     def _expired(self, expiry: str) -> bool:
         # A card is good until the end of its expiry month.
@@ -349,7 +395,8 @@ class AcquirerSimulator:
     def _journal(self, **entry: Any) -> None:
         """One JSON line per message handled, and one log line. Callers pass masked PANs only."""
         line = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            # Microseconds: a 3-digit millisecond field could read like a CVV2 to a leak scan.
+            "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "mti": entry.pop("mti"),
             "stan": entry.pop("stan", None),
             "terminal": entry.pop("terminal", None),
@@ -382,6 +429,15 @@ class AcquirerSimulator:
         now = datetime.now(timezone.utc)
         self._rrn_serial = (self._rrn_serial + 1) % 1_000_000
         return f"{now:%y}"[-1] + f"{now.timetuple().tm_yday:03d}{now:%H}{self._rrn_serial:06d}"
+
+
+def compute_cvv2(cvk: bytes, pan: str, expiry: str) -> str:
+    """The CVV2 of a card: the Visa/Mastercard CVV of ``pan`` and ``expiry`` (YYMM) under the CVK,
+    with service code 000, as the issuer computed it to print on the card."""
+    # psec 1.3 still reaches TripleDES at its deprecated import path and warns on every call.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _psec_cvv.generate_cvv(cvk, pan, expiry, CVV2_SERVICE_CODE)
 
 
 def _code_of(answer: bytes | None) -> ResponseCode | None:

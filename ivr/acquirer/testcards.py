@@ -1,7 +1,8 @@
-"""The documented test cards (``test_cards.json``), clear PINs included, for tests and demos.
+"""The documented test cards (``test_cards.json``), clear PINs and CVV2s included, for tests and demos.
 
 Only the card issuer (:func:`ivr.acquirer.cardbook.issue_cards`) and tests read this; the running
-simulator works from the issued card book, which holds PIN offsets instead of PINs.
+simulator works from the issued card book, which holds PIN offsets instead of PINs and nothing at
+all about CVV2s (it recomputes them under the CVK).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class TestCard:
     status: str
     behaviour: str
     description: str = ""
+    # Credit cards only: the CVV2 "printed on the back", as the CVK computes it. Documentation.
+    cvv2: str | None = None
 
     def __repr__(self) -> str:
         return f"TestCard(name={self.name!r}, pan={mask_pan(self.pan)!r}, behaviour={self.behaviour!r})"

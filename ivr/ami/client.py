@@ -13,7 +13,16 @@ from panoramisk import Manager
 
 from ivr.config import Settings
 
-__all__ = ["AmiClient"]
+__all__ = ["AmiClient", "ORIGINATE_REASONS"]
+
+# OriginateResponse "Reason" values (Asterisk's AST_CONTROL_* codes) in words.
+ORIGINATE_REASONS = {
+    "0": "unreachable",
+    "1": "hung up before answer",
+    "3": "no answer",
+    "5": "busy",
+    "8": "congestion",
+}
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +42,9 @@ class AmiClient:
             port=self._settings.ami_port,
             username=self._settings.ami_user,
             secret=self._settings.ami_secret,
-            # Events are off until a feature needs them: fewer bytes, and nothing to filter.
-            events="off",
+            # Only the "call" class: the dialer needs OriginateResponse. manager.conf narrows it
+            # further to a whitelist of event names.
+            events="call",
             ping_delay=5,
             ping_interval=5,
             reconnect_timeout=1,
@@ -65,6 +75,56 @@ class AmiClient:
             raise ConnectionError("AMI not connected")
         assert self.manager is not None
         return await asyncio.wait_for(self.manager.send_action(action), timeout)
+
+    def on_event(self, name: str, callback) -> None:
+        """Call ``callback(event)`` for every AMI event called ``name``."""
+        assert self.manager is not None, "start() first"
+        self.manager.register_event(name, lambda _manager, event: callback(event))
+
+    async def originate(self, *, action_id: str, channel: str, channel_id: str, context: str,
+                        variables: dict[str, str], timeout_ms: int, caller_id: str) -> str:
+        """Place a call and wait until it is answered or fails; returns the outcome in words.
+
+        An asynchronous Originate is answered twice: "successfully queued" at once, then an
+        OriginateResponse event when the call is answered or fails. panoramisk collects both into
+        one reply. ``channel_id`` becomes the channel's unique id, so the call can be hung up by it
+        (cancel) before anyone knows its channel name. Returns "answered", a failure reason from
+        ORIGINATE_REASONS, or "AMI unavailable" / "no response".
+        """
+        action = {
+            "Action": "Originate",
+            "ActionID": action_id,
+            "Channel": channel,
+            "ChannelId": channel_id,
+            "Context": context,
+            "Exten": "s",
+            "Priority": "1",
+            "Timeout": str(timeout_ms),
+            "CallerID": caller_id,
+            "Async": "true",
+            "Variable": ",".join(f"{k}={v}" for k, v in variables.items()),
+        }
+        try:
+            reply = await self.action(action, timeout=timeout_ms / 1000 + 10)
+        except ConnectionError:
+            return "AMI unavailable"
+        except asyncio.TimeoutError:
+            return "no response"
+        messages = reply if isinstance(reply, list) else [reply]
+        for message in messages:
+            if message.get("Event") == "OriginateResponse":
+                if message.get("Response") == "Success":
+                    return "answered"
+                reason = message.get("Reason", "0")
+                return ORIGINATE_REASONS.get(reason, f"failed (reason {reason})")
+        return "not placed: " + str(messages[0].get("Message", "refused by Asterisk"))
+
+    async def hangup(self, channel: str) -> bool:
+        try:
+            reply = await self.action({"Action": "Hangup", "Channel": channel})
+        except (ConnectionError, asyncio.TimeoutError):
+            return False
+        return bool(getattr(reply, "success", False))
 
     async def ping(self) -> bool:
         try:

@@ -8,10 +8,18 @@ from aiohttp import web
 from ivr.acquirer.client import AcquirerClient
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
+from ivr.merchants import MerchantRegistry
+from ivr.orders_protocol import OrderService
 from ivr.store.payments import PaymentStore
+from ivr.webhooks import WebhookNotifier
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", aioredis.Redis)
 STORE = web.AppKey("store", PaymentStore)
 ACQUIRER = web.AppKey("acquirer", AcquirerClient)
 AMI = web.AppKey("ami", AmiClient)
+ORDERS = web.AppKey("orders", OrderService)
+MERCHANTS = web.AppKey("merchants", MerchantRegistry)
+WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
+# The operator's bearer token for the payments API (settings.operator_token_file).
+OPERATOR_TOKEN = web.AppKey("operator_token", str)

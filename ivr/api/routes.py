@@ -10,7 +10,10 @@ from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
 from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
-from ivr.store.payments import PaymentState, StoreError
+from ivr.api.merchant_auth import authenticate_reader, require_operator
+from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
+from ivr.store.payments import NoSuchPayment, PaymentState, StoreError
+from ivr.webhooks import webhook_attempts
 
 __all__ = ["routes", "error_middleware"]
 
@@ -32,14 +35,22 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 @routes.get("/v1/payments/{payment_id}")
 async def get_payment(request: web.Request) -> web.Response:
+    """For the operator (bearer token) any payment; for a merchant (signed) only its own."""
+    merchant = await authenticate_reader(request)
     store = request.app[STORE]
     payment_id = request.match_info["payment_id"]
     payment = await store.get(payment_id)
-    return web.json_response(payment.to_json(history=await store.history(payment_id)))
+    if merchant is not None and payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+        raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
+    body = payment.to_json(history=await store.history(payment_id))
+    body["webhook_attempts"] = await webhook_attempts(request.app[REDIS], payment_id)
+    return web.json_response(body)
 
 
 @routes.get("/v1/payments")
 async def list_payments(request: web.Request) -> web.Response:
+    """Operator only (bearer token)."""
+    require_operator(request)
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in PaymentState}:
         raise InvalidParameter("status", f"must be one of {', '.join(s.value for s in PaymentState)}")

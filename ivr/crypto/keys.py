@@ -6,11 +6,24 @@ an HSM and never touches disk; here it is stored in hex as a stand-in, so these 
 development only. Every block is stored with its key check value (KCV) and re-checked on load, so
 a corrupted or swapped key fails loudly at start-up rather than as a stream of declined PINs.
 
-    IVR (ivr.json):           PEK  P0 AES-128  encrypt only      PAN key  D0 AES-256
-    Acquirer (acquirer.json): PEK  P0 AES-128  decrypt only      PVK      V1 TDES double length
+    IVR (ivr.json):           PEK      P0 AES-128  encrypt only     PAN key  D0 AES-256
+                              CVV key  D0 AES-128  encrypt only
+    Acquirer (acquirer.json): PEK      P0 AES-128  decrypt only     PVK      V1 TDES double length
+                              CVV key  D0 AES-128  decrypt only     CVK      C0 TDES double length
 
-The PEK value is the same in both files (the zone PIN key the two parties share), each copy
-wrapped under its own party's KBPK.
+The PEK and the CVV key have the same value in both files (keys the two parties share), each copy
+wrapped under its own party's KBPK. They are separate keys on purpose (key separation): the PEK
+only ever carries ISO 9564 PIN blocks, the CVV key only ever the CVV2 the cardholder keyed
+(AES-GCM, :mod:`ivr.crypto.cvv2`). TR-31 has no usage code for "CVV2 in transit"; it is data, so
+D0 (symmetric data encryption), with the IVR's copy bound to encrypt and the acquirer's to decrypt.
+
+The CVK is the issuer's card verification key (Visa CVV / Mastercard CVC method). Unlike every
+other key here it is not random: it is the published development value :data:`DEV_CVK`, because
+the CVV2 "printed" on the documented test cards (``ivr/acquirer/test_cards.json``) is the CVV
+computed under it, and a random CVK would turn those documented values into wrong ones.
+
+Key files written before a key role existed are refused with :class:`KeyFileOutdated`;
+:func:`generate_dev_keys` upgrades such a pair in place, keeping the keys they already hold.
 """
 
 from __future__ import annotations
@@ -33,10 +46,12 @@ from psec import tr31 as _tr31
 __all__ = [
     "KeyManagementError",
     "KeyFileError",
+    "KeyFileOutdated",
     "IvrKeys",
     "AcquirerKeys",
     "IVR_KEYS_FILE",
     "ACQUIRER_KEYS_FILE",
+    "DEV_CVK",
     "kcv",
     "load_ivr_keys",
     "load_acquirer_keys",
@@ -55,6 +70,10 @@ class KeyManagementError(Exception):
 
 class KeyFileError(KeyManagementError):
     """A key file is missing, unreadable, tampered with, or holds the wrong kind of key."""
+
+
+class KeyFileOutdated(KeyFileError):
+    """A key file lacks a key role this version needs: it predates it. Regenerate or upgrade."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,20 @@ _PAN_KEY = _Role("pan_key", usage="D0", algorithm="A", mode="B", length=32)
 _ACQ_PEK = _Role("pek", usage="P0", algorithm="A", mode="D", length=16)
 # The acquirer both issues offsets and verifies PINs with the PVK: mode C, generate and verify.
 _PVK = _Role("pvk", usage="V1", algorithm="T", mode="C", length=16)
+# CVV2 in transit, IVR -> acquirer, under its own key: D0 data encryption, one direction each.
+_IVR_CVV_KEY = _Role("cvv_key", usage="D0", algorithm="A", mode="E", length=16)
+_ACQ_CVV_KEY = _Role("cvv_key", usage="D0", algorithm="A", mode="D", length=16)
+# The simulated issuer only recomputes CVVs to compare them: mode V, verify only.
+_CVK = _Role("cvk", usage="C0", algorithm="T", mode="V", length=16)
+
+_IVR_ROLES = (_IVR_PEK, _PAN_KEY, _IVR_CVV_KEY)
+_ACQ_ROLES = (_ACQ_PEK, _PVK, _ACQ_CVV_KEY, _CVK)
+# Keys both files hold, with the same value.
+_SHARED = ("pek", "cvv_key")
+
+# The development CVK (double-length TDES, odd parity, halves differ). Published on purpose: the
+# documented test cards' CVV2s are computed under it (see the module docstring). Never a real key.
+DEV_CVK = bytes.fromhex("3D8A5E2C9B4F7A16E0C2975B1F6D38A4")
 
 
 def kcv(key: bytes, algorithm: str = "A") -> str:
@@ -106,9 +139,10 @@ class IvrKeys:
 
     pek: bytes
     pan_key: bytes
+    cvv_key: bytes
 
     def kcv(self) -> dict[str, str]:
-        return {"pek": kcv(self.pek), "pan_key": kcv(self.pan_key)}
+        return {"pek": kcv(self.pek), "pan_key": kcv(self.pan_key), "cvv_key": kcv(self.cvv_key)}
 
     def __repr__(self) -> str:
         return f"IvrKeys(kcv={self.kcv()})"
@@ -120,22 +154,29 @@ class AcquirerKeys:
 
     pek: bytes
     pvk: bytes
+    cvv_key: bytes
+    cvk: bytes
 
     def kcv(self) -> dict[str, str]:
-        return {"pek": kcv(self.pek), "pvk": kcv(self.pvk, "T")}
+        return {
+            "pek": kcv(self.pek),
+            "pvk": kcv(self.pvk, "T"),
+            "cvv_key": kcv(self.cvv_key),
+            "cvk": kcv(self.cvk, "T"),
+        }
 
     def __repr__(self) -> str:
         return f"AcquirerKeys(kcv={self.kcv()})"
 
 
 def load_ivr_keys(path: Path) -> IvrKeys:
-    keys = _load(Path(path), "ivr", (_IVR_PEK, _PAN_KEY))
-    return IvrKeys(pek=keys["pek"], pan_key=keys["pan_key"])
+    keys = _load(Path(path), "ivr", _IVR_ROLES)
+    return IvrKeys(pek=keys["pek"], pan_key=keys["pan_key"], cvv_key=keys["cvv_key"])
 
 
 def load_acquirer_keys(path: Path) -> AcquirerKeys:
-    keys = _load(Path(path), "acquirer", (_ACQ_PEK, _PVK))
-    return AcquirerKeys(pek=keys["pek"], pvk=keys["pvk"])
+    keys = _load(Path(path), "acquirer", _ACQ_ROLES)
+    return AcquirerKeys(pek=keys["pek"], pvk=keys["pvk"], cvv_key=keys["cvv_key"], cvk=keys["cvk"])
 
 
 def generate_dev_keys(keys_dir: Path, *, force: bool = False) -> bool:
@@ -143,23 +184,49 @@ def generate_dev_keys(keys_dir: Path, *, force: bool = False) -> bool:
 
     Existing files are kept unless ``force``: regenerating would orphan every PIN offset the
     acquirer issued and every PAN the IVR encrypted. One file without the other is refused,
-    because re-creating just one side would break the shared PEK.
+    because re-creating just one side would break the shared PEK. A pair written before a key
+    role existed (:class:`KeyFileOutdated`) is upgraded: both files are rewritten with the keys
+    they hold plus new ones for the missing roles, so offsets and encrypted PANs stay valid.
     """
     keys_dir = Path(keys_dir)
     ivr_path, acq_path = keys_dir / IVR_KEYS_FILE, keys_dir / ACQUIRER_KEYS_FILE
     present = [p.name for p in (ivr_path, acq_path) if p.exists()]
     if present and not force:
-        if len(present) == 2:
-            return False
-        raise KeyFileError(f"only {present[0]} exists in {keys_dir}; regenerate both with --force")
+        if len(present) != 2:
+            raise KeyFileError(f"only {present[0]} exists in {keys_dir}; regenerate both with --force")
+        return _upgrade(ivr_path, acq_path)
 
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pek = secrets.token_bytes(16)
-    pan_key = secrets.token_bytes(32)
-    pvk = _new_tdes_key()
-    _write_private(ivr_path, _key_file("ivr", {_IVR_PEK: pek, _PAN_KEY: pan_key}))
-    _write_private(acq_path, _key_file("acquirer", {_ACQ_PEK: pek, _PVK: pvk}))
+    _write_pair(ivr_path, acq_path, {})
     return True
+
+
+def _upgrade(ivr_path: Path, acq_path: Path) -> bool:
+    """Add the key roles an older pair of files lacks; False if nothing was missing."""
+    ivr_held = _load(ivr_path, "ivr", _IVR_ROLES, missing_ok=True)
+    acq_held = _load(acq_path, "acquirer", _ACQ_ROLES, missing_ok=True)
+    if len(ivr_held) == len(_IVR_ROLES) and len(acq_held) == len(_ACQ_ROLES):
+        return False
+    for name in _SHARED:
+        if name in ivr_held and name in acq_held and ivr_held[name] != acq_held[name]:
+            raise KeyFileError(f"{ivr_path.name} and {acq_path.name} hold different {name} keys; "
+                               "regenerate both with --force")
+    _write_pair(ivr_path, acq_path, {**acq_held, **ivr_held})
+    return True
+
+
+def _write_pair(ivr_path: Path, acq_path: Path, keep: dict[str, bytes]) -> None:
+    """Write both files from the keys in ``keep``, with new keys for every role not in it."""
+    fresh = {
+        "pek": lambda: secrets.token_bytes(16),
+        "pan_key": lambda: secrets.token_bytes(32),
+        "cvv_key": lambda: secrets.token_bytes(16),
+        "pvk": _new_tdes_key,
+        "cvk": lambda: DEV_CVK,
+    }
+    values = {name: keep[name] if name in keep else make() for name, make in fresh.items()}
+    _write_private(ivr_path, _key_file("ivr", {role: values[role.name] for role in _IVR_ROLES}))
+    _write_private(acq_path, _key_file("acquirer", {role: values[role.name] for role in _ACQ_ROLES}))
 
 
 def _new_tdes_key() -> bytes:
@@ -198,7 +265,9 @@ def _write_private(path: Path, document: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path, party: str, roles: tuple[_Role, ...]) -> dict[str, bytes]:
+def _load(path: Path, party: str, roles: tuple[_Role, ...], *, missing_ok: bool = False) -> dict[str, bytes]:
+    """The keys of ``roles``, each verified. A role absent from the file raises KeyFileOutdated,
+    or with ``missing_ok`` is left out of the result (a tampered or malformed one still raises)."""
     try:
         mode = path.stat().st_mode
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -214,7 +283,16 @@ def _load(path: Path, party: str, roles: tuple[_Role, ...]) -> dict[str, bytes]:
         kbpk = bytes.fromhex(document["kbpk"])
         if kcv(kbpk) != document["kbpk_kcv"]:
             raise KeyFileError(f"key file {path}: KBPK check value mismatch")
-        return {role.name: _unwrap(kbpk, document["keys"][role.name], role, path) for role in roles}
+        stored = document["keys"]
+        if not isinstance(stored, dict):
+            raise TypeError
+        absent = [role.name for role in roles if role.name not in stored]
+        if absent and not missing_ok:
+            raise KeyFileOutdated(
+                f"key file {path} has no {', '.join(absent)} key (written by an older version); "
+                "regenerate with: python -m ivr.crypto.keys generate --force"
+            )
+        return {role.name: _unwrap(kbpk, stored[role.name], role, path) for role in roles if role.name in stored}
     except KeyFileError:
         raise
     except (KeyError, TypeError, ValueError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
 from ivr.iso8583.messages import PurchaseRequest, ResponseCode
 from ivr.store.payments import Payment, PaymentState, PaymentStore
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 RC = ResponseCode
 
+
+def _merchant_field(merchant_id: str | None, default: str) -> str:
+    """ISO 8583 field 42 is 15 characters: our merchant ids are padded to fit."""
+    return (merchant_id or default).ljust(15)[:15]
+
 # Response code -> (final state, prompt the caller hears). 55 is special: the flow may re-prompt.
 _DECLINES: dict[ResponseCode, str] = {
     RC.INSUFFICIENT_FUNDS: "declined_insufficient_funds",
@@ -25,6 +31,7 @@ _DECLINES: dict[ResponseCode, str] = {
     RC.PIN_TRIES_EXCEEDED: "declined_pin_tries_exceeded",
     RC.INVALID_CARD_NUMBER: "declined_invalid_card",
     RC.EXCEEDS_AMOUNT_LIMIT: "declined_limit",
+    RC.BAD_CVV2: "declined_invalid_cvv2",
 }
 # Codes that say the system, not the cardholder, failed: the payment is "failed", not "declined".
 _SYSTEM_FAILURES = {RC.ISSUER_UNAVAILABLE, RC.SYSTEM_MALFUNCTION, RC.FORMAT_ERROR}
@@ -46,23 +53,34 @@ class Outcome:
 
 class Authorizer:
     def __init__(self, acquirer: AcquirerClient, store: PaymentStore, *, terminal_id: str,
-                 merchant_id: str) -> None:
+                 merchant_id: str, cvv_key: bytes) -> None:
         self._acquirer = acquirer
         self._store = store
         self._terminal_id = terminal_id
         self._merchant_id = merchant_id
+        self._cvv_key = cvv_key
 
-    async def authorize(self, payment: Payment, pan: str, pin_block: bytes) -> Outcome:
-        """Ask the acquirer; the payment must already be ``authorizing``. Never raises for a decline."""
+    async def authorize(self, payment: Payment, pan: str, *, pin_block: bytes | None = None,
+                        expiry_yymm: str | None = None,
+                        cvv2_digits: bytearray | None = None) -> Outcome:
+        """Ask the acquirer; the payment must already be ``authorizing``. Never raises for a decline.
+
+        Debit cards come with a PIN block; credit cards with expiry and the CVV2 keypad buffer,
+        which is sealed for the acquirer (bound to this STAN) and wiped here.
+        """
         stan = await self._store.next_stan()
         await self._store.update(payment.id, stan=stan)
+        cvv2_block = encrypt_cvv2(self._cvv_key, cvv2_digits, pan, stan) if cvv2_digits else None
         request = PurchaseRequest.create(
             pan=pan,
             amount=int(payment.fields["amount_minor"]),
             pin_block=pin_block,
+            expiry=expiry_yymm,
+            cvv2_block=cvv2_block,
             stan=stan,
+            # A merchant's own payments go out under its id; the self-service line uses ours.
             terminal_id=self._terminal_id,
-            merchant_id=self._merchant_id,
+            merchant_id=_merchant_field(payment.fields.get("merchant_id"), self._merchant_id),
         )
         try:
             response = await self._acquirer.authorize(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr.agi.channel import AgiChannel
+from ivr.callback.dialer import Dialer
 from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault
 from ivr.flows.authorization import Authorizer
@@ -23,6 +24,7 @@ class FlowContext:
     pek: bytes
     authorizer: Authorizer
     manifest: Manifest
+    dialer: Dialer
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)

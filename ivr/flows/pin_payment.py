@@ -48,7 +48,7 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         # an authorization already on its way, so its answer is still recorded. Any AGI failure
         # here (a hang-up Asterisk reports only as result=-1, a missing sound file) must not
         # orphan the authorization either: the acquirer may already have charged the card.
-        authorization = asyncio.create_task(ctx.authorizer.authorize(payment, pan, pin_block))
+        authorization = asyncio.create_task(ctx.authorizer.authorize(payment, pan, pin_block=pin_block))
         with contextlib.suppress(AgiError):
             await call.stream(prompts["please_wait"])
         outcome = await authorization

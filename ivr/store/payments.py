@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -155,10 +156,13 @@ class Payment:
 
 
 class PaymentStore:
-    def __init__(self, redis: aioredis.Redis, *, pan_ttl_seconds: int = 86400) -> None:
+    def __init__(self, redis: aioredis.Redis, *, pan_ttl_seconds: int = 86400,
+                 on_final: Callable[[Payment], Awaitable[None]] | None = None) -> None:
         self._redis = redis
         self._pan_ttl = pan_ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
+        # Called once per payment when it reaches a final state (the merchant's webhook).
+        self.on_final = on_final
 
     @staticmethod
     def _key(payment_id: str) -> str:
@@ -196,9 +200,19 @@ class PaymentStore:
             raise NoSuchPayment(payment_id)
         if outcome == "refused":
             raise InvalidTransition(payment_id, current, target.value)
+        payment = await self.get(payment_id)
         if target in FINAL_STATES:
             await self._redis.delete(f"{key}:pan")
-        return await self.get(payment_id)
+            if self.on_final is not None:
+                await self.on_final(payment)
+        return payment
+
+    async def note(self, payment_id: str, reason: str) -> None:
+        """A history entry without a state change (e.g. "attempt 2: busy")."""
+        key = self._key(payment_id)
+        payment = await self.get(payment_id)
+        await self._redis.xadd(f"{key}:history", {"state": payment.status, "at": _now(),
+                                                   "reason": reason})
 
     async def update(self, payment_id: str, **changes: str | int) -> None:
         """Set informational fields that are not a state change (e.g. the call's unique id)."""

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import pytest
 
 from ivr.config import load_settings
 from ivr.stack import Stack
-from tests.sipp.scenario import Call, write_scenario
+from tests.sipp.scenario import Call, Callee, write_scenario, write_uas_scenario
 
 REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
 
@@ -35,7 +36,11 @@ class E2E:
     api: str
 
     def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.api + path, timeout=10) as response:
+        """GET as the operator, with the bearer token the service generated at first start."""
+        token_file = self.settings.keys_dir / "operator.token"  # type: ignore[attr-defined]
+        request = urllib.request.Request(
+            self.api + path, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
     def payment_for_mobile(self, mobile: str) -> dict:
@@ -72,6 +77,48 @@ class E2E:
                               timeout=timeout + 30)
 
 
+    # ---- callbacks: the merchant's side and the cardholder's phone ----
+    def merchant_request(self, method: str, path: str, body: dict | None = None, *,
+                         merchant: str = "M100001") -> tuple[int, dict]:
+        """A request signed as ``merchant``; returns (HTTP status, JSON body)."""
+        from ivr.api.merchant_auth import signed_headers
+        from ivr.merchants import MerchantRegistry
+        key = MerchantRegistry.load(self.settings).get(merchant).key  # type: ignore[arg-type]
+        raw = json.dumps(body).encode() if body is not None else b""
+        headers = {"Content-Type": "application/json",
+                   **signed_headers(merchant, key, method, path, raw)}
+        request = urllib.request.Request(self.api + path, data=raw if body is not None else None,
+                                         headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def phone(self, callee: Callee, number: str) -> subprocess.Popen:
+        """Start SIPp as the phone of test cardholder ``number`` (1380013810N, port 507N)."""
+        slot = int(number[-1])
+        directory = self.work_dir / f"callee-{callee.name}"
+        scenario = write_uas_scenario(callee, directory)
+        log = self.work_dir / f"{callee.name}.sipp.log"
+        argv = ["sipp", "-sf", scenario.name, "-m", str(callee.calls), "-i", "127.0.0.1",
+                "-p", str(5070 + slot), "-mi", "127.0.0.1", "-mp", str(17000 + 100 * slot),
+                "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err",
+                "-error_file", str(log)]
+        process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.3)  # listening before the platform dials
+        return process
+
+    def wait_for(self, payment_id: str, states: set[str], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            payment = self.get(f"/v1/payments/{payment_id}")
+            if payment["status"] in states or time.monotonic() > deadline:
+                return payment
+            time.sleep(0.3)
+
+
 def _require_real_parts() -> None:
     missing = [tool for tool in REAL_PARTS if shutil.which(tool) is None]
     if missing:
@@ -79,9 +126,20 @@ def _require_real_parts() -> None:
                     pytrace=False)
 
 
+# Callback retry policy for the tests: quick retries, short rings (set before the stack starts,
+# whose processes read them from the environment).
+CALLBACK_TIMING = {
+    "VOICEPAY_CALLBACK_RETRY_SPACING_S": "2",
+    "VOICEPAY_CALLBACK_RING_TIMEOUT_S": "6",
+    "VOICEPAY_CALLBACK_MAX_ATTEMPTS": "3",
+}
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
+    for name, value in CALLBACK_TIMING.items():
+        os.environ.setdefault(name, value)
     settings = load_settings()
     work_dir = settings.var_dir / "e2e"
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from ivr.acquirer.bin_table import BinTable, bin_table_path
 from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
 from ivr.acquirer.server import AcquirerServer, build_simulator, journal_path
 from ivr.acquirer.simulator import AcquirerSimulator
 from ivr.acquirer.testcards import TestCard, find_test_card
 from ivr.config import REPO_ROOT, Settings, load_settings
+from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.iso8583.framing import read_frame, write_frame
@@ -36,6 +38,7 @@ class Acquirer:
     server: AcquirerServer
     client: AcquirerClient
     pek: bytes
+    cvv_key: bytes
     stan: int = 0
 
     def purchase(self, card: TestCard, amount: int = 1000, pin: str | None = None) -> PurchaseRequest:
@@ -50,6 +53,27 @@ class Acquirer:
             merchant_id=self.settings.merchant_id,
         )
 
+    def credit(
+        self, card: TestCard, amount: int = 1000, *, keyed_expiry: str | None = None, cvv2: str | None = None
+    ) -> PurchaseRequest:
+        """As the IVR does it for a credit card: expiry keyed MMYY sent as YYMM, CVV2 sealed from
+        the keypad buffer (wiped), no PIN."""
+        self.stan += 1
+        stan = f"{self.stan:06d}"
+        mmyy = keyed_expiry or card.expiry[2:] + card.expiry[:2]
+        digits = bytearray((cvv2 or card.cvv2 or "").encode())
+        request = PurchaseRequest.create(
+            pan=card.pan,
+            amount=amount,
+            stan=stan,
+            terminal_id=self.settings.terminal_id,
+            merchant_id=self.settings.merchant_id,
+            expiry=mmyy[2:] + mmyy[:2],
+            cvv2_block=encrypt_cvv2(self.cvv_key, digits, card.pan, stan),
+        )
+        assert digits == bytearray(len(digits))
+        return request
+
     def journal(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in journal_path(self.settings).read_text().splitlines()]
 
@@ -62,7 +86,8 @@ async def acquirer(tmp_path: Path) -> AsyncIterator[Acquirer]:
     await server.start()
     client = AcquirerClient("127.0.0.1", server.port, CLIENT_TIMEOUT)
     try:
-        yield Acquirer(settings, simulator, server, client, load_ivr_keys(settings.ivr_keys_file).pek)
+        ivr_keys = load_ivr_keys(settings.ivr_keys_file)
+        yield Acquirer(settings, simulator, server, client, ivr_keys.pek, ivr_keys.cvv_key)
     finally:
         await server.close()
 
@@ -81,6 +106,49 @@ async def test_declines_come_back_as_answers(acquirer: Acquirer) -> None:
     card = find_test_card("wrong_pin")
     response = await acquirer.client.authorize(acquirer.purchase(card, pin="000000"))
     assert response.response_code is ResponseCode.INCORRECT_PIN and response.auth_code is None
+
+
+async def test_credit_purchase_round_trip(acquirer: Acquirer) -> None:
+    card = find_test_card("credit_approve")
+    # The IVR learns the card is credit from the BIN table the acquirer published.
+    assert BinTable.load(bin_table_path(acquirer.settings)).lookup(card.pan).card_type == "credit"
+    request = acquirer.credit(card, amount=4321)
+    assert request.pin_block is None and request.cvv2_block is not None
+    response = await acquirer.client.authorize(request)
+    assert response.response_code is ResponseCode.APPROVED and response.auth_code
+    assert response.stan == request.stan and len(response.rrn) == 12
+    assert acquirer.simulator.balance(card.pan) == card.balance - 4321
+    line = acquirer.journal()[-1]
+    assert line["response_code"] == "00" and line["pan"] == "625906******0015"
+
+
+@pytest.mark.parametrize(
+    ("name", "keyed_expiry", "cvv2", "amount", "code"),
+    [
+        ("credit_approve", None, "111", 1000, ResponseCode.BAD_CVV2),
+        ("credit_approve", "1229", None, 1000, ResponseCode.EXPIRED_CARD),
+        ("credit_insufficient", None, None, 5001, ResponseCode.INSUFFICIENT_FUNDS),
+    ],
+)
+async def test_credit_declines_over_tcp(
+    acquirer: Acquirer, name: str, keyed_expiry: str | None, cvv2: str | None, amount: int, code: ResponseCode
+) -> None:
+    card = find_test_card(name)
+    response = await acquirer.client.authorize(acquirer.credit(card, amount, keyed_expiry=keyed_expiry, cvv2=cvv2))
+    assert response.response_code is code and response.auth_code is None
+    assert acquirer.simulator.balance(card.pan) == card.balance
+    journal = json.dumps(acquirer.journal())
+    assert card.pan not in journal and "cvv" not in journal.lower()
+
+
+async def test_debit_card_without_pin_is_12_over_tcp(acquirer: Acquirer) -> None:
+    card = find_test_card("approve")
+    request = PurchaseRequest.create(
+        pan=card.pan, amount=100, stan="000901", terminal_id=acquirer.settings.terminal_id,
+        merchant_id=acquirer.settings.merchant_id, expiry=card.expiry,
+    )
+    response = await acquirer.client.authorize(request)
+    assert response.response_code is ResponseCode.INVALID_TRANSACTION
 
 
 async def test_timeout_reverses_and_the_late_original_is_not_charged(acquirer: Acquirer) -> None:
@@ -180,6 +248,7 @@ async def test_server_process_starts_serves_and_stops_on_sigterm(tmp_path: Path)
             pytest.fail("acquirer simulator did not come up")
         assert (tmp_path / "keys" / "acquirer.json").exists()
         assert (tmp_path / "acquirer" / "cardbook.json").exists()
+        assert BinTable.load(tmp_path / "acquirer" / "bin_table.json").lookup("6259061000000015").card_type == "credit"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
     finally:

@@ -49,7 +49,10 @@ class Service:
         return self.client.server.app[STORE]
 
     async def get(self, path: str, **params: str) -> tuple[int, Any]:
-        async with self.client.get(path, params=params) as response:
+        """GET as the operator (the bearer token the service generated at start-up)."""
+        token = self.settings.operator_token_file.read_text().strip()
+        async with self.client.get(path, params=params,
+                                   headers={"Authorization": f"Bearer {token}"}) as response:
             assert response.content_type == "application/json"
             return response.status, await response.json()
 
@@ -238,7 +241,7 @@ async def test_healthz_200_when_everything_answers(fake_ami: FakeAmi, start_serv
     names = fake_ami.action_names()
     assert names[0] == "Login" and "Ping" in names and "CoreStatus" in names
     login = fake_ami.actions[0]
-    assert login["Username"] == AMI_USER and login["Events"] == "off"
+    assert login["Username"] == AMI_USER and login["Events"] == "call"
 
 
 async def test_healthz_503_when_only_the_acquirer_is_down(fake_ami: FakeAmi,

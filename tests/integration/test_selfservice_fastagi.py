@@ -141,7 +141,8 @@ class Ivr:
         """Point the flows at another acquirer address (the flow context is shared by reference)."""
         client = AcquirerClient("127.0.0.1", port, ACQUIRER_TIMEOUT)
         self.ctx.authorizer = Authorizer(client, self.store, terminal_id=self.settings.terminal_id,
-                                         merchant_id=self.settings.merchant_id)
+                                         merchant_id=self.settings.merchant_id,
+                                         cvv_key=self.ctx.authorizer._cvv_key)
 
     async def redis_text(self) -> str:
         """Every key and value in Redis, as text, to search for card data."""
@@ -203,8 +204,9 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             vault=PanVault(keys.pan_key),
             pek=keys.pek,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
-                                  merchant_id=settings.merchant_id),
+                                  merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
             manifest=Manifest.load(),
+            dialer=None,  # type: ignore[arg-type]  # the self-service line never dials out
         )
         flows = FlowTracker()
         server = FastAgiServer({"selfservice": flows.wrap(functools.partial(selfservice, ctx=ctx))})

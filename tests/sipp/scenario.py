@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
 
-__all__ = ["Key", "Call", "PromptClock", "write_scenario", "SIPP_DIR"]
+__all__ = ["Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
 
 SIPP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SIPP_DIR.parent.parent
@@ -181,3 +181,201 @@ def write_scenario(call: Call, directory: Path) -> Path:
 
 def _describe(digits: str) -> str:
     return " ".join(digits).replace("#", "hash").replace("*", "star")
+
+
+# ---- the cardholder's phone when the platform calls back (SIPp as UAS) ----
+
+@dataclass(frozen=True)
+class Callee:
+    """How the called phone behaves: ``answer`` (then key ``steps``), ``no_answer`` or ``busy``."""
+
+    name: str
+    behaviour: str = "answer"
+    steps: list[Key] | None = None
+    ring_ms: int = 500
+    hang_up_after_ms: int | None = None
+    bye_timeout_ms: int = 90000
+    # How many calls this phone takes before SIPp exits (busy: one per attempt).
+    calls: int = 1
+
+
+# SIPp refuses variables that are set but never used: the BYE-sending phone keeps the dialog's
+# parties from the INVITE (we are its To side), the others just receive it.
+_UAS_RECV_INVITE = """\
+    <recv request="INVITE" crlf="true"/>
+"""
+
+_UAS_RECV_INVITE_KEEPING_PARTIES = """\
+    <recv request="INVITE" crlf="true">
+      <action>
+        <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_party"/>
+        <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_party"/>
+        <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="remote_contact"/>
+      </action>
+    </recv>
+"""
+
+_UAS_TRYING = """\
+    <send>
+      <![CDATA[
+        SIP/2.0 100 Trying
+        [last_Via:]
+        [last_From:]
+        [last_To:]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Content-Length: 0
+
+      ]]>
+    </send>
+"""
+
+_UAS_RINGING = """\
+    <send>
+      <![CDATA[
+        SIP/2.0 180 Ringing
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+        Content-Length: 0
+
+      ]]>
+    </send>
+"""
+
+_UAS_ANSWER = """\
+    <pause milliseconds="{ring_ms}"/>
+    <send retrans="500">
+      <![CDATA[
+        SIP/2.0 200 OK
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+        Content-Type: application/sdp
+        Content-Length: [len]
+
+        v=0
+        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+        s=-
+        c=IN IP[media_ip_type] [media_ip]
+        t=0 0
+        m=audio [media_port] RTP/AVP 0 101
+        a=rtpmap:0 PCMU/8000
+        a=rtpmap:101 telephone-event/8000
+        a=fmtp:101 0-16
+        a=ptime:20
+        a=sendrecv
+
+      ]]>
+    </send>
+    <recv request="ACK" rtd="true" crlf="true"/>
+"""
+
+_UAS_NO_ANSWER = """\
+    <recv request="CANCEL" timeout="120000"/>
+    <send>
+      <![CDATA[
+        SIP/2.0 200 OK
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <send>
+      <![CDATA[
+        SIP/2.0 487 Request Terminated
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        CSeq: [cseq] INVITE
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <recv request="ACK" crlf="true"/>
+"""
+
+_UAS_BUSY = """\
+    <send>
+      <![CDATA[
+        SIP/2.0 486 Busy Here
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <recv request="ACK" crlf="true"/>
+"""
+
+_UAS_SEND_BYE = """\
+    <send retrans="500">
+      <![CDATA[
+        BYE [$remote_contact] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: [$local_party];tag=[pid]SIPpTag01[call_number]
+        To: [$remote_party]
+        [last_Call-ID:]
+        CSeq: 1 BYE
+        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <recv response="200" crlf="true"/>
+"""
+
+
+def write_uas_scenario(callee: Callee, directory: Path) -> Path:
+    """Write ``<directory>/<name>.xml``: the phone that the platform's callback rings."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sends_bye = callee.behaviour == "answer" and callee.hang_up_after_ms is not None
+    body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends_bye else _UAS_RECV_INVITE, _UAS_TRYING]
+    if callee.behaviour == "busy":
+        body.append(_UAS_BUSY)
+    elif callee.behaviour == "no_answer":
+        body += [_UAS_RINGING, _UAS_NO_ANSWER]
+    elif callee.behaviour == "answer":
+        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms)]
+        previous_play_ms = 0
+        for index, step in enumerate(callee.steps or []):
+            pcap = pcap_for_step(directory / "pcap", step.digits, index)
+            body.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
+            body.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
+            body.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
+            previous_play_ms = play_duration_ms(step.digits)
+        if callee.hang_up_after_ms is None:
+            if previous_play_ms:
+                body.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
+            body.append(_WAIT_FOR_BYE.format(timeout=callee.bye_timeout_ms))
+        else:
+            body.append(f'    <pause milliseconds="{callee.hang_up_after_ms + previous_play_ms}"/>\n')
+            body.append(_UAS_SEND_BYE)
+    else:
+        raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")
+    xml = (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        "<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n"
+        f"<!-- Generated by tests/sipp/scenario.py: {callee.name}. -->\n"
+        f'<scenario name="{callee.name}">\n'
+        + "".join(body)
+        + "</scenario>\n"
+    )
+    path = directory / f"{callee.name}.xml"
+    path.write_text(xml, encoding="ascii")
+    return path

@@ -25,6 +25,8 @@ from ivr.iso8583.spec import VOICEPAY_SPEC
 
 PAN = "6221881000000011"
 PIN_BLOCK = bytes.fromhex("E4BE5B623AF7E006AC319E5B93544564")
+CVV2_BLOCK = bytes.fromhex("00112233445566778899AABBCCDDEEFF0011223344556677889900AABBCCDD")
+CREDIT_PAN = "6259061000000015"
 NOW = datetime(2025, 3, 7, 9, 5, 1, tzinfo=timezone.utc)
 
 
@@ -50,6 +52,9 @@ def all_messages() -> list[object]:
     return [
         request,
         purchase(expiry=None, pan="6221882000000000017"),
+        purchase(pan=CREDIT_PAN, pin_block=None, expiry="2911", cvv2_block=CVV2_BLOCK),
+        purchase(pan=CREDIT_PAN, expiry="2911", cvv2_block=CVV2_BLOCK),  # PIN and CVV2 both
+        purchase(pin_block=None),  # neither: well-formed, the acquirer answers 12
         PurchaseResponse.for_request(request, ResponseCode.APPROVED, "503070900001", "123456"),
         PurchaseResponse.for_request(request, ResponseCode.INCORRECT_PIN, "503070900002", "123456"),
         ReversalRequest.for_purchase(request, now=NOW),
@@ -86,6 +91,32 @@ def test_purchase_wire_format() -> None:
     # Field 52 is the 16 raw bytes of the format 4 block, at the very end.
     assert encoded["52"]["data"] == PIN_BLOCK
     assert raw.endswith(PIN_BLOCK)
+
+
+def test_credit_purchase_wire_format() -> None:
+    request = purchase(pan=CREDIT_PAN, pin_block=None, expiry="2911", cvv2_block=CVV2_BLOCK)
+    raw = request.encode()
+    decoded, encoded = iso8583.decode(raw, VOICEPAY_SPEC)
+    assert {k for k in decoded if k.isdigit()} == {
+        "2", "3", "4", "7", "11", "12", "13", "14", "22", "41", "42", "48", "49"
+    }
+    assert not int(raw[4:20], 16) & (1 << 63)  # still no secondary bitmap
+    # Field 48 is LLL + the 31 raw bytes of the CVV2 block; field 14 is YYMM.
+    assert encoded["48"] == {"len": b"031", "data": CVV2_BLOCK}
+    assert encoded["14"]["data"] == b"2911"
+    assert raw.count(CVV2_BLOCK) == 1 and CVV2_BLOCK.hex().encode() not in raw.lower()
+    # A reversal never carries the CVV2 (nor the PIN block).
+    reversal_fields, _ = iso8583.decode(ReversalRequest.for_purchase(request).encode(), VOICEPAY_SPEC)
+    assert "48" not in reversal_fields and "52" not in reversal_fields
+
+
+def test_create_takes_expiry_and_cvv2_block() -> None:
+    request = PurchaseRequest.create(
+        pan=CREDIT_PAN, amount=1, stan="000001", terminal_id="VPIVR001", merchant_id="898100048160001",
+        expiry="2911", cvv2_block=bytearray(CVV2_BLOCK), now=NOW,
+    )
+    assert request.pin_block is None and request.cvv2_block == CVV2_BLOCK and request.expiry == "2911"
+    assert isinstance(request.cvv2_block, bytes)
 
 
 def test_response_does_not_echo_the_pan_and_auth_code_only_when_approved() -> None:
@@ -137,6 +168,14 @@ def test_repr_masks_pan_and_hides_pin_block() -> None:
         assert "3012" not in text
 
 
+def test_repr_hides_cvv2_block_and_expiry() -> None:
+    message = purchase(pan=CREDIT_PAN, pin_block=None, expiry="2911", cvv2_block=CVV2_BLOCK)
+    text = repr(message) + str(message)
+    assert CREDIT_PAN not in text and "625906******0015" in text
+    assert CVV2_BLOCK.hex() not in text.lower() and repr(CVV2_BLOCK) not in text
+    assert "2911" not in text and "cvv2_block=<hidden>" in text and "pin_block=None" in text
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -148,6 +187,8 @@ def test_repr_masks_pan_and_hides_pin_block() -> None:
         ({"merchant_id": "X" * 16}, "merchant_id must be 15"),
         ({"pin_block": PIN_BLOCK[:8]}, "pin_block must be 16 bytes"),
         ({"expiry": "30-12"}, "expiry must be 4 digits"),
+        ({"cvv2_block": CVV2_BLOCK[:30]}, "cvv2_block must be 31 bytes"),
+        ({"cvv2_block": "398"}, "cvv2_block must be 31 bytes"),
     ],
 )
 def test_invalid_fields(changes: dict[str, object], message: str) -> None:
@@ -171,18 +212,25 @@ def test_decode_errors_never_carry_bytes() -> None:
     response = PurchaseResponse.for_request(purchase(), ResponseCode.APPROVED, "1" * 12, "1" * 6)
     with pytest.raises(Iso8583Error, match="expected MTI 0200, got 0210"):
         PurchaseRequest.decode(response.encode())
-    # A purchase without its PIN block is not a purchase we can take.
+    # Without field 52 it is still a purchase (a credit card needs no PIN); the acquirer decides.
     doc = {k: v for k, v in iso8583.decode(raw, VOICEPAY_SPEC)[0].items() if k not in ("52", "p")}
     no_pin, _ = iso8583.encode(doc, VOICEPAY_SPEC)
-    with pytest.raises(Iso8583Error, match="field 52 is missing"):
-        PurchaseRequest.decode(bytes(no_pin))
+    assert PurchaseRequest.decode(bytes(no_pin)).pin_block is None
+    # A CVV2 block of the wrong length is an error naming field 48, never showing it.
+    doc["48"] = CVV2_BLOCK[:20].hex()
+    short, _ = iso8583.encode(doc, VOICEPAY_SPEC)
+    with pytest.raises(Iso8583Error, match="cvv2_block must be 31 bytes") as excinfo:
+        PurchaseRequest.decode(bytes(short))
+    assert CVV2_BLOCK[:20].hex() not in str(excinfo.value).lower()
 
 
 def test_response_codes() -> None:
-    expected = {"00", "05", "12", "13", "14", "25", "30", "51", "54", "55", "61", "62", "75", "91", "94", "96"}
+    expected = {"00", "05", "12", "13", "14", "25", "30", "51", "54", "55", "61", "62", "75", "82", "91", "94", "96"}
     assert expected <= {code.value for code in ResponseCode}
     assert ResponseCode("55") is ResponseCode.INCORRECT_PIN
     assert ResponseCode.INCORRECT_PIN.description == "Incorrect PIN"
+    assert ResponseCode("82") is ResponseCode.BAD_CVV2
+    assert ResponseCode.BAD_CVV2.description == "CVV2 verification failed"
     assert ResponseCode.APPROVED == "00" and ResponseCode.APPROVED.approved
     assert all(code.description for code in ResponseCode)
     with pytest.raises(ValueError):

@@ -13,10 +13,12 @@ from psec import tr31
 
 from ivr.crypto.keys import (
     ACQUIRER_KEYS_FILE,
+    DEV_CVK,
     IVR_KEYS_FILE,
     AcquirerKeys,
     IvrKeys,
     KeyFileError,
+    KeyFileOutdated,
     generate_dev_keys,
     kcv,
     load_acquirer_keys,
@@ -42,10 +44,31 @@ def _edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
 def test_generate_and_reload(keys_dir: Path) -> None:
     ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
     acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
-    assert len(ivr.pek) == 16 and len(ivr.pan_key) == 32
+    assert len(ivr.pek) == 16 and len(ivr.pan_key) == 32 and len(ivr.cvv_key) == 16
     assert len(acquirer.pek) == 16 and len(acquirer.pvk) == 16
+    assert len(acquirer.cvv_key) == 16 and len(acquirer.cvk) == 16
     assert acquirer.pvk[:8] != acquirer.pvk[8:]
     assert load_ivr_keys(keys_dir / IVR_KEYS_FILE) == ivr
+    assert load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE) == acquirer
+
+
+def test_cvv_key_is_shared_and_separate_from_the_pek(keys_dir: Path) -> None:
+    ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    assert ivr.cvv_key == acquirer.cvv_key
+    assert len({ivr.pek, ivr.cvv_key, ivr.pan_key[:16], acquirer.pvk, acquirer.cvk}) == 5
+    assert ivr.kcv()["cvv_key"] == acquirer.kcv()["cvv_key"] == kcv(ivr.cvv_key)
+
+
+def test_cvk_is_the_published_development_cvk(keys_dir: Path) -> None:
+    # Fixed on purpose: the documented test cards' CVV2s are computed under it.
+    cvk = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE).cvk
+    assert cvk == DEV_CVK and cvk[:8] != cvk[8:]
+    assert all(bin(byte).count("1") % 2 == 1 for byte in cvk)  # odd parity, a proper DES key
+    other = keys_dir.parent / "other"
+    generate_dev_keys(other)
+    assert load_acquirer_keys(other / ACQUIRER_KEYS_FILE).cvk == DEV_CVK
+    assert load_acquirer_keys(other / ACQUIRER_KEYS_FILE).pvk != load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE).pvk
 
 
 def test_pek_is_shared_but_each_party_has_its_own_kbpk(keys_dir: Path) -> None:
@@ -59,8 +82,13 @@ def test_pek_is_shared_but_each_party_has_its_own_kbpk(keys_dir: Path) -> None:
 
 def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> None:
     expected = {
-        IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B")},
-        ACQUIRER_KEYS_FILE: {"pek": ("P0", "A", "D"), "pvk": ("V1", "T", "C")},
+        IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B"), "cvv_key": ("D0", "A", "E")},
+        ACQUIRER_KEYS_FILE: {
+            "pek": ("P0", "A", "D"),
+            "pvk": ("V1", "T", "C"),
+            "cvv_key": ("D0", "A", "D"),
+            "cvk": ("C0", "T", "V"),
+        },
     }
     for name, roles in expected.items():
         document = json.loads((keys_dir / name).read_text())
@@ -70,6 +98,7 @@ def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> N
             header, _ = tr31.unwrap(kbpk, document["keys"][role]["block"])
             assert header.version_id == "D"
             assert (header.key_usage, header.algorithm, header.mode_of_use) == attributes
+        assert set(document["keys"]) == set(roles)
 
 
 def test_files_are_private(keys_dir: Path) -> None:
@@ -118,6 +147,15 @@ def _drop_key(document: dict) -> None:  # type: ignore[type-arg]
     del document["keys"]["pan_key"]
 
 
+def _swap_cvv_and_pek(document: dict) -> None:  # type: ignore[type-arg]
+    keys = document["keys"]
+    keys["pek"], keys["cvv_key"] = keys["cvv_key"], keys["pek"]
+
+
+def _keys_not_a_table(document: dict) -> None:  # type: ignore[type-arg]
+    document["keys"] = ["pek"]
+
+
 def _other_kbpk(document: dict) -> None:  # type: ignore[type-arg]
     document["kbpk"] = "11" * 32
 
@@ -128,7 +166,9 @@ def _other_kbpk(document: dict) -> None:  # type: ignore[type-arg]
         (_flip_kcv, "pek check value mismatch"),
         (_swap_block, "wrong usage"),
         (_corrupt_block, "does not verify"),
-        (_drop_key, "incomplete or malformed"),
+        (_drop_key, "has no pan_key key"),
+        (_swap_cvv_and_pek, "wrong usage"),
+        (_keys_not_a_table, "incomplete or malformed"),
         (_other_kbpk, "KBPK check value mismatch"),
     ],
 )
@@ -137,6 +177,64 @@ def test_tampering_is_detected(keys_dir: Path, tamper, message: str) -> None:  #
     _edit(path, tamper)
     with pytest.raises(KeyFileError, match=message):
         load_ivr_keys(path)
+
+
+def _without(path: Path, *roles: str) -> None:
+    """Make ``path`` look like a key file from before ``roles`` existed."""
+    def drop(document: dict) -> None:  # type: ignore[type-arg]
+        for role in roles:
+            del document["keys"][role]
+    _edit(path, drop)
+
+
+def test_files_from_before_the_cvv_keys_are_outdated(keys_dir: Path) -> None:
+    _without(keys_dir / IVR_KEYS_FILE, "cvv_key")
+    _without(keys_dir / ACQUIRER_KEYS_FILE, "cvv_key", "cvk")
+    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key key .*generate --force"):
+        load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key, cvk key .*generate --force") as excinfo:
+        load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    assert isinstance(excinfo.value, KeyFileError)
+
+
+def test_generate_upgrades_outdated_files_and_keeps_their_keys(keys_dir: Path) -> None:
+    ivr_before = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    acq_before = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    _without(keys_dir / IVR_KEYS_FILE, "cvv_key")
+    _without(keys_dir / ACQUIRER_KEYS_FILE, "cvv_key", "cvk")
+    assert generate_dev_keys(keys_dir) is True
+    ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
+    acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    # The keys it had survive (issued PIN offsets and encrypted PANs stay good); new ones are added.
+    assert (ivr.pek, ivr.pan_key) == (ivr_before.pek, ivr_before.pan_key)
+    assert (acquirer.pek, acquirer.pvk) == (acq_before.pek, acq_before.pvk)
+    assert ivr.cvv_key == acquirer.cvv_key != ivr_before.cvv_key
+    assert acquirer.cvk == DEV_CVK
+    for name in (IVR_KEYS_FILE, ACQUIRER_KEYS_FILE):
+        assert stat.S_IMODE((keys_dir / name).stat().st_mode) == 0o600
+    # Idempotent again once complete.
+    before = (keys_dir / IVR_KEYS_FILE).read_bytes()
+    assert generate_dev_keys(keys_dir) is False
+    assert (keys_dir / IVR_KEYS_FILE).read_bytes() == before
+
+
+def test_upgrade_when_only_one_file_is_outdated(keys_dir: Path) -> None:
+    acq_before = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
+    _without(keys_dir / IVR_KEYS_FILE, "cvv_key")
+    assert generate_dev_keys(keys_dir) is True
+    assert load_ivr_keys(keys_dir / IVR_KEYS_FILE).cvv_key == acq_before.cvv_key
+    assert load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE) == acq_before
+
+
+def test_upgrade_refuses_files_that_disagree_on_a_shared_key(keys_dir: Path, tmp_path: Path) -> None:
+    generate_dev_keys(tmp_path / "other")
+    (keys_dir / IVR_KEYS_FILE).write_bytes((tmp_path / "other" / IVR_KEYS_FILE).read_bytes())
+    (keys_dir / IVR_KEYS_FILE).chmod(0o600)
+    _without(keys_dir / IVR_KEYS_FILE, "cvv_key")
+    with pytest.raises(KeyFileError, match="different pek keys; regenerate both with --force"):
+        generate_dev_keys(keys_dir)
+    assert generate_dev_keys(keys_dir, force=True) is True
+    assert load_ivr_keys(keys_dir / IVR_KEYS_FILE).pek == load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE).pek
 
 
 def test_missing_loose_or_foreign_files(keys_dir: Path) -> None:
@@ -152,7 +250,10 @@ def test_missing_loose_or_foreign_files(keys_dir: Path) -> None:
 def test_reprs_show_no_key_material(keys_dir: Path) -> None:
     ivr = load_ivr_keys(keys_dir / IVR_KEYS_FILE)
     acquirer = load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
-    for keys, secrets_ in ((ivr, (ivr.pek, ivr.pan_key)), (acquirer, (acquirer.pek, acquirer.pvk))):
+    for keys, secrets_ in (
+        (ivr, (ivr.pek, ivr.pan_key, ivr.cvv_key)),
+        (acquirer, (acquirer.pek, acquirer.pvk, acquirer.cvv_key, acquirer.cvk)),
+    ):
         text = repr(keys) + str(keys)
         for secret in secrets_:
             assert secret.hex() not in text.lower() and repr(secret) not in text
@@ -166,6 +267,7 @@ def test_cli_generate_and_show_prints_only_check_values(tmp_path: Path, capsys: 
     assert main(["show", "--dir", str(directory)]) == 0
     out = capsys.readouterr().out
     ivr = load_ivr_keys(directory / IVR_KEYS_FILE)
-    assert ivr.kcv()["pek"] in out and ivr.kcv()["pan_key"] in out
-    assert ivr.pek.hex().upper() not in out.upper()
+    assert ivr.kcv()["pek"] in out and ivr.kcv()["pan_key"] in out and ivr.kcv()["cvv_key"] in out
+    assert "cvk KCV" in out
+    assert ivr.pek.hex().upper() not in out.upper() and ivr.cvv_key.hex().upper() not in out.upper()
     assert main(["show", "--dir", str(tmp_path / "empty")]) == 1

@@ -1,0 +1,150 @@
+"""The merchant API of callback payments: create, cancel, and the OpenAPI document.
+
+Reading a payment (``GET /v1/payments/{id}``) is in ``routes.py``, shared with the operator.
+Handlers are thin: ``merchant_auth`` says who is asking, ``payment_request`` checks the body,
+the order service (``app[ORDERS]``) does the work.
+
+Idempotency: a POST with ``Idempotency-Key`` reserves ``idem:{merchant}:{key}`` with SET NX
+before anything is created, so of two concurrent identical requests only one reaches the order
+service; the other waits for the first response and returns it. The key keeps the body's hash
+and the response (status and body) for ``idempotency_ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
+from ivr.api.merchant_auth import authenticate
+from ivr.api.payment_request import parse_callback_order
+from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
+from ivr.store.payments import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
+
+__all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
+           "IdempotencyKeyInUse"]
+
+log = logging.getLogger(__name__)
+merchant_routes = web.RouteTableDef()
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+# A payment can be cancelled until the cardholder starts keying the PIN.
+CANCELLABLE_STATES = TRANSITIONS[PaymentState.CANCELLED]
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+# How long a retry waits for a concurrent first request with the same key to finish.
+_IDEMPOTENCY_WAIT = 30.0
+
+
+class IdempotencyKeyReused(APIError):
+    status = 422
+    error_id = "idempotency-key-reused"
+
+
+class IdempotencyKeyInUse(APIError):
+    status = 409
+    error_id = "idempotency-key-in-use"
+
+
+class OrdersUnavailable(APIError):
+    status = 503
+    error_id = "orders-unavailable"
+
+
+def _max_fen(amount: str) -> int:
+    return int(Decimal(amount) * 100)
+
+
+@merchant_routes.post("/v1/payments")
+async def create_payment(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    merchant = await authenticate(request)
+    raw = await request.read()
+    order = parse_callback_order(raw, max_fen=_max_fen(settings.max_payment_amount))
+    if order.amount_fen > merchant.max_amount_fen:
+        raise InvalidParameter("amount", f"must be at most {merchant.max_amount_fen // 100}."
+                                         f"{merchant.max_amount_fen % 100:02d} for this merchant")
+    if ORDERS not in app:
+        raise OrdersUnavailable("callback payments are not available on this server")
+
+    async def submit() -> tuple[int, dict[str, Any]]:
+        payment = await app[ORDERS].submit(merchant, order)
+        log.info("merchant %s: payment %s created for order %s", merchant.id, payment.id,
+                 order.merchant_order_id)
+        return 201, payment.to_json()
+
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is None:
+        status, body = await submit()
+        return web.json_response(body, status=status)
+    if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidParameter("Idempotency-Key", "must be 1 to 128 visible ASCII characters")
+    return await _idempotent(request, f"idem:{merchant.id}:{idempotency_key}",
+                             hashlib.sha256(raw).hexdigest(), submit)
+
+
+async def _idempotent(request: web.Request, key: str, body_hash: str, submit) -> web.Response:
+    redis = request.app[REDIS]
+    ttl = request.app[SETTINGS].idempotency_ttl_seconds
+    reservation = json.dumps({"state": "pending", "body_hash": body_hash})
+    # A reservation outlives a crashed request only briefly, so the key does not stay blocked.
+    if await redis.set(key, reservation, nx=True, ex=int(2 * _IDEMPOTENCY_WAIT)):
+        try:
+            status, body = await submit()
+        except BaseException:
+            # Nothing was answered: free the key so that a retry can try again.
+            await redis.delete(key)
+            raise
+        await redis.set(key, json.dumps({"state": "done", "body_hash": body_hash,
+                                         "status": status, "body": body}), ex=ttl)
+        return web.json_response(body, status=status)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _IDEMPOTENCY_WAIT
+    while True:
+        raw = await redis.get(key)
+        if raw is None:
+            # The first request failed and freed the key meanwhile: this one takes it over.
+            return await _idempotent(request, key, body_hash, submit)
+        stored = json.loads(raw)
+        if stored["body_hash"] != body_hash:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different body")
+        if stored["state"] == "done":
+            return web.json_response(stored["body"], status=stored["status"],
+                                     headers={"Idempotent-Replayed": "true"})
+        if loop.time() > deadline:
+            raise IdempotencyKeyInUse("a request with this Idempotency-Key is still in progress")
+        await asyncio.sleep(0.05)
+
+
+@merchant_routes.post("/v1/payments/{payment_id}/cancel")
+async def cancel_payment(request: web.Request) -> web.Response:
+    app = request.app
+    merchant = await authenticate(request)
+    payment_id = request.match_info["payment_id"]
+    payment = await app[STORE].get(payment_id)
+    if payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+        raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
+    if payment.status not in {s.value for s in CANCELLABLE_STATES}:
+        raise InvalidTransition(payment_id, payment.status, PaymentState.CANCELLED.value)
+    if ORDERS not in app:
+        raise OrdersUnavailable("callback payments are not available on this server")
+    payment = await app[ORDERS].cancel(merchant, payment_id)
+    log.info("merchant %s: payment %s cancelled", merchant.id, payment_id)
+    if WEBHOOKS in app:
+        await app[WEBHOOKS].enqueue(payment)  # idempotent: the order service may have done it
+    return web.json_response(payment.to_json())
+
+
+@merchant_routes.get("/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_FILE.read_bytes(), content_type="application/json")

@@ -1,0 +1,228 @@
+"""The body of ``POST /v1/payments``: parsed and checked into a typed ``CallbackOrder``.
+
+Every refusal is an ``InvalidParameter`` naming the field. Messages and details describe what is
+wrong with a value and never repeat it: the card number and ID number in particular must not
+reach a response, a log line or an exception's text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from ivr.api.errors import InvalidParameter
+from ivr.crypto.pan_vault import mask_pan
+from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
+
+__all__ = [
+    "CallbackOrder",
+    "UnsupportedMode",
+    "parse_callback_order",
+    "parse_amount_fen",
+    "mask_id_number",
+    "MODES",
+    "LANGUAGES",
+]
+
+# Payment modes a merchant may name; only "callback" is served today (one-line payments inside a
+# live call are the next issue).
+MODES = ("callback", "oneline")
+SUPPORTED_MODES = frozenset({"callback"})
+LANGUAGES = ("zh", "en")
+
+_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Exactly two decimal places, no sign, no exponent, no leading zeros: "0.01", "120.00".
+_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,11})\.[0-9]{2}")
+# Field names we are willing to repeat back in an "unknown field" error.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_NOTIFY_URL_MAX = 512
+
+
+class UnsupportedMode(InvalidParameter):
+    error_id = "unsupported-mode"
+
+
+@dataclass(frozen=True, repr=False)
+class CallbackOrder:
+    """A merchant's request to call a cardholder back for the PIN.
+
+    Field names are the JSON body's. ``amount`` is yuan, exactly as sent (two decimals);
+    ``amount_fen`` is the same amount in minor units, which is what the store keeps.
+    """
+
+    merchant_order_id: str
+    amount: Decimal
+    description: str
+    card_number: str
+    cardholder_name: str
+    id_number: str
+    mobile: str
+    mode: str = "callback"
+    language: str = "zh"
+    notify_url: str | None = None
+
+    @property
+    def amount_fen(self) -> int:
+        return int(self.amount * 100)
+
+    def __repr__(self) -> str:
+        return (f"CallbackOrder(merchant_order_id={self.merchant_order_id!r}, "
+                f"amount={str(self.amount)!r}, card_number={mask_pan(self.card_number)!r}, "
+                f"id_number={mask_id_number(self.id_number)!r}, mobile={self.mobile!r}, "
+                f"mode={self.mode!r}, language={self.language!r}, "
+                f"notify_url={self.notify_url!r})")
+
+    __str__ = __repr__
+
+
+FIELDS = tuple(f.name for f in fields(CallbackOrder))
+REQUIRED = ("merchant_order_id", "amount", "description", "card_number", "cardholder_name",
+            "id_number", "mobile", "mode")
+
+
+def mask_id_number(value: str) -> str:
+    """``110105********002X``: region and the last four characters only."""
+    if not isinstance(value, str) or len(value) != 18 or not value.isascii():
+        return "******"
+    return f"{value[:6]}********{value[-4:]}"
+
+
+def parse_amount_fen(value: object, max_fen: int, *, name: str = "amount") -> int:
+    """A yuan amount as a string with exactly two decimals, from 0.01 to ``max_fen``, in fen."""
+    if not isinstance(value, str):
+        raise InvalidParameter(name, 'must be a string such as "120.00"')
+    if not _AMOUNT.fullmatch(value):
+        raise InvalidParameter(name, 'must be yuan with exactly two decimals, such as "120.00"')
+    fen = int(Decimal(value) * 100)
+    if fen < 1:
+        raise InvalidParameter(name, "must be at least 0.01")
+    if fen > max_fen:
+        raise InvalidParameter(name, f"must be at most {_yuan(max_fen)}")
+    return fen
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _text(body: dict[str, Any], name: str, max_len: int) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise InvalidParameter(name, "must be a string")
+    if not value.strip():
+        raise InvalidParameter(name, "must not be empty")
+    if len(value) > max_len:
+        raise InvalidParameter(name, f"must be at most {max_len} characters")
+    # Read out and shown to people: no control characters (newlines, escapes, bidi controls).
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise InvalidParameter(name, "must not contain control characters")
+    return value
+
+
+def _secret_digits(body: dict[str, Any], name: str, check) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise InvalidParameter(name, "must be a string")
+    try:
+        return check(value)
+    except ValidationError as exc:
+        # The validators' messages name the rule, never the digits.
+        raise InvalidParameter(name, str(exc)) from None
+
+
+def _notify_url(value: object) -> str | None:
+    name = "notify_url"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(name, "must be a string")
+    if len(value) > _NOTIFY_URL_MAX:
+        raise InvalidParameter(name, f"must be at most {_NOTIFY_URL_MAX} characters")
+    if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidParameter(name, "must be an ASCII URL without spaces")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise InvalidParameter(name, "must be an http or https URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidParameter(name, "must be an http or https URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidParameter(name, "must not contain credentials")
+    if port == 0:
+        raise InvalidParameter(name, "must not use port 0")
+    return value
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidParameter(_shown(key), "appears more than once")
+        result[key] = value
+    return result
+
+
+def _shown(key: str) -> str:
+    return key if _FIELD_NAME.fullmatch(key) else "(field name)"
+
+
+def parse_callback_order(raw: bytes, *, max_fen: int) -> CallbackOrder:
+    """The order in ``raw`` (a JSON object), or InvalidParameter naming the first bad field."""
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidParameter("body", "must be a JSON object (UTF-8)") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", "must be a JSON object")
+
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise InvalidParameter(_shown(unknown[0]), "unknown field")
+    for name in REQUIRED:
+        if name not in body or body[name] is None:
+            raise InvalidParameter(name, "is required")
+
+    mode = body["mode"]
+    if not isinstance(mode, str) or mode not in MODES:
+        raise InvalidParameter("mode", f"must be one of {', '.join(MODES)}")
+    if mode not in SUPPORTED_MODES:
+        raise UnsupportedMode("mode", f"{mode} payments are not available yet; use callback")
+
+    merchant_order_id = body["merchant_order_id"]
+    if not isinstance(merchant_order_id, str) or not _ORDER_ID.fullmatch(merchant_order_id):
+        raise InvalidParameter("merchant_order_id", "must be 1 to 64 of A-Z, a-z, 0-9, _ and -")
+    fen = parse_amount_fen(body["amount"], max_fen)
+    description = _text(body, "description", 128)
+    card_number = _secret_digits(body, "card_number", check_card_number)
+    cardholder_name = _text(body, "cardholder_name", 64)
+    id_number = _secret_digits(body, "id_number", check_id_number)
+    mobile = body["mobile"]
+    if not isinstance(mobile, str):
+        raise InvalidParameter("mobile", "must be a string")
+    try:
+        mobile = check_mainland_mobile(mobile)
+    except ValidationError as exc:
+        raise InvalidParameter("mobile", f"{exc} (mainland China mobile numbers only)") from None
+    language = body.get("language", "zh")
+    if language not in LANGUAGES:
+        raise InvalidParameter("language", f"must be one of {', '.join(LANGUAGES)}")
+    notify_url = _notify_url(body.get("notify_url"))
+
+    return CallbackOrder(
+        merchant_order_id=merchant_order_id,
+        amount=Decimal(fen).scaleb(-2),
+        description=description,
+        card_number=card_number,
+        cardholder_name=cardholder_name,
+        id_number=id_number,
+        mobile=mobile,
+        mode=mode,
+        language=language,
+        notify_url=notify_url,
+    )

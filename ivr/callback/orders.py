@@ -1,0 +1,93 @@
+"""Callback orders: from a validated merchant request to a ringing phone.
+
+submit: create the payment (card number encrypted, first 6 / last 4 in clear) → basic risk
+decision → risk_passed: start dialling | risk_declined: done, merchant notified.
+cancel: before the PIN, the payment becomes ``cancelled`` and any call of it is hung up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ivr.acquirer.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
+from ivr.api.payment_request import CallbackOrder
+from ivr.callback.dialer import Dialer
+from ivr.crypto.pan_vault import PanVault, mask_pan
+from ivr.merchants import Merchant
+from ivr.risk.basic import assess
+from ivr.store.payments import Payment, PaymentState, PaymentStore, new_payment_id
+
+__all__ = ["CallbackOrders"]
+
+log = logging.getLogger(__name__)
+
+
+def _mask_id_number(id_number: str) -> str:
+    return id_number[:3] + "*" * (len(id_number) - 7) + id_number[-4:]
+
+
+class CallbackOrders:
+    def __init__(self, store: PaymentStore, vault: PanVault, bins_path: Path, dialer: Dialer) -> None:
+        self._store = store
+        self._vault = vault
+        self._bins_path = bins_path
+        self._bins: BinTable | None = None
+        self._dialer = dialer
+
+    def _card(self, card_number: str) -> BinInfo | None:
+        # The acquirer publishes its BIN table when it starts, possibly after us: read it on demand.
+        if self._bins is None:
+            try:
+                self._bins = BinTable.load(self._bins_path)
+            except BinTableError as exc:
+                log.warning("BIN table unavailable: %s", exc)
+                return None
+        try:
+            return self._bins.lookup(card_number)
+        except UnknownBin:
+            return None
+
+    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+        card = self._card(order.card_number)
+        masked = mask_pan(order.card_number)
+        payment_id = new_payment_id()
+        payment = await self._store.create(
+            {
+                "mode": "callback",
+                "merchant_id": merchant.id,
+                "merchant_order_id": order.merchant_order_id,
+                "amount_minor": order.amount_fen,
+                "currency": "CNY",
+                "description": order.description,
+                "cardholder_name": order.cardholder_name,
+                "id_number_masked": _mask_id_number(order.id_number),
+                "mobile": order.mobile,
+                "language": order.language,
+                "pan_first6": masked[:6],
+                "pan_last4": masked[-4:],
+                "card_type": card.card_type if card else "unknown",
+                "issuer": (card.issuer_zh if order.language == "zh" else card.issuer_en) if card else "",
+                **({"notify_url": order.notify_url} if order.notify_url else {}),
+            },
+            payment_id=payment_id,
+            pan_token=self._vault.encrypt(order.card_number, payment_id),
+            reason=f"callback order {order.merchant_order_id} from {merchant.id}",
+        )
+        decision = assess(merchant, order, card)
+        log.info("payment %s: merchant %s order %s, card %s, risk: %s", payment.id, merchant.id,
+                 order.merchant_order_id, masked, decision.summary())
+        if not decision.passed:
+            return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
+                                                reason=decision.summary())
+        payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
+                                               reason=decision.summary())
+        self._dialer.dial(payment.id)
+        return payment
+
+    async def cancel(self, merchant: Merchant, payment_id: str) -> Payment:
+        payment = await self._store.transition(payment_id, PaymentState.CANCELLED,
+                                               reason=f"cancelled by merchant {merchant.id}")
+        await self._dialer.hang_up(payment_id)
+        log.info("payment %s: cancelled by merchant %s", payment_id, merchant.id)
+        return payment

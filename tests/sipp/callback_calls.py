@@ -1,0 +1,58 @@
+"""The cardholder's phone for callback payments: what it does once the platform calls.
+
+Each function returns a :class:`Callee` (SIPp as UAS) whose key presses are timed from the real
+prompts of the call's language: intro, merchant name and amount play in full before the
+"press 1 to pay" menu listens.
+"""
+
+from __future__ import annotations
+
+from ivr.speech import amount_prompts
+from tests.sipp.scenario import Callee, Key, PromptClock
+
+MARGIN_MS = 700
+MERCHANT = "M100001"
+
+
+def _until_menu(language: str, amount_minor: int, merchant: str = MERCHANT) -> int:
+    clock = PromptClock(language)
+    return clock.ms("callback_intro", f"merchant_{merchant}", "callback_amount",
+                    *amount_prompts(amount_minor, language)) + MARGIN_MS
+
+
+def pays_with_pin(name: str, pins: list[str], *, language: str, amount_minor: int) -> Callee:
+    """Answers, presses 1, keys each PIN in turn (a wrong one first, if two are given)."""
+    clock = PromptClock(language)
+    steps = [Key("1", _until_menu(language, amount_minor))]
+    for index, pin in enumerate(pins):
+        wait = 600 if index == 0 else clock.ms("please_wait", "incorrect_pin", "try_again") + MARGIN_MS
+        steps.append(Key(pin + "#", wait, label="PIN"))
+    return Callee(name, steps=steps)
+
+
+def pays_with_expiry_and_cvv2(name: str, expiry_mmyy: str, cvv2: str, *, language: str,
+                              amount_minor: int) -> Callee:
+    return Callee(name, steps=[
+        Key("1", _until_menu(language, amount_minor)),
+        Key(expiry_mmyy, 600, label="expiry"),
+        Key(cvv2, 400, label="CVV2"),
+    ])
+
+
+def refuses(name: str, *, language: str, amount_minor: int) -> Callee:
+    return Callee(name, steps=[Key("2", _until_menu(language, amount_minor))])
+
+
+def hangs_up_mid_pin(name: str, pin: str, *, language: str, amount_minor: int) -> Callee:
+    return Callee(name, steps=[
+        Key("1", _until_menu(language, amount_minor)),
+        Key(pin[:3], 600, label="half a PIN"),
+    ], hang_up_after_ms=500)
+
+
+def never_answers(name: str, calls: int = 1) -> Callee:
+    return Callee(name, behaviour="no_answer", calls=calls)
+
+
+def busy(name: str, calls: int) -> Callee:
+    return Callee(name, behaviour="busy", calls=calls)
