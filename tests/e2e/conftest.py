@@ -43,6 +43,14 @@ class E2E:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
+    def health(self) -> dict:
+        """/healthz's body, whether it answers 200 or 503."""
+        try:
+            with urllib.request.urlopen(self.api + "/healthz", timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)
+
     def payment_for_mobile(self, mobile: str) -> dict:
         """The newest payment whose top-up number is ``mobile`` (each test uses its own)."""
         for payment in self.get("/v1/payments?limit=200")["payments"]:

@@ -6,6 +6,8 @@ Test cardholder numbers 1380013810N ring a SIPp UAS on 127.0.0.1:507N (asterisk-
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import time
 from datetime import datetime
 
@@ -199,3 +201,31 @@ def test_five_callbacks_at_once_each_get_their_own_result(stack):
         final = stack.wait_for(payment["id"], {"approved", "declined", "refused", "failed",
                                                "abandoned", "expired"})
         assert (final["mobile"], final["amount"], final["status"]) == (number, amount, expected)
+
+
+def test_ami_disconnect_while_ringing_is_survived(stack):
+    """The AMI connection drops while the phone rings: the call still completes, no second call
+    is placed, and the service logs in to AMI again."""
+    card = find_test_card("approve")
+    number = "13800138109"
+    callee = dataclasses.replace(
+        phone.pays_with_pin("cb_ami_drop", [card.pin], language="en", amount_minor=990),
+        ring_ms=3000)
+    ringing = stack.phone(callee, number)
+    payment = submit(stack, order(number, card, amount="9.90", language="en"))
+    assert stack.wait_for(payment["id"], {"calling"}, timeout=20)["status"] == "calling"
+    time.sleep(1)
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=",
+                             str(stack.settings.ami_port)], capture_output=True, text=True)
+    assert killed.returncode == 0, killed.stderr
+    assert ringing.wait(timeout=120) == 0, finish(ringing)
+    payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert payment["status"] == "approved"
+    reasons = [h["reason"] for h in payment["history"]]
+    assert [r for r in reasons if r.startswith("attempt")] == ["attempt 1 of 3"]
+    deadline = time.monotonic() + 10
+    while not stack.health()["checks"]["ami"]["ok"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.health()["checks"]["ami"]["ok"]
+    log = (stack.settings.var_dir / "log" / "ivr.log").read_text()
+    assert "AMI: connection lost" in log
