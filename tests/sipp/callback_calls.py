@@ -7,8 +7,11 @@ prompts of the call's language: intro, merchant name and amount play in full bef
 
 from __future__ import annotations
 
+import sys
+
+from ivr.acquirer.testcards import find_test_card
 from ivr.speech import amount_prompts
-from tests.sipp.scenario import Callee, Key, PromptClock
+from tests.sipp.scenario import SIPP_DIR, Callee, Key, PromptClock, write_uas_scenario
 
 MARGIN_MS = 700
 MERCHANT = "M100001"
@@ -56,3 +59,26 @@ def never_answers(name: str, calls: int = 1) -> Callee:
 
 def busy(name: str, calls: int) -> Callee:
     return Callee(name, behaviour="busy", calls=calls)
+
+
+def shipped() -> list[Callee]:
+    """The QA phones in tests/sipp/callback/, for an order of 88.00 in Mandarin (the default)."""
+    debit, credit = find_test_card("approve"), find_test_card("credit_approve")
+    return [
+        pays_with_pin("pays_debit", [debit.pin], language="zh", amount_minor=8800),
+        pays_with_expiry_and_cvv2("pays_credit", credit.expiry[2:] + credit.expiry[:2], credit.cvv2,
+                                  language="zh", amount_minor=8800),
+        refuses("refuses", language="zh", amount_minor=8800),
+        never_answers("never_answers"),
+        busy("busy", calls=3),
+    ]
+
+
+def main() -> int:
+    for callee in shipped():
+        print(write_uas_scenario(callee, SIPP_DIR / "callback"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
