@@ -57,6 +57,22 @@ class PromptClock:
         return total
 
 
+# Our media offer/answer: G.711 u-law and RFC 4733 telephone-events, payload type 101 (the type
+# dtmf_pcap.py writes).
+_SDP = """\
+        v=0
+        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+        s=-
+        c=IN IP[media_ip_type] [media_ip]
+        t=0 0
+        m=audio [media_port] RTP/AVP 0 101
+        a=rtpmap:0 PCMU/8000
+        a=rtpmap:101 telephone-event/8000
+        a=fmtp:101 0-16
+        a=ptime:20
+        a=sendrecv
+"""
+
 _INVITE = """\
     <send retrans="500">
       <![CDATA[
@@ -72,18 +88,7 @@ _INVITE = """\
         Content-Type: application/sdp
         Content-Length: [len]
 
-        v=0
-        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-        s=-
-        c=IN IP[media_ip_type] [media_ip]
-        t=0 0
-        m=audio [media_port] RTP/AVP 0 101
-        a=rtpmap:0 PCMU/8000
-        a=rtpmap:101 telephone-event/8000
-        a=fmtp:101 0-16
-        a=ptime:20
-        a=sendrecv
-
+{sdp}
       ]]>
     </send>
 
@@ -148,16 +153,9 @@ def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
-    body = [_INVITE.format(number=call.number)]
-    previous_play_ms = 0
-    for index, step in enumerate(call.steps):
-        pcap = pcap_for_step(pcap_dir, step.digits, index)
-        # SIPp plays a capture in the background and a new play cuts off the running one.
-        wait = max(step.wait_ms, 0) + previous_play_ms
-        body.append(f'    <pause milliseconds="{wait}"/>\n')
-        body.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
-        body.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
-        previous_play_ms = play_duration_ms(step.digits)
+    body = [_INVITE.format(number=call.number, sdp=_SDP)]
+    keys, previous_play_ms = _key_presses(call.steps, pcap_dir)
+    body += keys
     if call.hang_up_after_ms is None:
         if previous_play_ms:
             body.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -177,6 +175,20 @@ def write_scenario(call: Call, directory: Path) -> Path:
     path = directory / f"{call.name}.xml"
     path.write_text(xml, encoding="ascii")
     return path
+
+
+def _key_presses(steps: list[Key], pcap_dir: Path) -> tuple[list[str], int]:
+    """The scenario lines that key ``steps``, and how long the last capture plays."""
+    lines: list[str] = []
+    previous_play_ms = 0
+    for index, step in enumerate(steps):
+        pcap = pcap_for_step(pcap_dir, step.digits, index)
+        # SIPp plays a capture in the background and a new play cuts off the running one.
+        lines.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
+        lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
+        lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
+        previous_play_ms = play_duration_ms(step.digits)
+    return lines, previous_play_ms
 
 
 def _describe(digits: str) -> str:
@@ -260,18 +272,7 @@ _UAS_ANSWER = """\
         Content-Type: application/sdp
         Content-Length: [len]
 
-        v=0
-        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-        s=-
-        c=IN IP[media_ip_type] [media_ip]
-        t=0 0
-        m=audio [media_port] RTP/AVP 0 101
-        a=rtpmap:0 PCMU/8000
-        a=rtpmap:101 telephone-event/8000
-        a=fmtp:101 0-16
-        a=ptime:20
-        a=sendrecv
-
+{sdp}
       ]]>
     </send>
     <recv request="ACK" rtd="true" crlf="true"/>
@@ -351,14 +352,9 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     elif callee.behaviour == "no_answer":
         body += [_UAS_RINGING, _UAS_NO_ANSWER]
     elif callee.behaviour == "answer":
-        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms)]
-        previous_play_ms = 0
-        for index, step in enumerate(callee.steps or []):
-            pcap = pcap_for_step(directory / "pcap", step.digits, index)
-            body.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
-            body.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
-            body.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
-            previous_play_ms = play_duration_ms(step.digits)
+        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms, sdp=_SDP)]
+        keys, previous_play_ms = _key_presses(callee.steps or [], directory / "pcap")
+        body += keys
         if callee.hang_up_after_ms is None:
             if previous_play_ms:
                 body.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
