@@ -68,6 +68,9 @@ class Settings:
                                       default="Secure payment")
     callback_caller_number: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NUMBER"},
                                         default="95000")
+    # One-line payments: the largest amount for a cardholder not seen before (yuan).
+    oneline_max_amount: str = field(metadata={"env": "VOICEPAY_ONELINE_MAX_AMOUNT"},
+                                    default="2000.00")
     # Merchant API: a signed request's timestamp may be this far from our clock, either way; its
     # nonce is remembered for twice as long, so a replay is refused for as long as it could verify.
     signature_window_seconds: int = field(metadata={"env": "VOICEPAY_SIGNATURE_WINDOW_SECONDS"},
@@ -84,6 +87,11 @@ class Settings:
     webhook_max_delay: float = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_DELAY"}, default=3600.0)
     webhook_max_attempts: int = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_ATTEMPTS"}, default=10)
     webhook_timeout: float = field(metadata={"env": "VOICEPAY_WEBHOOK_TIMEOUT"}, default=10.0)
+
+    @property
+    def oneline_max_fen(self) -> int:
+        yuan, _, fen = self.oneline_max_amount.partition(".")
+        return int(yuan) * 100 + int((fen + "00")[:2])
 
     @property
     def keys_dir(self) -> Path:

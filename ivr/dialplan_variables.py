@@ -9,4 +9,7 @@ RESULT = "VOICEPAY_RESULT"
 # The payment a channel belongs to. The only payment data that ever travels in a channel variable.
 PAYMENT_ID = "VOICEPAY_PAYMENT_ID"
 
-__all__ = ["RESULT", "PAYMENT_ID"]
+# One-line payments: the agent's channel, which the caller's leg bridges back to afterwards.
+AGENT_CHANNEL = "VOICEPAY_AGENT_CHANNEL"
+
+__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL"]

@@ -31,6 +31,9 @@ from ivr.flows.authorization import Authorizer
 from ivr.flows.context import FlowContext
 from ivr.flows.callback_flow import callback
 from ivr.flows.selfservice import selfservice
+from ivr.flows.oneline_flow import oneline
+from ivr.oneline.orders import OnelineOrders, Orders, ReturningCardholders
+from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
@@ -98,28 +101,35 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The call side: the dialer for callbacks, the order service, and the FastAGI flows."""
+    """The call side: the dialer, the one-line switch, the order service, the FastAGI flows."""
     settings = app[SETTINGS]
     keys = load_ivr_keys(settings.ivr_keys_file)
     vault = PanVault(keys.pan_key)
     dialer = Dialer(app[AMI], app[STORE], settings)
     dialer.start()
+    switch = OnelineSwitch(app[AMI])
+    returning = ReturningCardholders(app[REDIS], keys.pan_key)
+    callback_orders = CallbackOrders(app[STORE], vault, bin_table_path(settings), dialer)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
-        app[ORDERS] = CallbackOrders(app[STORE], vault, bin_table_path(settings), dialer)
+        app[ORDERS] = Orders(callback_orders, OnelineOrders(app[STORE], callback_orders, switch,
+                                                            returning, settings.oneline_max_fen))
     ctx = FlowContext(
         settings=settings,
         store=app[STORE],
         vault=vault,
         pek=keys.pek,
         authorizer=Authorizer(app[ACQUIRER], app[STORE], terminal_id=settings.terminal_id,
-                              merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
+                              merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
+                              on_approved=returning.remember),
         manifest=manifest_with_merchants(settings),
         dialer=dialer,
+        oneline=switch,
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({
         "selfservice": functools.partial(selfservice, ctx=ctx),
         "callback": functools.partial(callback, ctx=ctx),
+        "oneline": functools.partial(oneline, ctx=ctx),
     })
     await server.start(settings.agi_host, settings.agi_port)
     yield

@@ -119,6 +119,28 @@ class AmiClient:
                 return ORIGINATE_REASONS.get(reason, f"failed (reason {reason})")
         return "not placed: " + str(messages[0].get("Message", "refused by Asterisk"))
 
+    async def channels(self) -> list[dict[str, str]]:
+        """Every live channel (CoreShowChannels): name, unique id, bridge id, state..."""
+        reply = await self.action({"Action": "CoreShowChannels"}, timeout=5)
+        messages = reply if isinstance(reply, list) else [reply]
+        return [dict(m) for m in messages if m.get("Event") == "CoreShowChannel"]
+
+    async def setvar(self, channel: str, name: str, value: str) -> bool:
+        reply = await self.action({"Action": "Setvar", "Channel": channel, "Variable": name,
+                                   "Value": value})
+        return bool(getattr(reply, "success", False))
+
+    async def redirect(self, channel: str, context: str, *, extra_channel: str | None = None,
+                       extra_context: str | None = None) -> bool:
+        """Send a channel (and optionally a second one, atomically) to ``context``,s,1."""
+        action = {"Action": "Redirect", "Channel": channel, "Context": context, "Exten": "s",
+                  "Priority": "1"}
+        if extra_channel:
+            action.update(ExtraChannel=extra_channel, ExtraContext=extra_context or context,
+                          ExtraExten="s", ExtraPriority="1")
+        reply = await self.action(action)
+        return bool(getattr(reply, "success", False))
+
     async def hangup(self, channel: str) -> bool:
         try:
             reply = await self.action({"Action": "Hangup", "Channel": channel})

@@ -32,7 +32,9 @@ __all__ = [
 # Payment modes a merchant may name; only "callback" is served today (one-line payments inside a
 # live call are the next issue).
 MODES = ("callback", "oneline")
-SUPPORTED_MODES = frozenset({"callback"})
+SUPPORTED_MODES = frozenset({"callback", "oneline"})
+# The agent whose live call a one-line payment is taken in: their PJSIP account name.
+_AGENT_ID = re.compile(r"[0-9]{3,10}")
 LANGUAGES = ("zh", "en")
 
 _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -65,6 +67,7 @@ class CallbackOrder:
     mode: str = "callback"
     language: str = "zh"
     notify_url: str | None = None
+    agent_id: str | None = None
 
     @property
     def amount_fen(self) -> int:
@@ -75,7 +78,7 @@ class CallbackOrder:
                 f"amount={str(self.amount)!r}, card_number={mask_pan(self.card_number)!r}, "
                 f"id_number={mask_id_number(self.id_number)!r}, mobile={self.mobile!r}, "
                 f"mode={self.mode!r}, language={self.language!r}, "
-                f"notify_url={self.notify_url!r})")
+                f"notify_url={self.notify_url!r}, agent_id={self.agent_id!r})")
 
     __str__ = __repr__
 
@@ -213,6 +216,12 @@ def parse_callback_order(raw: bytes, *, max_fen: int) -> CallbackOrder:
     if language not in LANGUAGES:
         raise InvalidParameter("language", f"must be one of {', '.join(LANGUAGES)}")
     notify_url = _notify_url(body.get("notify_url"))
+    agent_id = body.get("agent_id")
+    if mode == "oneline":
+        if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
+            raise InvalidParameter("agent_id", "is required for oneline: the agent's 3 to 10 digit id")
+    elif agent_id is not None:
+        raise InvalidParameter("agent_id", "only a oneline payment is taken in an agent's call")
 
     return CallbackOrder(
         merchant_order_id=merchant_order_id,
@@ -225,4 +234,5 @@ def parse_callback_order(raw: bytes, *, max_fen: int) -> CallbackOrder:
         mode=mode,
         language=language,
         notify_url=notify_url,
+        agent_id=agent_id,
     )

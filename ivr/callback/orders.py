@@ -35,7 +35,7 @@ class CallbackOrders:
         self._bins: BinTable | None = None
         self._dialer = dialer
 
-    def _card(self, card_number: str) -> BinInfo | None:
+    def card(self, card_number: str) -> BinInfo | None:
         # The acquirer publishes its BIN table when it starts, possibly after us: read it on demand.
         if self._bins is None:
             try:
@@ -49,12 +49,27 @@ class CallbackOrders:
             return None
 
     async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
-        card = self._card(order.card_number)
+        card = self.card(order.card_number)
+        payment = await self.create(merchant, order, card, mode="callback")
+        decision = assess(merchant, order, card)
+        log.info("payment %s: merchant %s order %s, risk: %s", payment.id, merchant.id,
+                 order.merchant_order_id, decision.summary())
+        if not decision.passed:
+            return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
+                                                reason=decision.summary())
+        payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
+                                               reason=decision.summary())
+        self._dialer.dial(payment.id)
+        return payment
+
+    async def create(self, merchant: Merchant, order: CallbackOrder, card: BinInfo | None, *,
+                     mode: str, **extra: str) -> Payment:
+        """The payment of a merchant's order: card number encrypted, first 6 / last 4 in clear."""
         masked = mask_pan(order.card_number)
         payment_id = new_payment_id()
         payment = await self._store.create(
             {
-                "mode": "callback",
+                "mode": mode,
                 "merchant_id": merchant.id,
                 "merchant_order_id": order.merchant_order_id,
                 "amount_minor": order.amount_fen,
@@ -69,20 +84,13 @@ class CallbackOrders:
                 "card_type": card.card_type if card else "unknown",
                 "issuer": (card.issuer_zh if order.language == "zh" else card.issuer_en) if card else "",
                 **({"notify_url": order.notify_url} if order.notify_url else {}),
+                **extra,
             },
             payment_id=payment_id,
             pan_token=self._vault.encrypt(order.card_number, payment_id),
-            reason=f"callback order {order.merchant_order_id} from {merchant.id}",
+            reason=f"{mode} order {order.merchant_order_id} from {merchant.id}",
         )
-        decision = assess(merchant, order, card)
-        log.info("payment %s: merchant %s order %s, card %s, risk: %s", payment.id, merchant.id,
-                 order.merchant_order_id, masked, decision.summary())
-        if not decision.passed:
-            return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
-                                                reason=decision.summary())
-        payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
-                                               reason=decision.summary())
-        self._dialer.dial(payment.id)
+        log.info("payment %s: %s order from %s, card %s", payment.id, mode, merchant.id, masked)
         return payment
 
     async def cancel(self, merchant: Merchant, payment_id: str) -> Payment:

@@ -6,6 +6,7 @@ Shared by every flow: the self-service line, callbacks and one-line payments all
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ivr.crypto.cvv2 import encrypt_cvv2
@@ -53,12 +54,15 @@ class Outcome:
 
 class Authorizer:
     def __init__(self, acquirer: AcquirerClient, store: PaymentStore, *, terminal_id: str,
-                 merchant_id: str, cvv_key: bytes) -> None:
+                 merchant_id: str, cvv_key: bytes,
+                 on_approved: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self._acquirer = acquirer
         self._store = store
         self._terminal_id = terminal_id
         self._merchant_id = merchant_id
         self._cvv_key = cvv_key
+        # (card number, mobile) of every approved payment: how a cardholder becomes "returning".
+        self._on_approved = on_approved
 
     async def authorize(self, payment: Payment, pan: str, *, pin_block: bytes | None = None,
                         expiry_yymm: str | None = None,
@@ -94,6 +98,8 @@ class Authorizer:
         log.info("payment %s: acquirer answered %s (stan %s, rrn %s)", payment.id, code.value, stan,
                  response.rrn)
         if code is RC.APPROVED:
+            if self._on_approved is not None and payment.fields.get("mobile"):
+                await self._on_approved(pan, payment.fields["mobile"])
             return Outcome(PaymentState.APPROVED, "approved", reason, code.value, response.rrn,
                            response.auth_code or "")
         if code in _SYSTEM_FAILURES:

@@ -1,30 +1,19 @@
-"""The callback call, top to bottom as the cardholder hears it once they pick up.
+"""The callback call, once the cardholder picks up the call the dialer placed.
 
-    "calling about your payment to <merchant>. The amount is <amount>."
-    → 1 to pay, 2 to refuse
-    → debit card: PIN        credit card: expiry (MMYY), then the CVV2
-    → "please wait" → result with the reference number → goodbye
+    answered → the order read out and paid (ivr/flows/order_payment.py) → goodbye
 
-Only the payment id came with the call (a channel variable set by the dialer's Originate); the
-card number is decrypted from Redis for the few seconds the call needs it.
+Only the payment id came with the call: a channel variable set by the dialer's Originate.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from ivr import dialplan_variables as dv
-from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
-from ivr.callback.merchant_prompts import merchant_prompt_name
+from ivr.agi.channel import AgiChannel
 from ivr.flows.context import FlowContext
-from ivr.flows.keypad import Keypad, TooManyAttempts
-from ivr.flows.pin_payment import abandon, announce, collect_pin_and_authorize, settle
-from ivr.prompts import Prompts
-from ivr.speech import amount_prompts
-from ivr.store.payments import InvalidTransition, NoSuchPayment, Payment, PaymentState
-from ivr.validation import check_expiry_mmyy
+from ivr.flows.order_payment import pay_order
+from ivr.store.payments import InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["callback"]
 
@@ -43,67 +32,10 @@ async def callback(call: AgiChannel, ctx: FlowContext) -> None:
         await call.hangup()
         return
     ctx.dialer.answered(payment.id)
-    prompts = ctx.prompts(payment.fields.get("language"))
-    keypad = ctx.keypad(call, prompts)
-    await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     log.info("call %s payment %s: cardholder answered", call.uniqueid, payment.id)
-
     try:
-        pan = await _card_number(ctx, payment)
-        await call.play(prompts["callback_intro"],
-                        prompts[merchant_prompt_name(payment.fields["merchant_id"])],
-                        prompts["callback_amount"],
-                        *(prompts[name] for name in amount_prompts(int(payment.fields["amount_minor"]),
-                                                                   prompts.language)))
-        wants_to_pay = await keypad.choice("confirm_menu", {"1": True, "2": False})
-        if not wants_to_pay:
-            await ctx.store.transition(payment.id, PaymentState.REFUSED, reason="cardholder pressed 2")
-            await call.play(prompts["payment_refused"], prompts["goodbye"])
-            return
-        payment = await ctx.store.transition(payment.id, PaymentState.CONFIRMED,
-                                             reason="cardholder pressed 1")
-        if payment.fields.get("card_type") == "credit":
-            outcome = await _expiry_and_cvv2(call, ctx, keypad, prompts, payment, pan)
-        else:
-            outcome = await collect_pin_and_authorize(call, ctx, keypad, prompts, payment, pan)
-    except TooManyAttempts as exc:
-        await abandon(ctx, payment, call, f"no valid entry at {exc.step}")
-        await call.stream(prompts["goodbye"])
-        return
-    except AgiHangup:
-        await abandon(ctx, payment, call, "cardholder hung up")
-        raise
+        await pay_order(call, ctx, payment)
     finally:
         ctx.dialer.forget(payment.id)
-    await announce(call, prompts, outcome)
-    await call.stream(prompts["goodbye"])
+    await call.stream(ctx.prompts(payment.fields.get("language"))["goodbye"])
     await call.hangup()
-
-
-async def _card_number(ctx: FlowContext, payment: Payment) -> str:
-    token = await ctx.store.pan_token(payment.id)
-    if token is None:
-        raise RuntimeError(f"payment {payment.id}: encrypted card number missing or expired")
-    return ctx.vault.decrypt(token, payment.id)
-
-
-async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, prompts: Prompts,
-                           payment: Payment, pan: str):
-    """Credit cards: expiry and CVV2 instead of a PIN. The CVV2 is encrypted at once and never stored."""
-    expiry_mmyy = await keypad.digits("enter_expiry", max_digits=4, check=check_expiry_mmyy,
-                                      invalid="invalid_expiry")
-    payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY,
-                                         reason="expiry entered, asking for CVV2")
-    cvv2 = await keypad.secret("enter_cvv2", min_len=3, max_len=3, invalid="invalid_cvv2")
-    await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
-                               reason="expiry and CVV2 entered", pin_attempts=0)
-    log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
-    authorization = asyncio.create_task(ctx.authorizer.authorize(
-        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2))
-    with contextlib.suppress(AgiError):
-        await call.stream(prompts["please_wait"])
-    outcome = await authorization
-    await settle(ctx, payment, outcome, call)
-    if call.hung_up:
-        raise AgiHangup("STREAM FILE", "caller hung up during authorization")
-    return outcome

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ivr.agi.channel import AgiChannel
 from ivr.callback.dialer import Dialer
+from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault
 from ivr.flows.authorization import Authorizer
@@ -25,6 +26,7 @@ class FlowContext:
     authorizer: Authorizer
     manifest: Manifest
     dialer: Dialer
+    oneline: OnelineSwitch | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)

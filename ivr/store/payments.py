@@ -61,7 +61,8 @@ TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
     S.RISK_PASSED: frozenset({S.CREATED}),
     S.RISK_DECLINED: frozenset({S.CREATED}),
     S.CALLING: frozenset({S.RISK_PASSED, S.CALLING}),
-    S.ANSWERED: frozenset({S.CALLING}),
+    # A one-line payment has no "calling": the caller is switched in from the agent's call.
+    S.ANSWERED: frozenset({S.CALLING, S.RISK_PASSED}),
     S.CONFIRMED: frozenset({S.ANSWERED}),
     S.PIN_ENTRY: frozenset({S.CREATED, S.CONFIRMED, S.AUTHORIZING}),
     S.AUTHORIZING: frozenset({S.PIN_ENTRY}),
@@ -72,7 +73,8 @@ TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
     S.ABANDONED: frozenset({S.CREATED, S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY}),
     S.REFUSED: frozenset({S.ANSWERED}),
     S.EXPIRED: frozenset({S.RISK_PASSED, S.CALLING}),
-    S.CANCELLED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED}),
+    # Up to the moment the PIN (or CVV2) prompt starts: after that the cardholder is keying.
+    S.CANCELLED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED, S.CONFIRMED}),
 }
 
 # Checks the current state and applies the change in one step, so two writers (the call flow and

@@ -106,11 +106,29 @@ class E2E:
     def phone(self, callee: Callee, number: str) -> subprocess.Popen:
         """Start SIPp as the phone of test cardholder ``number`` (1380013810N, port 507N)."""
         slot = int(number[-1])
+        return self.uas(callee, 5070 + slot, 17000 + 100 * slot)
+
+    def agent(self, callee: Callee, agent_id: str) -> subprocess.Popen:
+        """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0)."""
+        slot = int(agent_id[-1])
+        return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
+
+    def start_call(self, call: Call, *, media_port: int = 16000) -> subprocess.Popen:
+        """Like call(), but in the background."""
+        scenario = write_scenario(call, self.work_dir)
+        log = self.work_dir / f"{call.name}.sipp.log"
+        argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
+                "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
+                "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err", "-error_file", str(log)]
+        return subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def uas(self, callee: Callee, port: int, media_port: int) -> subprocess.Popen:
         directory = self.work_dir / f"callee-{callee.name}"
         scenario = write_uas_scenario(callee, directory)
         log = self.work_dir / f"{callee.name}.sipp.log"
         argv = ["sipp", "-sf", scenario.name, "-m", str(callee.calls), "-i", "127.0.0.1",
-                "-p", str(5070 + slot), "-mi", "127.0.0.1", "-mp", str(17000 + 100 * slot),
+                "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err",
                 "-error_file", str(log)]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,

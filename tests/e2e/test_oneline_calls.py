@@ -1,0 +1,219 @@
+"""One-line payments end to end: a caller on 8100 talks to a SIPp agent, the agent asks for
+payment, the caller pays in the IVR while the agent is held apart, then they talk again.
+
+The proof that the agent is cut off: a capture of everything Asterisk sends to the agent's SIP
+and RTP ports holds no telephone-event and no SIP INFO while the payment runs, and the agent's
+call recording holds no DTMF tone of the payment. A control digit keyed while still bridged to the
+agent shows up in both the capture and the recording, so both checks are known to see DTMF.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from ivr.acquirer.testcards import find_test_card
+from ivr.asterisk_runner import AsteriskSandbox, ensure_rootfs
+from ivr.speech import amount_prompts
+from tests.dtmf_detect import detect_dtmf
+from tests.sipp.scenario import Call, Callee, Key, PromptClock
+
+pytestmark = pytest.mark.e2e
+
+AGENT = "7101"
+AGENT_SIP_PORT, AGENT_RTP_PORT = 5081, 17510
+ID_NUMBER = "11010519491231002X"
+clock = PromptClock("en")
+SWITCH_AT_MS = 3000  # when the test asks for the payment, counted from the caller's answer
+
+
+def _order(card, amount: str, mobile: str, **extra) -> dict:
+    return {"merchant_order_id": f"OL{int(time.time() * 1000)}", "amount": amount,
+            "description": "Order by phone", "card_number": card.pan,
+            "cardholder_name": "Li Si", "id_number": ID_NUMBER, "mobile": mobile,
+            "mode": "oneline", "agent_id": AGENT, "language": "en", **extra}
+
+
+def _until_menu_ms(amount_minor: int) -> int:
+    return clock.ms("callback_intro", "merchant_M100001", "callback_amount",
+                    *amount_prompts(amount_minor, "en"))
+
+
+def _capture(path: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        ["tshark", "-q", "-i", "lo", "-f",
+         f"udp dst port {AGENT_SIP_PORT} or udp dst port {AGENT_RTP_PORT}", "-w", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return process
+
+
+def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
+    out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch",
+                          "-e", "udp.dstport", "-e", "udp.payload"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    packets = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2]:
+            packets.append((float(parts[0]), int(parts[1]), bytes.fromhex(parts[2].replace(":", ""))))
+    return packets
+
+
+def dtmf_sent_to_agent(packets, start: float, end: float) -> dict[str, int]:
+    """What of a keypad reached the agent between start and end: RFC 4733 packets, SIP INFOs."""
+    found = {"telephone_events": 0, "sip_info": 0, "rtp_packets": 0}
+    for at, port, payload in packets:
+        if not start <= at <= end:
+            continue
+        if port == AGENT_RTP_PORT and len(payload) >= 12 and payload[0] >> 6 == 2:
+            found["rtp_packets"] += 1
+            if payload[1] & 0x7F == 101:
+                found["telephone_events"] += 1
+        elif port == AGENT_SIP_PORT and payload.startswith(b"INFO "):
+            found["sip_info"] += 1
+    return found
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
+    """Is the agent's channel in a bridge with another channel right now?"""
+    rows = [line.split("!") for line in sandbox.cli("core show channels concise").splitlines()]
+    bridges = {}
+    for row in rows:
+        if len(row) > 12 and row[12]:
+            bridges.setdefault(row[12], []).append(row[0])
+    return any(len(names) == 2 and any(n.startswith(f"PJSIP/{AGENT}-") for n in names)
+               for names in bridges.values())
+
+
+def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(stack):
+    card = find_test_card("approve")
+    amount_minor = 4200
+    capture_file = stack.work_dir / "agent_leg.pcapng"
+    capture = _capture(capture_file)
+    agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
+
+    result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
+    caller_call = Call("oneline_caller", "8100", [
+        # While still talking to the agent: the control digit the check must see.
+        Key("5", 1500, label="control digit, bridged to the agent"),
+        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200 - 1500 - 280, label="1 to pay"),
+        Key(card.pin + "#", 600, label="PIN"),
+    ], hang_up_after_ms=result_ms + 4000)
+    caller = stack.start_call(caller_call)
+    time.sleep(SWITCH_AT_MS / 1000)
+
+    status, payment = stack.merchant_request("POST", "/v1/payments",
+                                             _order(card, "42.00", "13800138201"))
+    assert status == 201, payment
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                           "refused"}, timeout=90)
+    assert final["status"] == "approved", final["history"]
+    assert [h["state"] for h in final["history"]] == [
+        "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
+    assert final["agent_id"] == AGENT
+
+    # Back with the same agent once the result has been read out.
+    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+    deadline = time.monotonic() + 30
+    while not _bridged_with_agent(sandbox) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _bridged_with_agent(sandbox), "caller was not bridged back to the agent"
+
+    out, _ = caller.communicate(timeout=120)
+    assert caller.returncode == 0, out[-2000:]
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    time.sleep(1)
+    os.killpg(capture.pid, signal.SIGINT)
+    capture.wait(timeout=20)
+
+    packets = _packets_to_agent(capture_file)
+    switched, done = _epoch(final["history"][2]["at"]), _epoch(final["history"][-1]["at"])
+    during_payment = dtmf_sent_to_agent(packets, switched, done)
+    assert during_payment["rtp_packets"] > 50  # the agent heard hold music: the capture is live
+    assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
+    before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
+    assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
+
+    recordings = sorted((stack.settings.var_dir / "asterisk" / "spool" / "monitor").glob("agent-*.wav"),
+                        key=lambda p: p.stat().st_mtime)
+    assert recordings, "the agent's leg was not recorded"
+    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
+    # The recording hears the control digit keyed while bridged (Asterisk renders it into the
+    # recording), and nothing of the payment: neither the "1" nor any PIN digit.
+    assert [digit for _, digit in detect_dtmf(recordings[-1])] == ["5"]
+
+
+def test_over_the_limit_for_a_new_cardholder_is_refused(stack):
+    card = find_test_card("approve")
+    status, answer = stack.merchant_request("POST", "/v1/payments",
+                                            _order(card, "2000.01", "13800138299"))
+    assert status == 403, answer
+    assert answer["error_id"] == "oneline-not-allowed"
+    assert answer["details"]["use_mode"] == "callback"
+
+
+def test_no_live_call_for_the_agent(stack):
+    card = find_test_card("approve")
+    status, answer = stack.merchant_request("POST", "/v1/payments",
+                                            _order(card, "10.00", "13800138298"))
+    assert status == 409 and answer["error_id"] == "agent-not-on-call"
+
+
+def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
+    card = find_test_card("approve")
+    amount_minor = 1500
+    agent = stack.agent(Callee("agent_released", ring_ms=300, bye_timeout_ms=120000), AGENT)
+    caller = stack.start_call(Call("oneline_caller_leaves", "8100", [
+        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
+        Key(card.pin[:3], 600, label="half a PIN"),
+    ], hang_up_after_ms=500))
+    time.sleep(SWITCH_AT_MS / 1000)
+    status, payment = stack.merchant_request("POST", "/v1/payments",
+                                             _order(card, "15.00", "13800138202"))
+    assert status == 201, payment
+    out, _ = caller.communicate(timeout=120)
+    assert caller.returncode == 0, out[-2000:]
+    # The agent hears that the customer hung up, then Asterisk hangs up on them.
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    final = stack.wait_for(payment["id"], {"abandoned"}, timeout=20)
+    assert final["status"] == "abandoned"
+    assert "stan" not in final
+
+
+def test_agent_gone_caller_still_gets_the_result(stack):
+    card = find_test_card("approve")
+    amount_minor = 1600
+    # The agent hangs up while the customer is in the payment IVR.
+    agent = stack.agent(Callee("agent_leaves", ring_ms=300, hang_up_after_ms=SWITCH_AT_MS + 2500),
+                        AGENT)
+    caller = stack.start_call(Call("oneline_agent_leaves", "8100", [
+        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
+        Key(card.pin + "#", 600, label="PIN"),
+    ], bye_timeout_ms=120000))
+    time.sleep(SWITCH_AT_MS / 1000)
+    status, payment = stack.merchant_request("POST", "/v1/payments",
+                                             _order(card, "16.00", "13800138203"))
+    assert status == 201, payment
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    # The caller hears the result, is offered another agent, keys nothing, and is let go.
+    out, _ = caller.communicate(timeout=150)
+    assert caller.returncode == 0, out[-2000:]
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert final["status"] == "approved"
