@@ -217,3 +217,39 @@ def test_agent_gone_caller_still_gets_the_result(stack):
     assert caller.returncode == 0, out[-2000:]
     final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert final["status"] == "approved"
+
+
+def test_declined_then_paid_with_another_card_in_the_same_call(stack):
+    """The first card is declined; back with the agent, the agent takes a second payment."""
+    from tests.sipp.dtmf_pcap import play_duration_ms
+
+    poor, good = find_test_card("insufficient_funds"), find_test_card("approve")
+    first_minor, second_minor = 1700, 1800
+    agent = stack.agent(Callee("agent_retry", ring_ms=300, bye_timeout_ms=180000), AGENT)
+    first_key = SWITCH_AT_MS + _until_menu_ms(first_minor) + 1200
+    first_pin_end = first_key + 280 + 600 + play_duration_ms(poor.pin + "#")
+    second_switch = first_pin_end + clock.ms("please_wait", "declined_insufficient_funds") + 3000
+    second_key_wait = second_switch - first_pin_end + _until_menu_ms(second_minor) + 1200
+    result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
+    caller = stack.start_call(Call("oneline_retry", "8100", [
+        Key("1", first_key, label="1 to pay"),
+        Key(poor.pin + "#", 600, label="PIN"),
+        Key("1", second_key_wait, label="1 to pay"),
+        Key(good.pin + "#", 600, label="PIN"),
+    ], hang_up_after_ms=result_ms + 3000))
+    started = time.monotonic()
+    time.sleep(SWITCH_AT_MS / 1000)
+    status, first = stack.merchant_request("POST", "/v1/payments",
+                                           _order(poor, "17.00", "13800138204"))
+    assert status == 201, first
+    assert stack.wait_for(first["id"], {"declined"}, timeout=60)["status"] == "declined"
+    time.sleep(max(0.0, second_switch / 1000 - (time.monotonic() - started)))
+    status, second = stack.merchant_request("POST", "/v1/payments",
+                                            _order(good, "18.00", "13800138204"))
+    assert status == 201, second
+    out, _ = caller.communicate(timeout=150)
+    assert caller.returncode == 0, out[-2000:]
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    assert stack.get(f"/v1/payments/{first['id']}")["response_code"] == "51"
+    assert stack.wait_for(second["id"], {"approved"}, timeout=20)["status"] == "approved"
