@@ -180,6 +180,7 @@ class Stack:
             "  Callbacks     register a softphone as 13900000001 / voicepay-13900000001, then",
             "                .venv/bin/python -m ivr.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",
+            "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",
