@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -28,6 +27,7 @@ from ivr.config import Settings, load_settings
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.flows.authorization import Authorizer
+from ivr.log import configure_logging
 from ivr.flows.context import FlowContext
 from ivr.flows.callback_flow import callback
 from ivr.flows.selfservice import selfservice
@@ -42,19 +42,9 @@ from ivr.merchants import MerchantRegistry
 from ivr.store.payments import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
-__all__ = ["create_app", "main", "configure_logging"]
+__all__ = ["create_app", "main"]
 
 log = logging.getLogger("ivr.service")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiohttp's access log would print query strings; ours carry no card data, but keep it quiet.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

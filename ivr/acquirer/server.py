@@ -17,6 +17,7 @@ from ivr.acquirer.bin_table import BinTable, bin_table_path
 from ivr.acquirer.cardbook import CardBook, CardBookError, issue_cards
 from ivr.acquirer.simulator import AcquirerSimulator
 from ivr.acquirer.testcards import SEED_PATH
+from ivr.log import configure_logging
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import AcquirerKeys, generate_dev_keys, load_acquirer_keys
 from ivr.iso8583.framing import ConnectionClosed, FramingError, read_frame, write_frame
@@ -156,10 +157,7 @@ async def _run(settings: Settings) -> None:
 
 def main() -> int:
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     asyncio.run(_run(settings))
     return 0
 

@@ -29,3 +29,27 @@ def test_scans_files(tmp_path):
     (tmp_path / "b.log").write_text("clean\n")
     leaks = scan_files([tmp_path / "a.log", tmp_path / "b.log"])
     assert [(leak.where.endswith("a.log"), leak.kind) for leak in leaks] == [(True, "card number")]
+
+
+def test_log_timestamps_are_not_mistaken_for_a_cvv2():
+    card = find_test_card("credit_approve")
+    line = f"2026-11-25 13:42:26.{card.cvv2} INFO ivr.flows: payment pay_1: approved"
+    assert scan_text(line, "sample") == []
+    assert [leak.kind for leak in scan_text(f"cvv2={card.cvv2}", "sample")] == ["CVV2"]
+
+
+def test_the_service_log_format_puts_a_dot_before_milliseconds():
+    import logging
+
+    from ivr.log import configure_logging
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        configure_logging("INFO")
+        formatter = root.handlers[0].formatter
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+        record.msecs = 398
+        assert ".398 INFO" in formatter.format(record)
+    finally:
+        root.handlers[:] = saved
