@@ -57,6 +57,11 @@ def _capture(path: Path) -> subprocess.Popen:
     return process
 
 
+def _stop(capture: subprocess.Popen) -> None:
+    os.killpg(capture.pid, signal.SIGINT)
+    capture.wait(timeout=20)
+
+
 def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
     out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch",
                           "-e", "udp.dstport", "-e", "udp.payload"],
@@ -104,42 +109,44 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     amount_minor = 4200
     capture_file = stack.work_dir / "agent_leg.pcapng"
     capture = _capture(capture_file)
-    agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
+    try:
+        agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
 
-    result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
-    caller_call = Call("oneline_caller", "8100", [
-        # While still talking to the agent: the control digit the check must see.
-        Key("5", 1500, label="control digit, bridged to the agent"),
-        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200 - 1500 - 280, label="1 to pay"),
-        Key(card.pin + "#", 600, label="PIN"),
-    ], hang_up_after_ms=result_ms + 4000)
-    caller = stack.start_call(caller_call)
-    time.sleep(SWITCH_AT_MS / 1000)
+        result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
+        caller_call = Call("oneline_caller", "8100", [
+            # While still talking to the agent: the control digit the check must see.
+            Key("5", 1500, label="control digit, bridged to the agent"),
+            Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200 - 1500 - 280,
+                label="1 to pay"),
+            Key(card.pin + "#", 600, label="PIN"),
+        ], hang_up_after_ms=result_ms + 4000)
+        caller = stack.start_call(caller_call)
+        time.sleep(SWITCH_AT_MS / 1000)
 
-    status, payment = stack.merchant_request("POST", "/v1/payments",
-                                             _order(card, "42.00", "13800138201"))
-    assert status == 201, payment
-    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
-                                           "refused"}, timeout=90)
-    assert final["status"] == "approved", final["history"]
-    assert [h["state"] for h in final["history"]] == [
-        "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
-    assert final["agent_id"] == AGENT
+        status, payment = stack.merchant_request("POST", "/v1/payments",
+                                                 _order(card, "42.00", "13800138201"))
+        assert status == 201, payment
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                               "refused"}, timeout=90)
+        assert final["status"] == "approved", final["history"]
+        assert [h["state"] for h in final["history"]] == [
+            "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
+        assert final["agent_id"] == AGENT
 
-    # Back with the same agent once the result has been read out.
-    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
-    deadline = time.monotonic() + 30
-    while not _bridged_with_agent(sandbox) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _bridged_with_agent(sandbox), "caller was not bridged back to the agent"
+        # Back with the same agent once the result has been read out.
+        sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+        deadline = time.monotonic() + 30
+        while not _bridged_with_agent(sandbox) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _bridged_with_agent(sandbox), "caller was not bridged back to the agent"
 
-    out, _ = caller.communicate(timeout=120)
-    assert caller.returncode == 0, out[-2000:]
-    out, _ = agent.communicate(timeout=60)
-    assert agent.returncode == 0, out[-2000:]
-    time.sleep(1)
-    os.killpg(capture.pid, signal.SIGINT)
-    capture.wait(timeout=20)
+        out, _ = caller.communicate(timeout=120)
+        assert caller.returncode == 0, out[-2000:]
+        out, _ = agent.communicate(timeout=60)
+        assert agent.returncode == 0, out[-2000:]
+        time.sleep(1)
+    finally:
+        _stop(capture)  # also when an assertion above fails: no tshark left running
 
     packets = _packets_to_agent(capture_file)
     switched, done = _epoch(final["history"][2]["at"]), _epoch(final["history"][-1]["at"])
