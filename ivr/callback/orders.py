@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from ivr.acquirer.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
-from ivr.api.payment_request import CallbackOrder
+from ivr.api.payment_request import CallbackOrder, mask_id_number
 from ivr.callback.dialer import Dialer
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.merchants import Merchant
@@ -21,10 +21,6 @@ from ivr.store.payments import Payment, PaymentState, PaymentStore, new_payment_
 __all__ = ["CallbackOrders"]
 
 log = logging.getLogger(__name__)
-
-
-def _mask_id_number(id_number: str) -> str:
-    return id_number[:3] + "*" * (len(id_number) - 7) + id_number[-4:]
 
 
 class CallbackOrders:
@@ -76,7 +72,7 @@ class CallbackOrders:
                 "currency": "CNY",
                 "description": order.description,
                 "cardholder_name": order.cardholder_name,
-                "id_number_masked": _mask_id_number(order.id_number),
+                "id_number_masked": mask_id_number(order.id_number),
                 "mobile": order.mobile,
                 "language": order.language,
                 "pan_first6": masked[:6],

@@ -161,6 +161,15 @@ CALLBACK_TIMING = {
 }
 
 
+def _set_aside_old_logs(var_dir: Path) -> None:
+    """Logs of earlier runs go to var/log/previous/: the leak check judges this run's logs."""
+    previous = var_dir / "log" / "previous"
+    previous.mkdir(parents=True, exist_ok=True)
+    for log in [*(var_dir / "log").glob("*.log"), *(var_dir / "asterisk" / "log").glob("*")]:
+        if log.is_file() and log.name != "test-output.log":
+            log.rename(previous / f"{log.parent.name}-{log.name}")
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
@@ -186,6 +195,7 @@ def stack() -> Iterator[E2E]:
     real_stack = None
     try:
         if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":
+            _set_aside_old_logs(settings.var_dir)
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
