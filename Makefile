@@ -13,11 +13,11 @@ APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tsha
 .PHONY: run test unit bench deps venv asterisk prepare clean
 
 run: deps venv
-	$(PY) -m ivr.stack run
+	$(PY) -m devstack.stack run
 
 # The suite's own output is kept and then checked for test card data, like every other log.
 test: deps venv
-	$(PY) -m ivr.stack prepare
+	$(PY) -m devstack.stack prepare
 	mkdir -p var/log
 	set -o pipefail; $(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) 2>&1 | tee var/log/test-output.log
 	$(PY) -m tests.leakcheck var/log/test-output.log
@@ -26,7 +26,7 @@ unit: venv
 	$(PY) -m pytest -p no:cacheprovider tests/unit
 
 bench: deps venv
-	$(PY) -m ivr.stack prepare
+	$(PY) -m devstack.stack prepare
 	$(PY) -m bench
 
 deps:
@@ -45,7 +45,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 asterisk: deps venv
-	$(PY) -m ivr.asterisk_runner provision
+	$(PY) -m devstack.asterisk_sandbox provision
 
 clean:
 	rm -rf var $(VENV) sounds/*/*.wav

@@ -17,13 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ivr.acquirer.client import AcquirerClient
-from ivr.acquirer.server import AcquirerServer, build_simulator
-from ivr.acquirer.testcards import find_test_card
+from ivr.hostlink.acquirer_client import AcquirerClient
+from simulators.acquirer.server import AcquirerServer, build_simulator
+from simulators.acquirer.testcards import find_test_card
 from ivr.config import load_settings
+from simulators.acquirer.settings import load_acquirer_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.crypto.pinblock import pinblock_from_digits
-from ivr.iso8583.messages import PurchaseRequest
+from ivr.hostlink.messages import PurchaseRequest
 
 
 def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
@@ -47,7 +48,7 @@ def bench_pin_exposure(pek: bytes, pan: str, pin: str, n: int = 5000) -> None:
 
 async def bench_authorization(settings, pan: str, pin: str, pek: bytes, n: int = 300) -> None:
     from ivr.crypto.pinblock import encipher_pinblock_iso_4
-    server = AcquirerServer(build_simulator(settings), "127.0.0.1", 0)
+    server = AcquirerServer(build_simulator(load_acquirer_settings(var_dir=settings.var_dir)), "127.0.0.1", 0)
     async with server:
         client = AcquirerClient("127.0.0.1", server.port, timeout=5)
         samples = []
@@ -65,7 +66,7 @@ async def bench_authorization(settings, pan: str, pin: str, pek: bytes, n: int =
 async def bench_transitions(n: int = 2000) -> None:
     import redis.asyncio as aioredis
 
-    from ivr.store.payments import PaymentState, PaymentStore
+    from ivr.payments.store import PaymentState, PaymentStore
     with tempfile.TemporaryDirectory() as data:
         port = 6399
         proc = subprocess.Popen(["redis-server", "--port", str(port), "--dir", data, "--save", ""],

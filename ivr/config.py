@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["Settings", "load_settings", "REPO_ROOT"]
+__all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +38,6 @@ class Settings:
     acquirer_port: int = field(metadata={"env": "VOICEPAY_ACQUIRER_PORT"}, default=8583)
     # How long the IVR waits for an authorization answer before it reverses the request.
     acquirer_timeout: float = field(metadata={"env": "VOICEPAY_ACQUIRER_TIMEOUT"}, default=5.0)
-    # How long the simulated "issuer unavailable" card keeps the acquirer silent.
-    issuer_delay: float = field(metadata={"env": "VOICEPAY_ISSUER_DELAY"}, default=8.0)
     # Self-service line identity towards the acquirer (ISO 8583 fields 41 and 42).
     terminal_id: str = field(metadata={"env": "VOICEPAY_TERMINAL_ID"}, default="VPIVR001")
     merchant_id: str = field(metadata={"env": "VOICEPAY_MERCHANT_ID"}, default="898100048160001")
@@ -102,10 +101,6 @@ class Settings:
         return self.keys_dir / "ivr.json"
 
     @property
-    def acquirer_keys_file(self) -> Path:
-        return self.keys_dir / "acquirer.json"
-
-    @property
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
@@ -116,15 +111,26 @@ class Settings:
         return self.keys_dir / "operator.token"
 
     @property
-    def acquirer_dir(self) -> Path:
-        """The acquirer simulator's own files: issued card book and transaction journal."""
-        return self.var_dir / "acquirer"
+    def bin_table_file(self) -> Path:
+        """The BIN table the acquirer publishes (debit or credit, issuer name), read by the IVR."""
+        return self.var_dir / "acquirer" / "bin_table.json"
+
+
+SettingsT = TypeVar("SettingsT")
 
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment; ``overrides`` win (tests use them)."""
+    return load_from_env(Settings, **overrides)
+
+
+def load_from_env(cls: type[SettingsT], **overrides: object) -> SettingsT:
+    """A frozen settings dataclass whose fields name their variable in ``metadata["env"]``.
+
+    The simulators' own settings are read the same way, so there is one reader of the environment.
+    """
     values: dict[str, object] = {}
-    for f in fields(Settings):
+    for f in fields(cls):  # type: ignore[arg-type]
         env_name = f.metadata["env"]
         if f.name in overrides:
             values[f.name] = overrides[f.name]
@@ -132,7 +138,7 @@ def load_settings(**overrides: object) -> Settings:
             raw = os.environ[env_name]
             kind = type(f.default)
             values[f.name] = Path(raw) if isinstance(f.default, Path) else kind(raw)
-    return Settings(**values)  # type: ignore[arg-type]
+    return cls(**values)
 
 
 def settings_table() -> list[tuple[str, str, str]]:

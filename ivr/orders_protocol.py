@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ivr.api.payment_request import CallbackOrder
     from ivr.merchants import Merchant
-    from ivr.store.payments import Payment
+    from ivr.payments.store import Payment
 
 __all__ = ["OrderService", "PAYMENT_MERCHANT_FIELD", "PAYMENT_NOTIFY_URL_FIELD"]
 

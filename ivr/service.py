@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from ivr.acquirer.client import AcquirerClient
+from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.keys import (ACQUIRER, AMI, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS, STORE,
@@ -26,20 +26,19 @@ from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
-from ivr.flows.authorization import Authorizer
+from ivr.paying.authorization import Authorizer
 from ivr.log import configure_logging
-from ivr.flows.context import FlowContext
-from ivr.flows.callback_flow import callback
-from ivr.flows.selfservice import selfservice
-from ivr.flows.oneline_flow import oneline
+from ivr.paying.context import FlowContext
+from ivr.callback.flow import callback
+from ivr.selfservice.flow import selfservice
+from ivr.oneline.flow import oneline
 from ivr.oneline.orders import OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
-from ivr.acquirer.bin_table import bin_table_path
 from ivr.merchants import MerchantRegistry
-from ivr.store.payments import PaymentStore
+from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
 __all__ = ["create_app", "main"]
@@ -99,7 +98,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.pan_key)
-    callback_orders = CallbackOrders(app[STORE], vault, bin_table_path(settings), dialer)
+    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(callback_orders, OnelineOrders(app[STORE], callback_orders, switch,
                                                             returning, settings.oneline_max_fen))

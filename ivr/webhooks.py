@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 
 from ivr.config import Settings
 from ivr.merchants import MerchantRegistry, UnknownMerchant
-from ivr.store.payments import Payment
+from ivr.payments.store import Payment
 
 __all__ = ["WebhookNotifier", "webhook_signature", "webhook_attempts", "DUE_KEY"]
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.acquirer.testcards import load_test_cards
+from simulators.acquirer.testcards import load_test_cards
 
 __all__ = ["Leak", "secrets_of_test_cards", "scan_text", "scan_files"]
 

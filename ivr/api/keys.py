@@ -5,12 +5,12 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from ivr.acquirer.client import AcquirerClient
+from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
 from ivr.merchants import MerchantRegistry
 from ivr.orders_protocol import OrderService
-from ivr.store.payments import PaymentStore
+from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
 SETTINGS = web.AppKey("settings", Settings)

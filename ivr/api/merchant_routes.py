@@ -28,7 +28,7 @@ from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
 from ivr.api.payment_request import parse_callback_order
 from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
-from ivr.store.payments import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
+from ivr.payments.store import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
            "IdempotencyKeyInUse"]

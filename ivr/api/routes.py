@@ -12,7 +12,7 @@ from ivr.api.errors import APIError, InvalidParameter
 from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
 from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
-from ivr.store.payments import NoSuchPayment, PaymentState, StoreError
+from ivr.payments.store import NoSuchPayment, PaymentState, StoreError
 from ivr.webhooks import webhook_attempts
 
 __all__ = ["routes", "error_middleware"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
-from ivr.store.payments import InvalidTransition, PaymentState, PaymentStore
+from ivr.payments.store import InvalidTransition, PaymentState, PaymentStore
 
 __all__ = ["Dialer"]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ivr.acquirer.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
+from ivr.hostlink.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
 from ivr.api.payment_request import CallbackOrder, mask_id_number
 from ivr.callback.dialer import Dialer
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.merchants import Merchant
 from ivr.risk.basic import assess
-from ivr.store.payments import Payment, PaymentState, PaymentStore, new_payment_id
+from ivr.payments.store import Payment, PaymentState, PaymentStore, new_payment_id
 
 __all__ = ["CallbackOrders"]
 

@@ -19,7 +19,7 @@ D0 (symmetric data encryption), with the IVR's copy bound to encrypt and the acq
 
 The CVK is the issuer's card verification key (Visa CVV / Mastercard CVC method). Unlike every
 other key here it is not random: it is the published development value :data:`DEV_CVK`, because
-the CVV2 "printed" on the documented test cards (``ivr/acquirer/test_cards.json``) is the CVV
+the CVV2 "printed" on the documented test cards (``simulators/acquirer/test_cards.json``) is the CVV
 computed under it, and a random CVK would turn those documented values into wrong ones.
 
 Key files written before a key role existed are refused with :class:`KeyFileOutdated`;

@@ -21,7 +21,7 @@ from ivr.callback.orders import CallbackOrders
 from ivr.merchants import Merchant
 from ivr.oneline.switch import OnelineSwitch
 from ivr.risk.basic import assess
-from ivr.store.payments import Payment, PaymentState, PaymentStore
+from ivr.payments.store import Payment, PaymentState, PaymentStore
 
 __all__ = ["OnelineNotAllowed", "OnelineOrders", "ReturningCardholders"]
 

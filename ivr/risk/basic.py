@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ivr.acquirer.bin_table import BinInfo
+from ivr.hostlink.bin_table import BinInfo
 from ivr.api.payment_request import CallbackOrder
 from ivr.merchants import Merchant
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from ivr.config import load_settings
-from ivr.stack import Stack
+from devstack.stack import Stack
+from simulators.acquirer.server import journal_path
+from simulators.acquirer.settings import load_acquirer_settings
 from tests.sipp.scenario import Call, Callee, write_scenario, write_uas_scenario
 
 REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
@@ -63,7 +65,7 @@ class E2E:
                 if p.get("topup_mobile") == mobile]
 
     def journal(self) -> list[dict]:
-        path = self.settings.acquirer_dir / "journal.jsonl"  # type: ignore[attr-defined]
+        path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))  # type: ignore[attr-defined]
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

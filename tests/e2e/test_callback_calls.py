@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from ivr.acquirer.testcards import find_test_card
+from simulators.acquirer.testcards import find_test_card
 from tests.sipp import callback_calls as phone
 
 pytestmark = pytest.mark.e2e

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.acquirer.testcards import find_test_card
-from ivr.asterisk_runner import AsteriskSandbox, ensure_rootfs
+from simulators.acquirer.testcards import find_test_card
+from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from ivr.speech import amount_prompts
 from tests.dtmf_detect import detect_dtmf
 from tests.sipp.scenario import Call, Callee, Key, PromptClock

@@ -15,18 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from ivr.acquirer.bin_table import BinTable, bin_table_path
-from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
-from ivr.acquirer.server import AcquirerServer, build_simulator, journal_path
-from ivr.acquirer.simulator import AcquirerSimulator
-from ivr.acquirer.testcards import TestCard, find_test_card
+from ivr.hostlink.bin_table import BinTable
+from ivr.hostlink.acquirer_client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from simulators.acquirer.settings import load_acquirer_settings
+from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
+from simulators.acquirer.simulator import AcquirerSimulator
+from simulators.acquirer.testcards import TestCard, find_test_card
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pinblock import pinblock_from_digits
-from ivr.iso8583.framing import read_frame, write_frame
-from ivr.iso8583.messages import EchoRequest, EchoResponse, PurchaseRequest, PurchaseResponse, ResponseCode
+from ivr.hostlink.framing import read_frame, write_frame
+from ivr.hostlink.messages import EchoRequest, EchoResponse, PurchaseRequest, PurchaseResponse, ResponseCode
 
+IVR = load_settings()  # the terminal and merchant ids the IVR sends
 ISSUER_DELAY = 0.8
 CLIENT_TIMEOUT = 0.25
 
@@ -49,8 +51,8 @@ class Acquirer:
             # As the IVR does it: from the keypad buffer, which is wiped afterwards.
             pin_block=pinblock_from_digits(self.pek, bytearray((pin or card.pin).encode()), card.pan),
             stan=f"{self.stan:06d}",
-            terminal_id=self.settings.terminal_id,
-            merchant_id=self.settings.merchant_id,
+            terminal_id=IVR.terminal_id,
+            merchant_id=IVR.merchant_id,
         )
 
     def credit(
@@ -66,8 +68,8 @@ class Acquirer:
             pan=card.pan,
             amount=amount,
             stan=stan,
-            terminal_id=self.settings.terminal_id,
-            merchant_id=self.settings.merchant_id,
+            terminal_id=IVR.terminal_id,
+            merchant_id=IVR.merchant_id,
             expiry=mmyy[2:] + mmyy[:2],
             cvv2_block=encrypt_cvv2(self.cvv_key, digits, card.pan, stan),
         )
@@ -80,13 +82,13 @@ class Acquirer:
 
 @pytest.fixture
 async def acquirer(tmp_path: Path) -> AsyncIterator[Acquirer]:
-    settings = load_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY, acquirer_port=0)
+    settings = load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY, port=0)
     simulator = build_simulator(settings)
     server = AcquirerServer(simulator, "127.0.0.1", 0)
     await server.start()
     client = AcquirerClient("127.0.0.1", server.port, CLIENT_TIMEOUT)
     try:
-        ivr_keys = load_ivr_keys(settings.ivr_keys_file)
+        ivr_keys = load_ivr_keys(load_settings(var_dir=tmp_path).ivr_keys_file)
         yield Acquirer(settings, simulator, server, client, ivr_keys.pek, ivr_keys.cvv_key)
     finally:
         await server.close()
@@ -111,7 +113,7 @@ async def test_declines_come_back_as_answers(acquirer: Acquirer) -> None:
 async def test_credit_purchase_round_trip(acquirer: Acquirer) -> None:
     card = find_test_card("credit_approve")
     # The IVR learns the card is credit from the BIN table the acquirer published.
-    assert BinTable.load(bin_table_path(acquirer.settings)).lookup(card.pan).card_type == "credit"
+    assert BinTable.load(acquirer.settings.bin_table_file).lookup(card.pan).card_type == "credit"
     request = acquirer.credit(card, amount=4321)
     assert request.pin_block is None and request.cvv2_block is not None
     response = await acquirer.client.authorize(request)
@@ -144,8 +146,8 @@ async def test_credit_declines_over_tcp(
 async def test_debit_card_without_pin_is_12_over_tcp(acquirer: Acquirer) -> None:
     card = find_test_card("approve")
     request = PurchaseRequest.create(
-        pan=card.pan, amount=100, stan="000901", terminal_id=acquirer.settings.terminal_id,
-        merchant_id=acquirer.settings.merchant_id, expiry=card.expiry,
+        pan=card.pan, amount=100, stan="000901", terminal_id=IVR.terminal_id,
+        merchant_id=IVR.merchant_id, expiry=card.expiry,
     )
     response = await acquirer.client.authorize(request)
     assert response.response_code is ResponseCode.INVALID_TRANSACTION
@@ -235,7 +237,7 @@ async def test_server_process_starts_serves_and_stops_on_sigterm(tmp_path: Path)
         "VOICEPAY_ACQUIRER_PORT": str(port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "ivr.acquirer"], cwd=REPO_ROOT, env=env,
+        [sys.executable, "-m", "simulators.acquirer"], cwd=REPO_ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

@@ -19,12 +19,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.acquirer.server import AcquirerServer, build_simulator
+from simulators.acquirer.settings import load_acquirer_settings
+from simulators.acquirer.server import AcquirerServer, build_simulator
 from ivr.api.keys import STORE
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.service import create_app
-from ivr.store.payments import PaymentState, PaymentStore
+from ivr.payments.store import PaymentState, PaymentStore
 from tests.integration.fake_ami import CORE_STATUS, FakeAmi
 
 AMI_USER = "voicepay-test"
@@ -73,7 +74,7 @@ async def start_service(tmp_path: Path, redis_server: str,
             generate_dev_keys(tmp_path / "keys")
             acquirer_port = _free_port()
             if acquirer:
-                server = AcquirerServer(build_simulator(load_settings(var_dir=tmp_path)), "127.0.0.1", 0)
+                server = AcquirerServer(build_simulator(load_acquirer_settings(var_dir=tmp_path)), "127.0.0.1", 0)
                 await server.start()
                 stack.push_async_callback(server.close)
                 acquirer_port = server.port

@@ -36,7 +36,7 @@ from ivr.merchants import (BANNED_MCCS, Merchant, MerchantError, MerchantRegistr
                            ensure_merchant_keys)
 from ivr.orders_protocol import OrderService
 from ivr.service import create_app
-from ivr.store.payments import Payment, PaymentState
+from ivr.payments.store import Payment, PaymentState
 from ivr.webhooks import WebhookNotifier, webhook_attempts
 
 # Not one of the acquirer simulator's documented test cards (those must never reach test output).

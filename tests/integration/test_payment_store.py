@@ -8,7 +8,7 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 
-from ivr.store.payments import (
+from ivr.payments.store import (
     FINAL_STATES,
     TRANSITIONS,
     InvalidTransition,

@@ -23,19 +23,20 @@ import pytest
 import redis.asyncio as aioredis
 
 from ivr import dialplan_variables as dv
-from ivr.acquirer.client import AcquirerClient
-from ivr.acquirer.server import AcquirerServer, build_simulator, journal_path
-from ivr.acquirer.simulator import AcquirerSimulator
-from ivr.acquirer.testcards import TestCard, find_test_card
+from ivr.hostlink.acquirer_client import AcquirerClient
+from simulators.acquirer.settings import load_acquirer_settings
+from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
+from simulators.acquirer.simulator import AcquirerSimulator
+from simulators.acquirer.testcards import TestCard, find_test_card
 from ivr.agi.server import FastAgiServer, Handler
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault, mask_pan
-from ivr.flows.authorization import Authorizer
-from ivr.flows.context import FlowContext
-from ivr.flows.selfservice import selfservice
+from ivr.paying.authorization import Authorizer
+from ivr.paying.context import FlowContext
+from ivr.selfservice.flow import selfservice
 from ivr.prompts import Manifest
-from ivr.store.payments import Payment, PaymentStore
+from ivr.payments.store import Payment, PaymentStore
 from tests.integration.fake_asterisk import (
     DEAD_CHANNEL,
     Expect,
@@ -132,7 +133,7 @@ class Ivr:
 
     def journal(self) -> list[dict]:
         """What the acquirer simulator journaled, one dict per message."""
-        path = journal_path(self.settings)
+        path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -190,11 +191,11 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
     caplog.set_level(logging.DEBUG)
     settings = load_settings(var_dir=tmp_path, redis_url=redis_server, agi_host="127.0.0.1",
                              agi_port=0, acquirer_host="127.0.0.1", acquirer_port=0,
-                             issuer_delay=ISSUER_DELAY, acquirer_timeout=ACQUIRER_TIMEOUT,
+                             acquirer_timeout=ACQUIRER_TIMEOUT,
                              language="en", max_entry_attempts=3)
     generate_dev_keys(settings.keys_dir)
     keys = load_ivr_keys(settings.ivr_keys_file)
-    simulator = build_simulator(settings)
+    simulator = build_simulator(load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY))
     store = PaymentStore(redis_client, pan_ttl_seconds=settings.pan_ttl_seconds)
     async with AcquirerServer(simulator, settings.acquirer_host, 0) as acquirer:
         client = AcquirerClient(settings.acquirer_host, acquirer.port, settings.acquirer_timeout)

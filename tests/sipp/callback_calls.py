@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ivr.acquirer.testcards import find_test_card
+from simulators.acquirer.testcards import find_test_card
 from ivr.speech import amount_prompts
 from tests.sipp.scenario import SIPP_DIR, Callee, Key, PromptClock, write_uas_scenario
 

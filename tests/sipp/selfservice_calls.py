@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ivr.acquirer.testcards import find_test_card
+from simulators.acquirer.testcards import find_test_card
 from tests.sipp.scenario import SIPP_DIR, Call, Key, PromptClock, write_scenario
 
 NUMBER = "8000"

@@ -13,16 +13,17 @@ from pathlib import Path
 import iso8583
 import pytest
 
-from ivr.acquirer.bin_table import BinInfo, BinTable, BinTableError, UnknownBin, bin_table_path
-from ivr.acquirer.cardbook import CardBook, issue_cards, verify_pin
-from ivr.acquirer.server import journal_path, prepare_acquirer
-from ivr.acquirer.simulator import AcquirerSimulator, compute_cvv2
-from ivr.acquirer.testcards import SEED_PATH, TestCard, find_test_card, load_test_cards
-from ivr.config import Settings, load_settings
+from ivr.hostlink.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
+from simulators.acquirer.cardbook import CardBook, issue_cards, verify_pin
+from simulators.acquirer.settings import AcquirerSettings, load_acquirer_settings
+from simulators.acquirer.server import journal_path, prepare_acquirer
+from simulators.acquirer.simulator import AcquirerSimulator, compute_cvv2
+from simulators.acquirer.testcards import SEED_PATH, TestCard, find_test_card, load_test_cards
+from ivr.config import load_settings
 from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.crypto.keys import DEV_CVK, load_ivr_keys
 from ivr.crypto.pinblock import encipher_pinblock_iso_4
-from ivr.iso8583.messages import (
+from ivr.hostlink.messages import (
     EchoRequest,
     EchoResponse,
     PurchaseRequest,
@@ -31,21 +32,22 @@ from ivr.iso8583.messages import (
     ReversalRequest,
     ReversalResponse,
 )
-from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.hostlink.spec import VOICEPAY_SPEC
 from ivr.validation import luhn_valid
 
+IVR = load_settings()  # the terminal and merchant ids the IVR sends
 NOT_IN_BOOK = "6221889999999994"
 DELAY = 0.3
 
 
 class Harness:
-    def __init__(self, settings: Settings, today: date | None = None) -> None:
+    def __init__(self, settings: AcquirerSettings, today: date | None = None) -> None:
         self.settings = settings
         keys, book = prepare_acquirer(settings)
         self.journal = journal_path(settings)
         kwargs = {"today": (lambda: today)} if today else {}
         self.sim = AcquirerSimulator(keys, book, self.journal, settings.issuer_delay, **kwargs)
-        ivr_keys = load_ivr_keys(settings.ivr_keys_file)
+        ivr_keys = load_ivr_keys(load_settings(var_dir=settings.var_dir).ivr_keys_file)
         self.pek = ivr_keys.pek
         self.cvv_key = ivr_keys.cvv_key
         self._stan = itertools.count(1)
@@ -60,8 +62,8 @@ class Harness:
             amount=amount,
             pin_block=encipher_pinblock_iso_4(self.pek, pin, pan),
             stan=f"{next(self._stan):06d}",
-            terminal_id=self.settings.terminal_id,
-            merchant_id=self.settings.merchant_id,
+            terminal_id=IVR.terminal_id,
+            merchant_id=IVR.merchant_id,
         )
         if changes:
             fields = {**request.__dict__, **changes}
@@ -83,8 +85,8 @@ class Harness:
             pan=card.pan,
             amount=amount,
             stan=stan,
-            terminal_id=self.settings.terminal_id,
-            merchant_id=self.settings.merchant_id,
+            terminal_id=IVR.terminal_id,
+            merchant_id=IVR.merchant_id,
             expiry=expiry or card.expiry,
             cvv2_block=encrypt_cvv2(self.cvv_key, bytearray((cvv2 or card.cvv2 or "").encode()), card.pan, stan),
             pin_block=encipher_pinblock_iso_4(self.pek, pin, card.pan) if pin else None,
@@ -105,12 +107,12 @@ class Harness:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(var_dir=tmp_path, issuer_delay=DELAY)
+def settings(tmp_path: Path) -> AcquirerSettings:
+    return load_acquirer_settings(var_dir=tmp_path, issuer_delay=DELAY)
 
 
 @pytest.fixture
-def h(settings: Settings) -> Harness:
+def h(settings: AcquirerSettings) -> Harness:
     return Harness(settings)
 
 
@@ -199,9 +201,9 @@ def test_bin_table_files(tmp_path: Path) -> None:
     assert BinTable.load(tmp_path / "out" / "bins.json") == table and len(table) == 2
 
 
-def test_prepare_acquirer_publishes_the_bin_table(settings: Settings, h: Harness) -> None:
-    path = bin_table_path(settings)
-    assert path == settings.acquirer_dir / "bin_table.json"
+def test_prepare_acquirer_publishes_the_bin_table(settings: AcquirerSettings, h: Harness) -> None:
+    path = settings.bin_table_file
+    assert path == load_settings(var_dir=settings.var_dir).bin_table_file
     published = BinTable.load(path)
     assert published == BinTable.load(SEED_PATH)
     document = json.loads(path.read_text(encoding="utf-8"))
@@ -214,9 +216,9 @@ def test_prepare_acquirer_publishes_the_bin_table(settings: Settings, h: Harness
         assert test_card.cvv2 is None or test_card.cvv2 not in text
 
 
-def test_issued_book_has_card_types_and_nothing_about_cvv2(settings: Settings, h: Harness) -> None:
-    text = (settings.acquirer_dir / "cardbook.json").read_text()
-    book = CardBook.load(settings.acquirer_dir / "cardbook.json")
+def test_issued_book_has_card_types_and_nothing_about_cvv2(settings: AcquirerSettings, h: Harness) -> None:
+    text = (settings.files_dir / "cardbook.json").read_text()
+    book = CardBook.load(settings.files_dir / "cardbook.json")
     for seed in load_test_cards():
         issued = book.get(seed.pan)
         assert issued is not None
@@ -229,8 +231,8 @@ def test_issued_book_has_card_types_and_nothing_about_cvv2(settings: Settings, h
     assert "credit" in repr(book.get(card("credit_approve").pan))
 
 
-def test_a_card_book_of_the_old_format_is_reissued(settings: Settings, h: Harness) -> None:
-    path = settings.acquirer_dir / "cardbook.json"
+def test_a_card_book_of_the_old_format_is_reissued(settings: AcquirerSettings, h: Harness) -> None:
+    path = settings.files_dir / "cardbook.json"
     document = json.loads(path.read_text())
     document["format"] = 1
     for entry in document["cards"]:
@@ -241,9 +243,9 @@ def test_a_card_book_of_the_old_format_is_reissued(settings: Settings, h: Harnes
     assert json.loads(path.read_text())["format"] == 2
 
 
-def test_issued_book_has_offsets_and_no_pins(settings: Settings, h: Harness) -> None:
-    text = (settings.acquirer_dir / "cardbook.json").read_text()
-    book = CardBook.load(settings.acquirer_dir / "cardbook.json")
+def test_issued_book_has_offsets_and_no_pins(settings: AcquirerSettings, h: Harness) -> None:
+    text = (settings.files_dir / "cardbook.json").read_text()
+    book = CardBook.load(settings.files_dir / "cardbook.json")
     keys, _ = prepare_acquirer(settings)
     for seed in load_test_cards():
         assert f'"{seed.pin}"' not in text
@@ -254,7 +256,7 @@ def test_issued_book_has_offsets_and_no_pins(settings: Settings, h: Harness) -> 
         assert not verify_pin(issued, seed.pin[:4], keys.pvk)
 
 
-def test_simulator_refuses_a_book_issued_under_another_pvk(settings: Settings, tmp_path: Path) -> None:
+def test_simulator_refuses_a_book_issued_under_another_pvk(settings: AcquirerSettings, tmp_path: Path) -> None:
     keys, _ = prepare_acquirer(settings)
     stale = issue_cards(SEED_PATH, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), tmp_path / "stale.json")
     with pytest.raises(Exception, match="another PVK"):
@@ -326,7 +328,7 @@ async def test_wrong_expiry_in_field_14_is_54(h: Harness) -> None:
     assert response.response_code is ResponseCode.APPROVED
 
 
-async def test_expiry_is_checked_against_today(settings: Settings) -> None:
+async def test_expiry_is_checked_against_today(settings: AcquirerSettings) -> None:
     approve = card("approve")  # expires 3012
     in_month = Harness(settings, today=date(2030, 12, 31))
     assert (await in_month.pay(in_month.purchase(approve))).response_code is ResponseCode.APPROVED
@@ -404,7 +406,7 @@ async def test_credit_wrong_expiry_is_54(h: Harness) -> None:
     assert h.sim.balance(credit.pan) == credit.balance
 
 
-async def test_credit_expiry_is_checked_against_today(settings: Settings) -> None:
+async def test_credit_expiry_is_checked_against_today(settings: AcquirerSettings) -> None:
     credit = card("credit_approve")  # expires 2911
     late = Harness(settings, today=date(2029, 12, 1))
     assert (await late.pay(late.credit(credit))).response_code is ResponseCode.EXPIRED_CARD

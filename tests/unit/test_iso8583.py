@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import iso8583
 import pytest
 
-from ivr.iso8583.framing import MAX_FRAME, ConnectionClosed, FramingError, read_frame, write_frame
-from ivr.iso8583.messages import (
+from ivr.hostlink.framing import MAX_FRAME, ConnectionClosed, FramingError, read_frame, write_frame
+from ivr.hostlink.messages import (
     EchoRequest,
     EchoResponse,
     Iso8583Error,
@@ -21,7 +21,7 @@ from ivr.iso8583.messages import (
     decode_message,
     transmission_datetime,
 )
-from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.hostlink.spec import VOICEPAY_SPEC
 
 PAN = "6221881000000011"
 PIN_BLOCK = bytes.fromhex("E4BE5B623AF7E006AC319E5B93544564")

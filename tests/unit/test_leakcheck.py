@@ -1,6 +1,6 @@
 """The leak scanner finds what it is meant to find (else the end-to-end check proves nothing)."""
 
-from ivr.acquirer.testcards import find_test_card
+from simulators.acquirer.testcards import find_test_card
 from tests.leakcheck import scan_files, scan_text
 
 
@@ -33,7 +33,7 @@ def test_scans_files(tmp_path):
 
 def test_log_timestamps_are_not_mistaken_for_a_cvv2():
     card = find_test_card("credit_approve")
-    line = f"2026-11-25 13:42:26.{card.cvv2} INFO ivr.flows: payment pay_1: approved"
+    line = f"2026-11-25 13:42:26.{card.cvv2} INFO ivr.paying: payment pay_1: approved"
     assert scan_text(line, "sample") == []
     assert [leak.kind for leak in scan_text(f"cvv2={card.cvv2}", "sample")] == ["CVV2"]
 

@@ -17,13 +17,13 @@ import logging
 
 from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
 from ivr.callback.merchant_prompts import merchant_prompt_name
-from ivr.flows.authorization import Outcome
-from ivr.flows.context import FlowContext
-from ivr.flows.keypad import Keypad, TooManyAttempts
-from ivr.flows.pin_payment import abandon, announce, collect_pin_and_authorize, settle
+from ivr.paying.authorization import Outcome
+from ivr.paying.context import FlowContext
+from ivr.paying.keypad import Keypad, TooManyAttempts
+from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize, settle
 from ivr.prompts import Prompts
 from ivr.speech import amount_prompts
-from ivr.store.payments import Payment, PaymentState
+from ivr.payments.store import Payment, PaymentState
 from ivr.validation import check_expiry_mmyy
 
 __all__ = ["pay_order"]

@@ -1,8 +1,8 @@
 """A merchant's side from the command line: submit a signed callback order, follow it, cancel it.
 
-    python -m ivr.merchant_cli pay --mobile 13900000001 --card 6221881000000011 --amount 88.00
-    python -m ivr.merchant_cli status pay_...
-    python -m ivr.merchant_cli cancel pay_...
+    python -m devstack.merchant_cli pay --mobile 13900000001 --card 6221881000000011 --amount 88.00
+    python -m devstack.merchant_cli status pay_...
+    python -m devstack.merchant_cli cancel pay_...
 
 Signs with the development merchant keys in VOICEPAY_VAR_DIR/keys/merchants.json, as a merchant's
 own system would with its key.
@@ -42,7 +42,7 @@ def _request(method: str, path: str, merchant_id: str, body: dict | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ivr.merchant_cli", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m devstack.merchant_cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--merchant", default="M100001")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,7 +1,7 @@
 """The acquirer simulator as a TCP host: length-framed ISO 8583, many requests per connection.
 
 Each request on a connection is handled in its own task, so a purchase held up by a slow issuer
-delays only its own answer. Run it with ``python -m ivr.acquirer``.
+delays only its own answer. Run it with ``python -m simulators.acquirer``.
 """
 
 from __future__ import annotations
@@ -13,36 +13,36 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.acquirer.bin_table import BinTable, bin_table_path
-from ivr.acquirer.cardbook import CardBook, CardBookError, issue_cards
-from ivr.acquirer.simulator import AcquirerSimulator
-from ivr.acquirer.testcards import SEED_PATH
+from ivr.hostlink.bin_table import BinTable
+from simulators.acquirer.cardbook import CardBook, CardBookError, issue_cards
+from simulators.acquirer.simulator import AcquirerSimulator
+from simulators.acquirer.testcards import SEED_PATH
 from ivr.log import configure_logging
-from ivr.config import Settings, load_settings
 from ivr.crypto.keys import AcquirerKeys, generate_dev_keys, load_acquirer_keys
-from ivr.iso8583.framing import ConnectionClosed, FramingError, read_frame, write_frame
+from ivr.hostlink.framing import ConnectionClosed, FramingError, read_frame, write_frame
+from simulators.acquirer.settings import AcquirerSettings, load_acquirer_settings
 
 __all__ = ["AcquirerServer", "cardbook_path", "journal_path", "prepare_acquirer", "build_simulator", "main"]
 
-log = logging.getLogger("ivr.acquirer.server")
+log = logging.getLogger("simulators.acquirer.server")
 
 
-def cardbook_path(settings: Settings) -> Path:
-    return settings.acquirer_dir / "cardbook.json"
+def cardbook_path(settings: AcquirerSettings) -> Path:
+    return settings.files_dir / "cardbook.json"
 
 
-def journal_path(settings: Settings) -> Path:
-    return settings.acquirer_dir / "journal.jsonl"
+def journal_path(settings: AcquirerSettings) -> Path:
+    return settings.files_dir / "journal.jsonl"
 
 
-def prepare_acquirer(settings: Settings) -> tuple[AcquirerKeys, CardBook]:
+def prepare_acquirer(settings: AcquirerSettings) -> tuple[AcquirerKeys, CardBook]:
     """Dev keys and an issued card book, created on first use and re-issued if the PVK changed.
 
-    Also publishes the BIN table for the IVR at ``bin_table_path(settings)``, from the seed.
+    Also publishes the BIN table for the IVR at ``settings.bin_table_file``, from the seed.
     """
     if generate_dev_keys(settings.keys_dir):
         log.info("generated or upgraded development keys in %s", settings.keys_dir)
-    keys = load_acquirer_keys(settings.acquirer_keys_file)
+    keys = load_acquirer_keys(settings.keys_file)
     path = cardbook_path(settings)
     try:
         book = CardBook.load(path)
@@ -50,11 +50,11 @@ def prepare_acquirer(settings: Settings) -> tuple[AcquirerKeys, CardBook]:
     except CardBookError as exc:
         log.info("issuing test cards to %s (%s)", path, exc)
         book = issue_cards(SEED_PATH, keys.pvk, path)
-    BinTable.load(SEED_PATH).write(bin_table_path(settings))
+    BinTable.load(SEED_PATH).write(settings.bin_table_file)
     return keys, book
 
 
-def build_simulator(settings: Settings) -> AcquirerSimulator:
+def build_simulator(settings: AcquirerSettings) -> AcquirerSimulator:
     keys, book = prepare_acquirer(settings)
     return AcquirerSimulator(keys, book, journal_path(settings), settings.issuer_delay)
 
@@ -144,8 +144,8 @@ class AcquirerServer:
             log.info("terminal went away before its answer")
 
 
-async def _run(settings: Settings) -> None:
-    server = AcquirerServer(build_simulator(settings), settings.acquirer_host, settings.acquirer_port)
+async def _run(settings: AcquirerSettings) -> None:
+    server = AcquirerServer(build_simulator(settings), settings.host, settings.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -156,7 +156,7 @@ async def _run(settings: Settings) -> None:
 
 
 def main() -> int:
-    settings = load_settings()
+    settings = load_acquirer_settings()
     configure_logging(settings.log_level)
     asyncio.run(_run(settings))
     return 0

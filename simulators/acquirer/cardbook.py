@@ -28,8 +28,8 @@ from pathlib import Path
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import pin as _psec_pin
 
-from ivr.acquirer.bin_table import BinTable, BinTableError, UnknownBin
-from ivr.acquirer.testcards import load_test_cards
+from ivr.hostlink.bin_table import BinTable, BinTableError, UnknownBin
+from simulators.acquirer.testcards import load_test_cards
 from ivr.crypto.keys import kcv
 from ivr.crypto.pan_vault import mask_pan
 
@@ -145,7 +145,7 @@ def issue_cards(seed_path: Path, pvk: bytes, out_path: Path) -> CardBook:
     book = CardBook(pvk_kcv=kcv(pvk, "T"), cards={card.pan: card for card in cards})
     document = {
         "format": _FORMAT,
-        "note": "Issued by ivr.acquirer.cardbook: PIN offsets only, no clear PINs.",
+        "note": "Issued by simulators.acquirer.cardbook: PIN offsets only, no clear PINs.",
         "decimalization_table": DECIMALIZATION_TABLE,
         "validation_data": "PAN, rightmost 16 digits, F-padded",
         "pvk_kcv": book.pvk_kcv,

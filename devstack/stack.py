@@ -1,6 +1,6 @@
 """The whole stack on one machine: Redis, the acquirer simulator, Asterisk and the ivr service.
 
-``make run`` runs ``python -m ivr.stack run`` (foreground until Ctrl-C); the end-to-end tests start
+``make run`` runs ``python -m devstack.stack run`` (foreground until Ctrl-C); the end-to-end tests start
 the same :class:`Stack`. Every process is started in its own process group and stopped in
 reverse order, so Ctrl-C leaves no stray process, socket or mount behind.
 """
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ivr.acquirer.server import prepare_acquirer
-from ivr.asterisk_runner import AsteriskSandbox, ProvisionError, ensure_rootfs
+from simulators.acquirer.server import prepare_acquirer
+from simulators.acquirer.settings import load_acquirer_settings
+from devstack.asterisk_sandbox import AsteriskSandbox, ProvisionError, ensure_rootfs
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.prompts import build_sounds
@@ -67,6 +68,7 @@ def _http_status(url: str) -> int | None:
 class Stack:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        self.acquirer_settings = load_acquirer_settings(var_dir=self.settings.var_dir)
         self.log_dir = self.settings.var_dir / "log"
         self.processes: list[Managed] = []
         self.asterisk: AsteriskSandbox | None = None
@@ -77,7 +79,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if generate_dev_keys(self.settings.keys_dir):
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
-        prepare_acquirer(self.settings)
+        prepare_acquirer(self.acquirer_settings)
         ensure_merchant_keys(self.settings)
         build_sounds(manifest_with_merchants(self.settings), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
@@ -97,7 +99,7 @@ class Stack:
                               "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes"],
                     self.log_dir / "redis.log",
                     lambda: _port_open(redis.hostname or "127.0.0.1", redis.port or 6379)),
-            Managed("acquirer", [python, "-m", "ivr.acquirer.server"], self.log_dir / "acquirer.log",
+            Managed("acquirer", [python, "-m", "simulators.acquirer.server"], self.log_dir / "acquirer.log",
                     lambda: _port_open(s.acquirer_host, s.acquirer_port)),
             Managed("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                     self._asterisk_booted),
@@ -178,7 +180,7 @@ class Stack:
             "  Numbers       8000  self-service phone top-up (English)",
             "                8001  self-service phone top-up (Mandarin)",
             "  Callbacks     register a softphone as 13900000001 / voicepay-13900000001, then",
-            "                .venv/bin/python -m ivr.merchant_cli pay --mobile 13900000001 \\",
+            "                .venv/bin/python -m devstack.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",
             "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
@@ -190,7 +192,7 @@ class Stack:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ivr.stack")
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack")
     parser.add_argument("command", choices=["run", "prepare", "health"])
     args = parser.parse_args(argv)
     stack = Stack()

@@ -27,7 +27,7 @@ import iso8583
 
 from ivr.crypto.cvv2 import CVV2_BLOCK_LENGTH
 from ivr.crypto.pan_vault import mask_pan
-from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.hostlink.spec import VOICEPAY_SPEC
 
 __all__ = [
     "Iso8583Error",

@@ -12,8 +12,8 @@ import logging
 import secrets
 from contextlib import suppress
 
-from ivr.iso8583.framing import FramingError, read_frame, write_frame
-from ivr.iso8583.messages import (
+from ivr.hostlink.framing import FramingError, read_frame, write_frame
+from ivr.hostlink.messages import (
     EchoRequest,
     EchoResponse,
     Iso8583Error,
@@ -33,7 +33,7 @@ __all__ = [
     "AcquirerClient",
 ]
 
-log = logging.getLogger("ivr.acquirer.client")
+log = logging.getLogger("ivr.hostlink.acquirer_client")
 
 # A reversal the acquirer answered 25 found no original: nothing was charged, which is the point.
 _REVERSAL_DONE = frozenset({ResponseCode.APPROVED, ResponseCode.ORIGINAL_NOT_FOUND})

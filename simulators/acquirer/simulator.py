@@ -39,12 +39,12 @@ import iso8583
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import cvv as _psec_cvv
 
-from ivr.acquirer.cardbook import CardBook, IssuedCard, verify_pin
+from simulators.acquirer.cardbook import CardBook, IssuedCard, verify_pin
 from ivr.crypto.cvv2 import Cvv2Error, decrypt_cvv2
 from ivr.crypto.keys import DEV_CVK, AcquirerKeys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.crypto.pinblock import PinBlockError, decipher_pinblock_iso_4
-from ivr.iso8583.messages import (
+from ivr.hostlink.messages import (
     CNY,
     PURCHASE,
     EchoRequest,
@@ -58,12 +58,12 @@ from ivr.iso8583.messages import (
     ReversalResponse,
     peek_mti,
 )
-from ivr.iso8583.spec import VOICEPAY_SPEC
+from ivr.hostlink.spec import VOICEPAY_SPEC
 from ivr.validation import luhn_valid
 
 __all__ = ["AcquirerSimulator", "MAX_PIN_TRIES", "CVV2_SERVICE_CODE", "compute_cvv2"]
 
-log = logging.getLogger("ivr.acquirer")
+log = logging.getLogger("simulators.acquirer")
 
 MAX_PIN_TRIES = 3
 # The service code the CVV method takes for a CVV2 (one printed on the card, not on the stripe).

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ivr.crypto.cvv2 import encrypt_cvv2
-from ivr.acquirer.client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
-from ivr.iso8583.messages import PurchaseRequest, ResponseCode
-from ivr.store.payments import Payment, PaymentState, PaymentStore
+from ivr.hostlink.acquirer_client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from ivr.hostlink.messages import PurchaseRequest, ResponseCode
+from ivr.payments.store import Payment, PaymentState, PaymentStore
 
 __all__ = ["Outcome", "Authorizer"]
 

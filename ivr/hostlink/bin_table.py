@@ -1,6 +1,6 @@
 """The acquirer's BIN table: which card numbers are debit or credit, and who issued them.
 
-The acquirer publishes it (``prepare_acquirer`` writes ``<acquirer_dir>/bin_table.json`` from the
+The acquirer publishes it (``prepare_acquirer`` writes ``var/acquirer/bin_table.json`` from the
 ``bins`` section of the test card seed) and the IVR reads only that published file, so it can tell
 a caller "Voicepay Test Credit" and ask for expiry and CVV2 instead of a PIN.
 
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ivr.config import Settings
 
-__all__ = ["BinInfo", "BinTable", "BinTableError", "UnknownBin", "CardType", "BIN_TABLE_FILE", "bin_table_path"]
+__all__ = ["BinInfo", "BinTable", "BinTableError", "UnknownBin", "CardType", "BIN_TABLE_FILE"]
 
 BIN_TABLE_FILE = "bin_table.json"
 CardType = Literal["debit", "credit"]
@@ -61,11 +60,6 @@ class BinInfo:
     def issuer(self, language: str) -> str:
         """The issuer's name in ``language`` ("zh" or anything else for English)."""
         return self.issuer_zh if language == "zh" else self.issuer_en
-
-
-def bin_table_path(settings: Settings) -> Path:
-    """Where the acquirer publishes its BIN table for the IVR."""
-    return settings.acquirer_dir / BIN_TABLE_FILE
 
 
 class BinTable:
@@ -122,7 +116,7 @@ class BinTable:
     def to_document(self) -> dict[str, Any]:
         return {
             "format": _FORMAT,
-            "note": "Published by the acquirer (ivr.acquirer.server.prepare_acquirer); read by the IVR.",
+            "note": "Published by the acquirer (simulators.acquirer.server.prepare_acquirer); read by the IVR.",
             "bins": {
                 prefix: {"card_type": info.card_type, "issuer_en": info.issuer_en, "issuer_zh": info.issuer_zh}
                 for prefix, info in sorted(self._bins.items())

@@ -12,9 +12,9 @@ import logging
 
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiHangup
-from ivr.flows.context import FlowContext
-from ivr.flows.order_payment import pay_order
-from ivr.store.payments import InvalidTransition, NoSuchPayment, PaymentState
+from ivr.paying.context import FlowContext
+from ivr.paying.order_payment import pay_order
+from ivr.payments.store import InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["oneline"]
 

@@ -14,10 +14,10 @@ import logging
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.crypto.pan_vault import mask_pan
-from ivr.flows.context import FlowContext
-from ivr.flows.keypad import TooManyAttempts
-from ivr.flows.pin_payment import abandon, announce, collect_pin_and_authorize
-from ivr.store.payments import new_payment_id
+from ivr.paying.context import FlowContext
+from ivr.paying.keypad import TooManyAttempts
+from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize
+from ivr.payments.store import new_payment_id
 from ivr.validation import check_card_number, check_mainland_mobile
 
 __all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR"]

@@ -131,7 +131,7 @@ class AsteriskSandbox:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ivr.asterisk_runner")
+    parser = argparse.ArgumentParser(prog="python -m devstack.asterisk_sandbox")
     parser.add_argument("command", choices=["provision", "cli"])
     parser.add_argument("args", nargs="*")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The documented test cards (``test_cards.json``), clear PINs and CVV2s included, for tests and demos.
 
-Only the card issuer (:func:`ivr.acquirer.cardbook.issue_cards`) and tests read this; the running
+Only the card issuer (:func:`simulators.acquirer.cardbook.issue_cards`) and tests read this; the running
 simulator works from the issued card book, which holds PIN offsets instead of PINs and nothing at
 all about CVV2s (it recomputes them under the CVK).
 """

@@ -14,11 +14,11 @@ import logging
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
 from ivr.crypto.pinblock import pinblock_from_digits
-from ivr.flows.authorization import Outcome
-from ivr.flows.context import FlowContext
-from ivr.flows.keypad import Keypad
+from ivr.paying.authorization import Outcome
+from ivr.paying.context import FlowContext
+from ivr.paying.keypad import Keypad
 from ivr.prompts import Prompts
-from ivr.store.payments import Payment, PaymentState
+from ivr.payments.store import Payment, PaymentState
 
 __all__ = ["collect_pin_and_authorize", "settle", "announce", "abandon"]
 

@@ -1,6 +1,6 @@
 """The callback call, once the cardholder picks up the call the dialer placed.
 
-    answered → the order read out and paid (ivr/flows/order_payment.py) → goodbye
+    answered → the order read out and paid (ivr/paying/order_payment.py) → goodbye
 
 Only the payment id came with the call: a channel variable set by the dialer's Originate.
 """
@@ -11,9 +11,9 @@ import logging
 
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel
-from ivr.flows.context import FlowContext
-from ivr.flows.order_payment import pay_order
-from ivr.store.payments import InvalidTransition, NoSuchPayment, PaymentState
+from ivr.paying.context import FlowContext
+from ivr.paying.order_payment import pay_order
+from ivr.payments.store import InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["callback"]
 

@@ -9,10 +9,10 @@ from ivr.callback.dialer import Dialer
 from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault
-from ivr.flows.authorization import Authorizer
-from ivr.flows.keypad import Keypad
+from ivr.paying.authorization import Authorizer
+from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, Prompts
-from ivr.store.payments import PaymentStore
+from ivr.payments.store import PaymentStore
 
 __all__ = ["FlowContext"]
 

@@ -1,0 +1,5 @@
+"""``python -m simulators.acquirer``: run the acquirer simulator."""
+
+from simulators.acquirer.server import main
+
+raise SystemExit(main())
