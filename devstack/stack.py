@@ -1,32 +1,33 @@
 """The whole stack on one machine: Redis, the acquirer simulator, Asterisk and the ivr service.
 
 ``make run`` runs ``python -m devstack.stack run`` (foreground until Ctrl-C); the end-to-end tests start
-the same :class:`Stack`. Every process is started in its own process group and stopped in
-reverse order, so Ctrl-C leaves no stray process, socket or mount behind.
+the same :class:`Stack`. devstack/supervisor.py does the supervising: every process in its own
+process group, a process that dies restarted with back-off, Ctrl-C stopping them in reverse order
+so no stray process, socket or mount is left behind. devstack/systemd/ runs the same processes
+under systemd.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 from simulators.acquirer.server import prepare_acquirer
 from simulators.acquirer.settings import load_acquirer_settings
 from devstack.asterisk_sandbox import AsteriskSandbox, ProvisionError, ensure_rootfs
+from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
+from ivr.log import configure_logging
 from ivr.prompts import build_sounds
 from ivr.merchants import ensure_merchant_keys
 from ivr.callback.merchant_prompts import manifest_with_merchants
@@ -38,13 +39,21 @@ class StackError(RuntimeError):
     """A part of the stack did not start; the message names it and its log file."""
 
 
-@dataclass
-class Managed:
-    name: str
-    argv: list[str]
-    log_path: Path
-    ready: Callable[[], bool]
-    process: subprocess.Popen | None = field(default=None, repr=False)
+# Redis arguments apart from where it listens and keeps its data; devstack/systemd/ says the same
+# in redis.conf terms. Payments must survive a Redis restart: every write goes to the append-only
+# file, fsynced once a second (at most a second of writes lost if the machine itself dies; a
+# killed redis-server loses none). RDB snapshots are off: they would be a second copy on disk of
+# the same (personal) data and a fork a minute, and with the AOF on Redis never reads them.
+REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+
+# Margin on top of the ivr service's drain time for closing its connections before SIGKILL.
+IVR_STOP_MARGIN_S = 5
+
+
+def ivr_stop_timeout(settings: Settings) -> float:
+    """SIGTERM lets calls in progress finish for the service's drain time (VOICEPAY_DRAIN_SECONDS,
+    30 s where the setting does not exist yet); it is SIGKILLed only after that and a margin."""
+    return getattr(settings, "drain_seconds", 30) + IVR_STOP_MARGIN_S
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -70,7 +79,7 @@ class Stack:
         self.settings = settings or load_settings()
         self.acquirer_settings = load_acquirer_settings(var_dir=self.settings.var_dir)
         self.log_dir = self.settings.var_dir / "log"
-        self.processes: list[Managed] = []
+        self.supervisor = Supervisor()
         self.asterisk: AsteriskSandbox | None = None
 
     # ---- set-up -------------------------------------------------------------------------------
@@ -86,25 +95,31 @@ class Stack:
         self.asterisk.prepare()
 
     # ---- processes ----------------------------------------------------------------------------
-    def _components(self) -> list[Managed]:
+    def _components(self) -> list[ProcessSpec]:
         s = self.settings
         redis = urlparse(s.redis_url)
         redis_dir = s.var_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         python = sys.executable
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         assert self.asterisk is not None
         return [
-            Managed("redis", ["redis-server", "--bind", redis.hostname or "127.0.0.1",
-                              "--port", str(redis.port or 6379), "--dir", str(redis_dir),
-                              "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes"],
-                    self.log_dir / "redis.log",
-                    lambda: _port_open(redis.hostname or "127.0.0.1", redis.port or 6379)),
-            Managed("acquirer", [python, "-m", "simulators.acquirer.server"], self.log_dir / "acquirer.log",
-                    lambda: _port_open(s.acquirer_host, s.acquirer_port)),
-            Managed("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
-                    self._asterisk_booted),
-            Managed("ivr", [python, "-m", "ivr.service"], self.log_dir / "ivr.log",
-                    lambda: _http_status(f"http://{s.http_host}:{s.http_port}/healthz") == 200),
+            ProcessSpec("redis", ["redis-server", "--bind", redis.hostname or "127.0.0.1",
+                                  "--port", str(redis.port or 6379), "--dir", str(redis_dir),
+                                  *REDIS_PERSISTENCE, "--protected-mode", "yes"],
+                        self.log_dir / "redis.log",
+                        lambda: _port_open(redis.hostname or "127.0.0.1", redis.port or 6379),
+                        cwd=REPO_ROOT, env=env),
+            ProcessSpec("acquirer", [python, "-m", "simulators.acquirer.server"],
+                        self.log_dir / "acquirer.log",
+                        lambda: _port_open(s.acquirer_host, s.acquirer_port), cwd=REPO_ROOT, env=env),
+            # A killed Asterisk leaves its control socket behind: removed before every start.
+            ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
+                        self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
+                        cwd=REPO_ROOT, env=env),
+            ProcessSpec("ivr", [python, "-m", "ivr.service"], self.log_dir / "ivr.log",
+                        lambda: _http_status(f"http://{s.http_host}:{s.http_port}/healthz") == 200,
+                        stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT, env=env),
         ]
 
     def _asterisk_booted(self) -> bool:
@@ -126,45 +141,34 @@ class Stack:
     def start(self, timeout: float = 90) -> None:
         self.prepare()
         self._check_ports_free()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        for component in self._components():
-            log = component.log_path.open("ab")
-            component.process = subprocess.Popen(
-                component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=REPO_ROOT, env=env, start_new_session=True)
-            log.close()
-            self.processes.append(component)
-            self._wait_ready(component, timeout)
-
-    def _wait_ready(self, component: Managed, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert component.process is not None
-            if component.process.poll() is not None:
-                raise StackError(f"{component.name} exited with {component.process.returncode}; "
-                                 f"see {component.log_path}")
-            if component.ready():
-                return
-            time.sleep(0.2)
-        raise StackError(f"{component.name} not ready after {timeout:.0f}s; see {component.log_path}")
+        try:
+            for component in self._components():
+                self.supervisor.start(dataclasses.replace(component, start_timeout=timeout))
+        except SupervisorError as exc:
+            raise StackError(str(exc)) from None
 
     def stop(self) -> None:
-        for component in reversed(self.processes):
-            process = component.process
-            if process is None or process.poll() is not None:
-                continue
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        self.processes.clear()
+        """Stop everything, the ivr service first (with its drain time), Redis last."""
+        self.supervisor.stop()
         if self.asterisk is not None:
             self.asterisk.remove_runtime_files()
+
+    # ---- one component at a time (fault-injection tests) ------------------------------------
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> int:
+        """Send ``signum`` to component ``name`` and wait until the supervisor has it back and
+        ready; returns its new pid."""
+        return self.supervisor.kill(name, signum)
+
+    def wait_ready(self, name: str, timeout: float | None = None) -> None:
+        self.supervisor.wait_ready(name, timeout)
+
+    def stop_component(self, name: str, signum: int = signal.SIGTERM) -> None:
+        """Stop ``name`` and keep it down until :meth:`start_component` (e.g. Redis restarted,
+        the acquirer unreachable for a while)."""
+        self.supervisor.stop_component(name, signum)
+
+    def start_component(self, name: str) -> None:
+        self.supervisor.start_component(name)
 
     # ---- what a user needs to know ------------------------------------------------------------
     def banner(self) -> str:
@@ -204,30 +208,29 @@ def main(argv: list[str] | None = None) -> int:
         with urllib.request.urlopen(url, timeout=5) as response:
             print(json.dumps(json.load(response), indent=2))
         return 0
-    stop_requested = False
+    configure_logging(stack.settings.log_level)  # the supervisor's restart lines
+    stop = threading.Event()
 
     def request_stop(*_: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
+    # While starting, SIGTERM interrupts like Ctrl-C; once up, either asks the main thread to stop.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         stack.start()
         print(stack.banner(), flush=True)
         signal.signal(signal.SIGINT, request_stop)
-        while not stop_requested:
-            for component in stack.processes:
-                assert component.process is not None
-                if component.process.poll() is not None:
-                    print(f"{component.name} exited; see {component.log_path}", file=sys.stderr)
-                    stop_requested = True
-            time.sleep(0.5)
+        signal.signal(signal.SIGTERM, request_stop)
+        stop.wait()
     except (StackError, ProvisionError) as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C must not cut the ordered stop short and leave processes behind.
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
         print("stopping...", flush=True)
         stack.stop()
     return 0
