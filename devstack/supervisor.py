@@ -115,6 +115,7 @@ class _Child:
     wanted: bool = False  # False: do not restart it
     wake: threading.Event = field(default_factory=threading.Event)  # cuts a back-off short
     keeper: threading.Thread | None = None
+    failure: str = ""  # why the last first start failed
 
 
 class Supervisor:
@@ -204,6 +205,7 @@ class Supervisor:
                                       f"(state {child.state}); see {child.spec.log_path}")
 
     def _start_child(self, child: _Child) -> None:
+        """Spawn the process and hand it to its keeper thread; return once it is ready."""
         with self._changed:
             if child.wanted:
                 raise SupervisorError(f"{child.spec.name} is already running")
@@ -215,24 +217,17 @@ class Supervisor:
             except OSError as exc:
                 child.wanted = False
                 raise SupervisorError(f"{child.spec.name} could not be started: {exc}") from None
-        outcome = self._await_ready(child, process)
-        if outcome != "ready":
-            if outcome == "not ready":
-                with self._changed:
-                    child.wanted = False
-                    self._signal(process, signal.SIGKILL)
-            returncode = self._reap(child, process)
-            with self._changed:
-                child.wanted = False
-                child.state = "stopped"
-                self._changed.notify_all()
-            why = (describe_exit(returncode) if outcome == "exited"
-                   else f"not ready after {child.spec.start_timeout:.0f}s")
-            raise SupervisorError(f"{child.spec.name} did not start ({why}); "
-                                  f"see {child.spec.log_path}")
-        child.keeper = threading.Thread(target=self._keep, args=(child, process),
-                                        name=f"keep-{child.spec.name}", daemon=True)
-        child.keeper.start()
+            child.keeper = threading.Thread(target=self._keep, args=(child, process),
+                                            name=f"keep-{child.spec.name}", daemon=True)
+            child.keeper.start()
+            # No timeout here: the keeper gives up after spec.start_timeout.
+            self._changed.wait_for(lambda: child.state in ("ready", "failed"))
+            if child.state == "ready":
+                return
+        child.keeper.join()
+        child.keeper = None
+        raise SupervisorError(f"{child.spec.name} did not start ({child.failure}); "
+                              f"see {child.spec.log_path}")
 
     def _spawn(self, child: _Child, note: str) -> subprocess.Popen:
         """Start the process (the caller holds the lock)."""
@@ -314,13 +309,33 @@ class Supervisor:
                 self._signal(process, signal.SIGKILL)
 
     def _keep(self, child: _Child, process: subprocess.Popen | None) -> None:
-        """One thread per running process: wait for it to end and, unless it was asked to,
-        restart it after a back-off. ``process`` None: the last spawn failed outright."""
+        """One thread per process for its whole life: wait until it is ready, wait for it to end
+        and, unless asked to stop it, restart it after a back-off. A first start that fails is
+        reported to :meth:`_start_child` instead. ``process`` None: the last spawn failed."""
         spec = child.spec
-        failure = ""
+        first, failure = True, ""
         while True:
             if process is not None:
-                failure = describe_exit(self._reap(child, process))
+                outcome = self._await_ready(child, process)
+                if outcome == "ready" and not first:
+                    log.warning("%s is back (pid %d, restart %d)", spec.name, process.pid,
+                                child.attempt)
+                elif outcome == "not ready" and child.wanted:
+                    log.warning("%s not ready %gs after it started; killing it", spec.name,
+                                spec.start_timeout)
+                    with self._changed:
+                        self._signal(process, signal.SIGKILL)
+                returncode = self._reap(child, process)
+                failure = describe_exit(returncode)
+                if first and outcome != "ready":
+                    with self._changed:
+                        child.wanted = False
+                        child.failure = (failure if outcome == "exited"
+                                         else f"not ready after {spec.start_timeout:g}s")
+                        child.state = "failed"
+                        self._changed.notify_all()
+                    return
+                first = False
             uptime = time.monotonic() - child.started_at
             with self._changed:
                 if not child.wanted:
@@ -342,14 +357,3 @@ class Supervisor:
                 except OSError as exc:
                     process, failure = None, f"could not be started ({exc})"
                     child.started_at = time.monotonic()
-                    continue
-            outcome = self._await_ready(child, process)
-            if outcome == "ready":
-                log.warning("%s is back (pid %d, restart %d)", spec.name, process.pid,
-                            restart.attempt)
-            elif outcome == "not ready" and child.wanted:
-                log.warning("%s not ready %gs after restart %d; killing it", spec.name,
-                            spec.start_timeout, restart.attempt)
-                with self._changed:
-                    self._signal(process, signal.SIGKILL)
-            # Whatever the outcome, the next turn of the loop waits for this process to end.

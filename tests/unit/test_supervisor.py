@@ -202,3 +202,12 @@ def test_a_child_that_dies_before_it_is_ready_fails_the_start(
         supervisor.start(ProcessSpec("broken", ["sh", "-c", "exit 3"], tmp_path / "broken.log",
                                      lambda: False))
     assert supervisor.restarts == []
+
+
+def test_a_child_never_ready_fails_the_start_and_is_not_left_running(
+        supervisor: Supervisor, tmp_path: Path):
+    with pytest.raises(SupervisorError, match=r"mute did not start \(not ready after 0.3s\)"):
+        supervisor.start(ProcessSpec("mute", ["sleep", "600"], tmp_path / "mute.log",
+                                     lambda: False, start_timeout=0.3))
+    [ended] = supervisor.exits
+    assert ended.returncode == -signal.SIGKILL and not _alive(ended.pid)
