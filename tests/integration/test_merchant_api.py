@@ -28,13 +28,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.api.keys import MERCHANTS, ORDERS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import signed_headers, sign_request
-from ivr.api.payment_request import REQUIRED, CallbackOrder
+from ivr.api.payment_request import REQUIRED
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.merchants import (BANNED_MCCS, Merchant, MerchantError, MerchantRegistry, UnknownMerchant,
                            ensure_merchant_keys)
-from ivr.orders_protocol import OrderService
+from ivr.orders import Order, OrderService
 from ivr.service import create_app
 from ivr.payments.store import Payment, PaymentState
 from ivr.webhooks import WebhookNotifier, webhook_attempts
@@ -69,7 +69,7 @@ class FakeOrders:
         self.submitted: list[tuple[str, str]] = []
         self.cancelled: list[str] = []
 
-    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+    async def submit(self, merchant: Merchant, order: Order) -> Payment:
         self.submitted.append((merchant.id, order.merchant_order_id))
         await asyncio.sleep(0.05)  # a real submit takes time: room for concurrent requests
         masked = mask_pan(order.card_number)
@@ -502,7 +502,7 @@ async def test_openapi_describes_every_route_and_only_those(api: Api) -> None:
     post = document["paths"]["/v1/payments"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"] == \
         "#/components/schemas/CallbackOrder"
-    assert set(order_schema["properties"]) == {f.name for f in fields(CallbackOrder)}
+    assert set(order_schema["properties"]) == {f.name for f in fields(Order)}
     assert set(order_schema["required"]) == set(REQUIRED)
     assert order_schema["additionalProperties"] is False
     assert set(document["components"]["securitySchemes"]) == {"merchantSignature", "operatorToken"}
