@@ -93,7 +93,7 @@ class FakeOrders:
 class Api:
     client: TestClient
     settings: Settings
-    orders: FakeOrders
+    orders: FakeOrders | None  # None: the real order service
     redis: aioredis.Redis
 
     @property
@@ -209,6 +209,16 @@ async def test_missing_field_unknown_field_and_oneline(api: Api) -> None:
 async def test_body_must_be_a_json_object(api: Api, raw: bytes) -> None:
     status, body = await api.request("POST", "/v1/payments", body=raw)
     assert status == 400 and body["details"]["parameter"] == "body"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a": ' * 5000, b"[" * 5000 + b"]" * 5000])
+async def test_a_deeply_nested_body_is_400_and_the_service_goes_on(api: Api, raw: bytes) -> None:
+    status, body = await api.request("POST", "/v1/payments", body=raw)
+    assert status == 400, body
+    assert body["details"] == {"parameter": "body",
+                               "reason": "is nested too deeply (an order is one flat object)"}
+    assert await api.payment_count() == 0
+    assert (await api.post_order())[0] == 201
 
 
 async def test_the_merchants_own_limit_applies(api: Api) -> None:
