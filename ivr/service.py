@@ -97,11 +97,12 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer = Dialer(app[AMI], app[STORE], settings)
     dialer.start()
     switch = OnelineSwitch(app[AMI])
-    returning = ReturningCardholders(app[REDIS], keys.pan_key)
+    returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
     callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
-        app[ORDERS] = Orders(callback_orders, OnelineOrders(app[STORE], callback_orders, switch,
-                                                            returning, settings.oneline_max_fen))
+        app[ORDERS] = Orders(app[STORE], callback_orders,
+                             OnelineOrders(app[STORE], callback_orders, switch,
+                                           returning, settings.oneline_max_fen))
     ctx = FlowContext(
         settings=settings,
         store=app[STORE],

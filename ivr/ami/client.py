@@ -130,11 +130,12 @@ class AmiClient:
                                    "Value": value})
         return bool(getattr(reply, "success", False))
 
-    async def redirect(self, channel: str, context: str, *, extra_channel: str | None = None,
-                       extra_context: str | None = None) -> bool:
-        """Send a channel (and optionally a second one, atomically) to ``context``,s,1."""
+    async def redirect(self, channel: str, context: str, *, priority: str = "1",
+                       extra_channel: str | None = None, extra_context: str | None = None) -> bool:
+        """Send a channel (and optionally a second one, atomically, to its s,1) to ``context``,s,
+        ``priority`` (a number or a dialplan label)."""
         action = {"Action": "Redirect", "Channel": channel, "Context": context, "Exten": "s",
-                  "Priority": "1"}
+                  "Priority": priority}
         if extra_channel:
             action.update(ExtraChannel=extra_channel, ExtraContext=extra_context or context,
                           ExtraExten="s", ExtraPriority="1")

@@ -9,7 +9,7 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
 from ivr.merchants import MerchantRegistry
-from ivr.orders_protocol import OrderService
+from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 

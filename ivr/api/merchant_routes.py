@@ -7,7 +7,9 @@ the order service (``app[ORDERS]``) does the work.
 Idempotency: a POST with ``Idempotency-Key`` reserves ``idem:{merchant}:{key}`` with SET NX
 before anything is created, so of two concurrent identical requests only one reaches the order
 service; the other waits for the first response and returns it. The key keeps the body's hash
-and the response (status and body) for ``idempotency_ttl_seconds``.
+and the response (status and body) for ``idempotency_ttl_seconds``: a payment, or the error
+that ended the payment made for the request (``PaymentFailed``). A request refused before any
+payment existed frees the key, so that it can be retried.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.errors import APIError, InvalidParameter, error_answer
 from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
-from ivr.api.payment_request import parse_callback_order
-from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
+from ivr.api.payment_request import parse_order
+from ivr.orders import PAYMENT_MERCHANT_FIELD, PaymentFailed
 from ivr.payments.store import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
@@ -69,7 +71,7 @@ async def create_payment(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     merchant = await authenticate(request)
     raw = await request.read()
-    order = parse_callback_order(raw, max_fen=_max_fen(settings.max_payment_amount))
+    order = parse_order(raw, max_fen=_max_fen(settings.max_payment_amount))
     if order.amount_fen > merchant.max_amount_fen:
         raise InvalidParameter("amount", f"must be at most {merchant.max_amount_fen // 100}."
                                          f"{merchant.max_amount_fen % 100:02d} for this merchant")
@@ -77,7 +79,14 @@ async def create_payment(request: web.Request) -> web.Response:
         raise OrdersUnavailable("callback payments are not available on this server")
 
     async def submit() -> tuple[int, dict[str, Any]]:
-        payment = await app[ORDERS].submit(merchant, order)
+        try:
+            payment = await app[ORDERS].submit(merchant, order)
+        except PaymentFailed as exc:
+            # A payment exists (and is final): this answer is the request's outcome, which a
+            # retry with the same Idempotency-Key gets again instead of a second payment.
+            log.info("merchant %s: payment %s for order %s failed: %s", merchant.id,
+                     exc.payment_id, order.merchant_order_id, exc)
+            return error_answer(exc)
         log.info("merchant %s: payment %s created for order %s", merchant.id, payment.id,
                  order.merchant_order_id)
         return 201, payment.to_json()

@@ -1,4 +1,4 @@
-"""The body of ``POST /v1/payments``: parsed and checked into a typed ``CallbackOrder``.
+"""The body of ``POST /v1/payments``: parsed and checked into the domain's ``Order``.
 
 Every refusal is an ``InvalidParameter`` naming the field. Messages and details describe what is
 wrong with a value and never repeat it: the card number and ID number in particular must not
@@ -10,27 +10,24 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from ivr.api.errors import InvalidParameter
-from ivr.crypto.pan_vault import mask_pan
+from ivr.orders import Order
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
 
 __all__ = [
-    "CallbackOrder",
     "UnsupportedMode",
-    "parse_callback_order",
+    "parse_order",
     "parse_amount_fen",
-    "mask_id_number",
     "MODES",
     "LANGUAGES",
 ]
 
-# Payment modes a merchant may name; only "callback" is served today (one-line payments inside a
-# live call are the next issue).
+# Payment modes a merchant may name: a callback, or one-line (inside an agent's live call).
 MODES = ("callback", "oneline")
 SUPPORTED_MODES = frozenset({"callback", "oneline"})
 # The agent whose live call a one-line payment is taken in: their PJSIP account name.
@@ -49,50 +46,9 @@ class UnsupportedMode(InvalidParameter):
     error_id = "unsupported-mode"
 
 
-@dataclass(frozen=True, repr=False)
-class CallbackOrder:
-    """A merchant's request to call a cardholder back for the PIN.
-
-    Field names are the JSON body's. ``amount`` is yuan, exactly as sent (two decimals);
-    ``amount_fen`` is the same amount in minor units, which is what the store keeps.
-    """
-
-    merchant_order_id: str
-    amount: Decimal
-    description: str
-    card_number: str
-    cardholder_name: str
-    id_number: str
-    mobile: str
-    mode: str = "callback"
-    language: str = "zh"
-    notify_url: str | None = None
-    agent_id: str | None = None
-
-    @property
-    def amount_fen(self) -> int:
-        return int(self.amount * 100)
-
-    def __repr__(self) -> str:
-        return (f"CallbackOrder(merchant_order_id={self.merchant_order_id!r}, "
-                f"amount={str(self.amount)!r}, card_number={mask_pan(self.card_number)!r}, "
-                f"id_number={mask_id_number(self.id_number)!r}, mobile={self.mobile!r}, "
-                f"mode={self.mode!r}, language={self.language!r}, "
-                f"notify_url={self.notify_url!r}, agent_id={self.agent_id!r})")
-
-    __str__ = __repr__
-
-
-FIELDS = tuple(f.name for f in fields(CallbackOrder))
+FIELDS = tuple(f.name for f in fields(Order))
 REQUIRED = ("merchant_order_id", "amount", "description", "card_number", "cardholder_name",
             "id_number", "mobile", "mode")
-
-
-def mask_id_number(value: str) -> str:
-    """``110105********002X``: region and the last four characters only."""
-    if not isinstance(value, str) or len(value) != 18 or not value.isascii():
-        return "******"
-    return f"{value[:6]}********{value[-4:]}"
 
 
 def parse_amount_fen(value: object, max_fen: int, *, name: str = "amount") -> int:
@@ -175,12 +131,15 @@ def _shown(key: str) -> str:
     return key if _FIELD_NAME.fullmatch(key) else "(field name)"
 
 
-def parse_callback_order(raw: bytes, *, max_fen: int) -> CallbackOrder:
+def parse_order(raw: bytes, *, max_fen: int) -> Order:
     """The order in ``raw`` (a JSON object), or InvalidParameter naming the first bad field."""
     try:
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, ValueError):
         raise InvalidParameter("body", "must be a JSON object (UTF-8)") from None
+    except RecursionError:
+        # json's decoder recurses once per nesting level: "[" x 5000 exhausts the stack.
+        raise InvalidParameter("body", "is nested too deeply (an order is one flat object)") from None
     if not isinstance(body, dict):
         raise InvalidParameter("body", "must be a JSON object")
 
@@ -223,7 +182,7 @@ def parse_callback_order(raw: bytes, *, max_fen: int) -> CallbackOrder:
     elif agent_id is not None:
         raise InvalidParameter("agent_id", "only a oneline payment is taken in an agent's call")
 
-    return CallbackOrder(
+    return Order(
         merchant_order_id=merchant_order_id,
         amount=Decimal(fen).scaleb(-2),
         description=description,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiohttp import web
 
-from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.errors import HANDLED, InvalidParameter, error_answer
 from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
-from ivr.orders_protocol import PAYMENT_MERCHANT_FIELD
-from ivr.payments.store import NoSuchPayment, PaymentState, StoreError
+from ivr.orders import PAYMENT_MERCHANT_FIELD
+from ivr.payments.store import NoSuchPayment, PaymentState
 from ivr.webhooks import webhook_attempts
 
 __all__ = ["routes", "error_middleware"]
@@ -25,12 +24,9 @@ routes = web.RouteTableDef()
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except (APIError, StoreError) as exc:
-        body: dict[str, Any] = {"error_id": exc.error_id, "message": str(exc)}
-        details = getattr(exc, "details", None)
-        if details:
-            body["details"] = details
-        return web.json_response(body, status=exc.status)
+    except HANDLED as exc:
+        status, body = error_answer(exc)
+        return web.json_response(body, status=status)
 
 
 @routes.get("/v1/payments/{payment_id}")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from ivr.hostlink.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
-from ivr.api.payment_request import CallbackOrder, mask_id_number
+from ivr.orders import Order, mask_id_number
 from ivr.callback.dialer import Dialer
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.merchants import Merchant
@@ -44,7 +44,7 @@ class CallbackOrders:
         except UnknownBin:
             return None
 
-    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+    async def submit(self, merchant: Merchant, order: Order) -> Payment:
         card = self.card(order.card_number)
         payment = await self.create(merchant, order, card, mode="callback")
         decision = assess(merchant, order, card)
@@ -58,7 +58,7 @@ class CallbackOrders:
         self._dialer.dial(payment.id)
         return payment
 
-    async def create(self, merchant: Merchant, order: CallbackOrder, card: BinInfo | None, *,
+    async def create(self, merchant: Merchant, order: Order, card: BinInfo | None, *,
                      mode: str, **extra: str) -> Payment:
         """The payment of a merchant's order: card number encrypted, first 6 / last 4 in clear."""
         masked = mask_pan(order.card_number)

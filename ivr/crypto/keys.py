@@ -7,7 +7,7 @@ development only. Every block is stored with its key check value (KCV) and re-ch
 a corrupted or swapped key fails loudly at start-up rather than as a stream of declined PINs.
 
     IVR (ivr.json):           PEK      P0 AES-128  encrypt only     PAN key  D0 AES-256
-                              CVV key  D0 AES-128  encrypt only
+                              CVV key  D0 AES-128  encrypt only     cardholder key  M7 HMAC-256
     Acquirer (acquirer.json): PEK      P0 AES-128  decrypt only     PVK      V1 TDES double length
                               CVV key  D0 AES-128  decrypt only     CVK      C0 TDES double length
 
@@ -16,6 +16,11 @@ wrapped under its own party's KBPK. They are separate keys on purpose (key separ
 only ever carries ISO 9564 PIN blocks, the CVV key only ever the CVV2 the cardholder keyed
 (AES-GCM, :mod:`ivr.crypto.cvv2`). TR-31 has no usage code for "CVV2 in transit"; it is data, so
 D0 (symmetric data encryption), with the IVR's copy bound to encrypt and the acquirer's to decrypt.
+
+The cardholder key (IVR only) keys the HMAC-SHA256 digests of returning cardholders (card number
+and mobile seen together in an approved payment). It is not the PAN key: a key that encrypts card
+numbers is never also a MAC key, so neither use can weaken or reveal the other. TR-31 M7 (HMAC),
+algorithm H, mode C (generate and verify); its check value is HMAC-SHA256 over 16 zero bytes.
 
 The CVK is the issuer's card verification key (Visa CVV / Mastercard CVC method). Unlike every
 other key here it is not random: it is the published development value :data:`DEV_CVK`, because
@@ -29,6 +34,8 @@ Key files written before a key role existed are refused with :class:`KeyFileOutd
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -109,7 +116,10 @@ _ACQ_CVV_KEY = _Role("cvv_key", usage="D0", algorithm="A", mode="D", length=16)
 # The simulated issuer only recomputes CVVs to compare them: mode V, verify only.
 _CVK = _Role("cvk", usage="C0", algorithm="T", mode="V", length=16)
 
-_IVR_ROLES = (_IVR_PEK, _PAN_KEY, _IVR_CVV_KEY)
+# Returning-cardholder digests (HMAC-SHA256): computed and compared, never used to encrypt.
+_CARDHOLDER_KEY = _Role("cardholder_key", usage="M7", algorithm="H", mode="C", length=32)
+
+_IVR_ROLES = (_IVR_PEK, _PAN_KEY, _IVR_CVV_KEY, _CARDHOLDER_KEY)
 _ACQ_ROLES = (_ACQ_PEK, _PVK, _ACQ_CVV_KEY, _CVK)
 # Keys both files hold, with the same value.
 _SHARED = ("pek", "cvv_key")
@@ -120,7 +130,10 @@ DEV_CVK = bytes.fromhex("3D8A5E2C9B4F7A16E0C2975B1F6D38A4")
 
 
 def kcv(key: bytes, algorithm: str = "A") -> str:
-    """Key check value, 3 bytes as hex: AES-CMAC (AES) or TDES-ECB (TDES) of a zero block."""
+    """Key check value, 3 bytes as hex: AES-CMAC (AES) or TDES-ECB (TDES) of a zero block, or
+    HMAC-SHA256 (HMAC) of 16 zero bytes."""
+    if algorithm == "H":
+        return hmac.new(key, bytes(16), hashlib.sha256).digest()[:3].hex().upper()
     if algorithm == "A":
         mac = cmac.CMAC(algorithms.AES(key))
         mac.update(bytes(16))
@@ -140,9 +153,11 @@ class IvrKeys:
     pek: bytes
     pan_key: bytes
     cvv_key: bytes
+    cardholder_key: bytes
 
     def kcv(self) -> dict[str, str]:
-        return {"pek": kcv(self.pek), "pan_key": kcv(self.pan_key), "cvv_key": kcv(self.cvv_key)}
+        return {"pek": kcv(self.pek), "pan_key": kcv(self.pan_key), "cvv_key": kcv(self.cvv_key),
+                "cardholder_key": kcv(self.cardholder_key, "H")}
 
     def __repr__(self) -> str:
         return f"IvrKeys(kcv={self.kcv()})"
@@ -171,7 +186,8 @@ class AcquirerKeys:
 
 def load_ivr_keys(path: Path) -> IvrKeys:
     keys = _load(Path(path), "ivr", _IVR_ROLES)
-    return IvrKeys(pek=keys["pek"], pan_key=keys["pan_key"], cvv_key=keys["cvv_key"])
+    return IvrKeys(pek=keys["pek"], pan_key=keys["pan_key"], cvv_key=keys["cvv_key"],
+                   cardholder_key=keys["cardholder_key"])
 
 
 def load_acquirer_keys(path: Path) -> AcquirerKeys:
@@ -221,6 +237,7 @@ def _write_pair(ivr_path: Path, acq_path: Path, keep: dict[str, bytes]) -> None:
         "pek": lambda: secrets.token_bytes(16),
         "pan_key": lambda: secrets.token_bytes(32),
         "cvv_key": lambda: secrets.token_bytes(16),
+        "cardholder_key": lambda: secrets.token_bytes(32),
         "pvk": _new_tdes_key,
         "cvk": lambda: DEV_CVK,
     }

@@ -3,7 +3,9 @@
     switched in (the agent now hears hold music, apart from us) → the order read out and paid
     → back to the dialplan, which bridges the caller to the same agent
 
-If the caller hangs up, the agent is told and released.
+If the caller hangs up, the agent is told and released. If the merchant cancels, the caller is
+redirected back to the agent (``OnelineOrders.cancel``): this session sees the same hang-up, and
+the agent, who is being bridged back, must not be released.
 """
 
 from __future__ import annotations
@@ -35,5 +37,6 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
         await pay_order(call, ctx, payment)
     except AgiHangup:
         assert ctx.oneline is not None
-        await ctx.oneline.release_agent(payment.fields.get("agent_channel", ""))
+        if (await ctx.store.get(payment.id)).status != PaymentState.CANCELLED.value:
+            await ctx.oneline.release_agent(payment.fields.get("agent_channel", ""))
         raise

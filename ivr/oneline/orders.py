@@ -4,7 +4,9 @@ Because it is immediate (no second channel the platform opens itself), it is all
 VOICEPAY_ONELINE_MAX_AMOUNT, or for a returning cardholder: this card and this mobile number were
 seen together in an approved payment before. Otherwise the agent is told to use a callback.
 
-    limits → create payment → basic risk → find the agent's call → switch the legs
+    limits → find the agent's call → create payment → basic risk → switch the legs
+                                                                     (if it fails: payment failed)
+    cancel (before the PIN) → the caller goes back to the agent; the payment is cancelled
 """
 
 from __future__ import annotations
@@ -15,33 +17,30 @@ import logging
 
 import redis.asyncio as aioredis
 
-from ivr.api.errors import APIError
-from ivr.api.payment_request import CallbackOrder
 from ivr.callback.orders import CallbackOrders
 from ivr.merchants import Merchant
-from ivr.oneline.switch import OnelineSwitch
-from ivr.risk.basic import assess
+from ivr.oneline.switch import AgentCall, OnelineSwitch, SwitchFailed
+from ivr.orders import Order
 from ivr.payments.store import Payment, PaymentState, PaymentStore
+from ivr.risk.basic import assess
 
-__all__ = ["OnelineNotAllowed", "OnelineOrders", "ReturningCardholders"]
+__all__ = ["OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
 
 log = logging.getLogger(__name__)
 
 
-class OnelineNotAllowed(APIError):
-    status = 403
-    error_id = "oneline-not-allowed"
-
+class OnelineNotAllowed(Exception):
     def __init__(self, max_fen: int) -> None:
         super().__init__(
             f"a one-line payment is limited to {max_fen / 100:.2f} for a new cardholder: "
-            "use a callback payment (mode callback) instead",
-            {"max_amount": f"{max_fen / 100:.2f}", "use_mode": "callback"})
+            "use a callback payment (mode callback) instead")
+        self.details = {"max_amount": f"{max_fen / 100:.2f}", "use_mode": "callback"}
 
 
 class ReturningCardholders:
     """Card + mobile pairs seen in an approved payment, kept as keyed digests (HMAC-SHA256 under
-    the card data key), so Redis never holds a card number, not even hashed without a key."""
+    the IVR's cardholder key, never the card-number vault's key), so Redis never holds a card
+    number, not even hashed without a key."""
 
     def __init__(self, redis: aioredis.Redis, key: bytes) -> None:
         self._redis = redis
@@ -66,7 +65,7 @@ class OnelineOrders:
         self._returning = returning
         self._max_fen = max_fen
 
-    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+    async def submit(self, merchant: Merchant, order: Order) -> Payment:
         assert order.agent_id is not None
         if order.amount_fen > self._max_fen and not await self._returning.seen(order.card_number,
                                                                                order.mobile):
@@ -81,23 +80,57 @@ class OnelineOrders:
         if not decision.passed:
             return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
                                                 reason=decision.summary())
+        # risk_passed before the switch: the caller's flow takes the payment from there, and
+        # may start before the Redirect is even acknowledged.
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
                                                reason=decision.summary())
-        await self._switch.switch(order.agent_id, call, payment.id)
+        try:
+            await self._switch.switch(order.agent_id, call, payment.id)
+        except SwitchFailed as exc:
+            # Nobody will take this payment now: it ends here, and the merchant hears why.
+            await self._store.transition(payment.id, PaymentState.FAILED, reason=str(exc))
+            log.warning("payment %s: %s", payment.id, exc)
+            raise
+        return payment
+
+    async def cancel(self, merchant: Merchant, payment: Payment) -> Payment:
+        """Cancel before the PIN. A caller already switched to the payment IVR goes back to the
+        agent, who is waiting in [agent-wait]; if that cannot be done, the caller is hung up and
+        the agent released, so nobody is left in the payment IVR or on hold."""
+        switched = payment.status != PaymentState.CREATED.value  # the switch follows risk_passed
+        payment = await self._store.transition(payment.id, PaymentState.CANCELLED,
+                                               reason=f"cancelled by merchant {merchant.id}")
+        if not switched:
+            return payment  # the caller is still talking to the agent; submit stops at risk
+        call = AgentCall(payment.fields.get("agent_channel", ""),
+                         payment.fields.get("caller_channel", ""))
+        if await self._switch.return_to_agent(call.caller_channel):
+            outcome = "caller taken out of the payment IVR and returned to the agent"
+        else:
+            hung_up = await self._switch.hang_up(call.caller_channel)
+            await self._switch.release_agent(call.agent_channel)
+            outcome = ("caller could not be returned to the agent: "
+                       + ("caller hung up, agent released" if hung_up else "caller already gone"))
+        await self._store.note(payment.id, outcome)
+        log.info("payment %s: cancelled by merchant %s; %s", payment.id, merchant.id, outcome)
         return payment
 
 
 class Orders:
     """The order service the API talks to: callback or one-line, by the order's mode."""
 
-    def __init__(self, callback: CallbackOrders, oneline: OnelineOrders) -> None:
+    def __init__(self, store: PaymentStore, callback: CallbackOrders, oneline: OnelineOrders) -> None:
+        self._store = store
         self._callback = callback
         self._oneline = oneline
 
-    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+    async def submit(self, merchant: Merchant, order: Order) -> Payment:
         if order.mode == "oneline":
             return await self._oneline.submit(merchant, order)
         return await self._callback.submit(merchant, order)
 
     async def cancel(self, merchant: Merchant, payment_id: str) -> Payment:
+        payment = await self._store.get(payment_id)
+        if payment.fields.get("mode") == "oneline":
+            return await self._oneline.cancel(merchant, payment)
         return await self._callback.cancel(merchant, payment_id)

@@ -7,38 +7,54 @@
                                   [agent-wait]. They leave the bridge together, so there is no
                                   moment in which the caller's keypad can reach the agent.
     release the agent           → the caller hung up: agent → [agent-released]
+    return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
+                                  after the payment IVR, which bridges the agent back in
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+
 from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
-from ivr.api.errors import APIError
+from ivr.orders import PaymentFailed
 
-__all__ = ["AgentCall", "AgentNotOnCall", "OnelineSwitch", "SwitchFailed"]
+__all__ = ["AgentCall", "AgentNotOnCall", "OnelineSwitch", "SwitchFailed", "SwitchUnavailable"]
 
 log = logging.getLogger(__name__)
 
+# Where a caller goes back to the agent: the step of [pay-oneline] after the payment IVR, which
+# bridges the caller's leg to the agent's (or offers the queue if the agent has gone).
+PAYMENT_CONTEXT = "pay-oneline"
+BACK_TO_AGENT = "back-to-agent"
+# AMI answers nothing, or its connection is down: the switch cannot be done or checked.
+_AMI_ERRORS = (ConnectionError, asyncio.TimeoutError)
 
-class AgentNotOnCall(APIError):
-    status = 409
-    error_id = "agent-not-on-call"
+
+class AgentNotOnCall(Exception):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"agent {agent_id} is not on a call with a customer")
+        self.details = {"agent_id": agent_id}
+
+
+class SwitchUnavailable(Exception):
+    """The agent's call could not even be looked for (AMI down): nothing was created."""
 
     def __init__(self, agent_id: str) -> None:
-        super().__init__(f"agent {agent_id} is not on a call with a customer",
-                         {"agent_id": agent_id})
+        super().__init__(f"the call of agent {agent_id} cannot be switched now: Asterisk does not answer")
+        self.details = {"agent_id": agent_id}
 
 
-class SwitchFailed(APIError):
-    status = 502
-    error_id = "switch-failed"
+class SwitchFailed(PaymentFailed):
+    """Asterisk refused or did not confirm the switch. The payment was made for it, and ends."""
 
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"the call of agent {agent_id} could not be switched to the payment IVR",
-                         {"agent_id": agent_id})
+    def __init__(self, agent_id: str, payment_id: str) -> None:
+        super().__init__(f"the call of agent {agent_id} could not be switched to the payment IVR; "
+                         f"payment {payment_id} failed", payment_id, {"agent_id": agent_id})
+        self.agent_id = agent_id
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,10 @@ class OnelineSwitch:
         self._ami = ami
 
     async def find(self, agent_id: str) -> AgentCall:
-        channels = await self._ami.channels()
+        try:
+            channels = await self._ami.channels()
+        except _AMI_ERRORS:
+            raise SwitchUnavailable(agent_id) from None
         prefix = f"PJSIP/{agent_id}-"
         for agent in channels:
             bridge = agent.get("BridgeId", "")
@@ -64,18 +83,39 @@ class OnelineSwitch:
         raise AgentNotOnCall(agent_id)
 
     async def switch(self, agent_id: str, call: AgentCall, payment_id: str) -> None:
-        ok = (await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
-              and await self._ami.setvar(call.caller_channel, dv.AGENT_CHANNEL, call.agent_channel)
-              and await self._ami.setvar(call.agent_channel, dv.PAYMENT_ID, payment_id)
-              and await self._ami.redirect(call.caller_channel, "pay-oneline",
-                                           extra_channel=call.agent_channel,
-                                           extra_context="agent-wait"))
+        try:
+            ok = (await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
+                  and await self._ami.setvar(call.caller_channel, dv.AGENT_CHANNEL, call.agent_channel)
+                  and await self._ami.setvar(call.agent_channel, dv.PAYMENT_ID, payment_id)
+                  and await self._ami.redirect(call.caller_channel, PAYMENT_CONTEXT,
+                                               extra_channel=call.agent_channel,
+                                               extra_context="agent-wait"))
+        except _AMI_ERRORS:
+            ok = False
         if not ok:
-            raise SwitchFailed(agent_id)
+            raise SwitchFailed(agent_id, payment_id)
         log.info("payment %s: caller %s switched to the payment IVR, agent %s held apart",
                  payment_id, call.caller_channel, call.agent_channel)
 
-    async def release_agent(self, agent_channel: str) -> None:
-        """The caller is gone: tell the agent and let them go."""
-        if agent_channel and not await self._ami.redirect(agent_channel, "agent-released"):
+    async def return_to_agent(self, caller_channel: str) -> bool:
+        """Take the caller out of the payment IVR, back to the agent waiting in [agent-wait]: the
+        caller's leg goes on where a finished payment goes on, bridging the agent back in.
+        False if that could not be done (the caller has gone, or AMI does not answer)."""
+        try:
+            return bool(caller_channel) and await self._ami.redirect(
+                caller_channel, PAYMENT_CONTEXT, priority=BACK_TO_AGENT)
+        except _AMI_ERRORS:
+            return False
+
+    async def hang_up(self, channel: str) -> bool:
+        return bool(channel) and await self._ami.hangup(channel)
+
+    async def release_agent(self, agent_channel: str) -> bool:
+        """The caller is gone: tell the agent and let them go. False if the agent had gone."""
+        try:
+            released = bool(agent_channel) and await self._ami.redirect(agent_channel, "agent-released")
+        except _AMI_ERRORS:
+            released = False
+        if not released:
             log.info("agent channel %s already gone", agent_channel)
+        return released

@@ -99,23 +99,16 @@ return {'ok', current}
 
 
 class StoreError(Exception):
-    status = 500
-    error_id = "store-error"
+    """A payment store refusal. Messages name payment ids and states, never card data."""
 
 
 class NoSuchPayment(StoreError):
-    status = 404
-    error_id = "no-such-payment"
-
     def __init__(self, payment_id: str) -> None:
         super().__init__(f"no payment {payment_id}")
         self.payment_id = payment_id
 
 
 class InvalidTransition(StoreError):
-    status = 409
-    error_id = "invalid-transition"
-
     def __init__(self, payment_id: str, current: str, target: str) -> None:
         super().__init__(f"payment {payment_id} is {current}; it cannot become {target}")
         self.payment_id = payment_id

@@ -1,4 +1,4 @@
-"""The basic risk decision for a callback order: every check that fails is a reason.
+"""The basic risk decision for an order (callback or one-line): every check that fails is a reason.
 
 A decision lists every reason, not just the first, so an operator reading the payment's history
 sees the whole picture. Deeper checks (identity services, velocity, blacklists) come later and
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ivr.hostlink.bin_table import BinInfo
-from ivr.api.payment_request import CallbackOrder
+from ivr.orders import Order
 from ivr.merchants import Merchant
 
 __all__ = ["RiskDecision", "assess"]
@@ -29,25 +29,25 @@ class RiskDecision:
         return "; ".join(self.reasons) if self.reasons else "basic checks passed"
 
 
-Check = Callable[[Merchant, CallbackOrder, "BinInfo | None"], "str | None"]
+Check = Callable[[Merchant, Order, "BinInfo | None"], "str | None"]
 
 
-def _merchant_active(merchant: Merchant, order: CallbackOrder, card: BinInfo | None) -> str | None:
+def _merchant_active(merchant: Merchant, order: Order, card: BinInfo | None) -> str | None:
     return None if merchant.active else f"merchant {merchant.id} is not active"
 
 
-def _merchant_category(merchant: Merchant, order: CallbackOrder, card: BinInfo | None) -> str | None:
+def _merchant_category(merchant: Merchant, order: Order, card: BinInfo | None) -> str | None:
     return f"merchant category {merchant.mcc} is not admitted" if merchant.category_banned else None
 
 
-def _amount_within_merchant_limit(merchant: Merchant, order: CallbackOrder,
+def _amount_within_merchant_limit(merchant: Merchant, order: Order,
                                   card: BinInfo | None) -> str | None:
     if order.amount_fen > merchant.max_amount_fen:
         return f"amount exceeds the merchant's limit of {merchant.max_amount_fen / 100:.2f}"
     return None
 
 
-def _card_supported(merchant: Merchant, order: CallbackOrder, card: BinInfo | None) -> str | None:
+def _card_supported(merchant: Merchant, order: Order, card: BinInfo | None) -> str | None:
     return "card issuer not supported (BIN not in the acquirer's table)" if card is None else None
 
 
@@ -55,5 +55,5 @@ CHECKS: list[Check] = [_merchant_active, _merchant_category, _amount_within_merc
                        _card_supported]
 
 
-def assess(merchant: Merchant, order: CallbackOrder, card: BinInfo | None) -> RiskDecision:
+def assess(merchant: Merchant, order: Order, card: BinInfo | None) -> RiskDecision:
     return RiskDecision([reason for check in CHECKS if (reason := check(merchant, order, card))])

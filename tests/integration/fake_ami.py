@@ -1,12 +1,16 @@
-"""A tiny Asterisk Manager Interface server: just enough AMI for the service's health check.
+"""A tiny Asterisk Manager Interface server: just enough AMI for the service's health check,
+the one-line switch and the callback dialer.
 
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
-three actions: Login, Ping and CoreStatus. As on Asterisk, a connection must log in before any
-other action, and an unknown action gets ``Response: Error``.
+Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect, Hangup
+and Originate (queued, then it rings for ever: no OriginateResponse follows). As on Asterisk, a
+connection must log in before any other action, and an unknown action gets ``Response: Error``;
+so does every action named in ``failing`` (lower case), as when Asterisk refuses it.
 
     async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
         ...  # point the service at ami.port; ami.actions lists what it was sent
+        await ami.received("Redirect")  # the first Redirect's headers, once it has arrived
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+
+Reply = dict[str, str] | list[dict[str, str]]
 
 __all__ = ["FakeAmi", "GREETING"]
 
@@ -55,12 +61,22 @@ class FakeAmi:
         self.host = host
         # Every action received, in order, as parsed headers (the Login secret included).
         self.actions: list[dict[str, str]] = []
+        # What CoreShowChannels lists: one dict of CoreShowChannel headers per live channel.
+        self.channels: list[dict[str, str]] = []
+        # Lower-case action names answered with "Response: Error" (checked at each action).
+        self.failing: set[str] = set()
+        self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = {
+        self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
             "login": self._login,
             "ping": self._ping,
             "corestatus": self._core_status,
+            "coreshowchannels": self._core_show_channels,
+            "setvar": self._success,
+            "redirect": self._success,
+            "hangup": self._success,
+            "originate": self._originate,
         }
 
     @property
@@ -70,6 +86,16 @@ class FakeAmi:
 
     def action_names(self) -> list[str]:
         return [_lookup(action, "Action") for action in self.actions]
+
+    def sent(self, name: str) -> list[dict[str, str]]:
+        """Every action called ``name`` received so far, in order."""
+        return [action for action in self.actions if _lookup(action, "Action").lower() == name.lower()]
+
+    async def received(self, name: str, count: int = 1) -> dict[str, str]:
+        """The ``count``-th action called ``name``, waiting for it to arrive."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.sent(name)) >= count)
+        return self.sent(name)[count - 1]
 
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, port)
@@ -107,11 +133,14 @@ class FakeAmi:
                 request = parse_message(raw.decode().strip())
                 if not request:
                     continue
-                self.actions.append(request)
+                async with self._arrived:  # recorded before it is answered, as Asterisk acts first
+                    self.actions.append(request)
+                    self._arrived.notify_all()
                 answer = self._answer(request, authenticated)
+                answers = answer if isinstance(answer, list) else [answer]
                 if _lookup(request, "Action").lower() == "login":
-                    authenticated = answer["Response"] == "Success"
-                writer.write(format_message(answer))
+                    authenticated = answers[0]["Response"] == "Success"
+                writer.write(b"".join(format_message(message) for message in answers))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -121,7 +150,7 @@ class FakeAmi:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _answer(self, request: dict[str, str], authenticated: bool) -> dict[str, str]:
+    def _answer(self, request: dict[str, str], authenticated: bool) -> Reply:
         reply = {"ActionID": _lookup(request, "ActionID")}
         action = _lookup(request, "Action").lower()
         if action != "login" and not authenticated:
@@ -129,6 +158,8 @@ class FakeAmi:
         handler = self._handlers.get(action)
         if handler is None:
             return {"Response": "Error", **reply, "Message": "Invalid/unknown command"}
+        if action in self.failing:
+            return {"Response": "Error", **reply, "Message": "No such channel"}
         return handler(request, reply)
 
     def _login(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
@@ -141,3 +172,19 @@ class FakeAmi:
 
     def _core_status(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
         return {"Response": "Success", **reply, "Message": "Core Status", **CORE_STATUS}
+
+    def _success(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        return {"Response": "Success", **reply, "Message": "Done"}
+
+    def _core_show_channels(self, request: dict[str, str], reply: dict[str, str]) -> Reply:
+        """As Asterisk answers it: a list start, one event per channel, a completion event."""
+        return [
+            {"Response": "Success", **reply, "EventList": "start",
+             "Message": "Channels will follow"},
+            *({"Event": "CoreShowChannel", **reply, **channel} for channel in self.channels),
+            {"Event": "CoreShowChannelsComplete", **reply, "EventList": "Complete",
+             "ListItems": str(len(self.channels))},
+        ]
+
+    def _originate(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        return {"Response": "Success", **reply, "Message": "Originate successfully queued"}

@@ -28,13 +28,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.api.keys import MERCHANTS, ORDERS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import signed_headers, sign_request
-from ivr.api.payment_request import REQUIRED, CallbackOrder
+from ivr.api.payment_request import REQUIRED
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.merchants import (BANNED_MCCS, Merchant, MerchantError, MerchantRegistry, UnknownMerchant,
                            ensure_merchant_keys)
-from ivr.orders_protocol import OrderService
+from ivr.orders import Order, OrderService
 from ivr.service import create_app
 from ivr.payments.store import Payment, PaymentState
 from ivr.webhooks import WebhookNotifier, webhook_attempts
@@ -69,7 +69,7 @@ class FakeOrders:
         self.submitted: list[tuple[str, str]] = []
         self.cancelled: list[str] = []
 
-    async def submit(self, merchant: Merchant, order: CallbackOrder) -> Payment:
+    async def submit(self, merchant: Merchant, order: Order) -> Payment:
         self.submitted.append((merchant.id, order.merchant_order_id))
         await asyncio.sleep(0.05)  # a real submit takes time: room for concurrent requests
         masked = mask_pan(order.card_number)
@@ -93,7 +93,7 @@ class FakeOrders:
 class Api:
     client: TestClient
     settings: Settings
-    orders: FakeOrders
+    orders: FakeOrders | None  # None: the real order service
     redis: aioredis.Redis
 
     @property
@@ -209,6 +209,16 @@ async def test_missing_field_unknown_field_and_oneline(api: Api) -> None:
 async def test_body_must_be_a_json_object(api: Api, raw: bytes) -> None:
     status, body = await api.request("POST", "/v1/payments", body=raw)
     assert status == 400 and body["details"]["parameter"] == "body"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a": ' * 5000, b"[" * 5000 + b"]" * 5000])
+async def test_a_deeply_nested_body_is_400_and_the_service_goes_on(api: Api, raw: bytes) -> None:
+    status, body = await api.request("POST", "/v1/payments", body=raw)
+    assert status == 400, body
+    assert body["details"] == {"parameter": "body",
+                               "reason": "is nested too deeply (an order is one flat object)"}
+    assert await api.payment_count() == 0
+    assert (await api.post_order())[0] == 201
 
 
 async def test_the_merchants_own_limit_applies(api: Api) -> None:
@@ -502,7 +512,7 @@ async def test_openapi_describes_every_route_and_only_those(api: Api) -> None:
     post = document["paths"]["/v1/payments"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"] == \
         "#/components/schemas/CallbackOrder"
-    assert set(order_schema["properties"]) == {f.name for f in fields(CallbackOrder)}
+    assert set(order_schema["properties"]) == {f.name for f in fields(Order)}
     assert set(order_schema["required"]) == set(REQUIRED)
     assert order_schema["additionalProperties"] is False
     assert set(document["components"]["securitySchemes"]) == {"merchantSignature", "operatorToken"}

@@ -82,7 +82,8 @@ def test_pek_is_shared_but_each_party_has_its_own_kbpk(keys_dir: Path) -> None:
 
 def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> None:
     expected = {
-        IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B"), "cvv_key": ("D0", "A", "E")},
+        IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B"), "cvv_key": ("D0", "A", "E"),
+                        "cardholder_key": ("M7", "H", "C")},
         ACQUIRER_KEYS_FILE: {
             "pek": ("P0", "A", "D"),
             "pvk": ("V1", "T", "C"),

@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from ivr.api.errors import InvalidParameter
-from ivr.api.payment_request import CallbackOrder, parse_callback_order
+from ivr.api.payment_request import parse_order
+from ivr.orders import Order
 
 MAX_FEN = 5_000_000  # 50000.00
 # Not one of the acquirer simulator's documented test cards (those must never reach test output).
@@ -27,10 +28,10 @@ GOOD = {
 }
 
 
-def _parse(**changes: object) -> CallbackOrder:
+def _parse(**changes: object) -> Order:
     body = {**GOOD, **changes}
     body = {k: v for k, v in body.items() if v is not _DROP}
-    return parse_callback_order(json.dumps(body).encode(), max_fen=MAX_FEN)
+    return parse_order(json.dumps(body).encode(), max_fen=MAX_FEN)
 
 
 _DROP = object()
@@ -163,8 +164,8 @@ def test_good_amounts(amount: str, fen: int) -> None:
 def test_max_amount_is_a_parameter():
     body = json.dumps({**GOOD, "amount": "100.01"}).encode()
     with pytest.raises(InvalidParameter, match="at most 100.00"):
-        parse_callback_order(body, max_fen=10000)
-    assert parse_callback_order(json.dumps({**GOOD, "amount": "100.00"}).encode(),
+        parse_order(body, max_fen=10000)
+    assert parse_order(json.dumps({**GOOD, "amount": "100.00"}).encode(),
                                 max_fen=10000).amount_fen == 10000
 
 
@@ -174,7 +175,7 @@ def test_unknown_fields_are_refused():
     # A field name that looks like data is not repeated back.
     body = json.dumps({**GOOD, CARD: "x"}).encode()
     with pytest.raises(InvalidParameter) as info:
-        parse_callback_order(body, max_fen=MAX_FEN)
+        parse_order(body, max_fen=MAX_FEN)
     assert info.value.details == {"parameter": "(field name)", "reason": "unknown field"}
     assert CARD not in str(info.value)
 
@@ -182,7 +183,7 @@ def test_unknown_fields_are_refused():
 def test_duplicate_fields_are_refused():
     raw = json.dumps(GOOD)[:-1] + ', "amount": "1.00"}'
     with pytest.raises(InvalidParameter) as info:
-        parse_callback_order(raw.encode(), max_fen=MAX_FEN)
+        parse_order(raw.encode(), max_fen=MAX_FEN)
     assert info.value.details["parameter"] == "amount"
 
 
@@ -190,11 +191,11 @@ def test_duplicate_fields_are_refused():
                                  b"\xff\xfe{}", b"{"])
 def test_body_must_be_a_json_object(raw: bytes) -> None:
     with pytest.raises(InvalidParameter) as info:
-        parse_callback_order(raw, max_fen=MAX_FEN)
+        parse_order(raw, max_fen=MAX_FEN)
     assert info.value.details["parameter"] == "body"
 
 
 def test_fields_mirror_the_json_body():
-    assert [f.name for f in fields(CallbackOrder)] == [
+    assert [f.name for f in fields(Order)] == [
         "merchant_order_id", "amount", "description", "card_number", "cardholder_name",
         "id_number", "mobile", "mode", "language", "notify_url", "agent_id"]

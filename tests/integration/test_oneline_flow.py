@@ -1,0 +1,54 @@
+"""The one-line flow's ending when the caller's AGI session is hung up: a caller who hung up
+releases the agent; a caller the merchant's cancel sent back to the agent must not."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import redis.asyncio as aioredis
+
+from ivr.agi.channel import AgiHangup
+from ivr.oneline import flow
+from ivr.payments.store import PaymentState, PaymentStore
+
+AGENT_CHANNEL = "PJSIP/1001-00000002"
+
+
+class _Call:
+    uniqueid = "1700000000.1"
+
+    def __init__(self, payment_id: str) -> None:
+        self._payment_id = payment_id
+
+    async def get_variable(self, name: str) -> str:
+        return self._payment_id
+
+
+class _Switch:
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    async def release_agent(self, agent_channel: str) -> bool:
+        self.released.append(agent_channel)
+        return True
+
+
+@pytest.mark.parametrize(("cancelled", "released"), [(False, [AGENT_CHANNEL]), (True, [])])
+async def test_the_agent_is_released_only_if_the_caller_really_left(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+        cancelled: bool, released: list[str]) -> None:
+    store = PaymentStore(redis_client)
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL})
+    await store.transition(payment.id, PaymentState.RISK_PASSED)
+
+    async def pay_order(call, ctx, payment) -> bool:  # the AGI session ends mid-payment
+        if cancelled:  # OnelineOrders.cancel: cancelled first, then the caller is redirected
+            await store.transition(payment.id, PaymentState.CANCELLED, reason="test cancel")
+        raise AgiHangup("HANGUP")
+
+    monkeypatch.setattr(flow, "pay_order", pay_order)
+    switch = _Switch()
+    with pytest.raises(AgiHangup):
+        await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
+    assert switch.released == released

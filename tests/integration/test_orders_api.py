@@ -1,0 +1,223 @@
+"""The merchant API in front of the REAL order service (callback and one-line orders, basic risk,
+the one-line switch, the dialer), with a fake AMI in place of Asterisk and a real Redis.
+
+test_merchant_api.py proves the API itself against a fake order service; here the outcomes come
+from the product's own risk checks, limits, switch and cancel, as a merchant would see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr.api.keys import AMI, STORE
+from ivr.config import load_settings
+from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
+from ivr.hostlink.bin_table import BinTable
+from ivr.oneline.orders import ReturningCardholders
+from ivr.service import create_app
+from tests.integration.fake_ami import FakeAmi
+from tests.integration.test_merchant_api import CARD, ORDER, Api, _free_port
+
+AMI_USER, AMI_SECRET = "voicepay", "voicepay-dev-ami"
+TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
+# Luhn-valid, under a BIN the acquirer's table does not have.
+UNKNOWN_BIN_CARD = "4111111111111111"
+AGENT_CHANNEL = "PJSIP/1001-00000002"
+CALLER_CHANNEL = "PJSIP/cardholder-00000001"
+ONELINE = {"mode": "oneline", "agent_id": "1001"}
+
+
+@pytest.fixture
+async def fake_ami() -> AsyncIterator[FakeAmi]:
+    async with FakeAmi(username=AMI_USER, secret=AMI_SECRET) as ami:
+        # Agent 1001 is talking to a customer: both legs in one bridge.
+        ami.channels = [
+            {"Channel": CALLER_CHANNEL, "Uniqueid": "1700000000.1", "BridgeId": "bridge-1"},
+            {"Channel": AGENT_CHANNEL, "Uniqueid": "1700000000.2", "BridgeId": "bridge-1"},
+            {"Channel": "PJSIP/1002-00000003", "Uniqueid": "1700000000.3", "BridgeId": ""},
+        ]
+        yield ami
+
+
+@pytest.fixture
+async def api(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
+              fake_ami: FakeAmi) -> AsyncIterator[Api]:
+    generate_dev_keys(tmp_path / "keys")
+    settings = load_settings(
+        var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(),
+        agi_host="127.0.0.1", agi_port=_free_port(), ami_host="127.0.0.1", ami_port=fake_ami.port,
+        ami_user=AMI_USER, ami_secret=AMI_SECRET,
+        acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
+    )
+    # What the acquirer publishes when it starts: the test BINs (622188 debit, 625906 credit).
+    BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
+    app = create_app(settings)  # no fake order service: the service builds its own
+    async with TestClient(TestServer(app)) as client:
+        while not app[AMI].connected:  # the login is under way; the fake AMI answers at once
+            await asyncio.sleep(0.01)
+        yield Api(client, settings, None, redis_client)
+
+
+async def _history(api: Api, payment_id: str) -> list[dict[str, str]]:
+    return await api.app[STORE].history(payment_id)
+
+
+# --- risk ---------------------------------------------------------------------------------------
+
+async def test_a_banned_category_merchant_is_risk_declined(api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order(merchant="M100004")
+    assert status == 201, body
+    assert body["status"] == "risk_declined"
+    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
+    assert "merchant category 7995 is not admitted" in reasons[-1]
+    assert fake_ami.sent("Originate") == []
+
+
+async def test_an_unknown_bin_is_risk_declined(api: Api) -> None:
+    status, body = await api.post_order(card_number=UNKNOWN_BIN_CARD)
+    assert status == 201, body
+    assert body["status"] == "risk_declined" and body["card_type"] == "unknown"
+    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
+    assert reasons[-1] == "card issuer not supported (BIN not in the acquirer's table)"
+
+
+async def test_a_known_bin_passes_risk_and_is_dialled(api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order()
+    assert status == 201 and body["status"] == "risk_passed", body
+    originate = await fake_ami.received("Originate")
+    assert originate["Channel"] == f"PJSIP/{ORDER['mobile']}"
+    assert originate["Variable"] == f"VOICEPAY_PAYMENT_ID={body['id']}"
+
+
+# --- one-line limits ----------------------------------------------------------------------------
+
+async def test_oneline_is_allowed_up_to_the_limit(api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order(amount="2000.00", **ONELINE)
+    assert status == 201, body
+    assert body["status"] == "risk_passed" and body["agent_channel"] == AGENT_CHANNEL
+    redirect = await fake_ami.received("Redirect")
+    assert (redirect["Channel"], redirect["Context"]) == (CALLER_CHANNEL, "pay-oneline")
+    assert (redirect["ExtraChannel"], redirect["ExtraContext"]) == (AGENT_CHANNEL, "agent-wait")
+
+    status, body = await api.post_order(amount="2000.01", merchant_order_id="ORD-2", **ONELINE)
+    assert status == 403 and body["error_id"] == "oneline-not-allowed", body
+    assert body["details"] == {"max_amount": "2000.00", "use_mode": "callback"}
+    assert await api.payment_count() == 1 and len(fake_ami.sent("Redirect")) == 1
+
+
+async def test_a_returning_cardholder_may_pay_above_the_limit(api: Api) -> None:
+    order = {"amount": "2500.00", **ONELINE}
+    assert (await api.post_order(**order))[0] == 403
+    keys = load_ivr_keys(api.settings.ivr_keys_file)
+    # Remembered under the card-number vault's key: that is not the key the service uses.
+    await ReturningCardholders(api.redis, keys.pan_key).remember(CARD, ORDER["mobile"])
+    assert (await api.post_order(**order))[0] == 403
+    # Approved before (as the authorizer records it): now allowed above the limit.
+    await ReturningCardholders(api.redis, keys.cardholder_key).remember(CARD, ORDER["mobile"])
+    status, body = await api.post_order(**order)
+    assert status == 201 and body["status"] == "risk_passed", body
+    # The same card with another mobile number is a new cardholder.
+    assert (await api.post_order(mobile="13900139000", **order))[0] == 403
+
+
+async def test_the_agent_must_be_on_a_call(api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order(**{**ONELINE, "agent_id": "1002"})
+    assert status == 409 and body["error_id"] == "agent-not-on-call"
+    assert await api.payment_count() == 0 and fake_ami.sent("Redirect") == []
+
+
+# --- one-line switch failure --------------------------------------------------------------------
+
+async def test_a_failed_switch_fails_the_payment_and_a_retry_replays_it(api: Api,
+                                                                       fake_ami: FakeAmi) -> None:
+    fake_ami.failing.add("redirect")
+    key = {"Idempotency-Key": "oneline-switch-1"}
+    status, body = await api.post_order(headers=key, **ONELINE)
+    assert status == 502 and body["error_id"] == "switch-failed", body
+    payment_id = body["details"]["payment_id"]
+    assert payment_id in body["message"] and body["details"]["agent_id"] == "1001"
+    payment = await api.app[STORE].get(payment_id)
+    assert payment.status == "failed"
+    history = await _history(api, payment_id)
+    assert [e["state"] for e in history] == ["created", "risk_passed", "failed"]
+    assert "could not be switched" in history[-1]["reason"]
+
+    # The merchant retries: the same answer, and still one payment.
+    fake_ami.failing.clear()
+    again_status, again = await api.post_order(headers=key, **ONELINE)
+    assert (again_status, again) == (status, body)
+    assert await api.payment_count() == 1 and len(fake_ami.sent("Redirect")) == 1
+
+
+async def test_asterisk_down_refuses_a_oneline_order_before_any_payment(api: Api,
+                                                                        fake_ami: FakeAmi) -> None:
+    fake_ami.failing.add("coreshowchannels")  # answered with an error: the agent is not found
+    status, body = await api.post_order(**ONELINE)
+    assert status == 409 and body["error_id"] == "agent-not-on-call"
+    await fake_ami.close()
+    while api.app[AMI].connected:
+        await asyncio.sleep(0.01)
+    status, body = await api.post_order(merchant_order_id="ORD-2", **ONELINE)
+    assert status == 503 and body["error_id"] == "switch-unavailable", body
+    assert await api.payment_count() == 0
+
+
+# --- cancel -------------------------------------------------------------------------------------
+
+async def _switched_oneline_payment(api: Api, fake_ami: FakeAmi) -> str:
+    status, body = await api.post_order(**ONELINE)
+    assert status == 201 and body["status"] == "risk_passed", body
+    await fake_ami.received("Redirect")
+    return body["id"]
+
+
+async def test_oneline_cancel_returns_the_caller_to_the_agent(api: Api, fake_ami: FakeAmi) -> None:
+    payment_id = await _switched_oneline_payment(api, fake_ami)
+    status, body = await api.request("POST", f"/v1/payments/{payment_id}/cancel")
+    assert status == 200 and body["status"] == "cancelled", body
+    back = fake_ami.sent("Redirect")[1]
+    assert (back["Channel"], back["Context"], back["Exten"], back["Priority"]) == \
+        (CALLER_CHANNEL, "pay-oneline", "s", "back-to-agent")
+    assert "ExtraChannel" not in back  # the agent is pulled back by the caller's Bridge()
+    assert fake_ami.sent("Hangup") == []
+    reasons = [e["reason"] for e in await _history(api, payment_id)]
+    assert reasons[-2:] == ["cancelled by merchant M100001",
+                            "caller taken out of the payment IVR and returned to the agent"]
+
+
+def test_the_dialplan_has_the_step_a_cancelled_caller_is_sent_to() -> None:
+    dialplan = (Path(__file__).parents[2] / "dialplan" / "oneline.conf").read_text()
+    context = dialplan.split("\n[pay-oneline]\n")[1].split("\n[")[0]
+    step = next(line for line in context.splitlines() if "(back-to-agent)" in line)
+    # After the payment IVR, the step that bridges the agent back in.
+    assert context.index("AGI(") < context.index(step) < context.index("Bridge(${VOICEPAY_AGENT_CHANNEL}")
+
+
+async def test_oneline_cancel_hangs_up_when_the_caller_cannot_go_back(api: Api,
+                                                                      fake_ami: FakeAmi) -> None:
+    payment_id = await _switched_oneline_payment(api, fake_ami)
+    fake_ami.failing.add("redirect")
+    status, body = await api.request("POST", f"/v1/payments/{payment_id}/cancel")
+    assert status == 200 and body["status"] == "cancelled", body
+    assert [h["Channel"] for h in fake_ami.sent("Hangup")] == [CALLER_CHANNEL]
+    released = fake_ami.sent("Redirect")[-1]
+    assert (released["Channel"], released["Context"]) == (AGENT_CHANNEL, "agent-released")
+    reasons = [e["reason"] for e in await _history(api, payment_id)]
+    assert reasons[-1] == "caller could not be returned to the agent: caller hung up, agent released"
+
+
+async def test_callback_cancel_still_hangs_up_the_dialled_call(api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order()
+    assert status == 201, body
+    originate = await fake_ami.received("Originate")  # ringing: no OriginateResponse yet
+    status, body = await api.request("POST", f"/v1/payments/{body['id']}/cancel")
+    assert status == 200 and body["status"] == "cancelled", body
+    assert [h["Channel"] for h in fake_ami.sent("Hangup")] == [originate["ChannelId"]]
+    assert len(fake_ami.sent("Redirect")) == 0
