@@ -4,7 +4,8 @@ Keys (no card data in any key name; the card number only as an AES-GCM token, in
 it can expire on its own):
     pay:{id}            hash: the payment's public fields and current status
     pay:{id}:history    stream: one entry per transition (state, at, reason)
-    pay:{id}:pan        string: the encrypted card number, with a TTL, deleted at a final state
+    pay:{id}:pan        string: the encrypted card number, with a TTL (lifted once a purchase is
+                        about to be sent: a reversal needs it), deleted at a final state
     payments:recent     sorted set: payment ids by creation time
     payments:pending    sorted set: ids of payments not yet final, by when they entered their
                         current state (what the recovery sweep reads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,7 @@ async def test_an_approved_purchase_left_authorizing_is_reversed_and_failed(worl
     assert reversal["stan"] == payment.fields["stan"] and reversal["response_code"] == "00"
     assert reversal["reversed"] is True
     assert await world.store.pan_token(payment_id) is None  # final: the card number is dropped
+    assert payment_id not in await world.store.pending_since(time.time())  # nothing left to do
 
 
 async def test_a_purchase_that_never_arrived_is_failed_and_a_late_one_is_not_charged(world: World) -> None:
