@@ -4,18 +4,24 @@
   AGI reply lands in to the zeroed buffer after the ISO 9564 format 4 block is built.
 - authorization_rtt: one ISO 8583 0200/0210 round trip to the acquirer simulator over TCP.
 - transition: one atomic payment state transition in Redis (Lua script).
+- recovery: from the start of a recovery sweep until N stranded payments (approved and charged
+  at the acquirer, the process dead before settling them) are reversed and failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import redis.asyncio as aioredis
 
 from ivr.hostlink.acquirer_client import AcquirerClient
 from simulators.acquirer.server import AcquirerServer, build_simulator
@@ -23,8 +29,12 @@ from simulators.acquirer.testcards import find_test_card
 from ivr.config import load_settings
 from simulators.acquirer.settings import load_acquirer_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
-from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.crypto.pan_vault import PanVault
+from ivr.crypto.pinblock import encipher_pinblock_iso_4, pinblock_from_digits
 from ivr.hostlink.messages import PurchaseRequest
+from ivr.paying.authorization import Authorizer
+from ivr.payments.recovery import RecoverySweep
+from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 
 
 def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
@@ -47,7 +57,6 @@ def bench_pin_exposure(pek: bytes, pan: str, pin: str, n: int = 5000) -> None:
 
 
 async def bench_authorization(settings, pan: str, pin: str, pek: bytes, n: int = 300) -> None:
-    from ivr.crypto.pinblock import encipher_pinblock_iso_4
     server = AcquirerServer(build_simulator(load_acquirer_settings(var_dir=settings.var_dir)), "127.0.0.1", 0)
     async with server:
         client = AcquirerClient("127.0.0.1", server.port, timeout=5)
@@ -63,10 +72,9 @@ async def bench_authorization(settings, pan: str, pin: str, pek: bytes, n: int =
         report("authorization_rtt", samples, "ms", 1e3)
 
 
-async def bench_transitions(n: int = 2000) -> None:
-    import redis.asyncio as aioredis
-
-    from ivr.payments.store import PaymentState, PaymentStore
+@contextlib.asynccontextmanager
+async def _redis() -> AsyncIterator[aioredis.Redis]:
+    """A throwaway redis-server and a client on it."""
     with tempfile.TemporaryDirectory() as data:
         port = 6399
         proc = subprocess.Popen(["redis-server", "--port", str(port), "--dir", data, "--save", ""],
@@ -74,19 +82,58 @@ async def bench_transitions(n: int = 2000) -> None:
         try:
             await asyncio.sleep(0.5)
             client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-            store = PaymentStore(client)
-            samples = []
-            for _ in range(n // 2):
-                payment = await store.create({"amount_minor": 100})
-                for target in (PaymentState.PIN_ENTRY, PaymentState.AUTHORIZING):
-                    start = time.perf_counter()
-                    await store.transition(payment.id, target)
-                    samples.append(time.perf_counter() - start)
-            await client.aclose()
-            report("transition", samples, "ms", 1e3)
+            try:
+                yield client
+            finally:
+                await client.aclose()
         finally:
             proc.terminate()
             proc.wait()
+
+
+async def bench_transitions(n: int = 2000) -> None:
+    async with _redis() as client:
+        store = PaymentStore(client)
+        samples = []
+        for _ in range(n // 2):
+            payment = await store.create({"amount_minor": 100})
+            for target in (PaymentState.PIN_ENTRY, PaymentState.AUTHORIZING):
+                start = time.perf_counter()
+                await store.transition(payment.id, target)
+                samples.append(time.perf_counter() - start)
+        report("transition", samples, "ms", 1e3)
+
+
+async def bench_recovery(settings, pan: str, pin: str, pek: bytes, n: int = 200, rounds: int = 3) -> None:
+    keys = load_ivr_keys(settings.ivr_keys_file)
+    vault = PanVault(keys.pan_key)
+    server = AcquirerServer(build_simulator(load_acquirer_settings(var_dir=settings.var_dir)), "127.0.0.1", 0)
+    async with server, _redis() as client:
+        store = PaymentStore(client)
+        acquirer = AcquirerClient("127.0.0.1", server.port, timeout=5)
+        authorizer = Authorizer(acquirer, store, terminal_id="BENCH001", merchant_id="898100048160001",
+                                cvv_key=keys.cvv_key)
+        sweep = RecoverySweep(store, client, acquirer, vault,
+                              {PaymentState.AUTHORIZING: 0.0})
+        samples = []
+        for _ in range(rounds):
+            stranded = []
+            for _ in range(n):
+                payment_id = new_payment_id()
+                payment = await store.create({"amount_minor": 100}, payment_id=payment_id,
+                                             pan_token=vault.encrypt(pan, payment_id))
+                await store.transition(payment.id, PaymentState.PIN_ENTRY)
+                await store.transition(payment.id, PaymentState.AUTHORIZING)
+                outcome = await authorizer.authorize(payment, pan,
+                                                     pin_block=encipher_pinblock_iso_4(pek, pin, pan))
+                assert outcome.state is PaymentState.APPROVED  # charged, then "the process died"
+                stranded.append(payment.id)
+            start = time.perf_counter()
+            settled = await sweep.sweep()
+            samples.append(time.perf_counter() - start)
+            assert settled == n
+            assert [(await store.get(pid)).status for pid in stranded] == ["failed"] * n
+        report(f"recovery({n} stranded)", samples, "ms", 1e3)
 
 
 def main() -> int:
@@ -99,6 +146,7 @@ def main() -> int:
         bench_pin_exposure(pek, card.pan, card.pin)
         asyncio.run(bench_authorization(settings, card.pan, card.pin, pek))
         asyncio.run(bench_transitions())
+        asyncio.run(bench_recovery(settings, card.pan, card.pin, pek))
     return 0
 
 

@@ -86,6 +86,15 @@ class Settings:
     webhook_max_delay: float = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_DELAY"}, default=3600.0)
     webhook_max_attempts: int = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_ATTEMPTS"}, default=10)
     webhook_timeout: float = field(metadata={"env": "VOICEPAY_WEBHOOK_TIMEOUT"}, default=10.0)
+    # Recovery sweep (ivr/payments/recovery.py): run at start and then every period; a payment is
+    # settled once its state is older than the state's deadline. "authorizing" must outlast a live
+    # authorization (the acquirer timeout and the reversal's retries) with room to spare; the call
+    # states (answered, confirmed, pin_entry) a whole call, though a live channel is never touched.
+    recovery_period_s: float = field(metadata={"env": "VOICEPAY_RECOVERY_PERIOD_S"}, default=60.0)
+    recovery_authorizing_deadline_s: float = field(
+        metadata={"env": "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S"}, default=120.0)
+    recovery_call_deadline_s: float = field(metadata={"env": "VOICEPAY_RECOVERY_CALL_DEADLINE_S"},
+                                            default=900.0)
 
     @property
     def oneline_max_fen(self) -> int:

@@ -38,6 +38,7 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
@@ -127,12 +128,28 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     await dialer.stop()
 
 
+async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The recovery sweep: at start, then every period, settles payments a dead process or a
+    vanished call left half-way (ivr/payments/recovery.py)."""
+    settings = app[SETTINGS]
+    sweep = RecoverySweep(app[STORE], app[REDIS], app[ACQUIRER],
+                          PanVault(load_ivr_keys(settings.ivr_keys_file).pan_key),
+                          deadlines_from(settings), ami=app[AMI])
+    task = asyncio.create_task(sweep.run(settings.recovery_period_s), name="recovery")
+    yield
+    # A reversal cut short here is sent again by the next sweep, of this or another instance.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = settings or load_settings()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
-    app.cleanup_ctx.extend([_redis_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx,
+                            _recovery_ctx])
     return app
 
 

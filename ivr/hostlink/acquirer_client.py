@@ -42,10 +42,12 @@ _REVERSAL_DONE = frozenset({ResponseCode.APPROVED, ResponseCode.ORIGINAL_NOT_FOU
 class AcquirerError(Exception):
     """The authorization did not complete. Messages carry STANs, never card data."""
 
-    def __init__(self, message: str, *, reversed: bool = False) -> None:
+    def __init__(self, message: str, *, reversed: bool = False, sent: bool = True) -> None:
         super().__init__(message)
         # True once the acquirer acknowledged a reversal of this purchase.
         self.reversed = reversed
+        # False only when the purchase never left this process (no connection): nothing to undo.
+        self.sent = sent
 
 
 class AcquirerUnavailable(AcquirerError):
@@ -112,7 +114,11 @@ class AcquirerClient:
         return response
 
     async def reverse(self, request: PurchaseRequest) -> bool:
-        """Reverse ``request``, retrying a few times; True once the acquirer acknowledges it.
+        """Reverse ``request``, retrying a few times; True once the acquirer acknowledges it."""
+        return await self.reversal_answer(request) is not None
+
+    async def reversal_answer(self, request: PurchaseRequest) -> ResponseCode | None:
+        """Reverse ``request``; the acknowledging code (00 undone, 25 never arrived) or None.
 
         Every attempt sends the same message, so the acquirer treats retries as duplicates.
         """
@@ -126,11 +132,11 @@ class AcquirerClient:
             else:
                 if answer.response_code in _REVERSAL_DONE:
                     log.info("reversal of stan %s acknowledged (%s)", request.stan, answer.response_code.value)
-                    return True
+                    return answer.response_code
                 log.warning("reversal of stan %s refused (%s)", request.stan, answer.response_code.value)
             await asyncio.sleep(min(0.2 * attempt, 1.0))
         log.error("reversal of stan %s not acknowledged after %d attempts", request.stan, self._reversal_attempts)
-        return False
+        return None
 
     async def echo(self) -> bool:
         """True if the acquirer answers a network echo test with 00."""
@@ -146,7 +152,8 @@ class AcquirerClient:
         try:
             return await asyncio.wait_for(asyncio.open_connection(self._host, self._port), self._timeout)
         except (OSError, TimeoutError):
-            raise AcquirerUnavailable(f"cannot reach the acquirer at {self._host}:{self._port}") from None
+            raise AcquirerUnavailable(f"cannot reach the acquirer at {self._host}:{self._port}",
+                                      sent=False) from None
 
     async def _exchange(self, raw: bytes) -> bytes:
         """One request and its answer on a fresh connection."""

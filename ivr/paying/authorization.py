@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ivr.crypto.cvv2 import encrypt_cvv2
-from ivr.hostlink.acquirer_client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from ivr.hostlink.acquirer_client import (AcquirerClient, AcquirerError, AcquirerProtocolError,
+                                          IssuerTimeout)
 from ivr.hostlink.messages import PurchaseRequest, ResponseCode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 
-__all__ = ["Outcome", "Authorizer"]
+__all__ = ["Outcome", "Authorizer", "SentPurchase"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,60 @@ _SYSTEM_FAILURES = {RC.ISSUER_UNAVAILABLE, RC.SYSTEM_MALFUNCTION, RC.FORMAT_ERRO
 
 
 @dataclass(frozen=True)
+class SentPurchase:
+    """What names a purchase at the acquirer, kept on the payment before the purchase is sent.
+
+    With the card number (the payment's PAN token, kept until the payment is final) and the
+    amount, it is all a reversal needs: a process that dies mid-authorization leaves enough
+    behind for recovery (ivr/payments/recovery.py) to undo it without the caller.
+    """
+
+    stan: str
+    transmission: str
+    local_time: str
+    local_date: str
+    terminal_id: str
+    merchant_field: str  # field 42 as sent: the merchant id padded to 15
+
+    # dataclass field -> payment field ("stan" predates this record and keeps its name).
+    _PAYMENT_FIELDS = {"stan": "stan", "transmission": "auth_transmission",
+                       "local_time": "auth_local_time", "local_date": "auth_local_date",
+                       "terminal_id": "auth_terminal_id", "merchant_field": "auth_merchant_field"}
+
+    @classmethod
+    def of(cls, request: PurchaseRequest) -> SentPurchase:
+        return cls(request.stan, request.transmission, request.local_time, request.local_date,
+                   request.terminal_id, request.merchant_id)
+
+    @classmethod
+    def of_payment(cls, payment: Payment) -> SentPurchase | None:
+        """The purchase last sent for ``payment``, or None if none was ever about to be sent."""
+        try:
+            return cls(**{name: payment.fields[key] for name, key in cls._PAYMENT_FIELDS.items()})
+        except KeyError:
+            return None
+
+    def payment_fields(self) -> dict[str, str]:
+        return {key: getattr(self, name) for name, key in self._PAYMENT_FIELDS.items()}
+
+    def purchase(self, pan: str, amount: int) -> PurchaseRequest:
+        """The purchase as far as its reversal needs it: no PIN block, CVV2 or expiry (a 0400
+        names its original by terminal, STAN and transmission time, and carries card and amount)."""
+        return PurchaseRequest(pan=pan, amount=amount, stan=self.stan,
+                               transmission=self.transmission, local_time=self.local_time,
+                               local_date=self.local_date, terminal_id=self.terminal_id,
+                               merchant_id=self.merchant_field)
+
+
+@dataclass(frozen=True)
 class Outcome:
+    """What an authorization means for the payment and the caller.
+
+    ``state`` is the payment's next state; ``AUTHORIZING`` means unresolved: the purchase may
+    stand at the acquirer and its reversal was not acknowledged, so the payment stays
+    ``authorizing`` for recovery to reverse, while the caller hears that it did not go through.
+    """
+
     state: PaymentState
     prompt: str
     reason: str
@@ -73,7 +127,6 @@ class Authorizer:
         which is sealed for the acquirer (bound to this STAN) and wiped here.
         """
         stan = await self._store.next_stan()
-        await self._store.update(payment.id, stan=stan)
         cvv2_block = encrypt_cvv2(self._cvv_key, cvv2_digits, pan, stan) if cvv2_digits else None
         request = PurchaseRequest.create(
             pan=pan,
@@ -86,13 +139,11 @@ class Authorizer:
             terminal_id=self._terminal_id,
             merchant_id=_merchant_field(payment.fields.get("merchant_id"), self._merchant_id),
         )
+        await self._store.prepare_authorization(payment.id, **SentPurchase.of(request).payment_fields())
         try:
             response = await self._acquirer.authorize(request)
-        except IssuerTimeout:
-            return Outcome(PaymentState.FAILED, "issuer_unavailable",
-                           "acquirer did not answer in time; the request was reversed")
-        except AcquirerUnavailable:
-            return Outcome(PaymentState.FAILED, "service_unavailable", "acquirer unreachable")
+        except AcquirerError as exc:
+            return await self._unanswered(payment, exc)
         code = ResponseCode(response.response_code)
         reason = f"{code.value} {code.description}"
         log.info("payment %s: acquirer answered %s (stan %s, rrn %s)", payment.id, code.value, stan,
@@ -106,3 +157,23 @@ class Authorizer:
             return Outcome(PaymentState.FAILED, "issuer_unavailable", reason, code.value, response.rrn)
         prompt = "incorrect_pin" if code is RC.INCORRECT_PIN else _DECLINES.get(code, "declined_generic")
         return Outcome(PaymentState.DECLINED, prompt, reason, code.value, response.rrn)
+
+    async def _unanswered(self, payment: Payment, exc: AcquirerError) -> Outcome:
+        """No usable answer: failed if nothing was sent or the reversal was acknowledged;
+        otherwise left ``authorizing`` for recovery, and the history says so."""
+        prompt = "issuer_unavailable" if isinstance(exc, IssuerTimeout) else "service_unavailable"
+        if not exc.sent:
+            return Outcome(PaymentState.FAILED, prompt, "acquirer unreachable")
+        if isinstance(exc, IssuerTimeout):
+            what = "acquirer did not answer in time"
+        elif isinstance(exc, AcquirerProtocolError):
+            what = "acquirer's answer was unreadable or not for this request"
+        else:
+            what = "connection to the acquirer lost before its answer"
+        log.warning("payment %s: %s", payment.id, exc)
+        if exc.reversed:
+            return Outcome(PaymentState.FAILED, prompt, f"{what}; the request was reversed")
+        reason = f"{what}; the reversal was not acknowledged: left authorizing for recovery to reverse"
+        # settle() re-entering "authorizing" records nothing, so the history gets it here.
+        await self._store.note(payment.id, reason)
+        return Outcome(PaymentState.AUTHORIZING, prompt, reason)

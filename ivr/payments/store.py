@@ -4,8 +4,11 @@ Keys (no card data in any key name; the card number only as an AES-GCM token, in
 it can expire on its own):
     pay:{id}            hash: the payment's public fields and current status
     pay:{id}:history    stream: one entry per transition (state, at, reason)
-    pay:{id}:pan        string: the encrypted card number, with a TTL, deleted at a final state
+    pay:{id}:pan        string: the encrypted card number, with a TTL (lifted once a purchase is
+                        about to be sent: a reversal needs it), deleted at a final state
     payments:recent     sorted set: payment ids by creation time
+    payments:pending    sorted set: ids of payments not yet final, by when they entered their
+                        current state (what the recovery sweep reads)
     acquirer:stan       counter for ISO 8583 STANs
 """
 
@@ -79,14 +82,15 @@ TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
 
 # Checks the current state and applies the change in one step, so two writers (the call flow and
 # an API cancel, say) can never both win. Re-entering the current state is a no-op, which makes
-# retried transitions idempotent.
+# retried transitions idempotent. ARGV[5] is when the payment entered the new state (epoch
+# seconds), or empty for a final state, which leaves the pending index.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'missing', ''} end
 local target = ARGV[1]
 if current == target then return {'same', current} end
 local allowed = false
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if ARGV[i] == current then allowed = true end
 end
 if not allowed then return {'refused', current} end
@@ -94,6 +98,12 @@ local changes = cjson.decode(ARGV[3])
 for k, v in pairs(changes) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'state', target, 'at', ARGV[2], 'reason', ARGV[4])
+-- The pending index holds payment ids: the hash key without its "pay:".
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[3], KEYS[1]:sub(5))
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1]:sub(5))
+end
 return {'ok', current}
 """
 
@@ -114,6 +124,9 @@ class InvalidTransition(StoreError):
         self.payment_id = payment_id
         self.current = current
         self.target = target
+
+
+_PENDING = "payments:pending"
 
 
 def _now() -> str:
@@ -174,6 +187,7 @@ class PaymentStore:
             pipe.hset(key, mapping=record)
             pipe.xadd(f"{key}:history", {"state": S.CREATED.value, "at": now, "reason": reason})
             pipe.zadd("payments:recent", {payment_id: time.time()})
+            pipe.zadd(_PENDING, {payment_id: time.time()})
             if pan_token is not None:
                 pipe.set(f"{key}:pan", pan_token, ex=self._pan_ttl)
             await pipe.execute()
@@ -184,10 +198,11 @@ class PaymentStore:
         """Move a payment to ``target`` if its current state allows it; returns the new payment."""
         allowed = [s.value for s in TRANSITIONS.get(target, frozenset())]
         key = self._key(payment_id)
+        entered = "" if target in FINAL_STATES else repr(time.time())
         outcome, current = await self._transition(
-            keys=[key, f"{key}:history"],
+            keys=[key, f"{key}:history", _PENDING],
             args=[target.value, _now(), json.dumps({k: str(v) for k, v in changes.items()}), reason,
-                  *allowed],
+                  entered, *allowed],
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         current = current.decode() if isinstance(current, bytes) else current
@@ -215,6 +230,24 @@ class PaymentStore:
         if not await self._redis.exists(key):
             raise NoSuchPayment(payment_id)
         await self._redis.hset(key, mapping={k: str(v) for k, v in changes.items()})
+
+    async def prepare_authorization(self, payment_id: str, **fields: str) -> None:
+        """Record what a reversal needs before the purchase is sent, and keep the card number
+        until the payment is final: a process that dies mid-authorization leaves enough behind
+        for recovery to reverse it without the caller."""
+        key = self._key(payment_id)
+        if not await self._redis.exists(key):
+            raise NoSuchPayment(payment_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.persist(f"{key}:pan")
+            await pipe.execute()
+
+    async def pending_since(self, before: float) -> list[str]:
+        """Ids of payments not final that entered their state before ``before`` (epoch s), oldest
+        first."""
+        ids = await self._redis.zrangebyscore(_PENDING, "-inf", before)
+        return [_text(raw) for raw in ids]
 
     async def get(self, payment_id: str) -> Payment:
         raw = await self._redis.hgetall(self._key(payment_id))
