@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
+from ivr.money import Money
+
 __all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +91,7 @@ class Settings:
 
     @property
     def oneline_max_fen(self) -> int:
-        yuan, _, fen = self.oneline_max_amount.partition(".")
-        return int(yuan) * 100 + int((fen + "00")[:2])
+        return Money.parse(self.oneline_max_amount).fen
 
     @property
     def keys_dir(self) -> Path:

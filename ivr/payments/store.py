@@ -22,6 +22,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ivr.money import Money
+
 __all__ = [
     "PaymentState",
     "FINAL_STATES",
@@ -146,8 +148,7 @@ class Payment:
                 continue
             body[key] = value
         if "amount_minor" in body:
-            minor = int(body.pop("amount_minor"))
-            body["amount"] = f"{minor // 100}.{minor % 100:02d}"
+            body["amount"] = Money(int(body.pop("amount_minor"))).yuan
         if history is not None:
             body["history"] = history
         return body
