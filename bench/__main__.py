@@ -4,6 +4,8 @@
   AGI reply lands in to the zeroed buffer after the ISO 9564 format 4 block is built.
 - authorization_rtt: one ISO 8583 0200/0210 round trip to the acquirer simulator over TCP.
 - transition: one atomic payment state transition in Redis (Lua script).
+- list_newest_50 / list_declined_50: GET /v1/payments's store query with 1,000,000 payments stored
+  (bench/listing.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from simulators.acquirer.settings import load_acquirer_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.hostlink.messages import PurchaseRequest
+from bench.listing import bench_listing
 
 
 def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
@@ -99,6 +102,7 @@ def main() -> int:
         bench_pin_exposure(pek, card.pan, card.pin)
         asyncio.run(bench_authorization(settings, card.pan, card.pin, pek))
         asyncio.run(bench_transitions())
+        asyncio.run(bench_listing(report))
     return 0
 
 

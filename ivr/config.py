@@ -88,6 +88,15 @@ class Settings:
     webhook_max_delay: float = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_DELAY"}, default=3600.0)
     webhook_max_attempts: int = field(metadata={"env": "VOICEPAY_WEBHOOK_MAX_ATTEMPTS"}, default=10)
     webhook_timeout: float = field(metadata={"env": "VOICEPAY_WEBHOOK_TIMEOUT"}, default=10.0)
+    # Retention (ivr/payments/retention.py): a final payment is reduced to an anonymous record
+    # this many days after it ended; the anonymous record expires this many days after creation.
+    retention_days: float = field(metadata={"env": "VOICEPAY_RETENTION_DAYS"}, default=180.0)
+    record_retention_days: float = field(metadata={"env": "VOICEPAY_RECORD_RETENTION_DAYS"},
+                                         default=1825.0)
+    # The payments index (GET /v1/payments) keeps at most this many of the newest payments.
+    recent_index_max: int = field(metadata={"env": "VOICEPAY_RECENT_INDEX_MAX"}, default=2_000_000)
+    retention_sweep_seconds: float = field(metadata={"env": "VOICEPAY_RETENTION_SWEEP_SECONDS"},
+                                           default=3600.0)
 
     @property
     def oneline_max_fen(self) -> int:
