@@ -6,6 +6,8 @@
 - transition: one atomic payment state transition in Redis (Lua script).
 - recovery: from the start of a recovery sweep until N stranded payments (approved and charged
   at the acquirer, the process dead before settling them) are reversed and failed.
+- list_newest_50 / list_declined_50: GET /v1/payments's store query with 1,000,000 payments stored
+  (bench/listing.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ivr.hostlink.messages import PurchaseRequest
 from ivr.paying.authorization import Authorizer
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
+from bench.listing import bench_listing
 
 
 def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
@@ -147,6 +150,7 @@ def main() -> int:
         asyncio.run(bench_authorization(settings, card.pan, card.pin, pek))
         asyncio.run(bench_transitions())
         asyncio.run(bench_recovery(settings, card.pan, card.pin, pek))
+        asyncio.run(bench_listing(report))
     return 0
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
+from ivr.money import Money
+
 __all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,11 +97,19 @@ class Settings:
         metadata={"env": "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S"}, default=120.0)
     recovery_call_deadline_s: float = field(metadata={"env": "VOICEPAY_RECOVERY_CALL_DEADLINE_S"},
                                             default=900.0)
+    # Retention (ivr/payments/retention.py): a final payment is reduced to an anonymous record
+    # this many days after it ended; the anonymous record expires this many days after creation.
+    retention_days: float = field(metadata={"env": "VOICEPAY_RETENTION_DAYS"}, default=180.0)
+    record_retention_days: float = field(metadata={"env": "VOICEPAY_RECORD_RETENTION_DAYS"},
+                                         default=1825.0)
+    # The payments index (GET /v1/payments) keeps at most this many of the newest payments.
+    recent_index_max: int = field(metadata={"env": "VOICEPAY_RECENT_INDEX_MAX"}, default=2_000_000)
+    retention_period_s: float = field(metadata={"env": "VOICEPAY_RETENTION_PERIOD_S"},
+                                           default=3600.0)
 
     @property
     def oneline_max_fen(self) -> int:
-        yuan, _, fen = self.oneline_max_amount.partition(".")
-        return int(yuan) * 100 + int((fen + "00")[:2])
+        return Money.parse(self.oneline_max_amount).fen
 
     @property
     def keys_dir(self) -> Path:

@@ -12,16 +12,16 @@ Neither a ``Merchant``'s ``repr`` nor any error here ever shows a key.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from enum import Enum
 from pathlib import Path
 
+from ivr.files import is_private, write_private
+from ivr.money import Money
 from ivr.config import Settings
 
 __all__ = [
@@ -53,7 +53,6 @@ _KEYS_FORMAT = 1
 _KEY_BYTES = 32
 _MERCHANT_ID = re.compile(r"M[0-9]{6}")
 _MCC = re.compile(r"[0-9]{4}")
-_AMOUNT = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
 
 
 class MerchantError(Exception):
@@ -136,13 +135,10 @@ def _seed_entry(entry: object, path: Path) -> Merchant:
         status = MerchantStatus(entry.get("status"))
     except ValueError:
         raise MerchantError(f"{where}: status must be active or suspended") from None
-    max_amount = entry.get("max_amount")
-    if not isinstance(max_amount, str) or not _AMOUNT.fullmatch(max_amount):
-        raise MerchantError(f"{where}: max_amount must be yuan with two decimals, e.g. \"500.00\"")
     try:
-        max_fen = int(Decimal(max_amount) * 100)
-    except InvalidOperation:
-        raise MerchantError(f"{where}: max_amount is not a number") from None
+        max_fen = Money.parse(entry.get("max_amount")).fen  # type: ignore[arg-type]
+    except ValueError:
+        raise MerchantError(f"{where}: max_amount must be yuan with two decimals, e.g. \"500.00\"") from None
     unknown = set(entry) - {"id", "name_en", "name_zh", "mcc", "status", "max_amount"}
     if unknown:
         raise MerchantError(f"{where}: unknown keys {sorted(unknown)}")
@@ -169,33 +165,19 @@ def ensure_merchant_keys(settings: Settings, *, seed: Path = SEED_FILE) -> Path:
         "note": "Development merchant API keys (HMAC-SHA256, hex). Never shared, never logged.",
         "merchants": dict(sorted(keys.items())),
     }
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-    if existing:
-        os.replace(tmp, path)
-    else:
-        # First creation: link() refuses to replace a file another process created meanwhile.
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            os.unlink(tmp)
-            return ensure_merchant_keys(settings, seed=seed)
-        os.unlink(tmp)
+    # First creation is exclusive: a file another process created meanwhile wins, and is read.
+    if not write_private(path, json.dumps(document, indent=2) + "\n", exclusive=not existing):
+        return ensure_merchant_keys(settings, seed=seed)
     return path
 
 
 def _read_keys(path: Path) -> dict[str, str]:
     try:
-        mode = path.stat().st_mode
         document = json.loads(path.read_text(encoding="utf-8"))
+        private = is_private(path)
     except (OSError, ValueError):
         raise MerchantError(f"merchant key file {path} is unreadable") from None
-    if mode & 0o077:
+    if not private:
         raise MerchantError(f"merchant key file {path} is readable by others; chmod 600 it")
     if not isinstance(document, dict) or document.get("format") != _KEYS_FORMAT:
         raise MerchantError(f"merchant key file {path} is not a merchant key file")

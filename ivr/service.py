@@ -39,6 +39,7 @@ from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
 from ivr.payments.recovery import RecoverySweep, deadlines_from
+from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
@@ -143,13 +144,25 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sweep = RetentionSweep(app[REDIS], retention_days=settings.retention_days,
+                           record_retention_days=settings.record_retention_days,
+                           recent_index_max=settings.recent_index_max)
+    task = asyncio.create_task(sweep.run(settings.retention_period_s), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = settings or load_settings()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
-    app.cleanup_ctx.extend([_redis_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx,
-                            _recovery_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
+                            _calls_ctx, _recovery_ctx])
     return app
 
 

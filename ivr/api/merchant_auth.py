@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import time
 
 from aiohttp import web
 
+from ivr.files import is_private, write_private
 from ivr.api.errors import APIError
 from ivr.api.keys import MERCHANTS, OPERATOR_TOKEN, REDIS, SETTINGS
 from ivr.config import Settings
@@ -185,19 +185,9 @@ def ensure_operator_token(settings: Settings) -> str:
     """The operator's bearer token, generated into ``settings.operator_token_file`` if missing."""
     path = settings.operator_token_file
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(secrets.token_urlsafe(32) + "\n")
-        try:
-            os.link(tmp, path)  # never replaces a token another process wrote meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    if path.stat().st_mode & 0o077:
+        # Exclusive: never replaces a token another process wrote meanwhile.
+        write_private(path, secrets.token_urlsafe(32) + "\n", exclusive=True)
+    if not is_private(path):
         raise OSError(f"operator token file {path} is readable by others; chmod 600 it")
     token = path.read_text(encoding="ascii").strip()
     if len(token) < 32:

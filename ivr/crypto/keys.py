@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -49,6 +48,8 @@ from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from psec import des as _des
 from psec import tr31 as _tr31
+
+from ivr.files import is_private, write_private
 
 __all__ = [
     "KeyManagementError",
@@ -273,26 +274,20 @@ def _key_file(party: str, keys: dict[_Role, bytes]) -> dict[str, object]:
 
 
 def _write_private(path: Path, document: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(document, indent=2) + "\n")
 
 
 def _load(path: Path, party: str, roles: tuple[_Role, ...], *, missing_ok: bool = False) -> dict[str, bytes]:
     """The keys of ``roles``, each verified. A role absent from the file raises KeyFileOutdated,
     or with ``missing_ok`` is left out of the result (a tampered or malformed one still raises)."""
     try:
-        mode = path.stat().st_mode
         document = json.loads(path.read_text(encoding="utf-8"))
+        private = is_private(path)
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} not found; run: python -m ivr.crypto.keys generate") from None
     except (OSError, ValueError):
         raise KeyFileError(f"key file {path} is unreadable") from None
-    if mode & 0o077:
+    if not private:
         raise KeyFileError(f"key file {path} is readable by others; chmod 600 it")
     if not isinstance(document, dict) or document.get("format") != _FILE_FORMAT or document.get("party") != party:
         raise KeyFileError(f"key file {path} is not a {party} key file")

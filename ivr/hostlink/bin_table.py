@@ -17,11 +17,12 @@ number no entry matches raises :class:`UnknownBin`, whose message never quotes t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from ivr.files import write_private
 
 
 __all__ = ["BinInfo", "BinTable", "BinTableError", "UnknownBin", "CardType", "BIN_TABLE_FILE"]
@@ -125,10 +126,5 @@ class BinTable:
 
     def write(self, path: Path) -> None:
         """Publish the table at ``path`` atomically (it holds no secrets: mode 0644)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(self.to_document(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
+        write_private(Path(path), json.dumps(self.to_document(), indent=2, ensure_ascii=False) + "\n",
+                      mode=0o644)

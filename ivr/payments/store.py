@@ -6,9 +6,13 @@ it can expire on its own):
     pay:{id}:history    stream: one entry per transition (state, at, reason)
     pay:{id}:pan        string: the encrypted card number, with a TTL (lifted once a purchase is
                         about to be sent: a reversal needs it), deleted at a final state
-    payments:recent     sorted set: payment ids by creation time
+    payments:recent     sorted set: payment ids by creation time (trimmed by ivr/payments/retention.py)
     payments:pending    sorted set: ids of payments not yet final, by when they entered their
                         current state (what the recovery sweep reads)
+    payments:status:{state}  sorted set: the payments now in that state, by creation time (the
+                        transition script moves them), so listing by state never scans
+    payments:ended      sorted set: payment ids by the time they reached a final state, until the
+                        retention sweep has reduced them to an anonymous record
     acquirer:stan       counter for ISO 8583 STANs
 """
 
@@ -24,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from ivr.money import Money
 
 __all__ = [
     "PaymentState",
@@ -104,8 +110,25 @@ if ARGV[5] == '' then
 else
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1]:sub(5))
 end
+-- The payment moves from its old state's index to the new one's, keeping its creation time as
+-- score. (The index key is built here from the state read here: fine on one Redis, not Cluster.)
+local id = string.sub(KEYS[1], 5)
+local old_index = 'payments:status:' .. current
+local created = redis.call('ZSCORE', old_index, id)
+if created then
+  redis.call('ZREM', old_index, id)
+  redis.call('ZADD', 'payments:status:' .. target, created, id)
+end
 return {'ok', current}
 """
+
+
+RECENT_KEY = "payments:recent"
+ENDED_KEY = "payments:ended"
+
+
+def status_index(state: str) -> str:
+    return f"payments:status:{state}"
 
 
 class StoreError(Exception):
@@ -152,8 +175,7 @@ class Payment:
                 continue
             body[key] = value
         if "amount_minor" in body:
-            minor = int(body.pop("amount_minor"))
-            body["amount"] = f"{minor // 100}.{minor % 100:02d}"
+            body["amount"] = Money(int(body.pop("amount_minor"))).yuan
         if history is not None:
             body["history"] = history
         return body
@@ -186,8 +208,10 @@ class PaymentStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=record)
             pipe.xadd(f"{key}:history", {"state": S.CREATED.value, "at": now, "reason": reason})
-            pipe.zadd("payments:recent", {payment_id: time.time()})
-            pipe.zadd(_PENDING, {payment_id: time.time()})
+            created = time.time()
+            pipe.zadd(_PENDING, {payment_id: created})
+            pipe.zadd(RECENT_KEY, {payment_id: created})
+            pipe.zadd(status_index(S.CREATED.value), {payment_id: created})
             if pan_token is not None:
                 pipe.set(f"{key}:pan", pan_token, ex=self._pan_ttl)
             await pipe.execute()
@@ -212,7 +236,10 @@ class PaymentStore:
             raise InvalidTransition(payment_id, current, target.value)
         payment = await self.get(payment_id)
         if target in FINAL_STATES:
-            await self._redis.delete(f"{key}:pan")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(f"{key}:pan")
+                pipe.zadd(ENDED_KEY, {payment_id: time.time()}, nx=True)
+                await pipe.execute()
             if self.on_final is not None:
                 await self.on_final(payment)
         return payment
@@ -264,21 +291,31 @@ class PaymentStore:
         entries = await self._redis.xrange(f"{self._key(payment_id)}:history")
         return [{_text(k): _text(v) for k, v in data.items()} for _, data in entries]
 
-    async def recent(self, *, status: str | None = None, limit: int = 50,
-                     scan: int = 1000) -> list[Payment]:
-        """The newest payments first, optionally only those in ``status``."""
-        ids = await self._redis.zrevrange("payments:recent", 0, scan - 1)
+    async def recent(self, *, status: str | None = None, limit: int = 50) -> list[Payment]:
+        """The newest payments first, optionally only those now in ``status``.
+
+        One index read and one pipelined read of the records, whatever the store holds. A record
+        that changed state or expired between the two reads is left out.
+        """
+        index = RECENT_KEY if status is None else status_index(status)
+        ids = [_text(i) for i in await self._redis.zrevrange(index, 0, limit - 1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payment_id in ids:
+                pipe.hgetall(self._key(payment_id))
+            records = await pipe.execute()
         found: list[Payment] = []
-        for raw_id in ids:
-            try:
-                payment = await self.get(_text(raw_id))
-            except NoSuchPayment:
-                continue
-            if status is None or payment.status == status:
-                found.append(payment)
-                if len(found) >= limit:
-                    break
+        for payment_id, raw in zip(ids, records):
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            if fields and (status is None or fields["status"] == status):
+                found.append(Payment(id=payment_id, status=fields["status"], fields=fields))
         return found
+
+    async def in_state(self, status: PaymentState, *, older_than: float,
+                       limit: int = 500) -> list[str]:
+        """Ids of payments now in ``status`` created before the unix time ``older_than``."""
+        ids = await self._redis.zrangebyscore(status_index(status.value), "-inf", older_than,
+                                              start=0, num=limit)
+        return [_text(i) for i in ids]
 
     async def next_stan(self) -> str:
         value = await self._redis.incr("acquirer:stan")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import pin as _psec_pin
 
+from ivr.files import write_private
 from ivr.hostlink.bin_table import BinTable, BinTableError, UnknownBin
 from simulators.acquirer.testcards import load_test_cards
 from ivr.crypto.keys import kcv
@@ -151,14 +151,7 @@ def issue_cards(seed_path: Path, pvk: bytes, out_path: Path) -> CardBook:
         "pvk_kcv": book.pvk_kcv,
         "cards": [asdict(card) for card in cards],
     }
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, out_path)
+    write_private(Path(out_path), json.dumps(document, indent=2) + "\n")
     return book
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
+from simulators.acquirer.settings import load_acquirer_settings
 from tests.sipp import selfservice_calls as calls
 
 pytestmark = pytest.mark.e2e
@@ -106,7 +107,7 @@ def test_issuer_timeout_fails_and_is_reversed(stack):
     assert payment["status"] == "failed"
     assert "reversed" in payment["history"][-1]["reason"]
     # The simulator answers the late original only after the issuer delay: wait for it.
-    deadline = time.time() + stack.acquirer_settings.issuer_delay + 5
+    deadline = time.time() + load_acquirer_settings().issuer_delay + 5
     while time.time() < deadline:
         seen = journal_since(stack, started, masked(card.pan))
         if any(e["mti"] == "0200" for e in seen):
