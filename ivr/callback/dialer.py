@@ -248,6 +248,7 @@ class Dialer:
             await self._done(payment.id)
             return None
         channel_id = f"vp-{payment.id}-{number}"
+        dialled = s.callback_dial_pattern.format(mobile=payment.fields["mobile"])
         await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
         log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
         hangup_cause = asyncio.get_running_loop().create_future()
@@ -255,7 +256,7 @@ class Dialer:
         try:
             outcome = await self._ami.originate(
                 action_id=f"voicepay-{uuid.uuid4().hex}",
-                channel=s.callback_dial_pattern.format(mobile=payment.fields["mobile"]),
+                channel=dialled,
                 channel_id=channel_id,
                 context="pay-callback",
                 variables={dv.PAYMENT_ID: payment.id},
@@ -317,3 +318,4 @@ class Dialer:
                        **fields: str | int | float) -> None:
         if not await self._due.release(payment_id, self._owner, at=at, **fields):
             raise _ClaimLost(payment_id)
+        self._wake.set()  # the claim loop may be sleeping past the new due time

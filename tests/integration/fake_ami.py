@@ -1,9 +1,18 @@
-"""A tiny Asterisk Manager Interface server: just enough AMI for the service's health check.
+"""A tiny Asterisk Manager Interface server: just enough AMI for the health check and the dialer.
 
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
-three actions: Login, Ping and CoreStatus. As on Asterisk, a connection must log in before any
-other action, and an unknown action gets ``Response: Error``.
+the actions Login, Ping, CoreStatus, Originate and Hangup. As on Asterisk, a connection must log
+in before any other action, and an unknown action gets ``Response: Error``.
+
+An asynchronous Originate is answered "successfully queued" at once; what the call then does is
+up to the test's ``originate`` script, ``async (request headers) -> outcome``:
+    "answered"            OriginateResponse Success (the script plays the call flow's part first)
+    "busy", "no answer"   a Hangup event with the Q.850 cause, then OriginateResponse Failure
+    "ring"                rings until a Hangup action names its ChannelId (from any connection),
+                          then Hangup + OriginateResponse Failure, reason "hung up before answer"
+    "silent"              no OriginateResponse ever: a lost AMI event, or an Asterisk gone away
+Hangup events go to every logged-in connection, as Asterisk's "call" event class does.
 
     async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
         ...  # point the service at ami.port; ami.actions lists what it was sent
@@ -13,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["FakeAmi", "GREETING"]
+__all__ = ["FakeAmi", "GREETING", "OriginateScript"]
 
 GREETING = b"Asterisk Call Manager/11.0.0\r\n"
 EOL = "\r\n"
@@ -27,6 +36,16 @@ CORE_STATUS = {
     "CoreReloadTime": "12:00:00",
     "CoreCurrentCalls": "0",
 }
+
+
+OriginateScript = Callable[[dict[str, str]], Awaitable[str]]
+
+# outcome -> (Q.850 cause on the Hangup event, OriginateResponse Reason)
+_FAILURES = {"busy": ("17", "5"), "no answer": ("19", "3"), "hung up": ("16", "1")}
+
+
+async def _answer_every_call(request: dict[str, str]) -> str:
+    return "answered"
 
 
 def parse_message(block: str) -> dict[str, str]:
@@ -49,18 +68,26 @@ def _lookup(headers: dict[str, str], name: str) -> str:
 
 
 class FakeAmi:
-    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1",
+                 originate: OriginateScript = _answer_every_call) -> None:
         self.username = username
         self.secret = secret
         self.host = host
+        self.originate = originate
         # Every action received, in order, as parsed headers (the Login secret included).
         self.actions: list[dict[str, str]] = []
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._logged_in: set[asyncio.StreamWriter] = set()
+        # The channels that exist (ringing, or silent forever), by ChannelId: a Hangup ends them.
+        self._live: dict[str, asyncio.Event] = {}
+        self._calls: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = {
             "login": self._login,
             "ping": self._ping,
             "corestatus": self._core_status,
+            "originate": self._originate,
+            "hangup": self._hangup,
         }
 
     @property
@@ -71,6 +98,14 @@ class FakeAmi:
     def action_names(self) -> list[str]:
         return [_lookup(action, "Action") for action in self.actions]
 
+    def originated(self) -> list[str]:
+        """The ChannelId of every Originate received, in order (from every connection)."""
+        return [_lookup(a, "ChannelId") for a in self.actions if _lookup(a, "Action") == "Originate"]
+
+    def hung_up(self) -> list[str]:
+        """The Channel of every Hangup action received, in order."""
+        return [_lookup(a, "Channel") for a in self.actions if _lookup(a, "Action") == "Hangup"]
+
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, port)
 
@@ -79,6 +114,9 @@ class FakeAmi:
         if self._server is None:
             return
         self._server.close()
+        for call in self._calls:
+            call.cancel()
+        await asyncio.gather(*self._calls, return_exceptions=True)
         for writer in self._sessions.values():
             writer.close()
         # Before Python 3.12, wait_closed() does not wait for the sessions: wait for them here.
@@ -109,14 +147,22 @@ class FakeAmi:
                     continue
                 self.actions.append(request)
                 answer = self._answer(request, authenticated)
-                if _lookup(request, "Action").lower() == "login":
+                action = _lookup(request, "Action").lower()
+                if action == "login":
                     authenticated = answer["Response"] == "Success"
+                    if authenticated:
+                        self._logged_in.add(writer)
                 writer.write(format_message(answer))
                 await writer.drain()
+                if action == "originate" and answer["Response"] == "Success":
+                    call = asyncio.create_task(self._call(request, writer))
+                    self._calls.add(call)
+                    call.add_done_callback(self._calls.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._sessions.pop(task, None)
+            self._logged_in.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -141,3 +187,44 @@ class FakeAmi:
 
     def _core_status(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
         return {"Response": "Success", **reply, "Message": "Core Status", **CORE_STATUS}
+
+    def _originate(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        return {"Response": "Success", **reply, "Message": "Originate successfully queued"}
+
+    def _hangup(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        ringing = self._live.get(_lookup(request, "Channel"))
+        if ringing is None:
+            return {"Response": "Error", **reply, "Message": "No such channel"}
+        ringing.set()
+        return {"Response": "Success", **reply, "Message": "Channel Hungup"}
+
+    async def _call(self, request: dict[str, str], writer: asyncio.StreamWriter) -> None:
+        """What happens to an originated call, as the test's script says; then its events."""
+        channel_id = _lookup(request, "ChannelId")
+        hung_up = self._live[channel_id] = asyncio.Event()  # a Hangup may come at once
+        outcome = ""
+        try:
+            outcome = await self.originate(request)
+            if outcome == "ring":
+                await hung_up.wait()
+                outcome = "hung up"
+        finally:
+            if outcome != "silent":
+                self._live.pop(channel_id, None)
+        if outcome == "silent":
+            return
+        response = {"Event": "OriginateResponse", "ActionID": _lookup(request, "ActionID"),
+                    "Channel": _lookup(request, "Channel"), "Uniqueid": channel_id}
+        if outcome == "answered":
+            response.update(Response="Success", Reason="4")
+        else:
+            cause, reason = _FAILURES[outcome]
+            self._broadcast({"Event": "Hangup", "Uniqueid": channel_id, "Cause": cause})
+            response.update(Response="Failure", Reason=reason)
+        with contextlib.suppress(ConnectionError):
+            writer.write(format_message(response))
+
+    def _broadcast(self, event: dict[str, str]) -> None:
+        for writer in list(self._logged_in):
+            with contextlib.suppress(ConnectionError):
+                writer.write(format_message(event))
