@@ -37,9 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 import uuid
 
@@ -48,7 +45,7 @@ import redis.asyncio as aioredis
 from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
-from ivr.payments.due_work import DueWork
+from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
 from ivr.payments.store import InvalidTransition, NoSuchPayment, Payment, PaymentState, PaymentStore
 
 __all__ = ["Dialer", "DUE_KEY"]
@@ -96,8 +93,7 @@ class Dialer:
         self._redis = redis
         self._settings = settings
         self._due = DueWork(redis, DUE_KEY, "pay:{}:callback")
-        self._owner = settings.instance_id or (
-            f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
+        self._owner = worker_name(settings.instance_id)
         self._steps: dict[str, asyncio.Task] = {}
         self._loops: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -153,24 +149,12 @@ class Dialer:
                     self._steps[payment_id] = asyncio.create_task(
                         self._run_step(payment_id), name=f"callback {payment_id}")
                 if not claimed:
-                    await self._sleep(await self._idle_wait())
+                    await sleep_or_wake(self._wake, await self._due.seconds_to_next(_IDLE_POLL))
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis away, say: log it and keep claiming
                 log.exception("dialer: claiming due callbacks failed; retrying")
-                await self._sleep(_IDLE_POLL)
-
-    async def _idle_wait(self) -> float:
-        nearest = await self._due.next_due()
-        return _IDLE_POLL if nearest is None else min(_IDLE_POLL, max(0.0, nearest - time.time()))
-
-    async def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` or until ``schedule`` wakes us."""
-        waiter = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=seconds)
-        finally:
-            waiter.cancel()
+                await sleep_or_wake(self._wake, _IDLE_POLL)
 
     async def _lease_loop(self) -> None:
         """Renew the lease of every step in progress; a step whose claim was taken over stops."""

@@ -19,9 +19,15 @@ cluster), as the rest of the service does.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import socket
+import time
+
 import redis.asyncio as aioredis
 
-__all__ = ["DueWork"]
+__all__ = ["DueWork", "worker_name", "sleep_or_wake"]
 
 # ARGV: now, lease end, how many, owner, item key prefix, item key suffix.
 _CLAIM_LUA = """
@@ -53,6 +59,22 @@ else
 end
 return 1
 """
+
+
+def worker_name(configured: str = "") -> str:
+    """The owner name a worker claims with: the configured instance id, or one unique to this
+    worker (two workers in one process must never share a name)."""
+    return configured or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+async def sleep_or_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` or until ``wake`` is set. (Not ``wait_for``: on Python 3.11 it can swallow
+    the task's own cancellation when its timeout fires at the same moment.)"""
+    waiter = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 def _text(value: bytes | str) -> str:
@@ -105,7 +127,7 @@ class DueWork:
         raw = await self._redis.hgetall(self.key(item))
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    async def next_due(self) -> float | None:
-        """The unix time the earliest item is due (or its lease ends), None if there is none."""
+    async def seconds_to_next(self, longest: float) -> float:
+        """How long until the earliest item is due (or its lease ends), at most ``longest``."""
         nearest = await self._redis.zrange(self._due_key, 0, 0, withscores=True)
-        return nearest[0][1] if nearest else None
+        return longest if not nearest else min(longest, max(0.0, nearest[0][1] - time.time()))
