@@ -65,10 +65,20 @@ class Settings:
                                             default=60.0)
     callback_ring_timeout_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_RING_TIMEOUT_S"},
                                            default=30.0)
+    # A placed attempt is settled (answered or not) no sooner than this long after its ring
+    # timeout: room for an answered call to reach the callback flow, whose ANSWERED is the truth.
+    callback_answer_grace_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_ANSWER_GRACE_S"},
+                                           default=5.0)
+    # A due callback is claimed by one ivr instance for this long, renewed while it rings; an
+    # instance that dies leaves its claims to be taken over this long after its last renewal.
+    callback_lease_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_LEASE_S"}, default=15.0)
     callback_caller_name: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NAME"},
                                       default="Secure payment")
     callback_caller_number: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NUMBER"},
                                         default="95000")
+    # Names this ivr instance in the claims it holds on shared work (callbacks due): unique per
+    # running instance. Empty: host name, process id and a random suffix.
+    instance_id: str = field(metadata={"env": "VOICEPAY_INSTANCE_ID"}, default="")
     # One-line payments: the largest amount for a cardholder not seen before (yuan).
     oneline_max_amount: str = field(metadata={"env": "VOICEPAY_ONELINE_MAX_AMOUNT"},
                                     default="2000.00")

@@ -96,7 +96,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = load_ivr_keys(settings.ivr_keys_file)
     vault = PanVault(keys.pan_key)
-    dialer = Dialer(app[AMI], app[STORE], settings)
+    dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings)
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)

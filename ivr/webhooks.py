@@ -9,9 +9,11 @@ retried with exponential back-off (``webhook_base_delay`` doubled per attempt, a
 ``webhook_max_delay``) until the receiver answers 2xx or ``webhook_max_attempts`` is reached.
 Redirects are not followed: a 3xx is a failed attempt.
 
-Everything lives in Redis, so pending deliveries survive a restart:
+Everything lives in Redis, so pending deliveries survive a restart, and any number of ivr
+instances share them (each due delivery claimed by one, with a lease: ivr/payments/due_work.py):
     webhooks:due        sorted set: payment id by the unix time its next attempt is due
-    pay:{id}:webhook    hash: event, body, url, merchant_id, attempts, state (pending|delivered|failed)
+    pay:{id}:webhook    hash: event, body, url, merchant_id, attempts, state (pending|delivered|failed),
+                        owner (the instance attempting it now)
     pay:{id}:webhooks   list: one JSON record per attempt (attempt, at, http_status, error,
                         next_retry_at), shown as ``webhook_attempts`` on GET /v1/payments/{id}
 
@@ -35,6 +37,7 @@ import redis.asyncio as aioredis
 
 from ivr.config import Settings
 from ivr.merchants import MerchantRegistry, UnknownMerchant
+from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
 from ivr.payments.store import Payment
 
 __all__ = ["WebhookNotifier", "webhook_signature", "webhook_attempts", "DUE_KEY"]
@@ -52,14 +55,6 @@ redis.call('HSET', KEYS[1], 'event', ARGV[1], 'body', ARGV[2], 'url', ARGV[3],
            'merchant_id', ARGV[4], 'attempts', 0, 'state', 'pending')
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 return 1
-"""
-
-# Claims the due deliveries by pushing them a lease into the future: a second worker does not
-# take them, and a worker that dies mid-attempt leaves them to be retried once the lease ends.
-_CLAIM_LUA = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
 """
 
 
@@ -88,7 +83,9 @@ class WebhookNotifier:
         self._registry = registry
         self._settings = settings
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
-        self._claim = redis.register_script(_CLAIM_LUA)
+        # A worker that dies mid-attempt leaves its claims to be retried once their lease ends.
+        self._due = DueWork(redis, DUE_KEY, "pay:{}:webhook")
+        self._owner = worker_name(settings.instance_id)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -137,48 +134,33 @@ class WebhookNotifier:
                 try:
                     worked = await self.run_once(session)
                     if not worked:
-                        await self._sleep(await self._idle_wait())
+                        await sleep_or_wake(self._wake, await self._due.seconds_to_next(_IDLE_POLL))
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # Redis away, say: log it and keep the worker alive
                     if self._stopping or (task is not None and task.cancelling()):
                         break
                     log.exception("webhook worker: a round failed; retrying")
-                    await self._sleep(_IDLE_POLL)
+                    await sleep_or_wake(self._wake, _IDLE_POLL)
 
     def stop(self) -> None:
         """Ask ``run`` to return once the attempts in flight are done."""
         self._stopping = True
         self._wake.set()
 
-    async def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` or until ``enqueue`` wakes us. (Not ``wait_for``: on Python 3.11 it
-        can swallow the task's own cancellation when its timeout fires at the same moment.)"""
-        waiter = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=seconds)
-        finally:
-            waiter.cancel()
-
-    async def _idle_wait(self) -> float:
-        nearest = await self._redis.zrange(DUE_KEY, 0, 0, withscores=True)
-        if not nearest:
-            return _IDLE_POLL
-        return min(_IDLE_POLL, max(0.0, nearest[0][1] - time.time()))
-
     async def run_once(self, session: aiohttp.ClientSession) -> int:
         """One round: attempt every delivery that is due; how many were attempted."""
         now = time.time()
         lease = now + self._settings.webhook_timeout + 30
-        ids = await self._claim(keys=[DUE_KEY], args=[now, lease, _BATCH])
-        await asyncio.gather(*(self._attempt(session, _text(i)) for i in ids))
+        ids = await self._due.claim(self._owner, lease, now, _BATCH)
+        await asyncio.gather(*(self._attempt(session, i) for i in ids))
         return len(ids)
 
     async def _attempt(self, session: aiohttp.ClientSession, payment_id: str) -> None:
         key = f"pay:{payment_id}:webhook"
         delivery = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
         if delivery.get("state") != "pending":
-            await self._redis.zrem(DUE_KEY, payment_id)
+            await self._due.release(payment_id, self._owner, at=None)
             return
         attempt = await self._redis.hincrby(key, "attempts", 1)
         started = time.time()
@@ -214,14 +196,12 @@ class WebhookNotifier:
             next_due = time.time() + delay
         record = {"attempt": attempt, "at": _iso(started), "http_status": http_status,
                   "error": error, "next_retry_at": _iso(next_due) if next_due else None}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(f"pay:{payment_id}:webhooks", json.dumps(record))
-            if next_due is not None:
-                pipe.zadd(DUE_KEY, {payment_id: next_due})
-            else:
-                pipe.hset(key, "state", "delivered" if delivered else "failed")
-                pipe.zrem(DUE_KEY, payment_id)
-            await pipe.execute()
+        await self._redis.rpush(f"pay:{payment_id}:webhooks", json.dumps(record))
+        if next_due is not None:
+            await self._due.release(payment_id, self._owner, at=next_due)
+        else:
+            await self._due.release(payment_id, self._owner, at=None,
+                                    state="delivered" if delivered else "failed")
         outcome = ("delivered" if delivered else "given up" if give_up
                    else f"retry in {next_due - time.time():.1f} s")  # type: ignore[operator]
         log.info("payment %s: webhook %s attempt %d: %s, %s", payment_id, delivery["event"],

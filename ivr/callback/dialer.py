@@ -1,10 +1,35 @@
 """Calls the cardholder back: AMI Originate, then retries per policy until answered or expired.
 
-One dialling task per payment. An attempt ends in one of three ways:
-- the callback flow reports the call answered (the flow's ANSWERED transition is the truth);
-- Asterisk's OriginateResponse reports a failure (busy, no answer, unreachable...);
-- no answer from AMI in time (e.g. the AMI connection dropped while it rang): the payment's state
-  decides, so a lost AMI event can never strand a payment in ``calling``.
+Every pending callback is in Redis, never only in a process's memory, so any number of ivr service
+instances can share one Redis and one Asterisk, and any of them may die at any moment:
+
+    callbacks:due       sorted set: payment id by the time its next step is due (while an
+                        instance holds it: by the end of that instance's lease)
+    pay:{id}:callback   hash: attempt (the attempt due or ringing, from 1; absent = 1),
+                        placed_at (set once that attempt's Originate is about to be sent),
+                        channel (its channel id ``vp-<payment>-<attempt>``, so any instance can
+                        hang it up), outcome (Asterisk's answer, if it came), owner (the claim)
+
+``schedule`` makes attempt 1 due now. Each due payment is claimed by exactly one instance with a
+lease (ivr/payments/due_work.py), renewed while its call rings. One step of a claimed payment:
+
+- The payment moved on (answered, cancelled...): the callback is done.
+- Attempt N not placed yet: enter ``calling``, record placed_at and the channel, THEN send the
+  Originate. Asterisk's answer ends the attempt: a failure (busy, no answer...) is noted and
+  attempt N+1 is due after the retry spacing; after the last attempt the payment is ``expired``.
+- Attempt N already placed: by an instance that died while it rang, or Asterisk's answer was lost
+  (AMI dropped) or said "answered". It is never placed again. Its ringing ends by itself at the
+  ring timeout (the Originate's Timeout), so the step waits until placed_at + ring timeout +
+  answer grace, then the payment decides: if the callback flow took the call (its ANSWERED
+  transition is the truth), done; if it is still ``calling``, the attempt counts as not answered.
+
+So a cardholder is called at most once per attempt. The marker is written before the Originate:
+a crash between the two costs the cardholder one attempt, never a second call. The channel id is
+the same for an attempt wherever it is placed, so Asterisk itself refuses a duplicate of a call
+that still exists (panoramisk re-sends an unanswered action after an AMI reconnect).
+
+Any exception in a step is logged with the payment id and the step is due again after the retry
+spacing; if even that cannot be written, the lease runs out and the step is claimed again.
 """
 
 from __future__ import annotations
@@ -12,19 +37,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from dataclasses import dataclass
+
+import redis.asyncio as aioredis
 
 from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
-from ivr.payments.store import InvalidTransition, PaymentState, PaymentStore
+from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
+from ivr.payments.store import InvalidTransition, NoSuchPayment, Payment, PaymentState, PaymentStore
 
-__all__ = ["Dialer"]
+__all__ = ["Dialer", "DUE_KEY"]
 
 log = logging.getLogger(__name__)
 
+DUE_KEY = "callbacks:due"
 ANSWERED = "answered"
+# Outcomes that do not say the cardholder was not reached: the payment's state decides, once the
+# ring timeout (and the grace) has passed.
+_PAYMENT_DECIDES = {ANSWERED, "no response"}
+_DIALLING = {PaymentState.RISK_PASSED.value, PaymentState.CALLING.value}
+# Steps one instance runs at once: the rest stay due for the other instances.
+_MAX_STEPS = 50
+_IDLE_POLL = 1.0
+# Kept after the callback is done, so a cancel can still hang up the answered call.
+_KEEP_AFTER_DONE_S = 86400
 
 # Q.850 hangup causes of a failed attempt, in words. Asterisk's OriginateResponse says only
 # "failed" when a 486 or 480 ends the call before its BUSY control frame is read, so the cause on
@@ -43,76 +81,186 @@ HANGUP_CAUSES = {
 }
 
 
-@dataclass
-class _Attempt:
-    payment_id: str
-    channel_id: str
-    answered: asyncio.Event
+class _ClaimLost(Exception):
+    """Another instance took this payment's step over: this one must not write its outcome."""
 
 
 class Dialer:
-    def __init__(self, ami: AmiClient, store: PaymentStore, settings: Settings) -> None:
+    def __init__(self, ami: AmiClient, store: PaymentStore, redis: aioredis.Redis,
+                 settings: Settings) -> None:
         self._ami = ami
         self._store = store
+        self._redis = redis
         self._settings = settings
-        self._by_payment: dict[str, _Attempt] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._due = DueWork(redis, DUE_KEY, "pay:{}:callback")
+        self._owner = worker_name(settings.instance_id)
+        self._steps: dict[str, asyncio.Task] = {}
+        self._loops: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
         self._hangup_causes: dict[str, asyncio.Future] = {}
 
     def start(self) -> None:
+        """Dial due callbacks in the background until ``stop()``."""
         self._ami.on_event("Hangup", self._on_hangup)
+        self._loops = [asyncio.create_task(self._claim_loop(), name="dialer claims"),
+                       asyncio.create_task(self._lease_loop(), name="dialer leases")]
+
+    async def stop(self) -> None:
+        """Stop dialling. Claims are left as they are, exactly as a crash would leave them: the
+        next instance settles each step by the rule above, nothing is released half-done."""
+        self._stopping = True
+        self._wake.set()
+        tasks = [*self._loops, *self._steps.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def schedule(self, payment_id: str) -> None:
+        """Call the cardholder of ``payment_id`` (now in ``risk_passed``) from attempt 1, now.
+
+        Idempotent: a payment already scheduled or being dialled keeps its place and attempt."""
+        if await self._due.add(payment_id, time.time()):
+            self._wake.set()
+
+    async def hang_up(self, payment_id: str) -> None:
+        """Hang up the payment's current call, ringing or answered, whichever instance placed it
+        (used by cancel)."""
+        channel = (await self._due.fields(payment_id)).get("channel")
+        if channel:
+            await self._ami.hangup(channel)
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    def _lease_until(self) -> float:
+        return time.time() + self._settings.callback_lease_s
+
+    async def _claim_loop(self) -> None:
+        # Also ends on ``_stopping``: redis-py can swallow a CancelledError inside a command.
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                room = _MAX_STEPS - len(self._steps)
+                claimed = (await self._due.claim(self._owner, self._lease_until(), time.time(), room)
+                           if room > 0 else [])
+                for payment_id in claimed:
+                    if payment_id in self._steps:
+                        continue  # our own step, whose lease was late: it goes on holding it
+                    self._steps[payment_id] = asyncio.create_task(
+                        self._run_step(payment_id), name=f"callback {payment_id}")
+                if not claimed:
+                    await sleep_or_wake(self._wake, await self._due.seconds_to_next(_IDLE_POLL))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away, say: log it and keep claiming
+                log.exception("dialer: claiming due callbacks failed; retrying")
+                await sleep_or_wake(self._wake, _IDLE_POLL)
+
+    async def _lease_loop(self) -> None:
+        """Renew the lease of every step in progress; a step whose claim was taken over stops."""
+        while not self._stopping:
+            await asyncio.sleep(self._settings.callback_lease_s / 3)
+            for payment_id, task in list(self._steps.items()):
+                try:
+                    held = await self._due.renew(payment_id, self._owner, self._lease_until())
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("payment %s: could not renew the callback's lease", payment_id)
+                    continue
+                if not held:
+                    log.warning("payment %s: callback claim taken over by another instance",
+                                payment_id)
+                    task.cancel()
+
+    async def _run_step(self, payment_id: str) -> None:
+        try:
+            await self._step(payment_id)
+        except _ClaimLost:
+            log.warning("payment %s: callback claim taken over; this instance stops", payment_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            retry_at = time.time() + self._settings.callback_retry_spacing_s
+            log.exception("payment %s: callback step failed; due again in %.0f s", payment_id,
+                          self._settings.callback_retry_spacing_s)
+            try:
+                await self._due.release(payment_id, self._owner, at=retry_at)
+            except Exception:
+                log.exception("payment %s: could not reschedule the callback; it is taken again "
+                              "when its lease ends", payment_id)
+        finally:
+            self._steps.pop(payment_id, None)
+
+    # --- one step -------------------------------------------------------------------------------
+
+    async def _step(self, payment_id: str) -> None:
+        try:
+            payment = await self._store.get(payment_id)
+        except NoSuchPayment:
+            payment = None
+        if payment is None or payment.status not in _DIALLING:
+            await self._done(payment_id)
+            return
+        callback = await self._due.fields(payment_id)
+        number = int(callback.get("attempt") or 1)
+        if not callback.get("placed_at"):
+            outcome = await self._place(payment, number)
+            if outcome is None:
+                return  # the payment moved on before the call was placed
+            if (await self._store.get(payment_id)).status not in _DIALLING:
+                await self._done(payment_id)
+                return
+            if outcome not in _PAYMENT_DECIDES:
+                await self._not_answered(payment_id, number, outcome)
+                return
+            await self._hold(payment_id, outcome=outcome)
+            callback = await self._due.fields(payment_id)
+        settled_at = (float(callback["placed_at"]) + self._settings.callback_ring_timeout_s
+                      + self._settings.callback_answer_grace_s)
+        if time.time() < settled_at:
+            await self._release(payment_id, at=settled_at)
+            return
+        # Still dialling after the call's ring time: the cardholder did not take it.
+        await self._not_answered(payment_id, number,
+                                 callback.get("outcome") or "no result (its instance stopped)")
+
+    async def _place(self, payment: Payment, number: int) -> str | None:
+        """Place attempt ``number``; Asterisk's outcome in words, None if the payment moved on."""
+        s = self._settings
+        if not await self._enter_calling(payment.id, f"attempt {number} of {s.callback_max_attempts}"):
+            await self._done(payment.id)
+            return None
+        channel_id = f"vp-{payment.id}-{number}"
+        dialled = s.callback_dial_pattern.format(mobile=payment.fields["mobile"])
+        await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
+        log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
+        hangup_cause = asyncio.get_running_loop().create_future()
+        self._hangup_causes[channel_id] = hangup_cause
+        try:
+            outcome = await self._ami.originate(
+                action_id=f"voicepay-{uuid.uuid4().hex}",
+                channel=dialled,
+                channel_id=channel_id,
+                context="pay-callback",
+                variables={dv.PAYMENT_ID: payment.id},
+                timeout_ms=int(s.callback_ring_timeout_s * 1000),
+                caller_id=f'"{s.callback_caller_name}" <{s.callback_caller_number}>',
+            )
+            if outcome != ANSWERED:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    cause = await asyncio.wait_for(asyncio.shield(hangup_cause), 1.0)
+                    outcome = HANGUP_CAUSES.get(cause, outcome)
+            return outcome
+        finally:
+            self._hangup_causes.pop(channel_id, None)
 
     def _on_hangup(self, event) -> None:
         waiter = self._hangup_causes.get(event.get("Uniqueid", ""))
         if waiter is not None and not waiter.done():
             waiter.set_result(event.get("Cause", ""))
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def dial(self, payment_id: str) -> None:
-        """Start calling the cardholder of ``payment_id`` in the background."""
-        task = asyncio.create_task(self._dial(payment_id), name=f"dial {payment_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def answered(self, payment_id: str) -> None:
-        """The callback flow has the cardholder on the line."""
-        attempt = self._by_payment.get(payment_id)
-        if attempt is not None:
-            attempt.answered.set()
-
-    def forget(self, payment_id: str) -> None:
-        """The payment's call is over: nothing left to hang up."""
-        self._by_payment.pop(payment_id, None)
-
-    async def hang_up(self, payment_id: str) -> None:
-        """Hang up the payment's call, ringing or answered (used by cancel)."""
-        attempt = self._by_payment.get(payment_id)
-        if attempt is not None:
-            await self._ami.hangup(attempt.channel_id)
-
-    async def _dial(self, payment_id: str) -> None:
-        s = self._settings
-        for number in range(1, s.callback_max_attempts + 1):
-            if not await self._still_calling(payment_id, f"attempt {number} of {s.callback_max_attempts}"):
-                return
-            outcome = await self._attempt(payment_id)
-            if outcome == ANSWERED:
-                return
-            await self._store.note(payment_id, f"attempt {number}: {outcome}")
-            log.info("payment %s: attempt %d: %s", payment_id, number, outcome)
-            if number < s.callback_max_attempts:
-                await asyncio.sleep(s.callback_retry_spacing_s)
-        try:
-            await self._store.transition(payment_id, PaymentState.EXPIRED,
-                                         reason=f"not answered after {s.callback_max_attempts} attempts")
-        except InvalidTransition:
-            pass  # cancelled (or answered) while we waited
-
-    async def _still_calling(self, payment_id: str, reason: str) -> bool:
+    async def _enter_calling(self, payment_id: str, reason: str) -> bool:
         """Enter (or stay in) ``calling`` for the next attempt; False once the payment moved on."""
         try:
             before = await self._store.get(payment_id)
@@ -126,48 +274,32 @@ class Dialer:
             return False
         return True
 
-    async def _attempt(self, payment_id: str) -> str:
-        payment = await self._store.get(payment_id)
-        attempt = _Attempt(payment_id, channel_id=f"vp-{uuid.uuid4().hex}", answered=asyncio.Event())
-        self._by_payment[payment_id] = attempt
-        hangup_cause = asyncio.get_running_loop().create_future()
-        self._hangup_causes[attempt.channel_id] = hangup_cause
-        try:
-            return await self._place(payment, attempt, hangup_cause)
-        finally:
-            self._hangup_causes.pop(attempt.channel_id, None)
-
-    async def _place(self, payment, attempt: _Attempt, hangup_cause: asyncio.Future) -> str:
+    async def _not_answered(self, payment_id: str, number: int, outcome: str) -> None:
+        """Attempt ``number`` did not reach the cardholder: the next one, or ``expired``."""
         s = self._settings
-        payment_id = payment.id
-        originate = asyncio.create_task(self._ami.originate(
-            action_id=f"voicepay-{uuid.uuid4().hex}",
-            channel=s.callback_dial_pattern.format(mobile=payment.fields["mobile"]),
-            channel_id=attempt.channel_id,
-            context="pay-callback",
-            variables={dv.PAYMENT_ID: payment_id},
-            timeout_ms=int(s.callback_ring_timeout_s * 1000),
-            caller_id=f'"{s.callback_caller_name}" <{s.callback_caller_number}>',
-        ))
-        answered = asyncio.create_task(attempt.answered.wait())
-        done, _ = await asyncio.wait({originate, answered}, return_when=asyncio.FIRST_COMPLETED,
-                                     timeout=s.callback_ring_timeout_s + 15)
-        answered.cancel()
-        if answered in done:
-            originate.cancel()
-            return ANSWERED
-        if originate in done:
-            outcome = originate.result()
-        else:
-            originate.cancel()
-            outcome = "no response"
-        if outcome != ANSWERED:
-            with contextlib.suppress(asyncio.TimeoutError):
-                cause = await asyncio.wait_for(asyncio.shield(hangup_cause), 1.0)
-                outcome = HANGUP_CAUSES.get(cause, outcome)
-            # A lost or late AMI reply must not hide a call the flow already took.
-            current = await self._store.get(payment_id)
-            if current.status != PaymentState.CALLING.value:
-                return ANSWERED
-            self._by_payment.pop(payment_id, None)
-        return outcome
+        await self._hold(payment_id)  # still ours: only then may its outcome be written
+        await self._store.note(payment_id, f"attempt {number}: {outcome}")
+        log.info("payment %s: attempt %d: %s", payment_id, number, outcome)
+        if number < s.callback_max_attempts:
+            await self._release(payment_id, at=time.time() + s.callback_retry_spacing_s,
+                                attempt=number + 1, placed_at="", outcome="")
+            return
+        with contextlib.suppress(InvalidTransition):  # cancelled (or answered) meanwhile
+            await self._store.transition(payment_id, PaymentState.EXPIRED,
+                                         reason=f"not answered after {s.callback_max_attempts} attempts")
+        await self._done(payment_id)
+
+    async def _done(self, payment_id: str) -> None:
+        """Nothing left to dial for this payment."""
+        await self._release(payment_id, at=None)
+        await self._redis.expire(self._due.key(payment_id), _KEEP_AFTER_DONE_S)
+
+    async def _hold(self, payment_id: str, **fields: str | int | float) -> None:
+        if not await self._due.renew(payment_id, self._owner, self._lease_until(), **fields):
+            raise _ClaimLost(payment_id)
+
+    async def _release(self, payment_id: str, *, at: float | None,
+                       **fields: str | int | float) -> None:
+        if not await self._due.release(payment_id, self._owner, at=at, **fields):
+            raise _ClaimLost(payment_id)
+        self._wake.set()  # the claim loop may be sleeping past the new due time

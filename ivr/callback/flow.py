@@ -31,11 +31,8 @@ async def callback(call: AgiChannel, ctx: FlowContext) -> None:
         log.info("call %s: callback for payment %r not taken: %s", call.uniqueid, payment_id, exc)
         await call.hangup()
         return
-    ctx.dialer.answered(payment.id)
+    # This transition is what tells the dialer (whichever instance placed the call) it was taken.
     log.info("call %s payment %s: cardholder answered", call.uniqueid, payment.id)
-    try:
-        await pay_order(call, ctx, payment)
-    finally:
-        ctx.dialer.forget(payment.id)
+    await pay_order(call, ctx, payment)
     await call.stream(ctx.prompts(payment.fields.get("language"))["goodbye"])
     await call.hangup()

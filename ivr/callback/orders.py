@@ -1,7 +1,8 @@
 """Callback orders: from a validated merchant request to a ringing phone.
 
 submit: create the payment (card number encrypted, first 6 / last 4 in clear) → basic risk
-decision → risk_passed: start dialling | risk_declined: done, merchant notified.
+decision → risk_passed: the callback is scheduled (in Redis: any instance dials it) |
+risk_declined: done, merchant notified.
 cancel: before the PIN, the payment becomes ``cancelled`` and any call of it is hung up.
 """
 
@@ -55,7 +56,7 @@ class CallbackOrders:
                                                 reason=decision.summary())
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
                                                reason=decision.summary())
-        self._dialer.dial(payment.id)
+        await self._dialer.schedule(payment.id)
         return payment
 
     async def create(self, merchant: Merchant, order: Order, card: BinInfo | None, *,

@@ -3,25 +3,34 @@ the one-line switch and the callback dialer.
 
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
-Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect, Hangup
-and Originate (queued, then it rings for ever: no OriginateResponse follows). As on Asterisk, a
-connection must log in before any other action, and an unknown action gets ``Response: Error``;
-so does every action named in ``failing`` (lower case), as when Asterisk refuses it.
+Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect, Originate
+and Hangup. As on Asterisk, a connection must log in before any other action, and an unknown
+action gets ``Response: Error``; so does every action named in ``failing`` (lower case), as when
+Asterisk refuses it.
+
+An asynchronous Originate is answered "successfully queued" at once; what the call then does is
+up to the test's ``originate`` script, ``async (request headers) -> outcome`` (by default the
+phone rings until hung up):
+    "answered"            OriginateResponse Success (the script plays the call flow's part first)
+    "busy", "no answer"   a Hangup event with the Q.850 cause, then OriginateResponse Failure
+    "ring"                rings until a Hangup action names its ChannelId (from any connection),
+                          then Hangup + OriginateResponse Failure, reason "hung up before answer"
+    "silent"              no OriginateResponse ever: a lost AMI event, or an Asterisk gone away
+Hangup events go to every logged-in connection, as Asterisk's "call" event class does.
 
     async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
         ...  # point the service at ami.port; ami.actions lists what it was sent
-        await ami.received("Redirect")  # the first Redirect's headers, once it has arrived
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 Reply = dict[str, str] | list[dict[str, str]]
 
-__all__ = ["FakeAmi", "GREETING"]
+__all__ = ["FakeAmi", "GREETING", "OriginateScript"]
 
 GREETING = b"Asterisk Call Manager/11.0.0\r\n"
 EOL = "\r\n"
@@ -33,6 +42,16 @@ CORE_STATUS = {
     "CoreReloadTime": "12:00:00",
     "CoreCurrentCalls": "0",
 }
+
+
+OriginateScript = Callable[[dict[str, str]], Awaitable[str]]
+
+# outcome -> (Q.850 cause on the Hangup event, OriginateResponse Reason)
+_FAILURES = {"busy": ("17", "5"), "no answer": ("19", "3"), "hung up": ("16", "1")}
+
+
+async def _ring_until_hung_up(request: dict[str, str]) -> str:
+    return "ring"
 
 
 def parse_message(block: str) -> dict[str, str]:
@@ -55,10 +74,12 @@ def _lookup(headers: dict[str, str], name: str) -> str:
 
 
 class FakeAmi:
-    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1",
+                 originate: OriginateScript = _ring_until_hung_up) -> None:
         self.username = username
         self.secret = secret
         self.host = host
+        self.originate = originate
         # Every action received, in order, as parsed headers (the Login secret included).
         self.actions: list[dict[str, str]] = []
         # What CoreShowChannels lists: one dict of CoreShowChannel headers per live channel.
@@ -68,6 +89,10 @@ class FakeAmi:
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._logged_in: set[asyncio.StreamWriter] = set()
+        # The channels that exist (ringing, or silent forever), by ChannelId: a Hangup ends them.
+        self._live: dict[str, asyncio.Event] = {}
+        self._calls: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
             "login": self._login,
             "ping": self._ping,
@@ -75,8 +100,8 @@ class FakeAmi:
             "coreshowchannels": self._core_show_channels,
             "setvar": self._success,
             "redirect": self._success,
-            "hangup": self._success,
             "originate": self._originate,
+            "hangup": self._hangup,
         }
 
     @property
@@ -97,6 +122,14 @@ class FakeAmi:
             await self._arrived.wait_for(lambda: len(self.sent(name)) >= count)
         return self.sent(name)[count - 1]
 
+    def originated(self) -> list[str]:
+        """The ChannelId of every Originate received, in order (from every connection)."""
+        return [_lookup(a, "ChannelId") for a in self.actions if _lookup(a, "Action") == "Originate"]
+
+    def hung_up(self) -> list[str]:
+        """The Channel of every Hangup action received, in order."""
+        return [_lookup(a, "Channel") for a in self.actions if _lookup(a, "Action") == "Hangup"]
+
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, port)
 
@@ -105,6 +138,9 @@ class FakeAmi:
         if self._server is None:
             return
         self._server.close()
+        for call in self._calls:
+            call.cancel()
+        await asyncio.gather(*self._calls, return_exceptions=True)
         for writer in self._sessions.values():
             writer.close()
         # Before Python 3.12, wait_closed() does not wait for the sessions: wait for them here.
@@ -138,14 +174,22 @@ class FakeAmi:
                     self._arrived.notify_all()
                 answer = self._answer(request, authenticated)
                 answers = answer if isinstance(answer, list) else [answer]
-                if _lookup(request, "Action").lower() == "login":
+                action = _lookup(request, "Action").lower()
+                if action == "login":
                     authenticated = answers[0]["Response"] == "Success"
+                    if authenticated:
+                        self._logged_in.add(writer)
                 writer.write(b"".join(format_message(message) for message in answers))
                 await writer.drain()
+                if action == "originate" and answers[0]["Response"] == "Success":
+                    call = asyncio.create_task(self._call(request, writer))
+                    self._calls.add(call)
+                    call.add_done_callback(self._calls.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._sessions.pop(task, None)
+            self._logged_in.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -188,3 +232,43 @@ class FakeAmi:
 
     def _originate(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
         return {"Response": "Success", **reply, "Message": "Originate successfully queued"}
+
+    def _hangup(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        channel = _lookup(request, "Channel")
+        ringing = self._live.get(channel)
+        if ringing is not None:
+            ringing.set()
+        elif channel not in {c.get("Channel") for c in self.channels}:
+            return {"Response": "Error", **reply, "Message": "No such channel"}
+        return {"Response": "Success", **reply, "Message": "Channel Hungup"}
+
+    async def _call(self, request: dict[str, str], writer: asyncio.StreamWriter) -> None:
+        """What happens to an originated call, as the test's script says; then its events."""
+        channel_id = _lookup(request, "ChannelId")
+        hung_up = self._live[channel_id] = asyncio.Event()  # a Hangup may come at once
+        outcome = ""
+        try:
+            outcome = await self.originate(request)
+            if outcome == "ring":
+                await hung_up.wait()
+                outcome = "hung up"
+        finally:
+            if outcome != "silent":
+                self._live.pop(channel_id, None)
+        if outcome == "silent":
+            return
+        response = {"Event": "OriginateResponse", "ActionID": _lookup(request, "ActionID"),
+                    "Channel": _lookup(request, "Channel"), "Uniqueid": channel_id}
+        if outcome == "answered":
+            response.update(Response="Success", Reason="4")
+        else:
+            cause, reason = _FAILURES[outcome]
+            self._broadcast({"Event": "Hangup", "Uniqueid": channel_id, "Cause": cause})
+            response.update(Response="Failure", Reason=reason)
+        with contextlib.suppress(ConnectionError):
+            writer.write(format_message(response))
+
+    def _broadcast(self, event: dict[str, str]) -> None:
+        for writer in list(self._logged_in):
+            with contextlib.suppress(ConnectionError):
+                writer.write(format_message(event))

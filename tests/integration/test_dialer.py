@@ -1,0 +1,267 @@
+"""The callback dialer on a real Redis, with a fake AMI that answers Originate as scripted.
+
+Each "instance" is what one ivr service process runs for callbacks: its own AMI connection, its
+own Dialer and its own CallbackOrders, all on the one Redis and the one (fake) Asterisk. The call
+flow's part, the ANSWERED transition, is played by the fake AMI's script before it reports the
+call answered. Timings are short (settings overrides); every wait is on a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from ivr.ami.client import AmiClient
+from ivr.api.payment_request import CallbackOrder
+from ivr.callback.dialer import DUE_KEY, Dialer
+from ivr.callback.orders import CallbackOrders
+from ivr.config import Settings, load_settings
+from ivr.crypto.pan_vault import PanVault
+from ivr.hostlink.bin_table import BinInfo, BinTable
+from ivr.merchants import Merchant, MerchantStatus
+from ivr.payments.store import PaymentState, PaymentStore
+from simulators.acquirer.testcards import find_test_card
+from tests.integration.fake_ami import FakeAmi, OriginateScript
+
+USER, SECRET = "voicepay", "voicepay-dev-ami"
+MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, 5_000_000)
+CARD = find_test_card("approve")
+RING_S, GRACE_S, LEASE_S = 0.5, 0.3, 1.0
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0) -> None:
+    """Wait until ``condition()`` holds (it may be async); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def payment_of(channel_id: str) -> str:
+    """``vp-<payment>-<attempt>`` → the payment id."""
+    return channel_id[len("vp-"):].rpartition("-")[0]
+
+
+@dataclass
+class Instance:
+    ami: AmiClient
+    dialer: Dialer
+    orders: CallbackOrders
+
+    async def stop(self) -> None:
+        await self.dialer.stop()
+        await self.ami.close()
+
+
+@dataclass
+class World:
+    redis: aioredis.Redis
+    store: PaymentStore
+    fake: FakeAmi
+    settings: Settings
+    vault: PanVault
+    instances: list[Instance]
+
+    async def instance(self, **overrides: object) -> Instance:
+        """Start one more ivr instance's dialer (logged in to AMI before it dials)."""
+        settings = load_settings(**{**self.settings.__dict__, **overrides})
+        ami = AmiClient(settings)
+        await ami.start()
+        await until(lambda: ami.connected)
+        dialer = Dialer(ami, self.store, self.redis, settings)
+        dialer.start()
+        instance = Instance(ami, dialer,
+                            CallbackOrders(self.store, self.vault, settings.bin_table_file, dialer))
+        self.instances.append(instance)
+        return instance
+
+    async def submit(self, orders: CallbackOrders, mobile: str = "13800138001") -> str:
+        order = CallbackOrder(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Decimal("88.00"),
+                              description="Phone bill", card_number=CARD.pan,
+                              cardholder_name="Zhang San", id_number="11010519491231002X",
+                              mobile=mobile, language="en")
+        payment = await orders.submit(MERCHANT, order)
+        assert payment.status == PaymentState.RISK_PASSED.value
+        return payment.id
+
+    async def status(self, payment_id: str) -> str:
+        return (await self.store.get(payment_id)).status
+
+    async def reasons(self, payment_id: str) -> list[str]:
+        return [entry["reason"] for entry in await self.store.history(payment_id)]
+
+    async def done_dialling(self, *payment_ids: str) -> bool:
+        """No step of these payments is due or claimed any more."""
+        return all([await self.redis.zscore(DUE_KEY, p) is None for p in payment_ids])
+
+
+@pytest.fixture
+async def world(redis_client: aioredis.Redis, tmp_path: Path) -> AsyncIterator[World]:
+    BinTable({CARD.pan[:6]: BinInfo("debit", "Voicepay Test Bank", "语音支付测试银行")}).write(
+        tmp_path / "acquirer" / "bin_table.json")
+    store = PaymentStore(redis_client)
+    fake = FakeAmi(username=USER, secret=SECRET)
+    await fake.start()
+    settings = load_settings(
+        var_dir=tmp_path, ami_port=fake.port, ami_user=USER, ami_secret=SECRET,
+        callback_max_attempts=3, callback_retry_spacing_s=0.2, callback_ring_timeout_s=RING_S,
+        callback_answer_grace_s=GRACE_S, callback_lease_s=LEASE_S, instance_id="")
+    world = World(redis_client, store, fake, settings, PanVault(bytes(range(32))), [])
+    fake.originate = script(world)
+    yield world
+    for instance in world.instances:
+        await instance.stop()
+    await fake.close()
+
+
+def script(world: World, *plan: str, default: str = "answered") -> OriginateScript:
+    """Each payment's calls go as ``plan`` says, in order, then ``default``; "answered" plays the
+    callback flow's ANSWERED transition first, as the real flow does when the phone is picked up."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    async def originate(request: dict[str, str]) -> str:
+        payment_id = payment_of(request["ChannelId"])
+        calls[payment_id] += 1
+        outcome = plan[calls[payment_id] - 1] if calls[payment_id] <= len(plan) else default
+        if outcome == "answered":
+            await world.store.transition(payment_id, PaymentState.ANSWERED, reason="answered (test)")
+        return outcome
+    return originate
+
+
+async def test_busy_first_then_answered_on_the_retry(world: World) -> None:
+    world.fake.originate = script(world, "busy")
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "answered"
+    assert world.fake.originated() == [f"vp-{payment_id}-1", f"vp-{payment_id}-2"]
+    reasons = await world.reasons(payment_id)
+    assert [r for r in reasons if r.startswith("attempt")] == [
+        "attempt 1 of 3", "attempt 1: busy", "attempt 2 of 3"]
+
+
+async def test_every_attempt_unanswered_expires_with_a_note_for_each(world: World) -> None:
+    world.fake.originate = script(world, default="no answer")
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "expired"
+    assert world.fake.originated() == [f"vp-{payment_id}-{n}" for n in (1, 2, 3)]
+    reasons = await world.reasons(payment_id)
+    assert [r for r in reasons if r.startswith("attempt") and ":" in r] == [
+        "attempt 1: no answer", "attempt 2: no answer", "attempt 3: no answer"]
+    assert reasons[-1] == "not answered after 3 attempts"
+
+
+async def test_a_restarted_dialer_picks_up_what_the_stopped_one_left(world: World) -> None:
+    """Stopped while one call rang (its AMI result never came) and after another was answered
+    (the answer's AMI event lost): the next dialer places neither attempt again. A payment
+    accepted while no dialer ran, still ``risk_passed``, is dialled once."""
+    plan = {"ringing": "silent", "taken": "answered"}
+    roles: dict[str, str] = {}
+    answer_all = script(world)
+
+    async def first_run(request: dict[str, str]) -> str:
+        payment_id = payment_of(request["ChannelId"])
+        if plan[roles[payment_id]] == "answered":
+            await world.store.transition(payment_id, PaymentState.ANSWERED, reason="answered")
+        return "silent"  # the dialer never hears how either call went
+    world.fake.originate = first_run
+    first = await world.instance()
+    ringing = await world.submit(first.orders)
+    roles[ringing] = "ringing"
+    taken = await world.submit(first.orders)
+    roles[taken] = "taken"
+    await until(lambda: len(world.fake.originated()) == 2)
+    await first.stop()
+    waiting = await world.submit(first.orders)  # accepted while no dialer runs
+    assert await world.status(ringing) == "calling"
+    assert await world.status(waiting) == "risk_passed"
+
+    world.fake.originate = answer_all
+    await world.instance()
+    await until(lambda: world.done_dialling(ringing, taken, waiting))
+    assert sorted(world.fake.originated()) == sorted(
+        [f"vp-{ringing}-1", f"vp-{taken}-1", f"vp-{ringing}-2", f"vp-{waiting}-1"])
+    assert [await world.status(p) for p in (ringing, taken, waiting)] == ["answered"] * 3
+    assert "attempt 1: no result (its instance stopped)" in await world.reasons(ringing)
+
+
+async def test_two_instances_place_twenty_due_callbacks_once_each(world: World) -> None:
+    idle = await world.instance()
+    await idle.dialer.stop()  # only its orders are used: all 20 are due before anyone dials
+    payments = [await world.submit(idle.orders, mobile=f"138001380{n:02d}") for n in range(20)]
+    assert world.fake.originated() == []
+    await asyncio.gather(world.instance(), world.instance())
+    await until(lambda: world.done_dialling(*payments))
+    assert sorted(world.fake.originated()) == sorted(f"vp-{p}-1" for p in payments)
+    assert {await world.status(p) for p in payments} == {"answered"}
+
+
+async def test_an_instance_stopped_mid_run_is_taken_over_after_its_lease(world: World) -> None:
+    world.fake.originate = script(world, "silent")  # attempt 1 rings with no result, then answered
+    first = await world.instance()
+    payments = [await world.submit(first.orders, mobile=f"139001390{n:02d}") for n in range(6)]
+    await until(lambda: len(world.fake.originated()) == 6)
+    await world.instance()
+    # The first instance keeps its claims while its calls ring: the second takes none of them
+    # while those leases are renewed beyond two lease lengths.
+    placed = time.time()
+    await until(lambda: _leases_beyond(world, payments, placed + 2 * LEASE_S))
+    assert len(world.fake.originated()) == 6
+    await first.stop()
+    await until(lambda: world.done_dialling(*payments))
+    assert sorted(world.fake.originated()) == sorted(
+        f"vp-{p}-{n}" for p in payments for n in (1, 2))
+    assert {await world.status(p) for p in payments} == {"answered"}
+
+
+async def _leases_beyond(world: World, payments: list[str], when: float) -> bool:
+    return all([(await world.redis.zscore(DUE_KEY, p) or 0) > when for p in payments])
+
+
+async def test_cancel_on_another_instance_hangs_up_the_ringing_call(world: World) -> None:
+    world.fake.originate = script(world, default="ring")
+    dialling = await world.instance()
+    other = await world.instance()
+    await other.dialer.stop()  # the API instance: it only cancels
+    payment_id = await world.submit(dialling.orders)
+    await until(lambda: len(world.fake.originated()) == 1)
+    ringing = world.fake.originated()[0]
+    cancelled = await other.orders.cancel(MERCHANT, payment_id)
+    assert cancelled.status == "cancelled"
+    assert world.fake.hung_up() == [ringing]
+    await until(lambda: world.done_dialling(payment_id))
+    assert world.fake.originated() == [ringing]  # no further attempt
+    assert await world.status(payment_id) == "cancelled"
+
+
+async def test_a_failing_step_is_logged_with_the_payment_and_retried(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ivr.callback.dialer")
+    broken = await world.instance(callback_dial_pattern="PJSIP/{number}")  # no such placeholder
+    payment_id = await world.submit(broken.orders)
+    await until(lambda: any(r.name == "ivr.callback.dialer" and payment_id in r.getMessage()
+                            for r in caplog.records))
+    await broken.stop()
+    assert world.fake.originated() == []
+    assert CARD.pan not in caplog.text
+    await world.instance()  # a sound instance finds the step still due
+    await until(lambda: world.done_dialling(payment_id))
+    assert world.fake.originated() == [f"vp-{payment_id}-1"]
+    assert await world.status(payment_id) == "answered"
