@@ -105,6 +105,10 @@ class Settings:
     recovery_period_s: float = field(metadata={"env": "VOICEPAY_RECOVERY_PERIOD_S"}, default=60.0)
     recovery_authorizing_deadline_s: float = field(
         metadata={"env": "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S"}, default=120.0)
+    # A payment risk_passed this long lost its next step: a callback is scheduled, a one-line
+    # switch that never happened fails. Longer than an AMI switch or a dialer's claim round.
+    recovery_risk_passed_deadline_s: float = field(
+        metadata={"env": "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S"}, default=60.0)
     recovery_call_deadline_s: float = field(metadata={"env": "VOICEPAY_RECOVERY_CALL_DEADLINE_S"},
                                             default=900.0)
     # Retention (ivr/payments/retention.py): a final payment is reduced to an anonymous record

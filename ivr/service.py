@@ -18,8 +18,8 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
-from ivr.api.keys import (ACQUIRER, AMI, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS, STORE,
-                          WEBHOOKS)
+from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
+                          STORE, WEBHOOKS)
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.routes import error_middleware, routes
@@ -97,6 +97,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = load_ivr_keys(settings.ivr_keys_file)
     vault = PanVault(keys.pan_key)
     dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings)
+    app[DIALER] = dialer
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
@@ -135,7 +136,7 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RecoverySweep(app[STORE], app[REDIS], app[ACQUIRER],
                           PanVault(load_ivr_keys(settings.ivr_keys_file).pan_key),
-                          deadlines_from(settings), ami=app[AMI])
+                          deadlines_from(settings), ami=app[AMI], dialer=app[DIALER])
     task = asyncio.create_task(sweep.run(settings.recovery_period_s), name="recovery")
     yield
     # A reversal cut short here is sent again by the next sweep, of this or another instance.

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
+from ivr.callback.dialer import Dialer
 from ivr.config import Settings
 from ivr.merchants import MerchantRegistry
 from ivr.orders import OrderService
@@ -21,5 +22,6 @@ AMI = web.AppKey("ami", AmiClient)
 ORDERS = web.AppKey("orders", OrderService)
 MERCHANTS = web.AppKey("merchants", MerchantRegistry)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
+DIALER = web.AppKey("dialer", Dialer)
 # The operator's bearer token for the payments API (settings.operator_token_file).
 OPERATOR_TOKEN = web.AppKey("operator_token", str)

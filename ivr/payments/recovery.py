@@ -10,8 +10,11 @@ deadline and settles each, recording every decision in the payment's history wit
   ``authorizing`` with a note; the next sweep tries again.
 * ``answered``, ``confirmed``, ``pin_entry``: the cardholder was on a call. If AMI shows the call's
   channel alive it is left alone; otherwise the payment is ``abandoned``.
-* ``risk_passed`` and ``calling`` are due callbacks: the durable dialer owns them (see the hook in
-  ``_settle``), not this sweep.
+* ``risk_passed`` too long: the process died between the risk decision and the next step. A
+  callback is handed to the durable dialer (``schedule`` is idempotent: one already due keeps its
+  place); a one-line payment whose switch never happened is ``failed`` (the agent's call has
+  long moved on). ``calling`` belongs to the dialer alone: its leases take over a dead instance's
+  attempt (ivr/callback/dialer.py).
 
 Any number of ivr service instances may sweep one Redis: each payment's recovery is claimed by
 one instance at a time (``recovery:claim:{id}``, SET NX with a lease), and its state is read again
@@ -67,22 +70,31 @@ class LiveChannels(Protocol):
     async def channels(self) -> list[dict[str, str]]: ...
 
 
+class CallbackScheduler(Protocol):
+    """What the sweep needs from the dialer (``ivr.callback.dialer.Dialer``)."""
+
+    async def schedule(self, payment_id: str) -> None: ...
+
+
 def deadlines_from(settings: Settings) -> dict[PaymentState, float]:
     """Each state this sweep settles, with its deadline in seconds, from the settings."""
     return {S.AUTHORIZING: settings.recovery_authorizing_deadline_s,
+            S.RISK_PASSED: settings.recovery_risk_passed_deadline_s,
             **{state: settings.recovery_call_deadline_s for state in CALL_STATES}}
 
 
 class RecoverySweep:
     def __init__(self, store: PaymentStore, redis: aioredis.Redis, acquirer: AcquirerClient,
                  vault: PanVault, deadlines: Mapping[PaymentState, float], *,
-                 ami: LiveChannels | None = None, claim_lease_s: float = CLAIM_LEASE_S) -> None:
+                 ami: LiveChannels | None = None, dialer: CallbackScheduler | None = None,
+                 claim_lease_s: float = CLAIM_LEASE_S) -> None:
         self._store = store
         self._redis = redis
         self._acquirer = acquirer
         self._vault = vault
         self._deadlines = dict(deadlines)
         self._ami = ami
+        self._dialer = dialer
         self._claim_lease_ms = int(claim_lease_s * 1000)
         self._release = redis.register_script(_RELEASE_LUA)
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -149,8 +161,20 @@ class RecoverySweep:
             return await self._resolve_authorization(payment)
         if state in CALL_STATES:
             return await self._abandon_if_call_gone(payment, state, age, live)
-        # Hook for the durable dialer: risk_passed / calling (a callback due) are its to dial or
-        # expire; add their deadlines to the settings and a branch here only if it asks for it.
+        if state is S.RISK_PASSED:
+            return await self._resume_after_risk(payment, age)
+        return False
+
+    async def _resume_after_risk(self, payment: Payment, age: float) -> bool:
+        if payment.fields.get("mode") == "oneline":
+            return await self._finish(payment, S.FAILED, f"risk_passed for {age:.0f} s and the "
+                                      "caller was never switched to the payment IVR; failed by recovery")
+        if self._dialer is None:
+            return False
+        await self._dialer.schedule(payment.id)
+        await self._note_once(payment, "recovery: callback scheduled (none was due after the risk "
+                                       "decision)")
+        log.info("payment %s: callback scheduled by recovery", payment.id)
         return False
 
     async def _resolve_authorization(self, payment: Payment) -> bool:

@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ivr.ami.client import AmiClient
-from ivr.api.payment_request import CallbackOrder
+from ivr.orders import Order
 from ivr.callback.dialer import DUE_KEY, Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.config import Settings, load_settings
@@ -90,7 +90,7 @@ class World:
         return instance
 
     async def submit(self, orders: CallbackOrders, mobile: str = "13800138001") -> str:
-        order = CallbackOrder(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Decimal("88.00"),
+        order = Order(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Decimal("88.00"),
                               description="Phone bill", card_number=CARD.pan,
                               cardholder_name="Zhang San", id_number="11010519491231002X",
                               mobile=mobile, language="en")

@@ -226,3 +226,36 @@ async def test_two_sweepers_settle_each_payment_once(world: World) -> None:
     assert sorted(reversals) == sorted(stans)  # one reversal per purchase, none twice
     assert world.simulator.balance(CARD.pan) == CARD.balance
     assert [k async for k in world.redis.scan_iter("recovery:claim:*")] == []  # claims released
+
+
+class FakeDialer:
+    def __init__(self) -> None:
+        self.scheduled: list[str] = []
+
+    async def schedule(self, payment_id: str) -> None:
+        self.scheduled.append(payment_id)
+
+
+async def test_a_callback_left_risk_passed_is_handed_to_the_dialer_once(world: World) -> None:
+    payment_id = await world.payment(S.RISK_PASSED)
+    await world.store.update(payment_id, mode="callback")
+    dialer = FakeDialer()
+    sweep = RecoverySweep(world.store, world.redis, world.client(), world.vault,
+                          {S.RISK_PASSED: 0.0}, dialer=dialer)
+    assert await sweep.sweep() == 0 and await sweep.sweep() == 0
+    assert dialer.scheduled == [payment_id, payment_id]  # idempotent in the dialer itself
+    notes = [e["reason"] for e in await world.store.history(payment_id)]
+    assert notes.count("recovery: callback scheduled (none was due after the risk decision)") == 1
+    assert (await world.store.get(payment_id)).status == "risk_passed"
+
+
+async def test_a_oneline_payment_never_switched_fails(world: World) -> None:
+    payment_id = await world.payment(S.RISK_PASSED)
+    await world.store.update(payment_id, mode="oneline")
+    dialer = FakeDialer()
+    sweep = RecoverySweep(world.store, world.redis, world.client(), world.vault,
+                          {S.RISK_PASSED: 0.0}, dialer=dialer)
+    assert await sweep.sweep() == 1
+    payment = await world.store.get(payment_id)
+    assert payment.status == "failed" and dialer.scheduled == []
+    assert "never switched" in (await world.store.history(payment_id))[-1]["reason"]
