@@ -38,7 +38,7 @@ async def get_payment(request: web.Request) -> web.Response:
     payment = await store.get(payment_id)
     if merchant is not None and payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
-    body = payment.to_json(history=await store.history(payment_id))
+    body = payment.to_json(history=await store.history(payment_id), internal=merchant is None)
     body["webhook_attempts"] = await webhook_attempts(request.app[REDIS], payment_id)
     return web.json_response(body)
 

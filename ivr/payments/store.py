@@ -123,6 +123,15 @@ return {'ok', current}
 """
 
 
+# What a merchant may see of a payment. Anything else a flow stores on it stays internal, so a new
+# internal field can never leak into an API answer or a webhook by being added.
+PUBLIC_FIELDS = frozenset({
+    "mode", "currency", "description", "merchant_id", "merchant_order_id", "cardholder_name",
+    "id_number_masked", "mobile", "topup_mobile", "language", "card_type", "issuer",
+    "pan_first6", "pan_last4", "notify_url", "agent_id", "response_code", "rrn", "auth_code",
+    "created_at", "updated_at", "anonymised_at",
+})
+
 RECENT_KEY = "payments:recent"
 ENDED_KEY = "payments:ended"
 
@@ -162,22 +171,34 @@ def new_payment_id() -> str:
 
 @dataclass(frozen=True)
 class Payment:
-    """A payment as the API shows it: no encrypted card number, amounts in minor units."""
+    """A payment as stored: no encrypted card number, amounts in minor units."""
 
     id: str
     status: str
     fields: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    def to_json(self, history: list[dict[str, str]] | None = None, *,
+                internal: bool = False) -> dict[str, Any]:
+        """The payment as a merchant sees it (API answers, webhooks): ``PUBLIC_FIELDS`` only.
+
+        ``internal`` adds, for the operator, what the platform keeps for itself (call ids,
+        channels, STAN, authorization details) under ``"internal"``.
+        """
         body: dict[str, Any] = {"id": self.id, "status": self.status}
+        hidden: dict[str, str] = {}
         for key, value in sorted(self.fields.items()):
             if key in ("id", "status"):
                 continue
-            body[key] = value
-        if "amount_minor" in body:
-            body["amount"] = Money(int(body.pop("amount_minor"))).yuan
+            if key == "amount_minor":
+                body["amount"] = Money(int(value)).yuan
+            elif key in PUBLIC_FIELDS:
+                body[key] = value
+            else:
+                hidden[key] = value
         if history is not None:
             body["history"] = history
+        if internal:
+            body["internal"] = hidden
         return body
 
     @property
