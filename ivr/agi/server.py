@@ -76,8 +76,9 @@ class FastAgiServer:
             except AgiError as exc:
                 log.info("call %s: AGI session ended: %s", channel.uniqueid, exc)
             except asyncio.CancelledError:
+                # Only stop() cancels a session, and it is ended here: re-raised, asyncio's stream
+                # callback would log the cancellation as an "unhandled exception".
                 log.warning("call %s: cut off, the service is stopping", channel.uniqueid)
-                raise
             except Exception:
                 # Tracebacks of our own code are safe to log: no exception type carries card data.
                 log.exception("call %s: flow %s failed", channel.uniqueid, script)

@@ -25,13 +25,11 @@ from ivr.agi.channel import (
     quote_agi_argument,
 )
 from ivr.config import REPO_ROOT
+from tests.integration import test_selfservice_fastagi as selfservice_harness
 from tests.integration.fake_asterisk import DEAD_CHANNEL, asks, reset_connection
-from tests.integration.test_selfservice_fastagi import (  # noqa: F401  (ivr: the fixture)
-    APPROVE,
-    Ivr,
-    ivr,
-    order,
-)
+from tests.integration.test_selfservice_fastagi import APPROVE, Ivr, order
+
+ivr = selfservice_harness.ivr  # the self-service FastAGI fixture, for the one flow-level test
 
 USAGE_FOLLOWS = b"520-Invalid command syntax.  Proper usage follows:\n"
 USAGE_TEXT = b" Usage: SET VARIABLE <variablename> <value>\n"
