@@ -178,7 +178,7 @@ class AgiChannel:
             if line.startswith(b"100"):  # "100 result=0 Trying..."; the real reply follows
                 continue
             if line.startswith(b"520-"):
-                # The usage text follows, up to "520 End of proper usage."; a bare "520 ..." has none.
+                # Usage text follows, up to "520 End of proper usage."; a bare "520 ..." has none.
                 while not (await self._read_line(verb)).startswith(b"520 "):
                     pass
             break
@@ -194,7 +194,8 @@ class AgiChannel:
             raise AgiInvalidCommand(verb)
         if status == b"520":
             raise AgiUsageError(verb)
-        raise AgiError(verb, f"status {status.decode()}" if status.isdigit() else "unexpected reply")
+        raise AgiError(verb, f"status {status.decode()}" if status.isdigit()
+                       else "unexpected reply")
 
     async def _read_line(self, verb: str) -> bytes:
         """One line from Asterisk, newline included; a line cut short means the peer is gone.

@@ -82,8 +82,9 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                reason="expiry and CVV2 entered", pin_attempts=0)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
-    outcome = await authorize_during_please_wait(call, ctx, prompts, payment, ctx.authorizer.authorize(
-        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2))
+    authorization = ctx.authorizer.authorize(
+        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2)
+    outcome = await authorize_during_please_wait(call, ctx, prompts, payment, authorization)
     await settle(ctx, payment, outcome, call)
     if call.hung_up:
         raise AgiHangup("STREAM FILE", "caller hung up during authorization")

@@ -41,7 +41,7 @@ REPLY_WAIT = 5
 
 
 class RawPeer:
-    """Asterisk's end, scripted in bytes: answers the n-th command with ``answers[n]``, then closes."""
+    """Asterisk's end in raw bytes: the n-th command gets ``answers[n]``; then it closes."""
 
     def __init__(self, answers: tuple[bytes, ...]) -> None:
         self.answers = answers

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -67,7 +66,7 @@ async def line(ivr: Ivr) -> AsyncIterator[Line]:
                                                                         ctx=ivr.ctx))})
     await server.start("127.0.0.1", 0)
     try:
-        yield Line(server, server._server.sockets[0].getsockname()[1], flows)  # type: ignore[union-attr]
+        yield Line(server, selfservice_harness._bound_port(server), flows)
     finally:
         await server.stop()
 
@@ -144,12 +143,6 @@ async def test_a_call_cut_off_during_its_authorization_still_settles_the_payment
 # --- the service: SIGTERM --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ServiceLog:
     """The child service's stderr, line by line, with a wait for a line to appear."""
 
@@ -200,12 +193,13 @@ async def child_service(tmp_path: Path, redis_server: str,
     Afterwards its whole log is searched for card data.
     """
     generate_dev_keys(tmp_path / "keys")
-    http_port, agi_port = _free_port(), _free_port()
+    free_port = selfservice_harness._unused_port
+    http_port, agi_port = free_port(), free_port()
     async with AcquirerServer(build_simulator(load_acquirer_settings(var_dir=tmp_path)),
                               "127.0.0.1", 0) as acquirer:
         env = {**os.environ, "VOICEPAY_VAR_DIR": str(tmp_path), "VOICEPAY_REDIS_URL": redis_server,
                "VOICEPAY_HTTP_PORT": str(http_port), "VOICEPAY_AGI_PORT": str(agi_port),
-               "VOICEPAY_AMI_PORT": str(_free_port()),  # no Asterisk: the AMI client keeps trying
+               "VOICEPAY_AMI_PORT": str(free_port()),  # no Asterisk: the AMI client keeps trying
                "VOICEPAY_ACQUIRER_PORT": str(acquirer.port), "VOICEPAY_LANGUAGE": "en",
                "VOICEPAY_DRAIN_SECONDS": str(DRAIN_SECONDS), "VOICEPAY_LOG_LEVEL": "INFO"}
         process = await asyncio.create_subprocess_exec(
