@@ -171,7 +171,7 @@ class AgiChannel:
             raise AgiHangup(verb, "connection lost") from exc
         while True:
             line = await self._read_line(verb)
-            if line.rstrip(b"\r\n") == b"HANGUP":
+            if line in (b"HANGUP\n", b"HANGUP\r\n"):  # compared, not stripped: no copy of a reply
                 # The reply of the running command still follows; read it, then report the hang-up.
                 self.hung_up = True
                 continue
