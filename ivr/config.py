@@ -120,6 +120,8 @@ class Settings:
     recent_index_max: int = field(metadata={"env": "VOICEPAY_RECENT_INDEX_MAX"}, default=2_000_000)
     retention_period_s: float = field(metadata={"env": "VOICEPAY_RETENTION_PERIOD_S"},
                                            default=3600.0)
+    # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
+    drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
 
     @property
     def oneline_max_fen(self) -> int:

@@ -11,16 +11,15 @@ for the acquirer at once and never stored.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
+from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.callback.merchant_prompts import merchant_prompt_name
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import Keypad, TooManyAttempts
-from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize, settle
+from ivr.paying.pin_entry import (abandon, announce, authorize_during_please_wait,
+                                  collect_pin_and_authorize, settle)
 from ivr.prompts import Prompts
 from ivr.speech import amount_prompts
 from ivr.payments.store import Payment, PaymentState
@@ -83,11 +82,9 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                reason="expiry and CVV2 entered", pin_attempts=0)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
-    authorization = asyncio.create_task(ctx.authorizer.authorize(
-        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2))
-    with contextlib.suppress(AgiError):
-        await call.stream(prompts["please_wait"])
-    outcome = await authorization
+    authorization = ctx.authorizer.authorize(
+        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2)
+    outcome = await authorize_during_please_wait(call, ctx, prompts, payment, authorization)
     await settle(ctx, payment, outcome, call)
     if call.hung_up:
         raise AgiHangup("STREAM FILE", "caller hung up during authorization")
