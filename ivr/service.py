@@ -23,7 +23,7 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
-                          STORE, WEBHOOKS)
+                          STOPPING, STORE, WEBHOOKS)
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
@@ -52,8 +52,6 @@ __all__ = ["create_app", "drain", "serve", "main"]
 
 log = logging.getLogger("ivr.service")
 
-# Set once the service is stopping: API writes are refused from then on.
-STOPPING = web.AppKey("stopping", asyncio.Event)
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
 
 
@@ -196,6 +194,7 @@ async def drain(app: web.Application) -> None:
     progress up to ``drain_seconds`` to finish. The app's cleanup stops the rest afterwards."""
     settings = app[SETTINGS]
     app[STOPPING].set()
+    app[DIALER].stop_claiming()
     log.info("stopping: API writes refused, no new calls; calls in progress have up to %gs",
              settings.drain_seconds)
     await app[AGI_SERVER].stop(drain_seconds=settings.drain_seconds)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Any
+
 from aiohttp import web
 
 from ivr.api.errors import HANDLED, InvalidParameter, error_answer
-from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
+from ivr.api.keys import ACQUIRER, AMI, REDIS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
 from ivr.orders import PAYMENT_MERCHANT_FIELD
 from ivr.payments.store import NoSuchPayment, PaymentState
@@ -86,4 +88,9 @@ async def healthz(request: web.Request) -> web.Response:
         "asterisk": {"ok": asterisk is not None, **(asterisk or {})},
     }
     healthy = all(c["ok"] for c in checks.values())
-    return web.json_response({"ok": healthy, "checks": checks}, status=200 if healthy else 503)
+    body: dict[str, Any] = {"ok": healthy, "checks": checks}
+    if STOPPING in request.app and request.app[STOPPING].is_set():
+        # Draining: a load balancer must stop sending calls and orders here.
+        healthy = body["ok"] = False
+        body["stopping"] = True
+    return web.json_response(body, status=200 if healthy else 503)

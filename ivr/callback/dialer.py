@@ -98,6 +98,7 @@ class Dialer:
         self._loops: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._claiming = True
         self._hangup_causes: dict[str, asyncio.Future] = {}
 
     def start(self) -> None:
@@ -105,6 +106,12 @@ class Dialer:
         self._ami.on_event("Hangup", self._on_hangup)
         self._loops = [asyncio.create_task(self._claim_loop(), name="dialer claims"),
                        asyncio.create_task(self._lease_loop(), name="dialer leases")]
+
+    def stop_claiming(self) -> None:
+        """Place no new calls (the service is draining); the steps in progress go on, with their
+        leases renewed, and whatever is due stays due for another instance or the next start."""
+        self._claiming = False
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop dialling. Claims are left as they are, exactly as a crash would leave them: the
@@ -137,7 +144,7 @@ class Dialer:
 
     async def _claim_loop(self) -> None:
         # Also ends on ``_stopping``: redis-py can swallow a CancelledError inside a command.
-        while not self._stopping:
+        while not self._stopping and self._claiming:
             self._wake.clear()
             try:
                 room = _MAX_STEPS - len(self._steps)

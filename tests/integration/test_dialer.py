@@ -265,3 +265,26 @@ async def test_a_failing_step_is_logged_with_the_payment_and_retried(
     await until(lambda: world.done_dialling(payment_id))
     assert world.fake.originated() == [f"vp-{payment_id}-1"]
     assert await world.status(payment_id) == "answered"
+
+
+async def test_a_draining_dialer_places_no_new_call_but_finishes_the_one_ringing(world: World) -> None:
+    release = asyncio.Event()
+
+    async def rings_until_released(request: dict[str, str]) -> str:
+        await release.wait()
+        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
+                                     reason="answered (test)")
+        return "answered"
+    world.fake.originate = rings_until_released
+    instance = await world.instance()
+    ringing = await world.submit(instance.orders)
+    await until(lambda: len(world.fake.originated()) == 1)
+    instance.dialer.stop_claiming()  # SIGTERM: the service drains
+    waiting = await world.submit(instance.orders)
+    release.set()
+    await until(lambda: world.done_dialling(ringing))
+    assert await world.status(ringing) == "answered"
+    # Still due, for another instance or the next start: never dropped, never dialled here.
+    assert world.fake.originated() == [f"vp-{ringing}-1"]
+    assert await world.status(waiting) == "risk_passed"
+    assert await world.redis.zscore(DUE_KEY, waiting) is not None

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from simulators.acquirer.settings import load_acquirer_settings
 from simulators.acquirer.server import AcquirerServer, build_simulator
-from ivr.api.keys import STORE
+from ivr.api.keys import STOPPING, STORE
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.service import create_app
@@ -297,3 +297,14 @@ async def test_healthz_goes_503_when_asterisk_stops(fake_ami: FakeAmi, start_ser
     assert status == 503
     assert body["checks"]["ami"] == {"ok": False} and body["checks"]["asterisk"] == {"ok": False}
     assert body["checks"]["redis"] == {"ok": True} and body["checks"]["acquirer"] == {"ok": True}
+
+
+async def test_healthz_503_while_draining_so_a_balancer_stops_sending(
+        fake_ami: FakeAmi, start_service: StartService) -> None:
+    service = await start_service(acquirer=True, ami=fake_ami)
+    status, _ = await wait_for_health(service, ok=True)
+    assert status == 200
+    service.client.server.app[STOPPING].set()  # what drain() sets on SIGTERM
+    status, body = await service.get("/healthz")
+    assert status == 503 and body["ok"] is False and body["stopping"] is True
+    assert all(check["ok"] for check in body["checks"].values())
