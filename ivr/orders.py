@@ -6,10 +6,9 @@ payment store) works with this type and never with the HTTP request.
 
 The order service is found at ``app[ORDERS]``. Contract for implementations:
 
-- ``submit`` creates the payment in the ``PaymentStore`` and returns it. The payment's fields
-  must include ``merchant_id`` (``PAYMENT_MERCHANT_FIELD``: the API shows a payment only to the
-  merchant it names) and, when the order has one, ``notify_url`` (``PAYMENT_NOTIFY_URL_FIELD``:
-  where ``WebhookNotifier`` delivers the final state). Never the card or ID number in clear.
+- ``submit`` creates the payment in the ``PaymentStore`` and returns it. The payment names its
+  ``merchant_id`` (the API shows a payment only to the merchant it names) and, when the order
+  has one, its ``notify_url`` (where ``WebhookNotifier`` delivers the final state). Never the card or ID number in clear.
   If the order was refused before a payment existed, it raises a domain error and leaves nothing
   behind; if the payment was created and then failed at once, it raises ``PaymentFailed`` (the
   payment is in a final state), which is the request's outcome just as a payment is.
@@ -30,11 +29,7 @@ if TYPE_CHECKING:
     from ivr.merchants import Merchant
     from ivr.payments.store import Payment
 
-__all__ = ["Order", "OrderService", "PaymentFailed", "mask_id_number", "PAYMENT_MERCHANT_FIELD",
-           "PAYMENT_NOTIFY_URL_FIELD"]
-
-PAYMENT_MERCHANT_FIELD = "merchant_id"
-PAYMENT_NOTIFY_URL_FIELD = "notify_url"
+__all__ = ["Order", "OrderService", "PaymentFailed", "mask_id_number"]
 
 
 @dataclass(frozen=True, repr=False)

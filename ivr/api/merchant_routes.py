@@ -29,7 +29,7 @@ from ivr.api.errors import APIError, InvalidParameter, error_answer
 from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
 from ivr.api.payment_request import parse_order
-from ivr.orders import PAYMENT_MERCHANT_FIELD, PaymentFailed
+from ivr.orders import PaymentFailed
 from ivr.payments.store import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
@@ -141,7 +141,7 @@ async def cancel_payment(request: web.Request) -> web.Response:
     merchant = await authenticate(request)
     payment_id = request.match_info["payment_id"]
     payment = await app[STORE].get(payment_id)
-    if payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+    if payment.merchant_id != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
     if payment.status not in {s.value for s in CANCELLABLE_STATES}:
         raise InvalidTransition(payment_id, payment.status, PaymentState.CANCELLED.value)

@@ -12,7 +12,6 @@ from aiohttp import web
 from ivr.api.errors import HANDLED, InvalidParameter, error_answer
 from ivr.api.keys import ACQUIRER, AMI, REDIS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
-from ivr.orders import PAYMENT_MERCHANT_FIELD
 from ivr.payments.store import NoSuchPayment, PaymentState
 from ivr.webhooks import webhook_attempts
 
@@ -38,7 +37,7 @@ async def get_payment(request: web.Request) -> web.Response:
     store = request.app[STORE]
     payment_id = request.match_info["payment_id"]
     payment = await store.get(payment_id)
-    if merchant is not None and payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+    if merchant is not None and payment.merchant_id != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
     body = payment.to_json(history=await store.history(payment_id), internal=merchant is None)
     body["webhook_attempts"] = await webhook_attempts(request.app[REDIS], payment_id)

@@ -239,7 +239,7 @@ class Dialer:
             await self._done(payment.id)
             return None
         channel_id = f"vp-{payment.id}-{number}"
-        dialled = s.callback_dial_pattern.format(mobile=payment.fields["mobile"])
+        dialled = s.callback_dial_pattern.format(mobile=payment.mobile)
         await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
         log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
         hangup_cause = asyncio.get_running_loop().create_future()
@@ -271,7 +271,7 @@ class Dialer:
         """Enter (or stay in) ``calling`` for the next attempt; False once the payment moved on."""
         try:
             before = await self._store.get(payment_id)
-            if before.status == PaymentState.CALLING.value:
+            if before.status is PaymentState.CALLING:
                 # Re-entering a state adds no history entry, so a retry says so itself.
                 await self._store.note(payment_id, reason)
             else:

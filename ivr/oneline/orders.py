@@ -21,6 +21,7 @@ from ivr.callback.orders import CallbackOrders
 from ivr.merchants import Merchant
 from ivr.oneline.switch import AgentCall, OnelineSwitch, SwitchFailed
 from ivr.orders import Order
+from ivr.payments.model import PaymentMode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 from ivr.risk.basic import assess
 
@@ -97,13 +98,13 @@ class OnelineOrders:
         """Cancel before the PIN. A caller already switched to the payment IVR goes back to the
         agent, who is waiting in [agent-wait]; if that cannot be done, the caller is hung up and
         the agent released, so nobody is left in the payment IVR or on hold."""
-        switched = payment.status != PaymentState.CREATED.value  # the switch follows risk_passed
+        switched = payment.status is not PaymentState.CREATED  # the switch follows risk_passed
         payment = await self._store.transition(payment.id, PaymentState.CANCELLED,
                                                reason=f"cancelled by merchant {merchant.id}")
         if not switched:
             return payment  # the caller is still talking to the agent; submit stops at risk
-        call = AgentCall(payment.fields.get("agent_channel", ""),
-                         payment.fields.get("caller_channel", ""))
+        call = AgentCall(payment.agent_channel,
+                         payment.caller_channel)
         if await self._switch.return_to_agent(call.caller_channel):
             outcome = "caller taken out of the payment IVR and returned to the agent"
         else:
@@ -131,6 +132,6 @@ class Orders:
 
     async def cancel(self, merchant: Merchant, payment_id: str) -> Payment:
         payment = await self._store.get(payment_id)
-        if payment.fields.get("mode") == "oneline":
+        if payment.mode is PaymentMode.ONELINE:
             return await self._oneline.cancel(merchant, payment)
         return await self._callback.cancel(merchant, payment_id)

@@ -68,10 +68,10 @@ class SentPurchase:
     @classmethod
     def of_payment(cls, payment: Payment) -> SentPurchase | None:
         """The purchase last sent for ``payment``, or None if none was ever about to be sent."""
-        try:
-            return cls(**{name: payment.fields[key] for name, key in cls._PAYMENT_FIELDS.items()})
-        except KeyError:
+        if not (payment.stan and payment.auth_transmission):
             return None
+        return cls(payment.stan, payment.auth_transmission, payment.auth_local_time,
+                   payment.auth_local_date, payment.auth_terminal_id, payment.auth_merchant_field)
 
     def payment_fields(self) -> dict[str, str]:
         return {key: getattr(self, name) for name, key in self._PAYMENT_FIELDS.items()}
@@ -130,14 +130,14 @@ class Authorizer:
         cvv2_block = encrypt_cvv2(self._cvv_key, cvv2_digits, pan, stan) if cvv2_digits else None
         request = PurchaseRequest.create(
             pan=pan,
-            amount=int(payment.fields["amount_minor"]),
+            amount=payment.amount.fen,
             pin_block=pin_block,
             expiry=expiry_yymm,
             cvv2_block=cvv2_block,
             stan=stan,
             # A merchant's own payments go out under its id; the self-service line uses ours.
             terminal_id=self._terminal_id,
-            merchant_id=_merchant_field(payment.fields.get("merchant_id"), self._merchant_id),
+            merchant_id=_merchant_field(payment.merchant_id, self._merchant_id),
         )
         await self._store.prepare_authorization(payment.id, **SentPurchase.of(request).payment_fields())
         try:
@@ -149,8 +149,8 @@ class Authorizer:
         log.info("payment %s: acquirer answered %s (stan %s, rrn %s)", payment.id, code.value, stan,
                  response.rrn)
         if code is RC.APPROVED:
-            if self._on_approved is not None and payment.fields.get("mobile"):
-                await self._on_approved(pan, payment.fields["mobile"])
+            if self._on_approved is not None and payment.mobile:
+                await self._on_approved(pan, payment.mobile)
             return Outcome(PaymentState.APPROVED, "approved", reason, code.value, response.rrn,
                            response.auth_code or "")
         if code in _SYSTEM_FAILURES:

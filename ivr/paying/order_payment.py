@@ -33,15 +33,15 @@ log = logging.getLogger(__name__)
 async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> bool:
     """Take the payment of an ``answered`` order. True if the caller heard a result or refused;
     False if they gave up keying. Raises ``AgiHangup`` (payment abandoned) if they hang up."""
-    prompts = ctx.prompts(payment.fields.get("language"))
+    prompts = ctx.prompts(payment.language)
     keypad = ctx.keypad(call, prompts)
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     try:
         pan = await _card_number(ctx, payment)
         await call.play(prompts["callback_intro"],
-                        prompts[merchant_prompt_name(payment.fields["merchant_id"])],
+                        prompts[merchant_prompt_name(payment.merchant_id)],
                         prompts["callback_amount"],
-                        *(prompts[name] for name in amount_prompts(int(payment.fields["amount_minor"]),
+                        *(prompts[name] for name in amount_prompts(payment.amount.fen,
                                                                    prompts.language)))
         wants_to_pay = await keypad.choice("confirm_menu", {"1": True, "2": False})
         if not wants_to_pay:
@@ -50,7 +50,7 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             return True
         payment = await ctx.store.transition(payment.id, PaymentState.CONFIRMED,
                                              reason="cardholder pressed 1")
-        if payment.fields.get("card_type") == "credit":
+        if payment.card_type == "credit":
             outcome = await _expiry_and_cvv2(call, ctx, keypad, prompts, payment, pan)
         else:
             outcome = await collect_pin_and_authorize(call, ctx, keypad, prompts, payment, pan)

@@ -110,7 +110,7 @@ async def announce(call: AgiChannel, prompts: Prompts, outcome: Outcome) -> None
 async def abandon(ctx: FlowContext, payment: Payment, call: AgiChannel, why: str) -> None:
     """The caller left (or gave up) before a PIN block existed: nothing went to the acquirer."""
     current = await ctx.store.get(payment.id)
-    if current.is_final or current.status == PaymentState.AUTHORIZING.value:
+    if current.is_final or current.status is PaymentState.AUTHORIZING:
         return
     await ctx.store.transition(payment.id, PaymentState.ABANDONED, reason=why)
     log.info("call %s payment %s: abandoned (%s)", call.uniqueid, payment.id, why)

@@ -56,13 +56,13 @@ class E2E:
     def payment_for_mobile(self, mobile: str) -> dict:
         """The newest payment whose top-up number is ``mobile`` (each test uses its own)."""
         for payment in self.get("/v1/payments?limit=200")["payments"]:
-            if payment.get("topup_mobile") == mobile:
+            if payment.get("topup_number") == mobile:
                 return self.get(f"/v1/payments/{payment['id']}")
         raise AssertionError(f"no payment for mobile {mobile}")
 
     def payments_for_mobile(self, mobile: str) -> list[dict]:
         return [p for p in self.get("/v1/payments?limit=200")["payments"]
-                if p.get("topup_mobile") == mobile]
+                if p.get("topup_number") == mobile]
 
     def journal(self) -> list[dict]:
         path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))  # type: ignore[attr-defined]

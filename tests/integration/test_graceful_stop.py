@@ -134,7 +134,7 @@ async def test_a_call_cut_off_during_its_authorization_still_settles_the_payment
     assert payment.status == state
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", state]
     assert [(e["mti"], e["response_code"]) for e in ivr.journal()][:1] == journal
-    assert payment.fields["stan"] == ivr.journal()[0]["stan"]
+    assert payment.record["stan"] == ivr.journal()[0]["stan"]
     assert line.flows.endings == ["CancelledError"]
     please_wait.release.set()
     await call

@@ -143,13 +143,13 @@ async def test_get_payment_with_history_and_amount(service: Service) -> None:
 async def test_internal_fields_are_shown_to_the_operator_only_and_apart(service: Service) -> None:
     payment = await service.store.create({"amount_minor": 5000, "mode": "selfservice",
                                           "call_id": "1700000000.7", "terminal_id": "VPIVR001",
-                                          "some_future_field": "x"})
+                                          "caller_channel": "PJSIP/cardholder-00000007"})
     await service.store.update(payment.id, stan="000123")
     status, body = await service.get(f"/v1/payments/{payment.id}")
     assert status == 200 and body["mode"] == "selfservice"
     assert body["internal"] == {"call_id": "1700000000.7", "terminal_id": "VPIVR001",
-                                "some_future_field": "x", "stan": "000123"}
-    assert not {"call_id", "terminal_id", "stan", "some_future_field"} & set(body)
+                                "caller_channel": "PJSIP/cardholder-00000007", "stan": "000123"}
+    assert not {"call_id", "terminal_id", "stan", "caller_channel"} & set(body)
     # A merchant's view, as in answers and webhooks: the public fields and nothing else.
     public = (await service.store.get(payment.id)).to_json()
     assert "internal" not in public and "stan" not in public and public["amount"] == "50.00"

@@ -162,7 +162,7 @@ async def test_signed_post_creates_a_payment(api: Api) -> None:
     _no_secrets(body)
     assert api.orders.submitted == [("M100001", "ORD-1")]
     stored = await api.app[STORE].get(body["id"])
-    assert stored.fields["amount_minor"] == "12000"
+    assert stored.record["amount_minor"] == "12000"
     assert await api.payment_count() == 1
 
 
