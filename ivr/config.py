@@ -124,8 +124,12 @@ class Settings:
     drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
 
     @property
-    def oneline_max_fen(self) -> int:
-        return Money.parse(self.oneline_max_amount).fen
+    def oneline_max(self) -> Money:
+        return Money.parse(self.oneline_max_amount)
+
+    @property
+    def max_payment(self) -> Money:
+        return Money.parse(self.max_payment_amount)
 
     @property
     def keys_dir(self) -> Path:

@@ -20,10 +20,10 @@ The order service is found at ``app[ORDERS]``. Contract for implementations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ivr.crypto.pan_vault import mask_pan
+from ivr.money import Money
 
 if TYPE_CHECKING:
     from ivr.merchants import Merchant
@@ -36,12 +36,11 @@ __all__ = ["Order", "OrderService", "PaymentFailed", "mask_id_number"]
 class Order:
     """A merchant's request to take a card payment by phone: a callback, or inside an agent's call.
 
-    Field names are the JSON body's. ``amount`` is yuan, exactly as sent (two decimals);
-    ``amount_fen`` is the same amount in minor units, which is what the store keeps.
+    Field names are the JSON body's.
     """
 
     merchant_order_id: str
-    amount: Decimal
+    amount: Money
     description: str
     card_number: str
     cardholder_name: str
@@ -51,10 +50,6 @@ class Order:
     language: str = "zh"
     notify_url: str | None = None
     agent_id: str | None = None
-
-    @property
-    def amount_fen(self) -> int:
-        return int(self.amount * 100)
 
     def __repr__(self) -> str:
         return (f"Order(merchant_order_id={self.merchant_order_id!r}, "

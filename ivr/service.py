@@ -125,7 +125,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,
-                                           returning, settings.oneline_max_fen))
+                                           returning, settings.oneline_max))
     ctx = FlowContext(
         settings=settings,
         store=app[STORE],

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +60,15 @@ class OrdersUnavailable(APIError):
     error_id = "orders-unavailable"
 
 
-def _max_fen(amount: str) -> int:
-    return int(Decimal(amount) * 100)
-
-
 @merchant_routes.post("/v1/payments")
 async def create_payment(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     merchant = await authenticate(request)
     raw = await request.read()
-    order = parse_order(raw, max_fen=_max_fen(settings.max_payment_amount))
-    if order.amount_fen > merchant.max_amount_fen:
-        raise InvalidParameter("amount", f"must be at most {merchant.max_amount_fen // 100}."
-                                         f"{merchant.max_amount_fen % 100:02d} for this merchant")
+    order = parse_order(raw, maximum=settings.max_payment)
+    if order.amount > merchant.max_amount:
+        raise InvalidParameter("amount", f"must be at most {merchant.max_amount} for this merchant")
     if ORDERS not in app:
         raise OrdersUnavailable("callback payments are not available on this server")
 

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from ivr.callback.orders import CallbackOrders
 from ivr.merchants import Merchant
 from ivr.oneline.switch import AgentCall, OnelineSwitch, SwitchFailed
+from ivr.money import Money
 from ivr.orders import Order
 from ivr.payments.model import PaymentMode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
@@ -31,11 +32,11 @@ log = logging.getLogger(__name__)
 
 
 class OnelineNotAllowed(Exception):
-    def __init__(self, max_fen: int) -> None:
+    def __init__(self, maximum: Money) -> None:
         super().__init__(
-            f"a one-line payment is limited to {max_fen / 100:.2f} for a new cardholder: "
+            f"a one-line payment is limited to {maximum} for a new cardholder: "
             "use a callback payment (mode callback) instead")
-        self.details = {"max_amount": f"{max_fen / 100:.2f}", "use_mode": "callback"}
+        self.details = {"max_amount": maximum.yuan, "use_mode": "callback"}
 
 
 class ReturningCardholders:
@@ -59,18 +60,18 @@ class ReturningCardholders:
 
 class OnelineOrders:
     def __init__(self, store: PaymentStore, orders: CallbackOrders, switch: OnelineSwitch,
-                 returning: ReturningCardholders, max_fen: int) -> None:
+                 returning: ReturningCardholders, maximum: Money) -> None:
         self._store = store
         self._orders = orders
         self._switch = switch
         self._returning = returning
-        self._max_fen = max_fen
+        self._maximum = maximum
 
     async def submit(self, merchant: Merchant, order: Order) -> Payment:
         assert order.agent_id is not None
-        if order.amount_fen > self._max_fen and not await self._returning.seen(order.card_number,
+        if order.amount > self._maximum and not await self._returning.seen(order.card_number,
                                                                                order.mobile):
-            raise OnelineNotAllowed(self._max_fen)
+            raise OnelineNotAllowed(self._maximum)
         call = await self._switch.find(order.agent_id)
         card = self._orders.card(order.card_number)
         payment = await self._orders.create(merchant, order, card, mode="oneline",

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from ivr.money import Money
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ from simulators.acquirer.testcards import find_test_card
 from tests.integration.fake_ami import FakeAmi, OriginateScript
 
 USER, SECRET = "voicepay", "voicepay-dev-ami"
-MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, 5_000_000)
+MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, Money.parse("50000.00"))
 CARD = find_test_card("approve")
 RING_S, GRACE_S, LEASE_S = 0.5, 0.3, 1.0
 
@@ -90,7 +90,7 @@ class World:
         return instance
 
     async def submit(self, orders: CallbackOrders, mobile: str = "13800138001") -> str:
-        order = Order(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Decimal("88.00"),
+        order = Order(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Money(8800),
                               description="Phone bill", card_number=CARD.pan,
                               cardholder_name="Zhang San", id_number="11010519491231002X",
                               mobile=mobile, language="en")

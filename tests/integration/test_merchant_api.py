@@ -75,7 +75,7 @@ class FakeOrders:
         masked = mask_pan(order.card_number)
         payment_fields: dict[str, str | int] = {
             "mode": order.mode, "merchant_id": merchant.id,
-            "merchant_order_id": order.merchant_order_id, "amount_minor": order.amount_fen,
+            "merchant_order_id": order.merchant_order_id, "amount_minor": order.amount.fen,
             "currency": "CNY", "description": order.description, "language": order.language,
             "pan_first6": masked[:6], "pan_last4": masked[-4:],
         }
