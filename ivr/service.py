@@ -135,7 +135,6 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
                               merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
                               on_approved=returning.remember),
         manifest=manifest_with_merchants(settings),
-        dialer=dialer,
         oneline=switch,
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).

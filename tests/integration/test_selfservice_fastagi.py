@@ -207,7 +207,6 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
                                   merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
             manifest=Manifest.load(),
-            dialer=None,  # type: ignore[arg-type]  # the self-service line never dials out
         )
         flows = FlowTracker()
         server = FastAgiServer({"selfservice": flows.wrap(functools.partial(selfservice, ctx=ctx))})
