@@ -40,7 +40,7 @@ from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault, PanVaultError
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.hostlink.messages import ResponseCode
-from ivr.paying.authorization import SentPurchase
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.model import PaymentMode
 from ivr.payments.store import InvalidTransition, Payment, PaymentState, PaymentStore
 

@@ -24,7 +24,8 @@ from ivr.crypto.pan_vault import PanVault
 from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.hostlink.messages import PurchaseRequest
-from ivr.paying.authorization import Authorizer, SentPurchase
+from ivr.paying.authorization import Authorizer
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
