@@ -37,7 +37,7 @@ from ivr.paying.context import FlowContext
 from ivr.callback.flow import callback
 from ivr.selfservice.flow import selfservice
 from ivr.oneline.flow import oneline
-from ivr.oneline.orders import OnelineOrders, Orders, ReturningCardholders
+from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
@@ -169,7 +169,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RetentionSweep(app[REDIS], retention_days=settings.retention_days,
                            record_retention_days=settings.record_retention_days,
-                           recent_index_max=settings.recent_index_max)
+                           recent_index_max=settings.recent_index_max,
+                           aged_sets=(RETURNING_KEY,))
     task = asyncio.create_task(sweep.run(settings.retention_period_s), name="retention")
     yield
     task.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 
 import redis.asyncio as aioredis
 
@@ -26,7 +27,7 @@ from ivr.payments.model import PaymentMode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 from ivr.risk.basic import assess
 
-__all__ = ["OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
+__all__ = ["RETURNING_KEY", "OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class OnelineNotAllowed(Exception):
             f"a one-line payment is limited to {maximum} for a new cardholder: "
             "use a callback payment (mode callback) instead")
         self.details = {"max_amount": maximum.yuan, "use_mode": "callback"}
+
+
+# Sorted set: digest -> unix time of the pair's latest approved payment. The retention sweep
+# forgets a pair retention_days after it was last seen, like the payments that made it known.
+RETURNING_KEY = "cardholders:seen"
 
 
 class ReturningCardholders:
@@ -52,10 +58,10 @@ class ReturningCardholders:
         return hmac.new(self._key, f"{pan}:{mobile}".encode(), hashlib.sha256).hexdigest()
 
     async def remember(self, pan: str, mobile: str) -> None:
-        await self._redis.sadd("cardholders:returning", self._digest(pan, mobile))
+        await self._redis.zadd(RETURNING_KEY, {self._digest(pan, mobile): time.time()})
 
     async def seen(self, pan: str, mobile: str) -> bool:
-        return bool(await self._redis.sismember("cardholders:returning", self._digest(pan, mobile)))
+        return await self._redis.zscore(RETURNING_KEY, self._digest(pan, mobile)) is not None
 
 
 class OnelineOrders:

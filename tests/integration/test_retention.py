@@ -7,6 +7,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
+from ivr.oneline.orders import RETURNING_KEY, ReturningCardholders
 from ivr.payments.retention import ANONYMOUS_FIELDS, DAY, RetentionSweep
 from ivr.payments.store import PaymentState, PaymentStore
 
@@ -107,3 +108,17 @@ async def test_each_payment_is_in_exactly_its_current_states_index(
     assert await redis_client.zscore("payments:status:refused", payment_id) == created
     assert await store.in_state(S.REFUSED, older_than=time.time()) == [payment_id]
     assert await store.in_state(S.REFUSED, older_than=created - 1) == []
+
+
+async def test_a_returning_cardholder_is_forgotten_retention_days_after_last_seen(
+        redis_client: aioredis.Redis) -> None:
+    returning = ReturningCardholders(redis_client, bytes(range(32)))
+    await returning.remember("6221881000000011", "13900000001")
+    assert await returning.seen("6221881000000011", "13900000001")
+    sweep = RetentionSweep(redis_client, retention_days=180, record_retention_days=1825,
+                           recent_index_max=1000, aged_sets=(RETURNING_KEY,))
+    await sweep.run_once(now=time.time() + 179 * DAY)
+    assert await returning.seen("6221881000000011", "13900000001")
+    await sweep.run_once(now=time.time() + 181 * DAY)
+    assert not await returning.seen("6221881000000011", "13900000001")
+    assert await redis_client.exists(RETURNING_KEY) == 0
