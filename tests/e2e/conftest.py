@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,36 @@ class E2E:
     def payments_for_mobile(self, mobile: str) -> list[dict]:
         return [p for p in self.get("/v1/payments?limit=200")["payments"]
                 if p.get("topup_mobile") == mobile]
+
+    # ---- what Asterisk did, from its own log (verbose 3: dials, dialplan steps, prompts) ----
+    def asterisk_mark(self) -> int:
+        """A place in Asterisk's log: later reads see only what happened after it."""
+        return len(self._asterisk_log())
+
+    def _asterisk_log(self) -> list[str]:
+        path = self.settings.var_dir / "asterisk" / "log" / "messages.log"  # type: ignore[attr-defined]
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+    def dial_attempts(self, number: str, since: int) -> int:
+        """How many times Asterisk dialled ``number`` (one per AMI Originate) since the mark."""
+        return sum(1 for line in self._asterisk_log()[since:]
+                   if re.search(rf"dial\.c: Called {re.escape(number)}$", line))
+
+    def ringing(self, number: str, since: int) -> bool:
+        return any(re.search(rf"PJSIP/{re.escape(number)}-\w+ is ringing", line)
+                   for line in self._asterisk_log()[since:])
+
+    def prompts_played(self, noop_marker: str) -> list[str]:
+        """The sound files played to the channel whose dialplan logged ``NoOp(<noop_marker>)``
+        (e.g. "voicepay callback pay_..."), from that line on: what that party heard."""
+        lines = self._asterisk_log()
+        for index, line in enumerate(lines):
+            found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
+            if found:
+                channel = found.group(1)
+                return [m.group(1) for later in lines[index:]
+                        if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
+        raise AssertionError(f"Asterisk never logged NoOp({noop_marker})")
 
     def journal(self) -> list[dict]:
         path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))  # type: ignore[attr-defined]
@@ -137,6 +168,16 @@ class E2E:
                                    stderr=subprocess.STDOUT, text=True)
         time.sleep(0.3)  # listening before the platform dials
         return process
+
+    @staticmethod
+    def wait_until(condition, timeout: float) -> bool:
+        """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def wait_for(self, payment_id: str, states: set[str], timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

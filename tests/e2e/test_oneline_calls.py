@@ -21,7 +21,7 @@ import pytest
 from simulators.acquirer.testcards import find_test_card
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from ivr.speech import amount_prompts
-from tests.dtmf_detect import detect_dtmf
+from tests.dtmf_detect import detect_dtmf, keypad_in_packets
 from tests.sipp.scenario import Call, Callee, Key, PromptClock
 
 pytestmark = pytest.mark.e2e
@@ -75,18 +75,8 @@ def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
 
 
 def dtmf_sent_to_agent(packets, start: float, end: float) -> dict[str, int]:
-    """What of a keypad reached the agent between start and end: RFC 4733 packets, SIP INFOs."""
-    found = {"telephone_events": 0, "sip_info": 0, "rtp_packets": 0}
-    for at, port, payload in packets:
-        if not start <= at <= end:
-            continue
-        if port == AGENT_RTP_PORT and len(payload) >= 12 and payload[0] >> 6 == 2:
-            found["rtp_packets"] += 1
-            if payload[1] & 0x7F == 101:
-                found["telephone_events"] += 1
-        elif port == AGENT_SIP_PORT and payload.startswith(b"INFO "):
-            found["sip_info"] += 1
-    return found
+    return keypad_in_packets(packets, sip_port=AGENT_SIP_PORT, rtp_port=AGENT_RTP_PORT,
+                             start=start, end=end)
 
 
 def _epoch(iso: str) -> float:
@@ -155,6 +145,9 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
+    # The control for SIP INFO: the capture holds the agent's SIP requests (the INVITE that rang
+    # the agent), and the same counter finds an INFO in one (tests/unit/test_dtmf_detect.py).
+    assert before_payment.get("sip_invite", 0) >= 1, before_payment
 
     recordings = sorted((stack.settings.var_dir / "asterisk" / "spool" / "monitor").glob("agent-*.wav"),
                         key=lambda p: p.stat().st_mtime)
@@ -201,6 +194,8 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     final = stack.wait_for(payment["id"], {"abandoned"}, timeout=20)
     assert final["status"] == "abandoned"
     assert "stan" not in final
+    heard_by_agent = stack.prompts_played(f"voicepay agent waiting on {payment['id']}")
+    assert any(p.endswith("/customer_hung_up.slin") for p in heard_by_agent), heard_by_agent
 
 
 def test_agent_gone_caller_still_gets_the_result(stack):
@@ -224,6 +219,11 @@ def test_agent_gone_caller_still_gets_the_result(stack):
     assert caller.returncode == 0, out[-2000:]
     final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert final["status"] == "approved"
+    # After the result, the caller was offered the queue ("press 1 to speak to another agent").
+    heard = [p.rsplit("/", 1)[-1] for p in
+             stack.prompts_played(f"voicepay one-line payment {payment['id']}")]
+    assert "approved.slin" in heard and "agent_gone.slin" in heard, heard
+    assert heard.index("approved.slin") < heard.index("agent_gone.slin"), heard
 
 
 def test_declined_then_paid_with_another_card_in_the_same_call(stack):
