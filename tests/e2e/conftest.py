@@ -54,16 +54,17 @@ class E2E:
         except urllib.error.HTTPError as exc:
             return json.load(exc)
 
-    def payment_for_mobile(self, mobile: str) -> dict:
-        """The newest payment whose top-up number is ``mobile`` (each test uses its own)."""
-        for payment in self.get("/v1/payments?limit=200")["payments"]:
-            if payment.get("topup_mobile") == mobile:
-                return self.get(f"/v1/payments/{payment['id']}")
-        raise AssertionError(f"no payment for mobile {mobile}")
+    def payment_ids(self) -> set[str]:
+        """The payments there are now: what a test places next is not among them."""
+        return {p["id"] for p in self.get("/v1/payments?limit=200")["payments"]}
 
-    def payments_for_mobile(self, mobile: str) -> list[dict]:
-        return [p for p in self.get("/v1/payments?limit=200")["payments"]
-                if p.get("topup_mobile") == mobile]
+    def new_payment(self, topup_mobile: str, before: set[str]) -> dict:
+        """The one payment for ``topup_mobile`` created since ``before`` (payment_ids()): this
+        test's own, never one an earlier test or run left behind with the same number."""
+        new = [p for p in self.get("/v1/payments?limit=200")["payments"]
+               if p["id"] not in before and p.get("topup_mobile") == topup_mobile]
+        assert len(new) == 1, f"{len(new)} new payments for {topup_mobile}, expected 1"
+        return self.get(f"/v1/payments/{new[0]['id']}")
 
     # ---- what Asterisk did, from its own log (verbose 3: dials, dialplan steps, prompts) ----
     def asterisk_mark(self) -> int:
@@ -239,6 +240,8 @@ def stack() -> Iterator[E2E]:
     try:
         if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":
             _set_aside_old_logs(settings.var_dir)
+            # The stack we start begins with an empty Redis: no payment of an earlier run exists.
+            shutil.rmtree(settings.var_dir / "redis", ignore_errors=True)
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
