@@ -167,7 +167,11 @@ class E2E:
                 "-error_file", str(log)]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.3)  # listening before the platform dials
+        # The platform may dial as soon as the test submits an order: SIPp must be listening.
+        if not self.wait_until(lambda: _udp_listening(port) or process.poll() is not None, 15) \
+                or process.poll() is not None:
+            out, _ = process.communicate(timeout=10)
+            pytest.fail(f"SIPp phone on port {port} did not start listening:\n{out[-2000:]}")
         return process
 
     @staticmethod
@@ -187,6 +191,13 @@ class E2E:
             if payment["status"] in states or time.monotonic() > deadline:
                 return payment
             time.sleep(0.3)
+
+
+def _udp_listening(port: int) -> bool:
+    """Is a UDP socket bound to 127.0.0.1:``port`` (the kernel's own table, /proc/net/udp)?"""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp", encoding="ascii") as table:
+        return any(line.split()[1] == wanted for line in list(table)[1:])
 
 
 def _require_real_parts() -> None:

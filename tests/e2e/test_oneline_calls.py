@@ -30,7 +30,10 @@ AGENT = "7101"
 AGENT_SIP_PORT, AGENT_RTP_PORT = 5081, 17510
 ID_NUMBER = "11010519491231002X"
 clock = PromptClock("en")
-SWITCH_AT_MS = 3000  # when the test asks for the payment, counted from the caller's answer
+# The latest the agent asks for the payment, from the caller's answer: the test posts the order as
+# soon as the queue has bridged the two; the caller keys "1" this long plus the menu after answer,
+# so an earlier switch leaves more time before the key, within the first-digit timeout.
+SWITCH_AT_MS = 3000
 
 
 def _order(card, amount: str, mobile: str, **extra) -> dict:
@@ -51,9 +54,9 @@ def _capture(path: Path) -> subprocess.Popen:
          f"udp dst port {AGENT_SIP_PORT} or udp dst port {AGENT_RTP_PORT}", "-w", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 15
-    while not path.exists() and time.monotonic() < deadline:
+    # tshark writes the file's header once it captures: from then on nothing is missed.
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
     return process
 
 
@@ -81,6 +84,14 @@ def dtmf_sent_to_agent(packets, start: float, end: float) -> dict[str, int]:
 
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _when_the_agent_talks_to_the_caller(stack) -> None:
+    """Wait until the queue has bridged a caller to the agent: only then can the agent's system
+    ask for a payment (the order is posted on this event, not after a fixed pause)."""
+    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+    assert stack.wait_until(lambda: _bridged_with_agent(sandbox), 30), \
+        "the queue never bridged the caller to the agent"
 
 
 def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
@@ -111,7 +122,10 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
             Key(card.pin + "#", 600, label="PIN"),
         ], hang_up_after_ms=result_ms + 4000)
         caller = stack.start_call(caller_call)
-        time.sleep(SWITCH_AT_MS / 1000)
+        _when_the_agent_talks_to_the_caller(stack)
+        # ... and the control digit has reached the agent (it must be keyed while bridged).
+        assert stack.wait_until(lambda: dtmf_sent_to_agent(
+            _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
 
         status, payment = stack.merchant_request("POST", "/v1/payments",
                                                  _order(card, "42.00", "13800138201"))
@@ -182,7 +196,7 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
         Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
         Key(card.pin[:3], 600, label="half a PIN"),
     ], hang_up_after_ms=500))
-    time.sleep(SWITCH_AT_MS / 1000)
+    _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "15.00", "13800138202"))
     assert status == 201, payment
@@ -208,7 +222,7 @@ def test_agent_gone_caller_still_gets_the_result(stack):
         Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
         Key(card.pin + "#", 600, label="PIN"),
     ], bye_timeout_ms=120000))
-    time.sleep(SWITCH_AT_MS / 1000)
+    _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "16.00", "13800138203"))
     assert status == 201, payment
@@ -244,13 +258,13 @@ def test_declined_then_paid_with_another_card_in_the_same_call(stack):
         Key("1", second_key_wait, label="1 to pay"),
         Key(good.pin + "#", 600, label="PIN"),
     ], hang_up_after_ms=result_ms + 3000))
-    started = time.monotonic()
-    time.sleep(SWITCH_AT_MS / 1000)
+    _when_the_agent_talks_to_the_caller(stack)
     status, first = stack.merchant_request("POST", "/v1/payments",
                                            _order(poor, "17.00", "13800138204"))
     assert status == 201, first
     assert stack.wait_for(first["id"], {"declined"}, timeout=60)["status"] == "declined"
-    time.sleep(max(0.0, second_switch / 1000 - (time.monotonic() - started)))
+    # The agent asks again once the caller is back with them.
+    _when_the_agent_talks_to_the_caller(stack)
     status, second = stack.merchant_request("POST", "/v1/payments",
                                             _order(good, "18.00", "13800138204"))
     assert status == 201, second
