@@ -27,6 +27,7 @@ from ivr.config import load_settings
 from devstack.stack import Stack
 from simulators.acquirer.server import journal_path
 from simulators.acquirer.settings import load_acquirer_settings
+from tests.sipp.cues import Cues
 from tests.sipp.scenario import Call, Callee, write_scenario, write_uas_scenario
 
 REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
@@ -86,7 +87,8 @@ class E2E:
 
     def prompts_played(self, noop_marker: str) -> list[str]:
         """The sound files played to the channel whose dialplan logged ``NoOp(<noop_marker>)``
-        (e.g. "voicepay callback pay_..."), from that line on: what that party heard."""
+        (e.g. "voicepay callback pay_..."), from that line on: what that party heard (nothing
+        yet if the channel has not got there)."""
         lines = self._asterisk_log()
         for index, line in enumerate(lines):
             found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
@@ -94,7 +96,15 @@ class E2E:
                 channel = found.group(1)
                 return [m.group(1) for later in lines[index:]
                         if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
-        raise AssertionError(f"Asterisk never logged NoOp({noop_marker})")
+        return []
+
+    def wait_for_prompt(self, noop_marker: str, prompt: str, *, count: int = 1,
+                        timeout: float = 60) -> None:
+        """Wait until that channel has been played ``prompt`` ``count`` times: the IVR is asking."""
+        def played() -> int:
+            return sum(p.endswith(f"/{prompt}.slin") for p in self.prompts_played(noop_marker))
+        assert self.wait_until(lambda: played() >= count, timeout), \
+            f"the IVR never played {prompt} to the channel of {noop_marker!r}"
 
     def journal(self) -> list[dict]:
         path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))  # type: ignore[attr-defined]
@@ -147,15 +157,21 @@ class E2E:
         slot = int(agent_id[-1])
         return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
 
-    def start_call(self, call: Call, *, media_port: int = 16000) -> subprocess.Popen:
-        """Like call(), but in the background."""
+    def start_call(self, call: Call, *, media_port: int = 16000,
+                   cues: Cues | None = None) -> subprocess.Popen:
+        """Like call(), but in the background; a cued call talks to ``cues`` (SIPp's 3PCC twin)."""
         scenario = write_scenario(call, self.work_dir)
         log = self.work_dir / f"{call.name}.sipp.log"
         argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
                 "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err", "-error_file", str(log)]
-        return subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        if cues is not None:
+            argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
+        process = subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        if cues is not None:
+            cues.connected()
+        return process
 
     def uas(self, callee: Callee, port: int, media_port: int) -> subprocess.Popen:
         directory = self.work_dir / f"callee-{callee.name}"

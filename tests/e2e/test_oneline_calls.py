@@ -20,20 +20,18 @@ import pytest
 
 from simulators.acquirer.testcards import find_test_card
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
-from ivr.speech import amount_prompts
 from tests.dtmf_detect import detect_dtmf, keypad_in_packets
-from tests.sipp.scenario import Call, Callee, Key, PromptClock
+from tests.sipp.cues import Cues
+from tests.sipp.scenario import Call, Callee, Key
 
 pytestmark = pytest.mark.e2e
 
 AGENT = "7101"
 AGENT_SIP_PORT, AGENT_RTP_PORT = 5081, 17510
 ID_NUMBER = "11010519491231002X"
-clock = PromptClock("en")
-# The latest the agent asks for the payment, from the caller's answer: the test posts the order as
-# soon as the queue has bridged the two; the caller keys "1" this long plus the menu after answer,
-# so an earlier switch leaves more time before the key, within the first-digit timeout.
-SWITCH_AT_MS = 3000
+# The agent who leaves hangs up this long after answering: the test asks for the payment as soon
+# as the queue has bridged the two, so by then the caller is in the payment IVR.
+AGENT_LEAVES_AFTER_MS = 5500
 
 
 def _order(card, amount: str, mobile: str, **extra) -> dict:
@@ -43,9 +41,17 @@ def _order(card, amount: str, mobile: str, **extra) -> dict:
             "mode": "oneline", "agent_id": AGENT, "language": "en", **extra}
 
 
-def _until_menu_ms(amount_minor: int) -> int:
-    return clock.ms("callback_intro", "merchant_M100001", "callback_amount",
-                    *amount_prompts(amount_minor, "en"))
+def _marker(payment: dict) -> str:
+    """What the caller's leg logs (dialplan NoOp) when it enters the payment IVR."""
+    return f"voicepay one-line payment {payment['id']}"
+
+
+def _pays(stack, cues: Cues, payment: dict, *, n: str = "") -> None:
+    """Key "1" when the IVR asks to confirm, and the PIN when it asks for it (cued steps)."""
+    stack.wait_for_prompt(_marker(payment), "confirm_menu")
+    cues.send(f"menu{n}")
+    stack.wait_for_prompt(_marker(payment), "enter_pin")
+    cues.send(f"PIN prompt{n}")
 
 
 def _capture(path: Path) -> subprocess.Popen:
@@ -107,22 +113,20 @@ def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
 
 def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(stack):
     card = find_test_card("approve")
-    amount_minor = 4200
     capture_file = stack.work_dir / "agent_leg.pcapng"
     capture = _capture(capture_file)
     try:
         agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
 
-        result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
-        caller_call = Call("oneline_caller", "8100", [
+        cues = Cues()
+        caller = stack.start_call(Call("oneline_caller", "8100", [
             # While still talking to the agent: the control digit the check must see.
-            Key("5", 1500, label="control digit, bridged to the agent"),
-            Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200 - 1500 - 280,
-                label="1 to pay"),
-            Key(card.pin + "#", 600, label="PIN"),
-        ], hang_up_after_ms=result_ms + 4000)
-        caller = stack.start_call(caller_call)
+            Key("5", cue="control digit", label="control digit, bridged to the agent"),
+            Key("1", cue="menu", label="1 to pay"),
+            Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+        ], hang_up_on_cue="back with the agent"), cues=cues)
         _when_the_agent_talks_to_the_caller(stack)
+        cues.send("control digit")
         # ... and the control digit has reached the agent (it must be keyed while bridged).
         assert stack.wait_until(lambda: dtmf_sent_to_agent(
             _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
@@ -130,6 +134,7 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
         status, payment = stack.merchant_request("POST", "/v1/payments",
                                                  _order(card, "42.00", "13800138201"))
         assert status == 201, payment
+        _pays(stack, cues, payment)
         final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
                                                "refused"}, timeout=90)
         assert final["status"] == "approved", final["history"]
@@ -138,12 +143,8 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
         assert final["agent_id"] == AGENT
 
         # Back with the same agent once the result has been read out.
-        sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
-        deadline = time.monotonic() + 30
-        while not _bridged_with_agent(sandbox) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _bridged_with_agent(sandbox), "caller was not bridged back to the agent"
-
+        _when_the_agent_talks_to_the_caller(stack)
+        cues.send("back with the agent")
         out, _ = caller.communicate(timeout=120)
         assert caller.returncode == 0, out[-2000:]
         out, _ = agent.communicate(timeout=60)
@@ -190,16 +191,17 @@ def test_no_live_call_for_the_agent(stack):
 
 def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     card = find_test_card("approve")
-    amount_minor = 1500
     agent = stack.agent(Callee("agent_released", ring_ms=300, bye_timeout_ms=120000), AGENT)
+    cues = Cues()
     caller = stack.start_call(Call("oneline_caller_leaves", "8100", [
-        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
-        Key(card.pin[:3], 600, label="half a PIN"),
-    ], hang_up_after_ms=500))
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin[:3], cue="PIN prompt", label="half a PIN"),
+    ], hang_up_after_ms=500), cues=cues)
     _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "15.00", "13800138202"))
     assert status == 201, payment
+    _pays(stack, cues, payment)
     out, _ = caller.communicate(timeout=120)
     assert caller.returncode == 0, out[-2000:]
     # The agent hears that the customer hung up, then Asterisk hangs up on them.
@@ -214,18 +216,19 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
 
 def test_agent_gone_caller_still_gets_the_result(stack):
     card = find_test_card("approve")
-    amount_minor = 1600
     # The agent hangs up while the customer is in the payment IVR.
-    agent = stack.agent(Callee("agent_leaves", ring_ms=300, hang_up_after_ms=SWITCH_AT_MS + 2500),
+    agent = stack.agent(Callee("agent_leaves", ring_ms=300, hang_up_after_ms=AGENT_LEAVES_AFTER_MS),
                         AGENT)
+    cues = Cues()
     caller = stack.start_call(Call("oneline_agent_leaves", "8100", [
-        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
-        Key(card.pin + "#", 600, label="PIN"),
-    ], bye_timeout_ms=120000))
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+    ], bye_timeout_ms=120000), cues=cues)
     _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "16.00", "13800138203"))
     assert status == 201, payment
+    _pays(stack, cues, payment)
     out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, out[-2000:]
     # The caller hears the result, is offered another agent, keys nothing, and is let go.
@@ -242,35 +245,32 @@ def test_agent_gone_caller_still_gets_the_result(stack):
 
 def test_declined_then_paid_with_another_card_in_the_same_call(stack):
     """The first card is declined; back with the agent, the agent takes a second payment."""
-    from tests.sipp.dtmf_pcap import play_duration_ms
-
     poor, good = find_test_card("insufficient_funds"), find_test_card("approve")
-    first_minor, second_minor = 1700, 1800
     agent = stack.agent(Callee("agent_retry", ring_ms=300, bye_timeout_ms=180000), AGENT)
-    first_key = SWITCH_AT_MS + _until_menu_ms(first_minor) + 1200
-    first_pin_end = first_key + 280 + 600 + play_duration_ms(poor.pin + "#")
-    second_switch = first_pin_end + clock.ms("please_wait", "declined_insufficient_funds") + 3000
-    second_key_wait = second_switch - first_pin_end + _until_menu_ms(second_minor) + 1200
-    result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
+    cues = Cues()
     caller = stack.start_call(Call("oneline_retry", "8100", [
-        Key("1", first_key, label="1 to pay"),
-        Key(poor.pin + "#", 600, label="PIN"),
-        Key("1", second_key_wait, label="1 to pay"),
-        Key(good.pin + "#", 600, label="PIN"),
-    ], hang_up_after_ms=result_ms + 3000))
+        Key("1", cue="menu", label="1 to pay"),
+        Key(poor.pin + "#", cue="PIN prompt", label="PIN"),
+        Key("1", cue="menu 2", label="1 to pay"),
+        Key(good.pin + "#", cue="PIN prompt 2", label="PIN"),
+    ], hang_up_on_cue="back with the agent"), cues=cues)
     _when_the_agent_talks_to_the_caller(stack)
     status, first = stack.merchant_request("POST", "/v1/payments",
                                            _order(poor, "17.00", "13800138204"))
     assert status == 201, first
+    _pays(stack, cues, first)
     assert stack.wait_for(first["id"], {"declined"}, timeout=60)["status"] == "declined"
     # The agent asks again once the caller is back with them.
     _when_the_agent_talks_to_the_caller(stack)
     status, second = stack.merchant_request("POST", "/v1/payments",
                                             _order(good, "18.00", "13800138204"))
     assert status == 201, second
+    _pays(stack, cues, second, n=" 2")
+    assert stack.wait_for(second["id"], {"approved"}, timeout=60)["status"] == "approved"
+    _when_the_agent_talks_to_the_caller(stack)
+    cues.send("back with the agent")
     out, _ = caller.communicate(timeout=150)
     assert caller.returncode == 0, out[-2000:]
     out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, out[-2000:]
     assert stack.get(f"/v1/payments/{first['id']}")["response_code"] == "51"
-    assert stack.wait_for(second["id"], {"approved"}, timeout=20)["status"] == "approved"
