@@ -6,12 +6,13 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.sipp import scenario
 from tests.sipp.cues import Cues
 from tests.sipp.scenario import Call, Key, write_scenario
 
-# A client scenario without a dialog: one datagram to make SIPp a client, then what a cued call
-# does after the answer (report, wait for the cue) and a log line that shows it went on.
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+# A client scenario without a dialog: one datagram to make SIPp a client, then the very fragments
+# a cued call has after its answer (report, wait for the cue), and a log line that shows it went on.
+SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="cued">
   <send>
     <![CDATA[
@@ -25,14 +26,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <sendCmd>
-    <![CDATA[
-      Call-ID: [call_id]
-      X-Step: answered
-
-    ]]>
-  </sendCmd>
-  <recvCmd timeout="20000"/>
+{scenario._SAY_ANSWERED}{scenario._WAIT_FOR_CUE.format(cue="go", timeout=20000)}
   <nop><action><log message="cue received"/></action></nop>
 </scenario>
 """
