@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,8 @@ class E2E:
     settings: object
     work_dir: Path
     api: str
+    # SIPp processes started in the background, stopped after each test if still running.
+    started: list[subprocess.Popen] = field(default_factory=list)
 
     def get(self, path: str) -> dict:
         """GET as the operator, with the bearer token the service generated at first start."""
@@ -169,6 +171,7 @@ class E2E:
             argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
         process = subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
+        self.started.append(process)
         if cues is not None:
             cues.connected()
         return process
@@ -183,6 +186,7 @@ class E2E:
                 "-error_file", str(log)]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
+        self.started.append(process)
         # The platform may dial as soon as the test submits an order: SIPp must be listening.
         if not self.wait_until(lambda: _udp_listening(port) or process.poll() is not None, 15) \
                 or process.poll() is not None:
@@ -279,3 +283,17 @@ def stack() -> Iterator[E2E]:
         time.sleep(0.5)
         os.killpg(tshark.pid, signal.SIGINT)
         tshark.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_sipp_left_running(request) -> Iterator[None]:
+    """A test that fails half-way leaves its phones and callers running; they would hold the
+    ports the next test needs. Stop them after every test."""
+    yield
+    if "stack" in request.fixturenames:
+        e2e = request.getfixturevalue("stack")
+        for process in e2e.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+        e2e.started.clear()

@@ -51,11 +51,6 @@ class Call:
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
 
-    @property
-    def cued(self) -> bool:
-        """Run with SIPp's 3PCC twin (-3pcc): some step waits for the test's cue."""
-        return self.hang_up_on_cue is not None or any(step.cue for step in self.steps)
-
 
 class PromptClock:
     """How long prompts play, from the WAVs Asterisk will play."""
@@ -127,19 +122,17 @@ _INVITE = """\
     </send>
 """
 
-# Cued calls tell the test (SIPp's 3PCC twin) their Call-ID once answered; each cue names it.
-_SAY_ANSWERED = """\
+# A cued step tells the test (SIPp's 3PCC twin) that it is ready, then waits for the test's cue:
+# a cue sent while SIPp is not waiting for one would be lost.
+_WAIT_FOR_CUE = """\
+    <!-- wait for the test's cue: {cue} -->
     <sendCmd>
       <![CDATA[
         Call-ID: [call_id]
-        X-Step: answered
+        X-Ready: {cue}
 
       ]]>
     </sendCmd>
-"""
-
-_WAIT_FOR_CUE = """\
-    <!-- wait for the test's cue: {cue} -->
     <recvCmd timeout="{timeout}"/>
 """
 
@@ -184,8 +177,6 @@ def write_scenario(call: Call, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
     body = [_INVITE.format(number=call.number, sdp=_SDP)]
-    if call.cued:
-        body.append(_SAY_ANSWERED)
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
                            _SEND_BYE.format(number=call.number), call.hang_up_on_cue)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
