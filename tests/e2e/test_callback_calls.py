@@ -70,7 +70,7 @@ def test_debit_card_approved_in_mandarin(stack):
     assert payment["card_type"] == "debit"
     assert states(payment) == ["created", "risk_passed", "calling", "answered", "confirmed",
                                "pin_entry", "authorizing", "approved"]
-    seen = journal_for(stack, payment["stan"], started)
+    seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 8800)]
     # What the cardholder heard was Mandarin: every prompt of this call from the zh set.
     heard = stack.prompts_played(f"voicepay callback {payment['id']}")
@@ -90,7 +90,7 @@ def test_credit_card_approved_with_expiry_and_cvv2(stack):
     payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert payment["status"] == "approved", payment["history"]
     assert payment["card_type"] == "credit"
-    seen = journal_for(stack, payment["stan"], started)
+    seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 12345)]
 
 
@@ -115,7 +115,7 @@ def test_wrong_pin_then_right_pin(stack):
     assert callee.wait(timeout=150) == 0, finish(callee)
     payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert payment["status"] == "approved"
-    assert payment["pin_attempts"] == "2"
+    assert payment["internal"]["pin_attempts"] == "2"
     codes = [e["response_code"] for e in stack.journal()
              if (e.get("pan") or "").endswith(card.pan[-4:]) and e["mti"] == "0200"
              and datetime.fromisoformat(e["time"]).timestamp() >= started]

@@ -49,7 +49,7 @@ def test_approved_with_repeated_digit_pin(stack):
                                                         "approved"]
     seen = journal_since(stack, started, masked(card.pan))
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 5000)]
-    assert seen[0]["stan"] == payment["stan"] and seen[0]["rrn"] == payment["rrn"]
+    assert seen[0]["stan"] == payment["internal"]["stan"] and seen[0]["rrn"] == payment["rrn"]
 
 
 def test_wrong_pin_then_right_pin(stack):
@@ -59,7 +59,7 @@ def test_wrong_pin_then_right_pin(stack):
     payment = place(stack, calls.wrong_then_right_pin(mobile), mobile)
     assert payment["status"] == "approved"
     assert payment["amount"] == "100.00"
-    assert payment["pin_attempts"] == "2"
+    assert payment["internal"]["pin_attempts"] == "2"
     states = [h["state"] for h in payment["history"]]
     assert states == ["created", "pin_entry", "authorizing", "pin_entry", "authorizing", "approved"]
     assert payment["history"][3]["reason"].startswith("55")
@@ -106,9 +106,9 @@ def test_issuer_timeout_fails_and_is_reversed(stack):
     seen = journal_since(stack, started, masked(card.pan))
     by_mti = {e["mti"]: e for e in seen}
     assert sorted(by_mti) == ["0200", "0400"], seen
-    assert (by_mti["0400"]["stan"], by_mti["0400"]["response_code"]) == (payment["stan"], "00")
+    assert (by_mti["0400"]["stan"], by_mti["0400"]["response_code"]) == (payment["internal"]["stan"], "00")
     original = by_mti["0200"]
-    assert original["stan"] == payment["stan"] and original["reversed"] is True
+    assert original["stan"] == payment["internal"]["stan"] and original["reversed"] is True
     assert original["response_code"] != "00"  # never charged
 
 
