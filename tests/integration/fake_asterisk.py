@@ -30,6 +30,13 @@ Asterisk or the network drops it) instead of an answer; ``pause=Pause()``, the a
 the test releases it, so a test can act (stop the service, cancel the session) while the IVR waits
 on that step.
 
+A channel can also be hung up from outside, as an AMI ``Hangup`` does: ``hang_up_now()`` ends the
+call at the command the IVR is waiting on (a paused step is released) or at its next one, and the
+rest of the script is dropped (nobody is left to hear it).
+
+Channel variables set before the AGI starts (the dialer's Originate, the one-line switch's Setvar)
+are given as ``variables={...}``.
+
 Nothing here logs: the replies carry keyed card numbers and PINs.
 """
 
@@ -184,7 +191,8 @@ class FakeAsterisk:
     agi_sighup: bool = True
 
     commands: list[Command] = field(default_factory=list, init=False)
-    variables: dict[str, str] = field(default_factory=dict, init=False)
+    # What GET VARIABLE answers: the variables given, plus whatever the IVR sets.
+    variables: dict[str, str] = field(default_factory=dict)
     # Who ended the call: "caller" (a scripted hang-up or a mismatch), "ivr" (HANGUP command), or
     # None if the IVR just closed the connection.
     hung_up_by: str | None = field(default=None, init=False)
@@ -193,6 +201,15 @@ class FakeAsterisk:
     def __post_init__(self) -> None:
         self._steps = list(self.script)
         self._dead = False
+        self._hang_up_requested = False
+        self._held: Pause | None = None
+
+    def hang_up_now(self) -> None:
+        """The channel is hung up from outside (an AMI Hangup): see the module's docstring."""
+        self._hang_up_requested = True
+        self._steps.clear()
+        if self._held is not None:
+            self._held.release.set()
 
     @property
     def prompts(self) -> list[str]:
@@ -255,21 +272,28 @@ class FakeAsterisk:
             if self._dead:
                 await _send(writer, DEAD_CHANNEL)
                 continue
+            if self._hang_up_requested:
+                await self._hang_up(writer, command)
+                if self.agi_sighup:
+                    return
+                continue
             step = self._steps[0] if self._steps else None
             if step is not None and step.matches(command):
                 self._steps.pop(0)
                 if step.pause is not None:
+                    self._held = step.pause
                     step.pause.reached.set()
                     await step.pause.release.wait()
-                if step.reset:
-                    self.hung_up_by = "caller"
-                    reset_connection(writer)
-                    return
-                if step.hang_up:
+                    self._held = None
+                if step.hang_up or self._hang_up_requested:
                     await self._hang_up(writer, command)
                     if self.agi_sighup:
                         return
                     continue
+                if step.reset:
+                    self.hung_up_by = "caller"
+                    reset_connection(writer)
+                    return
                 await self._answer(writer, command, step.reply)
             elif command.verb in _PROMPT_VERBS:
                 expected = f"step {self._step_number()}: {step}" if step else "the script's end"

@@ -35,7 +35,9 @@ from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.paying.authorization import Authorizer
 from ivr.paying.context import FlowContext
 from ivr.selfservice.flow import selfservice
-from ivr.prompts import Manifest
+from ivr.callback.flow import callback
+from ivr.callback.merchant_prompts import manifest_with_merchants
+from ivr.oneline.flow import oneline
 from ivr.payments.store import Payment, PaymentStore
 from tests.integration.fake_asterisk import (
     DEAD_CHANNEL,
@@ -206,10 +208,14 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             pek=keys.pek,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
                                   merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
-            manifest=Manifest.load(),
+            manifest=manifest_with_merchants(settings),
         )
         flows = FlowTracker()
-        server = FastAgiServer({"selfservice": flows.wrap(functools.partial(selfservice, ctx=ctx))})
+        # The service's routes table (the callback and one-line flows are tested through this
+        # fixture too: test_callback_fastagi.py).
+        server = FastAgiServer({name: flows.wrap(functools.partial(flow, ctx=ctx)) for name, flow in
+                                [("selfservice", selfservice), ("callback", callback),
+                                 ("oneline", oneline)]})
         await server.start(settings.agi_host, 0)
         ivr = Ivr(settings, redis_client, store, ctx, simulator, _bound_port(server), flows)
         try:
