@@ -25,19 +25,36 @@ from ivr.speech import amount_prompts
 from ivr.payments.store import Payment, PaymentState
 from ivr.validation import check_expiry_mmyy
 
-__all__ = ["pay_order"]
+__all__ = ["CardNumberGone", "pay_order"]
 
 log = logging.getLogger(__name__)
 
 
+class CardNumberGone(Exception):
+    """The payment's encrypted card number is no longer in Redis (its TTL ran out while the
+    callback waited, or it was dropped): nothing can be charged."""
+
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(f"payment {payment_id}: encrypted card number missing or expired")
+
+
 async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> bool:
-    """Take the payment of an ``answered`` order. True if the caller heard a result or refused;
+    """Take the payment of an ``answered`` order. True if the caller heard a result, refused, or
+    heard that it cannot be paid (card number gone: payment failed);
     False if they gave up keying. Raises ``AgiHangup`` (payment abandoned) if they hang up."""
     prompts = ctx.prompts(payment.language)
     keypad = ctx.keypad(call, prompts)
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     try:
-        pan = await _card_number(ctx, payment)
+        try:
+            pan = await _card_number(ctx, payment)
+        except CardNumberGone as exc:
+            # End the payment here, so it is not left ``answered`` for the recovery sweep, and
+            # tell the caller rather than leaving them to the dialplan's failure path.
+            await ctx.store.transition(payment.id, PaymentState.FAILED, reason=str(exc))
+            log.warning("call %s: %s", call.uniqueid, exc)
+            await call.stream(prompts["service_unavailable"])
+            return True
         await call.play(prompts["callback_intro"],
                         prompts[merchant_prompt_name(payment.merchant_id)],
                         prompts["callback_amount"],
@@ -67,7 +84,7 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
 async def _card_number(ctx: FlowContext, payment: Payment) -> str:
     token = await ctx.store.pan_token(payment.id)
     if token is None:
-        raise RuntimeError(f"payment {payment.id}: encrypted card number missing or expired")
+        raise CardNumberGone(payment.id)
     return ctx.vault.decrypt(token, payment.id)
 
 

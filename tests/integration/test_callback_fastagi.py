@@ -306,36 +306,53 @@ async def test_callback_cancelled_while_ringing_hangs_up(ivr: Ivr) -> None:
     assert ivr.journal() == []
 
 
-async def test_cancel_racing_the_answer(ivr: Ivr) -> None:
-    """The merchant's cancel and the flow's ``answered`` run at once, several times over. Redis
-    orders them: either the flow loses and hangs up before a word, or it answered first and the
-    cancel hangs the call up; the payment is cancelled, nothing is charged either way."""
+async def cancel_during_the_answer(ivr: Ivr, orders: Orders, dialer: HangsUpTheCall,
+                                   first: str) -> tuple[FakeAsterisk, list[str]]:
+    """The merchant cancels as the cardholder picks up: ``first`` says which side goes first
+    ("cancel", "answer"), or "both" to let them run at once. Returns the call and the history."""
+    payment = await orders.callback(APPROVE)
+    before_answer, intro = Pause(), Pause()  # the flow holds before its transition, and after
+    caller = FakeAsterisk([Expect("GET VARIABLE", reply=f"200 result=1 ({payment.id})",
+                                  pause=before_answer),
+                           Expect("STREAM FILE", "callback_intro", pause=intro, optional=True)],
+                          agi_script="callback")
+    dialer.caller = caller
+    call = asyncio.create_task(caller.call("127.0.0.1", ivr.agi_port))
+    await before_answer.reached.wait()
+    cancel = orders.service.cancel(orders.merchant, payment.id)
+    if first == "cancel":
+        await cancel
+        before_answer.release.set()
+    elif first == "answer":
+        before_answer.release.set()
+        await intro.reached.wait()  # answered, and reading out the order
+        await cancel
+    else:
+        before_answer.release.set()
+        await cancel
+    await call
+    await ivr.flows.wait_idle()
+    return caller, await states(ivr, payment)
+
+
+@pytest.mark.parametrize("first", ["cancel", "answer", "both"])
+async def test_cancel_racing_the_answer(ivr: Ivr, first: str) -> None:
+    """Redis orders the cancel and the flow's ``answered``: either the flow loses and hangs up
+    before a word, or it answered and the cancel hangs the call up. Either way the payment is
+    cancelled once and nothing is charged."""
     dialer = HangsUpTheCall()
     orders = Orders(ivr, dialer)
-    for _ in range(8):
-        payment = await orders.callback(APPROVE)
-        reached = Pause()  # the flow holds at its GET VARIABLE until both sides are let go
-        caller = FakeAsterisk([Expect("GET VARIABLE", reply=f"200 result=1 ({payment.id})",
-                                      pause=reached), plays("callback_intro", pause=Pause())],
-                              agi_script="callback")
-        dialer.caller = caller
-        call = asyncio.create_task(caller.call("127.0.0.1", ivr.agi_port))
-        await reached.reached.wait()
-        reached.release.set()
-        await orders.service.cancel(orders.merchant, payment.id)
-        await call
-        await ivr.flows.wait_idle()
-
-        history = await states(ivr, payment)
-        assert history[-1] == "cancelled" and history.count("cancelled") == 1
-        if "answered" in history:  # the flow won: it was answered, then hung up by the cancel
+    for _ in range(5 if first == "both" else 1):
+        caller, history = await cancel_during_the_answer(ivr, orders, dialer, first)
+        if "answered" in history:  # the flow won, then the cancel hung the call up
             assert history == [*CALLBACK_START, "cancelled"]
             assert caller.hung_up_by == "caller" and caller.prompts in ([], ["callback_intro"])
-        else:  # the cancel won: the flow hung up without a word
+        else:  # the cancel won: the call ends without a word (the cancel's Hangup, or the flow's)
             assert history == ["created", "risk_passed", "calling", "cancelled"]
-            assert caller.prompts == []
-    assert dialer.hung_up and ivr.journal() == []
-    assert ivr.flows.endings.count("returned") + ivr.flows.endings.count("AgiHangup") == 8
+            assert caller.prompts == [] and caller.hung_up_by in ("caller", "ivr")
+        assert first != "cancel" or "answered" not in history
+        assert first != "answer" or "answered" in history
+    assert ivr.journal() == [] and len(dialer.hung_up) == len(ivr.flows.endings)
 
 
 # --- one-line -----------------------------------------------------------------------------------
