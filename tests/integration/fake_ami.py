@@ -12,7 +12,8 @@ An asynchronous Originate is answered "successfully queued" at once; what the ca
 up to the test's ``originate`` script, ``async (request headers) -> outcome`` (by default the
 phone rings until hung up):
     "answered"            OriginateResponse Success (the script plays the call flow's part first)
-    "busy", "no answer"   a Hangup event with the Q.850 cause, then OriginateResponse Failure
+    "busy", "no answer", "congestion", "unreachable"
+                          a Hangup event with the Q.850 cause, then OriginateResponse Failure
     "ring"                rings until a Hangup action names its ChannelId (from any connection),
                           then Hangup + OriginateResponse Failure, reason "hung up before answer"
     "silent"              no OriginateResponse ever: a lost AMI event, or an Asterisk gone away
@@ -47,7 +48,8 @@ CORE_STATUS = {
 OriginateScript = Callable[[dict[str, str]], Awaitable[str]]
 
 # outcome -> (Q.850 cause on the Hangup event, OriginateResponse Reason)
-_FAILURES = {"busy": ("17", "5"), "no answer": ("19", "3"), "hung up": ("16", "1")}
+_FAILURES = {"busy": ("17", "5"), "no answer": ("19", "3"), "hung up": ("16", "1"),
+             "congestion": ("34", "8"), "unreachable": ("3", "0")}
 
 
 async def _ring_until_hung_up(request: dict[str, str]) -> str:

@@ -1,0 +1,111 @@
+"""The AMI client and the one-line switch against the fake AMI, over TCP: how an Originate's
+outcome is read (ORIGINATE_REASONS), and how CoreShowChannels is read to find an agent's call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ivr.ami.client import AmiClient
+from ivr.config import load_settings
+from ivr.oneline.switch import AgentCall, AgentNotOnCall, OnelineSwitch
+from tests.integration.fake_ami import FakeAmi
+from tests.integration.test_dialer import until
+
+USER, SECRET = "voicepay", "voicepay-dev-ami"
+
+
+@pytest.fixture
+async def fake_ami() -> AsyncIterator[FakeAmi]:
+    async with FakeAmi(username=USER, secret=SECRET) as ami:
+        yield ami
+
+
+@pytest.fixture
+async def client(fake_ami: FakeAmi, tmp_path) -> AsyncIterator[AmiClient]:
+    client = AmiClient(load_settings(var_dir=tmp_path, ami_host="127.0.0.1", ami_port=fake_ami.port,
+                                     ami_user=USER, ami_secret=SECRET))
+    await client.start()
+    await until(lambda: client.connected)
+    yield client
+    await client.close()
+
+
+async def originate(client: AmiClient) -> str:
+    return await client.originate(action_id="a-1", channel="PJSIP/13800138000",
+                                  channel_id="vp-pay_1-1", context="pay-callback",
+                                  variables={"VOICEPAY_PAYMENT_ID": "pay_1"}, timeout_ms=1000,
+                                  caller_id="Voicepay <95555>")
+
+
+# --- Originate: the outcome in words -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("outcome", "in_words"), [
+    ("answered", "answered"),
+    ("busy", "busy"),              # OriginateResponse Reason 5
+    ("no answer", "no answer"),    # 3
+    ("hung up", "hung up before answer"),  # 1
+    ("congestion", "congestion"),  # 8
+    ("unreachable", "unreachable"),  # 0
+])
+async def test_originate_outcome(fake_ami: FakeAmi, client: AmiClient, outcome: str,
+                                 in_words: str) -> None:
+    async def script(request: dict[str, str]) -> str:
+        return outcome
+    fake_ami.originate = script
+
+    assert await originate(client) == in_words
+    [sent] = fake_ami.sent("Originate")
+    assert (sent["ChannelId"], sent["Variable"], sent["Async"]) == (
+        "vp-pay_1-1", "VOICEPAY_PAYMENT_ID=pay_1", "true")
+
+
+async def test_originate_refused_by_asterisk(fake_ami: FakeAmi, client: AmiClient) -> None:
+    fake_ami.failing.add("originate")
+    assert await originate(client) == "not placed: No such channel"
+
+
+async def test_originate_without_ami(tmp_path) -> None:
+    never_started = AmiClient(load_settings(var_dir=tmp_path))
+    assert await originate(never_started) == "AMI unavailable"
+
+
+# --- CoreShowChannels: the agent's call ------------------------------------------------------------
+
+CALLER = {"Channel": "PJSIP/cardholder-00000001", "Uniqueid": "1.1", "BridgeId": "bridge-1"}
+AGENT = {"Channel": "PJSIP/7101-00000002", "Uniqueid": "1.2", "BridgeId": "bridge-1"}
+
+
+@pytest.mark.parametrize(("channels", "found"), [
+    # Several calls: the agent's is the one in the agent's bridge.
+    ([{"Channel": "PJSIP/7102-00000005", "Uniqueid": "1.5", "BridgeId": "bridge-2"},
+      {"Channel": "PJSIP/cardholder-00000006", "Uniqueid": "1.6", "BridgeId": "bridge-2"},
+      CALLER, AGENT,
+      {"Channel": "PJSIP/cardholder-00000007", "Uniqueid": "1.7", "BridgeId": ""}],
+     AgentCall(AGENT["Channel"], CALLER["Channel"])),
+    # The agent's channel is listed first.
+    ([AGENT, CALLER], AgentCall(AGENT["Channel"], CALLER["Channel"])),
+    # The agent is not bridged (ringing, or alone in a queue).
+    ([{**AGENT, "BridgeId": ""}, {**CALLER, "BridgeId": ""}], None),
+    # Three in the bridge (a conference, a supervisor listening): whose card would it be?
+    ([CALLER, AGENT, {"Channel": "PJSIP/cardholder-00000009", "Uniqueid": "1.9",
+                      "BridgeId": "bridge-1"}], None),
+    # Agent 71011 is not agent 7101, however alike the channel names.
+    ([{**AGENT, "Channel": "PJSIP/71011-00000003"}, CALLER], None),
+    # The caller alone in a bridge: nobody.
+    ([CALLER], None),
+    ([], None),
+], ids=["several-calls", "agent-first", "not-bridged", "two-peers", "other-agent-prefix",
+        "no-agent", "no-channels"])
+async def test_find_the_agents_call(fake_ami: FakeAmi, client: AmiClient, channels: list,
+                                    found: AgentCall | None) -> None:
+    fake_ami.channels = channels
+    switch = OnelineSwitch(client)
+    if found is None:
+        with pytest.raises(AgentNotOnCall):
+            await switch.find("7101")
+    else:
+        assert await switch.find("7101") == found
+    assert fake_ami.sent("CoreShowChannels")
