@@ -40,6 +40,9 @@ class E2E:
     api: str
     # SIPp processes started in the background, stopped after each test if still running.
     started: list[subprocess.Popen] = field(default_factory=list)
+    # The stack the suite started (None against an already running one): fault-injection tests
+    # stop and start its components.
+    processes: Stack | None = None
 
     def get(self, path: str) -> dict:
         """GET as the operator, with the bearer token the service generated at first start."""
@@ -87,11 +90,12 @@ class E2E:
         return any(re.search(rf"PJSIP/{re.escape(number)}-\w+ is ringing", line)
                    for line in self._asterisk_log()[since:])
 
-    def prompts_played(self, noop_marker: str) -> list[str]:
+    def prompts_played(self, noop_marker: str, since: int = 0) -> list[str]:
         """The sound files played to the channel whose dialplan logged ``NoOp(<noop_marker>)``
         (e.g. "voicepay callback pay_..."), from that line on: what that party heard (nothing
-        yet if the channel has not got there)."""
-        lines = self._asterisk_log()
+        yet if the channel has not got there). ``since`` (asterisk_mark()) skips earlier calls
+        with the same marker."""
+        lines = self._asterisk_log()[since:]
         for index, line in enumerate(lines):
             found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
             if found:
@@ -101,10 +105,11 @@ class E2E:
         return []
 
     def wait_for_prompt(self, noop_marker: str, prompt: str, *, count: int = 1,
-                        timeout: float = 60) -> None:
+                        timeout: float = 60, since: int = 0) -> None:
         """Wait until that channel has been played ``prompt`` ``count`` times: the IVR is asking."""
         def played() -> int:
-            return sum(p.endswith(f"/{prompt}.slin") for p in self.prompts_played(noop_marker))
+            return sum(p.endswith(f"/{prompt}.slin")
+                       for p in self.prompts_played(noop_marker, since))
         assert self.wait_until(lambda: played() >= count, timeout), \
             f"the IVR never played {prompt} to the channel of {noop_marker!r}"
 
@@ -276,7 +281,7 @@ def stack() -> Iterator[E2E]:
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
-                  api=f"http://{settings.http_host}:{settings.http_port}")
+                  api=f"http://{settings.http_host}:{settings.http_port}", processes=real_stack)
     finally:
         if real_stack is not None:
             real_stack.stop()

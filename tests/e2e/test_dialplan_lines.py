@@ -1,0 +1,75 @@
+"""What only the dialplan decides (dialplan/selfservice.conf, dialplan/failure.conf), through
+real Asterisk with a SIPp caller: the Mandarin line 8001, and the failure path a caller takes
+when the payment IVR cannot be reached.
+
+Both read what the caller heard from Asterisk's own log, from a mark taken before the call, so an
+earlier call on the same line cannot answer for this one. The Mandarin caller keys each entry
+when the test has seen the IVR ask for it (SIPp 3PCC cues), not at times computed in advance.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+
+from simulators.acquirer.testcards import find_test_card
+from tests.sipp.cues import Cues
+from tests.sipp.scenario import Call, Key
+
+pytestmark = pytest.mark.e2e
+
+SELF_SERVICE = "voicepay self-service top-up"  # the NoOp both 8000 and 8001 log
+
+
+def heard(stack, since: int) -> list[PurePosixPath]:
+    return [PurePosixPath(p) for p in stack.prompts_played(SELF_SERVICE, since)]
+
+
+def test_8001_is_the_self_service_line_in_mandarin(stack):
+    card = find_test_card("approve")
+    mobile = "13800008001"
+    before, mark = stack.payment_ids(), stack.asterisk_mark()
+    cues = Cues()
+    try:
+        caller = stack.start_call(Call("mandarin_topup", "8001", [
+            Key(mobile, cue="mobile", label="mobile number"),
+            Key("1", cue="amount", label="1 for fifty yuan"),
+            Key(card.pan + "#", cue="card", label="card number"),
+            Key(card.pin + "#", cue="PIN", label="PIN"),
+        ]), cues=cues)
+        for prompt, cue in [("enter_mobile", "mobile"), ("amount_menu", "amount"),
+                            ("enter_card", "card"), ("enter_pin", "PIN")]:
+            stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
+            cues.send(cue)
+        output, _ = caller.communicate(timeout=120)  # the IVR says goodbye and hangs up
+        assert caller.returncode == 0, output[-2000:]
+    finally:
+        cues.close()
+
+    payment = stack.new_payment(mobile, before)
+    assert payment["status"] == "approved" and payment["language"] == "zh"
+    prompts = heard(stack, mark)
+    assert [p.stem for p in prompts][:5] == ["topup_welcome", "enter_mobile", "amount_menu",
+                                             "enter_card", "enter_pin"]
+    assert prompts[-1].stem == "goodbye"
+    # Every prompt from the Mandarin sounds; the same check on an 8000 call would see "en".
+    assert {p.parent.name for p in prompts} == {"zh"}
+
+
+def test_the_failure_path_apologises_when_the_ivr_cannot_be_reached(stack):
+    if stack.processes is None:
+        pytest.skip("stops the ivr service: needs the stack this suite starts, not a running one")
+    mark = stack.asterisk_mark()
+    stack.processes.stop_component("ivr")
+    try:
+        result = stack.call(Call("ivr_unreachable", "8000", [], bye_timeout_ms=30000))
+    finally:
+        stack.processes.start_component("ivr")  # waits until /healthz answers 200 again
+    assert result.returncode == 0, result.stdout[-2000:]
+
+    # The AGI could not connect: the dialplan went to [agi-fail] (its NoOp names AGISTATUS),
+    # which apologised in the caller's language and hung up (the BYE SIPp waited for).
+    assert [(p.parent.name, p.stem) for p in heard(stack, mark)] == [("en", "service_unavailable")]
+    apology = stack.prompts_played("voicepay AGI failed: FAILURE", mark)
+    assert [PurePosixPath(p).stem for p in apology] == ["service_unavailable"]
