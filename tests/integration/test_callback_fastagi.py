@@ -99,46 +99,32 @@ async def answer(ivr: Ivr, payment: Payment, *script: Expect, flow: str = "callb
                           **headers)
 
 
-async def states(ivr: Ivr, payment: Payment) -> list[str]:
-    return await ivr.states(payment)
-
-
 CALLBACK_START = ["created", "risk_passed", "calling", "answered"]
 
 
 # --- callback: paid --------------------------------------------------------------------------
 
 
-async def test_callback_debit_card_is_paid_with_the_pin(ivr: Ivr, orders: Orders) -> None:
-    payment = await orders.callback(APPROVE)
-    caller = await answer(ivr, payment, *INTRO, asks("confirm_menu", "1"), *approved(APPROVE),
+@pytest.mark.parametrize(("card", "keyed"), [(APPROVE, ["enter_pin"]),
+                                             (CREDIT, ["enter_expiry", "enter_cvv2"])],
+                         ids=["debit-pin", "credit-expiry-cvv2"])
+async def test_callback_is_paid(ivr: Ivr, orders: Orders, card: TestCard,
+                                keyed: list[str]) -> None:
+    payment = await orders.callback(card)
+    caller = await answer(ivr, payment, *INTRO, asks("confirm_menu", "1"), *approved(card),
                           plays("goodbye"))
 
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.APPROVED and payment.response_code == "00"
-    assert await states(ivr, payment) == [*CALLBACK_START, "confirmed", "pin_entry",
-                                          "authorizing", "approved"]
-    assert caller.prompts == [*INTRO_HEARD, "confirm_menu", "enter_pin", "please_wait",
+    assert await ivr.states(payment) == [*CALLBACK_START, "confirmed", "pin_entry",
+                                         "authorizing", "approved"]
+    assert caller.prompts == [*INTRO_HEARD, "confirm_menu", *keyed, "please_wait",
                               "approved", *(f"digit_{d}" for d in payment.rrn), "goodbye"]
     assert payment.call_id == caller.uniqueid and caller.hung_up_by == "ivr"
     [purchase] = ivr.journal()
     assert (purchase["mti"], purchase["response_code"], purchase["amount"]) == ("0200", "00", 5000)
-    assert ivr.simulator.balance(APPROVE.pan) == APPROVE.balance - 5000
+    assert ivr.simulator.balance(card.pan) == card.balance - 5000
     assert await ivr.store.pan_token(payment.id) is None
-
-
-async def test_callback_credit_card_is_paid_with_expiry_and_cvv2(ivr: Ivr,
-                                                                 orders: Orders) -> None:
-    payment = await orders.callback(CREDIT)
-    caller = await answer(ivr, payment, *INTRO, asks("confirm_menu", "1"), *approved(CREDIT),
-                          plays("goodbye"))
-
-    payment = await ivr.store.get(payment.id)
-    assert payment.status is PaymentState.APPROVED and payment.card_type == "credit"
-    assert await states(ivr, payment) == [*CALLBACK_START, "confirmed", "pin_entry",
-                                          "authorizing", "approved"]
-    assert "enter_pin" not in caller.prompts
-    assert ivr.simulator.balance(CREDIT.pan) == CREDIT.balance - 5000
 
 
 @pytest.mark.parametrize(
@@ -194,18 +180,24 @@ async def test_callback_confirm_menu_reprompts_then_pays(ivr: Ivr, orders: Order
     assert (await ivr.store.get(payment.id)).status is PaymentState.APPROVED
 
 
-async def test_callback_no_answer_at_the_confirm_menu_abandons(ivr: Ivr, orders: Orders) -> None:
+@pytest.mark.parametrize(("prompt", "before", "wrong", "invalid", "states"), [
+    ("confirm_menu", [], "9", "invalid_choice", []),
+    ("enter_pin", [asks("confirm_menu", "1")], "12", "invalid_pin", ["confirmed", "pin_entry"]),
+], ids=["confirm-menu", "pin"])
+async def test_callback_three_unusable_answers_abandon(
+        ivr: Ivr, orders: Orders, prompt: str, before: list[Expect], wrong: str, invalid: str,
+        states: list[str]) -> None:
     payment = await orders.callback(APPROVE)
-    caller = await answer(ivr, payment, *INTRO,
-                          asks("confirm_menu"), plays("no_input"),
-                          asks("confirm_menu", "9"), plays("invalid_choice"),
-                          asks("confirm_menu"), plays("no_input"),
+    caller = await answer(ivr, payment, *INTRO, *before,
+                          asks(prompt), plays("no_input"),
+                          asks(prompt, wrong), plays(invalid),
+                          asks(prompt), plays("no_input"),
                           plays("too_many_attempts"), plays("goodbye"))
 
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.ABANDONED
-    assert await states(ivr, payment) == [*CALLBACK_START, "abandoned"]
-    assert (await ivr.store.history(payment.id))[-1]["reason"] == "no valid entry at confirm_menu"
+    assert await ivr.states(payment) == [*CALLBACK_START, *states, "abandoned"]
+    assert (await ivr.store.history(payment.id))[-1]["reason"] == f"no valid entry at {prompt}"
     assert caller.prompts[-2:] == ["too_many_attempts", "goodbye"]
     assert ivr.journal() == [] and await ivr.store.pan_token(payment.id) is None
 
@@ -217,23 +209,8 @@ async def test_callback_pressing_2_refuses_and_charges_nothing(ivr: Ivr, orders:
 
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.REFUSED
-    assert await states(ivr, payment) == [*CALLBACK_START, "refused"]
+    assert await ivr.states(payment) == [*CALLBACK_START, "refused"]
     assert caller.prompts[-2:] == ["payment_refused", "goodbye"] and caller.hung_up_by == "ivr"
-    assert ivr.journal() == []
-
-
-async def test_callback_no_pin_keyed_abandons(ivr: Ivr, orders: Orders) -> None:
-    payment = await orders.callback(APPROVE)
-    caller = await answer(ivr, payment, *INTRO, asks("confirm_menu", "1"),
-                          asks("enter_pin"), plays("no_input"),
-                          asks("enter_pin", "12"), plays("invalid_pin"),
-                          asks("enter_pin"), plays("no_input"),
-                          plays("too_many_attempts"), plays("goodbye"))
-
-    payment = await ivr.store.get(payment.id)
-    assert payment.status is PaymentState.ABANDONED
-    assert await states(ivr, payment) == [*CALLBACK_START, "confirmed", "pin_entry", "abandoned"]
-    assert caller.prompts[-2:] == ["too_many_attempts", "goodbye"]
     assert ivr.journal() == []
 
 
@@ -269,7 +246,7 @@ async def test_callback_without_the_card_number_fails_with_an_apology(
 
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.FAILED
-    assert await states(ivr, payment) == [*CALLBACK_START, "failed"]
+    assert await ivr.states(payment) == [*CALLBACK_START, "failed"]
     assert "card number" in (await ivr.store.history(payment.id))[-1]["reason"]
     assert caller.prompts == ["service_unavailable", "goodbye"] and caller.hung_up_by == "ivr"
     assert ivr.flows.endings == ["returned"] and ivr.journal() == []
@@ -302,7 +279,7 @@ async def test_callback_cancelled_while_ringing_hangs_up(ivr: Ivr) -> None:
     assert dialer.hung_up == [payment.id]
     assert caller.prompts == [] and caller.hung_up_by == "ivr"
     assert ivr.flows.endings == ["returned"]
-    assert await states(ivr, payment) == ["created", "risk_passed", "calling", "cancelled"]
+    assert await ivr.states(payment) == ["created", "risk_passed", "calling", "cancelled"]
     assert ivr.journal() == []
 
 
@@ -332,7 +309,7 @@ async def cancel_during_the_answer(ivr: Ivr, orders: Orders, dialer: HangsUpTheC
         await cancel
     await call
     await ivr.flows.wait_idle()
-    return caller, await states(ivr, payment)
+    return caller, await ivr.states(payment)
 
 
 @pytest.mark.parametrize("first", ["cancel", "answer", "both"])
@@ -382,7 +359,7 @@ async def test_oneline_debit_card_is_paid_and_returns_to_the_agent(ivr: Ivr, ord
 
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.APPROVED
-    assert await states(ivr, payment) == ["created", "risk_passed", "answered", "confirmed",
+    assert await ivr.states(payment) == ["created", "risk_passed", "answered", "confirmed",
                                           "pin_entry", "authorizing", "approved"]
     # No goodbye, no hang-up: the dialplan goes on and bridges the caller back to the agent.
     assert caller.prompts[-1].startswith("digit_") and caller.hung_up_by is None

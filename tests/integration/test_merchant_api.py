@@ -30,21 +30,21 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.api.keys import MERCHANTS, ORDERS, STORE, WEBHOOKS
+from ivr.api.keys import AMI, MERCHANTS, ORDERS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import signed_headers, sign_request
 from ivr.api.payment_request import REQUIRED
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.crypto.pan_vault import mask_pan
+from ivr.hostlink.bin_table import BinTable
 from ivr.merchants import (BANNED_MCCS, Merchant, MerchantError, MerchantRegistry, UnknownMerchant,
                            ensure_merchant_keys)
 from ivr.orders import Order, OrderService
 from ivr.service import create_app
 from ivr.payments.store import Payment, PaymentState
 from ivr.webhooks import WebhookNotifier, webhook_attempts
-from ivr.api.keys import AMI
-from ivr.hostlink.bin_table import BinTable
 from tests.integration.fake_ami import FakeAmi
+from tests.integration.test_dialer import until
 
 # Not one of the acquirer simulator's documented test cards (those must never reach test output).
 CARD = "6221889999999994"
@@ -187,12 +187,8 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
                 await ringing.wait()
                 return "no answer"
             ami.originate = ring_until_the_end
-            await _wait_for(lambda: _true(app[AMI].connected))  # the login is under way
+            await until(lambda: app[AMI].connected)  # the login is under way
         yield Api(client, settings, orders, redis_client, ami)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def _no_secrets(body: Any) -> None:
