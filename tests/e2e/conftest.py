@@ -36,6 +36,8 @@ class E2E:
     settings: object
     work_dir: Path
     api: str
+    # The stack's processes, for fault-injection tests (None: VOICEPAY_E2E_USE_RUNNING).
+    processes: Stack | None = None
 
     def get(self, path: str) -> dict:
         """GET as the operator, with the bearer token the service generated at first start."""
@@ -201,7 +203,7 @@ def stack() -> Iterator[E2E]:
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
-                  api=f"http://{settings.http_host}:{settings.http_port}")
+                  api=f"http://{settings.http_host}:{settings.http_port}", processes=real_stack)
     finally:
         if real_stack is not None:
             real_stack.stop()
