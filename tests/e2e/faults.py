@@ -12,8 +12,9 @@ in progress, then calls :meth:`Watch.check`, which judges the run from three wit
   cardholder was called more often than the dialer recorded attempts for that number, and no
   attempt is recorded twice for one payment.
 
-The fixture :func:`faults` restarts the ivr service with short recovery deadlines
-(:data:`FAULT_SETTINGS`) for the module and puts the normal settings back afterwards.
+The fixture ``faults`` (:func:`faults_fixture`, imported into each fault test module) restarts
+the ivr service with short recovery deadlines (:data:`FAULT_SETTINGS`) for the module and puts
+the normal settings back afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +35,8 @@ import redis
 
 from ivr.payments.store import FINAL_STATES, RECENT_KEY
 
-__all__ = ["FAULT_SETTINGS", "Faults", "Watch", "Verdict", "faults", "wait_until", "phone_port"]
+__all__ = ["ATTEMPT_PLACED", "FAULT_SETTINGS", "Faults", "Watch", "Verdict", "faults_fixture",
+           "wait_until", "phone_port"]
 
 T = TypeVar("T")
 
@@ -53,7 +55,8 @@ FAULT_SETTINGS = {
 
 # Test cardholder 1380013810N's phone listens on 127.0.0.1:507N (asterisk-conf/pjsip.conf).
 PHONE_PORTS = "5070-5079"
-_ATTEMPT = re.compile(r"^attempt (\d+) of \d+$")
+# The dialer's record of an attempt placed (ivr/callback/dialer.py).
+ATTEMPT_PLACED = re.compile(r"^attempt (\d+) of \d+$")
 CHARGED = "00"
 ORIGINAL_NOT_FOUND = "25"
 
@@ -175,15 +178,15 @@ class Watch:
         sent = {p["stan"] for p in payments.values() if p.get("stan")}
         assert sent <= issued, f"payments carry STANs not issued during the test: {sent - issued}"
 
-        def entries() -> list[dict] | None:
+        def entries() -> tuple[list[dict]] | None:  # a tuple: an empty journal is an answer
             ours = [e for e in self.faults.e2e.journal() if e.get("stan") in issued
                     and datetime.fromisoformat(e["time"]).timestamp() >= self.started]
             decided = {e["stan"] for e in ours if e["mti"] == "0200" or
                        (e["mti"] == "0400" and e["response_code"] == ORIGINAL_NOT_FOUND)}
-            return ours if sent <= decided else None
+            return (ours,) if sent <= decided else None
 
         # Longest an issuer "thinks" (VOICEPAY_ISSUER_DELAY, 8 s) and a margin.
-        return wait_until("the acquirer to decide every purchase sent", entries, 20)
+        return wait_until("the acquirer to decide every purchase sent", entries, 20)[0]
 
     @staticmethod
     def _charges_belong_to_approved_payments(payments: dict[str, dict], journal: list[dict]) -> None:
@@ -213,7 +216,7 @@ class Watch:
             if payment.get("mode") != "callback":
                 continue
             numbers = [m.group(1) for h in payment["history"]
-                       if (m := _ATTEMPT.match(h.get("reason", "")))]
+                       if (m := ATTEMPT_PLACED.match(h.get("reason", "")))]
             # One "attempt N of M" per attempt: an attempt re-entered after a crash before its
             # call was placed may note it again, but never as a second number.
             placed = set(numbers)
@@ -281,8 +284,8 @@ class Faults:
         self.processes.kill("ivr", signum)
 
 
-@pytest.fixture(scope="module")
-def faults(stack) -> Iterator[Faults]:
+@pytest.fixture(scope="module", name="faults")
+def faults_fixture(stack) -> Iterator[Faults]:
     """The stack with the ivr service on :data:`FAULT_SETTINGS` and the phones' INVITEs captured."""
     processes = stack.processes
     if processes is None:
