@@ -43,7 +43,8 @@ T = TypeVar("T")
 # The ivr service's settings while fault tests run: the recovery sweep every second, and
 # deadlines short enough to be waited for, each still longer than the live work it must not
 # race (the acquirer timeout is 5 s and a live reversal is answered at once; a call state is
-# never settled while its channel is alive; a dead instance's callback claim lapses after 4 s).
+# never settled while its channel is alive; a dead instance's callback claim lapses after 4 s;
+# a failed webhook is retried after 1, 2, 4... s).
 FAULT_SETTINGS = {
     "VOICEPAY_RECOVERY_PERIOD_S": "1",
     "VOICEPAY_ACQUIRER_TIMEOUT": "5",
@@ -51,6 +52,7 @@ FAULT_SETTINGS = {
     "VOICEPAY_RECOVERY_CALL_DEADLINE_S": "3",
     "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S": "10",
     "VOICEPAY_CALLBACK_LEASE_S": "4",
+    "VOICEPAY_WEBHOOK_BASE_DELAY": "1",
 }
 
 # Test cardholder 1380013810N's phone listens on 127.0.0.1:507N (asterisk-conf/pjsip.conf).
