@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark \
                 python3 python3-venv ca-certificates procps iproute2
 
-.PHONY: run test unit bench deps venv asterisk prepare clean
+.PHONY: run test unit bench docs deps venv asterisk prepare clean
 
 run: deps venv
 	$(PY) -m devstack.stack run
@@ -28,6 +28,10 @@ unit: venv
 bench: deps venv
 	$(PY) -m devstack.stack prepare
 	$(PY) -m bench
+
+# The README's configuration table, from the settings (tests/unit/test_readme.py checks it).
+docs: venv
+	$(PY) -m devstack.config_table --write
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -40,10 +40,17 @@ from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 from bench.listing import bench_listing
 
 
+def percentile(ordered: list[float], percent: int) -> float:
+    """The nearest-rank percentile of sorted samples: the smallest sample with at least
+    ``percent`` % of all samples at or below it (rank ceil(percent/100 * n), counted from 1)."""
+    rank = -(-percent * len(ordered) // 100)  # integer ceiling: no float rounding at the edge
+    return ordered[max(rank, 1) - 1]
+
+
 def report(name: str, samples_s: list[float], unit: str = "µs", scale: float = 1e6) -> None:
     ordered = sorted(samples_s)
-    p50 = ordered[len(ordered) // 2] * scale
-    p99 = ordered[int(len(ordered) * 0.99) - 1] * scale
+    p50 = percentile(ordered, 50) * scale
+    p99 = percentile(ordered, 99) * scale
     print(f"{name:<22} n={len(ordered):<6} p50={p50:9.1f} {unit}  p99={p99:9.1f} {unit}  "
           f"mean={statistics.fmean(ordered) * scale:9.1f} {unit}")
 

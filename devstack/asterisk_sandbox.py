@@ -17,7 +17,6 @@ left mounted on the host.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,6 @@ from ivr.config import REPO_ROOT, Settings, load_settings
 __all__ = ["AsteriskSandbox", "ensure_rootfs", "system_asterisk_22", "ProvisionError"]
 
 SID_PACKAGES = "asterisk,asterisk-core-sounds-en-wav,asterisk-moh-opsound-wav"
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicepay"
 
 
 class ProvisionError(RuntimeError):
@@ -56,7 +54,7 @@ def ensure_rootfs(settings: Settings) -> Path:
         return root
     if system_asterisk_22():
         return Path("/")
-    rootfs = DEFAULT_CACHE / "asterisk-rootfs-sid"
+    rootfs = settings.cache_dir / "asterisk-rootfs-sid"
     if (rootfs / "usr/sbin/asterisk").exists():
         return rootfs
     if not shutil.which("mmdebstrap"):

@@ -1,7 +1,8 @@
 """Every setting of voicepay, read from the environment in one place.
 
-Each field names its environment variable and default; the README's configuration table is this
-file in prose. Nothing else in the package reads ``os.environ``.
+Each field names its environment variable and default. The README's configuration table is
+generated from these fields (and the acquirer simulator's) by ``python -m devstack.config_table``,
+and a unit test keeps the two equal. Nothing else in the package reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Settings:
     agi_host: str = field(metadata={"env": "VOICEPAY_AGI_HOST"}, default="127.0.0.1")
     agi_port: int = field(metadata={"env": "VOICEPAY_AGI_PORT"}, default=4573)
     ami_host: str = field(metadata={"env": "VOICEPAY_AMI_HOST"}, default="127.0.0.1")
+    # Not to be changed alone: asterisk-conf/manager.conf sets the port Asterisk listens on.
     ami_port: int = field(metadata={"env": "VOICEPAY_AMI_PORT"}, default=5038)
     ami_user: str = field(metadata={"env": "VOICEPAY_AMI_USER"}, default="voicepay")
     ami_secret: str = field(metadata={"env": "VOICEPAY_AMI_SECRET"}, default="voicepay-dev-ami")
@@ -43,7 +45,9 @@ class Settings:
     # Self-service line identity towards the acquirer (ISO 8583 fields 41 and 42).
     terminal_id: str = field(metadata={"env": "VOICEPAY_TERMINAL_ID"}, default="VPIVR001")
     merchant_id: str = field(metadata={"env": "VOICEPAY_MERCHANT_ID"}, default="898100048160001")
-    # Where Asterisk finds the prompts (the repo's sounds/ as mounted inside its sandbox).
+    # Where Asterisk finds the prompts (the repo's sounds/ as mounted inside its sandbox). Not
+    # to be changed alone: the dialplan's Playback() paths and the sandbox's bind mount
+    # (devstack/asterisk_sandbox.py) name /opt/voicepay/sounds too.
     sounds_path: str = field(metadata={"env": "VOICEPAY_SOUNDS_PATH"}, default="/opt/voicepay/sounds")
     language: str = field(metadata={"env": "VOICEPAY_LANGUAGE"}, default="en")
     # Keypad timing, in milliseconds: first digit after a prompt, and between digits.
@@ -55,6 +59,9 @@ class Settings:
     # Root of the Asterisk filesystem: a cached Debian sid rootfs, or "/" for a system Asterisk.
     asterisk_root: str = field(metadata={"env": "VOICEPAY_ASTERISK_ROOT"}, default="")
     log_level: str = field(metadata={"env": "VOICEPAY_LOG_LEVEL"}, default="INFO")
+    # The XDG cache directory, as every XDG program reads it; ours is its voicepay/ folder
+    # (the Asterisk rootfs built once by devstack/asterisk_sandbox.py).
+    cache_home: Path = field(metadata={"env": "XDG_CACHE_HOME"}, default=Path.home() / ".cache")
     # Callback payments: how the cardholder is called, and how often.
     # {mobile} is replaced by the order's mobile number: "PJSIP/{mobile}" dials an endpoint of
     # that name; "PJSIP/{mobile}@carrier" would send it to a trunk.
@@ -120,10 +127,20 @@ class Settings:
     recent_index_max: int = field(metadata={"env": "VOICEPAY_RECENT_INDEX_MAX"}, default=2_000_000)
     retention_period_s: float = field(metadata={"env": "VOICEPAY_RETENTION_PERIOD_S"},
                                            default=3600.0)
+    # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
+    drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
 
     @property
-    def oneline_max_fen(self) -> int:
-        return Money.parse(self.oneline_max_amount).fen
+    def oneline_max(self) -> Money:
+        return Money.parse(self.oneline_max_amount)
+
+    @property
+    def max_payment(self) -> Money:
+        return Money.parse(self.max_payment_amount)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache_home / "voicepay"
 
     @property
     def keys_dir(self) -> Path:
@@ -174,6 +191,7 @@ def load_from_env(cls: type[SettingsT], **overrides: object) -> SettingsT:
     return cls(**values)
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(env var, field, default) for every setting: the README table is generated from this."""
-    return [(f.metadata["env"], f.name, str(f.default)) for f in fields(Settings)]
+def settings_table(cls: type = Settings) -> list[tuple[str, str, object]]:
+    """(env var, field name, default) of every field of a settings dataclass, in field order:
+    what devstack/config_table.py renders as the README's configuration table."""
+    return [(f.metadata["env"], f.name, f.default) for f in fields(cls)]

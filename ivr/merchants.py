@@ -77,7 +77,7 @@ class Merchant:
     name_zh: str
     mcc: str
     status: MerchantStatus
-    max_amount_fen: int
+    max_amount: Money
     key: bytes = field(default=b"", compare=False)
 
     def __repr__(self) -> str:
@@ -136,14 +136,14 @@ def _seed_entry(entry: object, path: Path) -> Merchant:
     except ValueError:
         raise MerchantError(f"{where}: status must be active or suspended") from None
     try:
-        max_fen = Money.parse(entry.get("max_amount")).fen  # type: ignore[arg-type]
+        max_amount = Money.parse(entry.get("max_amount"))  # type: ignore[arg-type]
     except ValueError:
         raise MerchantError(f"{where}: max_amount must be yuan with two decimals, e.g. \"500.00\"") from None
     unknown = set(entry) - {"id", "name_en", "name_zh", "mcc", "status", "max_amount"}
     if unknown:
         raise MerchantError(f"{where}: unknown keys {sorted(unknown)}")
     return Merchant(id=merchant_id, name_en=entry["name_en"], name_zh=entry["name_zh"], mcc=mcc,
-                    status=status, max_amount_fen=max_fen)
+                    status=status, max_amount=max_amount)
 
 
 def ensure_merchant_keys(settings: Settings, *, seed: Path = SEED_FILE) -> Path:
@@ -205,7 +205,7 @@ class MerchantRegistry:
         keys = _read_keys(path)
         merchants = [
             Merchant(id=m.id, name_en=m.name_en, name_zh=m.name_zh, mcc=m.mcc, status=m.status,
-                     max_amount_fen=m.max_amount_fen, key=bytes.fromhex(keys[m.id]))
+                     max_amount=m.max_amount, key=bytes.fromhex(keys[m.id]))
             for m in load_seed(seed)
         ]
         return cls(merchants)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 __all__ = ["Money"]
 
 # No sign, no exponent, no spaces, no leading zeros but one: what a person writes on an invoice.
-_YUAN = re.compile(r"(0|[1-9][0-9]{0,9})\.([0-9]{2})")
+_YUAN = re.compile(r"(0|[1-9][0-9]{0,11})\.([0-9]{2})")
 
 
 @dataclass(frozen=True, order=True)

@@ -6,10 +6,9 @@ payment store) works with this type and never with the HTTP request.
 
 The order service is found at ``app[ORDERS]``. Contract for implementations:
 
-- ``submit`` creates the payment in the ``PaymentStore`` and returns it. The payment's fields
-  must include ``merchant_id`` (``PAYMENT_MERCHANT_FIELD``: the API shows a payment only to the
-  merchant it names) and, when the order has one, ``notify_url`` (``PAYMENT_NOTIFY_URL_FIELD``:
-  where ``WebhookNotifier`` delivers the final state). Never the card or ID number in clear.
+- ``submit`` creates the payment in the ``PaymentStore`` and returns it. The payment names its
+  ``merchant_id`` (the API shows a payment only to the merchant it names) and, when the order
+  has one, its ``notify_url`` (where ``WebhookNotifier`` delivers the final state). Never the card or ID number in clear.
   If the order was refused before a payment existed, it raises a domain error and leaves nothing
   behind; if the payment was created and then failed at once, it raises ``PaymentFailed`` (the
   payment is in a final state), which is the request's outcome just as a payment is.
@@ -21,32 +20,27 @@ The order service is found at ``app[ORDERS]``. Contract for implementations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ivr.crypto.pan_vault import mask_pan
+from ivr.money import Money
 
 if TYPE_CHECKING:
     from ivr.merchants import Merchant
     from ivr.payments.store import Payment
 
-__all__ = ["Order", "OrderService", "PaymentFailed", "mask_id_number", "PAYMENT_MERCHANT_FIELD",
-           "PAYMENT_NOTIFY_URL_FIELD"]
-
-PAYMENT_MERCHANT_FIELD = "merchant_id"
-PAYMENT_NOTIFY_URL_FIELD = "notify_url"
+__all__ = ["Order", "OrderService", "PaymentFailed", "mask_id_number"]
 
 
 @dataclass(frozen=True, repr=False)
 class Order:
     """A merchant's request to take a card payment by phone: a callback, or inside an agent's call.
 
-    Field names are the JSON body's. ``amount`` is yuan, exactly as sent (two decimals);
-    ``amount_fen`` is the same amount in minor units, which is what the store keeps.
+    Field names are the JSON body's.
     """
 
     merchant_order_id: str
-    amount: Decimal
+    amount: Money
     description: str
     card_number: str
     cardholder_name: str
@@ -56,10 +50,6 @@ class Order:
     language: str = "zh"
     notify_url: str | None = None
     agent_id: str | None = None
-
-    @property
-    def amount_fen(self) -> int:
-        return int(self.amount * 100)
 
     def __repr__(self) -> str:
         return (f"Order(merchant_order_id={self.merchant_order_id!r}, "

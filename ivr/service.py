@@ -2,6 +2,9 @@
 
 Everything with a lifetime is a ``cleanup_ctx`` generator below: start, ``yield``, stop, in one
 place, in dependency order (aiohttp stops them in reverse).
+
+SIGTERM (or Ctrl-C) stops it gracefully: API writes are refused with 503 and no new call is
+taken, calls in progress get up to ``VOICEPAY_DRAIN_SECONDS`` to finish, then everything stops.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -19,9 +23,10 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
-                          STORE, WEBHOOKS)
+                          STOPPING, STORE, WEBHOOKS)
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.merchant_routes import merchant_routes
+from ivr.api.errors import APIError
 from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import load_ivr_keys
@@ -32,7 +37,7 @@ from ivr.paying.context import FlowContext
 from ivr.callback.flow import callback
 from ivr.selfservice.flow import selfservice
 from ivr.oneline.flow import oneline
-from ivr.oneline.orders import OnelineOrders, Orders, ReturningCardholders
+from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
@@ -43,9 +48,24 @@ from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
 from ivr.webhooks import WebhookNotifier
 
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "drain", "serve", "main"]
 
 log = logging.getLogger("ivr.service")
+
+AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+
+
+class ServiceStopping(APIError):
+    status = 503
+    error_id = "service-stopping"
+
+
+@web.middleware
+async def _refuse_writes_while_stopping(request: web.Request, handler) -> web.StreamResponse:
+    """A payment created now could not be called back or switched by this instance."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.app[STOPPING].is_set():
+        raise ServiceStopping("the service is stopping; retry in a moment or on another instance")
+    return await handler(request)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -105,7 +125,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,
-                                           returning, settings.oneline_max_fen))
+                                           returning, settings.oneline_max))
     ctx = FlowContext(
         settings=settings,
         store=app[STORE],
@@ -115,7 +135,6 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
                               merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
                               on_approved=returning.remember),
         manifest=manifest_with_merchants(settings),
-        dialer=dialer,
         oneline=switch,
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
@@ -125,8 +144,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         "oneline": functools.partial(oneline, ctx=ctx),
     })
     await server.start(settings.agi_host, settings.agi_port)
+    app[AGI_SERVER] = server
     yield
-    await server.stop()
+    await server.stop()  # after drain(): whatever outlasted the drain time is cut off now
     await dialer.stop()
 
 
@@ -149,7 +169,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RetentionSweep(app[REDIS], retention_days=settings.retention_days,
                            record_retention_days=settings.record_retention_days,
-                           recent_index_max=settings.recent_index_max)
+                           recent_index_max=settings.recent_index_max,
+                           aged_sets=(RETURNING_KEY,))
     task = asyncio.create_task(sweep.run(settings.retention_period_s), name="retention")
     yield
     task.cancel()
@@ -158,8 +179,9 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, _refuse_writes_while_stopping])
     app[SETTINGS] = settings or load_settings()
+    app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
@@ -167,12 +189,52 @@ def create_app(settings: Settings | None = None) -> web.Application:
     return app
 
 
+async def drain(app: web.Application) -> None:
+    """The graceful part of a stop: refuse API writes and new calls, and give the calls in
+    progress up to ``drain_seconds`` to finish. The app's cleanup stops the rest afterwards."""
+    settings = app[SETTINGS]
+    app[STOPPING].set()
+    app[DIALER].stop_claiming()
+    log.info("stopping: API writes refused, no new calls; calls in progress have up to %gs",
+             settings.drain_seconds)
+    await app[AGI_SERVER].stop(drain_seconds=settings.drain_seconds)
+
+
+async def serve(app: web.Application) -> None:
+    """Run the service until SIGTERM or SIGINT, then drain and stop it.
+
+    Not aiohttp's ``run_app``: it closes the HTTP listener first, so the API could not answer
+    503 while calls drain. A second signal ends the drain early; calls still in progress are then
+    cut off (an authorization in flight is still settled, see ``ivr.paying.pin_entry``).
+    """
+    settings = app[SETTINGS]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("HTTP API on http://%s:%d", settings.http_host, settings.http_port)
+        signalled = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
+        await signalled.wait()
+        signalled.clear()
+        draining = asyncio.create_task(drain(app))
+        second_signal = asyncio.create_task(signalled.wait())
+        await asyncio.wait({draining, second_signal}, return_when=asyncio.FIRST_COMPLETED)
+        if not draining.done():
+            log.warning("signalled again: not waiting for calls any longer")
+        for task in (draining, second_signal):
+            task.cancel()
+        await asyncio.gather(draining, second_signal, return_exceptions=True)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                print=lambda *_: log.info("HTTP API on http://%s:%d", settings.http_host,
-                                          settings.http_port))
+    asyncio.run(serve(create_app(settings)))
 
 
 if __name__ == "__main__":

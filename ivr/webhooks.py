@@ -98,8 +98,8 @@ class WebhookNotifier:
         Payments not in a final state, without a ``notify_url`` or without a known merchant
         are not notified.
         """
-        url = payment.fields.get("notify_url")
-        merchant_id = payment.fields.get("merchant_id", "")
+        url = payment.notify_url
+        merchant_id = payment.merchant_id
         if not payment.is_final or not url:
             return False
         if merchant_id not in self._registry:

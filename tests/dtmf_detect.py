@@ -15,7 +15,7 @@ import sys
 import wave
 from pathlib import Path
 
-__all__ = ["detect_dtmf"]
+__all__ = ["detect_dtmf", "keypad_in_packets"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
@@ -69,6 +69,29 @@ def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None)
                                                          or at - found[-1][0] > 0.1):
             found.append((at, digit))
         previous = digit
+    return found
+
+
+def keypad_in_packets(packets: list[tuple[float, int, bytes]], *, sip_port: int, rtp_port: int,
+                      start: float, end: float) -> dict[str, int]:
+    """What of a keypad reached one phone between ``start`` and ``end`` (epoch seconds).
+
+    ``packets`` are (time, UDP destination port, UDP payload) as captured towards the phone.
+    Counted: RTP packets, RFC 4733 telephone-events among them (payload type 101, what our SDP
+    offers), SIP INFO requests (RFC 2976: the other way a PBX relays DTMF), and every SIP request
+    by method, so a check on INFO can first show that it sees the phone's SIP at all.
+    """
+    found = {"telephone_events": 0, "sip_info": 0, "rtp_packets": 0}
+    for at, port, payload in packets:
+        if not start <= at <= end:
+            continue
+        if port == rtp_port and len(payload) >= 12 and payload[0] >> 6 == 2:
+            found["rtp_packets"] += 1
+            if payload[1] & 0x7F == 101:
+                found["telephone_events"] += 1
+        elif port == sip_port and not payload.startswith(b"SIP/2.0"):
+            method = payload.split(b" ", 1)[0].decode("ascii", "replace")
+            found[f"sip_{method.lower()}"] = found.get(f"sip_{method.lower()}", 0) + 1
     return found
 
 

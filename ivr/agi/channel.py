@@ -1,9 +1,13 @@
 """One FastAGI session: the call as our flows see it.
 
-Replies are parsed with panoramisk's ``parse_agi_result`` and every failure becomes a distinct
-exception, so a flow reads top to bottom and a hang-up at any step unwinds it to one place.
+One reader (``AgiChannel._exchange``) takes every reply off the socket, raw; panoramisk's
+``parse_agi_result`` then reads ordinary replies, and the secret GET DATA copies its digits
+straight into a bytearray. Every failure becomes a distinct exception, so a flow reads top to
+bottom and a hang-up at any step (or the connection dropping, even half-way through a reply)
+unwinds it to one place.
 
-Two things panoramisk's ``Request`` gets wrong for us, and why this class exists:
+Three things panoramisk's ``Request`` gets wrong for us, and why this class exists:
+- its reply loop spins forever, never yielding to the event loop, if the peer closes early;
 - when the caller hangs up, Asterisk writes ``HANGUP`` *and then* the reply of the running command;
   treating ``HANGUP`` as the reply leaves that line in the buffer and every later reply is off by one;
 - it logs nothing itself, but its result dicts carry the keyed digits, so they must never reach a
@@ -27,6 +31,7 @@ __all__ = [
     "AgiDeadChannel",
     "AgiAppError",
     "DigitEntry",
+    "quote_agi_argument",
     "read_agi_headers",
 ]
 
@@ -73,6 +78,19 @@ class DigitEntry:
 
     def __repr__(self) -> str:  # digits never reach a repr, a log or a traceback
         return f"DigitEntry(<{len(self.digits)} digits>, timed_out={self.timed_out})"
+
+
+def quote_agi_argument(value: str) -> str:
+    """``value`` as one argument of an AGI command line, read back unchanged by Asterisk.
+
+    Asterisk's ``parse_args`` (res/res_agi.c) splits on spaces and tabs, groups words in double
+    quotes and takes a backslash as "the next character is literal", inside quotes or out. A line
+    break cannot be quoted at all: it ends the command, and what follows would be read as a second
+    one, so it is refused.
+    """
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("an AGI argument cannot hold a line break or a NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def read_agi_headers(reader: asyncio.StreamReader) -> dict[str, str]:
@@ -127,6 +145,22 @@ class AgiChannel:
     async def command(self, command: str) -> dict:
         """Send one command and return panoramisk's parsed reply, or raise a typed error."""
         verb = " ".join(command.split()[:2])
+        line = await self._exchange(verb, command)
+        reply = parse_agi_result(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+        error = reply.get("error")
+        if error == "AGIResultHangup":
+            self.hung_up = True
+            raise AgiHangup(verb)
+        if error == "AGIAppError":
+            raise AgiAppError(verb, "result=-1")
+        return reply
+
+    async def _exchange(self, verb: str, command: str) -> bytes:
+        """Send ``command`` and return its ``200`` reply line, raw (it may carry secret digits).
+
+        The one reader of AGI replies: every way the session can end (a HANGUP line, a 511, the
+        connection reset, closed, or closed half-way through a line) raises ``AgiHangup`` here.
+        """
         if self.hung_up:
             raise AgiHangup(verb, "channel already hung up")
         self._writer.write(command.encode("utf-8") + b"\n")
@@ -136,39 +170,48 @@ class AgiChannel:
             self.hung_up = True
             raise AgiHangup(verb, "connection lost") from exc
         while True:
-            line = await self._reader.readline()
-            if not line:
-                self.hung_up = True
-                raise AgiHangup(verb, "connection closed")
-            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-            if text == "HANGUP":
+            line = await self._read_line(verb)
+            if line in (b"HANGUP\n", b"HANGUP\r\n"):  # compared, not stripped: no copy of a reply
                 # The reply of the running command still follows; read it, then report the hang-up.
                 self.hung_up = True
                 continue
-            reply = parse_agi_result(text)
-            if reply.get("status_code") == 100:
+            if line.startswith(b"100"):  # "100 result=0 Trying..."; the real reply follows
                 continue
-            if reply.get("error") == "AGIUsageError":
-                # Asterisk sends the usage text on following lines, ending with "520 End of proper usage."
-                while not (await self._reader.readline()).startswith(b"520"):
+            if line.startswith(b"520-"):
+                # Usage text follows, up to "520 End of proper usage."; a bare "520 ..." has none.
+                while not (await self._read_line(verb)).startswith(b"520 "):
                     pass
             break
-        error = reply.get("error")
-        if self.hung_up or error == "AGIResultHangup":
-            self.hung_up = True
+        if self.hung_up:
             raise AgiHangup(verb)
-        if error == "AGIAppError":
-            raise AgiAppError(verb, "result=-1")
-        if error == "AGIInvalidCommand":
+        status = line[:3]
+        if status == b"200":
+            return line
+        if status == b"511":
+            self.hung_up = True
+            raise AgiDeadChannel(verb)
+        if status == b"510":
             raise AgiInvalidCommand(verb)
-        if error == "AGIUsageError":
+        if status == b"520":
             raise AgiUsageError(verb)
-        if error:
-            if text.startswith("511"):
-                self.hung_up = True
-                raise AgiDeadChannel(verb)
-            raise AgiError(verb, text[:3])
-        return reply
+        raise AgiError(verb, f"status {status.decode()}" if status.isdigit()
+                       else "unexpected reply")
+
+    async def _read_line(self, verb: str) -> bytes:
+        """One line from Asterisk, newline included; a line cut short means the peer is gone.
+
+        ``readline()`` at end of stream returns at once without yielding to the event loop, so any
+        loop over it must leave on ``b""``: this is the only place that reads the socket.
+        """
+        try:
+            line = await self._reader.readline()
+        except (ConnectionError, ValueError) as exc:  # ValueError: a line over the stream's limit
+            self.hung_up = True
+            raise AgiHangup(verb, "connection lost") from exc
+        if not line.endswith(b"\n"):  # b"" or half a line: the connection closed
+            self.hung_up = True
+            raise AgiHangup(verb, "connection closed")
+        return line
 
     async def answer(self) -> None:
         await self.command("ANSWER")
@@ -196,32 +239,16 @@ class AgiChannel:
     async def get_secret_digits(self, prompt: str, timeout_ms: int, max_digits: int) -> bytearray:
         """GET DATA for a PIN or CVV2: the digits come back in a bytearray the caller wipes.
 
-        The reply is parsed here by hand rather than by ``parse_agi_result`` so the digits are
-        copied into exactly one mutable buffer. (CPython still briefly holds the raw reply line as
-        an immutable ``bytes`` until it is collected; that is as far as Python lets us go.)
+        The raw reply line is read here rather than through ``parse_agi_result`` so the digits are
+        copied into exactly one mutable buffer, never a ``str``. (CPython still briefly holds the
+        raw reply line as an immutable ``bytes`` until it is collected; that is as far as Python
+        lets us go.)
         """
         verb = "GET DATA"
-        if self.hung_up:
-            raise AgiHangup(verb, "channel already hung up")
-        self._writer.write(f"GET DATA {prompt} {timeout_ms} {max_digits}\n".encode())
-        await self._writer.drain()
-        while True:
-            line = await self._reader.readline()
-            if not line:
-                self.hung_up = True
-                raise AgiHangup(verb, "connection closed")
-            if line.rstrip(b"\r\n") == b"HANGUP":
-                self.hung_up = True
-                continue
-            break
-        if self.hung_up:
-            raise AgiHangup(verb)
+        line = await self._exchange(verb, f"GET DATA {prompt} {timeout_ms} {max_digits}")
         prefix = b"200 result="
         if not line.startswith(prefix):
-            if line.startswith(b"511"):
-                self.hung_up = True
-                raise AgiDeadChannel(verb)
-            raise AgiError(verb, line[:3].decode(errors="replace"))
+            raise AgiError(verb, "unexpected reply")
         digits = bytearray()
         for byte in line[len(prefix):]:
             if byte in b"0123456789":
@@ -234,7 +261,10 @@ class AgiChannel:
         return digits
 
     async def set_variable(self, name: str, value: str) -> None:
-        await self.command(f'SET VARIABLE {name} "{value}"')
+        # Names are ours (dialplan_variables.py, TIMEOUT(digit)) and go bare; values are quoted.
+        if not name or any(c in name for c in ' \t"\\\r\n\0'):
+            raise ValueError(f"not a dialplan variable name: {name!r}")
+        await self.command(f"SET VARIABLE {name} {quote_agi_argument(value)}")
 
     async def get_variable(self, name: str) -> str | None:
         reply = await self.command(f"GET VARIABLE {name}")
@@ -245,7 +275,7 @@ class AgiChannel:
         await self.set_variable("TIMEOUT(digit)", str(timeout_ms / 1000))
 
     async def verbose(self, message: str, level: int = 3) -> None:
-        await self.command(f'VERBOSE "{message}" {level}')
+        await self.command(f"VERBOSE {quote_agi_argument(message)} {level}")
 
     async def hangup(self) -> None:
         if not self.hung_up:

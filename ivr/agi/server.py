@@ -30,14 +30,28 @@ class FastAgiServer:
         self._server = await asyncio.start_server(self._handle, host, port)
         log.info("FastAGI listening on %s:%d, routes: %s", host, port, ", ".join(sorted(self._routes)))
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Take no new calls; give the calls in progress up to ``drain_seconds`` to end, then cut
+        them off.
+
+        With the listener closed, Asterisk's ``AGI()`` fails at once and its dialplan sends the
+        caller to the failure context, so no caller waits on a service that is going away. A call
+        cut off with an authorization in flight still records its answer (``ivr.paying``).
+        """
         if self._server is not None:
             self._server.close()
+        unfinished = set(self._sessions)
+        if unfinished and drain_seconds > 0:
+            log.info("FastAGI: no new calls; waiting up to %gs for %d in progress", drain_seconds,
+                     len(unfinished))
+            _, unfinished = await asyncio.wait(unfinished, timeout=drain_seconds)
+        if unfinished:
+            log.warning("FastAGI: cutting off %d calls still in progress", len(unfinished))
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.gather(*self._sessions, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -61,6 +75,10 @@ class FastAgiServer:
                 await handler(channel)
             except AgiError as exc:
                 log.info("call %s: AGI session ended: %s", channel.uniqueid, exc)
+            except asyncio.CancelledError:
+                # Only stop() cancels a session, and it is ended here: re-raised, asyncio's stream
+                # callback would log the cancellation as an "unhandled exception".
+                log.warning("call %s: cut off, the service is stopping", channel.uniqueid)
             except Exception:
                 # Tracebacks of our own code are safe to log: no exception type carries card data.
                 log.exception("call %s: flow %s failed", channel.uniqueid, script)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -23,5 +25,7 @@ ORDERS = web.AppKey("orders", OrderService)
 MERCHANTS = web.AppKey("merchants", MerchantRegistry)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 DIALER = web.AppKey("dialer", Dialer)
+# Set once the service is stopping: API writes are refused and /healthz answers 503 from then on.
+STOPPING = web.AppKey("stopping", asyncio.Event)
 # The operator's bearer token for the payments API (settings.operator_token_file).
 OPERATOR_TOKEN = web.AppKey("operator_token", str)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from ivr.api.errors import APIError, InvalidParameter, error_answer
 from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
 from ivr.api.payment_request import parse_order
-from ivr.orders import PAYMENT_MERCHANT_FIELD, PaymentFailed
+from ivr.orders import PaymentFailed
 from ivr.payments.store import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
@@ -61,20 +60,15 @@ class OrdersUnavailable(APIError):
     error_id = "orders-unavailable"
 
 
-def _max_fen(amount: str) -> int:
-    return int(Decimal(amount) * 100)
-
-
 @merchant_routes.post("/v1/payments")
 async def create_payment(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     merchant = await authenticate(request)
     raw = await request.read()
-    order = parse_order(raw, max_fen=_max_fen(settings.max_payment_amount))
-    if order.amount_fen > merchant.max_amount_fen:
-        raise InvalidParameter("amount", f"must be at most {merchant.max_amount_fen // 100}."
-                                         f"{merchant.max_amount_fen % 100:02d} for this merchant")
+    order = parse_order(raw, maximum=settings.max_payment)
+    if order.amount > merchant.max_amount:
+        raise InvalidParameter("amount", f"must be at most {merchant.max_amount} for this merchant")
     if ORDERS not in app:
         raise OrdersUnavailable("callback payments are not available on this server")
 
@@ -141,7 +135,7 @@ async def cancel_payment(request: web.Request) -> web.Response:
     merchant = await authenticate(request)
     payment_id = request.match_info["payment_id"]
     payment = await app[STORE].get(payment_id)
-    if payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+    if payment.merchant_id != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
     if payment.status not in {s.value for s in CANCELLABLE_STATES}:
         raise InvalidTransition(payment_id, payment.status, PaymentState.CANCELLED.value)

@@ -11,18 +11,19 @@ import json
 import re
 import unicodedata
 from dataclasses import fields
-from decimal import Decimal
+
 from typing import Any
 from urllib.parse import urlsplit
 
 from ivr.api.errors import InvalidParameter
+from ivr.money import Money
 from ivr.orders import Order
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
 
 __all__ = [
     "UnsupportedMode",
     "parse_order",
-    "parse_amount_fen",
+    "parse_amount",
     "MODES",
     "LANGUAGES",
 ]
@@ -36,7 +37,6 @@ LANGUAGES = ("zh", "en")
 
 _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Exactly two decimal places, no sign, no exponent, no leading zeros: "0.01", "120.00".
-_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,11})\.[0-9]{2}")
 # Field names we are willing to repeat back in an "unknown field" error.
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NOTIFY_URL_MAX = 512
@@ -51,22 +51,19 @@ REQUIRED = ("merchant_order_id", "amount", "description", "card_number", "cardho
             "id_number", "mobile", "mode")
 
 
-def parse_amount_fen(value: object, max_fen: int, *, name: str = "amount") -> int:
-    """A yuan amount as a string with exactly two decimals, from 0.01 to ``max_fen``, in fen."""
+def parse_amount(value: object, maximum: Money, *, name: str = "amount") -> Money:
+    """A yuan amount as a string with exactly two decimals, from 0.01 to ``maximum``."""
     if not isinstance(value, str):
         raise InvalidParameter(name, 'must be a string such as "120.00"')
-    if not _AMOUNT.fullmatch(value):
-        raise InvalidParameter(name, 'must be yuan with exactly two decimals, such as "120.00"')
-    fen = int(Decimal(value) * 100)
-    if fen < 1:
+    try:
+        amount = Money.parse(value)
+    except ValueError:
+        raise InvalidParameter(name, 'must be yuan with exactly two decimals, such as "120.00"') from None
+    if amount.fen < 1:
         raise InvalidParameter(name, "must be at least 0.01")
-    if fen > max_fen:
-        raise InvalidParameter(name, f"must be at most {_yuan(max_fen)}")
-    return fen
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+    if amount > maximum:
+        raise InvalidParameter(name, f"must be at most {maximum}")
+    return amount
 
 
 def _text(body: dict[str, Any], name: str, max_len: int) -> str:
@@ -131,7 +128,7 @@ def _shown(key: str) -> str:
     return key if _FIELD_NAME.fullmatch(key) else "(field name)"
 
 
-def parse_order(raw: bytes, *, max_fen: int) -> Order:
+def parse_order(raw: bytes, *, maximum: Money) -> Order:
     """The order in ``raw`` (a JSON object), or InvalidParameter naming the first bad field."""
     try:
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
@@ -159,7 +156,7 @@ def parse_order(raw: bytes, *, max_fen: int) -> Order:
     merchant_order_id = body["merchant_order_id"]
     if not isinstance(merchant_order_id, str) or not _ORDER_ID.fullmatch(merchant_order_id):
         raise InvalidParameter("merchant_order_id", "must be 1 to 64 of A-Z, a-z, 0-9, _ and -")
-    fen = parse_amount_fen(body["amount"], max_fen)
+    amount = parse_amount(body["amount"], maximum)
     description = _text(body, "description", 128)
     card_number = _secret_digits(body, "card_number", check_card_number)
     cardholder_name = _text(body, "cardholder_name", 64)
@@ -184,7 +181,7 @@ def parse_order(raw: bytes, *, max_fen: int) -> Order:
 
     return Order(
         merchant_order_id=merchant_order_id,
-        amount=Decimal(fen).scaleb(-2),
+        amount=amount,
         description=description,
         card_number=card_number,
         cardholder_name=cardholder_name,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Any
+
 from aiohttp import web
 
 from ivr.api.errors import HANDLED, InvalidParameter, error_answer
-from ivr.api.keys import ACQUIRER, AMI, REDIS, STORE
+from ivr.api.keys import ACQUIRER, AMI, REDIS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
-from ivr.orders import PAYMENT_MERCHANT_FIELD
 from ivr.payments.store import NoSuchPayment, PaymentState
 from ivr.webhooks import webhook_attempts
 
@@ -36,9 +37,9 @@ async def get_payment(request: web.Request) -> web.Response:
     store = request.app[STORE]
     payment_id = request.match_info["payment_id"]
     payment = await store.get(payment_id)
-    if merchant is not None and payment.fields.get(PAYMENT_MERCHANT_FIELD) != merchant.id:
+    if merchant is not None and payment.merchant_id != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
-    body = payment.to_json(history=await store.history(payment_id))
+    body = payment.to_json(history=await store.history(payment_id), internal=merchant is None)
     body["webhook_attempts"] = await webhook_attempts(request.app[REDIS], payment_id)
     return web.json_response(body)
 
@@ -86,4 +87,9 @@ async def healthz(request: web.Request) -> web.Response:
         "asterisk": {"ok": asterisk is not None, **(asterisk or {})},
     }
     healthy = all(c["ok"] for c in checks.values())
-    return web.json_response({"ok": healthy, "checks": checks}, status=200 if healthy else 503)
+    body: dict[str, Any] = {"ok": healthy, "checks": checks}
+    if STOPPING in request.app and request.app[STOPPING].is_set():
+        # Draining: a load balancer must stop sending calls and orders here.
+        healthy = body["ok"] = False
+        body["stopping"] = True
+    return web.json_response(body, status=200 if healthy else 503)

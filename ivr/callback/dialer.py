@@ -98,6 +98,7 @@ class Dialer:
         self._loops: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._claiming = True
         self._hangup_causes: dict[str, asyncio.Future] = {}
 
     def start(self) -> None:
@@ -105,6 +106,12 @@ class Dialer:
         self._ami.on_event("Hangup", self._on_hangup)
         self._loops = [asyncio.create_task(self._claim_loop(), name="dialer claims"),
                        asyncio.create_task(self._lease_loop(), name="dialer leases")]
+
+    def stop_claiming(self) -> None:
+        """Place no new calls (the service is draining); the steps in progress go on, with their
+        leases renewed, and whatever is due stays due for another instance or the next start."""
+        self._claiming = False
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop dialling. Claims are left as they are, exactly as a crash would leave them: the
@@ -137,7 +144,7 @@ class Dialer:
 
     async def _claim_loop(self) -> None:
         # Also ends on ``_stopping``: redis-py can swallow a CancelledError inside a command.
-        while not self._stopping:
+        while not self._stopping and self._claiming:
             self._wake.clear()
             try:
                 room = _MAX_STEPS - len(self._steps)
@@ -232,7 +239,7 @@ class Dialer:
             await self._done(payment.id)
             return None
         channel_id = f"vp-{payment.id}-{number}"
-        dialled = s.callback_dial_pattern.format(mobile=payment.fields["mobile"])
+        dialled = s.callback_dial_pattern.format(mobile=payment.mobile)
         await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
         log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
         hangup_cause = asyncio.get_running_loop().create_future()
@@ -264,7 +271,7 @@ class Dialer:
         """Enter (or stay in) ``calling`` for the next attempt; False once the payment moved on."""
         try:
             before = await self._store.get(payment_id)
-            if before.status == PaymentState.CALLING.value:
+            if before.status is PaymentState.CALLING:
                 # Re-entering a state adds no history entry, so a retry says so itself.
                 await self._store.note(payment_id, reason)
             else:

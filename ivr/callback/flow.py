@@ -34,5 +34,5 @@ async def callback(call: AgiChannel, ctx: FlowContext) -> None:
     # This transition is what tells the dialer (whichever instance placed the call) it was taken.
     log.info("call %s payment %s: cardholder answered", call.uniqueid, payment.id)
     await pay_order(call, ctx, payment)
-    await call.stream(ctx.prompts(payment.fields.get("language"))["goodbye"])
+    await call.stream(ctx.prompts(payment.language)["goodbye"])
     await call.hangup()

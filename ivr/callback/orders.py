@@ -69,7 +69,7 @@ class CallbackOrders:
                 "mode": mode,
                 "merchant_id": merchant.id,
                 "merchant_order_id": order.merchant_order_id,
-                "amount_minor": order.amount_fen,
+                "amount_minor": order.amount.fen,
                 "currency": "CNY",
                 "description": order.description,
                 "cardholder_name": order.cardholder_name,

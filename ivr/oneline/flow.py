@@ -37,6 +37,6 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
         await pay_order(call, ctx, payment)
     except AgiHangup:
         assert ctx.oneline is not None
-        if (await ctx.store.get(payment.id)).status != PaymentState.CANCELLED.value:
-            await ctx.oneline.release_agent(payment.fields.get("agent_channel", ""))
+        if (await ctx.store.get(payment.id)).status is not PaymentState.CANCELLED:
+            await ctx.oneline.release_agent(payment.agent_channel)
         raise

@@ -14,27 +14,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 
 import redis.asyncio as aioredis
 
 from ivr.callback.orders import CallbackOrders
 from ivr.merchants import Merchant
 from ivr.oneline.switch import AgentCall, OnelineSwitch, SwitchFailed
+from ivr.money import Money
 from ivr.orders import Order
+from ivr.payments.model import PaymentMode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 from ivr.risk.basic import assess
 
-__all__ = ["OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
+__all__ = ["RETURNING_KEY", "OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
 
 log = logging.getLogger(__name__)
 
 
 class OnelineNotAllowed(Exception):
-    def __init__(self, max_fen: int) -> None:
+    def __init__(self, maximum: Money) -> None:
         super().__init__(
-            f"a one-line payment is limited to {max_fen / 100:.2f} for a new cardholder: "
+            f"a one-line payment is limited to {maximum} for a new cardholder: "
             "use a callback payment (mode callback) instead")
-        self.details = {"max_amount": f"{max_fen / 100:.2f}", "use_mode": "callback"}
+        self.details = {"max_amount": maximum.yuan, "use_mode": "callback"}
+
+
+# Sorted set: digest -> unix time of the pair's latest approved payment. The retention sweep
+# forgets a pair retention_days after it was last seen, like the payments that made it known.
+RETURNING_KEY = "cardholders:seen"
 
 
 class ReturningCardholders:
@@ -50,26 +58,26 @@ class ReturningCardholders:
         return hmac.new(self._key, f"{pan}:{mobile}".encode(), hashlib.sha256).hexdigest()
 
     async def remember(self, pan: str, mobile: str) -> None:
-        await self._redis.sadd("cardholders:returning", self._digest(pan, mobile))
+        await self._redis.zadd(RETURNING_KEY, {self._digest(pan, mobile): time.time()})
 
     async def seen(self, pan: str, mobile: str) -> bool:
-        return bool(await self._redis.sismember("cardholders:returning", self._digest(pan, mobile)))
+        return await self._redis.zscore(RETURNING_KEY, self._digest(pan, mobile)) is not None
 
 
 class OnelineOrders:
     def __init__(self, store: PaymentStore, orders: CallbackOrders, switch: OnelineSwitch,
-                 returning: ReturningCardholders, max_fen: int) -> None:
+                 returning: ReturningCardholders, maximum: Money) -> None:
         self._store = store
         self._orders = orders
         self._switch = switch
         self._returning = returning
-        self._max_fen = max_fen
+        self._maximum = maximum
 
     async def submit(self, merchant: Merchant, order: Order) -> Payment:
         assert order.agent_id is not None
-        if order.amount_fen > self._max_fen and not await self._returning.seen(order.card_number,
+        if order.amount > self._maximum and not await self._returning.seen(order.card_number,
                                                                                order.mobile):
-            raise OnelineNotAllowed(self._max_fen)
+            raise OnelineNotAllowed(self._maximum)
         call = await self._switch.find(order.agent_id)
         card = self._orders.card(order.card_number)
         payment = await self._orders.create(merchant, order, card, mode="oneline",
@@ -97,13 +105,13 @@ class OnelineOrders:
         """Cancel before the PIN. A caller already switched to the payment IVR goes back to the
         agent, who is waiting in [agent-wait]; if that cannot be done, the caller is hung up and
         the agent released, so nobody is left in the payment IVR or on hold."""
-        switched = payment.status != PaymentState.CREATED.value  # the switch follows risk_passed
+        switched = payment.status is not PaymentState.CREATED  # the switch follows risk_passed
         payment = await self._store.transition(payment.id, PaymentState.CANCELLED,
                                                reason=f"cancelled by merchant {merchant.id}")
         if not switched:
             return payment  # the caller is still talking to the agent; submit stops at risk
-        call = AgentCall(payment.fields.get("agent_channel", ""),
-                         payment.fields.get("caller_channel", ""))
+        call = AgentCall(payment.agent_channel,
+                         payment.caller_channel)
         if await self._switch.return_to_agent(call.caller_channel):
             outcome = "caller taken out of the payment IVR and returned to the agent"
         else:
@@ -131,6 +139,6 @@ class Orders:
 
     async def cancel(self, merchant: Merchant, payment_id: str) -> Payment:
         payment = await self._store.get(payment_id)
-        if payment.fields.get("mode") == "oneline":
+        if payment.mode is PaymentMode.ONELINE:
             return await self._oneline.cancel(merchant, payment)
         return await self._callback.cancel(merchant, payment_id)

@@ -13,9 +13,10 @@ from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.hostlink.acquirer_client import (AcquirerClient, AcquirerError, AcquirerProtocolError,
                                           IssuerTimeout)
 from ivr.hostlink.messages import PurchaseRequest, ResponseCode
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 
-__all__ = ["Outcome", "Authorizer", "SentPurchase"]
+__all__ = ["Outcome", "Authorizer"]
 
 log = logging.getLogger(__name__)
 
@@ -37,52 +38,6 @@ _DECLINES: dict[ResponseCode, str] = {
 }
 # Codes that say the system, not the cardholder, failed: the payment is "failed", not "declined".
 _SYSTEM_FAILURES = {RC.ISSUER_UNAVAILABLE, RC.SYSTEM_MALFUNCTION, RC.FORMAT_ERROR}
-
-
-@dataclass(frozen=True)
-class SentPurchase:
-    """What names a purchase at the acquirer, kept on the payment before the purchase is sent.
-
-    With the card number (the payment's PAN token, kept until the payment is final) and the
-    amount, it is all a reversal needs: a process that dies mid-authorization leaves enough
-    behind for recovery (ivr/payments/recovery.py) to undo it without the caller.
-    """
-
-    stan: str
-    transmission: str
-    local_time: str
-    local_date: str
-    terminal_id: str
-    merchant_field: str  # field 42 as sent: the merchant id padded to 15
-
-    # dataclass field -> payment field ("stan" predates this record and keeps its name).
-    _PAYMENT_FIELDS = {"stan": "stan", "transmission": "auth_transmission",
-                       "local_time": "auth_local_time", "local_date": "auth_local_date",
-                       "terminal_id": "auth_terminal_id", "merchant_field": "auth_merchant_field"}
-
-    @classmethod
-    def of(cls, request: PurchaseRequest) -> SentPurchase:
-        return cls(request.stan, request.transmission, request.local_time, request.local_date,
-                   request.terminal_id, request.merchant_id)
-
-    @classmethod
-    def of_payment(cls, payment: Payment) -> SentPurchase | None:
-        """The purchase last sent for ``payment``, or None if none was ever about to be sent."""
-        try:
-            return cls(**{name: payment.fields[key] for name, key in cls._PAYMENT_FIELDS.items()})
-        except KeyError:
-            return None
-
-    def payment_fields(self) -> dict[str, str]:
-        return {key: getattr(self, name) for name, key in self._PAYMENT_FIELDS.items()}
-
-    def purchase(self, pan: str, amount: int) -> PurchaseRequest:
-        """The purchase as far as its reversal needs it: no PIN block, CVV2 or expiry (a 0400
-        names its original by terminal, STAN and transmission time, and carries card and amount)."""
-        return PurchaseRequest(pan=pan, amount=amount, stan=self.stan,
-                               transmission=self.transmission, local_time=self.local_time,
-                               local_date=self.local_date, terminal_id=self.terminal_id,
-                               merchant_id=self.merchant_field)
 
 
 @dataclass(frozen=True)
@@ -130,14 +85,14 @@ class Authorizer:
         cvv2_block = encrypt_cvv2(self._cvv_key, cvv2_digits, pan, stan) if cvv2_digits else None
         request = PurchaseRequest.create(
             pan=pan,
-            amount=int(payment.fields["amount_minor"]),
+            amount=payment.amount.fen,
             pin_block=pin_block,
             expiry=expiry_yymm,
             cvv2_block=cvv2_block,
             stan=stan,
             # A merchant's own payments go out under its id; the self-service line uses ours.
             terminal_id=self._terminal_id,
-            merchant_id=_merchant_field(payment.fields.get("merchant_id"), self._merchant_id),
+            merchant_id=_merchant_field(payment.merchant_id, self._merchant_id),
         )
         await self._store.prepare_authorization(payment.id, **SentPurchase.of(request).payment_fields())
         try:
@@ -149,8 +104,8 @@ class Authorizer:
         log.info("payment %s: acquirer answered %s (stan %s, rrn %s)", payment.id, code.value, stan,
                  response.rrn)
         if code is RC.APPROVED:
-            if self._on_approved is not None and payment.fields.get("mobile"):
-                await self._on_approved(pan, payment.fields["mobile"])
+            if self._on_approved is not None and payment.mobile:
+                await self._on_approved(pan, payment.mobile)
             return Outcome(PaymentState.APPROVED, "approved", reason, code.value, response.rrn,
                            response.auth_code or "")
         if code in _SYSTEM_FAILURES:

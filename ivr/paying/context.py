@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr.agi.channel import AgiChannel
-from ivr.callback.dialer import Dialer
 from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault
@@ -25,7 +24,6 @@ class FlowContext:
     pek: bytes
     authorizer: Authorizer
     manifest: Manifest
-    dialer: Dialer
     oneline: OnelineSwitch | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:

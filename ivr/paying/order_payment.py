@@ -11,16 +11,15 @@ for the acquirer at once and never stored.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
+from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.callback.merchant_prompts import merchant_prompt_name
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import Keypad, TooManyAttempts
-from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize, settle
+from ivr.paying.pin_entry import (abandon, announce, authorize_during_please_wait,
+                                  collect_pin_and_authorize, settle)
 from ivr.prompts import Prompts
 from ivr.speech import amount_prompts
 from ivr.payments.store import Payment, PaymentState
@@ -34,15 +33,15 @@ log = logging.getLogger(__name__)
 async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> bool:
     """Take the payment of an ``answered`` order. True if the caller heard a result or refused;
     False if they gave up keying. Raises ``AgiHangup`` (payment abandoned) if they hang up."""
-    prompts = ctx.prompts(payment.fields.get("language"))
+    prompts = ctx.prompts(payment.language)
     keypad = ctx.keypad(call, prompts)
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     try:
         pan = await _card_number(ctx, payment)
         await call.play(prompts["callback_intro"],
-                        prompts[merchant_prompt_name(payment.fields["merchant_id"])],
+                        prompts[merchant_prompt_name(payment.merchant_id)],
                         prompts["callback_amount"],
-                        *(prompts[name] for name in amount_prompts(int(payment.fields["amount_minor"]),
+                        *(prompts[name] for name in amount_prompts(payment.amount.fen,
                                                                    prompts.language)))
         wants_to_pay = await keypad.choice("confirm_menu", {"1": True, "2": False})
         if not wants_to_pay:
@@ -51,7 +50,7 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             return True
         payment = await ctx.store.transition(payment.id, PaymentState.CONFIRMED,
                                              reason="cardholder pressed 1")
-        if payment.fields.get("card_type") == "credit":
+        if payment.card_type == "credit":
             outcome = await _expiry_and_cvv2(call, ctx, keypad, prompts, payment, pan)
         else:
             outcome = await collect_pin_and_authorize(call, ctx, keypad, prompts, payment, pan)
@@ -83,11 +82,9 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                reason="expiry and CVV2 entered", pin_attempts=0)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
-    authorization = asyncio.create_task(ctx.authorizer.authorize(
-        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2))
-    with contextlib.suppress(AgiError):
-        await call.stream(prompts["please_wait"])
-    outcome = await authorization
+    authorization = ctx.authorizer.authorize(
+        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2)
+    outcome = await authorize_during_please_wait(call, ctx, prompts, payment, authorization)
     await settle(ctx, payment, outcome, call)
     if call.hung_up:
         raise AgiHangup("STREAM FILE", "caller hung up during authorization")

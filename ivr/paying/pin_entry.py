@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
@@ -20,7 +22,8 @@ from ivr.paying.keypad import Keypad
 from ivr.prompts import Prompts
 from ivr.payments.store import Payment, PaymentState
 
-__all__ = ["collect_pin_and_authorize", "settle", "announce", "abandon"]
+__all__ = ["collect_pin_and_authorize", "authorize_during_please_wait", "settle", "announce",
+           "abandon"]
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,8 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
                                    pin_attempts=attempt)
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
-        # The acquirer is asked while "please wait" plays; a caller hanging up now does not stop
-        # an authorization already on its way, so its answer is still recorded. Any AGI failure
-        # here (a hang-up Asterisk reports only as result=-1, a missing sound file) must not
-        # orphan the authorization either: the acquirer may already have charged the card.
-        authorization = asyncio.create_task(ctx.authorizer.authorize(payment, pan, pin_block=pin_block))
-        with contextlib.suppress(AgiError):
-            await call.stream(prompts["please_wait"])
-        outcome = await authorization
+        outcome = await authorize_during_please_wait(
+            call, ctx, prompts, payment, ctx.authorizer.authorize(payment, pan, pin_block=pin_block))
         if outcome.incorrect_pin and attempt < MAX_PIN_ATTEMPTS and not call.hung_up:
             await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason=outcome.reason,
                                        response_code=outcome.response_code)
@@ -62,6 +59,36 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
             raise AgiHangup("STREAM FILE", "caller hung up during authorization")
         return outcome
     raise AssertionError("unreachable: the last attempt always settles")
+
+
+async def authorize_during_please_wait(call: AgiChannel, ctx: FlowContext, prompts: Prompts,
+                                      payment: Payment,
+                                      authorization: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Ask the acquirer while "please wait" plays; returns its answer.
+
+    Once on its way, an authorization is never orphaned: the acquirer may already have charged the
+    card. A caller hanging up, or any AGI failure here (a hang-up Asterisk reports only as
+    result=-1, a missing sound file), does not stop it, so its answer is still recorded. If the
+    call itself is cancelled (the service stopping after its drain time), the answer is awaited and
+    the payment settled with it before the cancellation goes on: no one is left to re-prompt.
+    """
+    answer = asyncio.create_task(authorization)
+    try:
+        with contextlib.suppress(AgiError):
+            await call.stream(prompts["please_wait"])
+        return await asyncio.shield(answer)
+    except asyncio.CancelledError:
+        # Shielded as well: a second cancellation ends this wait, not the settling.
+        await asyncio.shield(_settle_when_answered(ctx, payment, answer, call))
+        raise
+
+
+async def _settle_when_answered(ctx: FlowContext, payment: Payment, answer: asyncio.Task[Outcome],
+                                call: AgiChannel) -> None:
+    outcome = await answer
+    log.warning("call %s payment %s: call cut off during its authorization; settling it",
+                call.uniqueid, payment.id)
+    await settle(ctx, payment, outcome, call)
 
 
 async def settle(ctx: FlowContext, payment: Payment, outcome: Outcome, call: AgiChannel) -> None:
@@ -83,7 +110,7 @@ async def announce(call: AgiChannel, prompts: Prompts, outcome: Outcome) -> None
 async def abandon(ctx: FlowContext, payment: Payment, call: AgiChannel, why: str) -> None:
     """The caller left (or gave up) before a PIN block existed: nothing went to the acquirer."""
     current = await ctx.store.get(payment.id)
-    if current.is_final or current.status == PaymentState.AUTHORIZING.value:
+    if current.is_final or current.status is PaymentState.AUTHORIZING:
         return
     await ctx.store.transition(payment.id, PaymentState.ABANDONED, reason=why)
     log.info("call %s payment %s: abandoned (%s)", call.uniqueid, payment.id, why)

@@ -40,7 +40,8 @@ from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault, PanVaultError
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.hostlink.messages import ResponseCode
-from ivr.paying.authorization import SentPurchase
+from ivr.payments.sent_purchase import SentPurchase
+from ivr.payments.model import PaymentMode
 from ivr.payments.store import InvalidTransition, Payment, PaymentState, PaymentStore
 
 __all__ = ["RecoverySweep", "LiveChannels", "deadlines_from"]
@@ -166,7 +167,7 @@ class RecoverySweep:
         return False
 
     async def _resume_after_risk(self, payment: Payment, age: float) -> bool:
-        if payment.fields.get("mode") == "oneline":
+        if payment.mode is PaymentMode.ONELINE:
             return await self._finish(payment, S.FAILED, f"risk_passed for {age:.0f} s and the "
                                       "caller was never switched to the payment IVR; failed by recovery")
         if self._dialer is None:
@@ -196,7 +197,7 @@ class RecoverySweep:
             await self._note_once(payment, f"{UNKNOWN_OUTCOME}; cannot reverse stan {sent.stan}: "
                                            "the card number is gone; needs an operator")
             return False
-        code = await self._acquirer.reversal_answer(sent.purchase(pan, int(payment.fields["amount_minor"])))
+        code = await self._acquirer.reversal_answer(sent.purchase(pan, payment.amount.fen))
         if code is None:
             await self._note_once(payment, f"{UNKNOWN_OUTCOME}; reversal of stan {sent.stan} not "
                                            "acknowledged; retried at the next sweep")
@@ -209,7 +210,7 @@ class RecoverySweep:
 
     async def _abandon_if_call_gone(self, payment: Payment, state: PaymentState, age: float,
                                     live: set[str] | None) -> bool:
-        call_id = payment.fields.get("call_id", "")
+        call_id = payment.call_id
         if self._ami is None:
             why = "no AMI to check the call"
         elif live is None:
@@ -256,5 +257,5 @@ class RecoverySweep:
 
 def _age_s(payment: Payment) -> float:
     """Seconds since the payment entered its current state (the store stamps every transition)."""
-    entered = datetime.fromisoformat(payment.fields["updated_at"].replace("Z", "+00:00"))
+    entered = datetime.fromisoformat(payment.updated_at.replace("Z", "+00:00"))
     return time.time() - entered.timestamp()

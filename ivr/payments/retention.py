@@ -7,6 +7,8 @@ Two clocks, both in the settings:
   history and webhook records go.
 - ``record_retention_days`` after its creation, the anonymous record itself expires, and the
   ``payments:recent`` index forgets it; the index is also capped at ``recent_index_max`` entries.
+- Sets of other personal data scored by when it was last seen (``aged_sets``: the returning
+  cardholders' digests) forget an entry ``retention_days`` after that.
 
 Only final payments are ever reduced: the store adds a payment to ``payments:ended`` when it
 reaches a final state, and this sweep works through that set oldest first. One sweep at a time
@@ -63,11 +65,12 @@ class RetentionReport:
 
 class RetentionSweep:
     def __init__(self, redis: aioredis.Redis, *, retention_days: float, record_retention_days: float,
-                 recent_index_max: int) -> None:
+                 recent_index_max: int, aged_sets: tuple[str, ...] = ()) -> None:
         self._redis = redis
         self._retention_s = retention_days * DAY
         self._record_s = record_retention_days * DAY
         self._recent_max = recent_index_max
+        self._aged_sets = aged_sets
         self._anonymise = redis.register_script(_ANONYMISE_LUA)
 
     async def run_once(self, now: float | None = None) -> RetentionReport:
@@ -84,6 +87,8 @@ class RetentionSweep:
             await self._redis.zrem(ENDED_KEY, *ids)
         forgotten = await self._redis.zremrangebyscore(RECENT_KEY, "-inf", now - self._record_s)
         forgotten += await self._redis.zremrangebyrank(RECENT_KEY, 0, -(self._recent_max + 1))
+        for key in self._aged_sets:
+            forgotten += await self._redis.zremrangebyscore(key, "-inf", now - self._retention_s)
         for state in PaymentState:
             index = status_index(state.value)
             await self._redis.zremrangebyscore(index, "-inf", now - self._record_s)

@@ -19,19 +19,18 @@ it can expire on its own):
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
 
-from ivr.money import Money
+from ivr.payments.model import (FINAL_STATES, TRANSITIONS, Payment, PaymentState,
+                                check_field_names, new_payment_id)
 
+# The model's names are re-exported: the store is where most callers meet a payment.
 __all__ = [
+    "new_payment_id",
     "PaymentState",
     "FINAL_STATES",
     "TRANSITIONS",
@@ -42,49 +41,6 @@ __all__ = [
     "InvalidTransition",
 ]
 
-
-class PaymentState(str, Enum):
-    CREATED = "created"
-    RISK_PASSED = "risk_passed"
-    RISK_DECLINED = "risk_declined"
-    CALLING = "calling"
-    ANSWERED = "answered"
-    CONFIRMED = "confirmed"
-    PIN_ENTRY = "pin_entry"
-    AUTHORIZING = "authorizing"
-    APPROVED = "approved"
-    DECLINED = "declined"
-    FAILED = "failed"
-    ABANDONED = "abandoned"
-    REFUSED = "refused"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-S = PaymentState
-FINAL_STATES = frozenset({S.APPROVED, S.DECLINED, S.FAILED, S.ABANDONED, S.REFUSED, S.EXPIRED,
-                          S.CANCELLED, S.RISK_DECLINED})
-
-# to-state -> the states it may be entered from. Anything else is refused by the Lua script.
-TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
-    S.RISK_PASSED: frozenset({S.CREATED}),
-    S.RISK_DECLINED: frozenset({S.CREATED}),
-    S.CALLING: frozenset({S.RISK_PASSED, S.CALLING}),
-    # A one-line payment has no "calling": the caller is switched in from the agent's call.
-    S.ANSWERED: frozenset({S.CALLING, S.RISK_PASSED}),
-    S.CONFIRMED: frozenset({S.ANSWERED}),
-    S.PIN_ENTRY: frozenset({S.CREATED, S.CONFIRMED, S.AUTHORIZING}),
-    S.AUTHORIZING: frozenset({S.PIN_ENTRY}),
-    S.APPROVED: frozenset({S.AUTHORIZING}),
-    S.DECLINED: frozenset({S.AUTHORIZING}),
-    S.FAILED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY,
-                         S.AUTHORIZING}),
-    S.ABANDONED: frozenset({S.CREATED, S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY}),
-    S.REFUSED: frozenset({S.ANSWERED}),
-    S.EXPIRED: frozenset({S.RISK_PASSED, S.CALLING}),
-    # Up to the moment the PIN (or CVV2) prompt starts: after that the cardholder is keying.
-    S.CANCELLED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED, S.CONFIRMED}),
-}
 
 # Checks the current state and applies the change in one step, so two writers (the call flow and
 # an API cancel, say) can never both win. Re-entering the current state is a no-op, which makes
@@ -156,35 +112,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_payment_id() -> str:
-    return "pay_" + secrets.token_hex(10)
-
-
-@dataclass(frozen=True)
-class Payment:
-    """A payment as the API shows it: no encrypted card number, amounts in minor units."""
-
-    id: str
-    status: str
-    fields: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "status": self.status}
-        for key, value in sorted(self.fields.items()):
-            if key in ("id", "status"):
-                continue
-            body[key] = value
-        if "amount_minor" in body:
-            body["amount"] = Money(int(body.pop("amount_minor"))).yuan
-        if history is not None:
-            body["history"] = history
-        return body
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in {s.value for s in FINAL_STATES}
-
-
 class PaymentStore:
     def __init__(self, redis: aioredis.Redis, *, pan_ttl_seconds: int = 86400,
                  on_final: Callable[[Payment], Awaitable[None]] | None = None) -> None:
@@ -202,24 +129,26 @@ class PaymentStore:
                      payment_id: str | None = None, reason: str = "") -> Payment:
         payment_id = payment_id or new_payment_id()
         now = _now()
+        check_field_names(fields)
         record = {k: str(v) for k, v in fields.items()}
-        record.update(id=payment_id, status=S.CREATED.value, created_at=now, updated_at=now)
+        record.update(id=payment_id, status=PaymentState.CREATED.value, created_at=now, updated_at=now)
         key = self._key(payment_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=record)
-            pipe.xadd(f"{key}:history", {"state": S.CREATED.value, "at": now, "reason": reason})
+            pipe.xadd(f"{key}:history", {"state": PaymentState.CREATED.value, "at": now, "reason": reason})
             created = time.time()
             pipe.zadd(_PENDING, {payment_id: created})
             pipe.zadd(RECENT_KEY, {payment_id: created})
-            pipe.zadd(status_index(S.CREATED.value), {payment_id: created})
+            pipe.zadd(status_index(PaymentState.CREATED.value), {payment_id: created})
             if pan_token is not None:
                 pipe.set(f"{key}:pan", pan_token, ex=self._pan_ttl)
             await pipe.execute()
-        return Payment(id=payment_id, status=S.CREATED.value, fields=record)
+        return Payment.from_record(record)
 
     async def transition(self, payment_id: str, target: PaymentState, *, reason: str = "",
                          **changes: str | int) -> Payment:
         """Move a payment to ``target`` if its current state allows it; returns the new payment."""
+        check_field_names(changes)
         allowed = [s.value for s in TRANSITIONS.get(target, frozenset())]
         key = self._key(payment_id)
         entered = "" if target in FINAL_STATES else repr(time.time())
@@ -256,6 +185,7 @@ class PaymentStore:
         key = self._key(payment_id)
         if not await self._redis.exists(key):
             raise NoSuchPayment(payment_id)
+        check_field_names(changes)
         await self._redis.hset(key, mapping={k: str(v) for k, v in changes.items()})
 
     async def prepare_authorization(self, payment_id: str, **fields: str) -> None:
@@ -281,7 +211,7 @@ class PaymentStore:
         if not raw:
             raise NoSuchPayment(payment_id)
         fields = {_text(k): _text(v) for k, v in raw.items()}
-        return Payment(id=payment_id, status=fields["status"], fields=fields)
+        return Payment.from_record(fields)
 
     async def pan_token(self, payment_id: str) -> str | None:
         value = await self._redis.get(f"{self._key(payment_id)}:pan")
@@ -307,7 +237,7 @@ class PaymentStore:
         for payment_id, raw in zip(ids, records):
             fields = {_text(k): _text(v) for k, v in raw.items()}
             if fields and (status is None or fields["status"] == status):
-                found.append(Payment(id=payment_id, status=fields["status"], fields=fields))
+                found.append(Payment.from_record(fields))
         return found
 
     async def in_state(self, status: PaymentState, *, older_than: float,

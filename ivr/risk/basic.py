@@ -42,8 +42,8 @@ def _merchant_category(merchant: Merchant, order: Order, card: BinInfo | None) -
 
 def _amount_within_merchant_limit(merchant: Merchant, order: Order,
                                   card: BinInfo | None) -> str | None:
-    if order.amount_fen > merchant.max_amount_fen:
-        return f"amount exceeds the merchant's limit of {merchant.max_amount_fen / 100:.2f}"
+    if order.amount > merchant.max_amount:
+        return f"amount exceeds the merchant's limit of {merchant.max_amount}"
     return None
 
 

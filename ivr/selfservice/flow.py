@@ -17,7 +17,7 @@ from ivr.crypto.pan_vault import mask_pan
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import TooManyAttempts
 from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize
-from ivr.payments.store import new_payment_id
+from ivr.payments.model import PaymentMode, new_payment_id
 from ivr.validation import check_card_number, check_mainland_mobile
 
 __all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR"]
@@ -36,8 +36,8 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
 
     await call.stream(prompts["topup_welcome"])
     try:
-        mobile = await keypad.digits("enter_mobile", max_digits=11, check=check_mainland_mobile,
-                                     invalid="invalid_mobile")
+        topup_number = await keypad.digits("enter_mobile", max_digits=11,
+                                           check=check_mainland_mobile, invalid="invalid_mobile")
         amount_minor = await keypad.choice("amount_menu", TOPUP_AMOUNTS_MINOR)
         # Room for 19 digits and the #: with max_digits=19 a 19-digit card's # would be read as
         # the (empty) answer to the PIN prompt.
@@ -52,11 +52,11 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
     masked = mask_pan(pan)
     payment = await ctx.store.create(
         {
-            "mode": "selfservice",
+            "mode": PaymentMode.SELFSERVICE.value,
             "amount_minor": amount_minor,
             "currency": "CNY",
             "description": "Mobile top-up",
-            "topup_mobile": mobile,
+            "topup_number": topup_number,
             "pan_first6": masked[:6],
             "pan_last4": masked[-4:],
             "merchant_id": ctx.settings.merchant_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from ivr.config import load_settings
 from devstack.stack import Stack
 from simulators.acquirer.server import journal_path
 from simulators.acquirer.settings import load_acquirer_settings
+from tests.sipp.cues import Cues
 from tests.sipp.scenario import Call, Callee, write_scenario, write_uas_scenario
 
 REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
@@ -36,6 +38,8 @@ class E2E:
     settings: object
     work_dir: Path
     api: str
+    # SIPp processes started in the background, stopped after each test if still running.
+    started: list[subprocess.Popen] = field(default_factory=list)
     # The stack's processes, for fault-injection tests (None: VOICEPAY_E2E_USE_RUNNING).
     processes: Stack | None = None
 
@@ -55,16 +59,56 @@ class E2E:
         except urllib.error.HTTPError as exc:
             return json.load(exc)
 
-    def payment_for_mobile(self, mobile: str) -> dict:
-        """The newest payment whose top-up number is ``mobile`` (each test uses its own)."""
-        for payment in self.get("/v1/payments?limit=200")["payments"]:
-            if payment.get("topup_mobile") == mobile:
-                return self.get(f"/v1/payments/{payment['id']}")
-        raise AssertionError(f"no payment for mobile {mobile}")
+    def payment_ids(self) -> set[str]:
+        """The payments there are now: what a test places next is not among them."""
+        return {p["id"] for p in self.get("/v1/payments?limit=200")["payments"]}
 
-    def payments_for_mobile(self, mobile: str) -> list[dict]:
-        return [p for p in self.get("/v1/payments?limit=200")["payments"]
-                if p.get("topup_mobile") == mobile]
+    def new_payment(self, topup_number: str, before: set[str]) -> dict:
+        """The one payment for ``topup_number`` created since ``before`` (payment_ids()): this
+        test's own, never one an earlier test or run left behind with the same number."""
+        new = [p for p in self.get("/v1/payments?limit=200")["payments"]
+               if p["id"] not in before and p.get("topup_number") == topup_number]
+        assert len(new) == 1, f"{len(new)} new payments for {topup_number}, expected 1"
+        return self.get(f"/v1/payments/{new[0]['id']}")
+
+    # ---- what Asterisk did, from its own log (verbose 3: dials, dialplan steps, prompts) ----
+    def asterisk_mark(self) -> int:
+        """A place in Asterisk's log: later reads see only what happened after it."""
+        return len(self._asterisk_log())
+
+    def _asterisk_log(self) -> list[str]:
+        path = self.settings.var_dir / "asterisk" / "log" / "messages.log"  # type: ignore[attr-defined]
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+    def dial_attempts(self, number: str, since: int) -> int:
+        """How many times Asterisk dialled ``number`` (one per AMI Originate) since the mark."""
+        return sum(1 for line in self._asterisk_log()[since:]
+                   if re.search(rf"dial\.c: Called {re.escape(number)}$", line))
+
+    def ringing(self, number: str, since: int) -> bool:
+        return any(re.search(rf"PJSIP/{re.escape(number)}-\w+ is ringing", line)
+                   for line in self._asterisk_log()[since:])
+
+    def prompts_played(self, noop_marker: str) -> list[str]:
+        """The sound files played to the channel whose dialplan logged ``NoOp(<noop_marker>)``
+        (e.g. "voicepay callback pay_..."), from that line on: what that party heard (nothing
+        yet if the channel has not got there)."""
+        lines = self._asterisk_log()
+        for index, line in enumerate(lines):
+            found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
+            if found:
+                channel = found.group(1)
+                return [m.group(1) for later in lines[index:]
+                        if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
+        return []
+
+    def wait_for_prompt(self, noop_marker: str, prompt: str, *, count: int = 1,
+                        timeout: float = 60) -> None:
+        """Wait until that channel has been played ``prompt`` ``count`` times: the IVR is asking."""
+        def played() -> int:
+            return sum(p.endswith(f"/{prompt}.slin") for p in self.prompts_played(noop_marker))
+        assert self.wait_until(lambda: played() >= count, timeout), \
+            f"the IVR never played {prompt} to the channel of {noop_marker!r}"
 
     def journal(self) -> list[dict]:
         path = journal_path(load_acquirer_settings(var_dir=self.settings.var_dir))  # type: ignore[attr-defined]
@@ -117,15 +161,22 @@ class E2E:
         slot = int(agent_id[-1])
         return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
 
-    def start_call(self, call: Call, *, media_port: int = 16000) -> subprocess.Popen:
-        """Like call(), but in the background."""
+    def start_call(self, call: Call, *, media_port: int = 16000,
+                   cues: Cues | None = None) -> subprocess.Popen:
+        """Like call(), but in the background; a cued call talks to ``cues`` (SIPp's 3PCC twin)."""
         scenario = write_scenario(call, self.work_dir)
         log = self.work_dir / f"{call.name}.sipp.log"
         argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
                 "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err", "-error_file", str(log)]
-        return subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        if cues is not None:
+            argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
+        process = subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.started.append(process)
+        if cues is not None:
+            cues.connected()
+        return process
 
     def uas(self, callee: Callee, port: int, media_port: int) -> subprocess.Popen:
         directory = self.work_dir / f"callee-{callee.name}"
@@ -137,8 +188,23 @@ class E2E:
                 "-error_file", str(log)]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.3)  # listening before the platform dials
+        self.started.append(process)
+        # The platform may dial as soon as the test submits an order: SIPp must be listening.
+        if not self.wait_until(lambda: _udp_listening(port) or process.poll() is not None, 15) \
+                or process.poll() is not None:
+            out, _ = process.communicate(timeout=10)
+            pytest.fail(f"SIPp phone on port {port} did not start listening:\n{out[-2000:]}")
         return process
+
+    @staticmethod
+    def wait_until(condition, timeout: float) -> bool:
+        """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def wait_for(self, payment_id: str, states: set[str], timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
@@ -147,6 +213,13 @@ class E2E:
             if payment["status"] in states or time.monotonic() > deadline:
                 return payment
             time.sleep(0.3)
+
+
+def _udp_listening(port: int) -> bool:
+    """Is a UDP socket bound to 127.0.0.1:``port`` (the kernel's own table, /proc/net/udp)?"""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp", encoding="ascii") as table:
+        return any(line.split()[1] == wanted for line in list(table)[1:])
 
 
 def _require_real_parts() -> None:
@@ -200,6 +273,8 @@ def stack() -> Iterator[E2E]:
     try:
         if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":
             _set_aside_old_logs(settings.var_dir)
+            # The stack we start begins with an empty Redis: no payment of an earlier run exists.
+            shutil.rmtree(settings.var_dir / "redis", ignore_errors=True)
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
@@ -210,3 +285,17 @@ def stack() -> Iterator[E2E]:
         time.sleep(0.5)
         os.killpg(tshark.pid, signal.SIGINT)
         tshark.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_sipp_left_running(request) -> Iterator[None]:
+    """A test that fails half-way leaves its phones and callers running; they would hold the
+    ports the next test needs. Stop them after every test."""
+    yield
+    if "stack" in request.fixturenames:
+        e2e = request.getfixturevalue("stack")
+        for process in e2e.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+        e2e.started.clear()

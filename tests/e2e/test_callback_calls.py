@@ -70,8 +70,12 @@ def test_debit_card_approved_in_mandarin(stack):
     assert payment["card_type"] == "debit"
     assert states(payment) == ["created", "risk_passed", "calling", "answered", "confirmed",
                                "pin_entry", "authorizing", "approved"]
-    seen = journal_for(stack, payment["stan"], started)
+    seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 8800)]
+    # What the cardholder heard was Mandarin: every prompt of this call from the zh set.
+    heard = stack.prompts_played(f"voicepay callback {payment['id']}")
+    assert heard and heard[0].endswith("/zh/callback_intro.slin"), heard
+    assert [p for p in heard if "/sounds/zh/" not in p] == []
 
 
 def test_credit_card_approved_with_expiry_and_cvv2(stack):
@@ -86,7 +90,7 @@ def test_credit_card_approved_with_expiry_and_cvv2(stack):
     payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert payment["status"] == "approved", payment["history"]
     assert payment["card_type"] == "credit"
-    seen = journal_for(stack, payment["stan"], started)
+    seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 12345)]
 
 
@@ -111,7 +115,7 @@ def test_wrong_pin_then_right_pin(stack):
     assert callee.wait(timeout=150) == 0, finish(callee)
     payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert payment["status"] == "approved"
-    assert payment["pin_attempts"] == "2"
+    assert payment["internal"]["pin_attempts"] == "2"
     codes = [e["response_code"] for e in stack.journal()
              if (e.get("pan") or "").endswith(card.pan[-4:]) and e["mti"] == "0200"
              and datetime.fromisoformat(e["time"]).timestamp() >= started]
@@ -163,16 +167,19 @@ def test_hang_up_mid_pin_abandons(stack):
 def test_cancel_before_answer(stack):
     card = find_test_card("approve")
     number = "13800138108"
+    mark = stack.asterisk_mark()
     ringing = stack.phone(phone.never_answers("cb_cancel"), number)
     payment = submit(stack, order(number, card, amount="40.00"))
-    calling = stack.wait_for(payment["id"], {"calling"}, timeout=20)
-    assert calling["status"] == "calling"
-    time.sleep(1)  # the phone is ringing now
+    assert stack.wait_until(lambda: stack.ringing(number, mark), timeout=20), "the phone never rang"
     status, cancelled = stack.merchant_request("POST", f"/v1/payments/{payment['id']}/cancel", {})
     assert status == 200, cancelled
     assert cancelled["status"] == "cancelled"
     assert ringing.wait(timeout=30) == 0, finish(ringing)  # the ringing call was withdrawn
-    time.sleep(2 * 2 + 1)  # longer than the retry spacing: no further attempt may start
+    # Nothing announces an attempt that is not made: look for one after the dialer's next
+    # attempt would have been due (the spacing the stack runs with, and a margin).
+    stack.wait_until(lambda: stack.dial_attempts(number, mark) > 1,
+                     timeout=stack.settings.callback_retry_spacing_s + 3)
+    assert stack.dial_attempts(number, mark) == 1
     assert stack.get(f"/v1/payments/{payment['id']}")["status"] == "cancelled"
 
 
@@ -211,10 +218,10 @@ def test_ami_disconnect_while_ringing_is_survived(stack):
     callee = dataclasses.replace(
         phone.pays_with_pin("cb_ami_drop", [card.pin], language="en", amount_minor=990),
         ring_ms=3000)
+    mark = stack.asterisk_mark()
     ringing = stack.phone(callee, number)
     payment = submit(stack, order(number, card, amount="9.90", language="en"))
-    assert stack.wait_for(payment["id"], {"calling"}, timeout=20)["status"] == "calling"
-    time.sleep(1)
+    assert stack.wait_until(lambda: stack.ringing(number, mark), timeout=20), "the phone never rang"
     killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=",
                              str(stack.settings.ami_port)], capture_output=True, text=True)
     assert killed.returncode == 0, killed.stderr
@@ -223,9 +230,6 @@ def test_ami_disconnect_while_ringing_is_survived(stack):
     assert payment["status"] == "approved"
     reasons = [h["reason"] for h in payment["history"]]
     assert [r for r in reasons if r.startswith("attempt")] == ["attempt 1 of 3"]
-    deadline = time.monotonic() + 10
-    while not stack.health()["checks"]["ami"]["ok"] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert stack.health()["checks"]["ami"]["ok"]
+    assert stack.wait_until(lambda: stack.health()["checks"]["ami"]["ok"], timeout=10)
     log = (stack.settings.var_dir / "log" / "ivr.log").read_text()
     assert "AMI: connection lost" in log

@@ -20,17 +20,18 @@ import pytest
 
 from simulators.acquirer.testcards import find_test_card
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
-from ivr.speech import amount_prompts
-from tests.dtmf_detect import detect_dtmf
-from tests.sipp.scenario import Call, Callee, Key, PromptClock
+from tests.dtmf_detect import detect_dtmf, keypad_in_packets
+from tests.sipp.cues import Cues
+from tests.sipp.scenario import Call, Callee, Key
 
 pytestmark = pytest.mark.e2e
 
 AGENT = "7101"
 AGENT_SIP_PORT, AGENT_RTP_PORT = 5081, 17510
 ID_NUMBER = "11010519491231002X"
-clock = PromptClock("en")
-SWITCH_AT_MS = 3000  # when the test asks for the payment, counted from the caller's answer
+# The agent who leaves hangs up this long after answering: the test asks for the payment as soon
+# as the queue has bridged the two, so by then the caller is in the payment IVR.
+AGENT_LEAVES_AFTER_MS = 5500
 
 
 def _order(card, amount: str, mobile: str, **extra) -> dict:
@@ -40,9 +41,17 @@ def _order(card, amount: str, mobile: str, **extra) -> dict:
             "mode": "oneline", "agent_id": AGENT, "language": "en", **extra}
 
 
-def _until_menu_ms(amount_minor: int) -> int:
-    return clock.ms("callback_intro", "merchant_M100001", "callback_amount",
-                    *amount_prompts(amount_minor, "en"))
+def _marker(payment: dict) -> str:
+    """What the caller's leg logs (dialplan NoOp) when it enters the payment IVR."""
+    return f"voicepay one-line payment {payment['id']}"
+
+
+def _pays(stack, cues: Cues, payment: dict, *, n: str = "") -> None:
+    """Key "1" when the IVR asks to confirm, and the PIN when it asks for it (cued steps)."""
+    stack.wait_for_prompt(_marker(payment), "confirm_menu")
+    cues.send(f"menu{n}")
+    stack.wait_for_prompt(_marker(payment), "enter_pin")
+    cues.send(f"PIN prompt{n}")
 
 
 def _capture(path: Path) -> subprocess.Popen:
@@ -51,9 +60,9 @@ def _capture(path: Path) -> subprocess.Popen:
          f"udp dst port {AGENT_SIP_PORT} or udp dst port {AGENT_RTP_PORT}", "-w", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 15
-    while not path.exists() and time.monotonic() < deadline:
+    # tshark writes the file's header once it captures: from then on nothing is missed.
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
     return process
 
 
@@ -75,22 +84,20 @@ def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
 
 
 def dtmf_sent_to_agent(packets, start: float, end: float) -> dict[str, int]:
-    """What of a keypad reached the agent between start and end: RFC 4733 packets, SIP INFOs."""
-    found = {"telephone_events": 0, "sip_info": 0, "rtp_packets": 0}
-    for at, port, payload in packets:
-        if not start <= at <= end:
-            continue
-        if port == AGENT_RTP_PORT and len(payload) >= 12 and payload[0] >> 6 == 2:
-            found["rtp_packets"] += 1
-            if payload[1] & 0x7F == 101:
-                found["telephone_events"] += 1
-        elif port == AGENT_SIP_PORT and payload.startswith(b"INFO "):
-            found["sip_info"] += 1
-    return found
+    return keypad_in_packets(packets, sip_port=AGENT_SIP_PORT, rtp_port=AGENT_RTP_PORT,
+                             start=start, end=end)
 
 
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _when_the_agent_talks_to_the_caller(stack) -> None:
+    """Wait until the queue has bridged a caller to the agent: only then can the agent's system
+    ask for a payment (the order is posted on this event, not after a fixed pause)."""
+    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+    assert stack.wait_until(lambda: _bridged_with_agent(sandbox), 30), \
+        "the queue never bridged the caller to the agent"
 
 
 def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
@@ -106,26 +113,28 @@ def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
 
 def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(stack):
     card = find_test_card("approve")
-    amount_minor = 4200
     capture_file = stack.work_dir / "agent_leg.pcapng"
     capture = _capture(capture_file)
     try:
         agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
 
-        result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
-        caller_call = Call("oneline_caller", "8100", [
+        cues = Cues()
+        caller = stack.start_call(Call("oneline_caller", "8100", [
             # While still talking to the agent: the control digit the check must see.
-            Key("5", 1500, label="control digit, bridged to the agent"),
-            Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200 - 1500 - 280,
-                label="1 to pay"),
-            Key(card.pin + "#", 600, label="PIN"),
-        ], hang_up_after_ms=result_ms + 4000)
-        caller = stack.start_call(caller_call)
-        time.sleep(SWITCH_AT_MS / 1000)
+            Key("5", cue="control digit", label="control digit, bridged to the agent"),
+            Key("1", cue="menu", label="1 to pay"),
+            Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+        ], hang_up_on_cue="back with the agent"), cues=cues)
+        _when_the_agent_talks_to_the_caller(stack)
+        cues.send("control digit")
+        # ... and the control digit has reached the agent (it must be keyed while bridged).
+        assert stack.wait_until(lambda: dtmf_sent_to_agent(
+            _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
 
         status, payment = stack.merchant_request("POST", "/v1/payments",
                                                  _order(card, "42.00", "13800138201"))
         assert status == 201, payment
+        _pays(stack, cues, payment)
         final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
                                                "refused"}, timeout=90)
         assert final["status"] == "approved", final["history"]
@@ -134,12 +143,8 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
         assert final["agent_id"] == AGENT
 
         # Back with the same agent once the result has been read out.
-        sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
-        deadline = time.monotonic() + 30
-        while not _bridged_with_agent(sandbox) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _bridged_with_agent(sandbox), "caller was not bridged back to the agent"
-
+        _when_the_agent_talks_to_the_caller(stack)
+        cues.send("back with the agent")
         out, _ = caller.communicate(timeout=120)
         assert caller.returncode == 0, out[-2000:]
         out, _ = agent.communicate(timeout=60)
@@ -155,6 +160,9 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
+    # The control for SIP INFO: the capture holds the agent's SIP requests (the INVITE that rang
+    # the agent), and the same counter finds an INFO in one (tests/unit/test_dtmf_detect.py).
+    assert before_payment.get("sip_invite", 0) >= 1, before_payment
 
     recordings = sorted((stack.settings.var_dir / "asterisk" / "spool" / "monitor").glob("agent-*.wav"),
                         key=lambda p: p.stat().st_mtime)
@@ -183,16 +191,17 @@ def test_no_live_call_for_the_agent(stack):
 
 def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     card = find_test_card("approve")
-    amount_minor = 1500
     agent = stack.agent(Callee("agent_released", ring_ms=300, bye_timeout_ms=120000), AGENT)
+    cues = Cues()
     caller = stack.start_call(Call("oneline_caller_leaves", "8100", [
-        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
-        Key(card.pin[:3], 600, label="half a PIN"),
-    ], hang_up_after_ms=500))
-    time.sleep(SWITCH_AT_MS / 1000)
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin[:3], cue="PIN prompt", label="half a PIN"),
+    ], hang_up_after_ms=500), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "15.00", "13800138202"))
     assert status == 201, payment
+    _pays(stack, cues, payment)
     out, _ = caller.communicate(timeout=120)
     assert caller.returncode == 0, out[-2000:]
     # The agent hears that the customer hung up, then Asterisk hangs up on them.
@@ -201,22 +210,25 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     final = stack.wait_for(payment["id"], {"abandoned"}, timeout=20)
     assert final["status"] == "abandoned"
     assert "stan" not in final
+    heard_by_agent = stack.prompts_played(f"voicepay agent waiting on {payment['id']}")
+    assert any(p.endswith("/customer_hung_up.slin") for p in heard_by_agent), heard_by_agent
 
 
 def test_agent_gone_caller_still_gets_the_result(stack):
     card = find_test_card("approve")
-    amount_minor = 1600
     # The agent hangs up while the customer is in the payment IVR.
-    agent = stack.agent(Callee("agent_leaves", ring_ms=300, hang_up_after_ms=SWITCH_AT_MS + 2500),
+    agent = stack.agent(Callee("agent_leaves", ring_ms=300, hang_up_after_ms=AGENT_LEAVES_AFTER_MS),
                         AGENT)
+    cues = Cues()
     caller = stack.start_call(Call("oneline_agent_leaves", "8100", [
-        Key("1", SWITCH_AT_MS + _until_menu_ms(amount_minor) + 1200, label="1 to pay"),
-        Key(card.pin + "#", 600, label="PIN"),
-    ], bye_timeout_ms=120000))
-    time.sleep(SWITCH_AT_MS / 1000)
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+    ], bye_timeout_ms=120000), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
     status, payment = stack.merchant_request("POST", "/v1/payments",
                                              _order(card, "16.00", "13800138203"))
     assert status == 201, payment
+    _pays(stack, cues, payment)
     out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, out[-2000:]
     # The caller hears the result, is offered another agent, keys nothing, and is let go.
@@ -224,39 +236,41 @@ def test_agent_gone_caller_still_gets_the_result(stack):
     assert caller.returncode == 0, out[-2000:]
     final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert final["status"] == "approved"
+    # After the result, the caller was offered the queue ("press 1 to speak to another agent").
+    heard = [p.rsplit("/", 1)[-1] for p in
+             stack.prompts_played(f"voicepay one-line payment {payment['id']}")]
+    assert "approved.slin" in heard and "agent_gone.slin" in heard, heard
+    assert heard.index("approved.slin") < heard.index("agent_gone.slin"), heard
 
 
 def test_declined_then_paid_with_another_card_in_the_same_call(stack):
     """The first card is declined; back with the agent, the agent takes a second payment."""
-    from tests.sipp.dtmf_pcap import play_duration_ms
-
     poor, good = find_test_card("insufficient_funds"), find_test_card("approve")
-    first_minor, second_minor = 1700, 1800
     agent = stack.agent(Callee("agent_retry", ring_ms=300, bye_timeout_ms=180000), AGENT)
-    first_key = SWITCH_AT_MS + _until_menu_ms(first_minor) + 1200
-    first_pin_end = first_key + 280 + 600 + play_duration_ms(poor.pin + "#")
-    second_switch = first_pin_end + clock.ms("please_wait", "declined_insufficient_funds") + 3000
-    second_key_wait = second_switch - first_pin_end + _until_menu_ms(second_minor) + 1200
-    result_ms = clock.ms("please_wait", "approved") + 12 * clock.ms("digit_7") + 2000
+    cues = Cues()
     caller = stack.start_call(Call("oneline_retry", "8100", [
-        Key("1", first_key, label="1 to pay"),
-        Key(poor.pin + "#", 600, label="PIN"),
-        Key("1", second_key_wait, label="1 to pay"),
-        Key(good.pin + "#", 600, label="PIN"),
-    ], hang_up_after_ms=result_ms + 3000))
-    started = time.monotonic()
-    time.sleep(SWITCH_AT_MS / 1000)
+        Key("1", cue="menu", label="1 to pay"),
+        Key(poor.pin + "#", cue="PIN prompt", label="PIN"),
+        Key("1", cue="menu 2", label="1 to pay"),
+        Key(good.pin + "#", cue="PIN prompt 2", label="PIN"),
+    ], hang_up_on_cue="back with the agent"), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
     status, first = stack.merchant_request("POST", "/v1/payments",
                                            _order(poor, "17.00", "13800138204"))
     assert status == 201, first
+    _pays(stack, cues, first)
     assert stack.wait_for(first["id"], {"declined"}, timeout=60)["status"] == "declined"
-    time.sleep(max(0.0, second_switch / 1000 - (time.monotonic() - started)))
+    # The agent asks again once the caller is back with them.
+    _when_the_agent_talks_to_the_caller(stack)
     status, second = stack.merchant_request("POST", "/v1/payments",
                                             _order(good, "18.00", "13800138204"))
     assert status == 201, second
+    _pays(stack, cues, second, n=" 2")
+    assert stack.wait_for(second["id"], {"approved"}, timeout=60)["status"] == "approved"
+    _when_the_agent_talks_to_the_caller(stack)
+    cues.send("back with the agent")
     out, _ = caller.communicate(timeout=150)
     assert caller.returncode == 0, out[-2000:]
     out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, out[-2000:]
     assert stack.get(f"/v1/payments/{first['id']}")["response_code"] == "51"
-    assert stack.wait_for(second["id"], {"approved"}, timeout=20)["status"] == "approved"

@@ -25,6 +25,11 @@ during a command -> ``HANGUP`` then ``200 result=-1``, and the connection closes
 ``agi_sighup=False``, Asterisk's ``AGISIGHUP=no``: no ``HANGUP`` line, and the session stays open
 in dead-AGI mode); any command on a channel already hung up -> ``511``.
 
+Two more things a step can do: ``reset=True``, the connection is reset (a TCP RST, as when
+Asterisk or the network drops it) instead of an answer; ``pause=Pause()``, the answer waits until
+the test releases it, so a test can act (stop the service, cancel the session) while the IVR waits
+on that step.
+
 Nothing here logs: the replies carry keyed card numbers and PINs.
 """
 
@@ -34,6 +39,8 @@ import asyncio
 import fnmatch
 import itertools
 import shlex
+import socket
+import struct
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -41,9 +48,11 @@ __all__ = [
     "Command",
     "Expect",
     "FakeAsterisk",
+    "Pause",
     "ScriptMismatch",
     "asks",
     "plays",
+    "reset_connection",
     "send_partial_headers",
 ]
 
@@ -99,18 +108,31 @@ class Command:
         return f"{self.verb} {self.prompt}" if self.prompt else self.line
 
 
+@dataclass(eq=False)
+class Pause:
+    """Holds one step's answer: ``reached`` is set when the IVR sends that command, and the
+    answer goes out once the test sets ``release``."""
+
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(frozen=True)
 class Expect:
     """One step of the script: the command expected next and how the caller answers it.
 
     ``prompt`` is matched against the prompt's name with shell wildcards (``digit_?``).
     ``hang_up``: the caller hangs up while this command runs (``reply`` is then not sent).
+    ``reset``: the connection is reset instead (no reply, no HANGUP line).
+    ``pause``: the reply (or hang-up, or reset) waits until the test releases it.
     """
 
     command: str
     prompt: str | None = None
     reply: str = "200 result=0"
     hang_up: bool = False
+    reset: bool = False
+    pause: Pause | None = None
 
     def matches(self, command: Command) -> bool:
         if command.verb != self.command:
@@ -119,16 +141,20 @@ class Expect:
 
     def __str__(self) -> str:
         what = f"{self.command} {self.prompt}" if self.prompt else self.command
+        if self.reset:
+            return f"{what} (connection reset)"
         return f"{what} (caller hangs up)" if self.hang_up else what
 
 
-def plays(prompt: str, *, interrupted_by: str = "", hang_up: bool = False) -> Expect:
+def plays(prompt: str, *, interrupted_by: str = "", hang_up: bool = False, reset: bool = False,
+          pause: Pause | None = None) -> Expect:
     """The IVR plays ``prompt``; it plays to the end unless a key interrupts it."""
     result = ord(interrupted_by) if interrupted_by else 0
-    return Expect("STREAM FILE", prompt, f"200 result={result} endpos=8000", hang_up)
+    return Expect("STREAM FILE", prompt, f"200 result={result} endpos=8000", hang_up, reset, pause)
 
 
-def asks(prompt: str, keys: str = "", *, timeout: bool = False, hang_up: bool = False) -> Expect:
+def asks(prompt: str, keys: str = "", *, timeout: bool = False, hang_up: bool = False,
+         reset: bool = False, pause: Pause | None = None) -> Expect:
     """The IVR plays ``prompt`` and collects digits: the caller keys ``keys`` (then #).
 
     No keys is silence, which Asterisk reports as ``200 result= (timeout)``; ``timeout=True``
@@ -137,7 +163,7 @@ def asks(prompt: str, keys: str = "", *, timeout: bool = False, hang_up: bool = 
     reply = f"200 result={keys}"
     if timeout or not keys:
         reply += " (timeout)"
-    return Expect("GET DATA", prompt, reply, hang_up)
+    return Expect("GET DATA", prompt, reply, hang_up, reset, pause)
 
 
 class ScriptMismatch(AssertionError):
@@ -232,6 +258,13 @@ class FakeAsterisk:
             step = self._steps[0] if self._steps else None
             if step is not None and step.matches(command):
                 self._steps.pop(0)
+                if step.pause is not None:
+                    step.pause.reached.set()
+                    await step.pause.release.wait()
+                if step.reset:
+                    self.hung_up_by = "caller"
+                    reset_connection(writer)
+                    return
                 if step.hang_up:
                     await self._hang_up(writer, command)
                     if self.agi_sighup:
@@ -281,6 +314,13 @@ async def _send(writer: asyncio.StreamWriter, *lines: str) -> None:
         await writer.drain()
     except ConnectionError:
         pass
+
+
+def reset_connection(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a TCP RST: a zero linger time makes close() send one."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def send_partial_headers(host: str, port: int, headers: dict[str, str]) -> None:

@@ -178,10 +178,9 @@ async def test_a_slow_request_does_not_hold_up_others(acquirer: Acquirer) -> Non
     slow_client = AcquirerClient("127.0.0.1", acquirer.server.port, ISSUER_DELAY * 3)
     slow = asyncio.create_task(slow_client.authorize(acquirer.purchase(find_test_card("issuer_timeout"))))
     await asyncio.sleep(0.05)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    # The order of events, not a duration: the fast answer arrives while the slow one is pending.
     fast = await acquirer.client.authorize(acquirer.purchase(find_test_card("approve")))
-    assert fast.approved and loop.time() - started < ISSUER_DELAY / 2
+    assert fast.approved
     assert not slow.done()
     assert (await slow).approved
 

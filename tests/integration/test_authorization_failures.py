@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,8 @@ from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.hostlink.framing import FramingError, read_frame, write_frame
 from ivr.hostlink.messages import PurchaseRequest, ResponseCode, ReversalRequest, ReversalResponse, peek_mti
-from ivr.paying import authorization
 from ivr.paying.authorization import Authorizer
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 from simulators.acquirer.testcards import find_test_card
 
@@ -141,7 +141,7 @@ async def test_what_a_reversal_needs_is_kept_before_the_purchase_is_sent(store, 
     # The payment names exactly the purchase that went out, and still holds the card number
     # (no expiry) until it is final, so recovery can reverse it without the caller.
     sent = PurchaseRequest.decode(acquirer.frames[0])
-    record = authorization.SentPurchase
+    record = SentPurchase
     assert record.of_payment(await store.get(payment_id)) == record.of(sent)
     assert await store.pan_token(payment_id) is not None
     assert await redis_client.ttl(f"pay:{payment_id}:pan") == -1

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from ivr.money import Money
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ from simulators.acquirer.testcards import find_test_card
 from tests.integration.fake_ami import FakeAmi, OriginateScript
 
 USER, SECRET = "voicepay", "voicepay-dev-ami"
-MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, 5_000_000)
+MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, Money.parse("50000.00"))
 CARD = find_test_card("approve")
 RING_S, GRACE_S, LEASE_S = 0.5, 0.3, 1.0
 
@@ -90,7 +90,7 @@ class World:
         return instance
 
     async def submit(self, orders: CallbackOrders, mobile: str = "13800138001") -> str:
-        order = Order(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Decimal("88.00"),
+        order = Order(merchant_order_id=f"ORD-{time.monotonic_ns()}", amount=Money(8800),
                               description="Phone bill", card_number=CARD.pan,
                               cardholder_name="Zhang San", id_number="11010519491231002X",
                               mobile=mobile, language="en")
@@ -265,3 +265,26 @@ async def test_a_failing_step_is_logged_with_the_payment_and_retried(
     await until(lambda: world.done_dialling(payment_id))
     assert world.fake.originated() == [f"vp-{payment_id}-1"]
     assert await world.status(payment_id) == "answered"
+
+
+async def test_a_draining_dialer_places_no_new_call_but_finishes_the_one_ringing(world: World) -> None:
+    release = asyncio.Event()
+
+    async def rings_until_released(request: dict[str, str]) -> str:
+        await release.wait()
+        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
+                                     reason="answered (test)")
+        return "answered"
+    world.fake.originate = rings_until_released
+    instance = await world.instance()
+    ringing = await world.submit(instance.orders)
+    await until(lambda: len(world.fake.originated()) == 1)
+    instance.dialer.stop_claiming()  # SIGTERM: the service drains
+    waiting = await world.submit(instance.orders)
+    release.set()
+    await until(lambda: world.done_dialling(ringing))
+    assert await world.status(ringing) == "answered"
+    # Still due, for another instance or the next start: never dropped, never dialled here.
+    assert world.fake.originated() == [f"vp-{ringing}-1"]
+    assert await world.status(waiting) == "risk_passed"
+    assert await world.redis.zscore(DUE_KEY, waiting) is not None

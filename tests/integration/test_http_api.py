@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from simulators.acquirer.settings import load_acquirer_settings
 from simulators.acquirer.server import AcquirerServer, build_simulator
-from ivr.api.keys import STORE
+from ivr.api.keys import STOPPING, STORE
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.service import create_app
@@ -138,6 +138,21 @@ async def test_get_payment_with_history_and_amount(service: Service) -> None:
         ("created", "api"), ("pin_entry", "call answered")]
     assert not [key for key in body if "pan" in key.lower()]
     assert "v1.opaque-token" not in repr(body)
+
+
+async def test_internal_fields_are_shown_to_the_operator_only_and_apart(service: Service) -> None:
+    payment = await service.store.create({"amount_minor": 5000, "mode": "selfservice",
+                                          "call_id": "1700000000.7", "terminal_id": "VPIVR001",
+                                          "caller_channel": "PJSIP/cardholder-00000007"})
+    await service.store.update(payment.id, stan="000123")
+    status, body = await service.get(f"/v1/payments/{payment.id}")
+    assert status == 200 and body["mode"] == "selfservice"
+    assert body["internal"] == {"call_id": "1700000000.7", "terminal_id": "VPIVR001",
+                                "caller_channel": "PJSIP/cardholder-00000007", "stan": "000123"}
+    assert not {"call_id", "terminal_id", "stan", "caller_channel"} & set(body)
+    # A merchant's view, as in answers and webhooks: the public fields and nothing else.
+    public = (await service.store.get(payment.id)).to_json()
+    assert "internal" not in public and "stan" not in public and public["amount"] == "50.00"
 
 
 async def test_small_amounts_keep_their_leading_zero(service: Service) -> None:
@@ -282,3 +297,14 @@ async def test_healthz_goes_503_when_asterisk_stops(fake_ami: FakeAmi, start_ser
     assert status == 503
     assert body["checks"]["ami"] == {"ok": False} and body["checks"]["asterisk"] == {"ok": False}
     assert body["checks"]["redis"] == {"ok": True} and body["checks"]["acquirer"] == {"ok": True}
+
+
+async def test_healthz_503_while_draining_so_a_balancer_stops_sending(
+        fake_ami: FakeAmi, start_service: StartService) -> None:
+    service = await start_service(acquirer=True, ami=fake_ami)
+    status, _ = await wait_for_health(service, ok=True)
+    assert status == 200
+    service.client.server.app[STOPPING].set()  # what drain() sets on SIGTERM
+    status, body = await service.get("/healthz")
+    assert status == 503 and body["ok"] is False and body["stopping"] is True
+    assert all(check["ok"] for check in body["checks"].values())

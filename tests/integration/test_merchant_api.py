@@ -75,7 +75,7 @@ class FakeOrders:
         masked = mask_pan(order.card_number)
         payment_fields: dict[str, str | int] = {
             "mode": order.mode, "merchant_id": merchant.id,
-            "merchant_order_id": order.merchant_order_id, "amount_minor": order.amount_fen,
+            "merchant_order_id": order.merchant_order_id, "amount_minor": order.amount.fen,
             "currency": "CNY", "description": order.description, "language": order.language,
             "pan_first6": masked[:6], "pan_last4": masked[-4:],
         }
@@ -162,7 +162,7 @@ async def test_signed_post_creates_a_payment(api: Api) -> None:
     _no_secrets(body)
     assert api.orders.submitted == [("M100001", "ORD-1")]
     stored = await api.app[STORE].get(body["id"])
-    assert stored.fields["amount_minor"] == "12000"
+    assert stored.record["amount_minor"] == "12000"
     assert await api.payment_count() == 1
 
 
@@ -439,14 +439,24 @@ async def test_operator_reads_with_the_bearer_token(api: Api) -> None:
     # A merchant signature does not open the operator's list.
     status, _ = await api.request("GET", "/v1/payments")
     assert status == 401
-    # Health stays open.
+    # Health stays open, and says what is down: this fixture runs no AMI and no acquirer.
     async with api.client.get("/healthz") as response:
-        assert response.status in (200, 503)
+        assert response.status == 503
+        body = await response.json()
+    assert body["ok"] is False
+    assert {name: check["ok"] for name, check in body["checks"].items()} == {
+        "redis": True, "acquirer": False, "ami": False, "asterisk": False}
 
 
 async def test_the_operator_token_is_kept_across_restarts(api: Api) -> None:
     from ivr.api.merchant_auth import ensure_operator_token
-    assert ensure_operator_token(api.settings) == api.operator_token
+    # Read once, before the "restart": a value taken after it could not tell a new token apart.
+    issued = api.operator_token
+    assert ensure_operator_token(api.settings) == issued
+    assert api.settings.operator_token_file.read_text().strip() == issued
+    status, _ = await api.request("GET", "/v1/payments", merchant=None,
+                                  headers={"Authorization": f"Bearer {issued}"})
+    assert status == 200
 
 
 # --- cancel -------------------------------------------------------------------------------------

@@ -45,9 +45,9 @@ async def test_create_and_get(store: PaymentStore) -> None:
 
     fetched = await store.get(created.id)
     assert fetched.status == "created"
-    assert fetched.fields["amount_minor"] == "5000" and fetched.fields["currency"] == "EUR"
-    assert fetched.fields["created_at"] == fetched.fields["updated_at"]
-    assert fetched.fields["created_at"].endswith("Z")
+    assert fetched.record["amount_minor"] == "5000" and fetched.record["currency"] == "EUR"
+    assert fetched.record["created_at"] == fetched.record["updated_at"]
+    assert fetched.record["created_at"].endswith("Z")
     assert not fetched.is_final
 
 
@@ -65,7 +65,7 @@ async def test_history_has_one_entry_per_transition(store: PaymentStore) -> None
     assert [entry["state"] for entry in history] == ["created", "pin_entry", "authorizing"]
     assert [entry["reason"] for entry in history] == ["api", "call answered", ""]
     assert all(entry["at"].endswith("Z") for entry in history)
-    assert (await store.get(payment.id)).fields["updated_at"] == history[-1]["at"]
+    assert (await store.get(payment.id)).record["updated_at"] == history[-1]["at"]
 
 
 async def test_self_service_path(store: PaymentStore) -> None:
@@ -82,8 +82,8 @@ async def test_wrong_pin_goes_back_to_pin_entry(store: PaymentStore) -> None:
     payment = await store.create({"amount_minor": 2500})
     await store.transition(payment.id, S.PIN_ENTRY)
     await store.transition(payment.id, S.AUTHORIZING)
-    again = await store.transition(payment.id, S.PIN_ENTRY, reason="incorrect PIN", attempts=2)
-    assert again.status == "pin_entry" and again.fields["attempts"] == "2"
+    again = await store.transition(payment.id, S.PIN_ENTRY, reason="incorrect PIN", pin_attempts=2)
+    assert again.status == "pin_entry" and again.record["pin_attempts"] == "2"
     await store.transition(payment.id, S.AUTHORIZING)
     await store.transition(payment.id, S.DECLINED)
     assert [e["state"] for e in await store.history(payment.id)] == [
@@ -95,8 +95,8 @@ async def test_transition_applies_changes_with_the_state(store: PaymentStore) ->
     await store.transition(payment.id, S.PIN_ENTRY)
     await store.transition(payment.id, S.AUTHORIZING, stan="000042")
     approved = await store.transition(payment.id, S.APPROVED, auth_code="A1B2C3", rrn="123456789012")
-    assert approved.fields["stan"] == "000042"
-    assert approved.fields["auth_code"] == "A1B2C3" and approved.fields["rrn"] == "123456789012"
+    assert approved.record["stan"] == "000042"
+    assert approved.record["auth_code"] == "A1B2C3" and approved.record["rrn"] == "123456789012"
 
 
 @pytest.mark.parametrize(("current", "target"), [
@@ -118,7 +118,7 @@ async def test_refused_transition_names_both_states(store: PaymentStore, redis_c
 
     # Nothing was written: same status, no changed fields, no history entry.
     after = await store.get(payment.id)
-    assert after.status == current.value and "auth_code" not in after.fields
+    assert after.status == current.value and "auth_code" not in after.record
     assert [e["state"] for e in await store.history(payment.id)] == ["created"]
 
 
@@ -139,9 +139,9 @@ async def test_re_entering_the_current_state_is_a_no_op(store: PaymentStore) -> 
     entered = await store.transition(payment.id, S.PIN_ENTRY)
     history = await store.history(payment.id)
 
-    again = await store.transition(payment.id, S.PIN_ENTRY, reason="retried", attempts=9)
+    again = await store.transition(payment.id, S.PIN_ENTRY, reason="retried", pin_attempts=9)
     assert again.status == "pin_entry"
-    assert again.fields == entered.fields  # neither the changes nor a new updated_at were applied
+    assert again.record == entered.record  # neither the changes nor a new updated_at were applied
     assert await store.history(payment.id) == history
 
 
@@ -174,9 +174,9 @@ async def test_a_refused_or_missing_transition_creates_no_keys(store: PaymentSto
 
 async def test_update_sets_fields_without_a_transition(store: PaymentStore) -> None:
     payment = await store.create({"amount_minor": 100})
-    await store.update(payment.id, uniqueid="1700000000.1")
+    await store.update(payment.id, call_id="1700000000.1")
     updated = await store.get(payment.id)
-    assert updated.status == "created" and updated.fields["uniqueid"] == "1700000000.1"
+    assert updated.status == "created" and updated.call_id == "1700000000.1"
     assert len(await store.history(payment.id)) == 1
 
 
@@ -270,7 +270,7 @@ async def test_next_stan_never_repeats_under_concurrency(store: PaymentStore) ->
 @pytest.mark.parametrize(("minor", "amount"), [(5000, "50.00"), (5, "0.05"), (0, "0.00"),
                                                (99, "0.99"), (100, "1.00"), (123456, "1234.56")])
 def test_to_json_formats_the_amount(minor: int, amount: str) -> None:
-    body = Payment(id="pay_x", status="created", fields={"amount_minor": str(minor)}).to_json()
+    body = Payment.from_record({"id": "pay_x", "status": "created", "amount_minor": str(minor)}).to_json()
     assert body["amount"] == amount and "amount_minor" not in body
 
 
@@ -310,3 +310,18 @@ def test_no_final_state_can_be_left() -> None:
     """The table itself: a final state is never a source, so a settled payment stays settled."""
     for target, sources in TRANSITIONS.items():
         assert not sources & FINAL_STATES, target
+
+
+async def test_a_field_payments_do_not_have_is_refused_before_anything_is_written(
+        store: PaymentStore, redis_client: aioredis.Redis) -> None:
+    with pytest.raises(ValueError, match="no field.*topup_mobile"):
+        await store.create({"amount_minor": 100, "topup_mobile": "13800000001"})
+    assert await redis_client.dbsize() == 0
+    payment = await store.create({"amount_minor": 100, "topup_number": "13800000001"})
+    with pytest.raises(ValueError, match="no field.*rnn"):
+        await store.transition(payment.id, S.PIN_ENTRY, rnn="000000000001")
+    with pytest.raises(ValueError, match="no field.*cal_id"):
+        await store.update(payment.id, cal_id="1700000000.1")
+    fetched = await store.get(payment.id)
+    assert fetched.status is S.CREATED and fetched.topup_number == "13800000001"
+    assert fetched.amount.fen == 100 and fetched.mode is None and fetched.pin_attempts == 0

@@ -24,7 +24,8 @@ from ivr.crypto.pan_vault import PanVault
 from ivr.crypto.pinblock import pinblock_from_digits
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.hostlink.messages import PurchaseRequest
-from ivr.paying.authorization import Authorizer, SentPurchase
+from ivr.paying.authorization import Authorizer
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
@@ -131,11 +132,11 @@ async def test_an_approved_purchase_left_authorizing_is_reversed_and_failed(worl
     assert await world.sweeper().sweep() == 1
 
     payment = await world.store.get(payment_id)
-    assert payment.status == "failed" and payment.fields["response_code"] == "00"
+    assert payment.status == "failed" and payment.record["response_code"] == "00"
     assert (await world.reasons(payment_id))[-1] == f"{UNKNOWN}; reversed (acknowledged)"
     assert world.simulator.balance(CARD.pan) == CARD.balance
     [reversal] = [e for e in world.journal() if e["mti"] == "0400"]
-    assert reversal["stan"] == payment.fields["stan"] and reversal["response_code"] == "00"
+    assert reversal["stan"] == payment.record["stan"] and reversal["response_code"] == "00"
     assert reversal["reversed"] is True
     assert await world.store.pan_token(payment_id) is None  # final: the card number is dropped
     assert payment_id not in await world.store.pending_since(time.time())  # nothing left to do
@@ -147,7 +148,7 @@ async def test_a_purchase_that_never_arrived_is_failed_and_a_late_one_is_not_cha
     assert await world.sweeper().sweep() == 1
 
     payment = await world.store.get(payment_id)
-    assert payment.status == "failed" and payment.fields["response_code"] == "25"
+    assert payment.status == "failed" and payment.record["response_code"] == "25"
     assert (await world.reasons(payment_id))[-1] == (
         f"{UNKNOWN}; the acquirer never received it (25), nothing charged")
     assert [e["mti"] for e in world.journal()] == ["0400"]
@@ -160,7 +161,7 @@ async def test_with_the_acquirer_down_it_stays_authorizing_until_a_later_sweep(w
 
     assert await world.sweeper(down).sweep() == 0
     assert (await world.store.get(payment_id)).status == "authorizing"
-    stan = (await world.store.get(payment_id)).fields["stan"]
+    stan = (await world.store.get(payment_id)).record["stan"]
     note = f"{UNKNOWN}; reversal of stan {stan} not acknowledged; retried at the next sweep"
     assert (await world.reasons(payment_id))[-1] == note
     assert world.simulator.balance(CARD.pan) == CARD.balance - AMOUNT
@@ -222,7 +223,7 @@ async def test_two_sweepers_settle_each_payment_once(world: World) -> None:
         states = [entry["state"] for entry in await world.store.history(payment_id)]
         assert states.count("failed") + states.count("abandoned") == 1
     reversals = [e["stan"] for e in world.journal() if e["mti"] == "0400"]
-    stans = [(await world.store.get(p)).fields["stan"] for p in stranded]
+    stans = [(await world.store.get(p)).record["stan"] for p in stranded]
     assert sorted(reversals) == sorted(stans)  # one reversal per purchase, none twice
     assert world.simulator.balance(CARD.pan) == CARD.balance
     assert [k async for k in world.redis.scan_iter("recovery:claim:*")] == []  # claims released

@@ -7,6 +7,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
+from ivr.oneline.orders import RETURNING_KEY, ReturningCardholders
 from ivr.payments.retention import ANONYMOUS_FIELDS, DAY, RetentionSweep
 from ivr.payments.store import PaymentState, PaymentStore
 
@@ -43,14 +44,14 @@ async def test_a_final_payment_is_reduced_to_an_anonymous_record_after_retention
     payment_id = await ended_payment(store, redis_client)
     # Not yet: the retention period has not passed.
     assert (await sweep(redis_client).run_once()).anonymised == 0
-    assert (await store.get(payment_id)).fields["cardholder_name"] == "Zhang San"
+    assert (await store.get(payment_id)).record["cardholder_name"] == "Zhang San"
 
     report = await sweep(redis_client).run_once(now=time.time() + 181 * DAY)
     assert report.anonymised == 1
     record = await store.get(payment_id)
-    assert set(record.fields) <= set(ANONYMOUS_FIELDS) | {"anonymised_at"}
-    assert record.status == "refused" and record.fields["amount_minor"] == "8800"
-    assert record.fields["merchant_order_id"] == "A-1"
+    assert set(record.record) <= set(ANONYMOUS_FIELDS) | {"anonymised_at"}
+    assert record.status == "refused" and record.record["amount_minor"] == "8800"
+    assert record.record["merchant_order_id"] == "A-1"
     raw = b" ".join(v for pair in (await redis_client.hgetall(f"pay:{payment_id}")).items()
                     for v in pair)
     for value in PERSONAL.values():
@@ -69,7 +70,7 @@ async def test_a_payment_still_in_progress_is_never_reduced(store: PaymentStore,
     payment = await store.create({"amount_minor": 1, **PERSONAL})
     await store.transition(payment.id, S.RISK_PASSED)
     await sweep(redis_client).run_once(now=time.time() + 400 * DAY)
-    assert (await store.get(payment.id)).fields["mobile"] == PERSONAL["mobile"]
+    assert (await store.get(payment.id)).record["mobile"] == PERSONAL["mobile"]
 
 
 async def test_the_payments_index_is_bounded_by_count_and_age(store: PaymentStore,
@@ -107,3 +108,17 @@ async def test_each_payment_is_in_exactly_its_current_states_index(
     assert await redis_client.zscore("payments:status:refused", payment_id) == created
     assert await store.in_state(S.REFUSED, older_than=time.time()) == [payment_id]
     assert await store.in_state(S.REFUSED, older_than=created - 1) == []
+
+
+async def test_a_returning_cardholder_is_forgotten_retention_days_after_last_seen(
+        redis_client: aioredis.Redis) -> None:
+    returning = ReturningCardholders(redis_client, bytes(range(32)))
+    await returning.remember("6221881000000011", "13900000001")
+    assert await returning.seen("6221881000000011", "13900000001")
+    sweep = RetentionSweep(redis_client, retention_days=180, record_retention_days=1825,
+                           recent_index_max=1000, aged_sets=(RETURNING_KEY,))
+    await sweep.run_once(now=time.time() + 179 * DAY)
+    assert await returning.seen("6221881000000011", "13900000001")
+    await sweep.run_once(now=time.time() + 181 * DAY)
+    assert not await returning.seen("6221881000000011", "13900000001")
+    assert await redis_client.exists(RETURNING_KEY) == 0

@@ -207,7 +207,6 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
                                   merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
             manifest=Manifest.load(),
-            dialer=None,  # type: ignore[arg-type]  # the self-service line never dials out
         )
         flows = FlowTracker()
         server = FastAgiServer({"selfservice": flows.wrap(functools.partial(selfservice, ctx=ctx))})
@@ -241,14 +240,14 @@ async def test_approved_reads_out_the_reference_number(ivr: Ivr) -> None:
     )
 
     payment = await ivr.the_payment()
-    rrn = payment.fields["rrn"]
-    assert payment.status == "approved" and payment.fields["response_code"] == "00"
+    rrn = payment.record["rrn"]
+    assert payment.status == "approved" and payment.record["response_code"] == "00"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "approved"]
-    assert payment.fields["amount_minor"] == "5000" and payment.fields["topup_mobile"] == MOBILE
-    assert (payment.fields["pan_first6"], payment.fields["pan_last4"]) == (APPROVE.pan[:6],
+    assert payment.record["amount_minor"] == "5000" and payment.record["topup_number"] == MOBILE
+    assert (payment.record["pan_first6"], payment.record["pan_last4"]) == (APPROVE.pan[:6],
                                                                             APPROVE.pan[-4:])
-    assert payment.fields["call_id"] == caller.uniqueid and payment.fields["language"] == "en"
-    assert payment.fields["auth_code"] and payment.fields["pin_attempts"] == "1"
+    assert payment.record["call_id"] == caller.uniqueid and payment.record["language"] == "en"
+    assert payment.record["auth_code"] and payment.record["pin_attempts"] == "1"
     assert await ivr.store.pan_token(payment.id) is None  # dropped at the final state
 
     assert caller.prompts == [*ORDER, "enter_pin", "please_wait", "approved",
@@ -260,7 +259,7 @@ async def test_approved_reads_out_the_reference_number(ivr: Ivr) -> None:
 
     [purchase] = ivr.journal()
     assert (purchase["mti"], purchase["response_code"], purchase["amount"]) == ("0200", "00", 5000)
-    assert (purchase["stan"], purchase["rrn"]) == (payment.fields["stan"], rrn)
+    assert (purchase["stan"], purchase["rrn"]) == (payment.record["stan"], rrn)
     assert ivr.simulator.balance(APPROVE.pan) == APPROVE.balance - 5000
 
 
@@ -284,8 +283,8 @@ async def test_invalid_mobile_is_reprompted(ivr: Ivr) -> None:
                               "invalid_mobile", "enter_mobile", "amount_menu", "enter_card",
                               "enter_pin"]
     payment = await ivr.the_payment()
-    assert payment.fields["topup_mobile"] == "13912345678"
-    assert payment.fields["amount_minor"] == "10000"
+    assert payment.record["topup_number"] == "13912345678"
+    assert payment.record["amount_minor"] == "10000"
 
 
 async def test_silence_is_reprompted(ivr: Ivr) -> None:
@@ -313,8 +312,8 @@ async def test_silence_is_reprompted(ivr: Ivr) -> None:
                                    "amount_menu", "no_input", "amount_menu", "enter_card",
                                    "no_input", "enter_card", "enter_pin", "no_input", "enter_pin"]
     payment = await ivr.the_payment()
-    assert payment.status == "approved" and payment.fields["amount_minor"] == "20000"
-    assert payment.fields["pin_attempts"] == "1"  # silence is not a PIN attempt
+    assert payment.status == "approved" and payment.record["amount_minor"] == "20000"
+    assert payment.record["pin_attempts"] == "1"  # silence is not a PIN attempt
     assert [(e["mti"], e["response_code"]) for e in ivr.journal()] == [("0200", "00")]
 
 
@@ -359,7 +358,7 @@ async def test_invalid_menu_choice_is_reprompted(ivr: Ivr) -> None:
     assert caller.prompts[:6] == ["topup_welcome", "enter_mobile", "amount_menu", "invalid_choice",
                                   "amount_menu", "enter_card"]
     payment = await ivr.the_payment()
-    assert payment.status == "approved" and payment.fields["amount_minor"] == "10000"
+    assert payment.status == "approved" and payment.record["amount_minor"] == "10000"
     assert ivr.simulator.balance(APPROVE.pan) == APPROVE.balance - 10000
 
 
@@ -402,7 +401,7 @@ async def test_short_pin_is_reprompted(ivr: Ivr) -> None:
 
     assert caller.prompts[4:8] == ["enter_pin", "invalid_pin", "enter_pin", "please_wait"]
     payment = await ivr.the_payment()
-    assert payment.status == "approved" and payment.fields["pin_attempts"] == "1"
+    assert payment.status == "approved" and payment.record["pin_attempts"] == "1"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "approved"]
     assert len(ivr.journal()) == 1  # a short PIN never reaches the acquirer
 
@@ -443,14 +442,14 @@ async def test_wrong_pin_then_right_pin(ivr: Ivr) -> None:
     )
 
     payment = await ivr.the_payment()
-    assert payment.status == "approved" and payment.fields["pin_attempts"] == "2"
+    assert payment.status == "approved" and payment.record["pin_attempts"] == "2"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "pin_entry",
                                          "authorizing", "approved"]
     assert caller.prompts[4:10] == ["enter_pin", "please_wait", "incorrect_pin", "try_again",
                                     "enter_pin", "please_wait"]
     journal = ivr.journal()
     assert [(e["mti"], e["response_code"]) for e in journal] == [("0200", "55"), ("0200", "00")]
-    assert journal[-1]["rrn"] == payment.fields["rrn"]
+    assert journal[-1]["rrn"] == payment.record["rrn"]
     assert ivr.simulator.card_status(WRONG_PIN.pan) == "active"
 
 
@@ -466,8 +465,8 @@ async def test_three_wrong_pins_decline_and_block_the_card(ivr: Ivr) -> None:
     )
 
     payment = await ivr.the_payment()
-    assert payment.status == "declined" and payment.fields["response_code"] == "55"
-    assert payment.fields["pin_attempts"] == "3"
+    assert payment.status == "declined" and payment.record["response_code"] == "55"
+    assert payment.record["pin_attempts"] == "3"
     assert await ivr.states(payment) == ["created", *["pin_entry", "authorizing"] * 3,
                                          "declined"]
     assert caller.prompts[-2:] == ["incorrect_pin", "goodbye"]
@@ -482,8 +481,8 @@ async def test_three_wrong_pins_decline_and_block_the_card(ivr: Ivr) -> None:
         plays("declined_pin_tries_exceeded"),
         plays("goodbye"),
     )
-    [second] = [p for p in await ivr.payments() if p.fields["topup_mobile"] == "13800000002"]
-    assert second.status == "declined" and second.fields["response_code"] == "75"
+    [second] = [p for p in await ivr.payments() if p.record["topup_number"] == "13800000002"]
+    assert second.status == "declined" and second.record["response_code"] == "75"
     assert [e["response_code"] for e in ivr.journal()] == ["55", "55", "55", "75"]
     assert ivr.simulator.balance(WRONG_PIN.pan) == WRONG_PIN.balance
 
@@ -514,11 +513,11 @@ async def test_issuer_answer(ivr: Ivr, card_name: str, response_code: str, state
 
     assert caller.prompts == [*ORDER, "enter_pin", "please_wait", prompt, "goodbye"]
     payment = await ivr.the_payment()
-    assert payment.status == state and payment.fields["response_code"] == response_code
+    assert payment.status == state and payment.record["response_code"] == response_code
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", state]
     [purchase] = ivr.journal()
     assert (purchase["mti"], purchase["response_code"]) == ("0200", response_code)
-    assert purchase["stan"] == payment.fields["stan"]
+    assert purchase["stan"] == payment.record["stan"]
     assert ivr.simulator.balance(card.pan) == card.balance
     assert caller.variables[dv.RESULT] == "success" and caller.hung_up_by == "ivr"
 
@@ -542,7 +541,7 @@ async def test_issuer_timeout_fails_reverses_and_charges_nothing(ivr: Ivr) -> No
 
     [reversal] = ivr.journal()  # the reversal is answered at once; the original is still pending
     assert (reversal["mti"], reversal["response_code"]) == ("0400", "00") and reversal["reversed"]
-    assert reversal["stan"] == payment.fields["stan"]
+    assert reversal["stan"] == payment.record["stan"]
 
     # The slow issuer finally answers: the original is journaled as reversed and not charged.
     for _ in range(60):
@@ -617,7 +616,7 @@ async def test_hang_up_during_please_wait_still_records_the_authorization(ivr: I
 
     assert caller.prompts[-1] == "please_wait" and caller.hung_up_by == "caller"
     payment = await ivr.the_payment()
-    assert payment.status == "approved" and payment.fields["rrn"]
+    assert payment.status == "approved" and payment.record["rrn"]
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "approved"]
     [purchase] = ivr.journal()
     assert (purchase["mti"], purchase["response_code"]) == ("0200", "00")
@@ -636,7 +635,7 @@ async def test_hang_up_during_please_wait_after_a_wrong_pin_settles_as_declined(
     # No one is left to re-prompt: the 55 is the payment's final answer.
     assert caller.prompts[-1] == "please_wait"
     payment = await ivr.the_payment()
-    assert payment.status == "declined" and payment.fields["response_code"] == "55"
+    assert payment.status == "declined" and payment.record["response_code"] == "55"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "declined"]
 
 
@@ -683,7 +682,7 @@ async def test_please_wait_failing_on_a_live_channel_still_records_and_announces
 
     payment = await ivr.the_payment()
     assert payment.status == "approved"
-    assert caller.prompts[-14:] == ["approved", *(f"digit_{d}" for d in payment.fields["rrn"]),
+    assert caller.prompts[-14:] == ["approved", *(f"digit_{d}" for d in payment.record["rrn"]),
                                     "goodbye"]
     assert caller.variables[dv.RESULT] == "success"
 

@@ -19,17 +19,24 @@ from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
 __all__ = ["Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
 
 SIPP_DIR = Path(__file__).resolve().parent
+# How long a cued step waits for the test before SIPp fails the call.
+CUE_TIMEOUT_MS = 120000
 REPO_ROOT = SIPP_DIR.parent.parent
 
 
 @dataclass(frozen=True)
 class Key:
-    """Wait ``wait_ms`` after the previous step's digits were sent, then key ``digits``."""
+    """Wait ``wait_ms`` after the previous step's digits were sent, then key ``digits``.
+
+    With ``cue``, wait instead for the test to send that cue (tests/sipp/cues.py) once it has
+    seen the IVR ask; ``wait_ms`` is then ignored.
+    """
 
     digits: str
-    wait_ms: int
+    wait_ms: int = 0
     # What the scenario file says is keyed here ("PIN"); by default the digits themselves.
     label: str = ""
+    cue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Call:
     hang_up_after_ms: int | None = None
     # Longest the IVR may take to hang up after the last step (result, reference number, goodbye).
     bye_timeout_ms: int = 90000
+    # Hang up when the test sends this cue (instead of after hang_up_after_ms).
+    hang_up_on_cue: str | None = None
 
 
 class PromptClock:
@@ -113,6 +122,20 @@ _INVITE = """\
     </send>
 """
 
+# A cued step tells the test (SIPp's 3PCC twin) that it is ready, then waits for the test's cue:
+# a cue sent while SIPp is not waiting for one would be lost.
+_WAIT_FOR_CUE = """\
+    <!-- wait for the test's cue: {cue} -->
+    <sendCmd>
+      <![CDATA[
+        Call-ID: [call_id]
+        X-Ready: {cue}
+
+      ]]>
+    </sendCmd>
+    <recvCmd timeout="{timeout}"/>
+"""
+
 _WAIT_FOR_BYE = """\
     <recv request="BYE" timeout="{timeout}"/>
     <send>
@@ -155,16 +178,22 @@ def write_scenario(call: Call, directory: Path) -> Path:
     pcap_dir = directory / "pcap"
     body = [_INVITE.format(number=call.number, sdp=_SDP)]
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number))
+                           _SEND_BYE.format(number=call.number), call.hang_up_on_cue)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
 
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
-                   bye_timeout_ms: int, send_bye: str) -> list[str]:
-    """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later."""
+                   bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None) -> list[str]:
+    """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
+    (or on the test's ``hang_up_on_cue``)."""
     lines, previous_play_ms = _key_presses(steps, pcap_dir)
-    if hang_up_after_ms is None:
+    if hang_up_on_cue is not None:
+        if previous_play_ms:
+            lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
+        lines.append(_WAIT_FOR_CUE.format(cue=hang_up_on_cue, timeout=CUE_TIMEOUT_MS))
+        lines.append(send_bye)
+    elif hang_up_after_ms is None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
         lines.append(_WAIT_FOR_BYE.format(timeout=bye_timeout_ms))
@@ -195,7 +224,12 @@ def _key_presses(steps: list[Key], pcap_dir: Path) -> tuple[list[str], int]:
     for index, step in enumerate(steps):
         pcap = pcap_for_step(pcap_dir, step.digits, index)
         # SIPp plays a capture in the background and a new play cuts off the running one.
-        lines.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
+        if step.cue is None:
+            lines.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
+        else:
+            if previous_play_ms:
+                lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
+            lines.append(_WAIT_FOR_CUE.format(cue=step.cue, timeout=CUE_TIMEOUT_MS))
         lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
         lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
         previous_play_ms = play_duration_ms(step.digits)

@@ -18,16 +18,20 @@ PAN, MOBILE = "6221889999999994", "13800138000"
 
 
 class _Set:
-    """Just the two Redis set commands ReturningCardholders uses, in memory."""
+    """Just the two Redis sorted-set commands ReturningCardholders uses, in memory."""
 
     def __init__(self) -> None:
-        self.members: set[str] = set()
+        self.scores: dict[str, float] = {}
 
-    async def sadd(self, key: str, member: str) -> None:
-        self.members.add(member)
+    @property
+    def members(self) -> set[str]:
+        return set(self.scores)
 
-    async def sismember(self, key: str, member: str) -> bool:
-        return member in self.members
+    async def zadd(self, key: str, mapping: dict[str, float]) -> None:
+        self.scores.update(mapping)
+
+    async def zscore(self, key: str, member: str) -> float | None:
+        return self.scores.get(member)
 
 
 def test_the_ivr_key_file_holds_a_separate_cardholder_key(tmp_path: Path) -> None:

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from ivr import dialplan_variables
-from ivr.config import REPO_ROOT, load_settings, settings_table
+from ivr.config import REPO_ROOT, load_settings
 from ivr.prompts import Manifest, Prompts, UnknownPrompt
-
-
-def test_every_setting_is_documented_in_the_readme():
-    readme = (REPO_ROOT / "README.md").read_text()
-    missing = [env for env, _, _ in settings_table() if f"`{env}`" not in readme]
-    assert missing == []
 
 
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):

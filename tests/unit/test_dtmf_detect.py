@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.dtmf_detect import detect_dtmf
+from tests.dtmf_detect import detect_dtmf, keypad_in_packets
 
 TONES = {"1": (697, 1209), "5": (770, 1336), "9": (852, 1477), "#": (941, 1477)}
 
@@ -48,3 +48,34 @@ def test_hears_nothing_in_speech(tmp_path):
 def test_a_time_window_limits_what_is_reported(tmp_path):
     wav = _tone_file(tmp_path, "15")
     assert [d for _, d in detect_dtmf(wav, start_s=0.2)] == ["5"]
+
+
+# --- what reached a phone: the counter the one-line e2e test uses on its capture ---------------
+
+SIP, RTP = 5081, 17510
+
+
+def _rtp(payload_type: int) -> bytes:
+    # RFC 3550 fixed header: V=2, no padding/extension/CSRC; then 4 bytes of payload.
+    return bytes([0x80, payload_type, 0, 1]) + bytes(8) + b"\x05\x0a\x00\xa0"
+
+
+# A DTMF relay by SIP INFO as Asterisk's PJSIP sends it with dtmf_mode=info
+# (Content-Type application/dtmf-relay, the Cisco body format; RFC 2976 defines INFO).
+SIP_INFO = (b"INFO sip:7101@127.0.0.1:5081 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060\r\n"
+            b"CSeq: 3 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\n"
+            b"Signal=5\r\nDuration=100\r\n")
+
+
+def test_keypad_counter_sees_sip_info_and_telephone_events() -> None:
+    packets = [(1.0, RTP, _rtp(0)), (1.1, RTP, _rtp(101)), (1.2, RTP, _rtp(101 | 0x80)),
+               (1.3, SIP, SIP_INFO), (1.4, SIP, b"INVITE sip:7101@127.0.0.1 SIP/2.0\r\n\r\n"),
+               (1.5, SIP, b"SIP/2.0 200 OK\r\n\r\n"), (9.0, SIP, SIP_INFO)]
+    found = keypad_in_packets(packets, sip_port=SIP, rtp_port=RTP, start=0.0, end=2.0)
+    assert found == {"rtp_packets": 3, "telephone_events": 2, "sip_info": 1, "sip_invite": 1}
+
+
+def test_keypad_counter_sees_nothing_in_plain_audio() -> None:
+    packets = [(1.0, RTP, _rtp(0)), (1.1, RTP, _rtp(8)), (1.2, 5099, SIP_INFO)]
+    assert keypad_in_packets(packets, sip_port=SIP, rtp_port=RTP, start=0.0, end=2.0) == {
+        "rtp_packets": 2, "telephone_events": 0, "sip_info": 0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from decimal import Decimal
+from ivr.money import Money
 
 import pytest
 
@@ -12,7 +12,7 @@ from ivr.api.errors import InvalidParameter
 from ivr.api.payment_request import parse_order
 from ivr.orders import Order
 
-MAX_FEN = 5_000_000  # 50000.00
+MAXIMUM = Money.parse("50000.00")
 # Not one of the acquirer simulator's documented test cards (those must never reach test output).
 CARD = "6221889999999994"
 ID_NUMBER = "11010519491231002X"
@@ -31,7 +31,7 @@ GOOD = {
 def _parse(**changes: object) -> Order:
     body = {**GOOD, **changes}
     body = {k: v for k, v in body.items() if v is not _DROP}
-    return parse_order(json.dumps(body).encode(), max_fen=MAX_FEN)
+    return parse_order(json.dumps(body).encode(), maximum=MAXIMUM)
 
 
 _DROP = object()
@@ -56,7 +56,7 @@ def _refused(field: str, **changes: object) -> InvalidParameter:
 def test_a_good_order():
     order = _parse(notify_url="https://merchant.example/hook?x=1", language="en")
     assert order.merchant_order_id == "ORD-2024_0001"
-    assert order.amount == Decimal("120.00") and order.amount_fen == 12000
+    assert order.amount == Money(12000) and str(order.amount) == "120.00"
     assert order.card_number == CARD and order.id_number == ID_NUMBER
     assert order.cardholder_name == "李雷" and order.mobile == "13800138000"
     assert (order.mode, order.language, order.notify_url) == ("callback", "en",
@@ -158,15 +158,15 @@ def test_bad_amounts(amount: object) -> None:
                                              ("50000.00", 5000000)])
 def test_good_amounts(amount: str, fen: int) -> None:
     order = _parse(amount=amount)
-    assert order.amount_fen == fen and str(order.amount) == amount
+    assert order.amount.fen == fen and str(order.amount) == amount
 
 
 def test_max_amount_is_a_parameter():
     body = json.dumps({**GOOD, "amount": "100.01"}).encode()
     with pytest.raises(InvalidParameter, match="at most 100.00"):
-        parse_order(body, max_fen=10000)
+        parse_order(body, maximum=Money(10000))
     assert parse_order(json.dumps({**GOOD, "amount": "100.00"}).encode(),
-                                max_fen=10000).amount_fen == 10000
+                                maximum=Money(10000)).amount.fen == 10000
 
 
 def test_unknown_fields_are_refused():
@@ -175,7 +175,7 @@ def test_unknown_fields_are_refused():
     # A field name that looks like data is not repeated back.
     body = json.dumps({**GOOD, CARD: "x"}).encode()
     with pytest.raises(InvalidParameter) as info:
-        parse_order(body, max_fen=MAX_FEN)
+        parse_order(body, maximum=MAXIMUM)
     assert info.value.details == {"parameter": "(field name)", "reason": "unknown field"}
     assert CARD not in str(info.value)
 
@@ -183,7 +183,7 @@ def test_unknown_fields_are_refused():
 def test_duplicate_fields_are_refused():
     raw = json.dumps(GOOD)[:-1] + ', "amount": "1.00"}'
     with pytest.raises(InvalidParameter) as info:
-        parse_order(raw.encode(), max_fen=MAX_FEN)
+        parse_order(raw.encode(), maximum=MAXIMUM)
     assert info.value.details["parameter"] == "amount"
 
 
@@ -191,7 +191,7 @@ def test_duplicate_fields_are_refused():
                                  b"\xff\xfe{}", b"{"])
 def test_body_must_be_a_json_object(raw: bytes) -> None:
     with pytest.raises(InvalidParameter) as info:
-        parse_order(raw, max_fen=MAX_FEN)
+        parse_order(raw, maximum=MAXIMUM)
     assert info.value.details["parameter"] == "body"
 
 
