@@ -271,7 +271,7 @@ class Faults:
         """The id of the payment for top-up number ``mobile`` created since ``since``."""
         def find() -> str | None:
             for pid in self.payments_since(since):
-                if self.redis.hget(f"pay:{pid}", "topup_mobile") == mobile:
+                if self.redis.hget(f"pay:{pid}", "topup_number") == mobile:
                     return pid
             return None
         return wait_until(f"a payment for {mobile}", find, timeout)
