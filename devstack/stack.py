@@ -117,10 +117,18 @@ class Stack:
             ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                         self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
                         cwd=REPO_ROOT, env=env),
-            ProcessSpec("ivr", [python, "-m", "ivr.service"], self.log_dir / "ivr.log",
-                        lambda: _http_status(f"http://{s.http_host}:{s.http_port}/healthz") == 200,
-                        stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT, env=env),
+            self.ivr_spec(),
         ]
+
+    def ivr_spec(self, name: str = "ivr", **env: str) -> ProcessSpec:
+        """An ivr service instance named ``name``, with ``env`` over the stack's environment
+        (fault tests: short recovery deadlines, a second instance on its own ports)."""
+        s = self.settings
+        http_port = int(env.get("VOICEPAY_HTTP_PORT", s.http_port))
+        return ProcessSpec(name, [sys.executable, "-m", "ivr.service"], self.log_dir / f"{name}.log",
+                           lambda: _http_status(f"http://{s.http_host}:{http_port}/healthz") == 200,
+                           stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT,
+                           env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
 
     def _asterisk_booted(self) -> bool:
         assert self.asterisk is not None
@@ -169,6 +177,13 @@ class Stack:
 
     def start_component(self, name: str) -> None:
         self.supervisor.start_component(name)
+
+    def run_component(self, spec: ProcessSpec) -> None:
+        """Start ``spec`` and wait until it is ready; a component of that name already running
+        is stopped first and replaced (an ivr service restarted with other settings, say)."""
+        if spec.name in self.supervisor.names():
+            self.supervisor.stop_component(spec.name)
+        self.supervisor.start(spec)
 
     # ---- what a user needs to know ------------------------------------------------------------
     def banner(self) -> str:

@@ -40,8 +40,7 @@ class E2E:
     api: str
     # SIPp processes started in the background, stopped after each test if still running.
     started: list[subprocess.Popen] = field(default_factory=list)
-    # The stack the suite started (None against an already running one): fault-injection tests
-    # stop and start its components.
+    # The stack's processes, for fault-injection tests (None: VOICEPAY_E2E_USE_RUNNING).
     processes: Stack | None = None
 
     def get(self, path: str) -> dict:
