@@ -118,10 +118,13 @@ class Dialer:
         next instance settles each step by the rule above, nothing is released half-done."""
         self._stopping = True
         self._wake.set()
-        tasks = [*self._loops, *self._steps.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {*self._loops, *self._steps.values()}
+        # Cancelled again until done: redis-py can swallow a CancelledError that lands inside a
+        # command, and a step that swallowed it would otherwise wait out a whole ring timeout.
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
 
     async def schedule(self, payment_id: str) -> None:
         """Call the cardholder of ``payment_id`` (now in ``risk_passed``) from attempt 1, now.
@@ -242,6 +245,9 @@ class Dialer:
         dialled = s.callback_dial_pattern.format(mobile=payment.mobile)
         await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
         log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError  # stopping: a cancel swallowed on the way must not dial
         hangup_cause = asyncio.get_running_loop().create_future()
         self._hangup_causes[channel_id] = hangup_cause
         try:

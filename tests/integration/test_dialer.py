@@ -288,3 +288,26 @@ async def test_a_draining_dialer_places_no_new_call_but_finishes_the_one_ringing
     assert world.fake.originated() == [f"vp-{ringing}-1"]
     assert await world.status(waiting) == "risk_passed"
     assert await world.redis.zscore(DUE_KEY, waiting) is not None
+
+
+async def test_a_stop_whose_cancel_a_redis_command_swallowed_places_no_call(world: World) -> None:
+    """redis-py can swallow a CancelledError that lands inside a command. A step that swallowed
+    its stop's cancel just before the Originate used to dial anyway, and hold up the stop for a
+    whole ring timeout; now it dials nothing and stops at once."""
+    instance = await world.instance(callback_ring_timeout_s=60.0)
+    in_redis = asyncio.Event()
+    original_hold = instance.dialer._hold
+
+    async def hold_that_swallows_a_cancel(payment_id: str, **fields: object) -> None:
+        in_redis.set()
+        try:
+            await asyncio.sleep(3600)  # the command the stop's cancel lands in...
+        except asyncio.CancelledError:
+            pass  # ...and is swallowed, as redis-py can
+        await original_hold(payment_id, **fields)
+    instance.dialer._hold = hold_that_swallows_a_cancel  # type: ignore[method-assign]
+    await world.submit(instance.orders)
+    await asyncio.wait_for(in_redis.wait(), 15)
+    # Bounded well below the 60 s ring timeout: a liveness bound, not a measured duration.
+    await asyncio.wait_for(instance.dialer.stop(), 30)
+    assert world.fake.originated() == []
