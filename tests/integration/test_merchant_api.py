@@ -178,15 +178,6 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
             orders = app[ORDERS] = FakeOrders(app)
         client = await stack.enter_async_context(TestClient(TestServer(app)))
         if real:
-            # Phones ring until the test ends, then go unanswered: the service then stops at once
-            # (rather than after a ring timeout, should its dialer be caught mid-attempt).
-            ringing = asyncio.Event()
-            stack.callback(ringing.set)  # before the client closes
-
-            async def ring_until_the_end(request: dict[str, str]) -> str:
-                await ringing.wait()
-                return "no answer"
-            ami.originate = ring_until_the_end
             await until(lambda: app[AMI].connected)  # the login is under way
         yield Api(client, settings, orders, redis_client, ami)
 
