@@ -67,8 +67,8 @@ def test_acquirer_frozen_then_thawed_leaves_no_charge_standing(stack, faults):
     go unanswered, so it leaves the payment ``authorizing`` for recovery and tells the caller.
     Thawed, the acquirer answers them all, late; recovery's reversal then settles the payment
     as failed, and whatever the acquirer charged late is reversed. (With the suite's short
-    deadline recovery starts reversing while the IVR's own reversals still wait: the same 0400,
-    which the acquirer counts once.)"""
+    deadline recovery starts reversing while the IVR's own reversals still wait: a purchase
+    reversed twice is refunded once.)"""
     card = find_test_card("approve")
     watch = faults.watch()
     caller, cues, payment_id = call_at_pin_prompt(stack, faults, "acquirer_frozen",
