@@ -19,10 +19,15 @@ the normal settings back afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -135,10 +140,12 @@ class Watch:
     started: float = field(default_factory=time.time)
     stan_before: int = 0
 
-    def check(self, *, settle_within: float, expected: int | None = None) -> Verdict:
+    def check(self, *, settle_within: float, expected: int | None = None,
+              unsent: frozenset[str] = frozenset()) -> Verdict:
         """Assert the invariants; ``settle_within``: how long the slowest payment may take to
         become final from now (its recovery deadline and a sweep); ``expected``: how many
-        payments the test created (None: at least one)."""
+        payments the test created (None: at least one); ``unsent``: STANs the test knows never
+        reached the acquirer (it was down when they were sent), which must not be in its journal."""
         f = self.faults
         ids = wait_until("the test's payments", lambda: f.payments_since(self.started), 30)
         if expected is not None:
@@ -149,7 +156,7 @@ class Watch:
             shown = f.e2e.get(f"/v1/payments/{pid}")
             assert (shown["status"], len(shown["history"])) == \
                 (payment["status"], len(payment["history"])), (pid, shown, payment)
-        journal = self._acquirer_settled(payments)
+        journal = self._acquirer_settled(payments, unsent)
         self._charges_belong_to_approved_payments(payments, journal)
         invites = f.invites.calls(self.started)
         self._each_attempt_called_once(payments, invites)
@@ -172,13 +179,15 @@ class Watch:
         now = int(self.faults.redis.get("acquirer:stan") or 0)
         return {f"{(value - 1) % 999999 + 1:06d}" for value in range(self.stan_before + 1, now + 1)}
 
-    def _acquirer_settled(self, payments: dict[str, dict]) -> list[dict]:
+    def _acquirer_settled(self, payments: dict[str, dict], unsent: frozenset[str]) -> list[dict]:
         """This test's journal entries, once the acquirer has decided every purchase a payment
         sent (the issuer may still be "thinking" about one): a 0200 journaled, or a reversal
         that came first (answered 25), after which that purchase can never be charged."""
         issued = self._issued_stans()
-        sent = {p["stan"] for p in payments.values() if p.get("stan")}
-        assert sent <= issued, f"payments carry STANs not issued during the test: {sent - issued}"
+        stans = {p["stan"] for p in payments.values() if p.get("stan")}
+        assert stans <= issued, f"payments carry STANs not issued during the test: {stans - issued}"
+        assert unsent <= stans, f"no payment carries the unsent STANs {unsent - stans}"
+        sent = stans - unsent
 
         def entries() -> tuple[list[dict]] | None:  # a tuple: an empty journal is an answer
             ours = [e for e in self.faults.e2e.journal() if e.get("stan") in issued
@@ -188,7 +197,14 @@ class Watch:
             return (ours,) if sent <= decided else None
 
         # Longest an issuer "thinks" (VOICEPAY_ISSUER_DELAY, 8 s) and a margin.
-        return wait_until("the acquirer to decide every purchase sent", entries, 20)[0]
+        journal = wait_until("the acquirer to decide every purchase sent", entries, 20)[0]
+        self._unsent_not_journaled(journal, unsent)
+        return journal
+
+    @staticmethod
+    def _unsent_not_journaled(journal: list[dict], unsent: frozenset[str]) -> None:
+        reached = {e["stan"] for e in journal} & unsent
+        assert not reached, f"STANs that could not have been sent are in the journal: {reached}"
 
     @staticmethod
     def _charges_belong_to_approved_payments(payments: dict[str, dict], journal: list[dict]) -> None:
@@ -284,6 +300,25 @@ class Faults:
     def kill_ivr(self, signum: int = signal.SIGKILL) -> None:
         """Kill the ivr service as a crash would; returns once the supervisor has it back."""
         self.processes.kill("ivr", signum)
+
+    def healthz(self) -> tuple[int, dict]:
+        """/healthz's status and body."""
+        try:
+            with urllib.request.urlopen(self.e2e.api + "/healthz", timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """Component ``name`` frozen (SIGSTOP) for the block: its sockets still accept
+        connections, nothing answers; thawed (SIGCONT) after, with all it was sent queued."""
+        group = self.processes.supervisor.pid(name)
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(group, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module", name="faults")

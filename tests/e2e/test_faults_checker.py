@@ -62,3 +62,9 @@ def test_a_second_call_for_one_attempt_is_found():
 def test_a_skipped_attempt_number_is_found():
     with pytest.raises(AssertionError):
         Watch._each_attempt_called_once({"p": callback("p", 1, 3)}, Counter({5071: 2}))
+
+
+def test_a_purchase_the_acquirer_could_not_receive_must_not_be_in_its_journal():
+    Watch._unsent_not_journaled([entry("0200", "000001", "00")], frozenset({"000002"}))
+    with pytest.raises(AssertionError):
+        Watch._unsent_not_journaled([entry("0200", "000002", "91")], frozenset({"000002"}))
