@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 S = PaymentState
 CALL_STATES = frozenset({S.ANSWERED, S.CONFIRMED, S.PIN_ENTRY})
-UNKNOWN_OUTCOME = "authorization outcome unknown after restart"
+UNKNOWN_OUTCOME = "authorization outcome unknown (its call lost or the acquirer silent past the deadline)"
 # Payments settled at once; a dead acquirer then costs one reversal's retries per batch, not per
 # payment.
 CONCURRENCY = 16

@@ -47,8 +47,8 @@ def test_killed_while_authorizing_is_reversed_and_failed(stack, faults):
     verdict = watch.check(settle_within=AUTHORIZING_DEADLINE_S + SETTLE_MARGIN_S, expected=1)
     payment = verdict.payments[payment_id]
     assert payment["status"] == "failed"
-    assert reasons(payment)[-1] == ("authorization outcome unknown after restart; "
-                                    "reversed (acknowledged)")
+    assert reasons(payment)[-1] == ("authorization outcome unknown (its call lost or the acquirer "
+                                    "silent past the deadline); reversed (acknowledged)")
     # The acquirer charged the card when the issuer answered; the reversal undid it.
     assert ("0400", "00") in verdict.journal_for(payment["stan"])
 

@@ -38,7 +38,7 @@ AMOUNT = 4200
 IVR = load_settings()
 S = PaymentState
 ALL_OVERDUE = {S.AUTHORIZING: 0.0, S.ANSWERED: 0.0, S.CONFIRMED: 0.0, S.PIN_ENTRY: 0.0}
-UNKNOWN = "authorization outcome unknown after restart"
+UNKNOWN = "authorization outcome unknown (its call lost or the acquirer silent past the deadline)"
 
 
 class FakeChannels:
