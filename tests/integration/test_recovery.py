@@ -237,12 +237,18 @@ class FakeDialer:
         self.scheduled.append(payment_id)
 
 
-async def test_a_callback_left_risk_passed_is_handed_to_the_dialer_once(world: World) -> None:
+async def left_risk_passed(world: World, mode: str) -> tuple[str, FakeDialer, RecoverySweep]:
+    """A payment of ``mode`` that a crash left risk_passed, overdue; a sweep with a dialer."""
     payment_id = await world.payment(S.RISK_PASSED)
-    await world.store.update(payment_id, mode="callback")
+    await world.store.update(payment_id, mode=mode)
     dialer = FakeDialer()
     sweep = RecoverySweep(world.store, world.redis, world.client(), world.vault,
                           {S.RISK_PASSED: 0.0}, dialer=dialer)
+    return payment_id, dialer, sweep
+
+
+async def test_a_callback_left_risk_passed_is_handed_to_the_dialer_once(world: World) -> None:
+    payment_id, dialer, sweep = await left_risk_passed(world, "callback")
     assert await sweep.sweep() == 0 and await sweep.sweep() == 0
     assert dialer.scheduled == [payment_id, payment_id]  # idempotent in the dialer itself
     notes = [e["reason"] for e in await world.store.history(payment_id)]
@@ -251,11 +257,7 @@ async def test_a_callback_left_risk_passed_is_handed_to_the_dialer_once(world: W
 
 
 async def test_a_oneline_payment_never_switched_fails(world: World) -> None:
-    payment_id = await world.payment(S.RISK_PASSED)
-    await world.store.update(payment_id, mode="oneline")
-    dialer = FakeDialer()
-    sweep = RecoverySweep(world.store, world.redis, world.client(), world.vault,
-                          {S.RISK_PASSED: 0.0}, dialer=dialer)
+    payment_id, dialer, sweep = await left_risk_passed(world, "oneline")
     assert await sweep.sweep() == 1
     payment = await world.store.get(payment_id)
     assert payment.status == "failed" and dialer.scheduled == []
