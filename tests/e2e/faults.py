@@ -49,7 +49,9 @@ T = TypeVar("T")
 # deadlines short enough to be waited for, each still longer than the live work it must not
 # race (the acquirer timeout is 5 s and a live reversal is answered at once; a call state is
 # never settled while its channel is alive; a dead instance's callback claim lapses after 4 s;
-# a failed webhook is retried after 1, 2, 4... s).
+# a failed webhook is retried after 1, 2, 3, 3... s, and not given up on while a test waits:
+# with the default doubling, a slow machine's long call pushed the next retry past the test's
+# wait, and CI failed on a webhook that was merely scheduled late).
 FAULT_SETTINGS = {
     "VOICEPAY_RECOVERY_PERIOD_S": "1",
     "VOICEPAY_ACQUIRER_TIMEOUT": "5",
@@ -58,6 +60,8 @@ FAULT_SETTINGS = {
     "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S": "10",
     "VOICEPAY_CALLBACK_LEASE_S": "4",
     "VOICEPAY_WEBHOOK_BASE_DELAY": "1",
+    "VOICEPAY_WEBHOOK_MAX_DELAY": "3",
+    "VOICEPAY_WEBHOOK_MAX_ATTEMPTS": "1000",
 }
 
 # Test cardholder 1380013810N's phone listens on 127.0.0.1:507N (asterisk-conf/pjsip.conf).

@@ -80,6 +80,11 @@ def test_redis_killed_during_a_call_and_with_webhooks_queued(stack, faults):
     faults.processes.kill("redis", signal.SIGKILL)  # returns once it is back and ready
     assert caller.wait(timeout=90) == 0, caller.stdout.read()
 
+    # Each queued webhook is still waiting for a retry that falls inside the wait below
+    # (FAULT_SETTINGS caps the back-off); neither given up on nor pushed out of reach.
+    for pid in cancelled:
+        last = json.loads(faults.redis.lindex(f"pay:{pid}:webhooks", -1))
+        assert last["next_retry_at"] is not None, last
     with webhook_receiver() as received:
         wait_until("the queued webhooks to be delivered",
                    lambda: {w["payment"]["id"] for w in received} >= set(cancelled), 60)
