@@ -129,6 +129,14 @@ class Settings:
                                            default=3600.0)
     # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
     drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
+    # Identity services (ivr/risk/identity.py): the endpoints the risk checks POST to (the
+    # simulators in simulators/identity/ listen where these say) and how long an answer may take
+    # before the provider counts as unavailable.
+    police_url: str = field(metadata={"env": "VOICEPAY_POLICE_URL"},
+                            default="http://127.0.0.1:8591/v1/identity/check")
+    binding_url: str = field(metadata={"env": "VOICEPAY_BINDING_URL"},
+                             default="http://127.0.0.1:8592/v1/binding/check")
+    identity_timeout_s: float = field(metadata={"env": "VOICEPAY_IDENTITY_TIMEOUT_S"}, default=2.0)
 
     @property
     def oneline_max(self) -> Money:
