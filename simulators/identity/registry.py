@@ -9,7 +9,7 @@ registry is test data; its repr and errors still never show a number, so a log l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
@@ -26,25 +26,19 @@ def same_name(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class Identity:
     label: str
-    names: tuple[str, ...]
-    id_number: str
-
-    def __repr__(self) -> str:
-        return f"Identity(label={self.label!r})"
+    names: tuple[str, ...] = field(repr=False)
+    id_number: str = field(repr=False)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class Binding:
     label: str
-    holder: Identity
-    cards: frozenset[str]
-    mobiles: frozenset[str]
-
-    def __repr__(self) -> str:
-        return f"Binding(label={self.label!r})"
+    holder: Identity = field(repr=False)
+    cards: frozenset[str] = field(repr=False)
+    mobiles: frozenset[str] = field(repr=False)
 
 
 class Registry:

@@ -24,7 +24,7 @@ import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -41,14 +41,11 @@ log = logging.getLogger("simulators.identity")
 GARBAGE_BODY = b'{"result": "ma'
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     OK = "ok"
     DOWN = "down"
     SLOW = "slow"
     GARBAGE = "garbage"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

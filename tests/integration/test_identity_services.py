@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from unittest import mock
 
@@ -181,6 +182,21 @@ def test_an_unknown_mode_at_start_stops_the_simulator() -> None:
 
 # ---- answers outside the contract, from a provider that is not ours ---------------------------
 
+@asynccontextmanager
+async def another_provider(handler) -> AsyncIterator[IdentityProviders]:
+    """The product's clients, both pointed at ``handler`` serving POST /check on a free port."""
+    app = web.Application()
+    app.router.add_post("/check", handler)
+    runner, port = await start_site(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/check"
+    try:
+        async with identity_providers(load_settings(police_url=url, binding_url=url,
+                                                    identity_timeout_s=TIMEOUT_S)) as providers:
+            yield providers
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize("status, body", [
     (200, b'{"result": "maybe"}'),
     (200, b'{"result": "unavailable"}'),                 # ours to say, never the provider's
@@ -196,18 +212,9 @@ async def test_an_answer_outside_the_contract_is_unavailable(status: int, body: 
         return web.Response(status=status, body=body, content_type="application/json",
                             headers={"Location": "/elsewhere"} if status == 302 else None)
 
-    app = web.Application()
-    app.router.add_post("/check", provider)
-    runner, port = await start_site(app, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{port}/check"
-    settings = load_settings(police_url=url, binding_url=url, identity_timeout_s=TIMEOUT_S)
-    try:
-        async with identity_providers(settings) as providers:
-            assert await providers.police.check(DEMO_NAME, DEMO_ID) is IdentityAnswer.UNAVAILABLE
-            assert (await providers.binding.check(DEMO_CARD, DEMO_MOBILE)
-                    is BindingAnswer.UNAVAILABLE)
-    finally:
-        await runner.cleanup()
+    async with another_provider(provider) as providers:
+        assert await providers.police.check(DEMO_NAME, DEMO_ID) is IdentityAnswer.UNAVAILABLE
+        assert await providers.binding.check(DEMO_CARD, DEMO_MOBILE) is BindingAnswer.UNAVAILABLE
 
 
 # ---- the simulators' own edges ------------------------------------------------------------------
@@ -219,16 +226,9 @@ async def test_values_travel_in_the_body_only(services: Services) -> None:
         seen.append(str(request.rel_url))
         return web.json_response({"result": "bound"})
 
-    app = web.Application()
-    app.router.add_post("/check", spy)
-    runner, port = await start_site(app, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{port}/check"
-    try:
-        async with identity_providers(load_settings(police_url=url, binding_url=url)) as providers:
-            assert await providers.binding.check(DEMO_CARD, DEMO_MOBILE, DEMO_NAME, DEMO_ID) \
-                is BindingAnswer.BOUND
-    finally:
-        await runner.cleanup()
+    async with another_provider(spy) as providers:
+        assert (await providers.binding.check(DEMO_CARD, DEMO_MOBILE, DEMO_NAME, DEMO_ID)
+                is BindingAnswer.BOUND)
     assert seen == ["/check"]
 
 
