@@ -224,6 +224,9 @@ class Stack:
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",
+            f"  Identity      police {s.police_url}",
+            f"                binding {s.binding_url}",
+            "                test registry and failure modes: README.md, 'Identity services (simulated)'",
             "",
             "Ctrl-C stops everything.",
         ])
