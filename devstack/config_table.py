@@ -86,6 +86,11 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",
     "VOICEPAY_RETENTION_PERIOD_S": "seconds between two retention sweeps",
     "VOICEPAY_DRAIN_SECONDS": "on SIGTERM, seconds calls in progress may go on before they are cut off (API writes answer 503 meanwhile)",
+    "VOICEPAY_RISK_RULES_FILE": "the risk rules file (YAML, README \"Risk control\"); reloaded when it "
+                                "changes, a broken file never replaces the running rules",
+    "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file for changes",
+    "VOICEPAY_RISK_PROVIDER_TIMEOUT_S": "seconds an identity provider (police, bank binding) may "
+                                        "take before it counts as unavailable",
 }
 
 

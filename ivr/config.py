@@ -129,6 +129,14 @@ class Settings:
                                            default=3600.0)
     # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
     drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
+    # Risk control (ivr/risk/): the rules file the engine runs (the shipped defaults unless the
+    # operator points this at an edited copy), how often it is checked for changes, and how long
+    # an identity provider may take before it counts as unavailable.
+    risk_rules_file: Path = field(metadata={"env": "VOICEPAY_RISK_RULES_FILE"},
+                                  default=REPO_ROOT / "ivr" / "risk" / "rules.yaml")
+    risk_rules_poll_s: float = field(metadata={"env": "VOICEPAY_RISK_RULES_POLL_S"}, default=5.0)
+    risk_provider_timeout_s: float = field(metadata={"env": "VOICEPAY_RISK_PROVIDER_TIMEOUT_S"},
+                                           default=3.0)
 
     @property
     def oneline_max(self) -> Money:

@@ -51,6 +51,11 @@ class RiskLists:
         self._digester = digester
         self._audit = audit
 
+    @property
+    def digester(self) -> SubjectDigester:
+        """The engine must digest payments exactly as the lists digest their entries."""
+        return self._digester
+
     async def add(self, name: str, kind: str, value: str, note: str = "") -> ListEntry:
         """``value`` checked as a ``kind`` first (ValidationError: never stored, never echoed)."""
         key = _key(name, kind)
