@@ -58,12 +58,16 @@ class RiskLists:
 
     async def add(self, name: str, kind: str, value: str, note: str = "") -> ListEntry:
         """``value`` checked as a ``kind`` first (ValidationError: never stored, never echoed)."""
-        key = _key(name, kind)
-        subject = self._digester.subject(kind, check_subject(kind, value))
+        _key(name, kind)
+        return await self.add_subject(name, self._digester.subject(kind, check_subject(kind, value)),
+                                      note)
+
+    async def add_subject(self, name: str, subject: Subject, note: str = "") -> ListEntry:
+        """An already digested subject (``add`` checks a clear value first)."""
         entry = ListEntry(subject.digest, subject.label, note, time.time())
-        await self._redis.hset(key, subject.digest, json.dumps(
+        await self._redis.hset(_key(name, subject.kind), subject.digest, json.dumps(
             {"label": entry.label, "note": note, "added_at": entry.added_at}, ensure_ascii=False))
-        await self._audit.append(LISTS, {"change": "add", "list": name, "kind": kind,
+        await self._audit.append(LISTS, {"change": "add", "list": name, "kind": subject.kind,
                                          "digest": entry.digest, "label": entry.label,
                                          "note": note})
         return entry

@@ -103,7 +103,7 @@ def test_per_payment_limits_by_mode(mode, amount, outcome):
 
 @pytest.mark.parametrize("mode, day, outcome", [
     ("callback", 50000.0, RiskOutcome.APPROVE), ("callback", 50000.01, RiskOutcome.DECLINE),
-    ("oneline", 10000.01, RiskOutcome.DECLINE), ("selfservice", 1000.01, RiskOutcome.DECLINE)])
+    ("oneline", 10000.01, RiskOutcome.DECLINE), ("selfservice", 5000.01, RiskOutcome.DECLINE)])
 def test_per_card_daily_limits_by_mode(mode, day, outcome):
     assert decide(mode=mode, amount=100.0, card_amount_24h=day).outcome is outcome
 
@@ -115,7 +115,7 @@ def test_per_card_daily_limits_by_mode(mode, day, outcome):
     ({"mobile_cards_24h": 3.0}, RiskOutcome.REVIEW, "mobile_many_cards"),
     ({"mobile_cards_24h": 5.0}, RiskOutcome.DECLINE, "mobile_very_many_cards"),
     ({"id_number_cards_24h": 4.0}, RiskOutcome.REVIEW, "id_number_many_cards"),
-    ({"merchant_payments_10m": 301.0}, RiskOutcome.REVIEW, "merchant_burst"),
+    ({"merchant_payments_10m": 101.0}, RiskOutcome.REVIEW, "merchant_burst"),
 ])
 def test_velocity_rules(change, outcome, rule):
     decision = decide(**change)
