@@ -3,6 +3,7 @@ decisions and audit, providers down, and reloading the rules file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -239,7 +240,6 @@ async def test_a_good_rules_file_is_loaded_and_takes_effect(parts):
 
 
 async def test_the_watcher_reloads_when_the_file_changes(parts):
-    import asyncio
     audit_len = await parts.redis.xlen(RULES)
     watcher = asyncio.create_task(parts.book.watch(0.01))
     try:
