@@ -102,6 +102,9 @@ MEANINGS: dict[str, str] = {
                             "(malformed body); switchable at run time on `/admin/mode`",
     "VOICEPAY_BINDING_MODE": "the binding simulator's failure mode at start, as `VOICEPAY_POLICE_MODE`",
     "VOICEPAY_IDENTITY_SLOW_S": "seconds the identity simulators' `slow` mode holds an answer back",
+    "VOICEPAY_RISK_RULES_FILE": "the risk rules file (YAML, README \"Risk control\"); reloaded when it "
+                                "changes, a broken file never replaces the running rules",
+    "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file for changes",
 }
 
 

@@ -137,6 +137,12 @@ class Settings:
     binding_url: str = field(metadata={"env": "VOICEPAY_BINDING_URL"},
                              default="http://127.0.0.1:8592/v1/binding/check")
     identity_timeout_s: float = field(metadata={"env": "VOICEPAY_IDENTITY_TIMEOUT_S"}, default=2.0)
+    # Risk control (ivr/risk/): the rules file the engine runs (the shipped defaults unless the
+    # operator points this at an edited copy) and how often it is checked for changes. How long an
+    # identity provider may take is identity_timeout_s above.
+    risk_rules_file: Path = field(metadata={"env": "VOICEPAY_RISK_RULES_FILE"},
+                                  default=REPO_ROOT / "ivr" / "risk" / "rules.yaml")
+    risk_rules_poll_s: float = field(metadata={"env": "VOICEPAY_RISK_RULES_POLL_S"}, default=5.0)
 
     @property
     def oneline_max(self) -> Money:

@@ -22,8 +22,9 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
-from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
-                          STOPPING, STORE, WEBHOOKS)
+from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS,
+                          RISK_AUDIT, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE, WEBHOOKS)
+from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
@@ -46,9 +47,16 @@ from ivr.merchants import MerchantRegistry
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
+from ivr.risk.audit import RiskAudit
+from ivr.risk.decision import BindingProvider, IdentityProvider
+from ivr.risk.engine import RulesRiskEngine
+from ivr.risk.lists import RiskLists
+from ivr.risk.rules import RuleBook
+from ivr.risk.subjects import SubjectDigester
+from ivr.risk.velocity import Velocity
 from ivr.webhooks import WebhookNotifier
 
-__all__ = ["create_app", "drain", "serve", "main"]
+__all__ = ["create_app", "build_risk_engine", "drain", "serve", "main"]
 
 log = logging.getLogger("ivr.service")
 
@@ -94,6 +102,38 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
+
+
+async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Risk control: the rules file (a broken one stops the start: there is nothing to keep),
+    reloaded when it changes; the lists and the audit streams the admin API works on."""
+    settings = app[SETTINGS]
+    audit = RiskAudit(app[REDIS])
+    app[RISK_AUDIT] = audit
+    book = RuleBook(settings.risk_rules_file, audit)
+    await book.start()
+    app[RISK_RULES] = book
+    digester = SubjectDigester(load_ivr_keys(settings.ivr_keys_file).cardholder_key)
+    app[RISK_LISTS] = RiskLists(app[REDIS], digester, audit)
+    watcher = asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules")
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+
+
+# --- Risk control (issue 8) -----------------------------------------------------------------
+# The order services switch from ivr/risk/basic.py to the rules engine with one line, e.g.
+#     engine = build_risk_engine(app, identity=..., binding=...)
+# once the identity providers (police, bank binding) are wired in.
+def build_risk_engine(app: web.Application, identity: IdentityProvider,
+                      binding: BindingProvider) -> RulesRiskEngine:
+    """The rules engine over this app's running rules, lists and audit (after ``_risk_ctx``)."""
+    settings = app[SETTINGS]
+    lists = app[RISK_LISTS]
+    return RulesRiskEngine(app[RISK_RULES], lists, Velocity(app[REDIS]), app[RISK_AUDIT],
+                           lists.digester, identity, binding,
+                           provider_timeout_s=settings.identity_timeout_s)
 
 
 async def _acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -184,8 +224,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
-    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
-                            _calls_ctx, _recovery_ctx])
+    app.add_routes(admin_risk_routes)
+    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, _acquirer_ctx,
+                            _ami_ctx, _calls_ctx, _recovery_ctx])
     return app
 
 

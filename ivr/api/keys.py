@@ -14,6 +14,9 @@ from ivr.config import Settings
 from ivr.merchants import MerchantRegistry
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
+from ivr.risk.audit import RiskAudit
+from ivr.risk.lists import RiskLists
+from ivr.risk.rules import RuleBook
 from ivr.webhooks import WebhookNotifier
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -29,3 +32,7 @@ DIALER = web.AppKey("dialer", Dialer)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 # The operator's bearer token for the payments API (settings.operator_token_file).
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
+# Risk control (issue 8): the running rules, the lists, the audit streams (ivr/risk/).
+RISK_RULES = web.AppKey("risk_rules", RuleBook)
+RISK_LISTS = web.AppKey("risk_lists", RiskLists)
+RISK_AUDIT = web.AppKey("risk_audit", RiskAudit)
