@@ -43,6 +43,7 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
@@ -79,9 +80,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Merchant keys and the operator token (generated at first use), and the webhook worker."""
+    """The merchant registry (seeded at first start), the operator token (generated at first
+    use), and the webhook worker."""
     settings = app[SETTINGS]
-    app[MERCHANTS] = MerchantRegistry.load(settings)
+    merchants = MerchantStore.from_settings(app[REDIS], settings)
+    # Idempotent: only seed merchants not in Redis yet are added (every instance may run it).
+    await merchants.seed(MerchantRegistry.load(settings))
+    app[MERCHANTS] = merchants
     app[OPERATOR_TOKEN] = ensure_operator_token(settings)
     notifier = WebhookNotifier(app[REDIS], app[MERCHANTS], settings)
     app[WEBHOOKS] = notifier
