@@ -38,11 +38,12 @@ from ivr.config import Settings
 from ivr.crypto.secret_box import SecretBox, load_or_create_box_key
 from ivr.merchants import (NAME_FIELDS, CategoryBanned, DailyLimitReached, InvalidMerchant, Merchant,
                            MerchantExists, MerchantRegistry, MerchantStatus, UnknownMerchant,
-                           banned_categories, check_limits, check_merchant_id, check_name,
+                           banned_categories, check_fields, check_limits, check_merchant_id,
+                           check_name,
                            merchant_from_fields)
 from ivr.money import Money
 
-__all__ = ["MerchantStore", "AUDIT_KEY", "IDS_KEY", "merchant_key", "OPERATOR"]
+__all__ = ["MerchantStore", "AUDIT_KEY", "IDS_KEY", "merchant_key", "OPERATOR", "iso_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ return total
 """
 
 
-def _iso(unix: float) -> str:
+def iso_seconds(unix: float) -> str:
     return (datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
             .replace("+00:00", "Z"))
 
@@ -194,9 +195,7 @@ class MerchantStore:
                     actor: str = OPERATOR) -> tuple[Merchant, bytes, bytes]:
         """Admit a new merchant: (merchant, its API key, its webhook secret), the secrets to be
         shown once. InvalidMerchant, CategoryBanned or MerchantExists otherwise."""
-        unknown = sorted(set(fields) - _ADMIT_FIELDS)
-        if unknown:
-            raise InvalidMerchant(unknown[0][:64], "unknown field")
+        check_fields(fields, _ADMIT_FIELDS)
         entry = dict(fields)
         entry.setdefault("id", f"M{secrets.randbelow(900000) + 100000}")
         merchant = merchant_from_fields(entry, status=MerchantStatus.ACTIVE, ceiling=self._ceiling)
@@ -218,7 +217,7 @@ class MerchantStore:
             "daily_max": merchant.daily_max.yuan if merchant.daily_max else "",
             "key": self._box.seal(merchant.key, f"{merchant.id}:api-key"),
             "webhook_secret": self._box.seal(merchant.webhook_secret, f"{merchant.id}:webhook-secret"),
-            "admitted_at": _iso(now), "updated_at": _iso(now),
+            "admitted_at": iso_seconds(now), "updated_at": iso_seconds(now),
         }
         public = {k: v for k, v in merchant.to_public().items() if k != "category_banned"}
         created = await self._create(
@@ -244,10 +243,7 @@ class MerchantStore:
     async def set_limits(self, merchant_id: str, changes: Mapping[str, object], *,
                          actor: str = OPERATOR) -> Merchant:
         """New ``max_amount`` and/or ``daily_max`` (None removes the daily limit)."""
-        unknown = sorted(set(changes) - {"max_amount", "daily_max"})
-        if unknown or not changes:
-            raise InvalidMerchant(unknown[0][:64] if unknown else "body",
-                                  "unknown field" if unknown else "give max_amount and/or daily_max")
+        check_fields(changes, ("max_amount", "daily_max"))
         merchant = await self.get(merchant_id)
         current_daily = merchant.daily_max.yuan if merchant.daily_max else None
         max_amount, daily_max = check_limits(changes.get("max_amount", merchant.max_amount.yuan),
@@ -259,10 +255,7 @@ class MerchantStore:
     async def set_names(self, merchant_id: str, changes: Mapping[str, object], *,
                         actor: str = OPERATOR) -> Merchant:
         """New display names; an empty ``name_yue`` falls back to the Mandarin name again."""
-        unknown = sorted(set(changes) - set(NAME_FIELDS))
-        if unknown or not changes:
-            raise InvalidMerchant(unknown[0][:64] if unknown else "body",
-                                  "unknown field" if unknown else f"give one of {', '.join(NAME_FIELDS)}")
+        check_fields(changes, NAME_FIELDS)
         record = {name: check_name(name, value, optional=name == "name_yue")
                   for name, value in changes.items()}
         return await self._change(merchant_id, "names-changed", record, actor=actor)
@@ -274,7 +267,7 @@ class MerchantStore:
         merchant = await self._change(
             merchant_id, "key-rotated",
             {"key": self._box.seal(key, f"{merchant_id}:api-key"), "previous_key_until": repr(until)},
-            actor=actor, move_to_previous="key", note={"previous_key_valid_until": _iso(until)})
+            actor=actor, move_to_previous="key", note={"previous_key_valid_until": iso_seconds(until)})
         return merchant, key
 
     async def rotate_webhook_secret(self, merchant_id: str, *,
@@ -296,7 +289,7 @@ class MerchantStore:
                                                               "previous_key_until")}
         changed = await self._update(
             keys=[merchant_key(merchant_id), AUDIT_KEY],
-            args=[json.dumps({**record, "updated_at": _iso(now)}), move_to_previous,
+            args=[json.dumps({**record, "updated_at": iso_seconds(now)}), move_to_previous,
                   *self._audit_entry(actor, action, merchant_id, {**shown, **(note or {})}, now)])
         if not changed:
             raise UnknownMerchant(merchant_id)
@@ -307,7 +300,7 @@ class MerchantStore:
     def _audit_entry(actor: str, action: str, merchant_id: str, changes: dict[str, Any],
                      now: float) -> list[str]:
         return ["actor", actor, "action", action, "merchant_id", merchant_id,
-                "changes", json.dumps(changes, ensure_ascii=False, sort_keys=True), "at", _iso(now)]
+                "changes", json.dumps(changes, ensure_ascii=False, sort_keys=True), "at", iso_seconds(now)]
 
     # ---- the daily total ------------------------------------------------------------------------
     async def count_order(self, merchant: Merchant, amount: Money, *, now: float | None = None) -> None:

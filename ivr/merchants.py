@@ -39,6 +39,7 @@ __all__ = [
     "Merchant",
     "MerchantRegistry",
     "banned_categories",
+    "check_fields",
     "check_merchant_id",
     "check_name",
     "check_mcc",
@@ -70,6 +71,8 @@ _KEY_BYTES = 32
 _MERCHANT_ID = re.compile(r"M[0-9]{6}")
 _MCC = re.compile(r"[0-9]{4}")
 _NAME_MAX = 64
+# Field names we are willing to repeat back in an "unknown field" error.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 NAME_FIELDS = ("name_en", "name_zh", "name_yue")
 
 
@@ -183,6 +186,16 @@ def banned_categories(extra: str = "") -> frozenset[str]:
 
 # The rules of a merchant's fields, for the seed and for admission alike: each returns the value
 # as stored, or raises InvalidMerchant naming the field.
+
+def check_fields(given: Mapping[str, object], allowed: frozenset[str] | tuple[str, ...]) -> None:
+    """No field but ``allowed``, and at least one: a misspelt limit must not pass silently."""
+    if not given:
+        raise InvalidMerchant("body", f"give at least one of {', '.join(sorted(allowed))}")
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        shown = unknown[0] if _FIELD_NAME.fullmatch(unknown[0]) else "(field name)"
+        raise InvalidMerchant(shown, "unknown field")
+
 
 def check_merchant_id(value: object) -> str:
     if not isinstance(value, str) or not _MERCHANT_ID.fullmatch(value):

@@ -25,6 +25,7 @@ from ivr.ami.client import AmiClient
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
                           STOPPING, STORE, WEBHOOKS)
 from ivr.api.merchant_auth import ensure_operator_token
+from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
 from ivr.api.routes import error_middleware, routes
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
+    app.add_routes(admin_merchant_routes)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
                             _calls_ctx, _recovery_ctx])
     return app
