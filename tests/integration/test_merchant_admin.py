@@ -6,6 +6,7 @@ except where a case says it needs the real one: what is under test is the regist
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -498,3 +499,43 @@ async def test_payments_of_an_admitted_merchant_reach_the_store(admin: Admin) ->
     status, refused = await admin.order_with_key("M200001", key, amount="800.01",
                                                  merchant_order_id="ORD-2")
     assert status == 400 and refused["details"]["parameter"] == "amount"
+
+
+# --- the operator's command line ----------------------------------------------------------------
+
+async def test_the_cli_drives_the_admin_api(admin: Admin, capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr.admin import main as admin_cli
+    base = ["--url", str(admin.client.make_url("")), "--token-file",
+            str(admin.settings.operator_token_file)]
+
+    async def cli(*argv: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(admin_cli, [*base, *argv])  # urllib blocks: not in the loop
+        return code, json.loads(capsys.readouterr().out)
+
+    code, admitted = await cli("admit", "--id", "M200001", "--name-en", "Harbour Tea House",
+                               "--name-zh", "海港茶楼", "--mcc", "5812", "--max", "800.00")
+    assert code == 0 and admitted["merchant"]["daily_max"] is None
+    key = bytes.fromhex(admitted["api_key"])
+    assert (await admin.order_with_key("M200001", key))[0] == 201
+
+    code, refused = await cli("admit", "--name-en", "Casino", "--name-zh", "赌场", "--mcc", "7995",
+                              "--max", "10.00")
+    assert code == 1 and refused["error_id"] == "category-banned"
+    code, listed = await cli("list")
+    assert code == 0 and "M200001" in [m["id"] for m in listed["merchants"]]
+    code, suspended = await cli("suspend", "M200001", "--reason", "review")
+    assert code == 0 and suspended["status"] == "suspended"
+    assert (await admin.order_with_key("M200001", key, merchant_order_id="ORD-2"))[0] == 403
+    assert (await cli("reactivate", "M200001"))[1]["status"] == "active"
+    code, changed = await cli("limits", "M200001", "--max", "100.00", "--daily-max", "300.00")
+    assert code == 0 and (changed["max_amount"], changed["daily_max"]) == ("100.00", "300.00")
+    assert (await cli("limits", "M200001", "--no-daily-max"))[1]["daily_max"] is None
+    assert (await cli("names", "M200001", "--yue", "海港茶樓"))[1]["name_yue"] == "海港茶樓"
+    code, rotated = await cli("rotate-key", "M200001")
+    assert code == 0 and bytes.fromhex(rotated["api_key"]) != key
+    code, shown = await cli("show", "M200001")
+    assert code == 0 and shown["previous_key_valid_until"] and "api_key" not in shown
+    code, audit = await cli("audit", "M200001")
+    assert [e["action"] for e in audit["audit"]][:2] == ["key-rotated", "names-changed"]
+    assert (await cli("show", "M999999"))[0] == 1
