@@ -127,28 +127,26 @@ async def names(request: web.Request) -> web.Response:
     return web.json_response(merchant_json(merchant))
 
 
+def _new_secret(merchant: Merchant, name: str, secret: bytes, note: str) -> web.Response:
+    """The answer to a rotation: the one time the new secret is shown."""
+    return web.json_response({"merchant": merchant_json(merchant), name: secret.hex(), "note": note},
+                             headers=_NO_STORE)
+
+
 @admin_merchant_routes.post(_BASE + "/{merchant_id}/rotate-key")
 async def rotate_key(request: web.Request) -> web.Response:
     require_operator(request)
     merchant, key = await request.app[MERCHANTS].rotate_key(_id(request))
-    return web.json_response({
-        "merchant": merchant_json(merchant),
-        "api_key": key.hex(),
-        "note": "the new API key is shown only now; the old one works until "
-                "previous_key_valid_until",
-    }, headers=_NO_STORE)
+    return _new_secret(merchant, "api_key", key, "the new API key is shown only now; the old one "
+                                                 "works until previous_key_valid_until")
 
 
 @admin_merchant_routes.post(_BASE + "/{merchant_id}/rotate-webhook-secret")
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
     require_operator(request)
     merchant, secret = await request.app[MERCHANTS].rotate_webhook_secret(_id(request))
-    return web.json_response({
-        "merchant": merchant_json(merchant),
-        "webhook_secret": secret.hex(),
-        "note": "the new webhook secret is shown only now; every webhook from now on is signed "
-                "with it",
-    }, headers=_NO_STORE)
+    return _new_secret(merchant, "webhook_secret", secret, "the new webhook secret is shown only "
+                                                           "now; every webhook from now on is signed with it")
 
 
 @admin_merchant_routes.get(_BASE + "/{merchant_id}/audit")
