@@ -23,6 +23,7 @@ added if absent; a merchant already in Redis is never overwritten by the seed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -190,6 +191,15 @@ class MerchantStore:
         if added:
             log.info("merchant registry: %d seed merchants added", added)
         return added
+
+    async def seed_when_reachable(self, registry: MerchantRegistry, *, retry_s: float = 1.0) -> int:
+        """``seed``, retried until Redis answers (an ivr instance may start before its Redis)."""
+        while True:
+            try:
+                return await self.seed(registry)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                log.warning("merchant registry: Redis unreachable, seeding again in %gs", retry_s)
+                await asyncio.sleep(retry_s)
 
     async def admit(self, fields: Mapping[str, object], *,
                     actor: str = OPERATOR) -> tuple[Merchant, bytes, bytes]:

@@ -55,6 +55,8 @@ __all__ = ["create_app", "drain", "serve", "main"]
 log = logging.getLogger("ivr.service")
 
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+# How long start-up waits for the seed merchants to be in Redis before it goes on without them.
+_SEED_WAIT_S = 5.0
 
 
 class ServiceStopping(APIError):
@@ -86,7 +88,10 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     merchants = MerchantStore.from_settings(app[REDIS], settings)
     # Idempotent: only seed merchants not in Redis yet are added (every instance may run it).
-    await merchants.seed(MerchantRegistry.load(settings))
+    # Done before the API answers; if Redis is away at start, as soon as it is back.
+    seeding = asyncio.create_task(merchants.seed_when_reachable(MerchantRegistry.load(settings)),
+                                  name="merchant-seed")
+    await asyncio.wait({seeding}, timeout=_SEED_WAIT_S)
     app[MERCHANTS] = merchants
     app[OPERATOR_TOKEN] = ensure_operator_token(settings)
     notifier = WebhookNotifier(app[REDIS], app[MERCHANTS], settings)
@@ -97,9 +102,10 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     notifier.stop()
     await asyncio.wait({worker}, timeout=settings.webhook_timeout + 1)
-    worker.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker
+    for task in (worker, seeding):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
