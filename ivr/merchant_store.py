@@ -72,14 +72,18 @@ redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))
 return 1
 """
 # Changes an existing merchant and records the change. ARGV[2], if not empty, names a secret whose
-# current sealed value becomes its "previous_" value first (a key rotation with grace).
+# current sealed value becomes its "previous_" value first (a key rotation with grace). ARGV[3]:
+# the values the change was checked against; if another change came first, nothing is done (-1).
 _UPDATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for k, v in pairs(cjson.decode(ARGV[3])) do
+  if (redis.call('HGET', KEYS[1], k) or '') ~= v then return -1 end
+end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'previous_' .. ARGV[2], redis.call('HGET', KEYS[1], ARGV[2]))
 end
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 return 1
 """
 # Adds an order's amount to the merchant's day unless that passes the limit (ARGV[2]; -1: none).
@@ -110,6 +114,10 @@ def _known_shape(merchant_id: object) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class _ChangedMeanwhile(Exception):
+    """The fields a change was checked against changed before it was written."""
 
 
 class MerchantStore:
@@ -254,13 +262,20 @@ class MerchantStore:
                          actor: str = OPERATOR) -> Merchant:
         """New ``max_amount`` and/or ``daily_max`` (None removes the daily limit)."""
         check_fields(changes, ("max_amount", "daily_max"))
-        merchant = await self.get(merchant_id)
-        current_daily = merchant.daily_max.yuan if merchant.daily_max else None
-        max_amount, daily_max = check_limits(changes.get("max_amount", merchant.max_amount.yuan),
-                                             changes.get("daily_max", current_daily),
-                                             ceiling=self._ceiling)
-        record = {"max_amount": max_amount.yuan, "daily_max": daily_max.yuan if daily_max else ""}
-        return await self._change(merchant_id, "limits-changed", record, actor=actor)
+        while True:
+            merchant = await self.get(merchant_id)
+            current = {"max_amount": merchant.max_amount.yuan,
+                       "daily_max": merchant.daily_max.yuan if merchant.daily_max else ""}
+            # Checked together with the limit not being changed: daily_max >= max_amount holds.
+            max_amount, daily_max = check_limits(
+                changes.get("max_amount", current["max_amount"]),
+                changes.get("daily_max", current["daily_max"] or None), ceiling=self._ceiling)
+            record = {"max_amount": max_amount.yuan, "daily_max": daily_max.yuan if daily_max else ""}
+            try:
+                return await self._change(merchant_id, "limits-changed", record, actor=actor,
+                                          expect=current)
+            except _ChangedMeanwhile:
+                continue  # another operator's change came first: check against it
 
     async def set_names(self, merchant_id: str, changes: Mapping[str, object], *,
                         actor: str = OPERATOR) -> Merchant:
@@ -291,7 +306,8 @@ class MerchantStore:
         return merchant, secret
 
     async def _change(self, merchant_id: str, action: str, record: dict[str, str], *, actor: str,
-                      move_to_previous: str = "", note: dict[str, str] | None = None) -> Merchant:
+                      move_to_previous: str = "", note: dict[str, str] | None = None,
+                      expect: dict[str, str] | None = None) -> Merchant:
         _known_shape(merchant_id)
         now = time.time()
         # Sealed secrets are never part of the audit: it says a secret changed, not to what.
@@ -300,7 +316,9 @@ class MerchantStore:
         changed = await self._update(
             keys=[merchant_key(merchant_id), AUDIT_KEY],
             args=[json.dumps({**record, "updated_at": iso_seconds(now)}), move_to_previous,
-                  *self._audit_entry(actor, action, merchant_id, {**shown, **(note or {})}, now)])
+                  json.dumps(expect or {}), *self._audit_entry(actor, action, merchant_id, {**shown, **(note or {})}, now)])
+        if changed == -1:
+            raise _ChangedMeanwhile()
         if not changed:
             raise UnknownMerchant(merchant_id)
         log.info("merchant %s: %s by %s", merchant_id, action, actor)

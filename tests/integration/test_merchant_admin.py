@@ -539,3 +539,16 @@ async def test_the_cli_drives_the_admin_api(admin: Admin, capsys: pytest.Capture
     code, audit = await cli("audit", "M200001")
     assert [e["action"] for e in audit["audit"]][:2] == ["key-rotated", "names-changed"]
     assert (await cli("show", "M999999"))[0] == 1
+
+
+async def test_concurrent_limit_changes_never_leave_a_daily_total_below_the_payment_limit(
+        admin: Admin) -> None:
+    from ivr.merchants import InvalidMerchant
+    store = admin.app[MERCHANTS]
+    await store.set_limits("M100002", {"max_amount": "100.00", "daily_max": "500.00"})
+    results = await asyncio.gather(store.set_limits("M100002", {"max_amount": "300.00"}),
+                                   store.set_limits("M100002", {"daily_max": "200.00"}),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, InvalidMerchant) for r in results) == 1, results
+    merchant = await store.get("M100002")
+    assert merchant.daily_max is not None and merchant.daily_max >= merchant.max_amount
