@@ -67,6 +67,10 @@ MEANINGS: dict[str, str] = {
                                    "returning cardholders have no such cap",
     "VOICEPAY_SIGNATURE_WINDOW_SECONDS": "merchant API: how far a signed request's timestamp may be "
                                          "from our clock (nonces are kept twice as long)",
+    "VOICEPAY_BANNED_MCCS": "merchant categories (comma-separated MCCs) banned on top of the built-in "
+                            "gambling and adult ones: never admitted, their payments declined",
+    "VOICEPAY_MERCHANT_KEY_GRACE_S": "seconds a merchant's old API key keeps working after a key "
+                                     "rotation",
     "VOICEPAY_MAX_PAYMENT_AMOUNT": "the largest callback payment, in yuan (a merchant may have a "
                                    "lower limit)",
     "VOICEPAY_IDEMPOTENCY_TTL_SECONDS": "how long an `Idempotency-Key` and its first response are kept",

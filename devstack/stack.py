@@ -221,6 +221,7 @@ class Stack:
             "                .venv/bin/python -m devstack.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",
             "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
+            "  Merchants     .venv/bin/python -m ivr.admin list   (admit, suspend, limits, rotate-key...)",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",

@@ -97,6 +97,12 @@ class Settings:
     # may have a lower limit of their own in ivr/merchants_seed.toml).
     max_payment_amount: str = field(metadata={"env": "VOICEPAY_MAX_PAYMENT_AMOUNT"},
                                     default="50000.00")
+    # Merchant categories (ISO 18245, comma-separated) banned on top of the built-in gambling and
+    # adult ones (ivr/merchants.py BANNED_MCCS): never admitted, their payments declined.
+    banned_mccs: str = field(metadata={"env": "VOICEPAY_BANNED_MCCS"}, default="")
+    # After an API key rotation the old key keeps working this long, for the merchant to switch.
+    merchant_key_grace_s: float = field(metadata={"env": "VOICEPAY_MERCHANT_KEY_GRACE_S"},
+                                        default=86400.0)
     # How long an Idempotency-Key and the first response to it are kept.
     idempotency_ttl_seconds: int = field(metadata={"env": "VOICEPAY_IDEMPOTENCY_TTL_SECONDS"},
                                          default=86400)
@@ -168,6 +174,11 @@ class Settings:
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
+
+    @property
+    def merchant_secrets_key_file(self) -> Path:
+        """The AES key that seals merchants' API keys and webhook secrets in Redis."""
+        return self.keys_dir / "merchant_secrets.key"
 
     @property
     def operator_token_file(self) -> Path:

@@ -26,6 +26,7 @@ from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDE
                           RISK_AUDIT, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE, WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
+from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
 from ivr.api.routes import error_middleware, routes
@@ -44,6 +45,7 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
@@ -61,6 +63,8 @@ __all__ = ["create_app", "build_risk_engine", "drain", "serve", "main"]
 log = logging.getLogger("ivr.service")
 
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+# How long start-up waits for the seed merchants to be in Redis before it goes on without them.
+_SEED_WAIT_S = 5.0
 
 
 class ServiceStopping(APIError):
@@ -87,9 +91,16 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Merchant keys and the operator token (generated at first use), and the webhook worker."""
+    """The merchant registry (seeded at first start), the operator token (generated at first
+    use), and the webhook worker."""
     settings = app[SETTINGS]
-    app[MERCHANTS] = MerchantRegistry.load(settings)
+    merchants = MerchantStore.from_settings(app[REDIS], settings)
+    # Idempotent: only seed merchants not in Redis yet are added (every instance may run it).
+    # Done before the API answers; if Redis is away at start, as soon as it is back.
+    seeding = asyncio.create_task(merchants.seed_when_reachable(MerchantRegistry.load(settings)),
+                                  name="merchant-seed")
+    await asyncio.wait({seeding}, timeout=_SEED_WAIT_S)
+    app[MERCHANTS] = merchants
     app[OPERATOR_TOKEN] = ensure_operator_token(settings)
     notifier = WebhookNotifier(app[REDIS], app[MERCHANTS], settings)
     app[WEBHOOKS] = notifier
@@ -99,9 +110,10 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     notifier.stop()
     await asyncio.wait({worker}, timeout=settings.webhook_timeout + 1)
-    worker.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker
+    for task in (worker, seeding):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -225,6 +237,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(routes)
     app.add_routes(merchant_routes)
     app.add_routes(admin_risk_routes)
+    app.add_routes(admin_merchant_routes)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, _acquirer_ctx,
                             _ami_ctx, _calls_ctx, _recovery_ctx])
     return app

@@ -11,7 +11,7 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
 from ivr.callback.dialer import Dialer
 from ivr.config import Settings
-from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
 from ivr.risk.audit import RiskAudit
@@ -25,7 +25,8 @@ STORE = web.AppKey("store", PaymentStore)
 ACQUIRER = web.AppKey("acquirer", AcquirerClient)
 AMI = web.AppKey("ami", AmiClient)
 ORDERS = web.AppKey("orders", OrderService)
-MERCHANTS = web.AppKey("merchants", MerchantRegistry)
+# The live merchant registry (Redis): read on every request, so changes apply at once.
+MERCHANTS = web.AppKey("merchants", MerchantStore)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 DIALER = web.AppKey("dialer", Dialer)
 # Set once the service is stopping: API writes are refused and /healthz answers 503 from then on.
