@@ -109,10 +109,15 @@ async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
 async def test_audit_streams_are_named_and_limited(admin):
     status, body = await admin.call("GET", "/v1/admin/risk/audit/everything")
     assert status == 404 and body["error_id"] == "no-such-stream"
-    status, body = await admin.call("GET", "/v1/admin/risk/audit/decisions?limit=0")
-    assert status == 400
     status, body = await admin.call("GET", "/v1/admin/risk/audit/decisions?payment_id=pay_x")
     assert status == 200 and body["entries"] == []
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "abc", "-1", "", "1.5", "²", " 5"])
+async def test_the_audit_limit_is_checked_like_every_limit(admin, limit):
+    status, body = await admin.call("GET", f"/v1/admin/risk/audit/decisions?limit={limit}")
+    assert (status, body["error_id"]) == (400, "invalid-parameter")
+    assert body["details"] == {"parameter": "limit", "reason": "must be a whole number from 1 to 500"}
 
 
 async def test_build_risk_engine_decides_with_the_apps_lists_and_the_audit_shows_it(admin):
