@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from ivr.api.keys import RISK_LISTS
 from ivr.risk.decision import RiskOutcome
-from ivr.risk.rules import SHIPPED_RULES
+from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.service import build_risk_engine
 from tests.integration.risk_fakes import (CARD, ID_NUMBER, MOBILE, FakeBinding, FakeIdentity,
-                                          request)
+                                          established, request)
 from tests.integration.test_http_api import Service, StartService, fake_ami, start_service  # noqa: F401  (fixtures)
+
+SHIPPED_VERSION = read_rules(SHIPPED_RULES).version.split("+")[0]
 
 
 @pytest.fixture
@@ -24,6 +27,7 @@ async def admin(start_service: StartService, fake_ami, tmp_path, monkeypatch):  
     monkeypatch.setenv("VOICEPAY_RISK_RULES_FILE", str(rules_file))
     monkeypatch.setenv("VOICEPAY_RISK_RULES_POLL_S", "3600")
     service = await start_service(ami=fake_ami)
+    await established(service.client.server.app[RISK_LISTS])
     return Admin(service, rules_file)
 
 
@@ -57,7 +61,8 @@ async def test_lists_are_managed_through_the_api_and_never_echo_a_value(admin):
     status, body = await admin.call("DELETE", f"/v1/admin/risk/lists/block/card/{entry['digest']}")
     assert status == 404 and body["error_id"] == "no-such-entry"
     status, audit = await admin.call("GET", "/v1/admin/risk/audit/lists")
-    assert [e["change"] for e in audit["entries"]] == ["remove", "add", "add"]
+    # The last: the fixture's established merchant.
+    assert [e["change"] for e in audit["entries"]] == ["remove", "add", "add", "add"]
     for secret in (CARD, ID_NUMBER):
         assert secret not in json.dumps(audit)
 
@@ -86,7 +91,7 @@ async def test_the_admin_api_needs_the_operator_token(admin):
 
 async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
     status, running = await admin.call("GET", "/v1/admin/risk/rules")
-    assert status == 200 and running["version"].startswith("2026-11-27.1+")
+    assert status == 200 and running["version"].startswith(SHIPPED_VERSION + "+")
     admin.rules_file.write_text(SHIPPED_RULES.read_text(encoding="utf-8")
                                 .replace("when: identity == \"mismatch\"", "when: identiti == 1"),
                                 encoding="utf-8")
@@ -98,7 +103,7 @@ async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
     assert still["version"] == running["version"]
 
     admin.rules_file.write_text(SHIPPED_RULES.read_text(encoding="utf-8")
-                                .replace("2026-11-27.1", "2026-11-28.1"), encoding="utf-8")
+                                .replace(SHIPPED_VERSION, "2026-11-28.1"), encoding="utf-8")
     status, body = await admin.call("POST", "/v1/admin/risk/rules/reload")
     assert status == 200 and body["result"] == "loaded" and body["version"].startswith("2026-11-28.1+")
     status, audit = await admin.call("GET", "/v1/admin/risk/audit/rules")
