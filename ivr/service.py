@@ -44,6 +44,7 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.payments.due_work import worker_name
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
@@ -106,11 +107,13 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
     """Risk control: the rules file (a broken one stops the start: there is nothing to keep),
-    reloaded when it changes; the lists and the audit streams the admin API works on."""
+    reloaded when it changes, the rules every instance on this Redis runs; the lists and the audit
+    streams the admin API works on."""
     settings = app[SETTINGS]
     audit = RiskAudit(app[REDIS])
     app[RISK_AUDIT] = audit
-    book = RuleBook(settings.risk_rules_file, audit)
+    book = RuleBook(settings.risk_rules_file, audit, app[REDIS],
+                    origin=worker_name(settings.instance_id))
     await book.start()
     app[RISK_RULES] = book
     digester = SubjectDigester(load_ivr_keys(settings.ivr_keys_file).cardholder_key)
