@@ -5,12 +5,17 @@
 - ``risk:audit:rules``: every attempt to load or reload the rules file and its result;
 - ``risk:audit:lists``: every list change (who is identified by digest and masked label only).
 
-Entries are never edited or deleted by voicepay; each has one field, ``entry``, holding JSON.
+Entries are never edited; each has one field, ``entry``, holding JSON. They are deleted only by
+age, oldest first (``trim``, every retention period): the decisions and list changes, which name
+cardholders by digest and masked label, after ``retention_days`` like a payment's personal data;
+the rules reloads, which name nobody, after ``record_retention_days``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -18,19 +23,51 @@ import redis.asyncio as aioredis
 
 __all__ = ["DECISIONS", "RULES", "LISTS", "RiskAudit"]
 
+log = logging.getLogger(__name__)
+
 DECISIONS = "risk:audit:decisions"
 RULES = "risk:audit:rules"
 LISTS = "risk:audit:lists"
 
 
 class RiskAudit:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, keep_s: dict[str, float] | None = None) -> None:
+        """``keep_s``: how long each stream keeps an entry, in seconds (a stream not named is
+        never trimmed)."""
         self._redis = redis
+        self._keep_s = keep_s or {}
 
     async def append(self, stream: str, entry: dict[str, Any]) -> str:
         entry = {"at": time.time(), **entry}
         entry_id = await self._redis.xadd(stream, {"entry": json.dumps(entry, ensure_ascii=False)})
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    async def trim(self, now: float | None = None) -> int:
+        """Delete every entry older than its stream keeps; how many went."""
+        now = time.time() if now is None else now
+        removed = 0
+        for stream, keep_s in self._keep_s.items():
+            # Stream ids start with their time in ms: MINID drops every older id, exactly.
+            removed += await self._redis.xtrim(stream, minid=f"{int((now - keep_s) * 1000)}-0",
+                                               approximate=False)
+        return removed
+
+    async def run_trim(self, period_s: float) -> None:
+        """Trim every ``period_s`` until cancelled (every instance may: trimming is idempotent);
+        a failed round is logged and tried again. Also ends when a cancellation is pending:
+        redis-py can swallow one that lands inside a command (see ivr/webhooks.py)."""
+        task = asyncio.current_task()
+        while True:
+            try:
+                if removed := await self.trim():
+                    log.info("risk audit: %d entries past their retention deleted", removed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away, say: the next round tries again
+                log.exception("risk audit: trimming failed; retrying in %.0f s", period_s)
+            if task is not None and task.cancelling():
+                return
+            await asyncio.sleep(period_s)
 
     async def newest(self, stream: str, count: int = 50) -> list[dict[str, Any]]:
         """The newest ``count`` entries, newest first, each with its stream ``id``."""

@@ -3,12 +3,14 @@ reload (a broken file is refused and the running rules stay), the audit streams.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from ivr.api.keys import RISK_LISTS
+from ivr.api.keys import REDIS, RISK_AUDIT, RISK_LISTS
+from ivr.risk.audit import DECISIONS, RULES
 from ivr.risk.decision import RiskOutcome
 from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.service import build_risk_engine
@@ -136,3 +138,16 @@ async def test_build_risk_engine_decides_with_the_apps_lists_and_the_audit_shows
     [entry] = body["entries"]
     assert entry["decision"]["outcome"] == "decline" and "block:mobile" in entry["facts"]["lists"]
     assert [r["name"] for r in entry["decision"]["fired"]] == ["block_listed"]
+
+
+async def test_the_running_service_trims_the_audit_every_retention_period(
+        start_service: StartService, fake_ami, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("VOICEPAY_RETENTION_PERIOD_S", "0.05")
+    service = await start_service(ami=fake_ami)
+    redis = service.client.server.app[REDIS]
+    await redis.xadd(DECISIONS, {"entry": "{}"}, id="1000-0")   # written in 1970
+    while await redis.xlen(DECISIONS):
+        await asyncio.sleep(0.05)
+    # The start of the rules is recent: kept.
+    assert [e["trigger"] for e in await service.client.server.app[RISK_AUDIT].newest(RULES)] \
+        == ["start"]

@@ -264,3 +264,21 @@ async def test_a_broken_file_at_start_is_fatal_and_audited(redis_client, tmp_pat
         await RuleBook(path, RiskAudit(redis_client), redis_client).start()
     [entry] = await RiskAudit(redis_client).newest(RULES)
     assert entry["result"] == "rejected" and entry["trigger"] == "start"
+
+
+async def test_the_audit_streams_are_trimmed_by_their_retention(redis_client):
+    day = 86400
+    audit = RiskAudit(redis_client, keep_s={DECISIONS: 180 * day, LISTS: 180 * day,
+                                            RULES: 1825 * day})
+    for stream in (DECISIONS, LISTS, RULES):
+        for age_days in (2000, 200, 1):   # written that many days before T0
+            await redis_client.xadd(stream, {"entry": json.dumps({"age_days": age_days})},
+                                    id=f"{int((T0 - age_days * day) * 1000)}-0")
+    assert await audit.trim(now=T0) == 2 + 2 + 1
+    kept = {stream: [e["age_days"] for e in await audit.newest(stream)]
+            for stream in (DECISIONS, LISTS, RULES)}
+    assert kept == {DECISIONS: [1], LISTS: [1], RULES: [1, 200]}  # newest first
+    assert await audit.trim(now=T0) == 0
+    # A stream it is not told to keep for a time is never trimmed.
+    assert await RiskAudit(redis_client).trim(now=T0 + 10_000 * day) == 0
+    assert await redis_client.xlen(DECISIONS) == 1
