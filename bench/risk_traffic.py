@@ -33,7 +33,7 @@ from ivr.risk.engine import RulesRiskEngine
 from ivr.risk.lists import RiskLists
 from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.risk.subjects import SubjectDigester
-from ivr.risk.velocity import Velocity
+from ivr.risk.velocity import COUNTERS, Velocity
 
 __all__ = ["Attempt", "generate", "run_traffic", "render"]
 
@@ -41,7 +41,9 @@ DEBIT = BinInfo("debit", "Synthetic Bank", "合成银行")
 CREDIT = BinInfo("credit", "Synthetic Credit", "合成信用卡")
 DAY = 86400.0
 DAYS = 7
-WARM_UP_DAYS = 1            # honest traffic before the measured week, not reported
+# Honest traffic before the measured week, not reported: as long as the longest velocity window,
+# so every counter starts the week as it would in a running system.
+WARM_UP_DAYS = max(c.window_s for c in COUNTERS) / DAY
 FRAUD_SHARE = 0.01          # of all payments
 PATTERNS = {                # share of the fraud attempts
     "stolen_card_wrong_identity": 0.30,
@@ -203,8 +205,8 @@ def generate(payments: int, seed: int) -> tuple[list[Attempt], Registry, list[st
                     add(start + i * 1.2, pattern, "callback", honest_amount("callback"), card,
                         mobile, name, id_number, rogue, fraud=True, knows_id=True)
                     made += 1
-    # The day before the measured week, honest traffic only and not reported: a running system's
-    # Redis is never empty, and without it every merchant would start the week looking new.
+    # The days before the measured week, honest traffic only and not reported: a running system's
+    # Redis is never empty, and without them every merchant would start the week looking new.
     # (Made last, so the measured week is the same for a seed with or without it.)
     honest(int(honest_total * WARM_UP_DAYS / DAYS), -WARM_UP_DAYS * DAY, 0)
     attempts.sort(key=lambda a: a.at)
