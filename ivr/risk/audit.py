@@ -13,13 +13,14 @@ the rules reloads, which name nobody, after ``record_retention_days``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from ivr.periodic import run_periodically
 
 __all__ = ["DECISIONS", "RULES", "LISTS", "RiskAudit"]
 
@@ -53,21 +54,12 @@ class RiskAudit:
         return removed
 
     async def run_trim(self, period_s: float) -> None:
-        """Trim every ``period_s`` until cancelled (every instance may: trimming is idempotent);
-        a failed round is logged and tried again. Also ends when a cancellation is pending:
-        redis-py can swallow one that lands inside a command (see ivr/webhooks.py)."""
-        task = asyncio.current_task()
-        while True:
-            try:
-                if removed := await self.trim():
-                    log.info("risk audit: %d entries past their retention deleted", removed)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis away, say: the next round tries again
-                log.exception("risk audit: trimming failed; retrying in %.0f s", period_s)
-            if task is not None and task.cancelling():
-                return
-            await asyncio.sleep(period_s)
+        """Trim every ``period_s`` until cancelled (every instance may: trimming is idempotent)."""
+        await run_periodically(self._trim_and_say, period_s, log, "risk audit: trimming")
+
+    async def _trim_and_say(self) -> None:
+        if removed := await self.trim():
+            log.info("risk audit: %d entries past their retention deleted", removed)
 
     async def newest(self, stream: str, count: int = 50) -> list[dict[str, Any]]:
         """The newest ``count`` entries, newest first, each with its stream ``id``."""
