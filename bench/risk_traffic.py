@@ -33,7 +33,7 @@ from ivr.risk.engine import RulesRiskEngine
 from ivr.risk.lists import RiskLists
 from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.risk.subjects import SubjectDigester
-from ivr.risk.velocity import Velocity
+from ivr.risk.velocity import COUNTERS, Velocity
 
 __all__ = ["Attempt", "generate", "run_traffic", "render"]
 
@@ -41,6 +41,9 @@ DEBIT = BinInfo("debit", "Synthetic Bank", "合成银行")
 CREDIT = BinInfo("credit", "Synthetic Credit", "合成信用卡")
 DAY = 86400.0
 DAYS = 7
+# Honest traffic before the measured week, not reported: as long as the longest velocity window,
+# so every counter starts the week as it would in a running system.
+WARM_UP_DAYS = max(c.window_s for c in COUNTERS) / DAY
 FRAUD_SHARE = 0.01          # of all payments
 PATTERNS = {                # share of the fraud attempts
     "stolen_card_wrong_identity": 0.30,
@@ -123,22 +126,25 @@ def generate(payments: int, seed: int) -> tuple[list[Attempt], Registry, list[st
             return rng.choice((5000, 10000, 20000))
         return max(100, int(rng.lognormvariate(10.2, 1.1)))  # median ~270 yuan, long tail
 
-    # Honest cardholders: 1 to 4 payments each over the week, mostly callbacks.
+    def honest(count: int, start: float, end: float) -> None:
+        """Honest cardholders: 1 to 4 payments each between start and end, mostly callbacks."""
+        made = 0
+        while made < count:
+            name, id_number = person(in_registry=rng.random() > 0.003)   # police data gaps
+            card, mobile = token("card"), token("mobile")
+            if rng.random() > 0.03:                                   # a new phone not yet at the bank
+                registry.bound.add((card, mobile))
+            credit = rng.random() < 0.15
+            for _ in range(min(rng.choice((1, 1, 2, 3, 4)), count - made)):
+                mode = rng.choices(("callback", "oneline", "selfservice"), (0.7, 0.15, 0.15))[0]
+                top_up = token("mobile") if mode == "selfservice" else mobile
+                add(rng.uniform(start, end), f"honest_{mode}", mode, honest_amount(mode), card,
+                    top_up, name, id_number, rng.choice(merchants), fraud=False, knows_id=True,
+                    credit=credit)
+                made += 1
+
     honest_total = int(payments * (1 - FRAUD_SHARE))
-    made = 0
-    while made < honest_total:
-        name, id_number = person(in_registry=rng.random() > 0.003)   # police data gaps
-        card, mobile = token("card"), token("mobile")
-        if rng.random() > 0.03:                                       # a new phone not yet at the bank
-            registry.bound.add((card, mobile))
-        credit = rng.random() < 0.15
-        for _ in range(min(rng.choice((1, 1, 2, 3, 4)), honest_total - made)):
-            mode = rng.choices(("callback", "oneline", "selfservice"), (0.7, 0.15, 0.15))[0]
-            top_up = token("mobile") if mode == "selfservice" else mobile
-            add(rng.uniform(0, DAYS * DAY), f"honest_{mode}", mode, honest_amount(mode), card,
-                top_up, name, id_number, rng.choice(merchants), fraud=False, knows_id=True,
-                credit=credit)
-            made += 1
+    honest(honest_total, 0, DAYS * DAY)
 
     # Fraud: each pattern makes its share of attempts, in episodes.
     blocked: list[str] = []
@@ -199,6 +205,10 @@ def generate(payments: int, seed: int) -> tuple[list[Attempt], Registry, list[st
                     add(start + i * 1.2, pattern, "callback", honest_amount("callback"), card,
                         mobile, name, id_number, rogue, fraud=True, knows_id=True)
                     made += 1
+    # The days before the measured week, honest traffic only and not reported: a running system's
+    # Redis is never empty, and without them every merchant would start the week looking new.
+    # (Made last, so the measured week is the same for a seed with or without it.)
+    honest(int(honest_total * WARM_UP_DAYS / DAYS), -WARM_UP_DAYS * DAY, 0)
     attempts.sort(key=lambda a: a.at)
     return attempts, registry, blocked
 
@@ -219,6 +229,8 @@ async def run_traffic(redis: aioredis.Redis, payments: int = 20000,
     for attempt in attempts:
         clock.now = attempt.at
         outcome = (await engine.assess(attempt.request)).outcome
+        if attempt.at < 0:   # the warm-up day
+            continue
         counts = results[attempt.pattern]
         counts[outcome.value] += 1
         counts["attempts"] += 1

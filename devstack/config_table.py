@@ -86,10 +86,10 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S": "a payment `authorizing` this long is reversed by recovery, then `failed`",
     "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S": "a callback `risk_passed` this long with no callback due is scheduled; a one-line payment never switched is `failed`",
     "VOICEPAY_RECOVERY_CALL_DEADLINE_S": "a payment `answered`, `confirmed` or `pin_entry` this long, whose call is gone, is `abandoned`",
-    "VOICEPAY_RETENTION_DAYS": "days after a payment ended until it is reduced to an anonymous record (no name, ID, card, mobile, history or webhooks)",
-    "VOICEPAY_RECORD_RETENTION_DAYS": "days after creation until the anonymous record itself expires",
+    "VOICEPAY_RETENTION_DAYS": "days after a payment ended until it is reduced to an anonymous record (no name, ID, card, mobile, history or webhooks); also how long the risk audit keeps decisions and list changes",
+    "VOICEPAY_RECORD_RETENTION_DAYS": "days after creation until the anonymous record itself expires; also how long the risk audit keeps rules reloads",
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",
-    "VOICEPAY_RETENTION_PERIOD_S": "seconds between two retention sweeps",
+    "VOICEPAY_RETENTION_PERIOD_S": "seconds between two retention sweeps (and two trims of the risk audit)",
     "VOICEPAY_DRAIN_SECONDS": "on SIGTERM, seconds calls in progress may go on before they are cut off (API writes answer 503 meanwhile)",
     "VOICEPAY_POLICE_URL": "the police identity service's check endpoint (JSON POST; the wire "
                            "contract is in `ivr/risk/identity.py`); the simulator listens on its "
@@ -108,7 +108,8 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_IDENTITY_SLOW_S": "seconds the identity simulators' `slow` mode holds an answer back",
     "VOICEPAY_RISK_RULES_FILE": "the risk rules file (YAML, README \"Risk control\"); reloaded when it "
                                 "changes, a broken file never replaces the running rules",
-    "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file for changes",
+    "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file, and of the rules "
+                                  "another instance shared in Redis, for changes",
 }
 
 

@@ -46,10 +46,11 @@ from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
 from ivr.merchant_store import MerchantStore
+from ivr.payments.due_work import worker_name
 from ivr.payments.recovery import RecoverySweep, deadlines_from
-from ivr.payments.retention import RetentionSweep
+from ivr.payments.retention import DAY, RetentionSweep
 from ivr.payments.store import PaymentStore
-from ivr.risk.audit import RiskAudit
+from ivr.risk.audit import DECISIONS, LISTS, RULES, RiskAudit
 from ivr.risk.decision import BindingProvider, IdentityProvider
 from ivr.risk.engine import RulesRiskEngine
 from ivr.risk.lists import RiskLists
@@ -118,20 +119,25 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
     """Risk control: the rules file (a broken one stops the start: there is nothing to keep),
-    reloaded when it changes; the lists and the audit streams the admin API works on."""
+    reloaded when it changes, the rules every instance on this Redis runs; the lists and the audit
+    streams the admin API works on, trimmed by the retention settings."""
     settings = app[SETTINGS]
-    audit = RiskAudit(app[REDIS])
+    audit = RiskAudit(app[REDIS], keep_s={DECISIONS: settings.retention_days * DAY,
+                                          LISTS: settings.retention_days * DAY,
+                                          RULES: settings.record_retention_days * DAY})
     app[RISK_AUDIT] = audit
-    book = RuleBook(settings.risk_rules_file, audit)
+    book = RuleBook(settings.risk_rules_file, audit, app[REDIS],
+                    origin=worker_name(settings.instance_id))
     await book.start()
     app[RISK_RULES] = book
     digester = SubjectDigester(load_ivr_keys(settings.ivr_keys_file).cardholder_key)
     app[RISK_LISTS] = RiskLists(app[REDIS], digester, audit)
-    watcher = asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules")
+    tasks = {asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules"),
+             asyncio.create_task(audit.run_trim(settings.retention_period_s), name="risk-audit")}
     yield
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- Risk control (issue 8) -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from aiohttp import web
 from ivr.api.errors import APIError, InvalidParameter
 from ivr.api.keys import RISK_AUDIT, RISK_LISTS, RISK_RULES
 from ivr.api.merchant_auth import require_operator
+from ivr.api.params import limit_param
 from ivr.risk.audit import DECISIONS, LISTS, RULES
 from ivr.risk.lists import UnknownList
 from ivr.validation import ValidationError
@@ -124,14 +125,12 @@ async def read_audit(request: web.Request) -> web.Response:
     if stream is None:
         raise NoSuchStream(f"no audit stream {request.match_info['stream']!r}: "
                          f"one of {', '.join(_STREAMS)}")
-    raw_limit = request.query.get("limit", "50")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 500:
-        raise InvalidParameter("limit", "must be a whole number from 1 to 500")
+    limit = limit_param(request)
     audit = request.app[RISK_AUDIT]
     payment_id = request.query.get("payment_id")
     if payment_id is None:
-        entries = await audit.newest(stream, int(raw_limit))
+        entries = await audit.newest(stream, limit)
     else:
         entries = [e for e in await audit.newest(stream, _SEARCH_DEPTH)
-                   if e.get("payment_id") == payment_id][:int(raw_limit)]
+                   if e.get("payment_id") == payment_id][:limit]
     return web.json_response({"entries": entries})

@@ -12,6 +12,7 @@ from aiohttp import web
 from ivr.api.errors import HANDLED, InvalidParameter, error_answer
 from ivr.api.keys import ACQUIRER, AMI, REDIS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
+from ivr.api.params import limit_param
 from ivr.payments.store import NoSuchPayment, PaymentState
 from ivr.webhooks import webhook_attempts
 
@@ -51,11 +52,7 @@ async def list_payments(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in PaymentState}:
         raise InvalidParameter("status", f"must be one of {', '.join(s.value for s in PaymentState)}")
-    raw_limit = request.query.get("limit", "50")
-    # isdigit() alone also accepts digits int() refuses (e.g. "²"): ASCII digits only.
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 500:
-        raise InvalidParameter("limit", "must be a whole number from 1 to 500")
-    payments = await request.app[STORE].recent(status=status, limit=int(raw_limit))
+    payments = await request.app[STORE].recent(status=status, limit=limit_param(request))
     return web.json_response({"payments": [p.to_json() for p in payments]})
 
 

@@ -19,7 +19,8 @@ the operator's copy). Expressions are in rule-engine's language, over the facts 
 Everything is checked on load and every problem reported at once: YAML syntax, unknown keys,
 duplicate names, expression syntax, unknown fact names, types (``amount > "x"``), an expression
 that is not true/false, thresholds not strictly increasing. A file that fails keeps the running
-rules in place. A loaded file's version is its ``version`` and the first 12 hex digits of its
+rules in place; the accepted rules are shared by every instance on one Redis (``RuleBook``). A
+loaded file's version is its ``version`` and the first 12 hex digits of its
 SHA-256, so two edits that forget to change ``version`` still differ.
 """
 
@@ -29,10 +30,12 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import rule_engine
 import yaml
 
@@ -41,11 +44,13 @@ from ivr.risk.decision import FiredRule, RiskDecision, RiskOutcome
 from ivr.risk.facts import FACT_TYPES, MODES, facts_for_rules
 
 __all__ = ["SHIPPED_RULES", "RulesError", "Rule", "Thresholds", "RuleSet", "load_rules",
-           "read_rules", "RuleBook", "ReloadResult", "SEVERITY"]
+           "read_rules", "RuleBook", "ReloadResult", "SEVERITY", "SHARED_KEY"]
 
 log = logging.getLogger(__name__)
 
 SHIPPED_RULES = Path(__file__).with_name("rules.yaml")
+# The rules every instance runs: text, digest, version, accepted_at, origin (see RuleBook).
+SHARED_KEY = "risk:rules:running"
 SEVERITY: tuple[RiskOutcome, ...] = (RiskOutcome.APPROVE, RiskOutcome.STEP_UP, RiskOutcome.REVIEW,
                                      RiskOutcome.DECLINE)
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -272,16 +277,25 @@ class ReloadResult:
 
 
 class RuleBook:
-    """The running rules of this process, replaced only by a file that passes every check.
+    """The running rules, one version for every ivr instance sharing a Redis.
 
-    ``reload`` is what the admin endpoint and the file watcher call; each attempt, whatever its
-    result, is appended to the rules audit stream."""
+    The rules an instance accepted are published in Redis (``SHARED_KEY``: the file's text, its
+    digest and version, when and by which instance); every instance's watcher polls that digest and
+    adopts a new text after checking it again itself. So a reload, by the admin endpoint or a file
+    change on any host, reaches every instance within one poll period, and a file that fails its
+    checks never reaches Redis. At start an instance runs the shared rules, unless its own file was
+    written after they were accepted (a newly deployed file): then it publishes its file. Every
+    attempt and adoption, whatever its result, is appended to the rules audit stream."""
 
-    def __init__(self, path: Path, audit: RiskAudit) -> None:
+    def __init__(self, path: Path, audit: RiskAudit, redis: aioredis.Redis,
+                 origin: str = "") -> None:
         self.path = Path(path)
         self._audit = audit
+        self._redis = redis
+        self._origin = origin           # this instance, named in the shared record and the audit
         self._current: RuleSet | None = None
         self._last_seen: bytes | None = None   # the file's bytes at the last attempt
+        self._refused: str | None = None       # a shared digest this instance could not use
 
     @property
     def current(self) -> RuleSet:
@@ -290,13 +304,25 @@ class RuleBook:
         return self._current
 
     async def start(self) -> RuleSet:
-        """Load the file at start-up; a broken file here is fatal (there is nothing to keep)."""
+        """The shared rules, or this instance's file if there are none or it is newer; a broken
+        file that would be used here is fatal (there is nothing to keep)."""
+        shared = await self._redis.hmget(SHARED_KEY, "accepted_at", "text")
+        try:
+            self._last_seen = self.path.read_bytes()
+            written = self.path.stat().st_mtime
+        except OSError:
+            written = None
+        if shared[0] is not None and (written is None or written <= float(shared[0])):
+            if await self._adopt(shared[1].decode("utf-8"), trigger="start"):
+                return self.current
         result = await self.reload(trigger="start")
         if not result.ok:
             raise RulesError(str(self.path), list(result.problems))
         return self.current
 
     async def reload(self, trigger: str) -> ReloadResult:
+        """Check this instance's file; if it passes and differs from the shared rules, publish it
+        and run it."""
         try:
             raw = self.path.read_bytes()
         except OSError as exc:
@@ -314,29 +340,73 @@ class RuleBook:
                                    tuple(problems))
             log.error("risk rules %s rejected (%s), still running %s: %s", self.path, trigger,
                       outcome.version or "nothing", "; ".join(problems))
-        elif self._current is not None and rules.digest == self._current.digest:
+        elif await self._shared_digest() == rules.digest:
+            self._current = rules   # what every instance runs already (this one after follow)
             outcome = ReloadResult("unchanged", rules.version)
         else:
+            await self._redis.hset(SHARED_KEY, mapping={
+                "text": raw, "digest": rules.digest, "version": rules.version,
+                "accepted_at": repr(time.time()), "origin": self._origin})
             self._current = rules
             outcome = ReloadResult("loaded", rules.version)
-            log.info("risk rules %s loaded (%s): version %s, %d rules", self.path, trigger,
-                     rules.version, len(rules.rules))
+            log.info("risk rules %s loaded (%s) and shared: version %s, %d rules", self.path,
+                     trigger, rules.version, len(rules.rules))
         await self._audit.append(RULES, {"trigger": trigger, "file": str(self.path),
-                                         "result": outcome.result, "version": outcome.version,
+                                         "origin": self._origin, "result": outcome.result,
+                                         "version": outcome.version,
                                          "problems": list(outcome.problems)})
         return outcome
 
+    async def follow(self) -> bool:
+        """Adopt the shared rules if another instance published new ones; True if adopted."""
+        digest = await self._shared_digest()
+        if digest is None or digest == self.current.digest or digest == self._refused:
+            return False
+        text = await self._redis.hget(SHARED_KEY, "text")
+        if text is not None and await self._adopt(text.decode("utf-8"), trigger="shared"):
+            return True
+        self._refused = digest   # said once; the next share is tried again
+        return False
+
+    async def _adopt(self, text: str, trigger: str) -> bool:
+        try:
+            rules = load_rules(text, "shared rules")
+        except RulesError as exc:
+            # Accepted by another instance, so this one's code differs (an upgrade half-way):
+            # keep what runs here.
+            log.error("risk rules shared by another instance refused here, still running %s: %s",
+                      self._current.version if self._current else "nothing",
+                      "; ".join(exc.problems))
+            await self._audit.append(RULES, {"trigger": trigger, "file": "shared",
+                                             "origin": self._origin, "result": "rejected",
+                                             "version": self._current.version
+                                             if self._current else "",
+                                             "problems": exc.problems})
+            return False
+        self._current = rules
+        log.info("risk rules: running the shared version %s (%s)", rules.version, trigger)
+        await self._audit.append(RULES, {"trigger": trigger, "file": "shared",
+                                         "origin": self._origin, "result": "adopted",
+                                         "version": rules.version, "problems": []})
+        return True
+
+    async def _shared_digest(self) -> str | None:
+        digest = await self._redis.hget(SHARED_KEY, "digest")
+        return digest.decode() if isinstance(digest, bytes) else digest
+
     async def watch(self, period_s: float) -> None:
-        """Reload whenever the file's content changes (polled: works on every filesystem and
-        with editors that replace the file). A broken file is attempted once per change."""
+        """Every period: reload when this host's file changed (polled: works on every filesystem
+        and with editors that replace the file; a broken file is attempted once per change), then
+        adopt what another instance shared."""
         while True:
             await asyncio.sleep(period_s)
             try:
-                raw = self.path.read_bytes()
-            except OSError:
-                raw = None
-            if raw != self._last_seen and raw is not None:
                 try:
+                    raw = self.path.read_bytes()
+                except OSError:
+                    raw = None
+                if raw != self._last_seen and raw is not None:
                     await self.reload(trigger="file-change")
-                except Exception:  # Redis down for the audit: try again next period
-                    log.exception("risk rules reload failed")
+                await self.follow()
+            except Exception:  # Redis away: try again next period
+                log.exception("risk rules: reload or follow failed")

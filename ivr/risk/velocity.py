@@ -50,6 +50,10 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("mobile_payments_24h", "mobile", "payments", _DAY),
     Counter("id_number_cards_24h", "id_number", "cards", _DAY),    # many cards on one ID number
     Counter("merchant_payments_10m", "merchant", "payments", 600),  # merchant bursts
+    Counter("merchant_payments_1h", "merchant", "payments", _HOUR),
+    # The merchant's own normal rate (and a merchant with none: new or dormant), so a burst is
+    # measured against what is usual for that merchant, not one number for every merchant.
+    Counter("merchant_payments_7d", "merchant", "payments", 7 * _DAY),
     Counter("source_payments_10m", "source", "payments", 600),
 )
 

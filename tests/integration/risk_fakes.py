@@ -55,3 +55,9 @@ def request(payment_id: str, *, merchant: Merchant = MERCHANT, card_info: BinInf
             source: str = "", mode: str = "callback", **order_fields) -> RiskRequest:
     return RiskRequest(payment_id=payment_id, mode=mode, merchant=merchant,
                        order=order(mode=mode, **order_fields), card=card_info, source=source)
+
+
+async def established(lists) -> None:
+    """The test merchant counts as established: a fresh Redis has no week of its payments, and
+    the shipped rules review a new or dormant merchant's first payments (merchant_new_or_dormant)."""
+    await lists.add("allow", "merchant", MERCHANT.id, "established (tests)")

@@ -3,17 +3,22 @@ reload (a broken file is refused and the running rules stay), the audit streams.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from ivr.api.keys import REDIS, RISK_AUDIT, RISK_LISTS
+from ivr.risk.audit import DECISIONS, RULES
 from ivr.risk.decision import RiskOutcome
-from ivr.risk.rules import SHIPPED_RULES
+from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.service import build_risk_engine
 from tests.integration.risk_fakes import (CARD, ID_NUMBER, MOBILE, FakeBinding, FakeIdentity,
-                                          request)
+                                          established, request)
 from tests.integration.test_http_api import Service, StartService, fake_ami, start_service  # noqa: F401  (fixtures)
+
+SHIPPED_VERSION = read_rules(SHIPPED_RULES).version.split("+")[0]
 
 
 @pytest.fixture
@@ -24,6 +29,7 @@ async def admin(start_service: StartService, fake_ami, tmp_path, monkeypatch):  
     monkeypatch.setenv("VOICEPAY_RISK_RULES_FILE", str(rules_file))
     monkeypatch.setenv("VOICEPAY_RISK_RULES_POLL_S", "3600")
     service = await start_service(ami=fake_ami)
+    await established(service.client.server.app[RISK_LISTS])
     return Admin(service, rules_file)
 
 
@@ -57,7 +63,8 @@ async def test_lists_are_managed_through_the_api_and_never_echo_a_value(admin):
     status, body = await admin.call("DELETE", f"/v1/admin/risk/lists/block/card/{entry['digest']}")
     assert status == 404 and body["error_id"] == "no-such-entry"
     status, audit = await admin.call("GET", "/v1/admin/risk/audit/lists")
-    assert [e["change"] for e in audit["entries"]] == ["remove", "add", "add"]
+    # The last: the fixture's established merchant.
+    assert [e["change"] for e in audit["entries"]] == ["remove", "add", "add", "add"]
     for secret in (CARD, ID_NUMBER):
         assert secret not in json.dumps(audit)
 
@@ -86,7 +93,7 @@ async def test_the_admin_api_needs_the_operator_token(admin):
 
 async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
     status, running = await admin.call("GET", "/v1/admin/risk/rules")
-    assert status == 200 and running["version"].startswith("2026-11-27.1+")
+    assert status == 200 and running["version"].startswith(SHIPPED_VERSION + "+")
     admin.rules_file.write_text(SHIPPED_RULES.read_text(encoding="utf-8")
                                 .replace("when: identity == \"mismatch\"", "when: identiti == 1"),
                                 encoding="utf-8")
@@ -98,7 +105,7 @@ async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
     assert still["version"] == running["version"]
 
     admin.rules_file.write_text(SHIPPED_RULES.read_text(encoding="utf-8")
-                                .replace("2026-11-27.1", "2026-11-28.1"), encoding="utf-8")
+                                .replace(SHIPPED_VERSION, "2026-11-28.1"), encoding="utf-8")
     status, body = await admin.call("POST", "/v1/admin/risk/rules/reload")
     assert status == 200 and body["result"] == "loaded" and body["version"].startswith("2026-11-28.1+")
     status, audit = await admin.call("GET", "/v1/admin/risk/audit/rules")
@@ -109,10 +116,15 @@ async def test_a_broken_rules_file_is_refused_and_the_running_rules_stay(admin):
 async def test_audit_streams_are_named_and_limited(admin):
     status, body = await admin.call("GET", "/v1/admin/risk/audit/everything")
     assert status == 404 and body["error_id"] == "no-such-stream"
-    status, body = await admin.call("GET", "/v1/admin/risk/audit/decisions?limit=0")
-    assert status == 400
     status, body = await admin.call("GET", "/v1/admin/risk/audit/decisions?payment_id=pay_x")
     assert status == 200 and body["entries"] == []
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "abc", "-1", "", "1.5", "²", " 5"])
+async def test_the_audit_limit_is_checked_like_every_limit(admin, limit):
+    status, body = await admin.call("GET", f"/v1/admin/risk/audit/decisions?limit={limit}")
+    assert (status, body["error_id"]) == (400, "invalid-parameter")
+    assert body["details"] == {"parameter": "limit", "reason": "must be a whole number from 1 to 500"}
 
 
 async def test_build_risk_engine_decides_with_the_apps_lists_and_the_audit_shows_it(admin):
@@ -126,3 +138,16 @@ async def test_build_risk_engine_decides_with_the_apps_lists_and_the_audit_shows
     [entry] = body["entries"]
     assert entry["decision"]["outcome"] == "decline" and "block:mobile" in entry["facts"]["lists"]
     assert [r["name"] for r in entry["decision"]["fired"]] == ["block_listed"]
+
+
+async def test_the_running_service_trims_the_audit_every_retention_period(
+        start_service: StartService, fake_ami, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("VOICEPAY_RETENTION_PERIOD_S", "0.05")
+    service = await start_service(ami=fake_ami)
+    redis = service.client.server.app[REDIS]
+    await redis.xadd(DECISIONS, {"entry": "{}"}, id="1000-0")   # written in 1970
+    while await redis.xlen(DECISIONS):
+        await asyncio.sleep(0.05)
+    # The start of the rules is recent: kept.
+    assert [e["trigger"] for e in await service.client.server.app[RISK_AUDIT].newest(RULES)] \
+        == ["start"]

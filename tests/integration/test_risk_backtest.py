@@ -11,7 +11,7 @@ from ivr.risk.lists import RiskLists
 from ivr.risk.rules import SHIPPED_RULES, read_rules
 from ivr.risk.subjects import SubjectDigester
 from ivr.risk.velocity import Velocity
-from tests.integration.risk_fakes import FakeBinding, FakeIdentity, request
+from tests.integration.risk_fakes import FakeBinding, FakeIdentity, established, request
 
 
 async def test_a_new_rules_file_reports_what_would_change(redis_client, redis_server, tmp_path,
@@ -20,6 +20,7 @@ async def test_a_new_rules_file_reports_what_would_change(redis_client, redis_se
     engine = RulesRiskEngine(read_rules(SHIPPED_RULES), RiskLists(redis_client, digester, audit),
                              Velocity(redis_client), audit, digester, FakeIdentity(),
                              FakeBinding())
+    await established(RiskLists(redis_client, digester, audit))
     for i, amount in enumerate(["88.00", "150.00", "300.00", "15000.00"]):
         await engine.assess(request(f"pay_{i}", amount=amount, mobile=f"1380013810{i}"))
     await engine.assess(request("pay_1", amount="150.00", mobile="13800138101"))  # a retry

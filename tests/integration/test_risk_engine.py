@@ -13,14 +13,15 @@ from ivr.risk.audit import DECISIONS, LISTS, RULES, RiskAudit
 from ivr.risk.decision import RiskOutcome
 from ivr.risk.engine import RulesRiskEngine
 from ivr.risk.lists import RiskLists, UnknownList
-from ivr.risk.rules import SHIPPED_RULES, RuleBook, RulesError
+from ivr.risk.rules import SHIPPED_RULES, RuleBook, RulesError, read_rules
 from ivr.risk.subjects import SubjectDigester, subjects_of
 from ivr.risk.velocity import Velocity
 from ivr.validation import ValidationError
 from tests.integration.risk_fakes import (CARD, ID_NUMBER, MOBILE, OTHER_CARDS, FakeBinding,
-                                          FakeIdentity, request)
+                                          FakeIdentity, established, request)
 
 KEY = bytes(range(32))
+SHIPPED_VERSION = read_rules(SHIPPED_RULES).version.split("+")[0]
 T0 = 1_800_000_000.0
 
 
@@ -38,10 +39,11 @@ async def parts(redis_client, tmp_path):
     digester = SubjectDigester(KEY)
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(SHIPPED_RULES.read_text(encoding="utf-8"), encoding="utf-8")
-    book = RuleBook(rules_file, audit)
+    book = RuleBook(rules_file, audit, redis_client, origin="a")
     await book.start()
     identity, binding, clock = FakeIdentity(), FakeBinding(), Clock()
     lists = RiskLists(redis_client, digester, audit)
+    await established(lists)
     engine = RulesRiskEngine(book, lists, Velocity(redis_client), audit, digester, identity,
                              binding, provider_timeout_s=0.2, clock=clock)
     return type("Parts", (), dict(engine=engine, lists=lists, book=book, audit=audit,
@@ -121,15 +123,15 @@ async def test_lists_add_list_hit_and_remove_keeping_only_digests(parts):
     assert entry.label == "622188******0011"
     [listed] = await parts.lists.entries("block", "card")
     assert listed.digest == entry.digest and listed.note == "reported stolen"
-    assert await parts.lists.hits(_subjects()) == {"block:card"}
-    assert await parts.lists.hits(_subjects(OTHER_CARDS[0])) == set()
+    assert await parts.lists.hits(_subjects()) == {"block:card", "allow:merchant"}
+    assert await parts.lists.hits(_subjects(OTHER_CARDS[0])) == {"allow:merchant"}
     raw = json.dumps([str(v) for v in (await parts.redis.hgetall("risk:list:block:card")).items()])
     assert CARD not in raw
     assert await parts.lists.remove("block", "card", entry.digest)
     assert not await parts.lists.remove("block", "card", entry.digest)
-    assert await parts.lists.hits(_subjects()) == set()
+    assert await parts.lists.hits(_subjects()) == {"allow:merchant"}
     changes = [e["change"] for e in await parts.audit.newest(LISTS)]
-    assert changes == ["remove", "add"]
+    assert changes == ["remove", "add", "add"]  # the last: the fixture's established merchant
 
 
 async def test_lists_refuse_bad_values_and_unknown_lists(parts):
@@ -153,14 +155,15 @@ async def test_an_honest_payment_is_approved_and_audited_with_its_inputs(parts):
         assert secret not in text
 
 
-@pytest.mark.parametrize("identity, binding, outcome", [
-    ("mismatch", "bound", RiskOutcome.DECLINE),
-    ("match", "not_bound", RiskOutcome.STEP_UP),
-    ("not_found", "bound", RiskOutcome.REVIEW),
+@pytest.mark.parametrize("identity, binding, amount, outcome", [
+    ("mismatch", "bound", "88.00", RiskOutcome.DECLINE),
+    ("match", "not_bound", "20.00", RiskOutcome.STEP_UP),
+    ("match", "not_bound", "88.00", RiskOutcome.REVIEW),
+    ("not_found", "bound", "88.00", RiskOutcome.REVIEW),
 ])
-async def test_identity_answers_decide(parts, identity, binding, outcome):
+async def test_identity_answers_decide(parts, identity, binding, amount, outcome):
     parts.identity.answer, parts.binding.answer = identity, binding
-    assert (await parts.engine.assess(request("pay_1"))).outcome is outcome
+    assert (await parts.engine.assess(request("pay_1", amount=amount))).outcome is outcome
 
 
 @pytest.mark.parametrize("failure", ["fail", "hang", "garbage"])
@@ -227,7 +230,7 @@ async def test_a_broken_rules_file_never_replaces_the_running_rules(parts):
 
 async def test_a_good_rules_file_is_loaded_and_takes_effect(parts):
     text = parts.rules_file.read_text(encoding="utf-8")
-    parts.rules_file.write_text(text.replace('version: "2026-11-27.1"', 'version: "strict"')
+    parts.rules_file.write_text(text.replace(f'version: "{SHIPPED_VERSION}"', 'version: "strict"')
                                 .replace("when: amount > 20000\n", "when: amount > 50\n"),
                                 encoding="utf-8")
     result = await parts.book.reload(trigger="admin")
@@ -244,7 +247,7 @@ async def test_the_watcher_reloads_when_the_file_changes(parts):
     watcher = asyncio.create_task(parts.book.watch(0.01))
     try:
         parts.rules_file.write_text(parts.rules_file.read_text(encoding="utf-8")
-                                    .replace("2026-11-27.1", "watched"), encoding="utf-8")
+                                    .replace(SHIPPED_VERSION, "watched"), encoding="utf-8")
         while await parts.redis.xlen(RULES) == audit_len:
             await asyncio.sleep(0.01)
     finally:
@@ -258,6 +261,24 @@ async def test_a_broken_file_at_start_is_fatal_and_audited(redis_client, tmp_pat
     path = tmp_path / "rules.yaml"
     path.write_text("version: [", encoding="utf-8")
     with pytest.raises(RulesError):
-        await RuleBook(path, RiskAudit(redis_client)).start()
+        await RuleBook(path, RiskAudit(redis_client), redis_client).start()
     [entry] = await RiskAudit(redis_client).newest(RULES)
     assert entry["result"] == "rejected" and entry["trigger"] == "start"
+
+
+async def test_the_audit_streams_are_trimmed_by_their_retention(redis_client):
+    day = 86400
+    audit = RiskAudit(redis_client, keep_s={DECISIONS: 180 * day, LISTS: 180 * day,
+                                            RULES: 1825 * day})
+    for stream in (DECISIONS, LISTS, RULES):
+        for age_days in (2000, 200, 1):   # written that many days before T0
+            await redis_client.xadd(stream, {"entry": json.dumps({"age_days": age_days})},
+                                    id=f"{int((T0 - age_days * day) * 1000)}-0")
+    assert await audit.trim(now=T0) == 2 + 2 + 1
+    kept = {stream: [e["age_days"] for e in await audit.newest(stream)]
+            for stream in (DECISIONS, LISTS, RULES)}
+    assert kept == {DECISIONS: [1], LISTS: [1], RULES: [1, 200]}  # newest first
+    assert await audit.trim(now=T0) == 0
+    # A stream it is not told to keep for a time is never trimmed.
+    assert await RiskAudit(redis_client).trim(now=T0 + 10_000 * day) == 0
+    assert await redis_client.xlen(DECISIONS) == 1

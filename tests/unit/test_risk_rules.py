@@ -12,7 +12,8 @@ SHIPPED = read_rules(SHIPPED_RULES)
 
 
 def facts(**changes) -> dict:
-    """An honest PIN-verified callback payment of 88 yuan: nothing fires."""
+    """An honest PIN-verified callback payment of 88 yuan at an established merchant (about 500
+    payments a week): nothing fires."""
     base = {"amount": 88.0, "mode": "callback", "merchant_id": "M100001",
             "merchant_active": True, "merchant_category": "5411",
             "merchant_category_banned": False, "merchant_max_amount": 50000.0,
@@ -20,6 +21,7 @@ def facts(**changes) -> dict:
             "identity": "match", "binding": "bound", "lists": [],
             **{c.name: 1.0 for c in COUNTERS}}
     base["card_amount_24h"] = 88.0
+    base["merchant_payments_1h"], base["merchant_payments_7d"] = 3.0, 500.0
     return {**base, **changes}
 
 
@@ -72,8 +74,9 @@ def test_list_hits(hit, outcome):
 
 def test_an_allow_list_lowers_the_score_but_never_lifts_a_forced_outcome():
     allowed = ["allow:card", "allow:mobile"]
-    assert decide(binding="not_bound").outcome is RiskOutcome.STEP_UP
-    assert decide(binding="not_bound", lists=allowed).outcome is RiskOutcome.APPROVE
+    small = {"amount": 15.0, "card_amount_24h": 15.0}
+    assert decide(binding="not_bound", **small).outcome is RiskOutcome.STEP_UP
+    assert decide(binding="not_bound", lists=allowed, **small).outcome is RiskOutcome.APPROVE
     assert decide(lists=[*allowed, "block:card"]).outcome is RiskOutcome.DECLINE
 
 
@@ -84,9 +87,42 @@ def test_identity_answers(identity, outcome):
     assert decide(identity=identity).outcome is outcome
 
 
-def test_binding_mismatch_steps_up():
-    decision = decide(binding="not_bound")
+def test_binding_mismatch_steps_up_and_reviews_above_a_small_amount():
+    decision = decide(binding="not_bound", amount=20.0, card_amount_24h=20.0)
     assert decision.outcome is RiskOutcome.STEP_UP and fired(decision) == {"binding_not_bound"}
+    # A stolen "full" on the fraudster's own phone passes a step-up: more than 20 yuan waits.
+    decision = decide(binding="not_bound", amount=20.01, card_amount_24h=20.01)
+    assert decision.outcome is RiskOutcome.REVIEW
+    assert fired(decision) == {"binding_not_bound", "binding_not_bound_over_20"}
+
+
+@pytest.mark.parametrize("change, outcome, rules", [
+    # An established merchant (500 a week) at three times its usual hour: nothing.
+    ({"merchant_payments_1h": 9.0}, RiskOutcome.APPROVE, set()),
+    # 30 in an hour is over ten times its own hourly rate (500 / 168 ≈ 3): review.
+    ({"merchant_payments_1h": 30.0}, RiskOutcome.REVIEW, {"merchant_burst_own_rate"}),
+    ({"merchant_payments_1h": 29.0}, RiskOutcome.APPROVE, set()),
+    # A merchant with no week behind it (new or dormant): its first payments wait...
+    ({"merchant_payments_1h": 1.0, "merchant_payments_7d": 1.0}, RiskOutcome.REVIEW,
+     {"merchant_new_or_dormant"}),
+    ({"merchant_payments_1h": 10.0, "merchant_payments_7d": 10.0}, RiskOutcome.REVIEW,
+     {"merchant_new_or_dormant"}),
+    # ...unless the operator allow-lists it; past 10 its burst is over its own rate.
+    ({"merchant_payments_1h": 1.0, "merchant_payments_7d": 1.0, "lists": ["allow:merchant"]},
+     RiskOutcome.APPROVE, set()),
+    ({"merchant_payments_1h": 11.0, "merchant_payments_7d": 11.0}, RiskOutcome.REVIEW,
+     {"merchant_burst_own_rate"}),
+    # Both burst rules: 60 + 60.
+    ({"merchant_payments_10m": 101.0, "merchant_payments_1h": 101.0,
+      "merchant_payments_7d": 101.0}, RiskOutcome.DECLINE,
+     {"merchant_burst", "merchant_burst_own_rate"}),
+    # Self-service is the platform's own line, not a merchant's order.
+    ({"mode": "selfservice", "merchant_payments_1h": 1.0, "merchant_payments_7d": 1.0},
+     RiskOutcome.APPROVE, set()),
+])
+def test_merchant_bursts_against_the_merchants_own_rate(change, outcome, rules):
+    decision = decide(**change)
+    assert decision.outcome is outcome and fired(decision) == rules
 
 
 @pytest.mark.parametrize("mode, amount, outcome", [
@@ -138,9 +174,11 @@ def test_a_shadow_rule_is_recorded_and_never_counted():
 
 
 def test_scores_add_up_to_the_threshold():
-    # 30 (binding) + 30 (large amount) = 60: review, though neither alone is.
-    decision = decide(binding="not_bound", amount=12000.0, card_amount_24h=12000.0)
+    # 30 (large amount) + 30 (credit card, no PIN) = 60: review, though neither alone is.
+    decision = decide(card_type="credit", pin_verified=False, amount=12000.0,
+                      card_amount_24h=12000.0)
     assert decision.score == 60 and decision.outcome is RiskOutcome.REVIEW
+    assert fired(decision) == {"large_amount_step_up", "credit_card_large"}
 
 
 @pytest.mark.parametrize("path", ["review", "decline"])
