@@ -28,9 +28,8 @@ from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
-from ivr.prompts import build_sounds
+from ivr.prompts import Manifest, build_sounds
 from ivr.merchants import ensure_merchant_keys
-from ivr.callback.merchant_prompts import manifest_with_merchants
 
 __all__ = ["Stack", "StackError", "main"]
 
@@ -90,7 +89,7 @@ class Stack:
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
         prepare_acquirer(self.acquirer_settings)
         ensure_merchant_keys(self.settings)
-        build_sounds(manifest_with_merchants(self.settings), REPO_ROOT / "sounds")
+        build_sounds(Manifest.load(), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
 

@@ -95,7 +95,8 @@ class Merchant:
         return self.mcc in BANNED_MCCS
 
     def display_name(self, language: str) -> str:
-        return self.name_zh if language == "zh" else self.name_en
+        """The name said to a cardholder: the Chinese name in Mandarin and Cantonese."""
+        return self.name_zh if language in ("zh", "yue") else self.name_en
 
 
 def load_seed(path: Path = SEED_FILE) -> list[Merchant]:

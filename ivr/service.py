@@ -41,11 +41,12 @@ from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCa
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
-from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
+from ivr.prompts import Manifest
+from ivr.spoken_names import CACHE_SUBDIR, SpokenNames
 from ivr.webhooks import WebhookNotifier
 
 __all__ = ["create_app", "drain", "serve", "main"]
@@ -134,8 +135,10 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         authorizer=Authorizer(app[ACQUIRER], app[STORE], terminal_id=settings.terminal_id,
                               merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
                               on_approved=returning.remember),
-        manifest=manifest_with_merchants(settings),
+        manifest=(manifest := Manifest.load()),
         oneline=switch,
+        merchants=app[MERCHANTS],
+        names=SpokenNames(settings.var_dir / CACHE_SUBDIR, manifest.voices),
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({

@@ -36,7 +36,9 @@ from ivr.paying.authorization import Authorizer
 from ivr.paying.context import FlowContext
 from ivr.selfservice.flow import selfservice
 from ivr.callback.flow import callback
-from ivr.callback.merchant_prompts import manifest_with_merchants
+from ivr.merchants import MerchantRegistry
+from ivr.prompts import Manifest
+from ivr.spoken_names import SpokenNames
 from ivr.oneline.flow import oneline
 from ivr.payments.store import Payment, PaymentStore
 from tests.integration.fake_asterisk import (
@@ -208,7 +210,10 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             pek=keys.pek,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
                                   merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
-            manifest=manifest_with_merchants(settings),
+            manifest=Manifest.load(),
+            merchants=MerchantRegistry.load(settings),
+            names=SpokenNames(tmp_path / "names", Manifest.load().voices,
+                              asterisk_path="/names"),
         )
         flows = FlowTracker()
         # The service's routes table (the callback and one-line flows are tested through this
