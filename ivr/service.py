@@ -40,6 +40,7 @@ from ivr.oneline.flow import oneline
 from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
+from ivr.callback.cardholder_language import CardholderLanguages
 from ivr.callback.orders import CallbackOrders
 from ivr.merchants import MerchantRegistry
 from ivr.payments.recovery import RecoverySweep, deadlines_from
@@ -122,7 +123,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
-    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer)
+    languages = CardholderLanguages(app[REDIS], keys.cardholder_key,
+                                    ttl_seconds=int(settings.retention_days * 86400))
+    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, languages)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,

@@ -72,9 +72,9 @@ class Orders:
         self.service = CallbackOrders(ivr.store, ivr.ctx.vault, ivr.settings.bin_table_file,
                                       dialer)  # type: ignore[arg-type]
 
-    async def callback(self, card: TestCard, **order: str) -> Payment:
+    async def callback(self, card: TestCard, *, language: str = "en", **order: str) -> Payment:
         """A callback order the dialer is calling: ``calling``, the phone ringing."""
-        payment = await self._risk_passed(card, "callback", **order)
+        payment = await self._risk_passed(card, "callback", language=language, **order)
         return await self.ivr.store.transition(payment.id, PaymentState.CALLING, reason="dialling")
 
     async def oneline(self, card: TestCard) -> Payment:
@@ -82,11 +82,12 @@ class Orders:
         return await self._risk_passed(card, "oneline", agent_id="1001",
                                        agent_channel=AGENT_CHANNEL, caller_channel=CALLER_CHANNEL)
 
-    async def _risk_passed(self, card: TestCard, mode: str, **extra: str) -> Payment:
+    async def _risk_passed(self, card: TestCard, mode: str, *, language: str = "en",
+                           **extra: str) -> Payment:
         order = Order(merchant_order_id=f"ORD-{card.name}", amount=Money.parse("50.00"),
                       description="mobile bill", card_number=card.pan,
                       cardholder_name="Zhang San", id_number="110105199001010014",
-                      mobile="13800138000", mode=mode, language="en")
+                      mobile="13800138000", mode=mode, language=language)
         payment = await self.service.create(self.merchant, order, self.bins.lookup(card.pan),
                                             mode=mode, **extra)
         return await self.ivr.store.transition(payment.id, PaymentState.RISK_PASSED, reason="test")
@@ -108,6 +109,30 @@ CALLBACK_START = ["created", "risk_passed", "calling", "answered"]
 
 
 # --- callback: paid --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["zh", "yue", "en"])
+async def test_the_call_speaks_the_payments_language(ivr: Ivr, orders: Orders,
+                                                     language: str) -> None:
+    # ¥50.00: 五十元 in Mandarin and Cantonese, "fifty yuan" in English.
+    amount = ["num_50", "currency_yuan"] if language == "en" else ["num_5", "num_shi",
+                                                                   "currency_yuan"]
+    payment = await orders.callback(APPROVE, language=language)
+    caller = await answer(ivr, payment, plays("callback_intro"), plays("[0-9a-f]" * 32),
+                          plays("callback_amount"), *map(plays, amount), asks("confirm_menu", "1"),
+                          *approved(APPROVE), plays("goodbye"))
+
+    assert (await ivr.store.get(payment.id)).status is PaymentState.APPROVED
+    paths = [c.args[0] for c in caller.commands if c.prompt]
+    # The merchant's name, from the run-time cache, in this language's voice and words
+    # (the Chinese name in Mandarin and Cantonese); every other prompt from this language's set.
+    merchant = orders.merchant
+    name = merchant.name_en if language == "en" else merchant.name_zh
+    assert paths[1] == f"/names/{ivr.ctx.names.key(name, language)}"
+    others = paths[:1] + paths[2:]
+    assert all(p.startswith(f"{ivr.settings.sounds_path}/{language}/") for p in others), others
+    assert caller.prompts[2:3 + len(amount)] == ["callback_amount", *amount]
+
 
 
 @pytest.mark.parametrize(("card", "keyed"), [(APPROVE, ["enter_pin"]),
