@@ -50,11 +50,50 @@ def test_8001_is_the_self_service_line_in_mandarin(stack):
     payment = stack.new_payment(mobile, before)
     assert payment["status"] == "approved" and payment["language"] == "zh"
     prompts = heard(stack, mark)
-    assert [p.stem for p in prompts][:5] == ["topup_welcome", "enter_mobile", "amount_menu",
-                                             "enter_card", "enter_pin"]
+    assert [p.stem for p in prompts][:7] == ["topup_welcome", "language_offer", "language_offer",
+                                             "enter_mobile", "amount_menu", "enter_card",
+                                             "enter_pin"]
     assert prompts[-1].stem == "goodbye"
-    # Every prompt from the Mandarin sounds; the same check on an 8000 call would see "en".
-    assert {p.parent.name for p in prompts} == {"zh"}
+    # Every prompt from the Mandarin sounds, but the offers of Cantonese and English, each in
+    # its own language.
+    assert [p.parent.name for p in prompts[1:3]] == ["yue", "en"]
+    assert {p.parent.name for p in prompts[:1] + prompts[3:]} == {"zh"}
+
+
+def test_a_caller_switches_the_line_to_english_and_hears_g711_files(stack):
+    """8000 answers in Mandarin; 9, pressed while the other languages are offered, switches the
+    whole call to English. Every prompt is played from its .ulaw file: the channel's write
+    format during playback is ulaw, so Asterisk translated nothing (a WAV would show slin)."""
+    card = find_test_card("approve")
+    mobile = "13800008009"
+    before, mark = stack.payment_ids(), stack.asterisk_mark()
+    cues = Cues()
+    try:
+        caller = stack.start_call(Call("switch_to_english", "8000", [
+            Key("9", cue="english", label="9 for English"),
+            Key(mobile, cue="mobile", label="mobile number"),
+            Key("1", cue="amount", label="1 for fifty yuan"),
+            Key(card.pan + "#", cue="card", label="card number"),
+            Key(card.pin + "#", cue="PIN", label="PIN"),
+        ]), cues=cues)
+        for prompt, cue in [("language_offer", "english"), ("enter_mobile", "mobile"),
+                            ("amount_menu", "amount"), ("enter_card", "card"),
+                            ("enter_pin", "PIN")]:
+            stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
+            cues.send(cue)
+        output, _ = caller.communicate(timeout=120)
+        assert caller.returncode == 0, output[-2000:]
+    finally:
+        cues.close()
+
+    payment = stack.new_payment(mobile, before)
+    assert payment["status"] == "approved" and payment["language"] == "en"
+    prompts = heard(stack, mark)
+    assert prompts[0].parent.name == "zh" and prompts[0].stem == "topup_welcome"
+    after = prompts[prompts.index(next(p for p in prompts if p.stem == "enter_mobile")):]
+    assert [p.stem for p in after][:4] == ["enter_mobile", "amount_menu", "enter_card", "enter_pin"]
+    assert {p.parent.name for p in after} == {"en"} and after[-1].stem == "goodbye"
+    assert {p.suffix for p in prompts} == {".ulaw"}, prompts
 
 
 def test_the_failure_path_apologises_when_the_ivr_cannot_be_reached(stack):
@@ -71,6 +110,6 @@ def test_the_failure_path_apologises_when_the_ivr_cannot_be_reached(stack):
 
     # The AGI could not connect: the dialplan went to [agi-fail] (its NoOp names AGISTATUS),
     # which apologised in the caller's language and hung up (the BYE SIPp waited for).
-    assert [(p.parent.name, p.stem) for p in heard(stack, mark)] == [("en", "service_unavailable")]
+    assert [(p.parent.name, p.stem) for p in heard(stack, mark)] == [("zh", "service_unavailable")]
     apology = stack.prompts_played("voicepay AGI failed: FAILURE", mark)
     assert [PurePosixPath(p).stem for p in apology] == ["service_unavailable"]
