@@ -26,28 +26,32 @@ def heard(stack, since: int) -> list[PurePosixPath]:
     return [PurePosixPath(p) for p in stack.prompts_played(SELF_SERVICE, since)]
 
 
-def test_8001_is_the_self_service_line_in_mandarin(stack):
+def top_up_on_cues(stack, name: str, number: str, mobile: str, *,
+                   first: tuple[tuple[str, Key], ...] = ()) -> tuple[dict, int]:
+    """A top-up on ``number`` keyed as the IVR asks (``first``: steps before the mobile number,
+    each a prompt to wait for and the key to press then); the payment, and the log mark."""
     card = find_test_card("approve")
-    mobile = "13800008001"
     before, mark = stack.payment_ids(), stack.asterisk_mark()
+    steps = [*first,
+             ("enter_mobile", Key(mobile, cue="mobile", label="mobile number")),
+             ("amount_menu", Key("1", cue="amount", label="1 for fifty yuan")),
+             ("enter_card", Key(card.pan + "#", cue="card", label="card number")),
+             ("enter_pin", Key(card.pin + "#", cue="PIN", label="PIN"))]
     cues = Cues()
     try:
-        caller = stack.start_call(Call("mandarin_topup", "8001", [
-            Key(mobile, cue="mobile", label="mobile number"),
-            Key("1", cue="amount", label="1 for fifty yuan"),
-            Key(card.pan + "#", cue="card", label="card number"),
-            Key(card.pin + "#", cue="PIN", label="PIN"),
-        ]), cues=cues)
-        for prompt, cue in [("enter_mobile", "mobile"), ("amount_menu", "amount"),
-                            ("enter_card", "card"), ("enter_pin", "PIN")]:
+        caller = stack.start_call(Call(name, number, [key for _, key in steps]), cues=cues)
+        for prompt, key in steps:
             stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
-            cues.send(cue)
+            cues.send(key.cue)
         output, _ = caller.communicate(timeout=120)  # the IVR says goodbye and hangs up
         assert caller.returncode == 0, output[-2000:]
     finally:
         cues.close()
+    return stack.new_payment(mobile, before), mark
 
-    payment = stack.new_payment(mobile, before)
+
+def test_8001_is_the_self_service_line_in_mandarin(stack):
+    payment, mark = top_up_on_cues(stack, "mandarin_topup", "8001", "13800008001")
     assert payment["status"] == "approved" and payment["language"] == "zh"
     prompts = heard(stack, mark)
     assert [p.stem for p in prompts][:7] == ["topup_welcome", "language_offer", "language_offer",
@@ -64,29 +68,8 @@ def test_a_caller_switches_the_line_to_english_and_hears_g711_files(stack):
     """8000 answers in Mandarin; 9, pressed while the other languages are offered, switches the
     whole call to English. Every prompt is played from its .ulaw file: the channel's write
     format during playback is ulaw, so Asterisk translated nothing (a WAV would show slin)."""
-    card = find_test_card("approve")
-    mobile = "13800008009"
-    before, mark = stack.payment_ids(), stack.asterisk_mark()
-    cues = Cues()
-    try:
-        caller = stack.start_call(Call("switch_to_english", "8000", [
-            Key("9", cue="english", label="9 for English"),
-            Key(mobile, cue="mobile", label="mobile number"),
-            Key("1", cue="amount", label="1 for fifty yuan"),
-            Key(card.pan + "#", cue="card", label="card number"),
-            Key(card.pin + "#", cue="PIN", label="PIN"),
-        ]), cues=cues)
-        for prompt, cue in [("language_offer", "english"), ("enter_mobile", "mobile"),
-                            ("amount_menu", "amount"), ("enter_card", "card"),
-                            ("enter_pin", "PIN")]:
-            stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
-            cues.send(cue)
-        output, _ = caller.communicate(timeout=120)
-        assert caller.returncode == 0, output[-2000:]
-    finally:
-        cues.close()
-
-    payment = stack.new_payment(mobile, before)
+    payment, mark = top_up_on_cues(stack, "switch_to_english", "8000", "13800008009", first=(
+        ("language_offer", Key("9", cue="english", label="9 for English")),))
     assert payment["status"] == "approved" and payment["language"] == "en"
     prompts = heard(stack, mark)
     assert prompts[0].parent.name == "zh" and prompts[0].stem == "topup_welcome"
