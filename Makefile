@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark \
                 python3 python3-venv ca-certificates procps iproute2
 
-.PHONY: run test unit bench docs deps venv asterisk prepare clean
+.PHONY: run test unit bench docs sounds deps venv asterisk prepare clean
 
 run: deps venv
 	$(PY) -m devstack.stack run
@@ -33,6 +33,11 @@ bench: deps venv
 docs: venv
 	$(PY) -m devstack.config_table --write
 
+# Every prompt in every language (WAV, .ulaw, .alaw) from sounds/manifest.toml; recordings put in
+# place of a WAV are kept (ivr/prompts.py). `make run` and `make test` do this too.
+sounds: deps venv
+	$(PY) -m ivr.prompts build
+
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -51,5 +56,7 @@ $(VENV)/.installed: pyproject.toml
 asterisk: deps venv
 	$(PY) -m devstack.asterisk_sandbox provision
 
+# Generated prompts go; recordings that replaced them stay.
 clean:
-	rm -rf var $(VENV) sounds/*/*.wav
+	-test -x $(PY) && $(PY) -m ivr.prompts clean
+	rm -rf var $(VENV)

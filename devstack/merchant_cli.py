@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     pay.add_argument("--mobile", required=True)
     pay.add_argument("--card", required=True)
     pay.add_argument("--amount", required=True, help="yuan, two decimals: 88.00")
-    pay.add_argument("--language", default="zh", choices=["zh", "en"])
+    pay.add_argument("--language", default=None, choices=["zh", "yue", "en"],
+                     help="left out: the cardholder's last language, else zh")
     pay.add_argument("--description", default="Demo order")
     pay.add_argument("--notify-url")
     for name in ("status", "cancel"):
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         body = {"merchant_order_id": f"CLI{int(time.time() * 1000)}", "amount": args.amount,
                 "description": args.description, "card_number": args.card,
                 "cardholder_name": DEMO_NAME, "id_number": DEMO_ID_NUMBER, "mobile": args.mobile,
-                "mode": "callback", "language": args.language}
+                "mode": "callback"}
+        if args.language:
+            body["language"] = args.language
         if args.notify_url:
             body["notify_url"] = args.notify_url
         status, reply = _request("POST", "/v1/payments", args.merchant, body)

@@ -30,9 +30,8 @@ from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
-from ivr.prompts import build_sounds
+from ivr.prompts import Manifest, build_sounds
 from ivr.merchants import ensure_merchant_keys
-from ivr.callback.merchant_prompts import manifest_with_merchants
 
 __all__ = ["Stack", "StackError", "main"]
 
@@ -98,7 +97,7 @@ class Stack:
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
         prepare_acquirer(self.acquirer_settings)
         ensure_merchant_keys(self.settings)
-        build_sounds(manifest_with_merchants(self.settings), REPO_ROOT / "sounds")
+        build_sounds(Manifest.load(), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
 
@@ -215,8 +214,8 @@ class Stack:
             "  SIP           udp 5060 on this machine (PJSIP, codecs ulaw/alaw, DTMF RFC 4733)",
             "  Softphones    user 6001 password voicepay-6001",
             "                user 6002 password voicepay-6002",
-            "  Numbers       8000  self-service phone top-up (English)",
-            "                8001  self-service phone top-up (Mandarin)",
+            "  Numbers       8000  self-service phone top-up (Mandarin; 8 Cantonese, 9 English)",
+            "                8001  the same line, Mandarin set by the dialplan",
             "  Callbacks     register a softphone as 13900000001 / voicepay-13900000001, then",
             "                .venv/bin/python -m devstack.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",

@@ -49,7 +49,7 @@ class Settings:
     # to be changed alone: the dialplan's Playback() paths and the sandbox's bind mount
     # (devstack/asterisk_sandbox.py) name /opt/voicepay/sounds too.
     sounds_path: str = field(metadata={"env": "VOICEPAY_SOUNDS_PATH"}, default="/opt/voicepay/sounds")
-    language: str = field(metadata={"env": "VOICEPAY_LANGUAGE"}, default="en")
+    language: str = field(metadata={"env": "VOICEPAY_LANGUAGE"}, default="zh")
     # Keypad timing, in milliseconds: first digit after a prompt, and between digits.
     first_digit_timeout_ms: int = field(metadata={"env": "VOICEPAY_FIRST_DIGIT_TIMEOUT_MS"}, default=10000)
     inter_digit_timeout_ms: int = field(metadata={"env": "VOICEPAY_INTER_DIGIT_TIMEOUT_MS"}, default=5000)

@@ -152,6 +152,7 @@ class Merchant:
         return self.mcc in self.banned_mccs
 
     def display_name(self, language: str) -> str:
+        """The name said to a cardholder: Cantonese falls back to the Chinese name."""
         if language == "yue":
             return self.name_yue or self.name_zh
         return self.name_zh if language == "zh" else self.name_en

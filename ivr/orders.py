@@ -47,7 +47,9 @@ class Order:
     id_number: str
     mobile: str
     mode: str = "callback"
-    language: str = "zh"
+    # None: the order does not say; the call speaks the cardholder's last language, else zh
+    # (ivr/callback/cardholder_language.py).
+    language: str | None = None
     notify_url: str | None = None
     agent_id: str | None = None
 

@@ -1,4 +1,10 @@
-"""The IVR's prompts: names checked against sounds/manifest.toml, and the WAVs built from it.
+"""The IVR's prompts: names checked against sounds/manifest.toml, and the sounds built from it.
+
+``make sounds`` (``python -m ivr.prompts build``) writes ``sounds/<lang>/<name>.wav`` with
+espeak-ng and sox, and ``.ulaw``/``.alaw`` beside each WAV. A professional recording replaces
+a prompt by being copied over its WAV: ``sounds/generated.json`` holds the hash of every WAV the
+generator wrote, so a WAV with another hash is a recording, never overwritten; its .ulaw/.alaw
+are remade from it.
 
 Flows refer to prompts by name through :class:`Prompts`, which turns a name into the path Asterisk
 plays (inside its sandbox) and refuses names the manifest does not have, so a typo fails in the
@@ -8,6 +14,8 @@ unit tests rather than as silence on a live call.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -17,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.config import REPO_ROOT
+from ivr.files import write_private
 
-__all__ = ["Manifest", "Prompts", "UnknownPrompt", "build_sounds", "MANIFEST_PATH"]
+__all__ = ["Manifest", "Prompts", "UnknownPrompt", "build_sounds", "clean_sounds", "codec_commands",
+           "synthesis_commands", "CODECS", "MANIFEST_PATH"]
 
 MANIFEST_PATH = REPO_ROOT / "sounds" / "manifest.toml"
 
@@ -41,11 +51,6 @@ class Manifest:
     @property
     def languages(self) -> list[str]:
         return sorted(self.texts)
-
-    def with_texts(self, extra: dict[str, dict[str, str]]) -> "Manifest":
-        """This manifest plus prompts defined elsewhere (merchant names, from the registry)."""
-        texts = {lang: {**names, **extra.get(lang, {})} for lang, names in self.texts.items()}
-        return Manifest(voices=self.voices, texts=texts)
 
 
 class Prompts:
@@ -71,46 +76,126 @@ class Prompts:
         return [self[f"digit_{d}"] for d in digits if d.isdigit()]
 
 
-def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> int:
-    """Render every prompt to ``out_dir/<lang>/<name>.wav``; returns how many were (re)built.
+# The files each prompt is made of: the WAV (the source: generated or a recording) and the raw
+# G.711 files Asterisk plays to µ-law and A-law calls without transcoding (it picks the format
+# cheapest to translate to the channel's, so a PCMU call plays the .ulaw file).
+CODECS = ("ulaw", "alaw")
+# Where build_sounds records what it wrote: "<lang>/<name>" -> the text, the voice and the
+# SHA-256 of the WAV it generated. A WAV whose hash is not the recorded one is someone's recording.
+GENERATED_RECORD = "generated.json"
 
-    A WAV is rebuilt only when it is missing or older than the manifest, so a second
-    ``make run`` costs nothing.
+
+def synthesis_commands(text: str, voice: str, wav: Path, scratch: Path) -> list[list[str]]:
+    """espeak-ng then sox: ``text`` spoken by ``voice`` into ``wav`` (8 kHz mono 16-bit, what
+    Asterisk's format_wav wants), through the file ``scratch``. Shared with the run-time
+    synthesis of merchant names (ivr/spoken_names.py)."""
+    return [
+        ["espeak-ng", "-v", voice, "-s", "165", "-w", str(scratch), text],
+        ["sox", "-V1", str(scratch), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
+         str(wav), "gain", "-n", "-3"],
+    ]
+
+
+def codec_commands(wav: Path) -> list[list[str]]:
+    """sox: the .ulaw and .alaw files beside ``wav``, made from it (any WAV sox reads)."""
+    return [["sox", "-V1", str(wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", encoding,
+             "-b", "8", str(wav.with_suffix(f".{codec}"))]
+            for codec, encoding in zip(CODECS, ("mu-law", "a-law"), strict=True)]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> int:
+    """Render every prompt to ``out_dir/<lang>/<name>.wav`` with its .ulaw and .alaw; returns how
+    many WAVs were (re)generated.
+
+    A WAV is generated when it is missing, or when the generator made it from another text (or
+    voice), or with ``force``; never when it is not the generator's (a recording put in its
+    place: its hash differs from the recorded one). The .ulaw/.alaw files are always remade from
+    the WAV beside them when that WAV changed, recordings included.
     """
-    espeak = shutil.which("espeak-ng")
-    sox = shutil.which("sox")
-    if not espeak or not sox:
+    if not shutil.which("espeak-ng") or not shutil.which("sox"):
         raise RuntimeError("espeak-ng and sox are needed to build the prompts (make deps installs them)")
+    record_path = out_dir / GENERATED_RECORD
+    record: dict[str, dict[str, str]] = (
+        json.loads(record_path.read_text("utf-8")) if record_path.exists() else {})
     built = 0
-    for language, prompts in manifest.texts.items():
-        voice = manifest.voices[language]
-        lang_dir = out_dir / language
-        lang_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in prompts.items():
-            target = lang_dir / f"{name}.wav"
-            # A sidecar with the text the WAV was made from: rebuilt only when the text changes.
-            stamp = lang_dir / f".{name}.txt"
-            if not force and target.exists() and stamp.exists() and stamp.read_text("utf-8") == text:
-                continue
-            with tempfile.NamedTemporaryFile(suffix=".wav") as raw:
-                subprocess.run([espeak, "-v", voice, "-s", "165", "-w", raw.name, text], check=True)
-                # Asterisk's format_wav wants 8 kHz, mono, signed 16-bit.
-                subprocess.run(
-                    [sox, "-V1", raw.name, "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
-                     str(target), "gain", "-n", "-3"],
-                    check=True,
-                )
-            stamp.write_text(text, "utf-8")
-            built += 1
+    try:
+        for language, prompts in manifest.texts.items():
+            voice = manifest.voices[language]
+            lang_dir = out_dir / language
+            lang_dir.mkdir(parents=True, exist_ok=True)
+            for name, text in prompts.items():
+                key = f"{language}/{name}"
+                wav = lang_dir / f"{name}.wav"
+                _adopt_legacy_stamp(wav, text, voice, record, key)
+                entry = record.get(key)
+                ours = entry is not None and wav.exists() and _sha256(wav) == entry["wav_sha256"]
+                if wav.exists() and not ours:
+                    pass  # a recording: never overwritten
+                elif force or not wav.exists() or (entry["text"], entry["voice"]) != (text, voice):
+                    with tempfile.TemporaryDirectory() as scratch:
+                        _run(synthesis_commands(text, voice, wav, Path(scratch) / "espeak.wav"))
+                    record[key] = entry = {"text": text, "voice": voice, "wav_sha256": _sha256(wav)}
+                    built += 1
+                wav_hash = _sha256(wav)
+                codecs_from = record.setdefault(f"{key}.codecs", {}).get("wav_sha256")
+                if codecs_from != wav_hash or not all(wav.with_suffix(f".{c}").exists() for c in CODECS):
+                    _run(codec_commands(wav))
+                    record[f"{key}.codecs"] = {"wav_sha256": wav_hash}
+    finally:
+        # Saved even when a step failed: a WAV written before it must stay known as ours.
+        write_private(record_path, json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False),
+                      mode=0o644)
     return built
+
+
+def clean_sounds(out_dir: Path) -> int:
+    """Remove what the generator wrote (WAVs still as it made them, and every .ulaw/.alaw made
+    from a generated WAV); recordings stay. Returns how many files were removed."""
+    record_path = out_dir / GENERATED_RECORD
+    if not record_path.exists():
+        return 0
+    record = json.loads(record_path.read_text("utf-8"))
+    removed = 0
+    for key, entry in record.items():
+        if key.endswith(".codecs") or "text" not in entry:
+            continue
+        wav = out_dir / f"{key}.wav"
+        if wav.exists() and _sha256(wav) == entry["wav_sha256"]:
+            for path in (wav, *(wav.with_suffix(f".{c}") for c in CODECS)):
+                removed += path.exists()
+                path.unlink(missing_ok=True)
+    record_path.unlink()
+    return removed
+
+
+def _adopt_legacy_stamp(wav: Path, text: str, voice: str, record: dict, key: str) -> None:
+    """Sounds built before generated.json kept the text in a ``.<name>.txt`` sidecar: a WAV with
+    one was the generator's, so it is recorded as such (and regenerated if the text changed)."""
+    stamp = wav.with_name(f".{wav.stem}.txt")
+    if key not in record and stamp.exists() and wav.exists():
+        record[key] = {"text": stamp.read_text("utf-8"), "voice": voice, "wav_sha256": _sha256(wav)}
+    stamp.unlink(missing_ok=True)
+
+
+def _run(commands: list[list[str]]) -> None:
+    for command in commands:
+        subprocess.run(command, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ivr.prompts", description=__doc__)
-    parser.add_argument("command", choices=["build"])
+    parser.add_argument("command", choices=["build", "clean"])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "sounds")
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--force", action="store_true",
+                        help="regenerate every generated WAV (recordings are still kept)")
     args = parser.parse_args(argv)
+    if args.command == "clean":
+        print(f"prompts: {clean_sounds(args.out)} generated files removed")
+        return 0
     built = build_sounds(Manifest.load(), args.out, force=args.force)
     print(f"prompts: {built} built")
     return 0

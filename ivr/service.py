@@ -42,8 +42,8 @@ from ivr.oneline.flow import oneline
 from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
 from ivr.callback.dialer import Dialer
+from ivr.callback.cardholder_language import CardholderLanguages
 from ivr.callback.orders import CallbackOrders
-from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
 from ivr.merchant_store import MerchantStore
 from ivr.payments.due_work import worker_name
@@ -57,6 +57,8 @@ from ivr.risk.lists import RiskLists
 from ivr.risk.rules import RuleBook
 from ivr.risk.subjects import SubjectDigester
 from ivr.risk.velocity import Velocity
+from ivr.prompts import Manifest
+from ivr.spoken_names import CACHE_SUBDIR, SpokenNames
 from ivr.webhooks import WebhookNotifier
 
 __all__ = ["create_app", "build_risk_engine", "drain", "serve", "main"]
@@ -179,7 +181,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
-    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer)
+    languages = CardholderLanguages(app[REDIS], keys.cardholder_key,
+                                    ttl_seconds=int(settings.retention_days * 86400))
+    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, languages)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,
@@ -192,8 +196,10 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         authorizer=Authorizer(app[ACQUIRER], app[STORE], terminal_id=settings.terminal_id,
                               merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
                               on_approved=returning.remember),
-        manifest=manifest_with_merchants(settings),
+        manifest=(manifest := Manifest.load()),
         oneline=switch,
+        merchants=app[MERCHANTS],
+        names=SpokenNames(settings.var_dir / CACHE_SUBDIR, manifest.voices),
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({

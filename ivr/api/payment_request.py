@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from ivr.api.errors import InvalidParameter
 from ivr.money import Money
 from ivr.orders import Order
+from ivr.speech import LANGUAGES
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
 
 __all__ = [
@@ -34,7 +35,6 @@ MODES = ("callback", "oneline")
 SUPPORTED_MODES = frozenset({"callback", "oneline"})
 # The agent whose live call a one-line payment is taken in: their PJSIP account name.
 _AGENT_ID = re.compile(r"[0-9]{3,10}")
-LANGUAGES = ("zh", "en")
 
 _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Exactly two decimal places, no sign, no exponent, no leading zeros: "0.01", "120.00".
@@ -174,8 +174,9 @@ def parse_order(raw: bytes, *, maximum: Money) -> Order:
         mobile = check_mainland_mobile(mobile)
     except ValidationError as exc:
         raise InvalidParameter("mobile", f"{exc} (mainland China mobile numbers only)") from None
-    language = body.get("language", "zh")
-    if language not in LANGUAGES:
+    # Left out: the order service picks the cardholder's last language (cardholder_language.py).
+    language = body.get("language")
+    if "language" in body and language not in LANGUAGES:
         raise InvalidParameter("language", f"must be one of {', '.join(LANGUAGES)}")
     notify_url = _notify_url(body.get("notify_url"))
     agent_id = body.get("agent_id")

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from ivr.hostlink.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
 from ivr.orders import Order, mask_id_number
+from ivr.callback.cardholder_language import CardholderLanguages
 from ivr.callback.dialer import Dialer
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.merchants import Merchant
 from ivr.risk.basic import assess
+from ivr.speech import DEFAULT_LANGUAGE
 from ivr.payments.store import Payment, PaymentState, PaymentStore, new_payment_id
 
 __all__ = ["CallbackOrders"]
@@ -25,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class CallbackOrders:
-    def __init__(self, store: PaymentStore, vault: PanVault, bins_path: Path, dialer: Dialer) -> None:
+    def __init__(self, store: PaymentStore, vault: PanVault, bins_path: Path, dialer: Dialer,
+                 languages: CardholderLanguages | None = None) -> None:
         self._store = store
+        self._languages = languages
         self._vault = vault
         self._bins_path = bins_path
         self._bins: BinTable | None = None
@@ -64,6 +68,8 @@ class CallbackOrders:
         """The payment of a merchant's order: card number encrypted, first 6 / last 4 in clear."""
         masked = mask_pan(order.card_number)
         payment_id = new_payment_id()
+        language = (await self._languages.choose(order) if self._languages is not None
+                    else order.language or DEFAULT_LANGUAGE)
         payment = await self._store.create(
             {
                 "mode": mode,
@@ -75,11 +81,11 @@ class CallbackOrders:
                 "cardholder_name": order.cardholder_name,
                 "id_number_masked": mask_id_number(order.id_number),
                 "mobile": order.mobile,
-                "language": order.language,
+                "language": language,
                 "pan_first6": masked[:6],
                 "pan_last4": masked[-4:],
                 "card_type": card.card_type if card else "unknown",
-                "issuer": (card.issuer_zh if order.language == "zh" else card.issuer_en) if card else "",
+                "issuer": card.issuer(language) if card else "",
                 **({"notify_url": order.notify_url} if order.notify_url else {}),
                 **extra,
             },

@@ -59,8 +59,8 @@ class BinInfo:
         return self.card_type == "credit"
 
     def issuer(self, language: str) -> str:
-        """The issuer's name in ``language`` ("zh" or anything else for English)."""
-        return self.issuer_zh if language == "zh" else self.issuer_en
+        """The issuer's name in ``language``: Chinese for "zh" and "yue", else English."""
+        return self.issuer_zh if language in ("zh", "yue") else self.issuer_en
 
 
 class BinTable:

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from ivr.agi.channel import AgiChannel
 from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
+from ivr.merchants import UnknownMerchant
+from ivr.merchant_store import MerchantStore
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, Prompts
 from ivr.payments.store import PaymentStore
+from ivr.spoken_names import SpokenNames
 
 __all__ = ["FlowContext"]
 
@@ -25,9 +28,25 @@ class FlowContext:
     authorizer: Authorizer
     manifest: Manifest
     oneline: OnelineSwitch | None = None
+    merchants: MerchantStore | None = None
+    names: SpokenNames | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)
+
+    async def merchant_name(self, merchant_id: str, prompts: Prompts) -> str:
+        """The prompt that says the merchant's name in the prompts' language, synthesized at run
+        time (ivr/spoken_names.py); "the merchant" when that is not possible."""
+        path = None
+        if self.merchants is not None and self.names is not None:
+            try:
+                merchant = await self.merchants.get(merchant_id)
+            except UnknownMerchant:
+                merchant = None
+            if merchant is not None:
+                path = await self.names.prompt(merchant.display_name(prompts.language),
+                                               prompts.language)
+        return path or prompts["merchant_generic"]
 
     def keypad(self, call: AgiChannel, prompts: Prompts) -> Keypad:
         return Keypad(call, prompts, self.settings.first_digit_timeout_ms,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 from ivr.agi.channel import AgiChannel, AgiHangup
-from ivr.callback.merchant_prompts import merchant_prompt_name
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import Keypad, TooManyAttempts
@@ -55,11 +54,9 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             log.warning("call %s: %s", call.uniqueid, exc)
             await call.stream(prompts["service_unavailable"])
             return True
-        # A merchant admitted while the stack runs has no recorded name until the prompts are
-        # next built: the call goes on without it rather than failing.
-        name = merchant_prompt_name(payment.merchant_id)
+        merchant_name = await ctx.merchant_name(payment.merchant_id, prompts)
         await call.play(prompts["callback_intro"],
-                        *([prompts[name]] if name in prompts else []),
+                        merchant_name,
                         prompts["callback_amount"],
                         *(prompts[name] for name in amount_prompts(payment.amount.fen,
                                                                    prompts.language)))

@@ -1,7 +1,11 @@
 """The self-service phone top-up line, top to bottom as the caller hears it.
 
-    greeting → mobile number to top up → amount menu → card number → PIN → "please wait"
-    → result (with the reference number) → goodbye
+    greeting, with the other languages offered → mobile number to top up → amount menu
+    → card number → PIN → "please wait" → result (with the reference number) → goodbye
+
+The line speaks the channel's language (Mandarin unless the dialplan says otherwise); after the
+greeting each other language is offered in its own words ("For English, press 9", "廣東話請按8",
+"普通话请按7"), and its key, during the offers or shortly after, switches the whole call.
 
 The payment exists from the moment the order is complete (mobile, amount, card). A caller who
 hangs up before the PIN block exists leaves it ``abandoned``; nothing reaches the acquirer.
@@ -18,23 +22,26 @@ from ivr.paying.context import FlowContext
 from ivr.paying.keypad import TooManyAttempts
 from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize
 from ivr.payments.model import PaymentMode, new_payment_id
+from ivr.prompts import Prompts
 from ivr.validation import check_card_number, check_mainland_mobile
 
-__all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR"]
+__all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR", "LANGUAGE_KEYS", "LANGUAGE_CHOICE_MS"]
 
 log = logging.getLogger(__name__)
 
 # Menu key -> amount in fen. The amount_menu prompt in sounds/manifest.toml reads these out.
 TOPUP_AMOUNTS_MINOR = {"1": 5000, "2": 10000, "3": 20000}
+# The key that switches to each language; each language_offer prompt says its own.
+LANGUAGE_KEYS = {"7": "zh", "8": "yue", "9": "en"}
+# How long the last offer waits for a key: short, as most callers keep the line's language.
+LANGUAGE_CHOICE_MS = 2000
 
 
 async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
-    prompts = ctx.prompts(_language(call, ctx))
-    keypad = ctx.keypad(call, prompts)
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     log.info("call %s: self-service top-up from %s", call.uniqueid, call.channel_name)
-
-    await call.stream(prompts["topup_welcome"])
+    prompts = await _welcome(call, ctx, ctx.prompts(_language(call, ctx)))
+    keypad = ctx.keypad(call, prompts)
     try:
         topup_number = await keypad.digits("enter_mobile", max_digits=11,
                                            check=check_mainland_mobile, invalid="invalid_mobile")
@@ -84,6 +91,26 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
     await announce(call, prompts, outcome)
     await call.stream(prompts["goodbye"])
     await call.hangup()
+
+
+async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> Prompts:
+    """The greeting, then the other languages offered; the prompts of the language chosen.
+
+    A key that chooses no language is not kept: the caller is asked for the mobile number next.
+    """
+    offered = {key: language for key, language in LANGUAGE_KEYS.items()
+               if language != prompts.language and language in ctx.manifest.texts}
+    offers = [ctx.prompts(language)["language_offer"] for language in offered.values()]
+    keys = "".join(offered)
+    key = await call.stream(prompts["topup_welcome"], keys)
+    for offer in offers[:-1]:
+        key = key or await call.stream(offer, keys)
+    if not key and offers:
+        key = (await call.get_data(offers[-1], LANGUAGE_CHOICE_MS, 1)).digits
+    if key not in offered:
+        return prompts
+    log.info("call %s: caller chose %s", call.uniqueid, offered[key])
+    return ctx.prompts(offered[key])
 
 
 def _language(call: AgiChannel, ctx: FlowContext) -> str:

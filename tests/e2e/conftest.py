@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -92,7 +92,9 @@ class E2E:
     def prompts_played(self, noop_marker: str, since: int = 0) -> list[str]:
         """The sound files played to the channel whose dialplan logged ``NoOp(<noop_marker>)``
         (e.g. "voicepay callback pay_..."), from that line on: what that party heard (nothing
-        yet if the channel has not got there). ``since`` (asterisk_mark()) skips earlier calls
+        yet if the channel has not got there). Each is the file's path and, as its extension,
+        the format Asterisk played it in (the channel's write format: ``ulaw`` when the .ulaw
+        file beside the WAV was played as is, ``slin`` when a WAV was transcoded). ``since`` (asterisk_mark()) skips earlier calls
         with the same marker."""
         lines = self._asterisk_log()[since:]
         for index, line in enumerate(lines):
@@ -107,7 +109,7 @@ class E2E:
                         timeout: float = 60, since: int = 0) -> None:
         """Wait until that channel has been played ``prompt`` ``count`` times: the IVR is asking."""
         def played() -> int:
-            return sum(p.endswith(f"/{prompt}.slin")
+            return sum(PurePosixPath(p).stem == prompt
                        for p in self.prompts_played(noop_marker, since))
         assert self.wait_until(lambda: played() >= count, timeout), \
             f"the IVR never played {prompt} to the channel of {noop_marker!r}"

@@ -10,6 +10,7 @@ import dataclasses
 import subprocess
 import time
 from datetime import datetime
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -57,6 +58,27 @@ def states(payment: dict) -> list[str]:
     return [h["state"] for h in payment["history"]]
 
 
+def test_debit_card_approved_in_cantonese(stack):
+    """A Cantonese order: every prompt from the yue set, the merchant's name synthesized in
+    Cantonese at run time, each played from its .ulaw file (no transcoding)."""
+    card = find_test_card("approve")
+    number = "13800138101"
+    callee = stack.phone(phone.pays_with_pin("cb_cantonese", [card.pin], language="yue",
+                                             amount_minor=100110), number)
+    payment = submit(stack, order(number, card, amount="1001.10", language="yue"))
+    assert callee.wait(timeout=120) == 0, finish(callee)
+    payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert payment["status"] == "approved" and payment["language"] == "yue"
+    heard = [PurePosixPath(p) for p in stack.prompts_played(f"voicepay callback {payment['id']}")]
+    assert heard[1].parent.name == "voicepay-names", heard
+    rest = heard[:1] + heard[2:]
+    assert {p.parent.name for p in rest} == {"yue"}, heard
+    # 一千零一元一角, said in Cantonese.
+    assert [p.stem for p in heard[2:9]] == ["callback_amount", "num_1", "num_qian", "num_0",
+                                            "num_1", "currency_yuan", "num_1"]
+    assert {p.suffix for p in heard} == {".ulaw"}, heard
+
+
 def test_debit_card_approved_in_mandarin(stack):
     card = find_test_card("approve")
     number = "13800138101"
@@ -72,10 +94,12 @@ def test_debit_card_approved_in_mandarin(stack):
                                "pin_entry", "authorizing", "approved"]
     seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 8800)]
-    # What the cardholder heard was Mandarin: every prompt of this call from the zh set.
+    # What the cardholder heard was Mandarin: every prompt of this call from the zh set, but the
+    # merchant's name, synthesized by the ivr service into its cache (ivr/spoken_names.py).
     heard = stack.prompts_played(f"voicepay callback {payment['id']}")
-    assert heard and heard[0].endswith("/zh/callback_intro.slin"), heard
-    assert [p for p in heard if "/sounds/zh/" not in p] == []
+    assert heard and heard[0].endswith("/zh/callback_intro.ulaw"), heard
+    assert "/voicepay-names/" in heard[1], heard
+    assert [p for p in heard[:1] + heard[2:] if "/sounds/zh/" not in p] == []
 
 
 def test_credit_card_approved_with_expiry_and_cvv2(stack):

@@ -26,35 +26,57 @@ def heard(stack, since: int) -> list[PurePosixPath]:
     return [PurePosixPath(p) for p in stack.prompts_played(SELF_SERVICE, since)]
 
 
-def test_8001_is_the_self_service_line_in_mandarin(stack):
+def top_up_on_cues(stack, name: str, number: str, mobile: str, *,
+                   first: tuple[tuple[str, Key], ...] = ()) -> tuple[dict, int]:
+    """A top-up on ``number`` keyed as the IVR asks (``first``: steps before the mobile number,
+    each a prompt to wait for and the key to press then); the payment, and the log mark."""
     card = find_test_card("approve")
-    mobile = "13800008001"
     before, mark = stack.payment_ids(), stack.asterisk_mark()
+    steps = [*first,
+             ("enter_mobile", Key(mobile, cue="mobile", label="mobile number")),
+             ("amount_menu", Key("1", cue="amount", label="1 for fifty yuan")),
+             ("enter_card", Key(card.pan + "#", cue="card", label="card number")),
+             ("enter_pin", Key(card.pin + "#", cue="PIN", label="PIN"))]
     cues = Cues()
     try:
-        caller = stack.start_call(Call("mandarin_topup", "8001", [
-            Key(mobile, cue="mobile", label="mobile number"),
-            Key("1", cue="amount", label="1 for fifty yuan"),
-            Key(card.pan + "#", cue="card", label="card number"),
-            Key(card.pin + "#", cue="PIN", label="PIN"),
-        ]), cues=cues)
-        for prompt, cue in [("enter_mobile", "mobile"), ("amount_menu", "amount"),
-                            ("enter_card", "card"), ("enter_pin", "PIN")]:
+        caller = stack.start_call(Call(name, number, [key for _, key in steps]), cues=cues)
+        for prompt, key in steps:
             stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
-            cues.send(cue)
+            cues.send(key.cue)
         output, _ = caller.communicate(timeout=120)  # the IVR says goodbye and hangs up
         assert caller.returncode == 0, output[-2000:]
     finally:
         cues.close()
+    return stack.new_payment(mobile, before), mark
 
-    payment = stack.new_payment(mobile, before)
+
+def test_8001_is_the_self_service_line_in_mandarin(stack):
+    payment, mark = top_up_on_cues(stack, "mandarin_topup", "8001", "13800008001")
     assert payment["status"] == "approved" and payment["language"] == "zh"
     prompts = heard(stack, mark)
-    assert [p.stem for p in prompts][:5] == ["topup_welcome", "enter_mobile", "amount_menu",
-                                             "enter_card", "enter_pin"]
+    assert [p.stem for p in prompts][:7] == ["topup_welcome", "language_offer", "language_offer",
+                                             "enter_mobile", "amount_menu", "enter_card",
+                                             "enter_pin"]
     assert prompts[-1].stem == "goodbye"
-    # Every prompt from the Mandarin sounds; the same check on an 8000 call would see "en".
-    assert {p.parent.name for p in prompts} == {"zh"}
+    # Every prompt from the Mandarin sounds, but the offers of Cantonese and English, each in
+    # its own language.
+    assert [p.parent.name for p in prompts[1:3]] == ["yue", "en"]
+    assert {p.parent.name for p in prompts[:1] + prompts[3:]} == {"zh"}
+
+
+def test_a_caller_switches_the_line_to_english_and_hears_g711_files(stack):
+    """8000 answers in Mandarin; 9, pressed while the other languages are offered, switches the
+    whole call to English. Every prompt is played from its .ulaw file: the channel's write
+    format during playback is ulaw, so Asterisk translated nothing (a WAV would show slin)."""
+    payment, mark = top_up_on_cues(stack, "switch_to_english", "8000", "13800008009", first=(
+        ("language_offer", Key("9", cue="english", label="9 for English")),))
+    assert payment["status"] == "approved" and payment["language"] == "en"
+    prompts = heard(stack, mark)
+    assert prompts[0].parent.name == "zh" and prompts[0].stem == "topup_welcome"
+    after = prompts[prompts.index(next(p for p in prompts if p.stem == "enter_mobile")):]
+    assert [p.stem for p in after][:4] == ["enter_mobile", "amount_menu", "enter_card", "enter_pin"]
+    assert {p.parent.name for p in after} == {"en"} and after[-1].stem == "goodbye"
+    assert {p.suffix for p in prompts} == {".ulaw"}, prompts
 
 
 def test_the_failure_path_apologises_when_the_ivr_cannot_be_reached(stack):
@@ -71,6 +93,6 @@ def test_the_failure_path_apologises_when_the_ivr_cannot_be_reached(stack):
 
     # The AGI could not connect: the dialplan went to [agi-fail] (its NoOp names AGISTATUS),
     # which apologised in the caller's language and hung up (the BYE SIPp waited for).
-    assert [(p.parent.name, p.stem) for p in heard(stack, mark)] == [("en", "service_unavailable")]
+    assert [(p.parent.name, p.stem) for p in heard(stack, mark)] == [("zh", "service_unavailable")]
     apology = stack.prompts_played("voicepay AGI failed: FAILURE", mark)
     assert [PurePosixPath(p).stem for p in apology] == ["service_unavailable"]

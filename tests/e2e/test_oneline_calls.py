@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -211,7 +211,7 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     assert final["status"] == "abandoned"
     assert "stan" not in final
     heard_by_agent = stack.prompts_played(f"voicepay agent waiting on {payment['id']}")
-    assert any(p.endswith("/customer_hung_up.slin") for p in heard_by_agent), heard_by_agent
+    assert any(PurePosixPath(p).stem == "customer_hung_up" for p in heard_by_agent), heard_by_agent
 
 
 def test_agent_gone_caller_still_gets_the_result(stack):
@@ -237,10 +237,10 @@ def test_agent_gone_caller_still_gets_the_result(stack):
     final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
     assert final["status"] == "approved"
     # After the result, the caller was offered the queue ("press 1 to speak to another agent").
-    heard = [p.rsplit("/", 1)[-1] for p in
+    heard = [PurePosixPath(p).stem for p in
              stack.prompts_played(f"voicepay one-line payment {payment['id']}")]
-    assert "approved.slin" in heard and "agent_gone.slin" in heard, heard
-    assert heard.index("approved.slin") < heard.index("agent_gone.slin"), heard
+    assert "approved" in heard and "agent_gone" in heard, heard
+    assert heard.index("approved") < heard.index("agent_gone"), heard
 
 
 def test_declined_then_paid_with_another_card_in_the_same_call(stack):

@@ -22,11 +22,13 @@ from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.callback.orders import CallbackOrders
 from ivr.hostlink.bin_table import BinTable
-from ivr.merchants import MerchantRegistry
+from ivr.merchants import MerchantRegistry, load_seed
 from ivr.money import Money
 from ivr.oneline.switch import OnelineSwitch
 from ivr.orders import Order
 from ivr.payments.store import Payment, PaymentState
+from ivr.prompts import Manifest
+from ivr.spoken_names import SpokenNames
 from simulators.acquirer.testcards import TestCard, find_test_card
 from tests.integration import test_selfservice_fastagi as harness
 from tests.integration.fake_ami import FakeAmi
@@ -42,10 +44,13 @@ CREDIT_MMYY = CREDIT.expiry[2:] + CREDIT.expiry[:2]  # the book says YYMM; the c
 AGENT_CHANNEL = "PJSIP/1001-00000002"
 CALLER_CHANNEL = "PJSIP/cardholder-00000001"
 
-# "... your payment to China Mobile Shanghai. The amount is fifty yuan."
-INTRO = [plays("callback_intro"), plays("merchant_M100001"), plays("callback_amount"),
+# "... your payment to China Mobile Shanghai. The amount is fifty yuan." The merchant's name is
+# the file the run-time synthesis cached (ivr/spoken_names.py), named by its hash.
+MERCHANT_NAME = SpokenNames(Path("unused"), Manifest.load().voices).key(
+    next(m for m in load_seed() if m.id == "M100001").name_en, "en")
+INTRO = [plays("callback_intro"), plays(MERCHANT_NAME), plays("callback_amount"),
          plays("num_50"), plays("currency_yuan")]
-INTRO_HEARD = ["callback_intro", "merchant_M100001", "callback_amount", "num_50", "currency_yuan"]
+INTRO_HEARD = ["callback_intro", MERCHANT_NAME, "callback_amount", "num_50", "currency_yuan"]
 
 
 def approved(card: TestCard) -> list[Expect]:
@@ -67,9 +72,9 @@ class Orders:
         self.service = CallbackOrders(ivr.store, ivr.ctx.vault, ivr.settings.bin_table_file,
                                       dialer)  # type: ignore[arg-type]
 
-    async def callback(self, card: TestCard, **order: str) -> Payment:
+    async def callback(self, card: TestCard, *, language: str = "en", **order: str) -> Payment:
         """A callback order the dialer is calling: ``calling``, the phone ringing."""
-        payment = await self._risk_passed(card, "callback", **order)
+        payment = await self._risk_passed(card, "callback", language=language, **order)
         return await self.ivr.store.transition(payment.id, PaymentState.CALLING, reason="dialling")
 
     async def oneline(self, card: TestCard) -> Payment:
@@ -77,11 +82,12 @@ class Orders:
         return await self._risk_passed(card, "oneline", agent_id="1001",
                                        agent_channel=AGENT_CHANNEL, caller_channel=CALLER_CHANNEL)
 
-    async def _risk_passed(self, card: TestCard, mode: str, **extra: str) -> Payment:
+    async def _risk_passed(self, card: TestCard, mode: str, *, language: str = "en",
+                           **extra: str) -> Payment:
         order = Order(merchant_order_id=f"ORD-{card.name}", amount=Money.parse("50.00"),
                       description="mobile bill", card_number=card.pan,
                       cardholder_name="Zhang San", id_number="110105199001010014",
-                      mobile="13800138000", mode=mode, language="en")
+                      mobile="13800138000", mode=mode, language=language)
         payment = await self.service.create(self.merchant, order, self.bins.lookup(card.pan),
                                             mode=mode, **extra)
         return await self.ivr.store.transition(payment.id, PaymentState.RISK_PASSED, reason="test")
@@ -103,6 +109,30 @@ CALLBACK_START = ["created", "risk_passed", "calling", "answered"]
 
 
 # --- callback: paid --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["zh", "yue", "en"])
+async def test_the_call_speaks_the_payments_language(ivr: Ivr, orders: Orders,
+                                                     language: str) -> None:
+    # ¥50.00: 五十元 in Mandarin and Cantonese, "fifty yuan" in English.
+    amount = ["num_50", "currency_yuan"] if language == "en" else ["num_5", "num_shi",
+                                                                   "currency_yuan"]
+    payment = await orders.callback(APPROVE, language=language)
+    caller = await answer(ivr, payment, plays("callback_intro"), plays("[0-9a-f]" * 32),
+                          plays("callback_amount"), *map(plays, amount), asks("confirm_menu", "1"),
+                          *approved(APPROVE), plays("goodbye"))
+
+    assert (await ivr.store.get(payment.id)).status is PaymentState.APPROVED
+    paths = [c.args[0] for c in caller.commands if c.prompt]
+    # The merchant's name, from the run-time cache, in this language's voice and words
+    # (the Chinese name in Mandarin and Cantonese); every other prompt from this language's set.
+    merchant = orders.merchant
+    name = merchant.name_en if language == "en" else merchant.name_zh
+    assert paths[1] == f"/names/{ivr.ctx.names.key(name, language)}"
+    others = paths[:1] + paths[2:]
+    assert all(p.startswith(f"{ivr.settings.sounds_path}/{language}/") for p in others), others
+    assert caller.prompts[2:3 + len(amount)] == ["callback_amount", *amount]
+
 
 
 @pytest.mark.parametrize(("card", "keyed"), [(APPROVE, ["enter_pin"]),
@@ -413,14 +443,18 @@ async def test_oneline_without_the_card_number_fails_and_returns_to_the_agent(
     assert caller.prompts == ["service_unavailable"] and fake_ami.sent("Redirect") == []
 
 
-async def test_a_merchant_without_a_name_prompt_is_called_about_without_its_name(
+async def test_a_merchant_admitted_while_running_is_spoken_on_its_first_call(
         ivr: Ivr, orders: Orders) -> None:
-    """A merchant admitted while the stack runs has no recorded name yet: the call goes on."""
-    from dataclasses import replace
-    orders.merchant = replace(orders.merchant, id="M200001")
+    """A merchant admitted while the stack runs has no prompt in the manifest: its name is
+    synthesized for its first call (ivr/spoken_names.py), with no rebuild."""
+    admitted, _, _ = await ivr.ctx.merchants.admit(
+        {"id": "M200001", "name_en": "Harbour Books", "name_zh": "海港书店", "mcc": "5942",
+         "max_amount": "500.00"})
+    orders.merchant = admitted
     payment = await orders.callback(APPROVE)
-    intro = [step for step in INTRO if step != plays("merchant_M100001")]
+    name = SpokenNames(Path("unused"), Manifest.load().voices).key("Harbour Books", "en")
+    intro = [plays("callback_intro"), plays(name), *INTRO[2:]]
     caller = await answer(ivr, payment, *intro, asks("confirm_menu", "2"),
                           plays("payment_refused"), plays("goodbye"))
     assert (await ivr.store.get(payment.id)).status is PaymentState.REFUSED
-    assert caller.prompts[:4] == ["callback_intro", "callback_amount", "num_50", "currency_yuan"]
+    assert caller.prompts[:2] == ["callback_intro", name] and name != MERCHANT_NAME

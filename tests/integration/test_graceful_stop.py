@@ -262,5 +262,5 @@ async def test_a_second_sigterm_ends_the_drain(child_service: ChildService) -> N
     assert "signalled again: not waiting for calls any longer" in service.log.text
     assert "FastAGI: cutting off 1 calls still in progress" in service.log.text
     pin.release.set()
-    with pytest.raises(ScriptMismatch, match="the IVR ended the call before step 6"):
+    with pytest.raises(ScriptMismatch, match="the IVR ended the call before step 8"):
         await call

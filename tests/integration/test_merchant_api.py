@@ -87,7 +87,7 @@ class FakeOrders:
         payment_fields: dict[str, str | int] = {
             "mode": order.mode, "merchant_id": merchant.id,
             "merchant_order_id": order.merchant_order_id, "amount_minor": order.amount.fen,
-            "currency": "CNY", "description": order.description, "language": order.language,
+            "currency": "CNY", "description": order.description, "language": order.language or "zh",
             "pan_first6": masked[:6], "pan_last4": masked[-4:],
         }
         if order.notify_url:

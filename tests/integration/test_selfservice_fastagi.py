@@ -36,7 +36,10 @@ from ivr.paying.authorization import Authorizer
 from ivr.paying.context import FlowContext
 from ivr.selfservice.flow import selfservice
 from ivr.callback.flow import callback
-from ivr.callback.merchant_prompts import manifest_with_merchants
+from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
+from ivr.prompts import Manifest
+from ivr.spoken_names import SpokenNames
 from ivr.oneline.flow import oneline
 from ivr.payments.store import Payment, PaymentStore
 from tests.integration.fake_asterisk import (
@@ -57,7 +60,11 @@ APPROVE = find_test_card("approve")
 WRONG_PIN = find_test_card("wrong_pin")
 NOT_THE_PIN = "000000"  # keyed as a wrong PIN; no test card has it
 
-ORDER = ["topup_welcome", "enter_mobile", "amount_menu", "enter_card"]
+# The greeting on an English line: Mandarin offered (7), then Cantonese (8), each in its own
+# words; the caller keys nothing and stays in English.
+WELCOME = [plays("topup_welcome"), plays("language_offer"), asks("language_offer")]
+WELCOME_HEARD = ["topup_welcome", "language_offer", "language_offer"]
+ORDER = [*WELCOME_HEARD, "enter_mobile", "amount_menu", "enter_card"]
 # Twelve digits: the RRN the acquirer returns, read out one by one after "approved".
 REFERENCE_NUMBER = [plays("digit_?")] * 12
 
@@ -65,7 +72,7 @@ REFERENCE_NUMBER = [plays("digit_?")] * 12
 def order(card: TestCard, *, mobile: str = MOBILE, menu_key: str = "1") -> list[Expect]:
     """Greeting, mobile number, amount and card number, each keyed right the first time."""
     return [
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", mobile),
         asks("amount_menu", menu_key),
         asks("enter_card", card.pan),
@@ -199,6 +206,8 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
     keys = load_ivr_keys(settings.ivr_keys_file)
     simulator = build_simulator(load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY))
     store = PaymentStore(redis_client, pan_ttl_seconds=settings.pan_ttl_seconds)
+    merchants = MerchantStore.from_settings(redis_client, settings)
+    await merchants.seed(MerchantRegistry.load(settings))
     async with AcquirerServer(simulator, settings.acquirer_host, 0) as acquirer:
         client = AcquirerClient(settings.acquirer_host, acquirer.port, settings.acquirer_timeout)
         ctx = FlowContext(
@@ -208,7 +217,10 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             pek=keys.pek,
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
                                   merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
-            manifest=manifest_with_merchants(settings),
+            manifest=Manifest.load(),
+            merchants=merchants,
+            names=SpokenNames(tmp_path / "names", Manifest.load().voices,
+                              asterisk_path="/names"),
         )
         flows = FlowTracker()
         # The service's routes table (the callback and one-line flows are tested through this
@@ -274,7 +286,7 @@ async def test_approved_reads_out_the_reference_number(ivr: Ivr) -> None:
 
 async def test_invalid_mobile_is_reprompted(ivr: Ivr) -> None:
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", "12345678901"),  # 11 digits, but no mobile starts with 12
         plays("invalid_mobile"),
         asks("enter_mobile", "1380000", timeout=True),  # too short, no #
@@ -285,7 +297,7 @@ async def test_invalid_mobile_is_reprompted(ivr: Ivr) -> None:
         asks("enter_pin", hang_up=True),
     )
 
-    assert caller.prompts == ["topup_welcome", "enter_mobile", "invalid_mobile", "enter_mobile",
+    assert caller.prompts == [*WELCOME_HEARD, "enter_mobile", "invalid_mobile", "enter_mobile",
                               "invalid_mobile", "enter_mobile", "amount_menu", "enter_card",
                               "enter_pin"]
     payment = await ivr.the_payment()
@@ -295,7 +307,7 @@ async def test_invalid_mobile_is_reprompted(ivr: Ivr) -> None:
 
 async def test_silence_is_reprompted(ivr: Ivr) -> None:
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile"),  # nothing keyed: "200 result= (timeout)"
         plays("no_input"),
         asks("enter_mobile", MOBILE),
@@ -314,7 +326,7 @@ async def test_silence_is_reprompted(ivr: Ivr) -> None:
         plays("goodbye"),
     )
 
-    assert caller.prompts[:13] == ["topup_welcome", "enter_mobile", "no_input", "enter_mobile",
+    assert caller.prompts[:15] == [*WELCOME_HEARD, "enter_mobile", "no_input", "enter_mobile",
                                    "amount_menu", "no_input", "amount_menu", "enter_card",
                                    "no_input", "enter_card", "enter_pin", "no_input", "enter_pin"]
     payment = await ivr.the_payment()
@@ -325,7 +337,7 @@ async def test_silence_is_reprompted(ivr: Ivr) -> None:
 
 async def test_too_many_invalid_mobiles_end_the_call_without_a_payment(ivr: Ivr) -> None:
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", "123"),
         plays("invalid_mobile"),
         asks("enter_mobile"),
@@ -336,7 +348,7 @@ async def test_too_many_invalid_mobiles_end_the_call_without_a_payment(ivr: Ivr)
         plays("goodbye"),
     )
 
-    assert caller.prompts == ["topup_welcome", "enter_mobile", "invalid_mobile", "enter_mobile",
+    assert caller.prompts == [*WELCOME_HEARD, "enter_mobile", "invalid_mobile", "enter_mobile",
                               "no_input", "enter_mobile", "invalid_mobile", "too_many_attempts",
                               "goodbye"]
     assert await ivr.payments() == []
@@ -348,7 +360,7 @@ async def test_too_many_invalid_mobiles_end_the_call_without_a_payment(ivr: Ivr)
 
 async def test_invalid_menu_choice_is_reprompted(ivr: Ivr) -> None:
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", MOBILE),
         asks("amount_menu", "9"),
         plays("invalid_choice"),
@@ -361,7 +373,7 @@ async def test_invalid_menu_choice_is_reprompted(ivr: Ivr) -> None:
         plays("goodbye"),
     )
 
-    assert caller.prompts[:6] == ["topup_welcome", "enter_mobile", "amount_menu", "invalid_choice",
+    assert caller.prompts[:8] == [*WELCOME_HEARD, "enter_mobile", "amount_menu", "invalid_choice",
                                   "amount_menu", "enter_card"]
     payment = await ivr.the_payment()
     assert payment.status == "approved" and payment.record["amount_minor"] == "10000"
@@ -371,7 +383,7 @@ async def test_invalid_menu_choice_is_reprompted(ivr: Ivr) -> None:
 async def test_luhn_invalid_card_is_reprompted(ivr: Ivr) -> None:
     not_luhn = APPROVE.pan[:-1] + str((int(APPROVE.pan[-1]) + 1) % 10)
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", MOBILE),
         asks("amount_menu", "1"),
         asks("enter_card", not_luhn),
@@ -384,7 +396,7 @@ async def test_luhn_invalid_card_is_reprompted(ivr: Ivr) -> None:
         plays("goodbye"),
     )
 
-    assert caller.prompts[:7] == [*ORDER, "invalid_card", "enter_card", "enter_pin"]
+    assert caller.prompts[:9] == [*ORDER, "invalid_card", "enter_card", "enter_pin"]
     payment = await ivr.the_payment()
     assert payment.status == "approved"
     assert [e["pan"] for e in ivr.journal()] == [mask_pan(APPROVE.pan)]
@@ -405,7 +417,7 @@ async def test_short_pin_is_reprompted(ivr: Ivr) -> None:
         plays("goodbye"),
     )
 
-    assert caller.prompts[4:8] == ["enter_pin", "invalid_pin", "enter_pin", "please_wait"]
+    assert caller.prompts[6:10] == ["enter_pin", "invalid_pin", "enter_pin", "please_wait"]
     payment = await ivr.the_payment()
     assert payment.status == "approved" and payment.record["pin_attempts"] == "1"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "approved"]
@@ -451,7 +463,7 @@ async def test_wrong_pin_then_right_pin(ivr: Ivr) -> None:
     assert payment.status == "approved" and payment.record["pin_attempts"] == "2"
     assert await ivr.states(payment) == ["created", "pin_entry", "authorizing", "pin_entry",
                                          "authorizing", "approved"]
-    assert caller.prompts[4:10] == ["enter_pin", "please_wait", "incorrect_pin", "try_again",
+    assert caller.prompts[6:12] == ["enter_pin", "please_wait", "incorrect_pin", "try_again",
                                     "enter_pin", "please_wait"]
     journal = ivr.journal()
     assert [(e["mti"], e["response_code"]) for e in journal] == [("0200", "55"), ("0200", "00")]
@@ -583,7 +595,7 @@ async def test_acquirer_unreachable_fails_with_service_unavailable(ivr: Ivr) -> 
 
 async def test_hang_up_before_the_order_is_complete_leaves_no_payment(ivr: Ivr) -> None:
     caller = await ivr.call(
-        plays("topup_welcome"),
+        *WELCOME,
         asks("enter_mobile", MOBILE),
         asks("amount_menu", "1"),
         asks("enter_card", hang_up=True),
@@ -724,17 +736,53 @@ async def test_peer_closing_during_the_headers_does_not_hang_the_server(
     assert ivr.flows.endings == []
 
     # The server is still answering calls.
-    caller = await ivr.call(plays("topup_welcome"), asks("enter_mobile", hang_up=True))
-    assert caller.prompts == ["topup_welcome", "enter_mobile"]
+    caller = await ivr.call(*WELCOME, asks("enter_mobile", hang_up=True))
+    assert caller.prompts == [*WELCOME_HEARD, "enter_mobile"]
 
 
-@pytest.mark.parametrize(("language", "heard_in"), [("zh", "zh"), ("fr", "en")])
-async def test_prompts_follow_the_channel_language(ivr: Ivr, language: str,
-                                                   heard_in: str) -> None:
-    caller = await ivr.call(plays("topup_welcome"), asks("enter_mobile", hang_up=True),
-                            language=language)
+@pytest.mark.parametrize(("language", "heard_in", "offered"),
+                         [("zh", "zh", ["yue", "en"]), ("yue", "yue", ["zh", "en"]),
+                          ("fr", "en", ["zh", "yue"])])
+async def test_prompts_follow_the_channel_language(ivr: Ivr, language: str, heard_in: str,
+                                                   offered: list[str]) -> None:
+    caller = await ivr.call(*WELCOME, asks("enter_mobile", hang_up=True), language=language)
 
+    sounds = ivr.settings.sounds_path
     assert [c.args[0] for c in caller.commands if c.prompt] == [
-        f"{ivr.settings.sounds_path}/{heard_in}/topup_welcome",
-        f"{ivr.settings.sounds_path}/{heard_in}/enter_mobile",
+        f"{sounds}/{heard_in}/topup_welcome",
+        *(f"{sounds}/{other}/language_offer" for other in offered),  # each in its own language
+        f"{sounds}/{heard_in}/enter_mobile",
     ]
+
+
+@pytest.mark.parametrize(("key", "chosen"), [("9", "en"), ("8", "yue"), ("7", "zh")])
+@pytest.mark.parametrize("during", ["welcome", "first offer", "after the offers"])
+async def test_the_caller_switches_language_at_the_welcome(ivr: Ivr, key: str, chosen: str,
+                                                           during: str) -> None:
+    line = "en" if chosen == "zh" else "zh"
+    welcome = {
+        "welcome": [plays("topup_welcome", interrupted_by=key)],
+        "first offer": [plays("topup_welcome"), plays("language_offer", interrupted_by=key)],
+        "after the offers": [plays("topup_welcome"), plays("language_offer"),
+                             asks("language_offer", key, timeout=True)],
+    }[during]
+    caller = await ivr.call(*welcome, asks("enter_mobile", MOBILE), asks("amount_menu", "1"),
+                            asks("enter_card", APPROVE.pan), asks("enter_pin", APPROVE.pin),
+                            plays("please_wait"), plays("approved"), *REFERENCE_NUMBER,
+                            plays("goodbye"), language=line)
+
+    after_welcome = [c.args[0] for c in caller.commands if c.prompt][len(welcome):]
+    assert after_welcome and all(f"/{chosen}/" in path for path in after_welcome), after_welcome
+    payment = await ivr.the_payment()
+    assert payment.record["language"] == chosen and payment.status.value == "approved"
+
+
+async def test_a_key_that_chooses_no_language_keeps_the_line_language(ivr: Ivr) -> None:
+    # Only the offered keys interrupt the greeting (STREAM FILE's escape digits); a "1" keyed
+    # after the offers is read and dropped, and the mobile number is asked for in Mandarin.
+    caller = await ivr.call(plays("topup_welcome"), plays("language_offer"),
+                            asks("language_offer", "1", timeout=True),
+                            asks("enter_mobile", hang_up=True), language="zh")
+    welcome = [c for c in caller.commands if c.verb == "STREAM FILE"]
+    assert [c.args[1] for c in welcome] == ["89", "89"]
+    assert caller.commands[-1].args[0] == f"{ivr.settings.sounds_path}/zh/enter_mobile"

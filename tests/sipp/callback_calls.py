@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from simulators.acquirer.testcards import find_test_card
+from ivr.merchants import load_seed
 from ivr.speech import amount_prompts
 from tests.sipp.scenario import SIPP_DIR, Callee, Key, PromptClock, write_uas_scenario
 
@@ -19,8 +20,9 @@ MERCHANT = "M100001"
 
 def _until_menu(language: str, amount_minor: int, merchant: str = MERCHANT) -> int:
     clock = PromptClock(language)
-    return clock.ms("callback_intro", f"merchant_{merchant}", "callback_amount",
-                    *amount_prompts(amount_minor, language)) + MARGIN_MS
+    name = next(m for m in load_seed() if m.id == merchant).display_name(language)
+    return (clock.ms("callback_intro") + clock.spoken_name_ms(name)
+            + clock.ms("callback_amount", *amount_prompts(amount_minor, language)) + MARGIN_MS)
 
 
 def pays_with_pin(name: str, pins: list[str], *, language: str, amount_minor: int) -> Callee:

@@ -10,10 +10,14 @@ the IVR to hang up or by hanging up ourselves. Waits are computed from the real 
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.prompts import Manifest
+from ivr.spoken_names import SpokenNames
 from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
 
 __all__ = ["Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
@@ -55,15 +59,27 @@ class Call:
 class PromptClock:
     """How long prompts play, from the WAVs Asterisk will play."""
 
-    def __init__(self, language: str = "en", sounds_dir: Path = REPO_ROOT / "sounds") -> None:
+    def __init__(self, language: str = "zh", sounds_dir: Path = REPO_ROOT / "sounds") -> None:
         self._dir = sounds_dir / language
+        self.language = language
 
     def ms(self, *names: str) -> int:
-        total = 0
-        for name in names:
-            with wave.open(str(self._dir / f"{name}.wav")) as wav:
-                total += int(1000 * wav.getnframes() / wav.getframerate())
-        return total
+        return sum(wav_ms(self._dir / f"{name}.wav") for name in names)
+
+    def spoken_name_ms(self, text: str) -> int:
+        """How long ``text`` lasts as the ivr service synthesizes it at run time (a merchant's
+        name, ivr/spoken_names.py): made the same way, into a scratch folder, so the service's
+        own cache still meets the name for the first time on the call."""
+        with tempfile.TemporaryDirectory() as scratch:
+            voices = Manifest.load().voices
+            asyncio.run(SpokenNames(Path(scratch), voices).prompt(text, self.language))
+            [wav] = Path(scratch).glob("*.wav")
+            return wav_ms(wav)
+
+
+def wav_ms(path: Path) -> int:
+    with wave.open(str(path)) as wav:
+        return int(1000 * wav.getnframes() / wav.getframerate())
 
 
 # Our media offer/answer: G.711 u-law and RFC 4733 telephone-events, payload type 101 (the type

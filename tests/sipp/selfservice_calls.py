@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import sys
 
+from ivr.selfservice.flow import LANGUAGE_CHOICE_MS
 from simulators.acquirer.testcards import find_test_card
 from tests.sipp.scenario import SIPP_DIR, Call, Key, PromptClock, write_scenario
 
-NUMBER = "8000"
-clock = PromptClock("en")
+NUMBER = "8000"  # Mandarin, the line's language; nothing keyed at the greeting keeps it
+clock = PromptClock("zh")
+# The greeting, Cantonese and English offered (each in its own voice), and the short wait for a
+# language key after them: the mobile number is keyed once the IVR asks for it.
+WELCOME_MS = (clock.ms("topup_welcome") + PromptClock("yue").ms("language_offer")
+              + PromptClock("en").ms("language_offer") + LANGUAGE_CHOICE_MS)
 # Slack between "the prompt should be listening now" and keying: Asterisk, AGI and RTP latency.
 MARGIN_MS = 700
 # After a wrong PIN the caller hears "please wait", then "incorrect PIN, please try again".
@@ -24,7 +29,7 @@ AFTER_WRONG_PIN_MS = clock.ms("please_wait", "incorrect_pin", "try_again") + MAR
 def order(mobile: str, card_keys: str, *, menu_key: str = "1") -> list[Key]:
     """Greeting, then mobile number, amount menu and card number, each keyed during its prompt."""
     return [
-        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
+        Key(mobile, WELCOME_MS + MARGIN_MS),
         Key(menu_key, 300),
         Key(card_keys, 300, label="card number"),
     ]
@@ -52,7 +57,7 @@ def luhn_reprompt(mobile: str = "13800138003") -> Call:
     card = find_test_card("approve_19")
     bad = card.pan[:-1] + str((int(card.pan[-1]) + 1) % 10)  # one digit off: fails Luhn
     return Call("luhn_reprompt", NUMBER, [
-        Key(mobile, clock.ms("topup_welcome") + MARGIN_MS),
+        Key(mobile, WELCOME_MS + MARGIN_MS),
         Key("3", 300),
         Key(bad + "#", 300, label="card number failing Luhn"),
         Key(card.pan + "#", clock.ms("invalid_card") + MARGIN_MS, label="card number"),

@@ -65,7 +65,12 @@ def test_a_good_order():
 
 def test_defaults():
     order = _parse()
-    assert order.language == "zh" and order.notify_url is None
+    assert order.language is None and order.notify_url is None  # None: the last language, or zh
+
+
+@pytest.mark.parametrize("language", ["zh", "yue", "en"])
+def test_every_language_is_accepted(language: str) -> None:
+    assert _parse(language=language).language == language
 
 
 def test_repr_masks_card_and_id_number():
@@ -133,7 +138,7 @@ def test_required_fields(field: str) -> None:
 
 def test_optional_fields_may_be_left_out():
     order = _parse(language=_DROP, notify_url=None)
-    assert order.language == "zh" and order.notify_url is None
+    assert order.language is None and order.notify_url is None
 
 
 def test_oneline_mode_needs_an_agent():

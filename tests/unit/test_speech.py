@@ -1,14 +1,15 @@
-"""Amounts read aloud: the exact prompt sequence for many amounts, in both languages."""
+"""Amounts and dates read aloud: the exact prompt sequence for many amounts, in every language."""
 
 from __future__ import annotations
 
 import doctest
+from datetime import date
 
 import pytest
 
 import ivr.speech
 from ivr.prompts import Manifest
-from ivr.speech import LANGUAGES, MAX_AMOUNT_MINOR, amount_prompts
+from ivr.speech import LANGUAGES, MAX_AMOUNT_MINOR, amount_prompts, date_prompts
 
 # Short spellings for the tables: "1" is num_1, "百" is num_bai, "元" currency_yuan, and so on.
 _EN = {"hundred": "num_hundred", "thousand": "num_thousand", "million": "num_million", "and": "word_and",
@@ -27,9 +28,9 @@ def zh(text: str) -> list[str]:
 
 ENGLISH = [
     (0, "0 yuan"),
-    (5, "0 yuan and 5 fen"),
-    (10, "0 yuan and 10 fen"),
-    (99, "0 yuan and 90 9 fen"),
+    (5, "5 fen"),
+    (10, "10 fen"),
+    (99, "90 9 fen"),
     (100, "1 yuan"),
     (105, "1 yuan and 5 fen"),
     (1000, "10 yuan"),
@@ -121,6 +122,66 @@ MANDARIN = [
 ]
 
 
+def heard(names: list[str], language: str) -> str:
+    """What the listener hears: the manifest's texts of the names (English words spaced)."""
+    texts = Manifest.load().texts[language]
+    return (" " if language == "en" else "").join(texts[name] for name in names)
+
+
+# The tricky amounts, in every language, as the words said.
+TRICKY = [
+    (5, {"zh": "五分", "yue": "五分", "en": "five fen"}),
+    (1000, {"zh": "十元", "yue": "十元", "en": "ten yuan"}),
+    (100110, {"zh": "一千零一元一角", "yue": "一千零一元一角",
+              "en": "one thousand and one yuan and ten fen"}),
+    (2000000, {"zh": "两万元", "yue": "兩萬元", "en": "twenty thousand yuan"}),
+    (10001001, {"zh": "十万零一十元零一分", "yue": "十萬零一十元零一分",
+                "en": "one hundred thousand and ten yuan and one fen"}),
+]
+
+
+@pytest.mark.parametrize(("amount", "said"), TRICKY, ids=[str(a) for a, _ in TRICKY])
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_tricky_amounts_in_every_language(amount: int, said: dict[str, str], language: str) -> None:
+    assert heard(amount_prompts(amount, language), language) == said[language]
+
+
+DATES = [
+    (date(2026, 11, 27), {"zh": "二零二六年十一月二十七日", "yue": "二零二六年十一月二十七日",
+                          "en": "November twenty seventh two thousand and twenty six"}),
+    (date(2010, 1, 1), {"zh": "二零一零年一月一日", "yue": "二零一零年一月一日",
+                        "en": "January first two thousand and ten"}),
+    (date(2031, 12, 31), {"zh": "二零三一年十二月三十一日", "yue": "二零三一年十二月三十一日",
+                          "en": "December thirty first two thousand and thirty one"}),
+    (date(2029, 10, 20), {"zh": "二零二九年十月二十日", "yue": "二零二九年十月二十日",
+                          "en": "October twentieth two thousand and twenty nine"}),
+]
+
+
+@pytest.mark.parametrize(("day", "said"), DATES, ids=[str(d) for d, _ in DATES])
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_dates_in_every_language(day: date, said: dict[str, str], language: str) -> None:
+    assert heard(date_prompts(day, language), language) == said[language]
+
+
+def test_every_day_of_a_leap_year_has_its_prompts() -> None:
+    manifest = Manifest.load()
+    for language in LANGUAGES:
+        for ordinal in range(date(2028, 1, 1).toordinal(), date(2028, 12, 31).toordinal() + 1):
+            assert set(date_prompts(date.fromordinal(ordinal), language)) <= set(
+                manifest.texts[language])
+
+
+def test_reference_numbers_read_one_as_yao_in_mandarin_only() -> None:
+    texts = Manifest.load().texts
+    assert [texts[lang]["digit_1"] for lang in ("zh", "yue", "en")] == ["幺", "一", "one"]
+
+
+def test_cantonese_reads_the_mandarin_names() -> None:
+    for amount in range(0, 3_000_000, 997):
+        assert amount_prompts(amount, "yue") == amount_prompts(amount, "zh")
+
+
 @pytest.mark.parametrize(("amount", "reading"), ENGLISH, ids=[str(a) for a, _ in ENGLISH])
 def test_english(amount: int, reading: str) -> None:
     assert amount_prompts(amount, "en") == en(reading)
@@ -192,4 +253,4 @@ def test_errors(amount: object, language: str, message: str) -> None:
 
 def test_doctests() -> None:
     result = doctest.testmod(ivr.speech)
-    assert result.attempted >= 4 and result.failed == 0
+    assert result.attempted >= 6 and result.failed == 0
