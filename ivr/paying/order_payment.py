@@ -55,12 +55,11 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             log.warning("call %s: %s", call.uniqueid, exc)
             await call.stream(prompts["service_unavailable"])
             return True
-        await call.play(prompts["callback_intro"],
-                        prompts[merchant_prompt_name(payment.merchant_id)],
-                        prompts["callback_amount"],
-                        *(prompts[name] for name in amount_prompts(payment.amount.fen,
-                                                                   prompts.language)))
-        wants_to_pay = await keypad.choice("confirm_menu", {"1": True, "2": False})
+        # The whole readout leads to the menu: "1" keyed while the amount is read out is the answer.
+        wants_to_pay = await keypad.choice(
+            "confirm_menu", {"1": True, "2": False},
+            lead_in=["callback_intro", merchant_prompt_name(payment.merchant_id), "callback_amount",
+                     *amount_prompts(payment.amount.fen, prompts.language)])
         if not wants_to_pay:
             await ctx.store.transition(payment.id, PaymentState.REFUSED, reason="cardholder pressed 2")
             await call.stream(prompts["payment_refused"])

@@ -34,9 +34,8 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     log.info("call %s: self-service top-up from %s", call.uniqueid, call.channel_name)
 
-    await call.stream(prompts["topup_welcome"])
     try:
-        topup_number = await keypad.digits("enter_mobile", max_digits=11,
+        topup_number = await keypad.digits("enter_mobile", lead_in=["topup_welcome"], max_digits=11,
                                            check=check_mainland_mobile, invalid="invalid_mobile")
         amount_minor = await keypad.choice("amount_menu", TOPUP_AMOUNTS_MINOR)
         # Room for 19 digits and the #: with max_digits=19 a 19-digit card's # would be read as

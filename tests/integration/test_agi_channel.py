@@ -144,7 +144,8 @@ class _BrokenWriter:
 
 @pytest.mark.parametrize("send", [
     pytest.param(lambda channel: channel.get_secret_digits("enter_pin", 10000, 12), id="pin"),
-    pytest.param(lambda channel: channel.get_data("enter_card", 10000, 20), id="card"),
+    pytest.param(lambda channel: channel.ask(["topup_welcome", "enter_card"], 10000, 20),
+                 id="question"),
 ])
 async def test_a_failed_drain_is_a_hang_up(send) -> None:
     channel = AgiChannel({}, asyncio.StreamReader(), _BrokenWriter())  # type: ignore[arg-type]
@@ -188,7 +189,7 @@ async def test_secret_digits_come_back_in_a_bytearray(answer: bytes, digits: byt
         entered = await asyncio.wait_for(channel.get_secret_digits("enter_pin", 10000, 12),
                                          REPLY_WAIT)
     assert type(entered) is bytearray and entered == digits
-    assert peer.received == [b"GET DATA enter_pin 10000 12\n"]
+    assert peer.received == [b'GET DATA "enter_pin" 10000 12\n']
 
 
 @pytest.mark.parametrize(("answer", "error"), [
