@@ -54,6 +54,17 @@ def _pays(stack, cues: Cues, payment: dict, *, n: str = "") -> None:
     cues.send(f"PIN prompt{n}")
 
 
+def _back_with_the_agent(stack, cues: Cues, caller: subprocess.Popen,
+                         agent: subprocess.Popen) -> None:
+    """Once the caller is bridged back to the agent, the caller hangs up; both SIPps end well."""
+    _when_the_agent_talks_to_the_caller(stack)
+    cues.send("back with the agent")
+    out, _ = caller.communicate(timeout=150)
+    assert caller.returncode == 0, out[-2000:]
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+
+
 def _capture(path: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         ["tshark", "-q", "-i", "lo", "-f",
@@ -238,13 +249,7 @@ def test_1_keyed_during_the_readout_answers_the_menu(stack):
     assert final["internal"]["pin_attempts"] == "1"
     heard = [p.rsplit("/", 1)[-1] for p in stack.prompts_played(_marker(payment))]
     assert "confirm_menu.slin" not in heard, heard  # answered before it was asked
-
-    _when_the_agent_talks_to_the_caller(stack)
-    cues.send("back with the agent")
-    out, _ = caller.communicate(timeout=120)
-    assert caller.returncode == 0, out[-2000:]
-    out, _ = agent.communicate(timeout=60)
-    assert agent.returncode == 0, out[-2000:]
+    _back_with_the_agent(stack, cues, caller, agent)
 
 
 def test_agent_gone_caller_still_gets_the_result(stack):
@@ -300,10 +305,5 @@ def test_declined_then_paid_with_another_card_in_the_same_call(stack):
     assert status == 201, second
     _pays(stack, cues, second, n=" 2")
     assert stack.wait_for(second["id"], {"approved"}, timeout=60)["status"] == "approved"
-    _when_the_agent_talks_to_the_caller(stack)
-    cues.send("back with the agent")
-    out, _ = caller.communicate(timeout=150)
-    assert caller.returncode == 0, out[-2000:]
-    out, _ = agent.communicate(timeout=60)
-    assert agent.returncode == 0, out[-2000:]
+    _back_with_the_agent(stack, cues, caller, agent)
     assert stack.get(f"/v1/payments/{first['id']}")["response_code"] == "51"
