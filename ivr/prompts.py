@@ -27,7 +27,7 @@ from pathlib import Path
 from ivr.config import REPO_ROOT
 from ivr.files import write_private
 
-__all__ = ["Manifest", "Prompts", "UnknownPrompt", "build_sounds", "clean_sounds", "codec_commands",
+__all__ = ["Manifest", "PromptPath", "Prompts", "UnknownPrompt", "build_sounds", "clean_sounds", "codec_commands",
            "synthesis_commands", "CODECS", "MANIFEST_PATH"]
 
 MANIFEST_PATH = REPO_ROOT / "sounds" / "manifest.toml"
@@ -53,6 +53,11 @@ class Manifest:
         return sorted(self.texts)
 
 
+class PromptPath(str):
+    """A sound already resolved to its path, not a manifest name (a merchant's name synthesized
+    at run time): ``Prompts`` hands it back as it is, so a flow can put it among named prompts."""
+
+
 class Prompts:
     """Prompt paths for one language, as Asterisk sees them (no extension: Asterisk picks .wav)."""
 
@@ -67,6 +72,8 @@ class Prompts:
         return name in self._names
 
     def __getitem__(self, name: str) -> str:
+        if isinstance(name, PromptPath):
+            return name
         if name not in self._names:
             raise UnknownPrompt(name)
         return f"{self._base}/{name}"

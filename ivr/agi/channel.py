@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from panoramisk.utils import parse_agi_result
 
@@ -30,7 +30,7 @@ __all__ = [
     "AgiUsageError",
     "AgiDeadChannel",
     "AgiAppError",
-    "DigitEntry",
+    "ANY_KEY",
     "quote_agi_argument",
     "read_agi_headers",
 ]
@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 # A header block larger than this is not Asterisk talking to us.
 _MAX_HEADER_BYTES = 16 * 1024
+
+# Every key of a phone's keypad. A prompt that leads to a question is played with all of them as
+# escape digits: a prompt without them discards whatever is keyed while it plays.
+ANY_KEY = "0123456789*#"
+_REPLY_PREFIX = b"200 result="
 
 
 class AgiError(Exception):
@@ -67,17 +72,6 @@ class AgiDeadChannel(AgiHangup):
 
 class AgiAppError(AgiError):
     """200 result=-1: the command failed on a live channel (e.g. a missing sound file)."""
-
-
-@dataclass(frozen=True)
-class DigitEntry:
-    """What GET DATA returned. ``digits`` may be secret: callers must not log it."""
-
-    digits: str
-    timed_out: bool
-
-    def __repr__(self) -> str:  # digits never reach a repr, a log or a traceback
-        return f"DigitEntry(<{len(self.digits)} digits>, timed_out={self.timed_out})"
 
 
 def quote_agi_argument(value: str) -> str:
@@ -226,18 +220,60 @@ class AgiChannel:
         for prompt in prompts:
             await self.stream(prompt)
 
-    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> DigitEntry:
-        """Play ``prompt`` and collect up to ``max_digits`` digits, ended early by ``#``.
+    async def ask(self, prompts: Sequence[str], timeout_ms: int, max_digits: int) -> bytearray:
+        """Ask one question and return the answer in a bytearray the caller wipes (it may be a PIN).
 
-        The digits are collected inside Asterisk and come back only over this socket; Asterisk's
-        inter-digit timeout is the channel's TIMEOUT(digit), set with :meth:`set_digit_timeout`.
+        ``prompts`` are every sound that leads to the question, the question itself last, and
+        they all listen: a key during any of them is the first key of the answer, the prompts
+        still to come are skipped, and the rest of the answer is collected as if it had been
+        keyed during the question itself. Up to ``max_digits`` digits, ended early by ``#``; a
+        ``#`` alone, or silence, is an empty answer. ``timeout_ms`` is Asterisk's wait for the
+        first digit and, GET DATA being what it is, between digits too.
+
+        Between the prompts there is no pause the caller can hear: one command follows the
+        other at once. Keys that arrive while no command listens (between two questions, or
+        during a prompt played with :meth:`stream`) are discarded by Asterisk's AGI loop.
         """
-        reply = await self.command(f"GET DATA {prompt} {timeout_ms} {max_digits}")
-        value, data = reply["result"]
-        return DigitEntry(digits=value, timed_out=(data == "timeout"))
+        *lead_in, question = prompts
+        for prompt in lead_in:
+            key = await self._key_during(prompt)
+            if key:
+                return await self._answer_begun_with(key, timeout_ms, max_digits)
+        return await self.get_secret_digits(question, timeout_ms, max_digits)
+
+    async def _key_during(self, prompt: str) -> int:
+        """Play ``prompt`` listening to every key; the key that cut it short (a byte), or 0.
+
+        Read from the raw reply, like GET DATA's secret digits: this key may be a PIN's first.
+        """
+        verb = "STREAM FILE"
+        line = await self._exchange(verb, f"STREAM FILE {prompt} {quote_agi_argument(ANY_KEY)}")
+        if not line.startswith(_REPLY_PREFIX):
+            raise AgiError(verb, "unexpected reply")
+        code = line[len(_REPLY_PREFIX):].split(b" ", 1)[0].strip()
+        if code.startswith(b"-"):  # -1: the file could not be played (or the channel is gone)
+            raise AgiAppError(verb, "result=-1")
+        key = int(code or b"0")
+        return key if key and chr(key) in ANY_KEY else 0
+
+    async def _answer_begun_with(self, key: int, timeout_ms: int, max_digits: int) -> bytearray:
+        answer = bytearray()
+        if key == ord("#"):  # "#" before any digit: an empty answer, as GET DATA reports it
+            return answer
+        answer.append(key)
+        if max_digits > 1:
+            try:
+                rest = await self.get_secret_digits("", timeout_ms, max_digits - 1)
+            except BaseException:
+                answer[:] = b"\0" * len(answer)
+                raise
+            answer += rest
+            rest[:] = b"\0" * len(rest)
+        return answer
 
     async def get_secret_digits(self, prompt: str, timeout_ms: int, max_digits: int) -> bytearray:
-        """GET DATA for a PIN or CVV2: the digits come back in a bytearray the caller wipes.
+        """GET DATA (``prompt`` may be "": no prompt, only listening), the keys in a bytearray
+        the caller wipes: digits and ``*``, up to the ``#`` that ended the entry.
 
         The raw reply line is read here rather than through ``parse_agi_result`` so the digits are
         copied into exactly one mutable buffer, never a ``str``. (CPython still briefly holds the
@@ -245,13 +281,13 @@ class AgiChannel:
         lets us go.)
         """
         verb = "GET DATA"
-        line = await self._exchange(verb, f"GET DATA {prompt} {timeout_ms} {max_digits}")
-        prefix = b"200 result="
-        if not line.startswith(prefix):
+        line = await self._exchange(
+            verb, f"GET DATA {quote_agi_argument(prompt)} {timeout_ms} {max_digits}")
+        if not line.startswith(_REPLY_PREFIX):
             raise AgiError(verb, "unexpected reply")
         digits = bytearray()
-        for byte in line[len(prefix):]:
-            if byte in b"0123456789":
+        for byte in line[len(_REPLY_PREFIX):]:
+            if byte in b"0123456789*":
                 digits.append(byte)
             elif byte == ord("-"):
                 self.hung_up = True

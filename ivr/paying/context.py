@@ -12,7 +12,7 @@ from ivr.merchant_store import MerchantStore
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
-from ivr.prompts import Manifest, Prompts
+from ivr.prompts import Manifest, PromptPath, Prompts
 from ivr.payments.store import PaymentStore
 from ivr.spoken_names import SpokenNames
 
@@ -34,7 +34,7 @@ class FlowContext:
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)
 
-    async def merchant_name(self, merchant_id: str, prompts: Prompts) -> str:
+    async def merchant_name(self, merchant_id: str, prompts: Prompts) -> PromptPath:
         """The prompt that says the merchant's name in the prompts' language, synthesized at run
         time (ivr/spoken_names.py); "the merchant" when that is not possible."""
         path = None
@@ -46,7 +46,7 @@ class FlowContext:
             if merchant is not None:
                 path = await self.names.prompt(merchant.display_name(prompts.language),
                                                prompts.language)
-        return path or prompts["merchant_generic"]
+        return PromptPath(path or prompts["merchant_generic"])
 
     def keypad(self, call: AgiChannel, prompts: Prompts) -> Keypad:
         return Keypad(call, prompts, self.settings.first_digit_timeout_ms,

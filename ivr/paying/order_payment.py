@@ -54,13 +54,12 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             log.warning("call %s: %s", call.uniqueid, exc)
             await call.stream(prompts["service_unavailable"])
             return True
+        # The whole readout leads to the menu: "1" keyed while the amount is read out is the answer.
         merchant_name = await ctx.merchant_name(payment.merchant_id, prompts)
-        await call.play(prompts["callback_intro"],
-                        merchant_name,
-                        prompts["callback_amount"],
-                        *(prompts[name] for name in amount_prompts(payment.amount.fen,
-                                                                   prompts.language)))
-        wants_to_pay = await keypad.choice("confirm_menu", {"1": True, "2": False})
+        wants_to_pay = await keypad.choice(
+            "confirm_menu", {"1": True, "2": False},
+            lead_in=["callback_intro", merchant_name, "callback_amount",
+                     *amount_prompts(payment.amount.fen, prompts.language)])
         if not wants_to_pay:
             await ctx.store.transition(payment.id, PaymentState.REFUSED, reason="cardholder pressed 2")
             await call.stream(prompts["payment_refused"])

@@ -38,8 +38,10 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
     a PIN block exists; the payment is then left in ``pin_entry`` for the caller to abandon.
     """
     payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason="asking for PIN")
+    lead_in: tuple[str, ...] = ()
     for attempt in range(1, MAX_PIN_ATTEMPTS + 1):
-        digits = await keypad.secret("enter_pin", min_len=4, max_len=12, invalid="invalid_pin")
+        digits = await keypad.secret("enter_pin", lead_in=lead_in, min_len=4, max_len=12,
+                                     invalid="invalid_pin")
         pin_length = len(digits)
         pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
@@ -52,7 +54,8 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         if outcome.incorrect_pin and attempt < MAX_PIN_ATTEMPTS and not call.hung_up:
             await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason=outcome.reason,
                                        response_code=outcome.response_code)
-            await call.play(prompts["incorrect_pin"], prompts["try_again"])
+            # Part of the next PIN question: a caller may start re-keying while told why.
+            lead_in = ("incorrect_pin", "try_again")
             continue
         await settle(ctx, payment, outcome, call)
         if call.hung_up:
@@ -74,6 +77,8 @@ async def authorize_during_please_wait(call: AgiChannel, ctx: FlowContext, promp
     """
     answer = asyncio.create_task(authorization)
     try:
+        # No question follows "please wait" for sure, so it takes no keys: keys pressed now are
+        # dropped, and a PIN asked again is asked from its first prompt.
         with contextlib.suppress(AgiError):
             await call.stream(prompts["please_wait"])
         return await asyncio.shield(answer)

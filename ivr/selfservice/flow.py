@@ -106,7 +106,7 @@ async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> Prom
     for offer in offers[:-1]:
         key = key or await call.stream(offer, keys)
     if not key and offers:
-        key = (await call.get_data(offers[-1], LANGUAGE_CHOICE_MS, 1)).digits
+        key = (await call.ask([offers[-1]], LANGUAGE_CHOICE_MS, 1)).decode("ascii")
     if key not in offered:
         return prompts
     log.info("call %s: caller chose %s", call.uniqueid, offered[key])

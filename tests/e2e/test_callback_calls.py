@@ -118,6 +118,23 @@ def test_credit_card_approved_with_expiry_and_cvv2(stack):
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 12345)]
 
 
+def test_1_keyed_during_the_readout_answers_the_menu(stack):
+    """Issue 13: "1" pressed while the merchant and amount are read out is the menu's answer; the
+    PIN asked next gets the PIN, all of it, and is approved at the first try."""
+    card = find_test_card("approve")
+    number = "13800138105"
+    callee = stack.phone(phone.keys_1_during_the_readout("cb_early_1", card.pin, language="zh",
+                                                         amount_minor=8800), number)
+    payment = submit(stack, order(number, card))
+    assert callee.wait(timeout=120) == 0, finish(callee)
+    payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert payment["status"] == "approved", payment["history"]
+    assert payment["internal"]["pin_attempts"] == "1"
+    heard = [p.rsplit("/", 1)[-1] for p in stack.prompts_played(f"voicepay callback {payment['id']}")]
+    # The key cut the readout short: the menu was never asked, the PIN prompt came next.
+    assert "confirm_menu.slin" not in heard and "enter_pin.slin" in heard, heard
+
+
 def test_cardholder_refuses_with_2(stack):
     card = find_test_card("approve")
     number = "13800138103"

@@ -54,6 +54,17 @@ def _pays(stack, cues: Cues, payment: dict, *, n: str = "") -> None:
     cues.send(f"PIN prompt{n}")
 
 
+def _back_with_the_agent(stack, cues: Cues, caller: subprocess.Popen,
+                         agent: subprocess.Popen) -> None:
+    """Once the caller is bridged back to the agent, the caller hangs up; both SIPps end well."""
+    _when_the_agent_talks_to_the_caller(stack)
+    cues.send("back with the agent")
+    out, _ = caller.communicate(timeout=150)
+    assert caller.returncode == 0, out[-2000:]
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+
+
 def _capture(path: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         ["tshark", "-q", "-i", "lo", "-f",
@@ -214,6 +225,33 @@ def test_caller_hanging_up_mid_pin_releases_the_agent(stack):
     assert any(PurePosixPath(p).stem == "customer_hung_up" for p in heard_by_agent), heard_by_agent
 
 
+def test_1_keyed_during_the_readout_answers_the_menu(stack):
+    """Issue 13, as found with a softphone: "1" keyed while the merchant and amount are still read
+    out answers "press 1 to pay"; the PIN keyed next is the PIN, approved at the first try."""
+    card = find_test_card("approve")
+    agent = stack.agent(Callee("agent_early_1", ring_ms=300, bye_timeout_ms=120000), AGENT)
+    cues = Cues()
+    caller = stack.start_call(Call("oneline_early_1", "8100", [
+        Key("1", cue="readout", label="1 during the merchant and amount"),
+        Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+    ], hang_up_on_cue="back with the agent"), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
+    status, payment = stack.merchant_request("POST", "/v1/payments",
+                                             _order(card, "19.00", "13800138205"))
+    assert status == 201, payment
+    stack.wait_for_prompt(_marker(payment), "callback_intro")
+    cues.send("readout")
+    stack.wait_for_prompt(_marker(payment), "enter_pin")
+    cues.send("PIN prompt")
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                           "refused"}, timeout=90)
+    assert final["status"] == "approved", final["history"]
+    assert final["internal"]["pin_attempts"] == "1"
+    heard = [p.rsplit("/", 1)[-1] for p in stack.prompts_played(_marker(payment))]
+    assert "confirm_menu.slin" not in heard, heard  # answered before it was asked
+    _back_with_the_agent(stack, cues, caller, agent)
+
+
 def test_agent_gone_caller_still_gets_the_result(stack):
     card = find_test_card("approve")
     # The agent hangs up while the customer is in the payment IVR.
@@ -267,10 +305,5 @@ def test_declined_then_paid_with_another_card_in_the_same_call(stack):
     assert status == 201, second
     _pays(stack, cues, second, n=" 2")
     assert stack.wait_for(second["id"], {"approved"}, timeout=60)["status"] == "approved"
-    _when_the_agent_talks_to_the_caller(stack)
-    cues.send("back with the agent")
-    out, _ = caller.communicate(timeout=150)
-    assert caller.returncode == 0, out[-2000:]
-    out, _ = agent.communicate(timeout=60)
-    assert agent.returncode == 0, out[-2000:]
+    _back_with_the_agent(stack, cues, caller, agent)
     assert stack.get(f"/v1/payments/{first['id']}")["response_code"] == "51"

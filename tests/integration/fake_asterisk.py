@@ -14,6 +14,14 @@ expected steps, like an actor in a SIPp scenario:
     await caller.call("127.0.0.1", port)
     assert caller.prompts == ["topup_welcome", "enter_mobile", ...]
 
+Keys are modelled as Asterisk handles them. A key during ``STREAM FILE`` cuts the prompt short
+and comes back as its result only if it is one of the command's escape digits; otherwise Asterisk
+reads it and throws it away, and so does this caller (``discarded_keys`` lists them). A key
+during a prompt that listens is the first of an answer: the IVR collects the rest with ``GET
+DATA`` and no prompt, scripted as ``keys_on("...")``. Keys pressed between two commands are
+read and thrown away by Asterisk's AGI loop: ``keyed_between("...")`` is such a moment, between
+the previous command and the next, and those keys are discarded too.
+
 Only prompts are scripted (``STREAM FILE`` and ``GET DATA``); housekeeping commands (``SET
 VARIABLE``, ``ANSWER``, ``VERBOSE``, ``HANGUP``...) get Asterisk's usual reply wherever they come,
 unless a step names them. A prompt the script did not expect makes the caller hang up, and
@@ -43,6 +51,7 @@ Nothing here logs: the replies carry keyed card numbers and PINs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import itertools
 import shlex
@@ -58,6 +67,8 @@ __all__ = [
     "Pause",
     "ScriptMismatch",
     "asks",
+    "keyed_between",
+    "keys_on",
     "plays",
     "reset_connection",
     "send_partial_headers",
@@ -142,6 +153,9 @@ class Expect:
     reset: bool = False
     pause: Pause | None = None
     optional: bool = False
+    # The key pressed while a STREAM FILE plays; keys pressed before the command (between two).
+    key: str = ""
+    keys_before: str = ""
 
     def matches(self, command: Command) -> bool:
         if command.verb != self.command:
@@ -158,8 +172,19 @@ class Expect:
 def plays(prompt: str, *, interrupted_by: str = "", hang_up: bool = False, reset: bool = False,
           pause: Pause | None = None) -> Expect:
     """The IVR plays ``prompt``; it plays to the end unless a key interrupts it."""
-    result = ord(interrupted_by) if interrupted_by else 0
-    return Expect("STREAM FILE", prompt, f"200 result={result} endpos=8000", hang_up, reset, pause)
+    return Expect("STREAM FILE", prompt, "200 result=0 endpos=8000", hang_up, reset, pause,
+                  key=interrupted_by)
+
+
+def keys_on(keys: str, *, timeout: bool = False) -> Expect:
+    """The caller keys on: the rest of an answer whose first key cut a prompt short, collected
+    with ``GET DATA`` and no prompt. ``keys`` then #, or ``timeout=True``: no #."""
+    return dataclasses.replace(asks("", keys, timeout=timeout), prompt="")
+
+
+def keyed_between(keys: str, step: Expect) -> Expect:
+    """``keys`` pressed after the previous command answered and before ``step``'s command came."""
+    return dataclasses.replace(step, keys_before=keys)
 
 
 def asks(prompt: str, keys: str = "", *, timeout: bool = False, hang_up: bool = False,
@@ -199,6 +224,8 @@ class FakeAsterisk:
     # None if the IVR just closed the connection.
     hung_up_by: str | None = field(default=None, init=False)
     errors: list[str] = field(default_factory=list, init=False)
+    # Keys Asterisk threw away: pressed during a prompt that did not listen, or between commands.
+    discarded_keys: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         self._steps = list(self.script)
@@ -216,7 +243,7 @@ class FakeAsterisk:
     @property
     def prompts(self) -> list[str]:
         """Every prompt played or asked, in order: what the caller heard."""
-        return [c.prompt for c in self.commands if c.prompt is not None]
+        return [c.prompt for c in self.commands if c.prompt]
 
     def headers(self, port: int) -> dict[str, str]:
         return {
@@ -282,6 +309,7 @@ class FakeAsterisk:
             step = self._steps[0] if self._steps else None
             if step is not None and step.matches(command):
                 self._steps.pop(0)
+                self.discarded_keys += step.keys_before
                 if step.pause is not None:
                     self._held = step.pause
                     step.pause.reached.set()
@@ -296,7 +324,7 @@ class FakeAsterisk:
                     self.hung_up_by = "caller"
                     reset_connection(writer)
                     return
-                await self._answer(writer, command, step.reply)
+                await self._answer(writer, command, self._reply(step, command))
             elif command.verb in _PROMPT_VERBS:
                 expected = f"step {self._step_number()}: {step}" if step else "the script's end"
                 self.errors.append(f"expected {expected}, the IVR sent {command}")
@@ -307,6 +335,16 @@ class FakeAsterisk:
 
     def _step_number(self) -> int:
         return len(self.script) - len(self._steps) + 1
+
+    def _reply(self, step: Expect, command: Command) -> str:
+        """A key during STREAM FILE ends it only if it is an escape digit; else it is lost."""
+        if not step.key:
+            return step.reply
+        escape_digits = command.args[1] if len(command.args) > 1 else ""
+        if step.key in escape_digits:
+            return f"200 result={ord(step.key)} endpos=4000"
+        self.discarded_keys += step.key
+        return step.reply
 
     def _default_reply(self, command: Command) -> str:
         if command.verb in ("GET VARIABLE", "GET FULL VARIABLE"):

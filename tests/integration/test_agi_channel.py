@@ -144,7 +144,8 @@ class _BrokenWriter:
 
 @pytest.mark.parametrize("send", [
     pytest.param(lambda channel: channel.get_secret_digits("enter_pin", 10000, 12), id="pin"),
-    pytest.param(lambda channel: channel.get_data("enter_card", 10000, 20), id="card"),
+    pytest.param(lambda channel: channel.ask(["topup_welcome", "enter_card"], 10000, 20),
+                 id="question"),
 ])
 async def test_a_failed_drain_is_a_hang_up(send) -> None:
     channel = AgiChannel({}, asyncio.StreamReader(), _BrokenWriter())  # type: ignore[arg-type]
@@ -188,7 +189,7 @@ async def test_secret_digits_come_back_in_a_bytearray(answer: bytes, digits: byt
         entered = await asyncio.wait_for(channel.get_secret_digits("enter_pin", 10000, 12),
                                          REPLY_WAIT)
     assert type(entered) is bytearray and entered == digits
-    assert peer.received == [b"GET DATA enter_pin 10000 12\n"]
+    assert peer.received == [b'GET DATA "enter_pin" 10000 12\n']
 
 
 @pytest.mark.parametrize(("answer", "error"), [
@@ -302,3 +303,49 @@ async def test_connection_reset_at_the_pin_prompt_abandons_the_payment(ivr: Ivr)
     assert await ivr.store.pan_token(payment.id) is None
     assert ivr.journal() == []
     assert ivr.flows.endings == ["AgiHangup"]
+
+
+# --- a question: keys during every prompt that leads to it ---------------------------------
+
+LISTENS = b' "0123456789*#"\n'
+
+
+async def test_a_key_during_a_lead_in_starts_the_answer() -> None:
+    async with channel_to(b"200 result=0 endpos=8000\n", b"200 result=52 endpos=100\n",
+                          b"200 result=321\n") as (channel, peer):
+        entered = await asyncio.wait_for(channel.ask(["intro", "amount", "enter_pin"], 10000, 12),
+                                         REPLY_WAIT)
+    assert type(entered) is bytearray and entered == b"4321"
+    # Every lead-in listens; the rest of the answer is collected with no prompt, one digit fewer.
+    assert peer.received == [b"STREAM FILE intro" + LISTENS, b"STREAM FILE amount" + LISTENS,
+                             b'GET DATA "" 10000 11\n']
+
+
+@pytest.mark.parametrize(("key", "max_digits", "answer"), [
+    (b"35", 12, b""),  # "#" before any digit: an empty answer, nothing more collected
+    (b"49", 1, b"1"),  # a one-key menu is answered by the key itself
+])
+async def test_a_lead_in_key_that_completes_the_answer(key: bytes, max_digits: int,
+                                                       answer: bytes) -> None:
+    async with channel_to(b"200 result=" + key + b" endpos=100\n") as (channel, peer):
+        entered = await asyncio.wait_for(channel.ask(["intro", "menu"], 10000, max_digits),
+                                         REPLY_WAIT)
+    assert entered == answer and peer.received == [b"STREAM FILE intro" + LISTENS]
+
+
+async def test_no_key_during_the_lead_in_then_the_question_is_asked() -> None:
+    async with channel_to(b"200 result=0 endpos=8000\n", b"200 result= (timeout)\n") as (channel,
+                                                                                      peer):
+        entered = await asyncio.wait_for(channel.ask(["no_input", "enter_pin"], 10000, 12),
+                                         REPLY_WAIT)
+    assert entered == b""
+    assert peer.received == [b"STREAM FILE no_input" + LISTENS, b'GET DATA "enter_pin" 10000 12\n']
+
+
+async def test_hanging_up_while_the_answer_goes_on_is_a_hang_up() -> None:
+    async with channel_to(b"200 result=55 endpos=100\n", b"HANGUP\n200 result=-1\n") as (channel,
+                                                                                        _):
+        with pytest.raises(AgiHangup):
+            await asyncio.wait_for(channel.ask(["incorrect_pin", "enter_pin"], 10000, 12),
+                                   REPLY_WAIT)
+        assert channel.hung_up

@@ -44,6 +44,18 @@ def pays_with_expiry_and_cvv2(name: str, expiry_mmyy: str, cvv2: str, *, languag
     ])
 
 
+def keys_1_during_the_readout(name: str, pin: str, *, language: str, amount_minor: int) -> Callee:
+    """Presses 1 while the merchant's name is still being read out, before the menu is asked
+    (issue 13: that key was dropped and the PIN's first digit answered the menu), then keys the
+    PIN once the PIN prompt has begun."""
+    clock = PromptClock(language)
+    during_the_merchant = clock.ms("callback_intro") + clock.ms(f"merchant_{MERCHANT}") // 2
+    return Callee(name, steps=[
+        Key("1", during_the_merchant, label="1 during the readout"),
+        Key(pin + "#", 1500, label="PIN"),
+    ])
+
+
 def refuses(name: str, *, language: str, amount_minor: int) -> Callee:
     return Callee(name, steps=[Key("2", _until_menu(language, amount_minor))])
 
