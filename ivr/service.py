@@ -22,8 +22,9 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
-from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, SETTINGS,
-                          STOPPING, STORE, WEBHOOKS)
+from ivr.api.admin_review_routes import admin_review_routes
+from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
+                          RISK_ENGINE, SETTINGS, STOPPING, STORE, WEBHOOKS)
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
@@ -43,6 +44,12 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.hostlink.bin_table import PublishedBins
+from ivr.paying.id_step_up import IdDigests
+from ivr.risk.basic import BasicRiskEngine
+from ivr.risk.decision import RiskEngine
+from ivr.risk.gate import RiskGate
+from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
@@ -111,6 +118,11 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
+def build_risk_engine(settings: Settings) -> RiskEngine:
+    """The one place the risk engine is chosen (every flow's orders pass it)."""
+    return BasicRiskEngine(settings.risk_step_up)
+
+
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     """The call side: the dialer, the one-line switch, the order service, the FastAGI flows."""
     settings = app[SETTINGS]
@@ -121,7 +133,11 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
-    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer)
+    if RISK_ENGINE not in app:  # tests put a scripted engine in before start-up
+        app[RISK_ENGINE] = build_risk_engine(settings)
+    risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.cardholder_key))
+    app[REVIEWS] = ReviewDesk(app[STORE], dialer)
+    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, risk)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,
@@ -136,6 +152,8 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
                               on_approved=returning.remember),
         manifest=manifest_with_merchants(settings),
         oneline=switch,
+        risk=risk,
+        bins=PublishedBins(settings.bin_table_file),
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({
@@ -156,7 +174,8 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RecoverySweep(app[STORE], app[REDIS], app[ACQUIRER],
                           PanVault(load_ivr_keys(settings.ivr_keys_file).pan_key),
-                          deadlines_from(settings), ami=app[AMI], dialer=app[DIALER])
+                          deadlines_from(settings), ami=app[AMI], dialer=app[DIALER],
+                          reviews=app[REVIEWS])
     task = asyncio.create_task(sweep.run(settings.recovery_period_s), name="recovery")
     yield
     # A reversal cut short here is sent again by the next sweep, of this or another instance.
@@ -184,6 +203,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
+    app.add_routes(admin_review_routes)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
                             _calls_ctx, _recovery_ctx])
     return app

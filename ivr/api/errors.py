@@ -13,6 +13,7 @@ from typing import Any
 from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, SwitchFailed, SwitchUnavailable
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
+from ivr.risk.review import ReviewNotPending
 
 __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_answer"]
 
@@ -44,6 +45,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SwitchUnavailable: (503, "switch-unavailable"),
     SwitchFailed: (502, "switch-failed"),
     OnelineNotAllowed: (403, "oneline-not-allowed"),
+    ReviewNotPending: (409, "review-not-pending"),
 }
 # What the error middleware answers itself; anything else is a bug (500, logged by aiohttp).
 HANDLED: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS)

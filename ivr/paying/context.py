@@ -8,10 +8,12 @@ from ivr.agi.channel import AgiChannel
 from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
 from ivr.crypto.pan_vault import PanVault
+from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, Prompts
 from ivr.payments.store import PaymentStore
+from ivr.risk.gate import RiskGate
 
 __all__ = ["FlowContext"]
 
@@ -25,6 +27,10 @@ class FlowContext:
     authorizer: Authorizer
     manifest: Manifest
     oneline: OnelineSwitch | None = None
+    # Risk at order time (self-service) and the ID step-up (callback, one-line); the service
+    # always sets both. Without them, self-service refuses to take a payment.
+    risk: RiskGate | None = None
+    bins: PublishedBins | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)
