@@ -44,14 +44,15 @@ class CallbackOrders:
         request = RiskRequest(payment.id, "callback", merchant, order, card, source=merchant.id)
         decision = await self.risk.assess(request)
         fields = self.risk.fields(decision, request)
+        reason = self.risk.history(decision)
         if decision.outcome is RiskOutcome.REVIEW:
             return await self._store.transition(payment.id, PaymentState.RISK_REVIEW,
-                                                reason=decision.summary(), **fields)
+                                                reason=reason, **fields)
         if not decision.passed:
             return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
-                                                reason=decision.summary(), **fields)
+                                                reason=reason, **fields)
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
-                                               reason=decision.summary(), **fields)
+                                               reason=reason, **fields)
         await self._dialer.schedule(payment.id)
         return payment
 

@@ -96,16 +96,17 @@ class OnelineOrders:
         if decision.outcome is RiskOutcome.REVIEW:
             return await self._store.transition(
                 payment.id, PaymentState.RISK_DECLINED,
-                reason=f"{decision.summary()}; no review while the caller waits: declined",
+                reason=f"{risk.history(decision, GENERIC_DECLINE)}: no review while the caller "
+                       "waits",
                 **risk.fields(decision, request, merchant_reason=GENERIC_DECLINE))
         if not decision.passed:
             return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
-                                                reason=decision.summary(),
+                                                reason=risk.history(decision),
                                                 **risk.fields(decision, request))
         # risk_passed before the switch: the caller's flow takes the payment from there, and
         # may start before the Redirect is even acknowledged.
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
-                                               reason=decision.summary(),
+                                               reason=risk.history(decision),
                                                **risk.fields(decision, request))
         try:
             await self._switch.switch(order.agent_id, call, payment.id)

@@ -10,6 +10,10 @@ the payment with the state the decision leads to:
     merchant_reason  the generic reason a merchant is shown ("declined by risk control")
     id_check_digest  step_up only: the keyed digest of the ID number's last 6 characters
 
+The payment's history is shown to the merchant too, so the transition's reason is ``history``'s:
+the outcome and the generic reason, never a rule's name or a list; the rules that fired are in
+``risk_decision`` and in the log.
+
 An engine that fails never approves: the payment is declined, with the failure as the reason.
 """
 
@@ -46,6 +50,12 @@ class RiskGate:
                 ENGINE_FAILED, 0, f"the risk engine failed ({type(exc).__name__})"),))
         log.info("payment %s: %s", request.payment_id, decision.summary())
         return decision
+
+    @staticmethod
+    def history(decision: RiskDecision, merchant_reason: str | None = None) -> str:
+        """The risk transition's reason in the payment's history, which the merchant sees."""
+        reason = decision.merchant_reason if merchant_reason is None else merchant_reason
+        return f"risk: {decision.outcome}" + (f" ({reason})" if reason else "")
 
     def fields(self, decision: RiskDecision, request: RiskRequest, *,
                merchant_reason: str | None = None) -> dict[str, str]:

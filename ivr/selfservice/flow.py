@@ -124,9 +124,9 @@ async def _risk_approved(call: AgiChannel, ctx: FlowContext, payment: Payment, p
         # before; the decision is on the payment (risk_decision) for the operator.
         await ctx.store.update(payment.id, **ctx.risk.fields(decision, request))
         return True
-    why = decision.summary()
+    why = ctx.risk.history(decision, GENERIC_DECLINE)
     if decision.outcome is not RiskOutcome.DECLINE:
-        why += "; the top-up line cannot step up or wait for review: declined"
+        why += ": the top-up line cannot step up or wait for review"
     await ctx.store.transition(payment.id, PaymentState.RISK_DECLINED, reason=why,
                                **ctx.risk.fields(decision, request,
                                                  merchant_reason=GENERIC_DECLINE))

@@ -75,8 +75,8 @@ async def test_a_banned_category_merchant_is_risk_declined(api: Api, fake_ami: F
     status, body = await api.post_order(merchant="M100004")
     assert status == 201, body
     assert body["status"] == "risk_declined"
-    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
-    assert "merchant category 7995 is not admitted" in reasons[-1]
+    decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
+    assert [rule["reason"] for rule in decision["fired"]] == ["merchant category 7995 is not admitted"]
     assert fake_ami.sent("Originate") == []
 
 
@@ -84,8 +84,9 @@ async def test_an_unknown_bin_is_risk_declined(api: Api) -> None:
     status, body = await api.post_order(card_number=UNKNOWN_BIN_CARD)
     assert status == 201, body
     assert body["status"] == "risk_declined" and body["card_type"] == "unknown"
-    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
-    assert reasons[-1].endswith("card issuer not supported (BIN not in the acquirer's table)")
+    decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
+    assert [rule["reason"] for rule in decision["fired"]] == [
+        "card issuer not supported (BIN not in the acquirer's table)"]
 
 
 async def test_a_known_bin_passes_risk_and_is_dialled(api: Api, fake_ami: FakeAmi) -> None:
