@@ -42,6 +42,20 @@ def pays_with_expiry_and_cvv2(name: str, expiry_mmyy: str, cvv2: str, *, languag
     ])
 
 
+def steps_up_with_id(name: str, id_answers: list[str], pin: str | None, *, language: str,
+                     amount_minor: int) -> Callee:
+    """Answers, presses 1, keys each answer to the ID step-up in turn (the last 6 characters of
+    the ID number, ``*`` for an X, then #), then the PIN if one is given."""
+    clock = PromptClock(language)
+    steps = [Key("1", _until_menu(language, amount_minor))]
+    for index, answer in enumerate(id_answers):
+        wait = 600 if index == 0 else clock.ms("id_check_retry") + MARGIN_MS
+        steps.append(Key(answer + "#", wait, label="ID characters"))
+    if pin is not None:
+        steps.append(Key(pin + "#", 600, label="PIN"))
+    return Callee(name, steps=steps)
+
+
 def refuses(name: str, *, language: str, amount_minor: int) -> Callee:
     return Callee(name, steps=[Key("2", _until_menu(language, amount_minor))])
 
