@@ -16,33 +16,19 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.api.keys import AMI, REVIEWS, RISK_ENGINE, STORE
-from ivr.config import load_settings
-from ivr.crypto.keys import generate_dev_keys
-from ivr.hostlink.bin_table import BinTable
+from ivr.api.keys import REVIEWS, STORE
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState
 from ivr.risk.decision import RiskOutcome
-from ivr.service import create_app
 from tests.integration.fake_ami import FakeAmi
 from tests.integration.scripted_risk import ScriptedRiskEngine
-from tests.integration.test_merchant_api import ID_NUMBER, Api, _free_port
-from tests.integration.test_orders_api import (AGENT_CHANNEL, AMI_USER, AMI_SECRET, CALLER_CHANNEL,
-                                               ONELINE, TEST_CARDS)
+from tests.integration.test_merchant_api import ID_NUMBER, Api
+from tests.integration.test_orders_api import ONELINE, fake_ami, running_service
+
+__all__ = ["fake_ami"]  # the fixture, shared with test_orders_api.py
 
 NOTIFY_URL = "http://127.0.0.1:9/hook"  # nothing listens: the webhook stays queued, inspectable
-
-
-@pytest.fixture
-async def fake_ami() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi(username=AMI_USER, secret=AMI_SECRET) as ami:
-        ami.channels = [
-            {"Channel": CALLER_CHANNEL, "Uniqueid": "1700000000.1", "BridgeId": "bridge-1"},
-            {"Channel": AGENT_CHANNEL, "Uniqueid": "1700000000.2", "BridgeId": "bridge-1"},
-        ]
-        yield ami
 
 
 @pytest.fixture
@@ -53,20 +39,10 @@ def engine() -> ScriptedRiskEngine:
 @pytest.fixture
 async def api(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis, fake_ami: FakeAmi,
               engine: ScriptedRiskEngine) -> AsyncIterator[Api]:
-    generate_dev_keys(tmp_path / "keys")
-    settings = load_settings(
-        var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(),
-        agi_host="127.0.0.1", agi_port=_free_port(), ami_host="127.0.0.1", ami_port=fake_ami.port,
-        ami_user=AMI_USER, ami_secret=AMI_SECRET,
-        acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
-    )
-    BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
-    app = create_app(settings)
-    app[RISK_ENGINE] = engine  # before start-up: the service uses it instead of building one
-    async with TestClient(TestServer(app)) as client:
-        while not app[AMI].connected:
-            await asyncio.sleep(0.01)
-        yield Api(client, settings, None, redis_client, fake_ami)
+    async with running_service(tmp_path, redis_server, redis_client, fake_ami,
+                               risk_engine=engine) as api:
+        api.ami = fake_ami
+        yield api
 
 
 async def order(api: Api, engine: ScriptedRiskEngine, outcome: RiskOutcome,
