@@ -6,6 +6,8 @@
 - transition: one atomic payment state transition in Redis (Lua script).
 - recovery: from the start of a recovery sweep until N stranded payments (approved and charged
   at the acquirer, the process dead before settling them) are reversed and failed.
+- risk_decision / risk_rules_only / synthetic traffic: the risk engine (bench/risk_engine.py,
+  bench/risk_traffic.py).
 - list_newest_50 / list_declined_50: GET /v1/payments's store query with 1,000,000 payments stored
   (bench/listing.py).
 """
@@ -38,6 +40,7 @@ from ivr.paying.authorization import Authorizer
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState, PaymentStore, new_payment_id
 from bench.listing import bench_listing
+from bench.risk_engine import bench_risk
 
 
 def percentile(ordered: list[float], percent: int) -> float:
@@ -157,6 +160,7 @@ def main() -> int:
         asyncio.run(bench_authorization(settings, card.pan, card.pin, pek))
         asyncio.run(bench_transitions())
         asyncio.run(bench_recovery(settings, card.pan, card.pin, pek))
+        asyncio.run(bench_risk(report, _redis))
         asyncio.run(bench_listing(report))
     return 0
 

@@ -3,8 +3,8 @@
     python -m devstack.config_table           # print the table
     python -m devstack.config_table --write   # replace the table in README.md (make docs)
 
-Variables and defaults come from the fields of ``ivr.config.Settings`` and of the acquirer
-simulator's ``AcquirerSettings``; only the "meaning" column is written here, one line per
+Variables and defaults come from the fields of ``ivr.config.Settings``, of the acquirer
+simulator's ``AcquirerSettings`` and of the identity simulators' ``IdentitySettings``; only the "meaning" column is written here, one line per
 variable. tests/unit/test_config_and_assets.py fails when README.md and this output differ, when
 a setting has no meaning here, or when a meaning names no setting.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ivr.config import REPO_ROOT, Settings, settings_table
 from simulators.acquirer.settings import AcquirerSettings
+from simulators.identity.settings import IdentitySettings
 
 __all__ = ["MEANINGS", "render_table", "readme_with_table", "rows"]
 
@@ -66,6 +67,10 @@ MEANINGS: dict[str, str] = {
                                    "returning cardholders have no such cap",
     "VOICEPAY_SIGNATURE_WINDOW_SECONDS": "merchant API: how far a signed request's timestamp may be "
                                          "from our clock (nonces are kept twice as long)",
+    "VOICEPAY_BANNED_MCCS": "merchant categories (comma-separated MCCs) banned on top of the built-in "
+                            "gambling and adult ones: never admitted, their payments declined",
+    "VOICEPAY_MERCHANT_KEY_GRACE_S": "seconds a merchant's old API key keeps working after a key "
+                                     "rotation",
     "VOICEPAY_MAX_PAYMENT_AMOUNT": "the largest callback payment, in yuan (a merchant may have a "
                                    "lower limit)",
     "VOICEPAY_IDEMPOTENCY_TTL_SECONDS": "how long an `Idempotency-Key` and its first response are kept",
@@ -89,6 +94,24 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RISK_STEP_UP_AMOUNT": "the basic risk engine steps up a payment of this amount or more (yuan): the cardholder keys the last 6 characters of their ID number before the PIN",
     "VOICEPAY_RISK_REVIEW_TIMEOUT_S": "a callback held for review (`risk_review`) with no operator decision this long is `risk_declined` by the recovery sweep",
     "VOICEPAY_ID_CHECK_MAX_ATTEMPTS": "tries at the ID step-up before the payment `failed` (no PIN is asked for)",
+    "VOICEPAY_POLICE_URL": "the police identity service's check endpoint (JSON POST; the wire "
+                           "contract is in `ivr/risk/identity.py`); the simulator listens on its "
+                           "host, port and path",
+    "VOICEPAY_BINDING_URL": "the bank binding service's check endpoint, as `VOICEPAY_POLICE_URL`",
+    "VOICEPAY_IDENTITY_TIMEOUT_S": "seconds an identity service may take before it counts as "
+                                   "unavailable for that payment",
+    "VOICEPAY_IDENTITY_REGISTRY": "the identity simulators' test registry (who the police know, "
+                                  "which mobile is registered for which card)",
+    "VOICEPAY_IDENTITY_LATENCY_MS": "the identity simulators' answer time, milliseconds",
+    "VOICEPAY_IDENTITY_JITTER_MS": "± this many milliseconds (uniform) around that answer time",
+    "VOICEPAY_POLICE_MODE": "the police simulator's failure mode at start: `ok`, `down` (503), "
+                            "`slow` (answers after `VOICEPAY_IDENTITY_SLOW_S`), `garbage` "
+                            "(malformed body); switchable at run time on `/admin/mode`",
+    "VOICEPAY_BINDING_MODE": "the binding simulator's failure mode at start, as `VOICEPAY_POLICE_MODE`",
+    "VOICEPAY_IDENTITY_SLOW_S": "seconds the identity simulators' `slow` mode holds an answer back",
+    "VOICEPAY_RISK_RULES_FILE": "the risk rules file (YAML, README \"Risk control\"); reloaded when it "
+                                "changes, a broken file never replaces the running rules",
+    "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file for changes",
 }
 
 
@@ -110,7 +133,8 @@ def rows() -> list[tuple[str, str, str, str]]:
     A variable both processes read is one row; its two defaults must agree.
     """
     seen: dict[str, tuple[object, list[str]]] = {}
-    for reader, cls in (("ivr", Settings), ("acquirer", AcquirerSettings)):
+    for reader, cls in (("ivr", Settings), ("acquirer", AcquirerSettings),
+                        ("identity", IdentitySettings)):
         for env, _, default in settings_table(cls):
             if env in seen and seen[env][0] != default:
                 raise ValueError(f"{env} has two defaults: {seen[env][0]!r} and {default!r}")

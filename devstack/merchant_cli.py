@@ -5,7 +5,8 @@
     python -m devstack.merchant_cli cancel pay_...
 
 Signs with the development merchant keys in VOICEPAY_VAR_DIR/keys/merchants.json, as a merchant's
-own system would with its key.
+own system would with its key (a seed merchant's key rotated through the admin API is no longer
+that file's: sign with the key the rotation printed).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 
+from ivr.admin import call_api
 from ivr.api.merchant_auth import signed_headers
 from ivr.config import load_settings
 from ivr.merchants import MerchantRegistry
@@ -30,15 +30,9 @@ def _request(method: str, path: str, merchant_id: str, body: dict | None = None)
     settings = load_settings()
     key = MerchantRegistry.load(settings).get(merchant_id).key
     raw = json.dumps(body).encode() if body is not None else b""
-    headers = {"Content-Type": "application/json", **signed_headers(merchant_id, key, method, path, raw)}
     url = f"http://{settings.http_host}:{settings.http_port}{path}"
-    request = urllib.request.Request(url, data=raw if body is not None else None, headers=headers,
-                                     method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+    return call_api(url, method, signed_headers(merchant_id, key, method, path, raw),
+                    raw if body is not None else None)
 
 
 def main(argv: list[str] | None = None) -> int:

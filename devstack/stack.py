@@ -1,4 +1,5 @@
-"""The whole stack on one machine: Redis, the acquirer simulator, Asterisk and the ivr service.
+"""The whole stack on one machine: Redis, the acquirer and identity simulators, Asterisk and the
+ivr service.
 
 ``make run`` runs ``python -m devstack.stack run`` (foreground until Ctrl-C); the end-to-end tests start
 the same :class:`Stack`. devstack/supervisor.py does the supervising: every process in its own
@@ -19,6 +20,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from simulators.acquirer.server import prepare_acquirer
@@ -74,6 +76,12 @@ def _http_status(url: str) -> int | None:
         return None
 
 
+def _identity_ready(url: str) -> Callable[[], bool]:
+    """An identity simulator is ready when its /healthz answers (whatever failure mode it is in)."""
+    endpoint = urlparse(url)
+    return lambda: _http_status(f"{endpoint.scheme}://{endpoint.netloc}/healthz") == 200
+
+
 class Stack:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
@@ -113,6 +121,7 @@ class Stack:
             ProcessSpec("acquirer", [python, "-m", "simulators.acquirer.server"],
                         self.log_dir / "acquirer.log",
                         lambda: _port_open(s.acquirer_host, s.acquirer_port), cwd=REPO_ROOT, env=env),
+            *self.identity_specs(),
             # A killed Asterisk leaves its control socket behind: removed before every start.
             ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                         self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
@@ -130,6 +139,14 @@ class Stack:
                            stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT,
                            env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
 
+    def identity_specs(self) -> list[ProcessSpec]:
+        """The police and binding simulators, listening where the ivr service posts to."""
+        s = self.settings
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return [ProcessSpec(name, [sys.executable, "-m", f"simulators.identity.{name}"],
+                            self.log_dir / f"{name}.log", _identity_ready(url), cwd=REPO_ROOT, env=env)
+                for name, url in (("police", s.police_url), ("binding", s.binding_url))]
+
     def _asterisk_booted(self) -> bool:
         assert self.asterisk is not None
         if not _port_open(self.settings.ami_host, self.settings.ami_port):
@@ -141,6 +158,8 @@ class Stack:
         busy = [f"{name} {port}" for name, host, port in [
             ("redis", urlparse(s.redis_url).hostname, urlparse(s.redis_url).port),
             ("acquirer", s.acquirer_host, s.acquirer_port), ("AMI", s.ami_host, s.ami_port),
+            ("police", urlparse(s.police_url).hostname, urlparse(s.police_url).port),
+            ("binding", urlparse(s.binding_url).hostname, urlparse(s.binding_url).port),
             ("FastAGI", s.agi_host, s.agi_port), ("HTTP", s.http_host, s.http_port),
         ] if _port_open(host or "127.0.0.1", port or 0)]
         if busy:
@@ -202,9 +221,13 @@ class Stack:
             "                .venv/bin/python -m devstack.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",
             "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
+            "  Merchants     .venv/bin/python -m ivr.admin list   (admit, suspend, limits, rotate-key...)",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",
+            f"  Identity      police {s.police_url}",
+            f"                binding {s.binding_url}",
+            "                test registry and failure modes: README.md, 'Identity services (simulated)'",
             "",
             "Ctrl-C stops everything.",
         ])

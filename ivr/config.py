@@ -97,6 +97,12 @@ class Settings:
     # may have a lower limit of their own in ivr/merchants_seed.toml).
     max_payment_amount: str = field(metadata={"env": "VOICEPAY_MAX_PAYMENT_AMOUNT"},
                                     default="50000.00")
+    # Merchant categories (ISO 18245, comma-separated) banned on top of the built-in gambling and
+    # adult ones (ivr/merchants.py BANNED_MCCS): never admitted, their payments declined.
+    banned_mccs: str = field(metadata={"env": "VOICEPAY_BANNED_MCCS"}, default="")
+    # After an API key rotation the old key keeps working this long, for the merchant to switch.
+    merchant_key_grace_s: float = field(metadata={"env": "VOICEPAY_MERCHANT_KEY_GRACE_S"},
+                                        default=86400.0)
     # How long an Idempotency-Key and the first response to it are kept.
     idempotency_ttl_seconds: int = field(metadata={"env": "VOICEPAY_IDEMPOTENCY_TTL_SECONDS"},
                                          default=86400)
@@ -139,6 +145,20 @@ class Settings:
     # Wrong answers to the ID step-up before the payment fails (no PIN is asked for then).
     id_check_max_attempts: int = field(metadata={"env": "VOICEPAY_ID_CHECK_MAX_ATTEMPTS"},
                                        default=3)
+    # Identity services (ivr/risk/identity.py): the endpoints the risk checks POST to (the
+    # simulators in simulators/identity/ listen where these say) and how long an answer may take
+    # before the provider counts as unavailable.
+    police_url: str = field(metadata={"env": "VOICEPAY_POLICE_URL"},
+                            default="http://127.0.0.1:8591/v1/identity/check")
+    binding_url: str = field(metadata={"env": "VOICEPAY_BINDING_URL"},
+                             default="http://127.0.0.1:8592/v1/binding/check")
+    identity_timeout_s: float = field(metadata={"env": "VOICEPAY_IDENTITY_TIMEOUT_S"}, default=2.0)
+    # Risk control (ivr/risk/): the rules file the engine runs (the shipped defaults unless the
+    # operator points this at an edited copy) and how often it is checked for changes. How long an
+    # identity provider may take is identity_timeout_s above.
+    risk_rules_file: Path = field(metadata={"env": "VOICEPAY_RISK_RULES_FILE"},
+                                  default=REPO_ROOT / "ivr" / "risk" / "rules.yaml")
+    risk_rules_poll_s: float = field(metadata={"env": "VOICEPAY_RISK_RULES_POLL_S"}, default=5.0)
 
     @property
     def oneline_max(self) -> Money:
@@ -168,6 +188,11 @@ class Settings:
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
+
+    @property
+    def merchant_secrets_key_file(self) -> Path:
+        """The AES key that seals merchants' API keys and webhook secrets in Redis."""
+        return self.keys_dir / "merchant_secrets.key"
 
     @property
     def operator_token_file(self) -> Path:

@@ -58,6 +58,9 @@ class Prompts:
         self._base = f"{sounds_path.rstrip('/')}/{language}"
         self.language = language
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
     def __getitem__(self, name: str) -> str:
         if name not in self._names:
             raise UnknownPrompt(name)

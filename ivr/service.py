@@ -24,8 +24,11 @@ from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
-                          RISK_ENGINE, SETTINGS, STOPPING, STORE, WEBHOOKS)
+                          RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE,
+                          WEBHOOKS)
+from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
+from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
 from ivr.api.routes import error_middleware, routes
@@ -44,22 +47,31 @@ from ivr.callback.dialer import Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.callback.merchant_prompts import manifest_with_merchants
 from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
 from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.id_step_up import IdDigests
 from ivr.risk.basic import BasicRiskEngine
-from ivr.risk.decision import RiskEngine
 from ivr.risk.gate import RiskGate
 from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import RetentionSweep
 from ivr.payments.store import PaymentStore
+from ivr.risk.audit import RiskAudit
+from ivr.risk.decision import BindingProvider, IdentityProvider
+from ivr.risk.engine import RulesRiskEngine
+from ivr.risk.lists import RiskLists
+from ivr.risk.rules import RuleBook
+from ivr.risk.subjects import SubjectDigester
+from ivr.risk.velocity import Velocity
 from ivr.webhooks import WebhookNotifier
 
-__all__ = ["create_app", "drain", "serve", "main"]
+__all__ = ["create_app", "build_risk_engine", "drain", "serve", "main"]
 
 log = logging.getLogger("ivr.service")
 
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+# How long start-up waits for the seed merchants to be in Redis before it goes on without them.
+_SEED_WAIT_S = 5.0
 
 
 class ServiceStopping(APIError):
@@ -86,9 +98,16 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Merchant keys and the operator token (generated at first use), and the webhook worker."""
+    """The merchant registry (seeded at first start), the operator token (generated at first
+    use), and the webhook worker."""
     settings = app[SETTINGS]
-    app[MERCHANTS] = MerchantRegistry.load(settings)
+    merchants = MerchantStore.from_settings(app[REDIS], settings)
+    # Idempotent: only seed merchants not in Redis yet are added (every instance may run it).
+    # Done before the API answers; if Redis is away at start, as soon as it is back.
+    seeding = asyncio.create_task(merchants.seed_when_reachable(MerchantRegistry.load(settings)),
+                                  name="merchant-seed")
+    await asyncio.wait({seeding}, timeout=_SEED_WAIT_S)
+    app[MERCHANTS] = merchants
     app[OPERATOR_TOKEN] = ensure_operator_token(settings)
     notifier = WebhookNotifier(app[REDIS], app[MERCHANTS], settings)
     app[WEBHOOKS] = notifier
@@ -98,9 +117,41 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     notifier.stop()
     await asyncio.wait({worker}, timeout=settings.webhook_timeout + 1)
-    worker.cancel()
+    for task in (worker, seeding):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Risk control: the rules file (a broken one stops the start: there is nothing to keep),
+    reloaded when it changes; the lists and the audit streams the admin API works on."""
+    settings = app[SETTINGS]
+    audit = RiskAudit(app[REDIS])
+    app[RISK_AUDIT] = audit
+    book = RuleBook(settings.risk_rules_file, audit)
+    await book.start()
+    app[RISK_RULES] = book
+    digester = SubjectDigester(load_ivr_keys(settings.ivr_keys_file).cardholder_key)
+    app[RISK_LISTS] = RiskLists(app[REDIS], digester, audit)
+    watcher = asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules")
+    yield
+    watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await worker
+        await watcher
+
+
+# --- Risk control (issue 8) -----------------------------------------------------------------
+# The order services switch from ivr/risk/basic.py to the rules engine with one line in
+# _calls_ctx (where app[RISK_ENGINE] is set), once the identity providers are wired in.
+def build_risk_engine(app: web.Application, identity: IdentityProvider,
+                      binding: BindingProvider) -> RulesRiskEngine:
+    """The rules engine over this app's running rules, lists and audit (after ``_risk_ctx``)."""
+    settings = app[SETTINGS]
+    lists = app[RISK_LISTS]
+    return RulesRiskEngine(app[RISK_RULES], lists, Velocity(app[REDIS]), app[RISK_AUDIT],
+                           lists.digester, identity, binding,
+                           provider_timeout_s=settings.identity_timeout_s)
 
 
 async def _acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -118,11 +169,6 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-def build_risk_engine(settings: Settings) -> RiskEngine:
-    """The one place the risk engine is chosen (every flow's orders pass it)."""
-    return BasicRiskEngine(settings.risk_step_up)
-
-
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     """The call side: the dialer, the one-line switch, the order service, the FastAGI flows."""
     settings = app[SETTINGS]
@@ -134,7 +180,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
     if RISK_ENGINE not in app:  # tests put a scripted engine in before start-up
-        app[RISK_ENGINE] = build_risk_engine(settings)
+        # The one place the engine every order passes is chosen; the rules engine goes here:
+        #     app[RISK_ENGINE] = build_risk_engine(app, identity=..., binding=...)
+        app[RISK_ENGINE] = BasicRiskEngine(settings.risk_step_up)
     risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.cardholder_key))
     app[REVIEWS] = ReviewDesk(app[STORE], dialer)
     callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, risk)
@@ -203,9 +251,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
     app.add_routes(merchant_routes)
+    app.add_routes(admin_risk_routes)
+    app.add_routes(admin_merchant_routes)
     app.add_routes(admin_review_routes)
-    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _acquirer_ctx, _ami_ctx,
-                            _calls_ctx, _recovery_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, _acquirer_ctx,
+                            _ami_ctx, _calls_ctx, _recovery_ctx])
     return app
 
 

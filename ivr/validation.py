@@ -18,6 +18,7 @@ __all__ = [
     "check_mainland_mobile",
     "check_id_number",
     "id_number_check_char",
+    "ID_REGION_PREFIXES",
     "InvalidExpiry",
     "check_expiry_mmyy",
 ]
@@ -90,8 +91,24 @@ def check_mainland_mobile(digits: str) -> str:
 # GB 11643-1999: weight of position i (0-based, left to right) is 2**(17-i) mod 11 (ISO 7064 MOD 11-2).
 _ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _ID_CHECK_CHARS = "0123456789X"
-# The earliest birth year accepted: the standard's own examples include holders born in the 1880s.
-_ID_MIN_BIRTH_YEAR = 1800
+# The earliest birth year accepted. Resident ID numbers were first issued in 1984 (18 digits from
+# 1999); a holder born before 1900 would be over 125 today, so such a date means a mistyped number.
+_ID_MIN_BIRTH_YEAR = 1900
+
+# The province-level region codes (the first two digits of the six-digit GB/T 2260 region code)
+# that resident ID numbers are issued under. A prefix table is enough to catch a mistyped or made-up
+# number; the full county-level table changes every year and is the identity provider's business.
+# 71: Taiwan; 81, 82: the Hong Kong and Macao residence permits; 83: the Taiwan residence permit.
+ID_REGION_PREFIXES: dict[str, str] = {
+    "11": "Beijing", "12": "Tianjin", "13": "Hebei", "14": "Shanxi", "15": "Inner Mongolia",
+    "21": "Liaoning", "22": "Jilin", "23": "Heilongjiang",
+    "31": "Shanghai", "32": "Jiangsu", "33": "Zhejiang", "34": "Anhui", "35": "Fujian",
+    "36": "Jiangxi", "37": "Shandong",
+    "41": "Henan", "42": "Hubei", "43": "Hunan", "44": "Guangdong", "45": "Guangxi", "46": "Hainan",
+    "50": "Chongqing", "51": "Sichuan", "52": "Guizhou", "53": "Yunnan", "54": "Tibet",
+    "61": "Shaanxi", "62": "Gansu", "63": "Qinghai", "64": "Ningxia", "65": "Xinjiang",
+    "71": "Taiwan", "81": "Hong Kong", "82": "Macao", "83": "Taiwan (residence permit)",
+}
 
 
 def id_number_check_char(first17: str) -> str:
@@ -110,7 +127,10 @@ def check_id_number(value: str, *, today: date | None = None) -> str:
     """``value`` (with a lower-case ``x`` made ``X``) if it is a valid China resident ID number.
 
     GB 11643-1999: 18 characters, 6 digits of region, 8 of birth date (YYYYMMDD), 3 of sequence,
-    then the ISO 7064 MOD 11-2 check character. Errors never repeat the number.
+    then the ISO 7064 MOD 11-2 check character. Checked here: the check character, a real birth
+    date from 1900 to ``today``, and a known province-level region (``ID_REGION_PREFIXES``).
+    Errors say which (``reason``: length, not_digits, region, birth_date, checksum) and never
+    repeat the number.
 
     >>> check_id_number("11010519491231002x")
     '11010519491231002X'
@@ -123,6 +143,8 @@ def check_id_number(value: str, *, today: date | None = None) -> str:
     if not _ascii_digits(value[:17]) or value[17] not in _ID_CHECK_CHARS:
         raise InvalidIdNumber("ID number must be 17 digits and a check character (0-9 or X)",
                               reason="not_digits")
+    if value[:2] not in ID_REGION_PREFIXES:
+        raise InvalidIdNumber("ID number holds no known region code", reason="region")
     try:
         born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:

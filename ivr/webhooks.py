@@ -3,7 +3,7 @@
 Each delivery is a POST of ``{"payment": <payment JSON>, "event": "payment.<status>"}`` with
 
     X-Voicepay-Timestamp: unix seconds of this attempt
-    X-Voicepay-Signature: hex HMAC-SHA256(merchant key, timestamp + "\\n" + body)
+    X-Voicepay-Signature: hex HMAC-SHA256(merchant's webhook secret, timestamp + "\\n" + body)
 
 retried with exponential back-off (``webhook_base_delay`` doubled per attempt, at most
 ``webhook_max_delay``) until the receiver answers 2xx or ``webhook_max_attempts`` is reached.
@@ -36,7 +36,8 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from ivr.config import Settings
-from ivr.merchants import MerchantRegistry, UnknownMerchant
+from ivr.merchant_store import MerchantStore
+from ivr.merchants import UnknownMerchant
 from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
 from ivr.payments.store import Payment
 
@@ -78,7 +79,7 @@ def _text(value: bytes | str) -> str:
 
 
 class WebhookNotifier:
-    def __init__(self, redis: aioredis.Redis, registry: MerchantRegistry, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, registry: MerchantStore, settings: Settings) -> None:
         self._redis = redis
         self._registry = registry
         self._settings = settings
@@ -102,7 +103,7 @@ class WebhookNotifier:
         merchant_id = payment.merchant_id
         if not payment.is_final or not url:
             return False
-        if merchant_id not in self._registry:
+        if not await self._registry.exists(merchant_id):
             log.warning("payment %s: no webhook, merchant %r is unknown", payment.id, merchant_id)
             return False
         event = f"payment.{payment.status}"
@@ -167,7 +168,8 @@ class WebhookNotifier:
         http_status: int | None = None
         error: str | None = None
         try:
-            merchant = self._registry.get(delivery["merchant_id"])
+            # The secret of this moment: a rotated webhook secret signs the next attempt.
+            merchant = await self._registry.get(delivery["merchant_id"])
             body = delivery["body"].encode("utf-8")
             timestamp = str(int(started))
             headers = {
@@ -175,7 +177,7 @@ class WebhookNotifier:
                 "User-Agent": "voicepay-webhooks/1",
                 "X-Voicepay-Event": delivery["event"],
                 "X-Voicepay-Timestamp": timestamp,
-                "X-Voicepay-Signature": webhook_signature(merchant.key, timestamp, body),
+                "X-Voicepay-Signature": webhook_signature(merchant.webhook_secret, timestamp, body),
             }
             async with session.post(delivery["url"], data=body, headers=headers,
                                     allow_redirects=False) as response:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ivr.crypto.secret_box import SecretBoxError
+from ivr.merchants import (CategoryBanned, DailyLimitReached, InvalidMerchant, MerchantError,
+                           MerchantExists, UnknownMerchant)
 from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, SwitchFailed, SwitchUnavailable
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
@@ -46,6 +49,13 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SwitchFailed: (502, "switch-failed"),
     OnelineNotAllowed: (403, "oneline-not-allowed"),
     ReviewNotPending: (409, "review-not-pending"),
+    MerchantError: (500, "merchant-registry-error"),
+    SecretBoxError: (500, "merchant-registry-error"),
+    UnknownMerchant: (404, "no-such-merchant"),
+    InvalidMerchant: (400, "invalid-parameter"),
+    CategoryBanned: (422, "category-banned"),
+    MerchantExists: (409, "merchant-exists"),
+    DailyLimitReached: (403, "merchant-daily-limit"),
 }
 # What the error middleware answers itself; anything else is a bug (500, logged by aiohttp).
 HANDLED: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS)

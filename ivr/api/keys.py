@@ -11,11 +11,14 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
 from ivr.callback.dialer import Dialer
 from ivr.config import Settings
-from ivr.merchants import MerchantRegistry
+from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
 from ivr.risk.decision import RiskEngine
 from ivr.risk.review import ReviewDesk
+from ivr.risk.audit import RiskAudit
+from ivr.risk.lists import RiskLists
+from ivr.risk.rules import RuleBook
 from ivr.webhooks import WebhookNotifier
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -24,7 +27,8 @@ STORE = web.AppKey("store", PaymentStore)
 ACQUIRER = web.AppKey("acquirer", AcquirerClient)
 AMI = web.AppKey("ami", AmiClient)
 ORDERS = web.AppKey("orders", OrderService)
-MERCHANTS = web.AppKey("merchants", MerchantRegistry)
+# The live merchant registry (Redis): read on every request, so changes apply at once.
+MERCHANTS = web.AppKey("merchants", MerchantStore)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 DIALER = web.AppKey("dialer", Dialer)
 # The operator's decisions on callbacks held for risk review (ivr/risk/review.py).
@@ -35,3 +39,7 @@ RISK_ENGINE = web.AppKey("risk_engine", RiskEngine)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 # The operator's bearer token for the payments API (settings.operator_token_file).
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
+# Risk control (issue 8): the running rules, the lists, the audit streams (ivr/risk/).
+RISK_RULES = web.AppKey("risk_rules", RuleBook)
+RISK_LISTS = web.AppKey("risk_lists", RiskLists)
+RISK_AUDIT = web.AppKey("risk_audit", RiskAudit)

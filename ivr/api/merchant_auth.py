@@ -1,6 +1,7 @@
 """Who is asking: merchant request signatures, and the operator's bearer token.
 
-A merchant signs every request with its API key (``ivr/merchants.py``)::
+A merchant signs every request with its API key (``ivr/merchant_store.py``; after a rotation the
+old key verifies too, for ``merchant_key_grace_s``)::
 
     X-Voicepay-Merchant:  M100001
     X-Voicepay-Timestamp: 1767225600                (unix seconds)
@@ -137,13 +138,15 @@ async def authenticate(request: web.Request) -> Merchant:
     if not _SIGNATURE.fullmatch(signature):
         raise BadSignature(f"{HEADER_SIGNATURE} must be 64 hex digits")
     try:
-        merchant = app[MERCHANTS].get(merchant_id)
+        merchant = await app[MERCHANTS].get(merchant_id)
     except UnknownMerchant:
         raise Unauthenticated("unknown merchant") from None
 
     body = await request.read()
-    expected = sign_request(merchant.key, request.method, request.raw_path, timestamp, nonce, body)
-    if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("ascii")):
+    # The current key, or the one a rotation replaced while its grace period lasts.
+    if not any(hmac.compare_digest(
+            sign_request(key, request.method, request.raw_path, timestamp, nonce, body).encode("ascii"),
+            signature.lower().encode("ascii")) for key in merchant.signing_keys(time.time())):
         raise BadSignature("the signature does not verify")
 
     window = settings.signature_window_seconds

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter, error_answer
-from ivr.api.keys import ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
+from ivr.api.keys import MERCHANTS, ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
 from ivr.api.payment_request import parse_order
 from ivr.orders import PaymentFailed
@@ -73,6 +73,8 @@ async def create_payment(request: web.Request) -> web.Response:
         raise OrdersUnavailable("callback payments are not available on this server")
 
     async def submit() -> tuple[int, dict[str, Any]]:
+        # Counted here, once per request: a replay with the same Idempotency-Key never gets here.
+        await app[MERCHANTS].count_order(merchant, order.amount)
         try:
             payment = await app[ORDERS].submit(merchant, order)
         except PaymentFailed as exc:

@@ -23,6 +23,7 @@ from ivr.validation import ValidationError, check_card_number, check_id_number, 
 __all__ = [
     "UnsupportedMode",
     "parse_order",
+    "parse_json_object",
     "parse_amount",
     "MODES",
     "LANGUAGES",
@@ -128,18 +129,23 @@ def _shown(key: str) -> str:
     return key if _FIELD_NAME.fullmatch(key) else "(field name)"
 
 
-def parse_order(raw: bytes, *, maximum: Money) -> Order:
-    """The order in ``raw`` (a JSON object), or InvalidParameter naming the first bad field."""
+def parse_json_object(raw: bytes, *, what: str = "an order") -> dict[str, Any]:
+    """The flat JSON object in ``raw`` (UTF-8, no repeated field), or InvalidParameter."""
     try:
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, ValueError):
         raise InvalidParameter("body", "must be a JSON object (UTF-8)") from None
     except RecursionError:
         # json's decoder recurses once per nesting level: "[" x 5000 exhausts the stack.
-        raise InvalidParameter("body", "is nested too deeply (an order is one flat object)") from None
+        raise InvalidParameter("body", f"is nested too deeply ({what} is one flat object)") from None
     if not isinstance(body, dict):
         raise InvalidParameter("body", "must be a JSON object")
+    return body
 
+
+def parse_order(raw: bytes, *, maximum: Money) -> Order:
+    """The order in ``raw`` (a JSON object), or InvalidParameter naming the first bad field."""
+    body = parse_json_object(raw)
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise InvalidParameter(_shown(unknown[0]), "unknown field")

@@ -58,8 +58,11 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             log.warning("call %s: %s", call.uniqueid, exc)
             await call.stream(prompts["service_unavailable"])
             return True
+        # A merchant admitted while the stack runs has no recorded name until the prompts are
+        # next built: the call goes on without it rather than failing.
+        name = merchant_prompt_name(payment.merchant_id)
         await call.play(prompts["callback_intro"],
-                        prompts[merchant_prompt_name(payment.merchant_id)],
+                        *([prompts[name]] if name in prompts else []),
                         prompts["callback_amount"],
                         *(prompts[name] for name in amount_prompts(payment.amount.fen,
                                                                    prompts.language)))

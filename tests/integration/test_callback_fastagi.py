@@ -412,3 +412,16 @@ async def test_oneline_without_the_card_number_fails_and_returns_to_the_agent(
 
     assert (await ivr.store.get(payment.id)).status is PaymentState.FAILED
     assert caller.prompts == ["service_unavailable"] and fake_ami.sent("Redirect") == []
+
+
+async def test_a_merchant_without_a_name_prompt_is_called_about_without_its_name(
+        ivr: Ivr, orders: Orders) -> None:
+    """A merchant admitted while the stack runs has no recorded name yet: the call goes on."""
+    from dataclasses import replace
+    orders.merchant = replace(orders.merchant, id="M200001")
+    payment = await orders.callback(APPROVE)
+    intro = [step for step in INTRO if step != plays("merchant_M100001")]
+    caller = await answer(ivr, payment, *intro, asks("confirm_menu", "2"),
+                          plays("payment_refused"), plays("goodbye"))
+    assert (await ivr.store.get(payment.id)).status is PaymentState.REFUSED
+    assert caller.prompts[:4] == ["callback_intro", "callback_amount", "num_50", "currency_yuan"]

@@ -22,7 +22,7 @@ from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState
 from ivr.risk.decision import RiskOutcome
 from tests.integration.fake_ami import FakeAmi
-from tests.integration.scripted_risk import ScriptedRiskEngine
+from tests.integration.risk_fakes import ScriptedRiskEngine
 from tests.integration.test_merchant_api import ID_NUMBER, Api
 from tests.integration.test_orders_api import ONELINE, fake_ami, running_service
 

@@ -42,7 +42,7 @@ from ivr.payments.store import Payment, PaymentStore
 from ivr.hostlink.bin_table import BinTable, PublishedBins
 from ivr.paying.id_step_up import IdDigests
 from ivr.risk.gate import RiskGate
-from tests.integration.scripted_risk import ScriptedRiskEngine
+from tests.integration.risk_fakes import ScriptedRiskEngine
 from tests.integration.fake_asterisk import (
     DEAD_CHANNEL,
     Expect,

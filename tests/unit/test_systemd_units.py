@@ -34,7 +34,8 @@ def _exec_start(path: Path) -> list[str]:
 
 def test_there_is_a_unit_for_each_process_of_the_stack():
     assert [p.name for p in SERVICES] == ["voicepay-acquirer.service", "voicepay-asterisk.service",
-                                          "voicepay-ivr.service", "voicepay-redis.service"]
+                                          "voicepay-binding.service", "voicepay-ivr.service",
+                                          "voicepay-police.service", "voicepay-redis.service"]
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.stem)
@@ -88,3 +89,10 @@ def test_asterisk_runs_in_the_sandbox_the_dev_stack_uses():
     argv = _exec_start(UNIT_DIR / "voicepay-asterisk.service")
     assert argv[0] == "/usr/bin/bwrap" and expected[0] == "bwrap"
     assert argv[1:] == expected[1:]
+
+
+def test_the_ivr_service_stops_before_the_identity_simulators_but_never_needs_them():
+    unit = _unit(UNIT_DIR / "voicepay-ivr.service")["Unit"]
+    for simulator in ("voicepay-police.service", "voicepay-binding.service"):
+        assert simulator in unit["After"].split()
+        assert simulator not in unit["Wants"].split() and simulator not in unit.get("Requires", "")
