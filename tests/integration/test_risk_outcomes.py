@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from ivr.api.keys import REVIEWS, STORE
 from ivr.payments.recovery import RecoverySweep
 from ivr.payments.store import PaymentState
-from ivr.risk.decision import RiskOutcome
+from ivr.risk.decision import RiskDecision, RiskOutcome, RiskRequest
+from ivr.service import build_risk_engine
 from tests.integration.fake_ami import FakeAmi
-from tests.integration.risk_fakes import ScriptedRiskEngine
+from tests.integration.risk_fakes import FakeBinding, FakeIdentity, ScriptedRiskEngine
 from tests.integration.test_merchant_api import ID_NUMBER, Api
 from tests.integration.test_orders_api import ONELINE, fake_ami, running_service
 
@@ -269,3 +271,42 @@ async def test_oneline_step_up_switches_the_caller_in(api: Api, fake_ami: FakeAm
     assert created["status"] == "risk_passed"
     assert (await api.app[STORE].get(created["id"])).id_check_digest
     await fake_ami.received("Redirect")
+
+
+# --- the rules engine behind the same gate ------------------------------------------------------
+
+class ServiceRules:
+    """The service's own rules engine (``build_risk_engine``: its rules file, lists, velocity and
+    audit), with identity providers that answer as the test says; built once the app runs."""
+
+    def __init__(self) -> None:
+        self.app: web.Application | None = None
+        self.identity, self.binding = FakeIdentity(), FakeBinding()
+
+    async def assess(self, request: RiskRequest) -> RiskDecision:
+        assert self.app is not None
+        return await build_risk_engine(self.app, self.identity, self.binding).assess(request)
+
+
+@pytest.mark.parametrize(("identity", "binding", "status", "outcome", "rule"), [
+    ("match", "not_bound", "risk_passed", "step_up", "binding_not_bound"),
+    ("not_found", "bound", "risk_review", "review", "identity_not_found"),
+    ("mismatch", "bound", "risk_declined", "decline", "identity_mismatch"),
+])
+async def test_the_rules_engines_outcomes_are_acted_on(
+        tmp_path: Path, redis_server: str, redis_client: aioredis.Redis, fake_ami: FakeAmi,
+        identity: str, binding: str, status: str, outcome: str, rule: str) -> None:
+    rules = ServiceRules()
+    rules.identity.answer, rules.binding.answer = identity, binding
+    async with running_service(tmp_path, redis_server, redis_client, fake_ami,
+                               risk_engine=rules) as api:
+        rules.app = api.app
+        status_code, created = await api.post_order()
+        assert status_code == 201 and created["status"] == status, created
+        payment = await api.app[STORE].get(created["id"])
+        assert payment.risk_outcome == outcome
+        assert bool(payment.id_check_digest) == (outcome == "step_up")
+        fired = [r["name"] for r in json.loads(payment.risk_decision)["fired"]]
+        assert rule in fired
+        seen = json.dumps(await as_merchant(api, created["id"]))
+        assert rule not in seen
