@@ -22,8 +22,10 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
-from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS,
-                          RISK_AUDIT, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE, WEBHOOKS)
+from ivr.api.admin_review_routes import admin_review_routes
+from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
+                          RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE,
+                          WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.admin_merchant_routes import admin_merchant_routes
@@ -47,6 +49,11 @@ from ivr.callback.orders import CallbackOrders
 from ivr.merchants import MerchantRegistry
 from ivr.merchant_store import MerchantStore
 from ivr.payments.due_work import worker_name
+from ivr.hostlink.bin_table import PublishedBins
+from ivr.paying.id_step_up import IdDigests
+from ivr.risk.basic import BasicRiskEngine
+from ivr.risk.gate import RiskGate
+from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import DAY, RetentionSweep
 from ivr.payments.store import PaymentStore
@@ -143,9 +150,8 @@ async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 # --- Risk control (issue 8) -----------------------------------------------------------------
-# The order services switch from ivr/risk/basic.py to the rules engine with one line, e.g.
-#     engine = build_risk_engine(app, identity=..., binding=...)
-# once the identity providers (police, bank binding) are wired in.
+# The order services switch from ivr/risk/basic.py to the rules engine with one line in
+# _calls_ctx (where app[RISK_ENGINE] is set), once the identity providers are wired in.
 def build_risk_engine(app: web.Application, identity: IdentityProvider,
                       binding: BindingProvider) -> RulesRiskEngine:
     """The rules engine over this app's running rules, lists and audit (after ``_risk_ctx``)."""
@@ -181,9 +187,16 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
+    if RISK_ENGINE not in app:  # tests put a scripted engine in before start-up
+        # The one place the engine every order passes is chosen; the rules engine goes here:
+        #     app[RISK_ENGINE] = build_risk_engine(app, identity=..., binding=...)
+        app[RISK_ENGINE] = BasicRiskEngine(settings.risk_step_up)
+    risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.cardholder_key))
+    app[REVIEWS] = ReviewDesk(app[STORE], dialer)
     languages = CardholderLanguages(app[REDIS], keys.cardholder_key,
                                     ttl_seconds=int(settings.retention_days * 86400))
-    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, languages)
+    callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, risk,
+                                     languages)
     if ORDERS not in app:  # API tests put a fake order service in before start-up
         app[ORDERS] = Orders(app[STORE], callback_orders,
                              OnelineOrders(app[STORE], callback_orders, switch,
@@ -200,6 +213,8 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         oneline=switch,
         merchants=app[MERCHANTS],
         names=SpokenNames(settings.var_dir / CACHE_SUBDIR, manifest.voices),
+        risk=risk,
+        bins=PublishedBins(settings.bin_table_file),
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({
@@ -220,7 +235,8 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RecoverySweep(app[STORE], app[REDIS], app[ACQUIRER],
                           PanVault(load_ivr_keys(settings.ivr_keys_file).pan_key),
-                          deadlines_from(settings), ami=app[AMI], dialer=app[DIALER])
+                          deadlines_from(settings), ami=app[AMI], dialer=app[DIALER],
+                          reviews=app[REVIEWS])
     task = asyncio.create_task(sweep.run(settings.recovery_period_s), name="recovery")
     yield
     # A reversal cut short here is sent again by the next sweep, of this or another instance.
@@ -250,6 +266,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(merchant_routes)
     app.add_routes(admin_risk_routes)
     app.add_routes(admin_merchant_routes)
+    app.add_routes(admin_review_routes)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, _acquirer_ctx,
                             _ami_ctx, _calls_ctx, _recovery_ctx])
     return app

@@ -271,14 +271,16 @@ class AgiChannel:
             rest[:] = b"\0" * len(rest)
         return answer
 
-    async def get_secret_digits(self, prompt: str, timeout_ms: int, max_digits: int) -> bytearray:
+    async def get_secret_digits(self, prompt: str, timeout_ms: int, max_digits: int, *,
+                                allowed: bytes = b"0123456789*") -> bytearray:
         """GET DATA (``prompt`` may be "": no prompt, only listening), the keys in a bytearray
-        the caller wipes: digits and ``*``, up to the ``#`` that ended the entry.
+        the caller wipes: ``allowed`` keys (digits and ``*``), up to the ``#`` that ended the entry.
 
         The raw reply line is read here rather than through ``parse_agi_result`` so the digits are
         copied into exactly one mutable buffer, never a ``str``. (CPython still briefly holds the
         raw reply line as an immutable ``bytes`` until it is collected; that is as far as Python
-        lets us go.)
+        lets us go.) ``allowed`` are the keys kept (the ID step-up also takes ``*``); the first
+        other character ends the digits.
         """
         verb = "GET DATA"
         line = await self._exchange(
@@ -287,7 +289,7 @@ class AgiChannel:
             raise AgiError(verb, "unexpected reply")
         digits = bytearray()
         for byte in line[len(_REPLY_PREFIX):]:
-            if byte in b"0123456789*":
+            if byte in allowed:
                 digits.append(byte)
             elif byte == ord("-"):
                 self.hung_up = True

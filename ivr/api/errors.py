@@ -16,6 +16,7 @@ from ivr.merchants import (CategoryBanned, DailyLimitReached, InvalidMerchant, M
 from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, SwitchFailed, SwitchUnavailable
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
+from ivr.risk.review import ReviewNotPending
 
 __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_answer"]
 
@@ -47,6 +48,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SwitchUnavailable: (503, "switch-unavailable"),
     SwitchFailed: (502, "switch-failed"),
     OnelineNotAllowed: (403, "oneline-not-allowed"),
+    ReviewNotPending: (409, "review-not-pending"),
     MerchantError: (500, "merchant-registry-error"),
     SecretBoxError: (500, "merchant-registry-error"),
     UnknownMerchant: (404, "no-such-merchant"),

@@ -14,6 +14,8 @@ from ivr.config import Settings
 from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
+from ivr.risk.decision import RiskEngine
+from ivr.risk.review import ReviewDesk
 from ivr.risk.audit import RiskAudit
 from ivr.risk.lists import RiskLists
 from ivr.risk.rules import RuleBook
@@ -29,6 +31,10 @@ ORDERS = web.AppKey("orders", OrderService)
 MERCHANTS = web.AppKey("merchants", MerchantStore)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 DIALER = web.AppKey("dialer", Dialer)
+# The operator's decisions on callbacks held for risk review (ivr/risk/review.py).
+REVIEWS = web.AppKey("reviews", ReviewDesk)
+# The risk engine every order passes (ivr/risk/decision.py); tests put a scripted one in.
+RISK_ENGINE = web.AppKey("risk_engine", RiskEngine)
 # Set once the service is stopping: API writes are refused and /healthz answers 503 from then on.
 STOPPING = web.AppKey("stopping", asyncio.Event)
 # The operator's bearer token for the payments API (settings.operator_token_file).

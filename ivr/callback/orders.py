@@ -1,8 +1,9 @@
 """Callback orders: from a validated merchant request to a ringing phone.
 
-submit: create the payment (card number encrypted, first 6 / last 4 in clear) → basic risk
-decision → risk_passed: the callback is scheduled (in Redis: any instance dials it) |
-risk_declined: done, merchant notified.
+submit: create the payment (card number encrypted, first 6 / last 4 in clear) → risk decision
+(ivr/risk/gate.py) → approve or step_up: risk_passed, the callback is scheduled (in Redis: any
+instance dials it; a step-up is asked for on the call) | review: risk_review, until an operator
+decides (ivr/risk/review.py) | decline: risk_declined, done, merchant notified.
 cancel: before the PIN, the payment becomes ``cancelled`` and any call of it is hung up.
 """
 
@@ -11,14 +12,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ivr.hostlink.bin_table import BinInfo, BinTable, BinTableError, UnknownBin
+from ivr.hostlink.bin_table import BinInfo, PublishedBins
 from ivr.orders import Order, mask_id_number
 from ivr.callback.cardholder_language import CardholderLanguages
 from ivr.callback.dialer import Dialer
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.merchants import Merchant
-from ivr.risk.basic import assess
 from ivr.speech import DEFAULT_LANGUAGE
+from ivr.risk.decision import RiskOutcome, RiskRequest
+from ivr.risk.gate import RiskGate
 from ivr.payments.store import Payment, PaymentState, PaymentStore, new_payment_id
 
 __all__ = ["CallbackOrders"]
@@ -28,38 +30,32 @@ log = logging.getLogger(__name__)
 
 class CallbackOrders:
     def __init__(self, store: PaymentStore, vault: PanVault, bins_path: Path, dialer: Dialer,
-                 languages: CardholderLanguages | None = None) -> None:
+                 risk: RiskGate, languages: CardholderLanguages | None = None) -> None:
         self._store = store
         self._languages = languages
         self._vault = vault
-        self._bins_path = bins_path
-        self._bins: BinTable | None = None
+        self._bins = PublishedBins(bins_path)
         self._dialer = dialer
+        self.risk = risk
 
     def card(self, card_number: str) -> BinInfo | None:
-        # The acquirer publishes its BIN table when it starts, possibly after us: read it on demand.
-        if self._bins is None:
-            try:
-                self._bins = BinTable.load(self._bins_path)
-            except BinTableError as exc:
-                log.warning("BIN table unavailable: %s", exc)
-                return None
-        try:
-            return self._bins.lookup(card_number)
-        except UnknownBin:
-            return None
+        return self._bins.card(card_number)
 
     async def submit(self, merchant: Merchant, order: Order) -> Payment:
         card = self.card(order.card_number)
         payment = await self.create(merchant, order, card, mode="callback")
-        decision = assess(merchant, order, card)
-        log.info("payment %s: merchant %s order %s, risk: %s", payment.id, merchant.id,
-                 order.merchant_order_id, decision.summary())
+        request = RiskRequest(payment.id, "callback", merchant, order, card, source=merchant.id)
+        decision = await self.risk.assess(request)
+        fields = self.risk.fields(decision, request)
+        reason = self.risk.history(decision)
+        if decision.outcome is RiskOutcome.REVIEW:
+            return await self._store.transition(payment.id, PaymentState.RISK_REVIEW,
+                                                reason=reason, **fields)
         if not decision.passed:
             return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
-                                                reason=decision.summary())
+                                                reason=reason, **fields)
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
-                                               reason=decision.summary())
+                                               reason=reason, **fields)
         await self._dialer.schedule(payment.id)
         return payment
 

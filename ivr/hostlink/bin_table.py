@@ -17,6 +17,7 @@ number no entry matches raises :class:`UnknownBin`, whose message never quotes t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,10 @@ from typing import Any, Literal
 from ivr.files import write_private
 
 
-__all__ = ["BinInfo", "BinTable", "BinTableError", "UnknownBin", "CardType", "BIN_TABLE_FILE"]
+__all__ = ["BinInfo", "BinTable", "BinTableError", "UnknownBin", "CardType", "BIN_TABLE_FILE",
+           "PublishedBins"]
+
+log = logging.getLogger(__name__)
 
 BIN_TABLE_FILE = "bin_table.json"
 CardType = Literal["debit", "credit"]
@@ -128,3 +132,26 @@ class BinTable:
         """Publish the table at ``path`` atomically (it holds no secrets: mode 0644)."""
         write_private(Path(path), json.dumps(self.to_document(), indent=2, ensure_ascii=False) + "\n",
                       mode=0o644)
+
+
+class PublishedBins:
+    """The table the acquirer publishes, read on first use: the acquirer may start after the IVR.
+
+    ``card`` answers None for a card number no entry matches, or while no table is published.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._table: BinTable | None = None
+
+    def card(self, pan: str) -> BinInfo | None:
+        if self._table is None:
+            try:
+                self._table = BinTable.load(self._path)
+            except BinTableError as exc:
+                log.warning("BIN table unavailable: %s", exc)
+                return None
+        try:
+            return self._table.lookup(pan)
+        except UnknownBin:
+            return None

@@ -4,8 +4,13 @@ Because it is immediate (no second channel the platform opens itself), it is all
 VOICEPAY_ONELINE_MAX_AMOUNT, or for a returning cardholder: this card and this mobile number were
 seen together in an approved payment before. Otherwise the agent is told to use a callback.
 
-    limits → find the agent's call → create payment → basic risk → switch the legs
-                                                                     (if it fails: payment failed)
+    limits → find the agent's call → create payment → risk → switch the legs
+                                                               (if it fails: payment failed)
+
+Risk outcomes: approve and step_up switch the caller in (a step-up is asked for on the call);
+review is declined (risk_declined, "declined by risk control"): the caller and the agent are on
+the line now and an operator's decision may take half an hour. The agent can still offer a
+callback, which waits for review.
     cancel (before the PIN) → the caller goes back to the agent; the payment is cancelled
 """
 
@@ -25,7 +30,8 @@ from ivr.money import Money
 from ivr.orders import Order
 from ivr.payments.model import PaymentMode
 from ivr.payments.store import Payment, PaymentState, PaymentStore
-from ivr.risk.basic import assess
+from ivr.risk.decision import RiskOutcome, RiskRequest
+from ivr.risk.gate import GENERIC_DECLINE
 
 __all__ = ["RETURNING_KEY", "OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
 
@@ -84,14 +90,24 @@ class OnelineOrders:
                                             agent_id=order.agent_id,
                                             agent_channel=call.agent_channel,
                                             caller_channel=call.caller_channel)
-        decision = assess(merchant, order, card)
+        risk = self._orders.risk
+        request = RiskRequest(payment.id, "oneline", merchant, order, card, source=merchant.id)
+        decision = await risk.assess(request)
+        if decision.outcome is RiskOutcome.REVIEW:
+            return await self._store.transition(
+                payment.id, PaymentState.RISK_DECLINED,
+                reason=f"{risk.history(decision, GENERIC_DECLINE)}: no review while the caller "
+                       "waits",
+                **risk.fields(decision, request, merchant_reason=GENERIC_DECLINE))
         if not decision.passed:
             return await self._store.transition(payment.id, PaymentState.RISK_DECLINED,
-                                                reason=decision.summary())
+                                                reason=risk.history(decision),
+                                                **risk.fields(decision, request))
         # risk_passed before the switch: the caller's flow takes the payment from there, and
         # may start before the Redirect is even acknowledged.
         payment = await self._store.transition(payment.id, PaymentState.RISK_PASSED,
-                                               reason=decision.summary())
+                                               reason=risk.history(decision),
+                                               **risk.fields(decision, request))
         try:
             await self._switch.switch(order.agent_id, call, payment.id)
         except SwitchFailed as exc:

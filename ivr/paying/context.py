@@ -10,11 +10,13 @@ from ivr.config import Settings
 from ivr.merchants import UnknownMerchant
 from ivr.merchant_store import MerchantStore
 from ivr.crypto.pan_vault import PanVault
+from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, PromptPath, Prompts
 from ivr.payments.store import PaymentStore
 from ivr.spoken_names import SpokenNames
+from ivr.risk.gate import RiskGate
 
 __all__ = ["FlowContext"]
 
@@ -30,6 +32,10 @@ class FlowContext:
     oneline: OnelineSwitch | None = None
     merchants: MerchantStore | None = None
     names: SpokenNames | None = None
+    # Risk at order time (self-service) and the ID step-up (callback, one-line); the service
+    # always sets both. Without them, self-service refuses to take a payment.
+    risk: RiskGate | None = None
+    bins: PublishedBins | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)

@@ -2,6 +2,7 @@
 callback and the one-line flows.
 
     "... your payment to <merchant>. The amount is <amount>."  → 1 to pay, 2 to refuse
+    → if risk asked for a step-up: the last 6 characters of the ID number (ivr/paying/id_step_up.py)
     → debit card: PIN        credit card: expiry (MMYY), then the CVV2
     → "please wait" → result with the reference number
 
@@ -16,12 +17,14 @@ import logging
 from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
+from ivr.paying.id_step_up import confirm_id
 from ivr.paying.keypad import Keypad, TooManyAttempts
 from ivr.paying.pin_entry import (abandon, announce, authorize_during_please_wait,
                                   collect_pin_and_authorize, settle)
 from ivr.prompts import Prompts
 from ivr.speech import amount_prompts
 from ivr.payments.store import Payment, PaymentState
+from ivr.risk.decision import RiskOutcome
 from ivr.validation import check_expiry_mmyy
 
 __all__ = ["CardNumberGone", "pay_order"]
@@ -66,6 +69,9 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
             return True
         payment = await ctx.store.transition(payment.id, PaymentState.CONFIRMED,
                                              reason="cardholder pressed 1")
+        if payment.risk_outcome == RiskOutcome.STEP_UP and not await _id_confirmed(
+                call, ctx, prompts, payment):
+            return True  # the payment failed and the caller heard so; no PIN was asked for
         if payment.card_type == "credit":
             outcome = await _expiry_and_cvv2(call, ctx, keypad, prompts, payment, pan)
         else:
@@ -78,6 +84,14 @@ async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> boo
         raise
     await announce(call, prompts, outcome)
     return True
+
+
+async def _id_confirmed(call: AgiChannel, ctx: FlowContext, prompts: Prompts,
+                        payment: Payment) -> bool:
+    assert ctx.risk is not None, "the service sets the risk gate; a step-up needs its key"
+    return await confirm_id(call, ctx.store, ctx.risk.id_digests, prompts, payment,
+                            max_attempts=ctx.settings.id_check_max_attempts,
+                            first_digit_timeout_ms=ctx.settings.first_digit_timeout_ms)
 
 
 async def _card_number(ctx: FlowContext, payment: Payment) -> str:

@@ -33,6 +33,7 @@ class PaymentState(str, Enum):
     CREATED = "created"
     RISK_PASSED = "risk_passed"
     RISK_DECLINED = "risk_declined"
+    RISK_REVIEW = "risk_review"     # a callback waiting for an operator's decision (ivr/risk/review.py)
     CALLING = "calling"
     ANSWERED = "answered"
     CONFIRMED = "confirmed"
@@ -56,8 +57,9 @@ FINAL_STATES = frozenset({S.APPROVED, S.DECLINED, S.FAILED, S.ABANDONED, S.REFUS
 
 # to-state -> the states it may be entered from. Anything else is refused by the Lua script.
 TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
-    S.RISK_PASSED: frozenset({S.CREATED}),
-    S.RISK_DECLINED: frozenset({S.CREATED}),
+    S.RISK_REVIEW: frozenset({S.CREATED}),
+    S.RISK_PASSED: frozenset({S.CREATED, S.RISK_REVIEW}),
+    S.RISK_DECLINED: frozenset({S.CREATED, S.RISK_REVIEW}),
     S.CALLING: frozenset({S.RISK_PASSED, S.CALLING}),
     # A one-line payment has no "calling": the caller is switched in from the agent's call.
     S.ANSWERED: frozenset({S.CALLING, S.RISK_PASSED}),
@@ -72,7 +74,8 @@ TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
     S.REFUSED: frozenset({S.ANSWERED}),
     S.EXPIRED: frozenset({S.RISK_PASSED, S.CALLING}),
     # Up to the moment the PIN (or CVV2) prompt starts: after that the cardholder is keying.
-    S.CANCELLED: frozenset({S.CREATED, S.RISK_PASSED, S.CALLING, S.ANSWERED, S.CONFIRMED}),
+    S.CANCELLED: frozenset({S.CREATED, S.RISK_REVIEW, S.RISK_PASSED, S.CALLING, S.ANSWERED,
+                            S.CONFIRMED}),
 }
 
 
@@ -112,6 +115,14 @@ class Payment:
     topup_number: str = ""  # self-service: the phone number being topped up, not the caller's
     pan_first6: str = ""
     pan_last4: str = ""
+    # The risk decision (ivr/risk/gate.py): its outcome, the full record for the operator
+    # (JSON: rules fired, scores), what the merchant is told, and for a step-up the keyed digest
+    # of the ID number's last 6 characters (never the characters).
+    risk_outcome: str = ""
+    risk_decision: str = ""
+    merchant_reason: str = ""
+    id_check_digest: str = ""
+    review_decision: str = ""  # approve | decline | timeout: set once, by whoever decides first
     card_type: str = ""     # debit | credit | unknown, from the acquirer's BIN table
     issuer: str = ""
     # The call: Asterisk's unique id, and for one-line payments the agent's and caller's legs.
@@ -188,6 +199,7 @@ PUBLIC_FIELDS = frozenset({
     "mode", "currency", "description", "merchant_id", "merchant_order_id", "cardholder_name",
     "id_number_masked", "mobile", "topup_number", "language", "card_type", "issuer",
     "pan_first6", "pan_last4", "notify_url", "agent_id", "response_code", "rrn", "auth_code",
+    "merchant_reason",
     "created_at", "updated_at", "anonymised_at",
 })
 

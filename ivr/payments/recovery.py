@@ -15,6 +15,8 @@ deadline and settles each, recording every decision in the payment's history wit
   place); a one-line payment whose switch never happened is ``failed`` (the agent's call has
   long moved on). ``calling`` belongs to the dialer alone: its leases take over a dead instance's
   attempt (ivr/callback/dialer.py).
+* ``risk_review`` past ``VOICEPAY_RISK_REVIEW_TIMEOUT_S``: no operator decided; the review desk
+  (ivr/risk/review.py) declines it, or applies a decision whose process died before it could.
 
 Any number of ivr service instances may sweep one Redis: each payment's recovery is claimed by
 one instance at a time (``recovery:claim:{id}``, SET NX with a lease), and its state is read again
@@ -71,6 +73,12 @@ class LiveChannels(Protocol):
     async def channels(self) -> list[dict[str, str]]: ...
 
 
+class OverdueReviews(Protocol):
+    """What the sweep needs from the review desk (``ivr.risk.review.ReviewDesk``)."""
+
+    async def settle_overdue(self, payment: Payment, age: float) -> bool: ...
+
+
 class CallbackScheduler(Protocol):
     """What the sweep needs from the dialer (``ivr.callback.dialer.Dialer``)."""
 
@@ -81,6 +89,7 @@ def deadlines_from(settings: Settings) -> dict[PaymentState, float]:
     """Each state this sweep settles, with its deadline in seconds, from the settings."""
     return {S.AUTHORIZING: settings.recovery_authorizing_deadline_s,
             S.RISK_PASSED: settings.recovery_risk_passed_deadline_s,
+            S.RISK_REVIEW: settings.risk_review_timeout_s,
             **{state: settings.recovery_call_deadline_s for state in CALL_STATES}}
 
 
@@ -88,6 +97,7 @@ class RecoverySweep:
     def __init__(self, store: PaymentStore, redis: aioredis.Redis, acquirer: AcquirerClient,
                  vault: PanVault, deadlines: Mapping[PaymentState, float], *,
                  ami: LiveChannels | None = None, dialer: CallbackScheduler | None = None,
+                 reviews: OverdueReviews | None = None,
                  claim_lease_s: float = CLAIM_LEASE_S) -> None:
         self._store = store
         self._redis = redis
@@ -96,6 +106,7 @@ class RecoverySweep:
         self._deadlines = dict(deadlines)
         self._ami = ami
         self._dialer = dialer
+        self._reviews = reviews
         self._claim_lease_ms = int(claim_lease_s * 1000)
         self._release = redis.register_script(_RELEASE_LUA)
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -164,6 +175,8 @@ class RecoverySweep:
             return await self._abandon_if_call_gone(payment, state, age, live)
         if state is S.RISK_PASSED:
             return await self._resume_after_risk(payment, age)
+        if state is S.RISK_REVIEW and self._reviews is not None:
+            return await self._reviews.settle_overdue(payment, age)
         return False
 
     async def _resume_after_risk(self, payment: Payment, age: float) -> bool:

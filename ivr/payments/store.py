@@ -188,6 +188,14 @@ class PaymentStore:
         check_field_names(changes)
         await self._redis.hset(key, mapping={k: str(v) for k, v in changes.items()})
 
+    async def set_once(self, payment_id: str, name: str, value: str) -> bool:
+        """Set a field only if the payment has none yet (HSETNX): True for the one writer that
+        did. Two deciders racing (an operator, a timeout) agree on who decided."""
+        check_field_names([name])
+        if not await self._redis.exists(self._key(payment_id)):
+            raise NoSuchPayment(payment_id)
+        return bool(await self._redis.hsetnx(self._key(payment_id), name, value))
+
     async def prepare_authorization(self, payment_id: str, **fields: str) -> None:
         """Record what a reversal needs before the purchase is sent, and keep the card number
         until the payment is final: a process that dies mid-authorization leaves enough behind

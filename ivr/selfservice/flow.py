@@ -1,11 +1,16 @@
 """The self-service phone top-up line, top to bottom as the caller hears it.
 
     greeting, with the other languages offered → mobile number to top up → amount menu
-    → card number → PIN → "please wait" → result (with the reference number) → goodbye
+    → card number → risk → PIN → "please wait" → result (with the reference number) → goodbye
 
 The line speaks the channel's language (Mandarin unless the dialplan says otherwise); after the
 greeting each other language is offered in its own words ("For English, press 9", "廣東話請按8",
 "普通话请按7"), and its key, during the offers or shortly after, switches the whole call.
+
+Risk: only ``approve`` goes on to the PIN. The line knows no ID number to step up with and the
+caller cannot wait for an operator's review, so ``step_up`` and ``review`` are declined like
+``decline`` (``risk_declined``): the caller hears that the payment cannot be taken and that
+nothing was charged.
 
 The payment exists from the moment the order is complete (mobile, amount, card). A caller who
 hangs up before the PIN block exists leaves it ``abandoned``; nothing reaches the acquirer.
@@ -18,11 +23,17 @@ import logging
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.crypto.pan_vault import mask_pan
+from ivr.merchants import Merchant, MerchantStatus
+from ivr.money import Money
+from ivr.orders import Order
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import TooManyAttempts
 from ivr.paying.pin_entry import abandon, announce, collect_pin_and_authorize
-from ivr.payments.model import PaymentMode, new_payment_id
+from ivr.payments.model import Payment, PaymentMode, new_payment_id
+from ivr.payments.store import PaymentState
 from ivr.prompts import Prompts
+from ivr.risk.decision import RiskOutcome, RiskRequest
+from ivr.risk.gate import GENERIC_DECLINE
 from ivr.validation import check_card_number, check_mainland_mobile
 
 __all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR", "LANGUAGE_KEYS", "LANGUAGE_CHOICE_MS"]
@@ -78,6 +89,11 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
     await call.set_variable(dv.PAYMENT_ID, payment.id)
     log.info("call %s payment %s: created, card %s, amount %d fen", call.uniqueid, payment.id,
              masked, amount_minor)
+    if not await _risk_approved(call, ctx, payment, pan):
+        await call.stream(prompts["declined_risk"])
+        await call.stream(prompts["goodbye"])
+        await call.hangup()
+        return
 
     try:
         outcome = await collect_pin_and_authorize(call, ctx, keypad, prompts, payment, pan)
@@ -111,6 +127,38 @@ async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> Prom
         return prompts
     log.info("call %s: caller chose %s", call.uniqueid, offered[key])
     return ctx.prompts(offered[key])
+
+
+def _topup_merchant(ctx: FlowContext) -> Merchant:
+    """The top-up line as the merchant risk sees: the platform's own terminal, telecoms."""
+    return Merchant(id=ctx.settings.merchant_id, name_en="Mobile top-up", name_zh="话费充值",
+                    mcc="4814", status=MerchantStatus.ACTIVE,
+                    max_amount=Money(max(TOPUP_AMOUNTS_MINOR.values())))
+
+
+async def _risk_approved(call: AgiChannel, ctx: FlowContext, payment: Payment, pan: str) -> bool:
+    if ctx.risk is None or ctx.bins is None:
+        raise RuntimeError("no risk engine: the service sets one in the flow context")
+    order = Order(merchant_order_id=payment.id, amount=payment.amount,
+                  description=payment.description, card_number=pan, cardholder_name="",
+                  id_number="", mobile=payment.topup_number, mode="selfservice",
+                  language=payment.language)
+    request = RiskRequest(payment.id, "selfservice", _topup_merchant(ctx), order,
+                          ctx.bins.card(pan), source=call.headers.get("agi_callerid", ""))
+    decision = await ctx.risk.assess(request)
+    if decision.outcome is RiskOutcome.APPROVE:
+        # No state or history entry of its own: the payment goes from created to pin_entry as
+        # before; the decision is on the payment (risk_decision) for the operator.
+        await ctx.store.update(payment.id, **ctx.risk.fields(decision, request))
+        return True
+    why = ctx.risk.history(decision, GENERIC_DECLINE)
+    if decision.outcome is not RiskOutcome.DECLINE:
+        why += ": the top-up line cannot step up or wait for review"
+    await ctx.store.transition(payment.id, PaymentState.RISK_DECLINED, reason=why,
+                               **ctx.risk.fields(decision, request,
+                                                 merchant_reason=GENERIC_DECLINE))
+    log.info("call %s payment %s: declined by risk control", call.uniqueid, payment.id)
+    return False
 
 
 def _language(call: AgiChannel, ctx: FlowContext) -> str:

@@ -1,4 +1,6 @@
-"""Test doubles for risk control: identity providers that answer at once, as told, and orders."""
+"""Test doubles for risk control: identity providers that answer at once, as told, orders, and a
+scripted risk engine that answers whatever outcome a test sets (driving approve, step_up, review,
+decline or an engine failure through the real order services and call flows)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from ivr.hostlink.bin_table import BinInfo
 from ivr.merchants import Merchant, MerchantStatus
 from ivr.money import Money
 from ivr.orders import Order
-from ivr.risk.decision import BindingAnswer, IdentityAnswer, RiskRequest
+from ivr.risk.decision import (BindingAnswer, FiredRule, IdentityAnswer, RiskDecision, RiskOutcome,
+                               RiskRequest)
 
 DEBIT = BinInfo("debit", "Voicepay Test Bank", "语音支付测试银行")
 MERCHANT = Merchant(id="M100001", name_en="Test shop", name_zh="测试商店", mcc="5411",
@@ -61,3 +64,23 @@ async def established(lists) -> None:
     """The test merchant counts as established: a fresh Redis has no week of its payments, and
     the shipped rules review a new or dormant merchant's first payments (merchant_new_or_dormant)."""
     await lists.add("allow", "merchant", MERCHANT.id, "established (tests)")
+
+
+class EngineBroke(RuntimeError):
+    """What the scripted engine raises when told to fail."""
+
+
+class ScriptedRiskEngine:
+    def __init__(self, outcome: RiskOutcome = RiskOutcome.APPROVE) -> None:
+        self.outcome: RiskOutcome | None = outcome  # None: the engine raises
+        self.requests: list[RiskRequest] = []
+
+    async def assess(self, request: RiskRequest) -> RiskDecision:
+        self.requests.append(request)
+        if self.outcome is None:
+            raise EngineBroke("scripted failure")
+        if self.outcome is RiskOutcome.APPROVE:
+            return RiskDecision(RiskOutcome.APPROVE, rules_version="scripted")
+        rule = FiredRule(f"scripted_{self.outcome.value}", 60, f"the test asked for {self.outcome}")
+        shadow = FiredRule("scripted_shadow", 40, "a shadow rule, recorded only", shadow=True)
+        return RiskDecision(self.outcome, score=60, fired=(rule, shadow), rules_version="scripted")

@@ -69,8 +69,9 @@ class Orders:
         self.ivr = ivr
         self.merchant = MerchantRegistry.load(ivr.settings).get("M100001")
         self.bins = BinTable.from_document(json.loads(TEST_CARDS.read_text()))
+        assert ivr.ctx.risk is not None
         self.service = CallbackOrders(ivr.store, ivr.ctx.vault, ivr.settings.bin_table_file,
-                                      dialer)  # type: ignore[arg-type]
+                                      dialer, ivr.ctx.risk)  # type: ignore[arg-type]
 
     async def callback(self, card: TestCard, *, language: str = "en", **order: str) -> Payment:
         """A callback order the dialer is calling: ``calling``, the phone ringing."""

@@ -24,6 +24,9 @@ from ivr.ami.client import AmiClient
 from ivr.orders import Order
 from ivr.callback.dialer import DUE_KEY, Dialer
 from ivr.callback.orders import CallbackOrders
+from ivr.paying.id_step_up import IdDigests
+from ivr.risk.basic import BasicRiskEngine
+from ivr.risk.gate import RiskGate
 from ivr.config import Settings, load_settings
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import BinInfo, BinTable
@@ -85,7 +88,9 @@ class World:
         dialer = Dialer(ami, self.store, self.redis, settings)
         dialer.start()
         instance = Instance(ami, dialer,
-                            CallbackOrders(self.store, self.vault, settings.bin_table_file, dialer))
+                            CallbackOrders(self.store, self.vault, settings.bin_table_file, dialer,
+                                           RiskGate(BasicRiskEngine(settings.risk_step_up),
+                                                    IdDigests(b"k" * 32))))
         self.instances.append(instance)
         return instance
 

@@ -8,6 +8,7 @@ from the product's own risk checks, limits, switch and cancel, as a merchant wou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.api.keys import AMI, STORE
+from ivr.api.keys import AMI, RISK_ENGINE, STORE
+from ivr.risk.decision import RiskEngine
 from ivr.config import load_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.hostlink.bin_table import BinTable
@@ -49,6 +51,16 @@ async def fake_ami() -> AsyncIterator[FakeAmi]:
 @pytest.fixture
 async def api(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
               fake_ami: FakeAmi) -> AsyncIterator[Api]:
+    async with running_service(tmp_path, redis_server, redis_client, fake_ami) as api:
+        yield api
+
+
+@contextlib.asynccontextmanager
+async def running_service(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
+                          fake_ami: FakeAmi, *,
+                          risk_engine: RiskEngine | None = None) -> AsyncIterator[Api]:
+    """The whole service with its real order services; ``risk_engine`` in place of the one it
+    would build."""
     generate_dev_keys(tmp_path / "keys")
     settings = load_settings(
         var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(),
@@ -59,6 +71,8 @@ async def api(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
     # What the acquirer publishes when it starts: the test BINs (622188 debit, 625906 credit).
     BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
     app = create_app(settings)  # no fake order service: the service builds its own
+    if risk_engine is not None:
+        app[RISK_ENGINE] = risk_engine  # before start-up: used instead of the one it would build
     async with TestClient(TestServer(app)) as client:
         while not app[AMI].connected:  # the login is under way; the fake AMI answers at once
             await asyncio.sleep(0.01)
@@ -75,8 +89,8 @@ async def test_a_banned_category_merchant_is_risk_declined(api: Api, fake_ami: F
     status, body = await api.post_order(merchant="M100004")
     assert status == 201, body
     assert body["status"] == "risk_declined"
-    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
-    assert "merchant category 7995 is not admitted" in reasons[-1]
+    decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
+    assert [rule["reason"] for rule in decision["fired"]] == ["merchant category 7995 is not admitted"]
     assert fake_ami.sent("Originate") == []
 
 
@@ -84,8 +98,9 @@ async def test_an_unknown_bin_is_risk_declined(api: Api) -> None:
     status, body = await api.post_order(card_number=UNKNOWN_BIN_CARD)
     assert status == 201, body
     assert body["status"] == "risk_declined" and body["card_type"] == "unknown"
-    reasons = [entry["reason"] for entry in await _history(api, body["id"])]
-    assert reasons[-1] == "card issuer not supported (BIN not in the acquirer's table)"
+    decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
+    assert [rule["reason"] for rule in decision["fired"]] == [
+        "card issuer not supported (BIN not in the acquirer's table)"]
 
 
 async def test_a_known_bin_passes_risk_and_is_dialled(api: Api, fake_ami: FakeAmi) -> None:

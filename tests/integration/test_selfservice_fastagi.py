@@ -42,6 +42,10 @@ from ivr.prompts import Manifest
 from ivr.spoken_names import SpokenNames
 from ivr.oneline.flow import oneline
 from ivr.payments.store import Payment, PaymentStore
+from ivr.hostlink.bin_table import BinTable, PublishedBins
+from ivr.paying.id_step_up import IdDigests
+from ivr.risk.gate import RiskGate
+from tests.integration.risk_fakes import ScriptedRiskEngine
 from tests.integration.fake_asterisk import (
     DEAD_CHANNEL,
     Expect,
@@ -52,6 +56,7 @@ from tests.integration.fake_asterisk import (
 )
 from tests.leakcheck import scan_text
 
+TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
 ISSUER_DELAY = 1.0  # the issuer_timeout card's silence
 ACQUIRER_TIMEOUT = 0.3  # the IVR's patience, so the timeout case is quick
 MOBILE = "13800000001"
@@ -121,6 +126,7 @@ class Ivr:
     simulator: AcquirerSimulator
     agi_port: int
     flows: FlowTracker
+    risk: ScriptedRiskEngine  # approves unless a test sets another outcome
 
     async def call(self, *script: Expect, **headers: str) -> FakeAsterisk:
         """Place one call with ``script``; returns once the IVR's flow for it has ended."""
@@ -205,6 +211,9 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
     generate_dev_keys(settings.keys_dir)
     keys = load_ivr_keys(settings.ivr_keys_file)
     simulator = build_simulator(load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY))
+    # What the acquirer publishes when it starts: the test BINs.
+    BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
+    risk = ScriptedRiskEngine()
     store = PaymentStore(redis_client, pan_ttl_seconds=settings.pan_ttl_seconds)
     merchants = MerchantStore.from_settings(redis_client, settings)
     await merchants.seed(MerchantRegistry.load(settings))
@@ -221,6 +230,8 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
             merchants=merchants,
             names=SpokenNames(tmp_path / "names", Manifest.load().voices,
                               asterisk_path="/names"),
+            risk=RiskGate(risk, IdDigests(keys.cardholder_key)),
+            bins=PublishedBins(settings.bin_table_file),
         )
         flows = FlowTracker()
         # The service's routes table (the callback and one-line flows are tested through this
@@ -229,7 +240,7 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
                                 [("selfservice", selfservice), ("callback", callback),
                                  ("oneline", oneline)]})
         await server.start(settings.agi_host, 0)
-        ivr = Ivr(settings, redis_client, store, ctx, simulator, _bound_port(server), flows)
+        ivr = Ivr(settings, redis_client, store, ctx, simulator, _bound_port(server), flows, risk)
         try:
             yield ivr
         finally:

@@ -49,11 +49,26 @@ def keys_1_during_the_readout(name: str, pin: str, *, language: str, amount_mino
     (issue 13: that key was dropped and the PIN's first digit answered the menu), then keys the
     PIN once the PIN prompt has begun."""
     clock = PromptClock(language)
-    during_the_merchant = clock.ms("callback_intro") + clock.ms(f"merchant_{MERCHANT}") // 2
+    name = next(m for m in load_seed() if m.id == MERCHANT).display_name(language)
+    during_the_merchant = clock.ms("callback_intro") + clock.spoken_name_ms(name) // 2
     return Callee(name, steps=[
         Key("1", during_the_merchant, label="1 during the readout"),
         Key(pin + "#", 1500, label="PIN"),
     ])
+
+
+def steps_up_with_id(name: str, id_answers: list[str], pin: str | None, *, language: str,
+                     amount_minor: int) -> Callee:
+    """Answers, presses 1, keys each answer to the ID step-up in turn (the last 6 characters of
+    the ID number, ``*`` for an X, then #), then the PIN if one is given."""
+    clock = PromptClock(language)
+    steps = [Key("1", _until_menu(language, amount_minor))]
+    for index, answer in enumerate(id_answers):
+        wait = 600 if index == 0 else clock.ms("id_check_retry") + MARGIN_MS
+        steps.append(Key(answer + "#", wait, label="ID characters"))
+    if pin is not None:
+        steps.append(Key(pin + "#", 600, label="PIN"))
+    return Callee(name, steps=steps)
 
 
 def refuses(name: str, *, language: str, amount_minor: int) -> Callee:
