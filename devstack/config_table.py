@@ -86,6 +86,9 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",
     "VOICEPAY_RETENTION_PERIOD_S": "seconds between two retention sweeps",
     "VOICEPAY_DRAIN_SECONDS": "on SIGTERM, seconds calls in progress may go on before they are cut off (API writes answer 503 meanwhile)",
+    "VOICEPAY_CONSOLE_SESSION_TTL_S": "agent console: seconds without a request after which a session ends (the agent logs in again)",
+    "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES": "agent console: failed logins per agent id, and per client address, before logins are refused for the rest of the window",
+    "VOICEPAY_CONSOLE_LOGIN_WINDOW_S": "agent console: seconds the failed-login count is kept (the longest a blocked login waits)",
 }
 
 

@@ -129,6 +129,15 @@ class Settings:
                                            default=3600.0)
     # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
     drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
+    # Agent console (ivr/console/): a session ends after this many seconds without a request; a
+    # login is refused for the rest of the window after this many failures for one agent id or
+    # one client address.
+    console_session_ttl_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_SESSION_TTL_S"},
+                                       default=1800)
+    console_login_max_failures: int = field(
+        metadata={"env": "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES"}, default=5)
+    console_login_window_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_LOGIN_WINDOW_S"},
+                                        default=900)
 
     @property
     def oneline_max(self) -> Money:
