@@ -13,7 +13,8 @@ from the history entries the flows write (``PaymentStore.transition(keyed=...)``
 counts, the dialer's "ringing" notes), so any ivr instance can tell the same story, and nothing
 here ever sees a digit that was keyed: only how many.
 
-Pure functions, no I/O: the console's event stream calls ``progress`` after each new entry.
+Pure functions, no I/O: the console's event stream calls ``progress`` once per history entry,
+with the history up to that entry, so the page sees every step even when several come at once.
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
             lines["authorizing"].status = "active"
         elif state in FINAL_STATES or state == RISK_REVIEW:
             _final(lines, fields, payment, state)
-    return {"payment": _summary(payment), "lines": [lines[step].to_json() for step in steps]}
+    # As of the last entry given: the event stream sends the story one entry at a time.
+    status = history[-1]["state"] if history else payment.status.value
+    return {"payment": _summary(payment, status),
+            "lines": [lines[step].to_json() for step in steps]}
 
 
 def _final(lines: dict[str, Line], fields: list[str], payment: Payment, state: str) -> None:
@@ -158,11 +162,12 @@ def _final(lines: dict[str, Line], fields: list[str], payment: Payment, state: s
             line.status = "failed"
 
 
-def _summary(payment: Payment) -> dict[str, Any]:
-    """What the console shows of a payment: the card number masked, nothing secret."""
+def _summary(payment: Payment, status: str) -> dict[str, Any]:
+    """What the console shows of a payment in ``status``: the card number masked, nothing
+    secret."""
     return {
         "id": payment.id,
-        "status": payment.status.value,
+        "status": status,
         "mode": payment.mode.value if payment.mode else "",
         "amount": payment.amount.yuan,
         "merchant_order_id": payment.merchant_order_id,
@@ -172,6 +177,6 @@ def _summary(payment: Payment) -> dict[str, Any]:
         "cardholder_name": payment.cardholder_name,
         "created_at": payment.created_at,
         "rrn": payment.rrn,
-        "final": payment.is_final,
-        "cancellable": payment.status.value in _CANCELLABLE,
+        "final": status in FINAL_STATES,
+        "cancellable": status in _CANCELLABLE,
     }

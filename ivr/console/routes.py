@@ -280,7 +280,7 @@ async def history(request: web.Request) -> web.Response:
 
 @console_routes.get("/console/api/payments/{payment_id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the payment's progress now, then after every new history entry,
+    """Server-sent events: the payment's progress as of each history entry, from the first,
     until it is final (see the module's doc)."""
     _, agent = await _session(request)
     payment_id = await _own_payment(request, agent)
@@ -289,18 +289,21 @@ async def events(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    last_id = "0-0"
     stream = f"pay:{payment_id}:history"
+    # From the first entry, also for a page reconnecting: the story is short, and each event
+    # is a whole view the page simply redraws.
+    last_id, history = "0-0", []
     while True:
-        entries = await redis.xread({stream: last_id}, block=_KEEPALIVE_MS)
-        if not entries:
+        read = await redis.xread({stream: last_id}, block=_KEEPALIVE_MS)
+        if not read:
             await response.write(b": still here\n\n")
             continue
-        last_id = entries[0][1][-1][0].decode()
         payment = await store.get(payment_id)
-        view = progress(payment, await store.history(payment_id))
-        await response.write(f"id: {last_id}\ndata: {json.dumps(view)}\n\n".encode())
-        if payment.is_final:
-            break
-    await response.write_eof()
-    return response
+        for entry_id, fields in read[0][1]:
+            last_id = entry_id.decode()
+            history.append({k.decode(): v.decode() for k, v in fields.items()})
+            view = progress(payment, history)
+            await response.write(f"id: {last_id}\ndata: {json.dumps(view)}\n\n".encode())
+            if view["payment"]["final"]:
+                await response.write_eof()
+                return response

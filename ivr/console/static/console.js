@@ -158,7 +158,9 @@ async function refreshCall() {
   el.dataset.caller = data.caller_number || "";
   el.textContent = data.on_call ? t().on_call(data.caller_number)
     : (data.reason === "unavailable" ? t().call_unavailable : t().no_call);
-  if (data.on_call && $("order").mode.value === "oneline" && !$("mobile").value) {
+  // A caller whose number is a mainland mobile: the likely cardholder's mobile, to confirm.
+  if (data.on_call && /^1[0-9]{10}$/.test(data.caller_number || "") &&
+      $("order").mode.value === "oneline" && !$("mobile").value) {
     $("mobile").value = data.caller_number;
   }
 }
