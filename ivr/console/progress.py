@@ -108,6 +108,7 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
             for step in ("waiting", "calling", "ringing", "answered"):
                 if step in lines:
                     lines[step].status = "done"
+            lines["confirmed"].status = "active"  # the order is read out, then "1 to pay"
         elif state == S.CONFIRMED:
             lines["confirmed"].status = "done"
             if payment.card_type == "credit":

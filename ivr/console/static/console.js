@@ -15,6 +15,7 @@ const TEXT = {
     search_label: "按商户订单号查找", search: "查找", col_time: "时间", col_card: "卡号",
     col_mode: "方式", col_status: "状态", callback: "回拨", oneline: "一线通",
     on_call: (n) => `通话中，来电号码 ${n}`, no_call: "当前没有通话",
+    caller_in_ivr: "客户正在支付语音中输入，您已与客户隔离（播放等待音乐）",
     call_unavailable: "暂时无法查询通话（电话系统无响应）",
     session_ended: "会话已结束，请重新登录。", csrf: "请求被拒绝：请刷新页面。",
     invalid: (field, reason) => `${field}：${reason}`, no_payments: "没有记录",
@@ -38,6 +39,7 @@ const TEXT = {
       expired: () => "多次呼叫未接通，已过期", risk_declined: () => "风控拒绝",
       risk_review: () => "风控审核中",
     },
+    retry_hint: "请重新输入卡号和身份证号，然后发起支付。",
     reasons: { "05": "发卡行拒绝", "14": "卡号无效", "51": "余额不足", "54": "卡已过期",
                "55": "密码错误", "61": "超出金额限制", "62": "受限卡", "75": "密码错误次数超限",
                "82": "安全码错误", "91": "发卡行暂不可用", "96": "系统故障" },
@@ -55,6 +57,7 @@ const TEXT = {
     col_time: "Time", col_card: "Card", col_mode: "How", col_status: "Status",
     callback: "callback", oneline: "one-line",
     on_call: (n) => `On a call with ${n}`, no_call: "You are not on a call",
+    caller_in_ivr: "The caller is keying in the payment IVR; you are held apart (hold music)",
     call_unavailable: "Your call cannot be looked up now (the phone system does not answer)",
     session_ended: "Your session has ended: log in again.", csrf: "Request refused: reload the page.",
     invalid: (field, reason) => `${field}: ${reason}`, no_payments: "No payments",
@@ -79,6 +82,7 @@ const TEXT = {
       expired: () => "Not answered after every attempt", risk_declined: () => "Declined by risk control",
       risk_review: () => "Risk review pending",
     },
+    retry_hint: "Enter the card and ID numbers again, then start the payment.",
     reasons: {},
   },
 };
@@ -156,7 +160,11 @@ async function refreshCall() {
   const el = $("call");
   el.dataset.state = data.on_call ? "on-call" : data.reason;
   el.dataset.caller = data.caller_number || "";
+  // While a one-line payment runs, the agent is held apart from the caller: no bridge to show.
+  const inIvr = !data.on_call && lastView && lastView.payment.mode === "oneline" && !lastView.payment.final;
+  if (inIvr) el.dataset.state = "caller-in-ivr";
   el.textContent = data.on_call ? t().on_call(data.caller_number)
+    : inIvr ? t().caller_in_ivr
     : (data.reason === "unavailable" ? t().call_unavailable : t().no_call);
   // A caller whose number is a mainland mobile: the likely cardholder's mobile, to confirm.
   if (data.on_call && /^1[0-9]{10}$/.test(data.caller_number || "") &&
@@ -190,7 +198,8 @@ function showFieldError(data) {
 }
 
 // Inline validation by the server's own rules: after a field is left, the whole order is checked
-// and the first problem shown if it is about a field already filled in.
+// and the first problem shown if it is about a field already filled in. The form's fields are in
+// the order the server checks them, so filling it top to bottom shows each problem as it is made.
 async function checkOrder(event) {
   const { status, data } = await api("POST", "/console/api/orders/check", orderFromForm());
   if (status === 200) { showFieldError(null); return; }
@@ -211,6 +220,10 @@ async function startPayment(event) {
       return;
     }
     showFieldError(null);
+    // The card and ID numbers leave the page once the order is placed: the rest of the order
+    // stays for a retry, for which the agent asks for the card again.
+    $("card_number").value = "";
+    $("id_number").value = "";
     follow(paymentId);
   } finally {
     $("start").disabled = false;
@@ -249,6 +262,7 @@ function lineText(line, mode) {
   else if (line.status === "entered") state = T.status.entered(line.digits);
   else state = T.status[line.status];
   const extra = [];
+  if (line.digits && line.status !== "entered") extra.push(T.status.entered(line.digits));
   if (d.attempt) extra.push(T.attempt(d.attempt));
   if (d.last_outcome) extra.push(T.last_outcome(d.last_outcome));
   if (d.rejected) extra.push(T.rejected_before(d.rejected));
@@ -335,8 +349,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("order").addEventListener("submit", startPayment);
   $("order").addEventListener("focusout", (event) => { if (event.target.name && event.target.name !== "mode") checkOrder(event); });
   $("cancel").addEventListener("click", cancelPayment);
-  // A retry sends the same order again (still in the form): a new payment for the same order.
-  $("retry").addEventListener("click", () => $("order").requestSubmit());
+  // A retry is a new payment for the same order (still in the form) once the card is keyed again.
+  $("retry").addEventListener("click", () => { $("card_number").focus(); notice(t().retry_hint); });
   $("search").addEventListener("submit", loadHistory);
   const { status, data } = await api("GET", "/console/api/session");
   if (status === 200) showWork(data); else showLogin("");
