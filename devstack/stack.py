@@ -30,6 +30,7 @@ from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
 from ivr.prompts import build_sounds
 from ivr.merchants import ensure_merchant_keys
+from ivr.console.agents import ensure_agent_credentials
 from ivr.callback.merchant_prompts import manifest_with_merchants
 
 __all__ = ["Stack", "StackError", "main"]
@@ -90,6 +91,7 @@ class Stack:
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
         prepare_acquirer(self.acquirer_settings)
         ensure_merchant_keys(self.settings)
+        ensure_agent_credentials(self.settings)  # the console's agents: passwords to read at once
         build_sounds(manifest_with_merchants(self.settings), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
@@ -202,6 +204,8 @@ class Stack:
             "                .venv/bin/python -m devstack.merchant_cli pay --mobile 13900000001 \\",
             "                  --card 6221881000000011 --amount 88.00",
             "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
+            f"  Agent console http://{s.http_host}:{s.http_port}/console  (agents 7001, 7002: passwords in",
+            f"                {s.keys_dir}/agent-passwords.json)",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",

@@ -2,7 +2,8 @@
 
 Agents are defined in a shipped seed, ``ivr/console/agents_seed.toml`` (id = the agent's SIP
 endpoint, display name, merchant). Their credentials are not in the seed: at first start
-``ensure_agent_credentials`` generates a random password per agent, keeps only its argon2id hash
+``ensure_agent_credentials`` (run by ``devstack.stack prepare``, and by the service when the
+console is first used) generates a random password per agent, keeps only its argon2id hash
 in ``<keys_dir>/agents.json`` and, for development, the password itself in
 ``<keys_dir>/agent-passwords.json`` (both mode 0600, never replaced), which the README tells a
 developer to read. The service only ever reads the hashes.
@@ -13,6 +14,7 @@ never says which agent ids exist.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -26,8 +28,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ivr.config import Settings
 from ivr.files import is_private, write_private
 
-__all__ = ["SEED_FILE", "Agent", "AgentError", "AgentRegistry", "ensure_agent_credentials",
-           "load_seed"]
+__all__ = ["SEED_FILE", "Agent", "AgentDirectory", "AgentError", "AgentRegistry",
+           "ensure_agent_credentials", "load_seed"]
 
 SEED_FILE = Path(__file__).with_name("agents_seed.toml")
 _FORMAT = 1
@@ -122,8 +124,7 @@ class AgentRegistry:
 
     def __init__(self, agents: list[Agent]) -> None:
         self._agents = {a.id: a for a in agents}
-        # Verified against when the agent id is unknown, so both cases cost one argon2 run.
-        self._decoy = _hasher.hash(secrets.token_urlsafe(12))
+        self._decoy = ""
 
     @classmethod
     def load(cls, settings: Settings, *, seed: Path = SEED_FILE) -> AgentRegistry:
@@ -138,8 +139,29 @@ class AgentRegistry:
 
         CPU-bound (argon2id, tens of milliseconds): call it off the event loop."""
         agent = self._agents.get(agent_id)
+        if agent is None and not self._decoy:
+            # Verified against when the agent id is unknown, so both cases cost one argon2 run.
+            self._decoy = _hasher.hash(secrets.token_urlsafe(12))
         try:
             _hasher.verify(agent.password_hash if agent else self._decoy, password)
         except (VerificationError, InvalidHashError):
             return None
         return agent
+
+
+class AgentDirectory:
+    """The registry as the service holds it: loaded (and, the first time, generated) when the
+    console first needs it, in a thread. argon2 is slow on purpose; no service start-up, and no
+    request of the event loop, waits for it. ``devstack.stack prepare`` generates the
+    credentials beforehand, so a developer can read the passwords before the first login."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._registry: AgentRegistry | None = None
+        self._loading = asyncio.Lock()
+
+    async def registry(self) -> AgentRegistry:
+        async with self._loading:
+            if self._registry is None:
+                self._registry = await asyncio.to_thread(AgentRegistry.load, self._settings)
+        return self._registry

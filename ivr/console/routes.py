@@ -32,7 +32,7 @@ from aiohttp import web
 from ivr.api.errors import APIError, InvalidParameter
 from ivr.api.keys import AMI, MERCHANTS, REDIS, SETTINGS, STORE
 from ivr.api.merchant_routes import cancel_order, checked_order, submit_order
-from ivr.console.agents import Agent, AgentRegistry
+from ivr.console.agents import Agent, AgentDirectory
 from ivr.console.progress import progress
 from ivr.console.sessions import LoginThrottle, Session, Sessions
 from ivr.oneline.switch import AgentNotOnCall, OnelineSwitch, SwitchUnavailable
@@ -45,7 +45,7 @@ console_routes = web.RouteTableDef()
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "voicepay_console"
-AGENTS = web.AppKey("console_agents", AgentRegistry)
+AGENTS = web.AppKey("console_agents", AgentDirectory)
 SESSIONS = web.AppKey("console_sessions", Sessions)
 THROTTLE = web.AppKey("console_throttle", LoginThrottle)
 # How many payments an agent's history keeps (newest first), and shows at once.
@@ -80,9 +80,9 @@ class CsrfRefused(APIError):
 
 
 async def console_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The agent registry (passwords generated at first start) and sessions in Redis."""
+    """The agent registry (loaded at first use) and sessions in Redis."""
     settings = app[SETTINGS]
-    app[AGENTS] = await asyncio.to_thread(AgentRegistry.load, settings)
+    app[AGENTS] = AgentDirectory(settings)
     app[SESSIONS] = Sessions(app[REDIS], settings.console_session_ttl_s)
     app[THROTTLE] = LoginThrottle(app[REDIS], settings.console_login_max_failures,
                                   settings.console_login_window_s)
@@ -93,7 +93,7 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _session(request: web.Request) -> tuple[Session, Agent]:
     session = await request.app[SESSIONS].get(request.cookies.get(COOKIE))
-    agent = request.app[AGENTS].get(session.agent_id) if session else None
+    agent = (await request.app[AGENTS].registry()).get(session.agent_id) if session else None
     if session is None or agent is None:
         raise NotLoggedIn("your session has ended: log in again")
     return session, agent
@@ -150,7 +150,8 @@ async def login(request: web.Request) -> web.Response:
     if wait:
         raise TooManyLogins(f"too many failed logins: try again in {(wait + 59) // 60} minute(s)",
                             {"retry_after_s": wait})
-    agent = await asyncio.to_thread(request.app[AGENTS].verify, agent_id, password[:256])
+    registry = await request.app[AGENTS].registry()
+    agent = await asyncio.to_thread(registry.verify, agent_id, password[:256])
     if agent is None:
         await throttle.failed(agent_id, client)
         log.info("console: failed login from %s", client)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.api.keys import ORDERS, STORE
 from ivr.config import Settings, load_settings
+from ivr.console.agents import ensure_agent_credentials
 from ivr.console.routes import COOKIE
 from ivr.crypto.keys import generate_dev_keys
 from ivr.payments.store import PaymentState
 from ivr.service import create_app
-from tests.integration.test_merchant_api import CARD, ID_NUMBER, FakeOrders
+from tests.integration.test_merchant_api import CARD, ID_NUMBER, FakeOrders, _free_port
 
 MAX_FAILURES = 3
 ORDER = {"merchant_order_id": "CON-1", "amount": "88.00", "description": "Phone bill",
@@ -42,12 +42,6 @@ class RecordingOrders(FakeOrders):
     async def submit(self, merchant, order):
         self.orders.append(order)
         return await super().submit(merchant, order)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -82,6 +76,7 @@ async def console(tmp_path: Path, redis_server: str,
     settings = load_settings(
         var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(), agi_port=_free_port(),
         ami_port=_free_port(), acquirer_port=_free_port(), console_login_max_failures=MAX_FAILURES)
+    ensure_agent_credentials(settings)  # as `devstack.stack prepare` does
     app = create_app(settings)
     app[ORDERS] = RecordingOrders(app)
     async with TestClient(TestServer(app)) as client:
