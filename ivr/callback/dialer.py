@@ -282,7 +282,7 @@ class Dialer:
         if channel_id not in self._hangup_causes or event.get("ChannelStateDesc") != "Ringing":
             return
         payment_id, _, number = channel_id.removeprefix("vp-").rpartition("-")
-        note = asyncio.create_task(self._store.note(payment_id, f"attempt {number}: ringing",
+        note = asyncio.create_task(self._store.note(payment_id, f"ringing (attempt {number})",
                                                     event="ringing"))
         self._notes.add(note)
         note.add_done_callback(self._notes.discard)

@@ -25,7 +25,7 @@ CALLED = [_entry("created"), _entry("risk_passed"), _entry("calling", "attempt 1
 
 
 def test_a_callback_rings_then_waits_for_the_pin() -> None:
-    history = [*CALLED, _entry("calling", "attempt 1: ringing", event="ringing")]
+    history = [*CALLED, _entry("calling", "ringing (attempt 1)", event="ringing")]
     lines = _lines(progress(_payment("calling"), history))
     assert lines["waiting"] == ("done", None)
     assert lines["calling"] == ("active", None) and lines["ringing"] == ("active", None)
@@ -33,7 +33,7 @@ def test_a_callback_rings_then_waits_for_the_pin() -> None:
 
 
 def test_a_busy_attempt_rings_anew_on_the_next_one() -> None:
-    history = [*CALLED, _entry("calling", "attempt 1: ringing", event="ringing"),
+    history = [*CALLED, _entry("calling", "ringing (attempt 1)", event="ringing"),
                _entry("calling", "attempt 1: busy"), _entry("calling", "attempt 2 of 3")]
     view = progress(_payment("calling"), history)
     calling = next(line for line in view["lines"] if line["step"] == "calling")

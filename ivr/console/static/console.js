@@ -92,6 +92,7 @@ let csrf = "";
 let current = null;   // the payment being followed: {id, events}
 let lastView = null;  // its latest progress, re-rendered when the language changes
 let callTimer = null;
+let agentSession = null;  // who is logged in, for the header
 
 const $ = (id) => document.getElementById(id);
 const t = () => TEXT[lang];
@@ -105,6 +106,7 @@ function applyLanguage() {
   $("language").textContent = other === "en" ? "English" : "中文";
   $("language").lang = other === "en" ? "en" : "zh-CN";
   if (lastView) renderProgress(lastView);
+  showWho();
 }
 
 function notice(message) {
@@ -139,14 +141,21 @@ function showLogin(message) {
   $("agent_id").focus();
 }
 
+function showWho() {
+  if (!agentSession) return;
+  const merchant = agentSession.merchant;
+  $("who").textContent = `${agentSession.agent.name} (${agentSession.agent.id}) · ` +
+    (lang === "zh" ? merchant.name_zh : merchant.name_en);
+}
+
 function showWork(session) {
   csrf = session.csrf;
   $("login-view").hidden = true;
   $("work-view").hidden = false;
   $("logout").hidden = false;
   $("who").hidden = false;
-  $("who").textContent = `${session.agent.name} (${session.agent.id}) · ` +
-    (lang === "zh" ? session.merchant.name_zh : session.merchant.name_en);
+  agentSession = session;
+  showWho();
   notice("");
   refreshCall();
   clearInterval(callTimer);
