@@ -6,9 +6,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 # What the stack needs from Debian: Redis, SIPp, Asterisk's sandbox and provisioning, prompt
-# synthesis, packet captures for the DTMF checks, and Python's venv module.
+# synthesis, packet captures for the DTMF checks, Python's venv module, and the headless browser
+# (with CJK fonts) the agent console's tests drive through Playwright.
 APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark \
-                python3 python3-venv ca-certificates procps iproute2
+                python3 python3-venv ca-certificates procps iproute2 \
+                chromium fonts-noto-cjk
 
 .PHONY: run test unit bench docs sounds deps venv asterisk prepare clean
 

@@ -113,6 +113,9 @@ MEANINGS: dict[str, str] = {
                                 "changes, a broken file never replaces the running rules",
     "VOICEPAY_RISK_RULES_POLL_S": "seconds between two checks of the rules file, and of the rules "
                                   "another instance shared in Redis, for changes",
+    "VOICEPAY_CONSOLE_SESSION_TTL_S": "agent console: seconds without a request after which a session ends (the agent logs in again)",
+    "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES": "agent console: failed logins per agent id, and per client address, before logins are refused for the rest of the window",
+    "VOICEPAY_CONSOLE_LOGIN_WINDOW_S": "agent console: seconds the failed-login count is kept (the longest a blocked login waits)",
 }
 
 

@@ -32,6 +32,7 @@ from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
 from ivr.prompts import Manifest, build_sounds
 from ivr.merchants import ensure_merchant_keys
+from ivr.console.agents import ensure_agent_credentials
 
 __all__ = ["Stack", "StackError", "main"]
 
@@ -97,6 +98,7 @@ class Stack:
             print(f"keys: generated a development key set in {self.settings.keys_dir}")
         prepare_acquirer(self.acquirer_settings)
         ensure_merchant_keys(self.settings)
+        ensure_agent_credentials(self.settings)  # the console's agents: passwords to read at once
         build_sounds(Manifest.load(), REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
@@ -221,6 +223,8 @@ class Stack:
             "                  --card 6221881000000011 --amount 88.00",
             "  Contact centre 8100 rings agents 7001 / voicepay-7001, 7002 / voicepay-7002",
             "  Merchants     .venv/bin/python -m ivr.admin list   (admit, suspend, limits, rotate-key...)",
+            f"  Agent console http://{s.http_host}:{s.http_port}/console  (agents 7001, 7002: passwords in",
+            f"                {s.keys_dir}/agent-passwords.json)",
             "  SIPp          calls from 127.0.0.1 need no account: see tests/sipp/README.md",
             f"  Logs          {self.log_dir}/ and {self.settings.var_dir}/asterisk/log/",
             "  Test cards    README.md, 'Test cards'",

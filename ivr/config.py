@@ -159,6 +159,15 @@ class Settings:
     risk_rules_file: Path = field(metadata={"env": "VOICEPAY_RISK_RULES_FILE"},
                                   default=REPO_ROOT / "ivr" / "risk" / "rules.yaml")
     risk_rules_poll_s: float = field(metadata={"env": "VOICEPAY_RISK_RULES_POLL_S"}, default=5.0)
+    # Agent console (ivr/console/): a session ends after this many seconds without a request; a
+    # login is refused for the rest of the window after this many failures for one agent id or
+    # one client address.
+    console_session_ttl_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_SESSION_TTL_S"},
+                                       default=1800)
+    console_login_max_failures: int = field(
+        metadata={"env": "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES"}, default=5)
+    console_login_window_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_LOGIN_WINDOW_S"},
+                                        default=900)
 
     @property
     def oneline_max(self) -> Money:

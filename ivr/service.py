@@ -33,6 +33,7 @@ from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
 from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
+from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.authorization import Authorizer
@@ -267,8 +268,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(admin_risk_routes)
     app.add_routes(admin_merchant_routes)
     app.add_routes(admin_review_routes)
-    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, _acquirer_ctx,
-                            _ami_ctx, _calls_ctx, _recovery_ctx])
+    app.add_routes(console_routes)
+    app.router.add_static("/console/static", STATIC_DIR)
+    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
+                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx])
     return app
 
 

@@ -15,6 +15,7 @@ payment existed frees the key, so that it can be retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -28,11 +29,14 @@ from ivr.api.errors import APIError, InvalidParameter, error_answer
 from ivr.api.keys import MERCHANTS, ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
 from ivr.api.payment_request import parse_order
-from ivr.orders import PaymentFailed
-from ivr.payments.store import TRANSITIONS, InvalidTransition, NoSuchPayment, PaymentState
+from ivr.config import Settings
+from ivr.merchants import Merchant
+from ivr.orders import Order, PaymentFailed
+from ivr.payments.store import (TRANSITIONS, InvalidTransition, NoSuchPayment, Payment,
+                                PaymentState)
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
-           "IdempotencyKeyInUse"]
+           "IdempotencyKeyInUse", "checked_order", "submit_order", "cancel_order"]
 
 log = logging.getLogger(__name__)
 merchant_routes = web.RouteTableDef()
@@ -60,33 +64,42 @@ class OrdersUnavailable(APIError):
     error_id = "orders-unavailable"
 
 
-@merchant_routes.post("/v1/payments")
-async def create_payment(request: web.Request) -> web.Response:
-    app = request.app
-    settings = app[SETTINGS]
-    merchant = await authenticate(request)
-    raw = await request.read()
+def checked_order(raw: bytes, merchant: Merchant, settings: Settings) -> Order:
+    """The order in a request body, by the API's rules and the merchant's own limit."""
     order = parse_order(raw, maximum=settings.max_payment)
     if order.amount > merchant.max_amount:
         raise InvalidParameter("amount", f"must be at most {merchant.max_amount} for this merchant")
+    return order
+
+
+async def submit_order(app: web.Application, merchant: Merchant, order: Order,
+                       ) -> tuple[int, dict[str, Any]]:
+    """Hand an order to the order service: (201, the payment) or the answer of a payment that
+    failed at once. Shared by the merchant API and the agent console."""
     if ORDERS not in app:
         raise OrdersUnavailable("callback payments are not available on this server")
+    # Counted here, once per request: a replay with the same Idempotency-Key never gets here.
+    await app[MERCHANTS].count_order(merchant, order.amount)
+    try:
+        payment = await app[ORDERS].submit(merchant, order)
+    except PaymentFailed as exc:
+        # A payment exists (and is final): this answer is the request's outcome, which a
+        # retry with the same Idempotency-Key gets again instead of a second payment.
+        log.info("merchant %s: payment %s for order %s failed: %s", merchant.id,
+                 exc.payment_id, order.merchant_order_id, exc)
+        return error_answer(exc)
+    log.info("merchant %s: payment %s created for order %s", merchant.id, payment.id,
+             order.merchant_order_id)
+    return 201, payment.to_json()
 
-    async def submit() -> tuple[int, dict[str, Any]]:
-        # Counted here, once per request: a replay with the same Idempotency-Key never gets here.
-        await app[MERCHANTS].count_order(merchant, order.amount)
-        try:
-            payment = await app[ORDERS].submit(merchant, order)
-        except PaymentFailed as exc:
-            # A payment exists (and is final): this answer is the request's outcome, which a
-            # retry with the same Idempotency-Key gets again instead of a second payment.
-            log.info("merchant %s: payment %s for order %s failed: %s", merchant.id,
-                     exc.payment_id, order.merchant_order_id, exc)
-            return error_answer(exc)
-        log.info("merchant %s: payment %s created for order %s", merchant.id, payment.id,
-                 order.merchant_order_id)
-        return 201, payment.to_json()
 
+@merchant_routes.post("/v1/payments")
+async def create_payment(request: web.Request) -> web.Response:
+    app = request.app
+    merchant = await authenticate(request)
+    raw = await request.read()
+    order = checked_order(raw, merchant, app[SETTINGS])
+    submit = functools.partial(submit_order, app, merchant, order)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is None:
         status, body = await submit()
@@ -133,9 +146,13 @@ async def _idempotent(request: web.Request, key: str, body_hash: str, submit) ->
 
 @merchant_routes.post("/v1/payments/{payment_id}/cancel")
 async def cancel_payment(request: web.Request) -> web.Response:
-    app = request.app
     merchant = await authenticate(request)
-    payment_id = request.match_info["payment_id"]
+    payment = await cancel_order(request.app, merchant, request.match_info["payment_id"])
+    return web.json_response(payment.to_json())
+
+
+async def cancel_order(app: web.Application, merchant: Merchant, payment_id: str) -> Payment:
+    """Cancel one of ``merchant``'s payments: shared by the merchant API and the agent console."""
     payment = await app[STORE].get(payment_id)
     if payment.merchant_id != merchant.id:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
@@ -147,7 +164,7 @@ async def cancel_payment(request: web.Request) -> web.Response:
     log.info("merchant %s: payment %s cancelled", merchant.id, payment_id)
     if WEBHOOKS in app:
         await app[WEBHOOKS].enqueue(payment)  # idempotent: the order service may have done it
-    return web.json_response(payment.to_json())
+    return payment
 
 
 @merchant_routes.get("/v1/openapi.json")

@@ -100,10 +100,12 @@ class Dialer:
         self._stopping = False
         self._claiming = True
         self._hangup_causes: dict[str, asyncio.Future] = {}
+        self._notes: set[asyncio.Task] = set()  # "ringing" notes being written
 
     def start(self) -> None:
         """Dial due callbacks in the background until ``stop()``."""
         self._ami.on_event("Hangup", self._on_hangup)
+        self._ami.on_event("Newstate", self._on_newstate)
         self._loops = [asyncio.create_task(self._claim_loop(), name="dialer claims"),
                        asyncio.create_task(self._lease_loop(), name="dialer leases")]
 
@@ -272,6 +274,18 @@ class Dialer:
         waiter = self._hangup_causes.get(event.get("Uniqueid", ""))
         if waiter is not None and not waiter.done():
             waiter.set_result(event.get("Cause", ""))
+
+    def _on_newstate(self, event) -> None:
+        """The cardholder's phone rings: noted in the history (the agent console shows it) by
+        the instance that placed the call, the one waiting on its channel."""
+        channel_id = event.get("Uniqueid", "")
+        if channel_id not in self._hangup_causes or event.get("ChannelStateDesc") != "Ringing":
+            return
+        payment_id, _, number = channel_id.removeprefix("vp-").rpartition("-")
+        note = asyncio.create_task(self._store.note(payment_id, f"ringing (attempt {number})",
+                                                    event="ringing"))
+        self._notes.add(note)
+        note.add_done_callback(self._notes.discard)
 
     async def _enter_calling(self, payment_id: str, reason: str) -> bool:
         """Enter (or stay in) ``calling`` for the next attempt; False once the payment moved on."""

@@ -61,6 +61,7 @@ class SwitchFailed(PaymentFailed):
 class AgentCall:
     agent_channel: str
     caller_channel: str
+    caller_number: str = ""  # the caller's number as Asterisk has it (the agent console shows it)
 
 
 class OnelineSwitch:
@@ -79,7 +80,8 @@ class OnelineSwitch:
                 peers = [c for c in channels
                          if c.get("BridgeId") == bridge and c.get("Channel") != agent["Channel"]]
                 if len(peers) == 1:
-                    return AgentCall(agent["Channel"], peers[0]["Channel"])
+                    return AgentCall(agent["Channel"], peers[0]["Channel"],
+                                     peers[0].get("CallerIDNum", ""))
         raise AgentNotOnCall(agent_id)
 
     async def switch(self, agent_id: str, call: AgentCall, payment_id: str) -> None:

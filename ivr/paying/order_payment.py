@@ -107,10 +107,12 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     expiry_mmyy = await keypad.digits("enter_expiry", max_digits=4, check=check_expiry_mmyy,
                                       invalid="invalid_expiry")
     payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY,
-                                         reason="expiry entered, asking for CVV2")
+                                         reason="expiry entered, asking for CVV2",
+                                         keyed=("expiry", len(expiry_mmyy)))
     cvv2 = await keypad.secret("enter_cvv2", min_len=3, max_len=3, invalid="invalid_cvv2")
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
-                               reason="expiry and CVV2 entered", pin_attempts=0)
+                               reason="expiry and CVV2 entered", keyed=("cvv2", len(cvv2)),
+                               pin_attempts=0)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
     authorization = ctx.authorizer.authorize(
         payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2)

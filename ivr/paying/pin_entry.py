@@ -46,7 +46,7 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                    reason=f"PIN entered ({pin_length} digits), PIN block built",
-                                   pin_attempts=attempt)
+                                   keyed=("pin", pin_length), pin_attempts=attempt)
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         outcome = await authorize_during_please_wait(

@@ -45,21 +45,23 @@ __all__ = [
 # Checks the current state and applies the change in one step, so two writers (the call flow and
 # an API cancel, say) can never both win. Re-entering the current state is a no-op, which makes
 # retried transitions idempotent. ARGV[5] is when the payment entered the new state (epoch
-# seconds), or empty for a final state, which leaves the pending index.
+# seconds), or empty for a final state, which leaves the pending index. ARGV[6] is a JSON list of
+# extra history fields (name, value, ...): what was keyed, see ``transition``.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'missing', ''} end
 local target = ARGV[1]
 if current == target then return {'same', current} end
 local allowed = false
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if ARGV[i] == current then allowed = true end
 end
 if not allowed then return {'refused', current} end
 local changes = cjson.decode(ARGV[3])
 for k, v in pairs(changes) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[2])
-redis.call('XADD', KEYS[2], '*', 'state', target, 'at', ARGV[2], 'reason', ARGV[4])
+redis.call('XADD', KEYS[2], '*', 'state', target, 'at', ARGV[2], 'reason', ARGV[4],
+           unpack(cjson.decode(ARGV[6])))
 -- The pending index holds payment ids: the hash key without its "pay:".
 if ARGV[5] == '' then
   redis.call('ZREM', KEYS[3], KEYS[1]:sub(5))
@@ -146,8 +148,13 @@ class PaymentStore:
         return Payment.from_record(record)
 
     async def transition(self, payment_id: str, target: PaymentState, *, reason: str = "",
-                         **changes: str | int) -> Payment:
-        """Move a payment to ``target`` if its current state allows it; returns the new payment."""
+                         keyed: tuple[str, int] | None = None, **changes: str | int) -> Payment:
+        """Move a payment to ``target`` if its current state allows it; returns the new payment.
+
+        ``keyed``: (field, digits) when the transition follows the caller keying a field (pin,
+        expiry, cvv2, id): the history entry gets ``field`` and ``digits``, how many were keyed
+        and never which. What the agent console shows as "6 digits entered".
+        """
         check_field_names(changes)
         allowed = [s.value for s in TRANSITIONS.get(target, frozenset())]
         key = self._key(payment_id)
@@ -155,7 +162,8 @@ class PaymentStore:
         outcome, current = await self._transition(
             keys=[key, f"{key}:history", _PENDING],
             args=[target.value, _now(), json.dumps({k: str(v) for k, v in changes.items()}), reason,
-                  entered, *allowed],
+                  entered, json.dumps(["field", keyed[0], "digits", str(keyed[1])] if keyed else []),
+                  *allowed],
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         current = current.decode() if isinstance(current, bytes) else current
@@ -173,12 +181,15 @@ class PaymentStore:
                 await self.on_final(payment)
         return payment
 
-    async def note(self, payment_id: str, reason: str) -> None:
-        """A history entry without a state change (e.g. "attempt 2: busy")."""
+    async def note(self, payment_id: str, reason: str, *, event: str = "") -> None:
+        """A history entry without a state change (e.g. "attempt 2: busy"). ``event`` names what
+        happened for programs that read the history (the agent console): "ringing"."""
         key = self._key(payment_id)
         payment = await self.get(payment_id)
-        await self._redis.xadd(f"{key}:history", {"state": payment.status, "at": _now(),
-                                                   "reason": reason})
+        entry = {"state": payment.status, "at": _now(), "reason": reason}
+        if event:
+            entry["event"] = event
+        await self._redis.xadd(f"{key}:history", entry)
 
     async def update(self, payment_id: str, **changes: str | int) -> None:
         """Set informational fields that are not a state change (e.g. the call's unique id)."""
