@@ -91,7 +91,6 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",
     "VOICEPAY_RETENTION_PERIOD_S": "seconds between two retention sweeps (and two trims of the risk audit)",
     "VOICEPAY_DRAIN_SECONDS": "on SIGTERM, seconds calls in progress may go on before they are cut off (API writes answer 503 meanwhile)",
-    "VOICEPAY_RISK_STEP_UP_AMOUNT": "the basic risk engine steps up a payment of this amount or more (yuan): the cardholder keys the last 6 characters of their ID number before the PIN",
     "VOICEPAY_RISK_REVIEW_TIMEOUT_S": "a callback held for review (`risk_review`) with no operator decision this long is `risk_declined` by the recovery sweep",
     "VOICEPAY_ID_CHECK_MAX_ATTEMPTS": "tries at the ID step-up before the payment `failed` (no PIN is asked for)",
     "VOICEPAY_POLICE_URL": "the police identity service's check endpoint (JSON POST; the wire "

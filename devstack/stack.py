@@ -31,7 +31,8 @@ from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
 from ivr.prompts import Manifest, build_sounds
-from ivr.merchants import ensure_merchant_keys
+from ivr.admin import call_api
+from ivr.merchants import ensure_merchant_keys, load_seed
 from ivr.console.agents import ensure_agent_credentials
 
 __all__ = ["Stack", "StackError", "main"]
@@ -236,6 +237,21 @@ class Stack:
         ])
 
 
+
+def establish_seed_merchants(settings: Settings) -> None:
+    """Development only: the seeded merchants count as established merchants, so a fresh
+    `make run` calls the demo cardholder back at once instead of holding the first payments of
+    each "new" merchant for review (rule merchant_new_or_dormant). Through the operator's risk
+    API, like an operator would: the entries are in the audit and can be removed."""
+    token = settings.operator_token_file.read_text(encoding="utf-8").strip()
+    base = f"http://{settings.http_host}:{settings.http_port}/v1/admin/risk/lists/allow/merchant"
+    for merchant in load_seed():
+        body = json.dumps({"value": merchant.id, "note": "development seed merchant"}).encode()
+        status, answer = call_api(base, "POST", {"Authorization": f"Bearer {token}"}, body)
+        if status >= 300:
+            print(f"stack: could not allow-list {merchant.id}: {status} {answer}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.stack")
     parser.add_argument("command", choices=["run", "prepare", "health"])
@@ -259,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         stack.start()
+        establish_seed_merchants(stack.settings)
         print(stack.banner(), flush=True)
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)

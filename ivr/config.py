@@ -135,10 +135,7 @@ class Settings:
                                            default=3600.0)
     # Graceful stop (SIGTERM): how long calls in progress may go on before they are cut off.
     drain_seconds: float = field(metadata={"env": "VOICEPAY_DRAIN_SECONDS"}, default=30.0)
-    # Risk outcomes (ivr/risk/): the basic engine steps up a payment of this amount or more
-    # (yuan): the cardholder must key the last 6 characters of their ID number before the PIN.
-    risk_step_up_amount: str = field(metadata={"env": "VOICEPAY_RISK_STEP_UP_AMOUNT"},
-                                     default="5000.00")
+    # Risk outcomes (ivr/risk/).
     # A callback held for review that no operator decides on within this time is declined.
     risk_review_timeout_s: float = field(metadata={"env": "VOICEPAY_RISK_REVIEW_TIMEOUT_S"},
                                          default=1800.0)
@@ -172,10 +169,6 @@ class Settings:
     @property
     def oneline_max(self) -> Money:
         return Money.parse(self.oneline_max_amount)
-
-    @property
-    def risk_step_up(self) -> Money:
-        return Money.parse(self.risk_step_up_amount)
 
     @property
     def max_payment(self) -> Money:

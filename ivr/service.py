@@ -23,7 +23,7 @@ from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.admin_review_routes import admin_review_routes
-from ivr.api.keys import (ACQUIRER, AMI, DIALER, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
+from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
                           RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE,
                           WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
@@ -52,7 +52,6 @@ from ivr.merchant_store import MerchantStore
 from ivr.payments.due_work import worker_name
 from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.id_step_up import IdDigests
-from ivr.risk.basic import BasicRiskEngine
 from ivr.risk.gate import RiskGate
 from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
@@ -61,6 +60,7 @@ from ivr.payments.store import PaymentStore
 from ivr.risk.audit import DECISIONS, LISTS, RULES, RiskAudit
 from ivr.risk.decision import BindingProvider, IdentityProvider
 from ivr.risk.engine import RulesRiskEngine
+from ivr.risk.identity import identity_providers
 from ivr.risk.lists import RiskLists
 from ivr.risk.rules import RuleBook
 from ivr.risk.subjects import SubjectDigester
@@ -144,15 +144,18 @@ async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RISK_LISTS] = RiskLists(app[REDIS], digester, audit)
     tasks = {asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules"),
              asyncio.create_task(audit.run_trim(settings.retention_period_s), name="risk-audit")}
-    yield
+    async with contextlib.AsyncExitStack() as stack:
+        if IDENTITY not in app:  # tests may put providers answering as told in before start-up
+            app[IDENTITY] = await stack.enter_async_context(identity_providers(settings))
+        if RISK_ENGINE not in app:  # tests may put a scripted engine in before start-up
+            # The one place the engine every order (callback, one-line, self-service) passes is chosen.
+            app[RISK_ENGINE] = build_risk_engine(app, app[IDENTITY].police, app[IDENTITY].binding)
+        yield
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# --- Risk control (issue 8) -----------------------------------------------------------------
-# The order services switch from ivr/risk/basic.py to the rules engine with one line in
-# _calls_ctx (where app[RISK_ENGINE] is set), once the identity providers are wired in.
 def build_risk_engine(app: web.Application, identity: IdentityProvider,
                       binding: BindingProvider) -> RulesRiskEngine:
     """The rules engine over this app's running rules, lists and audit (after ``_risk_ctx``)."""
@@ -188,10 +191,6 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer.start()
     switch = OnelineSwitch(app[AMI])
     returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
-    if RISK_ENGINE not in app:  # tests put a scripted engine in before start-up
-        # The one place the engine every order passes is chosen; the rules engine goes here:
-        #     app[RISK_ENGINE] = build_risk_engine(app, identity=..., binding=...)
-        app[RISK_ENGINE] = BasicRiskEngine(settings.risk_step_up)
     risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.cardholder_key))
     app[REVIEWS] = ReviewDesk(app[STORE], dialer)
     languages = CardholderLanguages(app[REDIS], keys.cardholder_key,

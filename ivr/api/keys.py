@@ -15,6 +15,7 @@ from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
 from ivr.risk.decision import RiskEngine
+from ivr.risk.identity import IdentityProviders
 from ivr.risk.review import ReviewDesk
 from ivr.risk.audit import RiskAudit
 from ivr.risk.lists import RiskLists
@@ -35,6 +36,9 @@ DIALER = web.AppKey("dialer", Dialer)
 REVIEWS = web.AppKey("reviews", ReviewDesk)
 # The risk engine every order passes (ivr/risk/decision.py); tests put a scripted one in.
 RISK_ENGINE = web.AppKey("risk_engine", RiskEngine)
+# The identity providers the rules engine asks (police, bank binding): the HTTP clients of
+# ivr/risk/identity.py unless set before start-up (tests put providers answering as told).
+IDENTITY = web.AppKey("identity", IdentityProviders)
 # Set once the service is stopping: API writes are refused and /healthz answers 503 from then on.
 STOPPING = web.AppKey("stopping", asyncio.Event)
 # The operator's bearer token for the payments API (settings.operator_token_file).

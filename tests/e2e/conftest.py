@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 
-from ivr.config import load_settings
+from ivr.config import REPO_ROOT, load_settings
+from ivr.risk.velocity import COUNTERS
 from devstack.stack import Stack
 from simulators.acquirer.server import journal_path
 from simulators.acquirer.settings import load_acquirer_settings
@@ -251,11 +253,31 @@ def _set_aside_old_logs(var_dir: Path) -> None:
             log.rename(previous / f"{log.parent.name}-{log.name}")
 
 
+def _e2e_rules(var_dir: Path) -> Path:
+    """The shipped rules, with every rule that counts payments (velocity, a new merchant's first
+    payments) in shadow: still evaluated and recorded on each payment, never acting.
+
+    The suite places a few hundred payments in minutes with a handful of test cards, mobiles and
+    one merchant: exactly the bursts those rules exist to stop. Every other rule (limits, banned
+    categories, unknown BINs, lists, the police and binding answers) acts as shipped; the counting
+    rules themselves are tested on real Redis in tests/integration/test_risk_engine.py."""
+    counted = {counter.name for counter in COUNTERS} | {"allow:merchant"}
+    document = yaml.safe_load((REPO_ROOT / "ivr" / "risk" / "rules.yaml").read_text(encoding="utf-8"))
+    for rule in document["rules"]:
+        if any(name in rule["when"] for name in counted):
+            rule["shadow"] = True
+    path = var_dir / "e2e-rules.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
     for name, value in CALLBACK_TIMING.items():
         os.environ.setdefault(name, value)
+    os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))
     settings = load_settings()
     work_dir = settings.var_dir / "e2e"
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -37,7 +37,7 @@ AGENT_LEAVES_AFTER_MS = 5500
 def _order(card, amount: str, mobile: str, **extra) -> dict:
     return {"merchant_order_id": f"OL{int(time.time() * 1000)}", "amount": amount,
             "description": "Order by phone", "card_number": card.pan,
-            "cardholder_name": "Li Si", "id_number": ID_NUMBER, "mobile": mobile,
+            "cardholder_name": "Zhang San", "id_number": ID_NUMBER, "mobile": mobile,
             "mode": "oneline", "agent_id": AGENT, "language": "en", **extra}
 
 

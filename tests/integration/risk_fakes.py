@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+from ivr.api.keys import IDENTITY
 from ivr.hostlink.bin_table import BinInfo
 from ivr.merchants import Merchant, MerchantStatus
 from ivr.money import Money
 from ivr.orders import Order
+from ivr.risk.identity import IdentityProviders
 from ivr.risk.decision import (BindingAnswer, FiredRule, IdentityAnswer, RiskDecision, RiskOutcome,
                                RiskRequest)
 
@@ -84,3 +86,10 @@ class ScriptedRiskEngine:
         rule = FiredRule(f"scripted_{self.outcome.value}", 60, f"the test asked for {self.outcome}")
         shadow = FiredRule("scripted_shadow", 40, "a shadow rule, recorded only", shadow=True)
         return RiskDecision(self.outcome, score=60, fired=(rule, shadow), rules_version="scripted")
+
+
+def answering_providers(app, identity: str = "match", binding: str = "bound") -> None:
+    """Before start-up: the service's own rules engine asks identity providers that answer as told
+    (the HTTP ones and their simulators are tested in test_identity_services.py)."""
+    app[IDENTITY] = IdentityProviders(FakeIdentity(identity), FakeBinding(binding))  # type: ignore[arg-type]
+

@@ -25,8 +25,8 @@ from ivr.orders import Order
 from ivr.callback.dialer import DUE_KEY, Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.paying.id_step_up import IdDigests
-from ivr.risk.basic import BasicRiskEngine
 from ivr.risk.gate import RiskGate
+from tests.integration.risk_fakes import ScriptedRiskEngine
 from ivr.config import Settings, load_settings
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import BinInfo, BinTable
@@ -89,7 +89,7 @@ class World:
         dialer.start()
         instance = Instance(ami, dialer,
                             CallbackOrders(self.store, self.vault, settings.bin_table_file, dialer,
-                                           RiskGate(BasicRiskEngine(settings.risk_step_up),
+                                           RiskGate(ScriptedRiskEngine(),
                                                     IdDigests(b"k" * 32))))
         self.instances.append(instance)
         return instance

@@ -250,7 +250,7 @@ async def test_another_instance_sees_a_change_on_its_next_request(make_admin: Ad
 
 async def test_a_suspended_merchants_order_is_declined_by_risk(admin: Admin) -> None:
     """The order service's risk check reads the merchant as the registry has it now."""
-    from ivr.risk.basic import BasicRiskEngine
+    from ivr.api.keys import RISK_ENGINE
     from ivr.risk.decision import RiskOutcome, RiskRequest
     from ivr.orders import Order
     from ivr.money import Money
@@ -259,11 +259,11 @@ async def test_a_suspended_merchants_order_is_declined_by_risk(admin: Admin) -> 
     order = Order(merchant_order_id="X", amount=Money.parse("10.00"), description="d",
                   card_number="6221889999999994", cardholder_name="Li Lei",
                   id_number="11010519491231002X", mobile="13800138000", mode="callback")
-    engine = BasicRiskEngine(admin.settings.risk_step_up)
+    engine = admin.app[RISK_ENGINE]  # the service's own: the shipped rules
     decision = await engine.assess(RiskRequest("pay_x", "callback", await store.get("M100002"),
                                                order, None))
     assert decision.outcome is RiskOutcome.DECLINE
-    assert "merchant M100002 is not active" in [rule.reason for rule in decision.fired]
+    assert "merchant_not_active" in [rule.name for rule in decision.fired]
 
 
 # --- limits and names ---------------------------------------------------------------------------

@@ -30,7 +30,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.api.keys import AMI, MERCHANTS, ORDERS, STORE, WEBHOOKS
+from ivr.api.keys import AMI, MERCHANTS, ORDERS, RISK_LISTS, STORE, WEBHOOKS
+from tests.integration.risk_fakes import answering_providers, established
 from ivr.api.merchant_auth import signed_headers, sign_request
 from ivr.api.payment_request import REQUIRED
 from ivr.config import Settings, load_settings
@@ -175,11 +176,13 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
         if real:  # what the acquirer publishes when it starts: the test BINs (622188 debit)
             BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(
                 settings.bin_table_file)
+            answering_providers(app)  # the police know the cardholder, the card is bound
         else:
             orders = app[ORDERS] = FakeOrders(app)
         client = await stack.enter_async_context(TestClient(TestServer(app)))
         if real:
             await until(lambda: app[AMI].connected)  # the login is under way
+            await established(app[RISK_LISTS])  # not one of a new merchant's first payments
         yield Api(client, settings, orders, redis_client, ami)
 
 

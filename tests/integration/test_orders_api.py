@@ -17,7 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.api.keys import AMI, RISK_ENGINE, STORE
+from ivr.api.keys import AMI, RISK_ENGINE, RISK_LISTS, STORE
+from tests.integration.risk_fakes import answering_providers, established
 from ivr.risk.decision import RiskEngine
 from ivr.config import load_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
@@ -73,9 +74,11 @@ async def running_service(tmp_path: Path, redis_server: str, redis_client: aiore
     app = create_app(settings)  # no fake order service: the service builds its own
     if risk_engine is not None:
         app[RISK_ENGINE] = risk_engine  # before start-up: used instead of the one it would build
+    answering_providers(app)  # the police know the cardholder, the card is bound to the mobile
     async with TestClient(TestServer(app)) as client:
         while not app[AMI].connected:  # the login is under way; the fake AMI answers at once
             await asyncio.sleep(0.01)
+        await established(app[RISK_LISTS])  # not one of a new merchant's first payments
         yield Api(client, settings, None, redis_client)
 
 
@@ -90,7 +93,9 @@ async def test_a_banned_category_merchant_is_risk_declined(api: Api, fake_ami: F
     assert status == 201, body
     assert body["status"] == "risk_declined"
     decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
-    assert [rule["reason"] for rule in decision["fired"]] == ["merchant category 7995 is not admitted"]
+    # The shipped rules: M100004's category is banned (and, never allow-listed, it is new too).
+    assert "merchant_category_banned" in [rule["name"] for rule in decision["fired"]]
+    assert decision["outcome"] == "decline"
     assert fake_ami.sent("Originate") == []
 
 
@@ -99,8 +104,7 @@ async def test_an_unknown_bin_is_risk_declined(api: Api) -> None:
     assert status == 201, body
     assert body["status"] == "risk_declined" and body["card_type"] == "unknown"
     decision = json.loads((await api.app[STORE].get(body["id"])).risk_decision)
-    assert [rule["reason"] for rule in decision["fired"]] == [
-        "card issuer not supported (BIN not in the acquirer's table)"]
+    assert [rule["name"] for rule in decision["fired"]] == ["card_bin_unknown"]
 
 
 async def test_a_known_bin_passes_risk_and_is_dialled(api: Api, fake_ami: FakeAmi) -> None:

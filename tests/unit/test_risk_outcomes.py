@@ -1,4 +1,4 @@
-"""The basic risk engine's outcomes, the ID step-up digest, and the decision kept on a payment."""
+"""The ID step-up digest, and the decision kept on a payment (the engine's rules: test_risk_rules.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from ivr.merchants import Merchant, MerchantStatus
 from ivr.money import Money
 from ivr.orders import Order
 from ivr.paying.id_step_up import IdDigests
-from ivr.risk.basic import BasicRiskEngine
 from ivr.risk.decision import RiskOutcome, RiskRequest
 from ivr.risk.gate import GENERIC_DECLINE, RiskGate
+from tests.integration.risk_fakes import ScriptedRiskEngine
 
 DEBIT = BinInfo("debit", "Voicepay Test Bank", "语音支付测试银行")
 ID_NUMBER = "11010519491231002X"
@@ -25,30 +25,6 @@ def request(amount: str = "100.00", *, mcc: str = "4814", status=MerchantStatus.
     order = Order("ORD-1", Money.parse(amount), "bill", "6221881000000011", "Zhang San",
                   ID_NUMBER, "13800138000")
     return RiskRequest("pay_0123", "callback", merchant, order, card)
-
-
-ENGINE = BasicRiskEngine(Money.parse("5000.00"))
-
-
-@pytest.mark.parametrize(("asked", "outcome", "fired"), [
-    (request(), RiskOutcome.APPROVE, []),
-    (request("4999.99"), RiskOutcome.APPROVE, []),
-    (request("5000.00"), RiskOutcome.STEP_UP, ["step_up_amount"]),
-    (request(status=MerchantStatus.SUSPENDED), RiskOutcome.DECLINE, ["merchant_active"]),
-    (request(mcc="7995"), RiskOutcome.DECLINE, ["merchant_category"]),
-    (request("200.00", limit="100.00"), RiskOutcome.DECLINE, ["merchant_limit"]),
-    (request(card=None), RiskOutcome.DECLINE, ["card_supported"]),
-    # A declining check outweighs a step-up, and every failed check is named.
-    (request("6000.00", card=None, mcc="7995"), RiskOutcome.DECLINE,
-     ["merchant_category", "card_supported", "step_up_amount"]),
-], ids=["approve", "just-under", "step-up", "suspended", "banned-mcc", "over-limit", "unknown-bin",
-        "all-named"])
-async def test_basic_engine_outcomes(asked: RiskRequest, outcome: RiskOutcome,
-                                     fired: list[str]) -> None:
-    decision = await ENGINE.assess(asked)
-    assert decision.outcome is outcome
-    assert [rule.name for rule in decision.fired] == fired
-    assert decision.score == sum(rule.score for rule in decision.fired)
 
 
 def test_id_digest_takes_star_for_x_and_wipes_what_was_keyed() -> None:
@@ -67,13 +43,15 @@ def test_id_digest_takes_star_for_x_and_wipes_what_was_keyed() -> None:
 
 
 async def test_the_payment_keeps_the_decision_and_the_history_names_no_rule() -> None:
-    gate = RiskGate(ENGINE, IdDigests(b"k" * 32))
+    engine = ScriptedRiskEngine(RiskOutcome.STEP_UP)
+    gate = RiskGate(engine, IdDigests(b"k" * 32))
     asked = request("5000.00")
     decision = await gate.assess(asked)
     fields = gate.fields(decision, asked)
     assert fields["risk_outcome"] == "step_up" and len(fields["id_check_digest"]) == 64
-    assert json.loads(fields["risk_decision"])["fired"][0]["name"] == "step_up_amount"
+    assert json.loads(fields["risk_decision"])["fired"][0]["name"] == "scripted_step_up"
     assert "merchant_reason" not in fields
+    engine.outcome = RiskOutcome.DECLINE
     declined = await gate.assess(request(mcc="7995"))
     assert gate.history(declined) == "risk: decline (declined by risk control)"
     assert gate.fields(declined, asked)["merchant_reason"] == GENERIC_DECLINE
