@@ -186,7 +186,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = load_ivr_keys(settings.ivr_keys_file)
     vault = PanVault(keys.pan_key)
-    dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings)
+    dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings, merchants=app[MERCHANTS])
     app[DIALER] = dialer
     dialer.start()
     switch = OnelineSwitch(app[AMI])

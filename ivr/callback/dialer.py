@@ -45,6 +45,8 @@ import redis.asyncio as aioredis
 from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.config import Settings
+from ivr.merchant_store import MerchantStore
+from ivr.merchants import UnknownMerchant
 from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
 from ivr.payments.store import InvalidTransition, NoSuchPayment, Payment, PaymentState, PaymentStore
 
@@ -87,8 +89,9 @@ class _ClaimLost(Exception):
 
 class Dialer:
     def __init__(self, ami: AmiClient, store: PaymentStore, redis: aioredis.Redis,
-                 settings: Settings) -> None:
+                 settings: Settings, *, merchants: MerchantStore | None = None) -> None:
         self._ami = ami
+        self._merchants = merchants
         self._store = store
         self._redis = redis
         self._settings = settings
@@ -217,6 +220,8 @@ class Dialer:
         callback = await self._due.fields(payment_id)
         number = int(callback.get("attempt") or 1)
         if not callback.get("placed_at"):
+            if await self._merchant_suspended(payment):
+                return
             outcome = await self._place(payment, number)
             if outcome is None:
                 return  # the payment moved on before the call was placed
@@ -236,6 +241,25 @@ class Dialer:
         # Still dialling after the call's ring time: the cardholder did not take it.
         await self._not_answered(payment_id, number,
                                  callback.get("outcome") or "no result (its instance stopped)")
+
+    async def _merchant_suspended(self, payment: Payment) -> bool:
+        """A merchant suspended since its order was accepted gets no more calls made for it: the
+        payment is cancelled (its webhook says so). True if that happened."""
+        if self._merchants is None:
+            return False
+        try:
+            active = (await self._merchants.get(payment.merchant_id)).active
+        except UnknownMerchant:
+            active = False
+        if active:
+            return False
+        with contextlib.suppress(InvalidTransition):  # the payment moved on meanwhile
+            await self._store.transition(payment.id, PaymentState.CANCELLED,
+                                         reason="merchant suspended: no further call is made")
+        log.info("payment %s: merchant %s is suspended; callback cancelled", payment.id,
+                 payment.merchant_id)
+        await self._done(payment.id)
+        return True
 
     async def _place(self, payment: Payment, number: int) -> str | None:
         """Place attempt ``number``; Asterisk's outcome in words, None if the payment moved on."""

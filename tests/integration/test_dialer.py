@@ -13,7 +13,7 @@ import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ivr.money import Money
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from tests.integration.risk_fakes import ScriptedRiskEngine
 from ivr.config import Settings, load_settings
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import BinInfo, BinTable
-from ivr.merchants import Merchant, MerchantStatus
+from ivr.merchant_store import MerchantStore
+from ivr.merchants import Merchant, MerchantRegistry, MerchantStatus
 from ivr.payments.store import PaymentState, PaymentStore
 from simulators.acquirer.testcards import find_test_card
 from tests.integration.fake_ami import FakeAmi, OriginateScript
@@ -78,6 +79,7 @@ class World:
     settings: Settings
     vault: PanVault
     instances: list[Instance]
+    merchants: MerchantStore
 
     async def instance(self, **overrides: object) -> Instance:
         """Start one more ivr instance's dialer (logged in to AMI before it dials)."""
@@ -85,7 +87,7 @@ class World:
         ami = AmiClient(settings)
         await ami.start()
         await until(lambda: ami.connected)
-        dialer = Dialer(ami, self.store, self.redis, settings)
+        dialer = Dialer(ami, self.store, self.redis, settings, merchants=self.merchants)
         dialer.start()
         instance = Instance(ami, dialer,
                             CallbackOrders(self.store, self.vault, settings.bin_table_file, dialer,
@@ -125,7 +127,9 @@ async def world(redis_client: aioredis.Redis, tmp_path: Path) -> AsyncIterator[W
         var_dir=tmp_path, ami_port=fake.port, ami_user=USER, ami_secret=SECRET,
         callback_max_attempts=3, callback_retry_spacing_s=0.2, callback_ring_timeout_s=RING_S,
         callback_answer_grace_s=GRACE_S, callback_lease_s=LEASE_S, instance_id="")
-    world = World(redis_client, store, fake, settings, PanVault(bytes(range(32))), [])
+    merchants = MerchantStore.from_settings(redis_client, settings)
+    await merchants.seed(MerchantRegistry([replace(MERCHANT, key=b"k" * 32)]))
+    world = World(redis_client, store, fake, settings, PanVault(bytes(range(32))), [], merchants)
     fake.originate = script(world)
     yield world
     for instance in world.instances:
@@ -158,6 +162,24 @@ async def test_busy_first_then_answered_on_the_retry(world: World) -> None:
     reasons = await world.reasons(payment_id)
     assert [r for r in reasons if r.startswith("attempt")] == [
         "attempt 1 of 3", "attempt 1: busy", "attempt 2 of 3"]
+
+
+async def test_a_suspended_merchants_callback_is_cancelled_before_its_next_attempt(
+        world: World) -> None:
+    # Suspended while the first attempt rings busy: the retry is never placed.
+    busy = script(world, "busy")
+
+    async def suspended_meanwhile(request: dict[str, str]) -> str:
+        await world.merchants.suspend(MERCHANT.id, reason="test")
+        return await busy(request)
+
+    world.fake.originate = suspended_meanwhile
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "cancelled"
+    assert world.fake.originated() == [f"vp-{payment_id}-1"]
+    assert (await world.reasons(payment_id))[-1] == "merchant suspended: no further call is made"
 
 
 async def test_every_attempt_unanswered_expires_with_a_note_for_each(world: World) -> None:
