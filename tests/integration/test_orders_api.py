@@ -59,22 +59,26 @@ async def api(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
 @contextlib.asynccontextmanager
 async def running_service(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
                           fake_ami: FakeAmi, *,
-                          risk_engine: RiskEngine | None = None) -> AsyncIterator[Api]:
+                          risk_engine: RiskEngine | None = None,
+                          **settings_overrides: object) -> AsyncIterator[Api]:
     """The whole service with its real order services; ``risk_engine`` in place of the one it
-    would build."""
+    would build. Its identity providers answer as told (match, bound) unless ``police_url`` and
+    ``binding_url`` are given: then its own HTTP clients ask the services there."""
     generate_dev_keys(tmp_path / "keys")
     settings = load_settings(
         var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(),
         agi_host="127.0.0.1", agi_port=_free_port(), ami_host="127.0.0.1", ami_port=fake_ami.port,
         ami_user=AMI_USER, ami_secret=AMI_SECRET,
         acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
+        **settings_overrides,
     )
     # What the acquirer publishes when it starts: the test BINs (622188 debit, 625906 credit).
     BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
     app = create_app(settings)  # no fake order service: the service builds its own
     if risk_engine is not None:
         app[RISK_ENGINE] = risk_engine  # before start-up: used instead of the one it would build
-    answering_providers(app)  # the police know the cardholder, the card is bound to the mobile
+    if "police_url" not in settings_overrides:
+        answering_providers(app)  # the police know the cardholder, the card is bound to the mobile
     async with TestClient(TestServer(app)) as client:
         while not app[AMI].connected:  # the login is under way; the fake AMI answers at once
             await asyncio.sleep(0.01)
