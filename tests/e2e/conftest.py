@@ -107,6 +107,10 @@ class E2E:
                         if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
         return []
 
+    def prompt_names(self, noop_marker: str, since: int = 0) -> list[str]:
+        """``prompts_played`` by prompt name only ("enter_pin"), whatever the file's format."""
+        return [PurePosixPath(path).stem for path in self.prompts_played(noop_marker, since)]
+
     def wait_for_prompt(self, noop_marker: str, prompt: str, *, count: int = 1,
                         timeout: float = 60, since: int = 0) -> None:
         """Wait until that channel has been played ``prompt`` ``count`` times: the IVR is asking."""

@@ -28,11 +28,6 @@ def stepped_up_order(number: str, card, **extra) -> dict:
     return order(number, card, amount=AMOUNT, cardholder_name=NAME, id_number=ZHAO_LIU, **extra)
 
 
-def heard(stack, payment_id: str) -> list[str]:
-    """The prompts Asterisk played in the payment's call, by name (whatever the file format)."""
-    return [p.rsplit("/", 1)[-1].split(".")[0] for p in
-            stack.prompts_played(f"voicepay callback {payment_id}")]
-
 
 def test_step_up_passed_then_pin_approved(stack):
     card = find_test_card("approve")
@@ -50,7 +45,7 @@ def test_step_up_passed_then_pin_approved(stack):
     assert "ID step-up passed" in [h["reason"] for h in payment["history"]]
     seen = journal_for(stack, payment["internal"]["stan"], started)
     assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", AMOUNT_MINOR)]
-    played = heard(stack, payment["id"])
+    played = stack.prompt_names(f"voicepay callback {payment['id']}")
     assert played.index("enter_id_last6") < played.index("enter_pin"), played
 
 
@@ -69,7 +64,7 @@ def test_step_up_failed_ends_without_a_pin(stack):
     assert reasons[-1] == "ID step-up failed: 3 wrong answers; no PIN was asked for"
     assert [r for r in reasons if r.startswith("ID step-up failed (attempt")] == [
         f"ID step-up failed (attempt {n} of 3)" for n in (1, 2, 3)]
-    played = heard(stack, payment["id"])
+    played = stack.prompt_names(f"voicepay callback {payment['id']}")
     assert played.count("enter_id_last6") == 3 and "id_check_failed" in played, played
     assert "enter_pin" not in played
     assert "stan" not in payment["internal"]
