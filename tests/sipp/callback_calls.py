@@ -49,8 +49,8 @@ def keys_1_during_the_readout(name: str, pin: str, *, language: str, amount_mino
     (issue 13: that key was dropped and the PIN's first digit answered the menu), then keys the
     PIN once the PIN prompt has begun."""
     clock = PromptClock(language)
-    name = next(m for m in load_seed() if m.id == MERCHANT).display_name(language)
-    during_the_merchant = clock.ms("callback_intro") + clock.spoken_name_ms(name) // 2
+    merchant = next(m for m in load_seed() if m.id == MERCHANT).display_name(language)
+    during_the_merchant = clock.ms("callback_intro") + clock.spoken_name_ms(merchant) // 2
     return Callee(name, steps=[
         Key("1", during_the_merchant, label="1 during the readout"),
         Key(pin + "#", 1500, label="PIN"),
