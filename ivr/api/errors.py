@@ -15,6 +15,7 @@ from ivr.merchants import (CategoryBanned, DailyLimitReached, InvalidMerchant, M
                            MerchantExists, UnknownMerchant)
 from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, SwitchFailed, SwitchUnavailable
+from ivr.paying.ask_again import AskAgainRefused
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
 from ivr.risk.review import ReviewNotPending
 
@@ -49,6 +50,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SwitchFailed: (502, "switch-failed"),
     OnelineNotAllowed: (403, "oneline-not-allowed"),
     ReviewNotPending: (409, "review-not-pending"),
+    AskAgainRefused: (409, "ask-again-refused"),
     MerchantError: (500, "merchant-registry-error"),
     SecretBoxError: (500, "merchant-registry-error"),
     UnknownMerchant: (404, "no-such-merchant"),

@@ -22,12 +22,14 @@ from ivr.paying.keypad import Keypad
 from ivr.prompts import Prompts
 from ivr.payments.store import Payment, PaymentState
 
-__all__ = ["collect_pin_and_authorize", "authorize_during_please_wait", "settle", "announce",
+__all__ = ["ASK_AGAIN", "collect_pin_and_authorize", "authorize_during_please_wait", "settle", "announce",
            "abandon"]
 
 log = logging.getLogger(__name__)
 
 MAX_PIN_ATTEMPTS = 3
+# The lead-in of a field the agent asked for again: "please enter it again", then its question.
+ASK_AGAIN = ("ask_again",)
 
 
 async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: Keypad,
@@ -42,11 +44,16 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
     for attempt in range(1, MAX_PIN_ATTEMPTS + 1):
         digits = await keypad.secret("enter_pin", lead_in=lead_in, min_len=4, max_len=12,
                                      invalid="invalid_pin")
+        while await ctx.asked_again(payment.id, "pin"):  # the agent: that entry is discarded
+            digits[:] = b"\0" * len(digits)
+            digits = await keypad.secret("enter_pin", lead_in=ASK_AGAIN, min_len=4, max_len=12,
+                                         invalid="invalid_pin")
         pin_length = len(digits)
         pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                    reason=f"PIN entered ({pin_length} digits), PIN block built",
                                    keyed=("pin", pin_length), pin_attempts=attempt)
+        await ctx.close_ask_again(payment.id)
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         outcome = await authorize_during_please_wait(
