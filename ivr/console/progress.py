@@ -141,6 +141,11 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
     # As of the last entry given: the event stream sends the story one entry at a time.
     status = history[-1]["state"] if history else payment.status.value
     summary = _summary(payment, status)
+    # The agent's call recording, paused by the one-line switch and resumed when the caller
+    # leaves the payment IVR (ivr/oneline/): "paused", "resumed", or "" (no recording involved).
+    summary["recording"] = next((e["event"].removeprefix("recording_") for e in reversed(history)
+                                 if e.get("event") in ("recording_paused", "recording_resumed")),
+                                "")
     # What "ask again" is offered for: a field being keyed or keyed, while nothing has gone to
     # the acquirer (the flow and ivr/paying/ask_again.py have the last word).
     summary["ask_again"] = [name for name in fields_asked(payment)

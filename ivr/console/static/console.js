@@ -30,6 +30,7 @@ const TEXT = {
       pending: "等待", active: "进行中", done: "完成", failed: "未完成", accepted: "已通过",
       rejected: "未通过", entered: (n) => `已输入 ${n} 位`,
     },
+    recording: { paused: "通话录音已暂停（客户在支付语音中）", resumed: "通话录音已恢复" },
     ask_again: "重新询问", ask_again_label: (field) => `请客户重新输入${field}`,
     ask_again_pending: "已请求重新输入（客户本次输入结束后重问）", asked_again: (n) => `已重新询问 ${n} 次`,
     ask_again_too_late: "重新询问太迟：已发送授权",
@@ -75,6 +76,8 @@ const TEXT = {
       pending: "pending", active: "in progress", done: "done", failed: "stopped",
       accepted: "accepted", rejected: "rejected", entered: (n) => `${n} digits entered`,
     },
+    recording: { paused: "Call recording paused (the caller is in the payment IVR)",
+                 resumed: "Call recording resumed" },
     ask_again: "Ask again", ask_again_label: (field) => `Ask the caller for the ${field} again`,
     ask_again_pending: "ask again requested (when the caller's entry ends)",
     asked_again: (n) => `asked again${n > 1 ? " " + n + "×" : ""}`,
@@ -294,6 +297,9 @@ function renderProgress(view) {
   const p = view.payment;
   $("progress-summary").textContent = t().summary(p);
   $("progress-view").dataset.status = p.status;
+  $("recording").dataset.state = p.recording || "";
+  $("recording").textContent = p.recording ? t().recording[p.recording] : "";
+  $("recording").hidden = !p.recording;
   const list = $("progress");
   list.textContent = "";
   for (const line of view.lines) {
