@@ -43,6 +43,7 @@ FIELD_REJECTED_BY: dict[str, str] = {
 RISK_REVIEW = "risk_review"
 # The dialer's history reasons start "attempt N ..." (ivr/callback/dialer.py).
 _ATTEMPT = re.compile(r"attempt (\d+)")
+_RECORDING_EVENTS = ("recording_paused", "recording_resumed", "recording_ended")
 _CANCELLABLE = {s.value for s in TRANSITIONS[S.CANCELLED]}
 
 
@@ -142,10 +143,10 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
     status = history[-1]["state"] if history else payment.status.value
     summary = _summary(payment, status)
     # The agent's call recording, paused by the one-line switch and resumed when the caller
-    # leaves the payment IVR (ivr/oneline/): "paused", "resumed", or "" (no recording involved).
+    # leaves the payment IVR (ivr/oneline/): "paused", "resumed", "ended" (with the agent's
+    # call, before it could be resumed), or "" (no recording involved).
     summary["recording"] = next((e["event"].removeprefix("recording_") for e in reversed(history)
-                                 if e.get("event") in ("recording_paused", "recording_resumed")),
-                                "")
+                                 if e.get("event") in _RECORDING_EVENTS), "")
     # What "ask again" is offered for: a field being keyed or keyed, while nothing has gone to
     # the acquirer (the flow and ivr/paying/ask_again.py have the last word).
     summary["ask_again"] = [name for name in fields_asked(payment)

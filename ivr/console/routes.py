@@ -303,7 +303,7 @@ async def history(request: web.Request) -> web.Response:
 @console_routes.get("/console/api/payments/{payment_id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the payment's progress as of each history entry, from the first,
-    until it is final (see the module's doc)."""
+    until it is final and no recording is left paused (see the module's doc)."""
     _, agent = await _session(request)
     payment_id = await _own_payment(request, agent)
     store, redis = request.app[STORE], request.app[REDIS]
@@ -326,6 +326,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             history.append({k.decode(): v.decode() for k, v in fields.items()})
             view = progress(payment, history)
             await response.write(f"id: {last_id}\ndata: {json.dumps(view)}\n\n".encode())
-            if view["payment"]["final"]:
+            # A one-line payment's story ends after its result: when the agent's recording
+            # goes on (the caller's flow notes it once the result has been read out).
+            if view["payment"]["final"] and view["payment"]["recording"] != "paused":
                 await response.write_eof()
                 return response

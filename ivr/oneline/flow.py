@@ -53,5 +53,7 @@ async def _resume_recording(ctx: FlowContext, payment: Payment) -> None:
         await ctx.store.note(payment.id, "the agent's call recording resumed",
                              event="recording_resumed")
     else:
+        await ctx.store.note(payment.id, "the agent's call recording was not resumed: their "
+                             "call has ended", event="recording_ended")
         log.info("payment %s: the agent's recording was not resumed (their call has ended)",
                  payment.id)

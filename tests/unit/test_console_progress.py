@@ -133,6 +133,8 @@ def test_the_agents_recording_paused_then_resumed() -> None:
                _entry("approved", "resumed", event="recording_resumed")]
     assert progress(_payment("approved", mode="oneline"), history)["payment"]["recording"] == \
         "resumed"
+    ended = [*history[:-1], _entry("approved", "agent gone", event="recording_ended")]
+    assert progress(_payment("approved", mode="oneline"), ended)["payment"]["recording"] == "ended"
     # A callback has no agent's recording to speak of.
     assert progress(_payment("calling"), CALLED)["payment"]["recording"] == ""
 

@@ -30,9 +30,10 @@ const TEXT = {
       pending: "等待", active: "进行中", done: "完成", failed: "未完成", accepted: "已通过",
       rejected: "未通过", entered: (n) => `已输入 ${n} 位`,
     },
-    recording: { paused: "通话录音已暂停（客户在支付语音中）", resumed: "通话录音已恢复" },
+    recording: { paused: "通话录音已暂停（客户在支付语音中）", resumed: "通话录音已恢复",
+                 ended: "坐席通话已结束，录音未恢复" },
     ask_again: "重新询问", ask_again_label: (field) => `请客户重新输入${field}`,
-    ask_again_pending: "已请求重新输入（客户本次输入结束后重问）", asked_again: (n) => `已重新询问 ${n} 次`,
+    ask_again_pending: "已请求重新输入，客户本次输入结束后重问", asked_again: (n) => `已重新询问 ${n} 次`,
     ask_again_too_late: "重新询问太迟：已发送授权",
     attempt: (n) => `第 ${n} 次`, last_outcome: (o) => `上次：${o}`, rejected_before: (n) => `已拒绝 ${n} 次，重新输入`,
     review: "风控审核中",
@@ -77,9 +78,10 @@ const TEXT = {
       accepted: "accepted", rejected: "rejected", entered: (n) => `${n} digits entered`,
     },
     recording: { paused: "Call recording paused (the caller is in the payment IVR)",
-                 resumed: "Call recording resumed" },
+                 resumed: "Call recording resumed",
+                 ended: "Call recording ended with your call (not resumed)" },
     ask_again: "Ask again", ask_again_label: (field) => `Ask the caller for the ${field} again`,
-    ask_again_pending: "ask again requested (when the caller's entry ends)",
+    ask_again_pending: "ask again requested, acts when the caller's entry ends",
     asked_again: (n) => `asked again${n > 1 ? " " + n + "×" : ""}`,
     ask_again_too_late: "ask again came too late: already sent for authorization",
     attempt: (n) => `attempt ${n}`, last_outcome: (o) => `last: ${o}`,
@@ -261,7 +263,8 @@ function follow(paymentId) {
   events.onmessage = (message) => {
     const view = JSON.parse(message.data);
     renderProgress(view);
-    if (view.payment.final) { events.close(); loadHistory(); }
+    // The server ends the story too (after a one-line payment, once the recording goes on).
+    if (view.payment.final && view.payment.recording !== "paused") { events.close(); loadHistory(); }
   };
   events.onerror = async () => {
     // The stream ends after the final state; otherwise a dropped stream may be a lost session.
