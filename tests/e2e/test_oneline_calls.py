@@ -3,8 +3,9 @@ payment, the caller pays in the IVR while the agent is held apart, then they tal
 
 The proof that the agent is cut off: a capture of everything Asterisk sends to the agent's SIP
 and RTP ports holds no telephone-event and no SIP INFO while the payment runs, and the agent's
-call recording holds no DTMF tone of the payment. A control digit keyed while still bridged to the
-agent shows up in both the capture and the recording, so both checks are known to see DTMF.
+call recording holds no DTMF tone of the payment; it was paused, and holds digital silence for
+longer than the payment took. A control digit keyed while still bridged to the agent shows up in
+the capture, so that check is known to see DTMF.
 """
 
 from __future__ import annotations
