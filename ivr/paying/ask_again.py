@@ -39,10 +39,12 @@ import redis.asyncio as aioredis
 from ivr.payments.model import Payment, PaymentMode, PaymentState
 from ivr.payments.store import NoSuchPayment, PaymentStore
 
-__all__ = ["ASK_AGAIN_STATES", "AskAgain", "AskAgainRefused", "FIELD_NAMES", "fields_asked"]
+__all__ = ["ASK_AGAIN", "ASK_AGAIN_STATES", "AskAgain", "AskAgainRefused", "FIELD_NAMES", "fields_asked"]
 
 log = logging.getLogger(__name__)
 
+# The lead-in of a field asked again: "please enter it again", then the field's own question.
+ASK_AGAIN = ("ask_again",)
 # What the history and the log call each field.
 FIELD_NAMES = {"pin": "PIN", "expiry": "expiry date", "cvv2": "CVV2"}
 # Nothing keyed has gone to the acquirer yet in these states.

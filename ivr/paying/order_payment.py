@@ -16,11 +16,12 @@ import logging
 from collections.abc import Sequence
 
 from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.paying.ask_again import ASK_AGAIN
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.id_step_up import confirm_id
 from ivr.paying.keypad import Keypad, TooManyAttempts
-from ivr.paying.pin_entry import (ASK_AGAIN, abandon, announce, authorize_during_please_wait,
+from ivr.paying.pin_entry import (abandon, announce, authorize_during_please_wait,
                                   collect_pin_and_authorize, settle)
 from ivr.prompts import Prompts
 from ivr.speech import amount_prompts

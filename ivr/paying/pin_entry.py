@@ -16,20 +16,19 @@ from typing import Any
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
 from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.paying.ask_again import ASK_AGAIN
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Prompts
 from ivr.payments.store import Payment, PaymentState
 
-__all__ = ["ASK_AGAIN", "collect_pin_and_authorize", "authorize_during_please_wait", "settle", "announce",
+__all__ = ["collect_pin_and_authorize", "authorize_during_please_wait", "settle", "announce",
            "abandon"]
 
 log = logging.getLogger(__name__)
 
 MAX_PIN_ATTEMPTS = 3
-# The lead-in of a field the agent asked for again: "please enter it again", then its question.
-ASK_AGAIN = ("ask_again",)
 
 
 async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: Keypad,
