@@ -36,6 +36,7 @@ from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
 from ivr.crypto.keys import load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
+from ivr.paying.ask_again import AskAgain
 from ivr.paying.authorization import Authorizer
 from ivr.log import configure_logging
 from ivr.paying.context import FlowContext
@@ -215,6 +216,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         names=SpokenNames(settings.var_dir / CACHE_SUBDIR, manifest.voices),
         risk=risk,
         bins=PublishedBins(settings.bin_table_file),
+        ask_again=AskAgain(app[REDIS], app[STORE]),
     )
     # What the dialplan can reach: AGI(agi://host:port/<name>).
     server = FastAgiServer({

@@ -15,12 +15,13 @@ import sys
 import wave
 from pathlib import Path
 
-__all__ = ["detect_dtmf", "keypad_in_packets"]
+__all__ = ["detect_dtmf", "keypad_in_packets", "longest_silence"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
 KEYS = ("123A", "456B", "789C", "*0#D")
 BLOCK = 205  # samples at 8 kHz: the classic Goertzel block for DTMF
+_WAV_HEADER = 44  # the canonical header, as Asterisk writes it
 
 
 def _goertzel(samples: list[float], frequency: float, rate: int) -> float:
@@ -37,8 +38,25 @@ def _read(path: Path) -> tuple[list[float], int]:
             raise ValueError("16-bit WAV expected")
         rate, channels = wav.getframerate(), wav.getnchannels()
         raw = wav.readframes(wav.getnframes())
+    if not raw:  # still being recorded: the header's sizes are written when the file is closed
+        raw = path.read_bytes()[_WAV_HEADER:]
+        raw = raw[:len(raw) // 2 * 2]
     values = struct.unpack(f"<{len(raw) // 2}h", raw)
     return [float(v) for v in values[::channels]], rate
+
+
+def longest_silence(path: Path) -> tuple[float, float]:
+    """(start, length) in seconds of the longest stretch of the WAV that is digital silence
+    (every sample 0): what a muted recording holds, and no live audio (hold music, a voice, a
+    line's noise) ever does for long."""
+    samples, rate = _read(path)
+    best_start = best_length = run_start = 0
+    for index, value in enumerate((*samples, 1.0)):  # a sentinel ends the last run
+        if value != 0:
+            if index - run_start > best_length:
+                best_start, best_length = run_start, index - run_start
+            run_start = index + 1
+    return best_start / rate, best_length / rate
 
 
 def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None) -> list[tuple[float, str]]:

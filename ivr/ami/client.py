@@ -142,6 +142,13 @@ class AmiClient:
         reply = await self.action(action)
         return bool(getattr(reply, "success", False))
 
+    async def mute_recording(self, channel: str, muted: bool) -> bool:
+        """Mute (silence written in its place) or unmute both directions of the MixMonitor
+        recording on ``channel``. False if Asterisk refused: no such channel, or no recording."""
+        reply = await self.action({"Action": "MixMonitorMute", "Channel": channel,
+                                   "Direction": "both", "State": "1" if muted else "0"})
+        return bool(getattr(reply, "success", False))
+
     async def hangup(self, channel: str) -> bool:
         try:
             reply = await self.action({"Action": "Hangup", "Channel": channel})

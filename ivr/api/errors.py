@@ -14,7 +14,8 @@ from ivr.crypto.secret_box import SecretBoxError
 from ivr.merchants import (CategoryBanned, DailyLimitReached, InvalidMerchant, MerchantError,
                            MerchantExists, UnknownMerchant)
 from ivr.oneline.orders import OnelineNotAllowed
-from ivr.oneline.switch import AgentNotOnCall, SwitchFailed, SwitchUnavailable
+from ivr.oneline.switch import AgentNotOnCall, RecordingNotPaused, SwitchFailed, SwitchUnavailable
+from ivr.paying.ask_again import AskAgainRefused
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
 from ivr.risk.review import ReviewNotPending
 
@@ -47,8 +48,10 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     AgentNotOnCall: (409, "agent-not-on-call"),
     SwitchUnavailable: (503, "switch-unavailable"),
     SwitchFailed: (502, "switch-failed"),
+    RecordingNotPaused: (502, "recording-not-paused"),
     OnelineNotAllowed: (403, "oneline-not-allowed"),
     ReviewNotPending: (409, "review-not-pending"),
+    AskAgainRefused: (409, "ask-again-refused"),
     MerchantError: (500, "merchant-registry-error"),
     SecretBoxError: (500, "merchant-registry-error"),
     UnknownMerchant: (404, "no-such-merchant"),

@@ -8,7 +8,8 @@ One line per step, in the order the cardholder meets them:
     (debit) or expiry and CVV2 (credit) → authorizing → result
 
 A step is ``pending``, ``active``, ``done`` or ``failed``; a field is ``pending``, ``active``
-(being keyed), ``entered`` (with how many digits), ``accepted`` or ``rejected``. Everything comes
+(being keyed), ``entered`` (with how many digits), ``accepted`` or ``rejected``; a field the agent
+asked for again counts it (``asked_again``) and is being keyed anew. Everything comes
 from the history entries the flows write (``PaymentStore.transition(keyed=...)`` for digit
 counts, the dialer's "ringing" notes), so any ivr instance can tell the same story, and nothing
 here ever sees a digit that was keyed: only how many.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.hostlink.messages import ResponseCode
+from ivr.paying.ask_again import ASK_AGAIN_STATES, fields_asked
 from ivr.payments.model import FINAL_STATES, TRANSITIONS, Payment, PaymentMode, PaymentState
 
 __all__ = ["Line", "progress", "FIELD_REJECTED_BY"]
@@ -41,6 +43,7 @@ FIELD_REJECTED_BY: dict[str, str] = {
 RISK_REVIEW = "risk_review"
 # The dialer's history reasons start "attempt N ..." (ivr/callback/dialer.py).
 _ATTEMPT = re.compile(r"attempt (\d+)")
+_RECORDING_EVENTS = ("recording_paused", "recording_resumed", "recording_ended")
 _CANCELLABLE = {s.value for s in TRANSITIONS[S.CANCELLED]}
 
 
@@ -85,6 +88,17 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
         if keyed in lines:
             lines[keyed].status = "entered"
             lines[keyed].digits = int(entry.get("digits", "0"))
+        about = lines.get(entry.get("about", ""))
+        if about is not None and event == "ask_again_requested":
+            about.detail["ask_again_pending"] = True  # acts when the caller's entry ends
+        elif about is not None and event == "asked_again":
+            # The agent asked for it again: that entry was discarded, the field is asked anew.
+            about.detail.pop("ask_again_pending", None)
+            about.detail["asked_again"] = about.detail.get("asked_again", 0) + 1
+            about.status, about.digits = "active", None
+        elif about is not None and event == "ask_again_too_late":
+            about.detail.pop("ask_again_pending", None)
+            about.detail["ask_again_too_late"] = True
         attempt = _ATTEMPT.match(entry.get("reason", ""))
         if state == S.CREATED:
             lines["waiting"].status = "active"
@@ -127,8 +141,18 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
             _final(lines, fields, payment, state)
     # As of the last entry given: the event stream sends the story one entry at a time.
     status = history[-1]["state"] if history else payment.status.value
-    return {"payment": _summary(payment, status),
-            "lines": [lines[step].to_json() for step in steps]}
+    summary = _summary(payment, status)
+    # The agent's call recording, paused by the one-line switch and resumed when the caller
+    # leaves the payment IVR (ivr/oneline/): "paused", "resumed", "ended" (with the agent's
+    # call, before it could be resumed), or "" (no recording involved).
+    summary["recording"] = next((e["event"].removeprefix("recording_") for e in reversed(history)
+                                 if e.get("event") in _RECORDING_EVENTS), "")
+    # What "ask again" is offered for: a field being keyed or keyed, while nothing has gone to
+    # the acquirer (the flow and ivr/paying/ask_again.py have the last word).
+    summary["ask_again"] = [name for name in fields_asked(payment)
+                            if status in ASK_AGAIN_STATES
+                            and lines[name].status in ("active", "entered")]
+    return {"payment": summary, "lines": [lines[step].to_json() for step in steps]}
 
 
 def _final(lines: dict[str, Line], fields: list[str], payment: Payment, state: str) -> None:

@@ -36,6 +36,7 @@ from ivr.console.agents import Agent, AgentDirectory
 from ivr.console.progress import progress
 from ivr.console.sessions import LoginThrottle, Session, Sessions
 from ivr.oneline.switch import AgentNotOnCall, OnelineSwitch, SwitchUnavailable
+from ivr.paying.ask_again import FIELD_NAMES, AskAgain, AskAgainRefused
 from ivr.payments.store import NoSuchPayment
 
 __all__ = ["console_routes", "console_ctx", "AGENTS", "SESSIONS", "COOKIE", "STATIC_DIR"]
@@ -48,6 +49,7 @@ COOKIE = "voicepay_console"
 AGENTS = web.AppKey("console_agents", AgentDirectory)
 SESSIONS = web.AppKey("console_sessions", Sessions)
 THROTTLE = web.AppKey("console_throttle", LoginThrottle)
+ASK_AGAIN = web.AppKey("console_ask_again", AskAgain)
 # How many payments an agent's history keeps (newest first), and shows at once.
 _HISTORY_MAX = 1000
 _HISTORY_SHOWN = 50
@@ -86,6 +88,7 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = Sessions(app[REDIS], settings.console_session_ttl_s)
     app[THROTTLE] = LoginThrottle(app[REDIS], settings.console_login_max_failures,
                                   settings.console_login_window_s)
+    app[ASK_AGAIN] = AskAgain(app[REDIS], app[STORE])
     yield
 
 
@@ -257,6 +260,24 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response(progress(payment, await request.app[STORE].history(payment_id)))
 
 
+@console_routes.post("/console/api/payments/{payment_id}/ask-again")
+async def ask_again(request: web.Request) -> web.Response:
+    """The caller of this agent's one-line payment is asked for one field again
+    (ivr/paying/ask_again.py): 202 with the progress, which says so; 409 when not allowed now."""
+    _, agent = await _writer(request)
+    payment_id = await _own_payment(request, agent)
+    field = (await _json_body(request)).get("field")
+    if not isinstance(field, str) or field not in FIELD_NAMES:
+        raise InvalidParameter("field", f"one of {', '.join(FIELD_NAMES)}")
+    store = request.app[STORE]
+    payment = await store.get(payment_id)
+    if field not in progress(payment, await store.history(payment_id))["payment"]["ask_again"]:
+        raise AskAgainRefused(payment_id, field, "it is not being keyed, or it has been sent")
+    await request.app[ASK_AGAIN].request(payment, field)
+    log.info("console: agent %s asked again for %s of payment %s", agent.id, field, payment_id)
+    return web.json_response(progress(payment, await store.history(payment_id)), status=202)
+
+
 @console_routes.get("/console/api/payments")
 async def history(request: web.Request) -> web.Response:
     """The agent's own payments, newest first; ``order`` searches by merchant order id."""
@@ -282,7 +303,7 @@ async def history(request: web.Request) -> web.Response:
 @console_routes.get("/console/api/payments/{payment_id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the payment's progress as of each history entry, from the first,
-    until it is final (see the module's doc)."""
+    until it is final and no recording is left paused (see the module's doc)."""
     _, agent = await _session(request)
     payment_id = await _own_payment(request, agent)
     store, redis = request.app[STORE], request.app[REDIS]
@@ -305,6 +326,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             history.append({k.decode(): v.decode() for k, v in fields.items()})
             view = progress(payment, history)
             await response.write(f"id: {last_id}\ndata: {json.dumps(view)}\n\n".encode())
-            if view["payment"]["final"]:
+            # A one-line payment's story ends after its result: when the agent's recording
+            # goes on (the caller's flow notes it once the result has been read out).
+            if view["payment"]["final"] and view["payment"]["recording"] != "paused":
                 await response.write_eof()
                 return response

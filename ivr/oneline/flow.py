@@ -1,7 +1,8 @@
 """The caller's side of a one-line payment, from the moment the AMI Redirect put them here.
 
-    switched in (the agent now hears hold music, apart from us) → the order read out and paid
-    → back to the dialplan, which bridges the caller to the same agent
+    switched in (the agent now hears hold music, apart from us, and their call recording is
+    paused) → the order read out and paid → the agent's recording resumed → back to the
+    dialplan, which bridges the caller to the same agent
 
 If the caller hangs up, the agent is told and released. If the merchant cancels, the caller is
 redirected back to the agent (``OnelineOrders.cancel``): this session sees the same hang-up, and
@@ -16,7 +17,7 @@ from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiHangup
 from ivr.paying.context import FlowContext
 from ivr.paying.order_payment import pay_order
-from ivr.payments.store import InvalidTransition, NoSuchPayment, PaymentState
+from ivr.payments.store import InvalidTransition, NoSuchPayment, Payment, PaymentState
 
 __all__ = ["oneline"]
 
@@ -33,10 +34,26 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
         log.info("call %s: one-line payment %r not taken: %s", call.uniqueid, payment_id, exc)
         return
     log.info("call %s payment %s: caller in the payment IVR", call.uniqueid, payment.id)
+    assert ctx.oneline is not None
     try:
         await pay_order(call, ctx, payment)
     except AgiHangup:
-        assert ctx.oneline is not None
         if (await ctx.store.get(payment.id)).status is not PaymentState.CANCELLED:
             await ctx.oneline.release_agent(payment.agent_channel)
         raise
+    finally:
+        # Whatever the ending: nothing of the payment is said or keyed from here on. A process
+        # that dies first leaves the recording paused until the call ends: silence, no leak.
+        await _resume_recording(ctx, payment)
+
+
+async def _resume_recording(ctx: FlowContext, payment: Payment) -> None:
+    assert ctx.oneline is not None
+    if await ctx.oneline.resume_recording(payment.agent_channel):
+        await ctx.store.note(payment.id, "the agent's call recording resumed",
+                             event="recording_resumed")
+    else:
+        await ctx.store.note(payment.id, "the agent's call recording was not resumed: their "
+                             "call has ended", event="recording_ended")
+        log.info("payment %s: the agent's recording was not resumed (their call has ended)",
+                 payment.id)

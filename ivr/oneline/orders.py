@@ -115,6 +115,8 @@ class OnelineOrders:
             await self._store.transition(payment.id, PaymentState.FAILED, reason=str(exc))
             log.warning("payment %s: %s", payment.id, exc)
             raise
+        await self._store.note(payment.id, "the agent's call recording paused",
+                               event="recording_paused")
         return payment
 
     async def cancel(self, merchant: Merchant, payment: Payment) -> Payment:

@@ -2,10 +2,12 @@
 
     find the agent's live call  → CoreShowChannels: the agent's channel and the caller's channel
                                   share a bridge
-    switch                      → Setvar (payment id, agent channel) on the caller, then one
+    switch                      → the agent's call recording paused (MixMonitorMute), then
+                                  Setvar (payment id, agent channel) on the caller, then one
                                   Redirect for both legs: caller → [pay-oneline], agent →
                                   [agent-wait]. They leave the bridge together, so there is no
                                   moment in which the caller's keypad can reach the agent.
+    resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
     release the agent           → the caller hung up: agent → [agent-released]
     return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
                                   after the payment IVR, which bridges the agent back in
@@ -22,7 +24,8 @@ from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.orders import PaymentFailed
 
-__all__ = ["AgentCall", "AgentNotOnCall", "OnelineSwitch", "SwitchFailed", "SwitchUnavailable"]
+__all__ = ["AgentCall", "AgentNotOnCall", "OnelineSwitch", "RecordingNotPaused", "SwitchFailed",
+           "SwitchUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,18 @@ class SwitchFailed(PaymentFailed):
         self.agent_id = agent_id
 
 
+class RecordingNotPaused(SwitchFailed):
+    """The agent's call recording could not be paused, so the caller was not switched: a
+    payment's prompts and the caller's keys must never be in a contact-centre recording. The
+    payment ends; the agent can offer a callback."""
+
+    def __init__(self, agent_id: str, payment_id: str) -> None:
+        PaymentFailed.__init__(self, f"the recording of agent {agent_id}'s call could not be "
+                               f"paused, so the caller was not switched; payment {payment_id} "
+                               "failed", payment_id, {"agent_id": agent_id})
+        self.agent_id = agent_id
+
+
 @dataclass(frozen=True)
 class AgentCall:
     agent_channel: str
@@ -85,6 +100,10 @@ class OnelineSwitch:
         raise AgentNotOnCall(agent_id)
 
     async def switch(self, agent_id: str, call: AgentCall, payment_id: str) -> None:
+        """Pause the agent's recording, then switch. Raises ``RecordingNotPaused`` (nothing was
+        switched) or ``SwitchFailed`` (the recording is resumed: the two still talk)."""
+        if not await self._mute(call.agent_channel, True):
+            raise RecordingNotPaused(agent_id, payment_id)
         try:
             ok = (await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
                   and await self._ami.setvar(call.caller_channel, dv.AGENT_CHANNEL, call.agent_channel)
@@ -95,9 +114,21 @@ class OnelineSwitch:
         except _AMI_ERRORS:
             ok = False
         if not ok:
+            await self._mute(call.agent_channel, False)
             raise SwitchFailed(agent_id, payment_id)
         log.info("payment %s: caller %s switched to the payment IVR, agent %s held apart",
                  payment_id, call.caller_channel, call.agent_channel)
+
+    async def resume_recording(self, agent_channel: str) -> bool:
+        """The caller has left the payment IVR: the agent's recording goes on. False if it could
+        not be (the agent's call has ended, or AMI does not answer)."""
+        return bool(agent_channel) and await self._mute(agent_channel, False)
+
+    async def _mute(self, agent_channel: str, muted: bool) -> bool:
+        try:
+            return await self._ami.mute_recording(agent_channel, muted)
+        except _AMI_ERRORS:
+            return False
 
     async def return_to_agent(self, caller_channel: str) -> bool:
         """Take the caller out of the payment IVR, back to the agent waiting in [agent-wait]: the

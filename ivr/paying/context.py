@@ -11,6 +11,7 @@ from ivr.merchants import UnknownMerchant
 from ivr.merchant_store import MerchantStore
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import PublishedBins
+from ivr.paying.ask_again import AskAgain
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, PromptPath, Prompts
@@ -36,6 +37,8 @@ class FlowContext:
     # always sets both. Without them, self-service refuses to take a payment.
     risk: RiskGate | None = None
     bins: PublishedBins | None = None
+    # The agent's "ask again" requests for a one-line payment's fields (ivr/paying/ask_again.py).
+    ask_again: AskAgain | None = None
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)
@@ -53,6 +56,15 @@ class FlowContext:
                 path = await self.names.prompt(merchant.display_name(prompts.language),
                                                prompts.language)
         return PromptPath(path or prompts["merchant_generic"])
+
+    async def asked_again(self, payment_id: str, *fields: str) -> str | None:
+        """Which of ``fields`` the agent asked the caller for again, consuming the request."""
+        return await self.ask_again.taken(payment_id, fields) if self.ask_again else None
+
+    async def close_ask_again(self, payment_id: str) -> None:
+        """The payment is authorizing: no field can be asked again any more."""
+        if self.ask_again:
+            await self.ask_again.close(payment_id)
 
     def keypad(self, call: AgiChannel, prompts: Prompts) -> Keypad:
         return Keypad(call, prompts, self.settings.first_digit_timeout_ms,

@@ -13,8 +13,10 @@ for the acquirer at once and never stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.paying.ask_again import ASK_AGAIN
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.id_step_up import confirm_id
@@ -103,19 +105,44 @@ async def _card_number(ctx: FlowContext, payment: Payment) -> str:
 
 async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, prompts: Prompts,
                            payment: Payment, pan: str) -> Outcome:
-    """Credit cards: expiry and CVV2 instead of a PIN."""
-    expiry_mmyy = await keypad.digits("enter_expiry", max_digits=4, check=check_expiry_mmyy,
-                                      invalid="invalid_expiry")
+    """Credit cards: expiry and CVV2 instead of a PIN. The agent of a one-line payment may ask
+    for either again until they go to the acquirer (ivr/paying/ask_again.py)."""
+
+    async def expiry(lead_in: Sequence[str] = ()) -> str:
+        return await keypad.digits("enter_expiry", max_digits=4, check=check_expiry_mmyy,
+                                   invalid="invalid_expiry", lead_in=lead_in)
+
+    async def cvv2(lead_in: Sequence[str] = ()) -> bytearray:
+        return await keypad.secret("enter_cvv2", min_len=3, max_len=3, invalid="invalid_cvv2",
+                                   lead_in=lead_in)
+
+    expiry_mmyy = await expiry()
+    while await ctx.asked_again(payment.id, "expiry"):
+        expiry_mmyy = await expiry(ASK_AGAIN)
     payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY,
                                          reason="expiry entered, asking for CVV2",
                                          keyed=("expiry", len(expiry_mmyy)))
-    cvv2 = await keypad.secret("enter_cvv2", min_len=3, max_len=3, invalid="invalid_cvv2")
+    cvv2_digits = await cvv2()
+    try:
+        # A request for the expiry made while the CVV2 was keyed acts now: both go together.
+        while asked := await ctx.asked_again(payment.id, "expiry", "cvv2"):
+            if asked == "expiry":
+                expiry_mmyy = await expiry(ASK_AGAIN)
+                await ctx.store.note(payment.id, "expiry entered again",
+                                     keyed=("expiry", len(expiry_mmyy)))
+            else:
+                cvv2_digits[:] = b"\0" * len(cvv2_digits)
+                cvv2_digits = await cvv2(ASK_AGAIN)
+    except BaseException:
+        cvv2_digits[:] = b"\0" * len(cvv2_digits)
+        raise
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
-                               reason="expiry and CVV2 entered", keyed=("cvv2", len(cvv2)),
+                               reason="expiry and CVV2 entered", keyed=("cvv2", len(cvv2_digits)),
                                pin_attempts=0)
+    await ctx.close_ask_again(payment.id)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
     authorization = ctx.authorizer.authorize(
-        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2)
+        payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2_digits)
     outcome = await authorize_during_please_wait(call, ctx, prompts, payment, authorization)
     await settle(ctx, payment, outcome, call)
     if call.hung_up:

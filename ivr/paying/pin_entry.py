@@ -16,6 +16,7 @@ from typing import Any
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiError, AgiHangup
 from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.paying.ask_again import ASK_AGAIN
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
 from ivr.paying.keypad import Keypad
@@ -42,11 +43,16 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
     for attempt in range(1, MAX_PIN_ATTEMPTS + 1):
         digits = await keypad.secret("enter_pin", lead_in=lead_in, min_len=4, max_len=12,
                                      invalid="invalid_pin")
+        while await ctx.asked_again(payment.id, "pin"):  # the agent: that entry is discarded
+            digits[:] = b"\0" * len(digits)
+            digits = await keypad.secret("enter_pin", lead_in=ASK_AGAIN, min_len=4, max_len=12,
+                                         invalid="invalid_pin")
         pin_length = len(digits)
         pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                    reason=f"PIN entered ({pin_length} digits), PIN block built",
                                    keyed=("pin", pin_length), pin_attempts=attempt)
+        await ctx.close_ask_again(payment.id)
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         outcome = await authorize_during_please_wait(

@@ -181,14 +181,20 @@ class PaymentStore:
                 await self.on_final(payment)
         return payment
 
-    async def note(self, payment_id: str, reason: str, *, event: str = "") -> None:
+    async def note(self, payment_id: str, reason: str, *, event: str = "", about: str = "",
+                   keyed: tuple[str, int] | None = None) -> None:
         """A history entry without a state change (e.g. "attempt 2: busy"). ``event`` names what
-        happened for programs that read the history (the agent console): "ringing"."""
+        happened for programs that read the history (the agent console): "ringing"; ``about``
+        the field it concerns ("pin"); ``keyed`` is as for ``transition``."""
         key = self._key(payment_id)
         payment = await self.get(payment_id)
         entry = {"state": payment.status, "at": _now(), "reason": reason}
         if event:
             entry["event"] = event
+        if about:
+            entry["about"] = about
+        if keyed:
+            entry.update(field=keyed[0], digits=str(keyed[1]))
         await self._redis.xadd(f"{key}:history", entry)
 
     async def update(self, payment_id: str, **changes: str | int) -> None:

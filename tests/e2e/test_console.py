@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from ivr.config import REPO_ROOT
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from simulators.acquirer.testcards import find_test_card
-from tests.e2e.test_oneline_calls import (AGENT, ID_NUMBER, _pays, _when_the_agent_talks_to_the_caller)
+from tests.e2e.test_oneline_calls import AGENT, ID_NUMBER, _when_the_agent_talks_to_the_caller
 from tests.sipp import callback_calls as phone
 from tests.sipp.cues import Cues
 from tests.sipp.scenario import Call, Callee, Key
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 DOCS = REPO_ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright never downloads a browser here
 CALLBACK_NUMBER = "13800138107"
+NOT_THE_PIN = "000000"  # a PIN the caller gets wrong; no test card has it
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +207,16 @@ def test_a_write_without_the_csrf_token_is_refused(page: Page, stack) -> None:
 
 
 def test_a_one_line_payment_in_the_agents_live_call(page: Page, stack) -> None:
+    """... with the agent's recording paused and resumed, and the PIN asked again: the caller
+    keys a wrong PIN, the agent presses "ask again" while the PIN is asked, and only the PIN
+    keyed after "please enter it again" reaches the acquirer."""
     card = find_test_card("approve")
     agent = stack.agent(Callee("console_agent", ring_ms=300, bye_timeout_ms=120000), AGENT)
     cues = Cues()
     caller = stack.start_call(Call("console_caller", "8100", [
         Key("1", cue="menu", label="1 to pay"),
-        Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+        Key(NOT_THE_PIN + "#", cue="PIN prompt", label="a PIN the caller got wrong"),
+        Key(card.pin + "#", cue="PIN again", label="the PIN, asked again"),
     ], hang_up_on_cue="back with the agent"), cues=cues)
     _log_in(page, stack)
     _when_the_agent_talks_to_the_caller(stack)
@@ -221,23 +226,44 @@ def test_a_one_line_payment_in_the_agents_live_call(page: Page, stack) -> None:
     expect(call).to_have_text(f"On a call with {caller_number}")
     _fill_order(page, card, mode="oneline", mobile="13800138204", amount="36.00")
     _record_lines(page)
+    journal_before = len(stack.journal())
     page.get_by_role("button", name="Start payment").click()
     expect(page.locator("#progress li[data-step=answered]")).to_have_text(
         "Caller in the payment IVR, you are held apart: done")
     expect(page.get_by_label("Card number")).to_have_value("")  # gone from the page once placed
     expect(call).to_have_attribute("data-state", "caller-in-ivr")
+    recording = page.locator("#recording")
+    expect(recording).to_have_text("Call recording paused (the caller is in the payment IVR)")
     _shot(page, "console-oneline-in-ivr.png")
     payment_id = page.locator("#progress-view").get_attribute("data-payment")
-    _pays(stack, cues, {"id": payment_id})
+    marker = f"voicepay one-line payment {payment_id}"
+    stack.wait_for_prompt(marker, "confirm_menu")
+    cues.send("menu")
+    stack.wait_for_prompt(marker, "enter_pin")
+
+    # The caller says they got the PIN wrong: the agent asks for it again while it is asked.
+    pin = page.locator("#progress li[data-step=pin]")
+    pin.get_by_role("button", name="Ask the caller for the PIN again").click()
+    expect(pin).to_contain_text("ask again requested")
+    _shot(page, "console-oneline-ask-again.png")
+    cues.send("PIN prompt")  # the wrong PIN and #: discarded, and the PIN asked again
+    stack.wait_for_prompt(marker, "enter_pin", count=2)
+    stack.wait_for_prompt(marker, "ask_again")
+    expect(pin).to_contain_text("PIN: in progress (asked again)")
+    cues.send("PIN again")
+
     result = page.locator("#progress li[data-step=result]")
     expect(result).to_have_attribute("data-status", "done", timeout=90000)
     payment = stack.get(f"/v1/payments/{payment_id}")
     assert payment["status"] == "approved" and payment["agent_id"] == AGENT
-    assert ("pin", "entered", f"PIN: {len(card.pin)} digits entered") in _seen(page)
+    # One authorization, approved: the wrong PIN never reached the acquirer (it would be a 55).
+    assert [e["response_code"] for e in stack.journal()[journal_before:]] == ["00"]
+    assert ("pin", "entered", f"PIN: {len(card.pin)} digits entered (asked again)") in _seen(page)
     # The caller comes back to the agent once the result has been read out: the console sees
-    # the agent's call bridged with the caller again.
+    # the agent's call bridged with the caller again, and the recording going on.
     _when_the_agent_talks_to_the_caller(stack)
     expect(call).to_have_text(f"On a call with {caller_number}")
+    expect(recording).to_have_text("Call recording resumed")
     _shot(page, "console-oneline-approved.png")
     cues.send("back with the agent")
     out, _ = caller.communicate(timeout=120)

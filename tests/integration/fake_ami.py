@@ -3,7 +3,8 @@ the one-line switch and the callback dialer.
 
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
-Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect, Originate
+Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect,
+MixMonitorMute, Originate
 and Hangup. As on Asterisk, a connection must log in before any other action, and an unknown
 action gets ``Response: Error``; so does every action named in ``failing`` (lower case), as when
 Asterisk refuses it.
@@ -102,6 +103,7 @@ class FakeAmi:
             "coreshowchannels": self._core_show_channels,
             "setvar": self._success,
             "redirect": self._success,
+            "mixmonitormute": self._success,
             "originate": self._originate,
             "hangup": self._hangup,
         }

@@ -391,11 +391,15 @@ async def test_oneline_debit_card_is_paid_and_returns_to_the_agent(ivr: Ivr, ord
     payment = await ivr.store.get(payment.id)
     assert payment.status is PaymentState.APPROVED
     assert await ivr.states(payment) == ["created", "risk_passed", "answered", "confirmed",
-                                          "pin_entry", "authorizing", "approved"]
-    # No goodbye, no hang-up: the dialplan goes on and bridges the caller back to the agent.
+                                          "pin_entry", "authorizing", "approved", "approved"]
+    # No goodbye, no hang-up: the dialplan goes on and bridges the caller back to the agent,
+    # whose call recording the switch paused (tests/integration/test_orders_api.py) goes on.
     assert caller.prompts[-1].startswith("digit_") and caller.hung_up_by is None
     assert caller.variables[dv.RESULT] == "success"
     assert fake_ami.sent("Redirect") == []
+    [resume] = fake_ami.sent("MixMonitorMute")
+    assert (resume["Channel"], resume["Direction"], resume["State"]) == (AGENT_CHANNEL, "both", "0")
+    assert (await ivr.store.history(payment.id))[-1]["event"] == "recording_resumed"
 
 
 async def test_oneline_credit_card_wrong_cvv2_is_declined(ivr: Ivr, orders: Orders,
@@ -432,6 +436,7 @@ async def test_oneline_caller_hanging_up_mid_pin_releases_the_agent(
     assert ivr.flows.endings == ["AgiHangup"] and ivr.journal() == []
     [redirect] = fake_ami.sent("Redirect")
     assert (redirect["Channel"], redirect["Context"]) == (AGENT_CHANNEL, "agent-released")
+    assert [m["State"] for m in fake_ami.sent("MixMonitorMute")] == ["0"]  # resumed all the same
 
 
 async def test_oneline_without_the_card_number_fails_and_returns_to_the_agent(

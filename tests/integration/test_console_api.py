@@ -287,3 +287,37 @@ async def test_the_page_and_its_files_are_served(console: Console) -> None:
     for asset in ("/console/static/console.js", "/console/static/console.css"):
         assert asset in text
         assert (await console.client.get(asset)).status == 200
+
+
+async def test_ask_again_for_a_field_of_the_agents_one_line_payment(console: Console) -> None:
+    """The console's side of "ask again" (the call's side: test_ask_again.py): CSRF, the agent's
+    own payment, only a field being keyed, and the field's line says it was asked."""
+    csrf = await console.logged_in()
+    payment = await (await console.post("/console/api/payments", {**ORDER, "mode": "oneline"},
+                                        csrf=csrf)).json()
+    path = f"/console/api/payments/{payment['id']}/ask-again"
+    store = console.client.server.app[STORE]
+    await store.transition(payment["id"], PaymentState.RISK_PASSED)
+    await store.transition(payment["id"], PaymentState.ANSWERED)
+    too_early = await console.post(path, {"field": "pin"}, csrf=csrf)  # nothing asked for yet
+    assert too_early.status == 409
+    assert (await too_early.json())["error_id"] == "ask-again-refused"
+    await store.transition(payment["id"], PaymentState.CONFIRMED)
+    await store.transition(payment["id"], PaymentState.PIN_ENTRY)
+
+    assert (await console.post(path, {"field": "pin"}, csrf=None)).status == 403
+    assert (await console.post(path, {"field": "card_number"}, csrf=csrf)).status == 400
+    assert (await console.post(path, {"field": "cvv2"}, csrf=csrf)).status == 409  # a debit card
+    assert not await console.redis.exists(f"pay:{payment['id']}:ask_again")
+    response = await console.post(path, {"field": "pin"}, csrf=csrf)
+    assert response.status == 202
+    view = await response.json()
+    assert _line(view, "pin") == {"step": "pin", "status": "active",
+                                  "detail": {"ask_again_pending": True}}
+    assert view["payment"]["ask_again"] == ["pin"]
+    assert await console.redis.smembers(f"pay:{payment['id']}:ask_again") == {b"pin"}
+
+    await store.transition(payment["id"], PaymentState.AUTHORIZING, keyed=("pin", 6))
+    assert (await console.post(path, {"field": "pin"}, csrf=csrf)).status == 409  # sent
+    other_csrf = await console.logged_in("7102")
+    assert (await console.post(path, {"field": "pin"}, csrf=other_csrf)).status == 404

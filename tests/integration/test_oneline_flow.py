@@ -1,5 +1,6 @@
 """The one-line flow's ending when the caller's AGI session is hung up: a caller who hung up
-releases the agent; a caller the merchant's cancel sent back to the agent must not."""
+releases the agent; a caller the merchant's cancel sent back to the agent must not. Either way
+the agent's call recording, paused by the switch, is resumed."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ class _Call:
 class _Switch:
     def __init__(self) -> None:
         self.released: list[str] = []
+        self.resumed: list[str] = []
 
     async def release_agent(self, agent_channel: str) -> bool:
         self.released.append(agent_channel)
+        return True
+
+    async def resume_recording(self, agent_channel: str) -> bool:
+        self.resumed.append(agent_channel)
         return True
 
 
@@ -52,3 +58,4 @@ async def test_the_agent_is_released_only_if_the_caller_really_left(
     with pytest.raises(AgiHangup):
         await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
     assert switch.released == released
+    assert switch.resumed == [AGENT_CHANNEL]  # the agent's recording goes on either way

@@ -182,6 +182,41 @@ async def test_a_failed_switch_fails_the_payment_and_a_retry_replays_it(api: Api
     assert await api.payment_count() == 1 and len(fake_ami.sent("Redirect")) == 1
 
 
+async def test_the_agents_recording_is_paused_before_the_caller_is_switched(
+        api: Api, fake_ami: FakeAmi) -> None:
+    status, body = await api.post_order(**ONELINE)
+    assert status == 201, body
+    await fake_ami.received("Redirect")
+    names = [a["Action"] for a in fake_ami.actions if a["Action"] in ("MixMonitorMute", "Redirect")]
+    assert names == ["MixMonitorMute", "Redirect"]
+    [pause] = fake_ami.sent("MixMonitorMute")
+    assert (pause["Channel"], pause["Direction"], pause["State"]) == (AGENT_CHANNEL, "both", "1")
+    last = (await _history(api, body["id"]))[-1]
+    assert (last["event"], last["reason"]) == ("recording_paused",
+                                               "the agent's call recording paused")
+
+
+async def test_a_recording_that_cannot_be_paused_refuses_the_switch(api: Api,
+                                                                    fake_ami: FakeAmi) -> None:
+    """Asterisk refuses the mute (no such channel, no recording on it): the caller stays with
+    the agent, and the payment fails rather than be keyed into a recording."""
+    fake_ami.failing.add("mixmonitormute")
+    status, body = await api.post_order(**ONELINE)
+    assert status == 502 and body["error_id"] == "recording-not-paused", body
+    payment = await api.app[STORE].get(body["details"]["payment_id"])
+    assert payment.status == "failed"
+    assert fake_ami.sent("Redirect") == [] and fake_ami.sent("Setvar") == []
+    assert "could not be paused" in (await _history(api, payment.id))[-1]["reason"]
+
+
+async def test_a_failed_switch_resumes_the_recording(api: Api, fake_ami: FakeAmi) -> None:
+    fake_ami.failing.add("redirect")
+    status, body = await api.post_order(**ONELINE)
+    assert status == 502 and body["error_id"] == "switch-failed", body
+    assert [(m["Channel"], m["State"]) for m in fake_ami.sent("MixMonitorMute")] == [
+        (AGENT_CHANNEL, "1"), (AGENT_CHANNEL, "0")]
+
+
 async def test_asterisk_down_refuses_a_oneline_order_before_any_payment(api: Api,
                                                                         fake_ami: FakeAmi) -> None:
     fake_ami.failing.add("coreshowchannels")  # answered with an error: the agent is not found

@@ -32,6 +32,7 @@ from ivr.agi.server import FastAgiServer, Handler
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault, mask_pan
+from ivr.paying.ask_again import AskAgain
 from ivr.paying.authorization import Authorizer
 from ivr.paying.context import FlowContext
 from ivr.selfservice.flow import selfservice
@@ -232,6 +233,7 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
                               asterisk_path="/names"),
             risk=RiskGate(risk, IdDigests(keys.cardholder_key)),
             bins=PublishedBins(settings.bin_table_file),
+            ask_again=AskAgain(redis_client, store),
         )
         flows = FlowTracker()
         # The service's routes table (the callback and one-line flows are tested through this

@@ -11,6 +11,7 @@ the IVR to hang up or by hanging up ourselves. Waits are computed from the real 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import tempfile
 import wave
 from dataclasses import dataclass
@@ -72,7 +73,11 @@ class PromptClock:
         own cache still meets the name for the first time on the call."""
         with tempfile.TemporaryDirectory() as scratch:
             voices = Manifest.load().voices
-            asyncio.run(SpokenNames(Path(scratch), voices).prompt(text, self.language))
+            synthesis = SpokenNames(Path(scratch), voices).prompt(text, self.language)
+            # In a thread of its own: the caller may be inside an event loop already (Playwright's
+            # sync API in the console's tests), where asyncio.run refuses to start another.
+            with concurrent.futures.ThreadPoolExecutor(1) as worker:
+                worker.submit(asyncio.run, synthesis).result()
             [wav] = Path(scratch).glob("*.wav")
             return wav_ms(wav)
 

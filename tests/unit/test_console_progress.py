@@ -118,3 +118,41 @@ def test_a_hang_up_stops_the_step_under_way() -> None:
     assert lines["pin"] == ("failed", None)
     assert view["lines"][-1]["detail"] == {"state": "abandoned"}
     assert not view["payment"]["cancellable"]
+
+
+ONELINE = [_entry("created"), _entry("risk_passed"),
+           _entry("risk_passed", "paused", event="recording_paused"), _entry("answered"),
+           _entry("confirmed"), _entry("pin_entry")]
+
+
+def test_the_agents_recording_paused_then_resumed() -> None:
+    assert progress(_payment("created", mode="oneline"), ONELINE[:2])["payment"]["recording"] == ""
+    assert progress(_payment("pin_entry", mode="oneline"), ONELINE)["payment"]["recording"] == \
+        "paused"
+    history = [*ONELINE, _entry("authorizing", field="pin", digits="6"), _entry("approved"),
+               _entry("approved", "resumed", event="recording_resumed")]
+    assert progress(_payment("approved", mode="oneline"), history)["payment"]["recording"] == \
+        "resumed"
+    ended = [*history[:-1], _entry("approved", "agent gone", event="recording_ended")]
+    assert progress(_payment("approved", mode="oneline"), ended)["payment"]["recording"] == "ended"
+    # A callback has no agent's recording to speak of.
+    assert progress(_payment("calling"), CALLED)["payment"]["recording"] == ""
+
+
+def test_ask_again_is_offered_for_the_field_being_keyed_until_it_is_sent() -> None:
+    payment = _payment("pin_entry", mode="oneline")
+    assert progress(payment, ONELINE[:-1])["payment"]["ask_again"] == []  # not asked for yet
+    assert progress(payment, ONELINE)["payment"]["ask_again"] == ["pin"]
+    requested = [*ONELINE, _entry("pin_entry", "asked", event="ask_again_requested", about="pin")]
+    view = progress(payment, requested)
+    assert view["lines"][3] == {"step": "pin", "status": "active",
+                                "detail": {"ask_again_pending": True}}
+    again = [*requested, _entry("pin_entry", "discarded", event="asked_again", about="pin"),
+             _entry("authorizing", field="pin", digits="4")]
+    view = progress(_payment("authorizing", mode="oneline"), again)
+    assert view["lines"][3] == {"step": "pin", "status": "entered", "digits": 4,
+                                "detail": {"asked_again": 1}}
+    assert view["payment"]["ask_again"] == []  # on its way to the acquirer
+    # A callback's cardholder has no agent to ask them again.
+    assert progress(_payment("pin_entry"), [*CALLED, _entry("pin_entry")])["payment"][
+        "ask_again"] == []

@@ -30,6 +30,11 @@ const TEXT = {
       pending: "等待", active: "进行中", done: "完成", failed: "未完成", accepted: "已通过",
       rejected: "未通过", entered: (n) => `已输入 ${n} 位`,
     },
+    recording: { paused: "通话录音已暂停（客户在支付语音中）", resumed: "通话录音已恢复",
+                 ended: "坐席通话已结束，录音未恢复" },
+    ask_again: "重新询问", ask_again_label: (field) => `请客户重新输入${field}`,
+    ask_again_pending: "已请求重新输入，客户本次输入结束后重问", asked_again: (n) => `已重新询问 ${n} 次`,
+    ask_again_too_late: "重新询问太迟：已发送授权",
     attempt: (n) => `第 ${n} 次`, last_outcome: (o) => `上次：${o}`, rejected_before: (n) => `已拒绝 ${n} 次，重新输入`,
     review: "风控审核中",
     results: {
@@ -72,6 +77,13 @@ const TEXT = {
       pending: "pending", active: "in progress", done: "done", failed: "stopped",
       accepted: "accepted", rejected: "rejected", entered: (n) => `${n} digits entered`,
     },
+    recording: { paused: "Call recording paused (the caller is in the payment IVR)",
+                 resumed: "Call recording resumed",
+                 ended: "Call recording ended with your call (not resumed)" },
+    ask_again: "Ask again", ask_again_label: (field) => `Ask the caller for the ${field} again`,
+    ask_again_pending: "ask again requested, acts when the caller's entry ends",
+    asked_again: (n) => `asked again${n > 1 ? " " + n + "×" : ""}`,
+    ask_again_too_late: "ask again came too late: already sent for authorization",
     attempt: (n) => `attempt ${n}`, last_outcome: (o) => `last: ${o}`,
     rejected_before: (n) => `rejected ${n}×, keying again`, review: "risk review pending",
     results: {
@@ -251,7 +263,8 @@ function follow(paymentId) {
   events.onmessage = (message) => {
     const view = JSON.parse(message.data);
     renderProgress(view);
-    if (view.payment.final) { events.close(); loadHistory(); }
+    // The server ends the story too (after a one-line payment, once the recording goes on).
+    if (view.payment.final && view.payment.recording !== "paused") { events.close(); loadHistory(); }
   };
   events.onerror = async () => {
     // The stream ends after the final state; otherwise a dropped stream may be a lost session.
@@ -276,6 +289,9 @@ function lineText(line, mode) {
   if (d.last_outcome) extra.push(T.last_outcome(d.last_outcome));
   if (d.rejected) extra.push(T.rejected_before(d.rejected));
   if (d.review) extra.push(T.review);
+  if (d.ask_again_pending) extra.push(T.ask_again_pending);
+  if (d.asked_again) extra.push(T.asked_again(d.asked_again));
+  if (d.ask_again_too_late) extra.push(T.ask_again_too_late);
   return `${label}: ${state}${extra.length ? " (" + extra.join(", ") + ")" : ""}`;
 }
 
@@ -284,6 +300,9 @@ function renderProgress(view) {
   const p = view.payment;
   $("progress-summary").textContent = t().summary(p);
   $("progress-view").dataset.status = p.status;
+  $("recording").dataset.state = p.recording || "";
+  $("recording").textContent = p.recording ? t().recording[p.recording] : "";
+  $("recording").hidden = !p.recording;
   const list = $("progress");
   list.textContent = "";
   for (const line of view.lines) {
@@ -292,6 +311,17 @@ function renderProgress(view) {
     item.dataset.status = line.status;
     item.className = `line ${line.status}`;
     item.textContent = lineText(line, p.mode);
+    // "Ask again" on a field the caller is keying or has keyed, until it goes to the acquirer.
+    if ((p.ask_again || []).includes(line.step)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "ask-again";
+      button.dataset.field = line.step;
+      button.textContent = t().ask_again;
+      button.setAttribute("aria-label", t().ask_again_label(t().steps[line.step]));
+      button.addEventListener("click", () => askAgain(line.step));
+      item.append(" ", button);
+    }
     list.appendChild(item);
   }
   $("cancel").hidden = !p.cancellable;
@@ -303,6 +333,14 @@ async function cancelPayment() {
   const { status, data } = await api("POST", `/console/api/payments/${encodeURIComponent(current.id)}/cancel`);
   if (status === 200) renderProgress(data);
   else notice(data.message || "");
+}
+
+async function askAgain(field) {
+  if (!current) return;
+  const { status, data } = await api("POST", `/console/api/payments/${encodeURIComponent(current.id)}/ask-again`, { field });
+  // The event stream brings the line that says so (the request is a history entry).
+  if (status === 202) notice("");
+  else if (status !== 401) notice(data.message || "");
 }
 
 async function loadHistory(event) {
