@@ -64,7 +64,8 @@ class Line:
 
 
 def _fields(payment: Payment, history: list[dict[str, str]]) -> list[str]:
-    keyed = ["id"] if any(e.get("field") == "id" for e in history) else []
+    stepped_up = payment.risk_outcome == "step_up" or any(e.get("field") == "id" for e in history)
+    keyed = ["id"] if stepped_up else []
     return keyed + (["expiry", "cvv2"] if payment.card_type == "credit" else ["pin"])
 
 
@@ -99,6 +100,15 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
         elif about is not None and event == "ask_again_too_late":
             about.detail.pop("ask_again_pending", None)
             about.detail["ask_again_too_late"] = True
+        if "id" in lines and event == "id_check_passed":
+            lines["id"].status = "accepted"
+            if payment.card_type == "credit":
+                field_keyed_next()  # the expiry prompt follows the ID check
+        elif "id" in lines and event == "id_check_failed":
+            # A wrong answer: that entry was rejected, the question is asked again (or, after the
+            # last try, the payment fails and the line stays rejected).
+            lines["id"].detail["rejected"] = lines["id"].detail.get("rejected", 0) + 1
+            lines["id"].status, lines["id"].digits = "rejected", None
         attempt = _ATTEMPT.match(entry.get("reason", ""))
         if state == S.CREATED:
             lines["waiting"].status = "active"
@@ -125,7 +135,9 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
             lines["confirmed"].status = "active"  # the order is read out, then "1 to pay"
         elif state == S.CONFIRMED:
             lines["confirmed"].status = "done"
-            if payment.card_type == "credit":
+            if "id" in lines and lines["id"].status in ("pending", "rejected") and event is None:
+                lines["id"].status = "active"  # the ID question follows "1 to pay"
+            elif payment.card_type == "credit":
                 field_keyed_next()  # the expiry prompt follows "1 to pay"
         elif state == S.PIN_ENTRY:
             if lines.get("pin") and lines["pin"].status == "entered":

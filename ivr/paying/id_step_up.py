@@ -72,12 +72,14 @@ async def confirm_id(call: AgiChannel, store: PaymentStore, digests: IdDigests, 
         # re-prompt leads to the question: keys during it are the new answer (ivr/paying/keypad.py).
         keyed = await call.ask([*lead_in, prompts["enter_id_last6"]], first_digit_timeout_ms,
                                _LENGTH + 1)
-        silent = not keyed
+        silent, count = not keyed, len(keyed)  # how many keys, for the agent's console: never which
         if digests.matches(payment.id, keyed, payment.id_check_digest):
-            await store.note(payment.id, "ID step-up passed")
+            await store.note(payment.id, "ID step-up passed", event="id_check_passed",
+                             keyed=("id", count))
             log.info("call %s payment %s: ID step-up passed", call.uniqueid, payment.id)
             return True
-        await store.note(payment.id, f"ID step-up failed (attempt {attempt} of {max_attempts})")
+        await store.note(payment.id, f"ID step-up failed (attempt {attempt} of {max_attempts})",
+                         event="id_check_failed", keyed=("id", count))
         log.info("call %s payment %s: ID step-up failed (attempt %d of %d)", call.uniqueid,
                  payment.id, attempt, max_attempts)
         lead_in = [prompts["no_input" if silent else "id_check_retry"]]

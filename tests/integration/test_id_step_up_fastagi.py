@@ -63,6 +63,9 @@ async def test_step_up_passed_then_the_pin(ivr: Ivr) -> None:
     assert caller.prompts[:len(INTRO_HEARD) + 3] == [*INTRO_HEARD, "confirm_menu", "enter_id_last6",
                                                      "enter_pin"]
     assert "ID step-up passed" in await reasons(ivr, payment)
+    # For the agent's console: how many keys, never which.
+    [passed] = [e for e in await ivr.store.history(payment.id) if e.get("event") == "id_check_passed"]
+    assert (passed["field"], passed["digits"]) == ("id", "6") and RIGHT not in str(passed)
     assert len(ivr.journal()) == 1
 
 

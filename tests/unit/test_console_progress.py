@@ -110,6 +110,22 @@ def test_an_id_step_up_gets_its_own_line_before_the_pin() -> None:
     assert steps.index("id") < steps.index("pin")
 
 
+def test_an_id_step_up_shows_asked_rejected_then_accepted_never_the_characters() -> None:
+    stepped_up = _payment("confirmed", risk_outcome="step_up")
+    history = [*CALLED, _entry("answered"), _entry("confirmed")]
+    assert _lines(progress(stepped_up, history))["id"] == ("active", None)  # asked after "1"
+    history.append(_entry("confirmed", "ID step-up failed (attempt 1 of 3)",
+                          event="id_check_failed", field="id", digits="6"))
+    view = progress(stepped_up, history)
+    assert _lines(view)["id"] == ("rejected", None) and _lines(view)["pin"] == ("pending", None)
+    history.append(_entry("confirmed", "ID step-up passed", event="id_check_passed",
+                          field="id", digits="6"))
+    history.append(_entry("pin_entry"))
+    view = progress(_payment("pin_entry", risk_outcome="step_up"), history)
+    assert _lines(view)["id"] == ("accepted", 6) and _lines(view)["pin"] == ("active", None)
+    assert "310021" not in str(view)
+
+
 def test_a_hang_up_stops_the_step_under_way() -> None:
     history = [*CALLED, _entry("answered"), _entry("confirmed"), _entry("pin_entry"),
                _entry("abandoned", "cardholder hung up")]
