@@ -27,8 +27,9 @@ from pathlib import Path
 from ivr.config import REPO_ROOT
 from ivr.files import write_private
 
-__all__ = ["Manifest", "PromptPath", "Prompts", "UnknownPrompt", "build_sounds", "clean_sounds", "codec_commands",
-           "synthesis_commands", "CODECS", "MANIFEST_PATH"]
+__all__ = ["Manifest", "PromptPath", "Prompts", "UnknownPrompt", "build_hold_music", "build_sounds",
+           "clean_sounds", "codec_commands", "synthesis_commands", "CODECS", "HOLD_MUSIC",
+           "MANIFEST_PATH"]
 
 MANIFEST_PATH = REPO_ROOT / "sounds" / "manifest.toml"
 
@@ -159,14 +160,39 @@ def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> i
     return built
 
 
+# What agents hear while the caller pays (asterisk-conf/musiconhold.conf plays this folder): a
+# soft C major chord with a slow swell. Our own, because a hold tune with a tone pair in DTMF's
+# two bands reads as a key to a detector (Asterisk's own robot_dity.wav holds a "5" every 4 s),
+# and the isolation proof decodes the agent's audio for keys. Pure tones under 700 Hz have nothing
+# in DTMF's high band.
+HOLD_MUSIC = "moh/voicepay-hold.wav"
+HOLD_MUSIC_SYNTH = ["synth", "16", "sine", "262", "sine", "330", "sine", "392", "remix", "-",
+                    "tremolo", "0.25", "70", "gain", "-n", "-14", "fade", "0.5", "16", "0.5"]
+
+
+def build_hold_music(out_dir: Path) -> int:
+    """The hold music and its .ulaw/.alaw, made once (a file put in its place is kept); 1 if made."""
+    wav = out_dir / HOLD_MUSIC
+    if wav.exists():
+        return 0
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    _run([["sox", "-V1", "-n", "-r", "8000", "-c", "1", "-b", "16", str(wav), *HOLD_MUSIC_SYNTH],
+          *codec_commands(wav)])
+    return 1
+
+
 def clean_sounds(out_dir: Path) -> int:
     """Remove what the generator wrote (WAVs still as it made them, and every .ulaw/.alaw made
     from a generated WAV); recordings stay. Returns how many files were removed."""
+    hold = out_dir / HOLD_MUSIC
+    removed = 0
+    for path in (hold, *(hold.with_suffix(f".{c}") for c in CODECS)):
+        removed += path.exists()
+        path.unlink(missing_ok=True)
     record_path = out_dir / GENERATED_RECORD
     if not record_path.exists():
-        return 0
+        return removed
     record = json.loads(record_path.read_text("utf-8"))
-    removed = 0
     for key, entry in record.items():
         if key.endswith(".codecs") or "text" not in entry:
             continue
@@ -204,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prompts: {clean_sounds(args.out)} generated files removed")
         return 0
     built = build_sounds(Manifest.load(), args.out, force=args.force)
-    print(f"prompts: {built} built")
+    print(f"prompts: {built} built" + (", and the hold music" if build_hold_music(args.out) else ""))
     return 0
 
 

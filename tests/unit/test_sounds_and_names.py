@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr.prompts import CODECS, Manifest, build_sounds, clean_sounds
+from ivr.config import load_settings
+from ivr.prompts import (CODECS, HOLD_MUSIC, Manifest, build_hold_music, build_sounds,
+                         clean_sounds)
+from tests.dtmf_detect import detect_dtmf
 from ivr.spoken_names import SpokenNames, run_command
 
 SMALL = Manifest(voices={"zh": "cmn", "yue": "yue", "en": "en"},
@@ -40,6 +43,21 @@ def test_every_prompt_gets_a_wav_and_its_g711_files(tmp_path: Path) -> None:
             # Raw G.711: one byte a sample, as many samples as the WAV.
             assert (wav.with_suffix(f".{codec}")).stat().st_size == frames
     assert build_sounds(SMALL, tmp_path) == 0  # nothing changed: nothing rebuilt
+
+
+def test_the_hold_music_is_ours_and_holds_nothing_a_dtmf_detector_reads_as_a_key(
+        tmp_path: Path) -> None:
+    # The agents' hold music (asterisk-conf/musiconhold.conf plays its folder): the isolation
+    # proof decodes the agent's audio for keys, so the music itself must decode to none.
+    assert build_hold_music(tmp_path) == 1 and build_hold_music(tmp_path) == 0
+    hold = tmp_path / HOLD_MUSIC
+    assert detect_dtmf(hold) == []
+    with wave.open(str(hold)) as sound:
+        assert sound.getframerate() == 8000 and sound.getnframes() > 8000 * 10
+    assert all(hold.with_suffix(f".{codec}").exists() for codec in CODECS)
+    conf = (Path(__file__).parents[2] / "asterisk-conf" / "musiconhold.conf").read_text()
+    assert f"directory = {load_settings().sounds_path}/{Path(HOLD_MUSIC).parent}" in conf
+    assert clean_sounds(tmp_path) == 3 and not hold.exists()
 
 
 def test_a_changed_text_is_regenerated(tmp_path: Path) -> None:
