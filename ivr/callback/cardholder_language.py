@@ -9,12 +9,10 @@ after the retention period, like the payments it was learnt from.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import redis.asyncio as aioredis
 
 from ivr.orders import Order
+from ivr.risk.subjects import SubjectDigester
 from ivr.speech import DEFAULT_LANGUAGE, LANGUAGES
 
 __all__ = ["CardholderLanguages", "LANGUAGE_KEY_PREFIX"]
@@ -25,12 +23,11 @@ LANGUAGE_KEY_PREFIX = "cardholders:language:"
 class CardholderLanguages:
     def __init__(self, redis: aioredis.Redis, key: bytes, *, ttl_seconds: int) -> None:
         self._redis = redis
-        self._key = key
+        self._digests = SubjectDigester(key)
         self._ttl_seconds = ttl_seconds
 
     def _redis_key(self, mobile: str) -> str:
-        digest = hmac.new(self._key, f"language:{mobile}".encode(), hashlib.sha256).hexdigest()
-        return LANGUAGE_KEY_PREFIX + digest
+        return LANGUAGE_KEY_PREFIX + self._digests.digest("language", mobile)
 
     async def last(self, mobile: str) -> str | None:
         value = await self._redis.get(self._redis_key(mobile))

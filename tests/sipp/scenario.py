@@ -10,15 +10,13 @@ the IVR to hang up or by hanging up ourselves. Waits are computed from the real 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
+import subprocess
 import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.prompts import Manifest
-from ivr.spoken_names import SpokenNames
+from ivr.prompts import Manifest, synthesis_commands
 from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
 
 __all__ = ["Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
@@ -72,13 +70,10 @@ class PromptClock:
         name, ivr/spoken_names.py): made the same way, into a scratch folder, so the service's
         own cache still meets the name for the first time on the call."""
         with tempfile.TemporaryDirectory() as scratch:
-            voices = Manifest.load().voices
-            synthesis = SpokenNames(Path(scratch), voices).prompt(text, self.language)
-            # In a thread of its own: the caller may be inside an event loop already (Playwright's
-            # sync API in the console's tests), where asyncio.run refuses to start another.
-            with concurrent.futures.ThreadPoolExecutor(1) as worker:
-                worker.submit(asyncio.run, synthesis).result()
-            [wav] = Path(scratch).glob("*.wav")
+            wav = Path(scratch) / "name.wav"
+            voice = Manifest.load().voices[self.language]
+            for command in synthesis_commands(text, voice, wav, Path(scratch) / "espeak.wav"):
+                subprocess.run(command, check=True)
             return wav_ms(wav)
 
 
