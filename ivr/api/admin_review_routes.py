@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from ivr.api.errors import InvalidParameter
+from ivr.api.payment_request import parse_json_object
 from ivr.api.keys import REVIEWS, STORE
 from ivr.api.merchant_auth import require_operator
 from ivr.risk.review import APPROVE, DECLINE
@@ -41,12 +41,7 @@ async def review_payment(request: web.Request) -> web.Response:
 
 
 def _parse(raw: bytes) -> tuple[str, str]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameter("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("body", "must be a JSON object")
+    body = parse_json_object(raw, what="a review decision")
     unknown = set(body) - {"decision", "note"}
     if unknown:
         raise InvalidParameter("body", "only decision and note are accepted")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.payment_request import parse_json_object
 from ivr.api.keys import RISK_AUDIT, RISK_LISTS, RISK_RULES
 from ivr.api.merchant_auth import require_operator
 from ivr.api.params import limit_param
@@ -70,11 +71,8 @@ async def list_entries(request: web.Request) -> web.Response:
 @admin_risk_routes.post("/v1/admin/risk/lists/{list}/{kind}")
 async def add_entry(request: web.Request) -> web.Response:
     name, kind = _list_and_kind(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise APIError("the body must be JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+    body = parse_json_object(await request.read(), what="a list entry")
+    if not isinstance(body.get("value"), str):
         raise InvalidParameter("value", "a string is required")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > 500:

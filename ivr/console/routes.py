@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
+from ivr.api.payment_request import parse_json_object
 from ivr.api.keys import AMI, MERCHANTS, REDIS, SETTINGS, STORE
 from ivr.api.merchant_routes import cancel_order, checked_order, submit_order
 from ivr.console.agents import Agent, AgentDirectory
@@ -115,13 +116,7 @@ async def _writer(request: web.Request) -> tuple[Session, Agent]:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidParameter("body", "must be JSON (Content-Type: application/json)")
-    try:
-        body = json.loads(await request.read())
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidParameter("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("body", "must be a JSON object")
-    return body
+    return parse_json_object(await request.read(), what="a console request")
 
 
 async def _agent_json(agent: Agent, session: Session, request: web.Request) -> dict[str, Any]:

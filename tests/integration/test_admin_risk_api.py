@@ -83,6 +83,16 @@ async def test_bad_list_requests_get_a_reason(admin, path, body, status, error_i
     assert "6221881000000012" not in json.dumps(answer)
 
 
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff", b"[" * 100_000])
+async def test_a_body_that_is_not_one_json_object_is_400(admin, raw):
+    # Read as every other write body is (payment_request.parse_json_object): deep nesting too.
+    token = admin.service.settings.operator_token_file.read_text().strip()
+    async with admin.service.client.post("/v1/admin/risk/lists/block/card", data=raw,
+                                         headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error_id"] == "invalid-parameter"
+
+
 async def test_the_admin_api_needs_the_operator_token(admin):
     status, body = await admin.call("POST", "/v1/admin/risk/lists/block/mobile",
                                     {"value": MOBILE}, token="x" * 40)
