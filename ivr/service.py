@@ -24,13 +24,14 @@ from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
-                          RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE,
-                          WEBHOOKS)
+                          REFUNDS, RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING,
+                          STORE, WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
+from ivr.api.refund_routes import refund_routes
 from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
@@ -57,7 +58,11 @@ from ivr.risk.gate import RiskGate
 from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import DAY, RetentionSweep
-from ivr.payments.store import PaymentStore
+from ivr.payments.store import Payment, PaymentStore
+from ivr.periodic import run_periodically
+from ivr.refunds.model import Refund
+from ivr.refunds.service import RefundService
+from ivr.refunds.store import RefundStore
 from ivr.risk.audit import DECISIONS, LISTS, RULES, RiskAudit
 from ivr.risk.decision import BindingProvider, IdentityProvider
 from ivr.risk.engine import RulesRiskEngine
@@ -247,6 +252,30 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _refunds_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Voids and refunds (ivr/refunds/), and their sweep: at start, then every recovery period,
+    a lost answer is reversed until the acquirer acknowledges it, on any instance."""
+    settings = app[SETTINGS]
+
+    async def tell_merchant(payment: Payment, refund: Refund) -> None:
+        await app[WEBHOOKS].enqueue_event(refund.id, f"{refund.kind}.{refund.state}",
+                                          {"refund": refund.to_json(), "payment": payment.to_json()},
+                                          payment)
+
+    service = RefundService(app[STORE], RefundStore(app[REDIS]), app[ACQUIRER],
+                            cutoff=settings.cutoff, window_days=settings.refund_window_days,
+                            answer_deadline_s=settings.recovery_authorizing_deadline_s,
+                            on_final=tell_merchant)
+    app[REFUNDS] = service
+    task = asyncio.create_task(run_periodically(service.settle_due, settings.recovery_period_s,
+                                                log, "refund sweep"), name="refund-sweep")
+    yield
+    # A reversal cut short here is sent again by the next sweep, of this or another instance.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sweep = RetentionSweep(app[REDIS], retention_days=settings.retention_days,
@@ -269,10 +298,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(admin_risk_routes)
     app.add_routes(admin_merchant_routes)
     app.add_routes(admin_review_routes)
+    app.add_routes(refund_routes)
     app.add_routes(console_routes)
     app.router.add_static("/console/static", STATIC_DIR)
     app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
-                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx])
+                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx, _refunds_ctx])
     return app
 
 
