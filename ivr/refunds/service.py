@@ -39,8 +39,6 @@ __all__ = ["RefundService", "request_of"]
 log = logging.getLogger(__name__)
 
 S = RefundState
-# How long after a failed reversal round the sweep tries again.
-_REVERSAL_RETRY_S = 30.0
 
 
 def request_of(refund: Refund) -> VoidRequest | RefundRequest:
@@ -57,6 +55,7 @@ def request_of(refund: Refund) -> VoidRequest | RefundRequest:
 class RefundService:
     def __init__(self, payments: PaymentStore, refunds: RefundStore, acquirer: AcquirerClient, *,
                  cutoff: Cutoff, window_days: int, answer_deadline_s: float,
+                 reversal_retry_s: float = 30.0,
                  on_final: Callable[[Payment, Refund], Awaitable[Any]] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._payments = payments
@@ -67,6 +66,8 @@ class RefundService:
         # A ``sending`` record with no answer recorded this long after it was stored was left by
         # a process that died: longer than the acquirer timeout, so never one still waiting.
         self._answer_deadline_s = answer_deadline_s
+        # How long after a round of reversal attempts nobody acknowledged the sweep tries again.
+        self._reversal_retry_s = reversal_retry_s
         self._on_final = on_final
         self._clock = clock
 
@@ -192,7 +193,7 @@ class RefundService:
                                          transmission=refund.reversal_transmission)
         code = await self._acquirer.reverse_adjustment(reversal)
         if code is None:
-            await self._refunds.look_again(refund.id, time.time() + _REVERSAL_RETRY_S)
+            await self._refunds.look_again(refund.id, time.time() + self._reversal_retry_s)
             return refund
         return await self._settle(refund, S.REVERSED, frozenset({S.REVERSAL_PENDING}),
                                   response_code=code.value)
