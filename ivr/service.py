@@ -258,9 +258,12 @@ async def _refunds_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
     async def tell_merchant(payment: Payment, refund: Refund) -> None:
+        # The payment by its ids only: a record kept after the payment's retention (which
+        # deletes the payment's own webhook) must hold no cardholder data.
+        about = {"id": payment.id, "merchant_order_id": payment.merchant_order_id,
+                 "amount": payment.amount.yuan, "status": payment.status.value}
         await app[WEBHOOKS].enqueue_event(refund.id, f"{refund.kind}.{refund.state}",
-                                          {"refund": refund.to_json(), "payment": payment.to_json()},
-                                          payment)
+                                          {"refund": refund.to_json(), "payment": about}, payment)
 
     service = RefundService(app[STORE], RefundStore(app[REDIS]), app[ACQUIRER],
                             cutoff=settings.cutoff, window_days=settings.refund_window_days,

@@ -28,6 +28,7 @@ from ivr.hostlink.acquirer_client import AcquirerClient, AcquirerError
 from ivr.hostlink.adjustments import AdjustmentReversal, RefundRequest, VoidRequest
 from ivr.hostlink.messages import transmission_datetime
 from ivr.money import Money
+from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.settlement_day import Cutoff
 from ivr.payments.store import NoSuchPayment, Payment, PaymentState, PaymentStore
 from ivr.refunds.model import (NotRefundable, Refund, RefundKind, RefundState,
@@ -132,9 +133,13 @@ class RefundService:
         payment = await self._payments.get(payment_id)
         if payment.merchant_id != merchant_id:
             raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
-        if payment.status != PaymentState.APPROVED or not payment.rrn:
+        if payment.status != PaymentState.APPROVED:
             raise NotRefundable(f"payment {payment_id} is {payment.status}: only an approved "
                                 f"payment can be given back", {"payment_status": str(payment.status)})
+        if SentPurchase.of_payment(payment) is None or not (payment.rrn and payment.auth_terminal_id):
+            # Approved before the platform kept what names a purchase at the acquirer.
+            raise NotRefundable(f"payment {payment_id} has no acquirer reference to name it by",
+                                {"payment_status": str(payment.status)})
         return payment, await self._approved_at(payment)
 
     async def _approved_at(self, payment: Payment) -> datetime:

@@ -353,6 +353,12 @@ async def test_ids_and_states(env: Env) -> None:
     assert status == 409 and body["error_id"] == "payment-not-refundable"
     status, body = await env.refund(pay, "10.01")
     assert status == 422 and body["details"] == {"refundable": "10.00"}
+    # Approved, but nothing names it at the acquirer (no STAN, transmission time, RRN kept).
+    unnamed = await store.create({"merchant_id": MERCHANT, "amount_minor": 500})
+    for state in (PaymentState.PIN_ENTRY, PaymentState.AUTHORIZING, PaymentState.APPROVED):
+        await store.transition(unnamed.id, state)
+    status, body = await env.refund(unnamed.id, "1.00")
+    assert status == 409 and body["error_id"] == "payment-not-refundable"
 
 
 async def test_refunds_are_idempotent(env: Env) -> None:
