@@ -118,14 +118,21 @@ class RefundService:
         """Reverse every record whose answer was lost and is due; how many were looked at."""
         ids = await self._refunds.due(time.time())
         for refund_id in ids:
-            refund = await self._refunds.get(refund_id)
-            if refund.state is S.SENDING:
-                log.warning("refund %s of payment %s: no answer recorded; reversing it",
-                            refund.id, refund.payment_id)
-                refund = await self._reversal_due(refund)
-            if refund is not None and refund.state is S.REVERSAL_PENDING:
-                await self._reverse(refund)
+            try:
+                await self._settle_lost(refund_id)
+            except Exception:  # one record that cannot be settled must not hold up the others
+                log.exception("refund %s: the sweep could not settle it; retrying later", refund_id)
+                await self._refunds.look_again(refund_id, time.time() + self._reversal_retry_s)
         return len(ids)
+
+    async def _settle_lost(self, refund_id: str) -> None:
+        refund: Refund | None = await self._refunds.get(refund_id)
+        if refund is not None and refund.state is S.SENDING:
+            log.warning("%s %s of payment %s: no answer recorded; reversing it", refund.kind,
+                        refund.id, refund.payment_id)
+            refund = await self._reversal_due(refund)
+        if refund is not None and refund.state is S.REVERSAL_PENDING:
+            await self._reverse(refund)
 
     # --- the steps --------------------------------------------------------------------------------
 
@@ -167,7 +174,7 @@ class RefundService:
                         original_stan=payment.stan, original_transmission=payment.auth_transmission,
                         original_rrn=payment.rrn)
         left = await self._refunds.reserve(refund, look_at=time.time() + self._answer_deadline_s)
-        log.info("payment %s: %s %s of %s sent (stan %s), %s left", payment.id, kind, refund.id,
+        log.info("payment %s: %s %s of %s sending (stan %s), %s left", payment.id, kind, refund.id,
                  amount, request.stan, left)
         try:
             answer = await self._acquirer.give_back(request)
