@@ -31,8 +31,8 @@ from ivr.money import Money
 from ivr.payments.sent_purchase import SentPurchase
 from ivr.payments.settlement_day import Cutoff
 from ivr.payments.store import NoSuchPayment, Payment, PaymentState, PaymentStore
-from ivr.refunds.model import (NotRefundable, Refund, RefundKind, RefundState,
-                               RefundWindowClosed, VoidWindowClosed, new_refund_id)
+from ivr.refunds.model import (NotRefundable, Refund, RefundExceedsCaptured, RefundKind,
+                               RefundState, RefundWindowClosed, VoidWindowClosed, new_refund_id)
 from ivr.refunds.store import RefundStore
 
 __all__ = ["RefundService", "request_of"]
@@ -93,6 +93,10 @@ class RefundService:
             raise RefundWindowClosed(
                 f"payment {payment_id} was approved more than {self._window.days} days ago",
                 {"approved_at": approved_at.isoformat()})
+        if amount > payment.amount:  # never a message for it (nor one too large for field 4)
+            left = Money(max(payment.amount.fen - (await self._refunds.held(payment_id)).fen, 0))
+            raise RefundExceedsCaptured(f"{amount} is more than the {left} left of payment "
+                                        f"{payment_id}", {"refundable": left.yuan})
         return await self._give_back(payment, RefundKind.REFUND, amount, reason)
 
     async def of_payment(self, merchant_id: str | None, payment_id: str) -> dict[str, Any]:

@@ -353,6 +353,8 @@ async def test_ids_and_states(env: Env) -> None:
     assert status == 409 and body["error_id"] == "payment-not-refundable"
     status, body = await env.refund(pay, "10.01")
     assert status == 422 and body["details"] == {"refundable": "10.00"}
+    status, body = await env.refund(pay, "999999999999.99")  # more than field 4 could carry
+    assert status == 422 and body["details"] == {"refundable": "10.00"}
     # Approved, but nothing names it at the acquirer (no STAN, transmission time, RRN kept).
     unnamed = await store.create({"merchant_id": MERCHANT, "amount_minor": 500})
     for state in (PaymentState.PIN_ENTRY, PaymentState.AUTHORIZING, PaymentState.APPROVED):
