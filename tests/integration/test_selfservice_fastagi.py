@@ -159,7 +159,7 @@ class Ivr:
         client = AcquirerClient("127.0.0.1", port, ACQUIRER_TIMEOUT)
         self.ctx.authorizer = Authorizer(client, self.store, terminal_id=self.settings.terminal_id,
                                          merchant_id=self.settings.merchant_id,
-                                         cvv_key=self.ctx.authorizer._cvv_key)
+                                         cvv_key=self.ctx.authorizer._cvv_keys)
 
     async def redis_text(self) -> str:
         """Every key and value in Redis, as text, to search for card data."""
