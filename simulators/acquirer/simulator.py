@@ -404,6 +404,9 @@ class AcquirerSimulator:
             duplicate=duplicate,
             reversed=reversed,
             balance_after=account.balance if account is not None else None,
+            # Which key versions the blocks were made under (field 53): a rotation is visible.
+            **({"pin_key_id": request.pin_key_id, "cvv_key_id": request.cvv_key_id}
+               if isinstance(request, PurchaseRequest) else {}),
         )
 
     def _journal(self, **entry: Any) -> None:
