@@ -404,9 +404,9 @@ class AcquirerSimulator:
             duplicate=duplicate,
             reversed=reversed,
             balance_after=account.balance if account is not None else None,
-            # Which key versions the blocks were made under (field 53): a rotation is visible.
-            **({"pin_key_id": request.pin_key_id, "cvv_key_id": request.cvv_key_id}
-               if isinstance(request, PurchaseRequest) else {}),
+            # Which PEK version the PIN block was made under (field 53): a rotation is visible.
+            # (Not the CVV key's: the journal never names anything CVV, see test_acquirer_tcp.)
+            **({"pin_key_id": request.pin_key_id} if isinstance(request, PurchaseRequest) else {}),
         )
 
     def _journal(self, **entry: Any) -> None:
