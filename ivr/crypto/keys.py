@@ -265,8 +265,7 @@ def rotate(keys_dir: Path, role: str) -> KeyVersion:
         raise KeyManagementError(f"{role} does not rotate here (one of {', '.join(ROTATABLE)}); "
                                  "the card book's offsets and CVV2s are made under it")
     held = _held(Path(keys_dir))
-    rings = [ring for ring in (held["ivr"][1].get(role), held["acquirer"][1].get(role)) if ring]
-    new_id = max(v.id for v in rings[0].versions) + 1
+    new_id = held["ivr"][1][role].versions[-1].id + 1  # every rotatable role is the IVR's
     if new_id > _MAX_KEY_ID:
         raise KeyManagementError(f"{role} has used all {_MAX_KEY_ID} key ids")
     role_def = next(r for r in _IVR_ROLES if r.name == role)
@@ -438,9 +437,9 @@ def _read(path: Path, party: str, *, upgrading: bool) -> tuple[int, tuple[bytes,
         for role in roles:
             if role.name in stored:
                 entries = stored[role.name]
-                if file_format == 1:  # one unversioned block: it becomes version 1
-                    entries = [{**entries, "id": 1, "state": ACTIVE, "version_num": "00"}]
-                rings[role.name] = _ring_of(kbpk, entries, role, path)
+                if file_format == 1:  # one unversioned block (key version "00"): version 1
+                    entries = [{**entries, "id": 1, "state": ACTIVE}]
+                rings[role.name] = _ring_of(kbpk, entries, role, path, unversioned=file_format == 1)
         return file_format, (kbpk, rings)
     except KeyFileError:
         raise
@@ -448,7 +447,8 @@ def _read(path: Path, party: str, *, upgrading: bool) -> tuple[int, tuple[bytes,
         raise KeyFileError(f"key file {path} is incomplete or malformed") from None
 
 
-def _ring_of(kbpk: bytes, entries: list[dict[str, object]], role: _Role, path: Path) -> KeyRing:
+def _ring_of(kbpk: bytes, entries: list[dict[str, object]], role: _Role, path: Path, *,
+             unversioned: bool) -> KeyRing:
     if not isinstance(entries, list):
         raise TypeError
     versions = []
@@ -459,7 +459,7 @@ def _ring_of(kbpk: bytes, entries: list[dict[str, object]], role: _Role, path: P
             raise KeyFileError(f"key file {path}: {role.name} has a malformed key id or state")
         key = None
         if state == ACTIVE:
-            key = _unwrap(kbpk, entry, role, path, str(entry.get("version_num", f"{key_id:02d}")))
+            key = _unwrap(kbpk, entry, role, path, "00" if unversioned else f"{key_id:02d}")
         versions.append(KeyVersion(key_id, state, str(entry["kcv"]), key))
     ids = [v.id for v in versions]
     if ids != sorted(set(ids)):

@@ -39,7 +39,8 @@ class IdDigests:
 
     def of_id_number(self, payment_id: str, id_number: str) -> str:
         """At order time, from the ID number in the order (``X`` in either case)."""
-        return self._digests.current(*self._parts(payment_id, bytearray(id_number[-_LENGTH:].upper().encode())))
+        characters = bytearray(id_number[-_LENGTH:].upper().encode())
+        return self._digests.current(*self._parts(payment_id, characters))
 
     def matches(self, payment_id: str, keyed: bytearray, expected: str) -> bool:
         """Whether what the caller keyed (``*`` for X) is the ID number's last 6 characters.
