@@ -337,9 +337,8 @@ def _upgrade(keys_dir: Path) -> bool:
     if nothing was missing."""
     ivr_format, ivr_held = _read(keys_dir / IVR_KEYS_FILE, "ivr", upgrading=True)
     acq_format, acq_held = _read(keys_dir / ACQUIRER_KEYS_FILE, "acquirer", upgrading=True)
-    legacy_box = keys_dir / LEGACY_BOX_KEY_FILE
     complete = len(ivr_held[1]) == len(_IVR_ROLES) and len(acq_held[1]) == len(_ACQ_ROLES)
-    if complete and ivr_format == acq_format == _FILE_FORMAT and not legacy_box.exists():
+    if complete and ivr_format == acq_format == _FILE_FORMAT:
         return False
     _check_shared(keys_dir, ivr_held[1], acq_held[1])
     _write_pair(keys_dir, {**acq_held[1], **ivr_held[1]}, {"ivr": ivr_held[0], "acquirer": acq_held[0]})
@@ -348,10 +347,11 @@ def _upgrade(keys_dir: Path) -> bool:
 
 def _write_pair(keys_dir: Path, keep: dict[str, KeyRing], kbpks: dict[str, bytes]) -> None:
     """Write both files from the rings in ``keep``, with a new key (id 1) for every role not in
-    it; the box key from its old file if there is one, which is then removed."""
+    it; a missing box key from its old file if there is one, which is then removed."""
     legacy_box = keys_dir / LEGACY_BOX_KEY_FILE
     rings = dict(keep)
-    if "box_key" not in rings and legacy_box.exists():
+    taken_in = "box_key" not in rings and legacy_box.exists()
+    if taken_in:
         rings["box_key"] = _ring("box_key", _read_legacy_box_key(legacy_box))
     for role in (*_IVR_ROLES, *_ACQ_ROLES):
         if role.name not in rings:
@@ -361,7 +361,8 @@ def _write_pair(keys_dir: Path, keep: dict[str, KeyRing], kbpks: dict[str, bytes
         roles = _PARTIES[party][1]
         kbpk = kbpks.get(party) or secrets.token_bytes(32)
         _write(keys_dir, party, kbpk, {role.name: rings[role.name] for role in roles})
-    legacy_box.unlink(missing_ok=True)
+    if taken_in:
+        legacy_box.unlink()
 
 
 def _ring(role: str, key: bytes, algorithm: str = "A") -> KeyRing:
