@@ -24,8 +24,9 @@ only ever carries ISO 9564 PIN blocks, the CVV key only ever the CVV2 the cardho
 (AES-GCM, :mod:`ivr.crypto.cvv2`). TR-31 has no usage code for "CVV2 in transit"; it is data, so
 D0 (symmetric data encryption), with the IVR's copy bound to encrypt and the acquirer's to decrypt.
 
-The cardholder key (IVR only) keys the HMAC-SHA256 digests of returning cardholders (card number
-and mobile seen together in an approved payment). It is not the PAN key: a key that encrypts card
+The cardholder key (IVR only) keys every HMAC-SHA256 digest the IVR keeps instead of a card, ID
+or mobile number (returning cardholders, risk lists and velocity, the ID step-up, the cardholder's
+language; :mod:`ivr.crypto.keyed_digest`). It is not the PAN key: a key that encrypts card
 numbers is never also a MAC key, so neither use can weaken or reveal the other. TR-31 M7 (HMAC),
 algorithm H, mode C (generate and verify); its check value is HMAC-SHA256 over 16 zero bytes.
 
