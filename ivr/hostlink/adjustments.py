@@ -27,12 +27,12 @@ table per message (``_FIELDS``) serves both directions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from ivr.hostlink.messages import (CNY, Iso8583Error, Message, PurchaseRequest, PurchaseResponse,
                                    ReversalResponse, _amount, _decode_fields, _digits, _parse_amount,
-                                   _text, transmission_datetime)
+                                   _text, time_fields)
 
 __all__ = [
     "MONEY_BACK",
@@ -104,10 +104,7 @@ class AdjustmentRequest(Message):
                original_stan: str, original_transmission: str, original_rrn: str | None = None,
                original_mti: str = PurchaseRequest.MTI, now: datetime | None = None) -> Self:
         """Stamped with the current time (field 7 in UTC, 12/13 local), as a purchase is."""
-        now = now or datetime.now(timezone.utc)
-        local = now.astimezone()
-        return cls(amount=amount, stan=stan, transmission=transmission_datetime(now),
-                   local_time=local.strftime("%H%M%S"), local_date=local.strftime("%m%d"),
+        return cls(amount=amount, stan=stan, **time_fields(now),
                    terminal_id=terminal_id, merchant_id=merchant_id, original_mti=original_mti,
                    original_stan=original_stan, original_transmission=original_transmission,
                    original_rrn=original_rrn)

@@ -42,6 +42,7 @@ __all__ = [
     "decode_message",
     "peek_mti",
     "transmission_datetime",
+    "time_fields",
     "PURCHASE",
     "ECHO_TEST",
     "CNY",
@@ -99,6 +100,14 @@ def transmission_datetime(moment: datetime | None = None) -> str:
     """Field 7, MMDDhhmmss in UTC, as ISO 8583 has it."""
     moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return moment.strftime("%m%d%H%M%S")
+
+
+def time_fields(now: datetime | None = None) -> dict[str, str]:
+    """What stamps a request sent ``now``: field 7 (UTC) and fields 12 and 13 (local time)."""
+    now = now or datetime.now(timezone.utc)
+    local = now.astimezone()
+    return {"transmission": transmission_datetime(now), "local_time": local.strftime("%H%M%S"),
+            "local_date": local.strftime("%m%d")}
 
 
 def peek_mti(raw: bytes) -> str | None:
@@ -312,15 +321,11 @@ class PurchaseRequest(Message):
 
         ``expiry`` is YYMM, as field 14 has it (the cardholder keys MMYY: convert first).
         """
-        now = now or datetime.now(timezone.utc)
-        local = now.astimezone()
         return cls(
             pan=pan,
             amount=amount,
             stan=stan,
-            transmission=transmission_datetime(now),
-            local_time=local.strftime("%H%M%S"),
-            local_date=local.strftime("%m%d"),
+            **time_fields(now),
             terminal_id=terminal_id,
             merchant_id=merchant_id,
             pin_block=bytes(pin_block) if pin_block is not None else None,
