@@ -13,7 +13,8 @@ Checked in this order, so that nothing about a merchant is revealed to an unsign
 headers present and well formed (401 ``unauthenticated``), merchant known (401), signature
 (401 ``bad-signature``, constant-time), timestamp within ``signature_window_seconds`` (401
 ``stale-request``), nonce never seen (409 ``replayed-nonce``, kept in Redis for twice the window,
-which covers every timestamp that could still verify), merchant active (403).
+which covers every timestamp that could still verify), the merchant's rate limit (429
+``rate-limited``, ``rate_limits.py``), merchant active (403).
 
 The operator (the people running the platform) reads payments with ``Authorization: Bearer``
 and a token generated at first use into ``settings.operator_token_file`` (mode 0600).
@@ -32,6 +33,7 @@ from aiohttp import web
 from ivr.files import is_private, write_private
 from ivr.api.errors import APIError
 from ivr.api.keys import MERCHANTS, OPERATOR_TOKEN, REDIS, SETTINGS
+from ivr.api.rate_limits import RATE_LIMITS
 from ivr.config import Settings
 from ivr.merchants import Merchant, UnknownMerchant
 
@@ -157,6 +159,9 @@ async def authenticate(request: web.Request) -> Merchant:
     fresh = await app[REDIS].set(f"nonce:{merchant.id}:{nonce}", "1", nx=True, ex=2 * window)
     if not fresh:
         raise ReplayedNonce("this nonce was already used")
+    # Only a verified, fresh request spends the merchant's budget: nobody else can use it up.
+    if RATE_LIMITS in app:
+        await app[RATE_LIMITS].spend("merchant", merchant.id)
     if not merchant.active:
         raise MerchantSuspended("this merchant is suspended")
     return merchant

@@ -63,6 +63,8 @@ ORDER = {
 MAX_WEBHOOK_ATTEMPTS = 4
 TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
 AMI_USER, AMI_SECRET = "voicepay", "voicepay-dev-ami"
+# The test webhook receivers listen on loopback, which webhooks may reach only when allowed.
+TEST_RECEIVERS = "127.0.0.0/8"
 # Cases that only make sense against the fake order service (the reason is at each case).
 FAKE_ONLY = pytest.mark.parametrize("api", ["fake"], indirect=True)
 
@@ -170,6 +172,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
             acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
             webhook_base_delay=0.05, webhook_max_delay=1.0,
             webhook_max_attempts=MAX_WEBHOOK_ATTEMPTS, webhook_timeout=2.0,
+            outbound_allowed_networks=TEST_RECEIVERS,
         )
         app = create_app(settings)
         orders = None
