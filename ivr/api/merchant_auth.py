@@ -10,8 +10,9 @@ old key verifies too, for ``merchant_key_grace_s``)::
                                                 \\n hex SHA-256 of the body)
 
 Checked in this order, so that nothing about a merchant is revealed to an unsigned request:
-headers present and well formed (401 ``unauthenticated``), merchant known (401), signature
-(401 ``bad-signature``, constant-time), timestamp within ``signature_window_seconds`` (401
+headers present and well formed (401 ``unauthenticated``), signature (401 ``bad-signature``,
+constant-time; an unknown merchant gets the same answer, so that which merchant ids exist
+cannot be learnt by asking), timestamp within ``signature_window_seconds`` (401
 ``stale-request``), nonce never seen (409 ``replayed-nonce``, kept in Redis for twice the window,
 which covers every timestamp that could still verify), the merchant's rate limit (429
 ``rate-limited``, ``rate_limits.py``), merchant active (403).
@@ -140,15 +141,16 @@ async def authenticate(request: web.Request) -> Merchant:
     if not _SIGNATURE.fullmatch(signature):
         raise BadSignature(f"{HEADER_SIGNATURE} must be 64 hex digits")
     try:
-        merchant = await app[MERCHANTS].get(merchant_id)
+        merchant: Merchant | None = await app[MERCHANTS].get(merchant_id)
     except UnknownMerchant:
-        raise Unauthenticated("unknown merchant") from None
+        merchant = None
 
     body = await request.read()
     # The current key, or the one a rotation replaced while its grace period lasts.
+    keys = merchant.signing_keys(time.time()) if merchant is not None else []
     if not any(hmac.compare_digest(
             sign_request(key, request.method, request.raw_path, timestamp, nonce, body).encode("ascii"),
-            signature.lower().encode("ascii")) for key in merchant.signing_keys(time.time())):
+            signature.lower().encode("ascii")) for key in keys) or merchant is None:
         raise BadSignature("the signature does not verify")
 
     window = settings.signature_window_seconds
@@ -177,7 +179,10 @@ def require_operator(request: web.Request) -> None:
     expected = request.app[OPERATOR_TOKEN]
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send a merchant signature or the operator's bearer token")
-    if not hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected.encode("ascii")):
+    # Digests of equal length: compare_digest of unequal lengths returns at once, which would
+    # tell a guesser the token's length.
+    if not hmac.compare_digest(hashlib.sha256(token.strip().encode("utf-8", "replace")).digest(),
+                               hashlib.sha256(expected.encode("ascii")).digest()):
         raise Unauthenticated("the bearer token is not valid")
 
 

@@ -293,12 +293,18 @@ async def test_each_missing_header_is_401(api: Api) -> None:
     assert await api.payment_count() == 0
 
 
-async def test_unknown_merchant_is_401(api: Api) -> None:
+async def test_unknown_merchant_is_401_as_a_bad_signature(api: Api) -> None:
+    """Which merchant ids exist cannot be learnt by asking: an unknown one is answered as a
+    known one with a signature that does not verify."""
     body = json.dumps(ORDER).encode()
-    headers = signed_headers("M999999", api.key("M100001"), "POST", "/v1/payments", body)
-    async with api.client.post("/v1/payments", data=body, headers=headers) as response:
-        answer = await response.json()
-    assert response.status == 401 and answer["error_id"] == "unauthenticated"
+    answers = []
+    for merchant in ("M999999", "M100001"):
+        headers = signed_headers(merchant, b"\1" * 32, "POST", "/v1/payments", body)
+        async with api.client.post("/v1/payments", data=body, headers=headers) as response:
+            answers.append((response.status, await response.json()))
+    unknown, known = answers
+    assert unknown == known
+    assert unknown[0] == 401 and unknown[1]["error_id"] == "bad-signature"
     assert await api.payment_count() == 0
 
 
