@@ -273,8 +273,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(admin_review_routes)
     app.add_routes(console_routes)
     app.router.add_static("/console/static", STATIC_DIR)
-    app.cleanup_ctx.extend([_redis_ctx, rate_limits_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
-                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, rate_limits_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx,
+                            console_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx])
     return app
 
 
