@@ -65,6 +65,9 @@ HEADER_SIGNATURE = "X-Voicepay-Signature"
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+# What an unknown merchant's signature is checked against, so that it takes as long as a known
+# merchant's: random per process, and the merchant is refused whatever the outcome.
+_NO_KEY = secrets.token_bytes(32)
 
 
 class Unauthenticated(APIError):
@@ -147,7 +150,7 @@ async def authenticate(request: web.Request) -> Merchant:
 
     body = await request.read()
     # The current key, or the one a rotation replaced while its grace period lasts.
-    keys = merchant.signing_keys(time.time()) if merchant is not None else []
+    keys = merchant.signing_keys(time.time()) if merchant is not None else [_NO_KEY]
     verified = any(hmac.compare_digest(
         sign_request(key, request.method, request.raw_path, timestamp, nonce, body).encode("ascii"),
         signature.lower().encode("ascii")) for key in keys)

@@ -77,6 +77,11 @@ class TooManyLogins(APIError):
     status = 429
     error_id = "too-many-logins"
 
+    def __init__(self, wait_s: int) -> None:
+        super().__init__(f"too many failed logins: try again in {(wait_s + 59) // 60} minute(s)",
+                         {"retry_after_s": wait_s})
+        self.headers = {"Retry-After": str(wait_s)}
+
 
 class CsrfRefused(APIError):
     status = 403
@@ -150,8 +155,7 @@ async def login(request: web.Request) -> web.Response:
     throttle = request.app[THROTTLE]
     wait = await throttle.blocked_for(agent_id, client)
     if wait:
-        raise TooManyLogins(f"too many failed logins: try again in {(wait + 59) // 60} minute(s)",
-                            {"retry_after_s": wait})
+        raise TooManyLogins(wait)
     registry = await request.app[AGENTS].registry()
     agent = await asyncio.to_thread(registry.verify, agent_id, password[:256])
     if agent is None:
