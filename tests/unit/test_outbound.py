@@ -111,3 +111,19 @@ def test_the_socket_factory_refuses_before_any_socket_exists() -> None:
         assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
     finally:
         sock.close()
+
+
+def test_the_development_stack_lets_webhooks_reach_loopback_unless_told_otherwise(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` and the end-to-end suite (devstack.stack) start the ivr service with loopback
+    allowed: their webhook receivers listen on 127.0.0.1. The environment still wins."""
+    from devstack.stack import Stack
+    from ivr.config import load_settings
+
+    monkeypatch.delenv("VOICEPAY_OUTBOUND_ALLOWED_NETWORKS", raising=False)
+    stack = Stack(load_settings(var_dir=tmp_path))
+    allowed = stack.ivr_spec().env["VOICEPAY_OUTBOUND_ALLOWED_NETWORKS"]
+    assert OutboundPolicy.parse(allowed).url_refusal("http://127.0.0.1:8099/voicepay") is None
+    assert OutboundPolicy.parse(allowed).address_refusal("10.0.0.1") is not None
+    monkeypatch.setenv("VOICEPAY_OUTBOUND_ALLOWED_NETWORKS", "")
+    assert stack.ivr_spec().env["VOICEPAY_OUTBOUND_ALLOWED_NETWORKS"] == ""
