@@ -118,6 +118,17 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_CONSOLE_SESSION_TTL_S": "agent console: seconds without a request after which a session ends (the agent logs in again)",
     "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES": "agent console: failed logins per agent id, and per client address, before logins are refused for the rest of the window",
     "VOICEPAY_CONSOLE_LOGIN_WINDOW_S": "agent console: seconds the failed-login count is kept (the longest a blocked login waits)",
+    "VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE": "API requests one merchant may make per minute "
+                                               "(moving window, all instances); then 429",
+    "VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE": "API requests (`/v1/...`) one client address may make "
+                                             "per minute; then 429",
+    "VOICEPAY_RATE_LIMIT_ADMIN_PER_MINUTE": "admin API requests (`/v1/admin/...`) one client "
+                                            "address may make per minute; then 429",
+    "VOICEPAY_RATE_LIMIT_LOGIN_PER_MINUTE": "console login attempts per minute, per client address "
+                                            "and per agent id; then 429",
+    "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "networks (comma-separated CIDRs) webhooks may reach "
+                                          "although loopback, private or otherwise not public; "
+                                          "empty: only public addresses",
 }
 
 

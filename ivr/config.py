@@ -172,6 +172,23 @@ class Settings:
     settlement_cutoff: str = field(metadata={"env": "VOICEPAY_SETTLEMENT_CUTOFF"},
                                    default="23:00 Asia/Shanghai")
     refund_window_days: int = field(metadata={"env": "VOICEPAY_REFUND_WINDOW_DAYS"}, default=180)
+    # Rate limits (ivr/api/rate_limits.py), requests per minute in a moving window shared by every
+    # instance on this Redis: per merchant (signed requests that verified), per client address on
+    # the API (/v1/...), per client address on the admin API (/v1/admin/...), and per client
+    # address and per agent id on the console login (slows password guessing).
+    rate_limit_merchant_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"}, default=1200)
+    rate_limit_source_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE"}, default=3000)
+    rate_limit_admin_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_ADMIN_PER_MINUTE"}, default=600)
+    rate_limit_login_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_LOGIN_PER_MINUTE"}, default=20)
+    # Outbound requests to URLs merchants give (webhooks) never reach loopback, link-local,
+    # private, multicast, unspecified or reserved addresses, except in these networks
+    # (comma-separated CIDRs; the development stack allows loopback for its test receivers).
+    outbound_allowed_networks: str = field(
+        metadata={"env": "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS"}, default="")
 
     @property
     def oneline_max(self) -> Money:

@@ -30,6 +30,7 @@ from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
+from ivr.api.rate_limits import rate_limit_middleware, rate_limits_ctx
 from ivr.api.errors import APIError
 from ivr.api.refund_routes import refund_routes
 from ivr.api.routes import error_middleware, routes
@@ -311,7 +312,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, _refuse_writes_while_stopping])
+    app = web.Application(middlewares=[error_middleware, rate_limit_middleware,
+                                       _refuse_writes_while_stopping])
     app[SETTINGS] = settings or load_settings()
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
@@ -322,8 +324,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(refund_routes)
     app.add_routes(console_routes)
     app.router.add_static("/console/static", STATIC_DIR)
-    app.cleanup_ctx.extend([_keys_ctx, _redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
-                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx, _refunds_ctx])
+    app.cleanup_ctx.extend([_keys_ctx, _redis_ctx, rate_limits_ctx, _retention_ctx, _merchant_api_ctx,
+                            _risk_ctx, console_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx,
+                            _refunds_ctx])
     return app
 
 

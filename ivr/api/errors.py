@@ -27,6 +27,8 @@ __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_an
 class APIError(Exception):
     status = 400
     error_id = "bad-request"
+    # Response headers of this answer (a 429's Retry-After, say).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

@@ -33,6 +33,7 @@ from ivr.api.payment_request import parse_order
 from ivr.config import Settings
 from ivr.merchants import Merchant
 from ivr.orders import Order, PaymentFailed
+from ivr.outbound import policy_from_setting
 from ivr.payments.store import (TRANSITIONS, InvalidTransition, NoSuchPayment, Payment,
                                 PaymentState)
 
@@ -70,6 +71,10 @@ def checked_order(raw: bytes, merchant: Merchant, settings: Settings) -> Order:
     order = parse_order(raw, maximum=settings.max_payment)
     if order.amount > merchant.max_amount:
         raise InvalidParameter("amount", f"must be at most {merchant.max_amount} for this merchant")
+    # Webhooks go to public addresses only (SSRF); a name is judged again when it is connected to.
+    if order.notify_url and (refusal := policy_from_setting(
+            settings.outbound_allowed_networks).url_refusal(order.notify_url)):
+        raise InvalidParameter("notify_url", f"must reach a public address: {refusal}")
     return order
 
 

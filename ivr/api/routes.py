@@ -28,7 +28,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except HANDLED as exc:
         status, body = error_answer(exc)
-        return web.json_response(body, status=status)
+        return web.json_response(body, status=status, headers=getattr(exc, "headers", None))
 
 
 @routes.get("/v1/payments/{payment_id}")
