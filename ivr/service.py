@@ -31,7 +31,7 @@ from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
-from ivr.api.routes import error_middleware, routes
+from ivr.api.routes import MAX_BODY, error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
 from ivr.crypto.keys import load_ivr_keys
@@ -261,7 +261,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, _refuse_writes_while_stopping])
+    app = web.Application(middlewares=[error_middleware, _refuse_writes_while_stopping],
+                          client_max_size=MAX_BODY)
     app[SETTINGS] = settings or load_settings()
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)
