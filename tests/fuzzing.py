@@ -49,19 +49,25 @@ def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
 
 
 class CountingReader(asyncio.StreamReader):
-    """A stream reader that counts the reads made of it, to bound a parser's steps."""
+    """A stream reader that counts the reads made of it and the bytes they returned, to bound
+    a parser's steps and what it takes in."""
 
     def __init__(self, limit: int = 2 ** 16) -> None:
         super().__init__(limit=limit)
         self.reads = 0
+        self.consumed = 0
 
     async def readline(self) -> bytes:
         self.reads += 1
-        return await super().readline()
+        line = await super().readline()
+        self.consumed += len(line)
+        return line
 
     async def readexactly(self, n: int) -> bytes:
         self.reads += 1
-        return await super().readexactly(n)
+        data = await super().readexactly(n)
+        self.consumed += len(data)
+        return data
 
 
 def reader_of(data: bytes, limit: int = 2 ** 16) -> CountingReader:
