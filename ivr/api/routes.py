@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 # The most of a request body the service reads (aiohttp's client_max_size, counted after
-# decompression): every body it takes is one small JSON object (an order is under 2 KB).
-MAX_BODY = 64 * 1024
+# decompression). Every body it takes is one small JSON object (an order is under 2 KB); 1 MiB
+# (aiohttp's default, made explicit) leaves room for a deeply nested one to get its 400 reason.
+MAX_BODY = 1024 * 1024
 
 
 class BodyTooLarge(APIError):
