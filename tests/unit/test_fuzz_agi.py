@@ -133,3 +133,46 @@ def test_a_key_code_that_is_no_key_is_an_agi_error(runner: asyncio.Runner, reply
             await AgiChannel({}, reader_of(reply), _Writer()).ask(["a", "b"], 1000, 4)  # type: ignore[arg-type]
 
     runner.run(play_and_ask())
+
+
+async def _fed_until_done(work, reader: asyncio.StreamReader, chunk: bytes) -> int:
+    """Feed ``reader`` ``chunk`` after ``chunk`` (up to 100 MB, never EOF) while ``work`` runs;
+    how many bytes it took for ``work`` to finish."""
+    task, fed = asyncio.ensure_future(work), 0
+    while not task.done() and fed < 100 * 1024 * 1024:
+        reader.feed_data(chunk)
+        fed += len(chunk)
+        await asyncio.sleep(0)  # one turn of the loop: the reader takes what was fed
+    await task
+    return fed
+
+
+LIMIT = 2 ** 16  # asyncio.start_server's default line limit, which the FastAGI server uses
+CHUNK = b"a" * 8192
+
+
+def test_a_100_mb_reply_line_ends_the_call_at_the_line_limit(runner: asyncio.Runner) -> None:
+    async def run() -> int:
+        reader = asyncio.StreamReader(limit=LIMIT)
+        channel = AgiChannel({}, reader, _Writer())  # type: ignore[arg-type]
+
+        async def ask() -> None:
+            with pytest.raises(AgiError):
+                await channel.get_secret_digits("enter_pin", 5000, 12)
+
+        return await _fed_until_done(ask(), reader, b"200 result=" + CHUNK)
+
+    assert runner.run(run()) <= LIMIT + 2 * len(CHUNK) + 16
+
+
+def test_a_100_mb_header_line_is_refused_at_the_line_limit(runner: asyncio.Runner) -> None:
+    async def run() -> int:
+        reader = asyncio.StreamReader(limit=LIMIT)
+
+        async def read() -> None:
+            with pytest.raises(ValueError):
+                await read_agi_headers(reader)
+
+        return await _fed_until_done(read(), reader, CHUNK)
+
+    assert runner.run(run()) <= LIMIT + 2 * len(CHUNK)
