@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -35,6 +36,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
                                                response_schema_conformance,
                                                status_code_conformance)
 
+from ivr.api import routes as routes_module
 from ivr.api.keys import STOPPING
 from ivr.api.merchant_auth import signed_headers
 from ivr.api.merchant_routes import OPENAPI_FILE
@@ -152,7 +154,6 @@ class Fuzz:
                 if operation.label == "POST /v1/payments":
                     self.run(operation, mode, "an order partly valid", overlay=True)
 
-
     def writes(self) -> None:
         """Every write, a few times (what the service answers them while it drains)."""
         for operation in OPERATIONS:
@@ -164,14 +165,18 @@ OPERATIONS = [result.ok() for result in
               schemathesis.openapi.from_path(OPENAPI_FILE).get_all_operations()]
 
 
+def _fuzz_of(api: Api, payment_id: str) -> Fuzz:
+    return Fuzz(str(api.client.make_url("")).rstrip("/"),
+                {"merchantSignature": MerchantSignature(MERCHANT, api.key(MERCHANT)),
+                 "operatorToken": Bearer(api.operator_token), None: None},
+                payment_id)
+
+
 @pytest.mark.parametrize("api", ["real"], indirect=True)
 async def test_no_5xx_and_every_answer_is_documented(api: Api) -> None:
     status, payment = await api.post_order()
     assert status == 201, payment
-    fuzz = Fuzz(str(api.client.make_url("")).rstrip("/"),
-                {"merchantSignature": MerchantSignature(MERCHANT, api.key(MERCHANT)),
-                 "operatorToken": Bearer(api.operator_token), None: None},
-                payment["id"])
+    fuzz = _fuzz_of(api, payment["id"])
     await asyncio.to_thread(fuzz.everything)
     api.app[STOPPING].set()  # draining: writes are refused with 503
     await asyncio.to_thread(fuzz.writes)
@@ -183,3 +188,19 @@ async def test_no_5xx_and_every_answer_is_documented(api: Api) -> None:
                     ("POST /v1/admin/merchants/{merchant_id}/limits", 200),
                     ("POST /v1/admin/merchants/{merchant_id}/limits", 503)]:
         assert fuzz.answers[reached], f"never answered {reached}"
+
+
+@pytest.mark.parametrize("api", ["fake"], indirect=True)
+@pytest.mark.parametrize(("bug", "seen"), [(RuntimeError("a bug"), "answered 500"),
+                                           (web.HTTPGone(), "Undocumented status code")])
+async def test_the_fuzz_sees_a_server_error_and_an_undocumented_answer(
+        api: Api, monkeypatch: pytest.MonkeyPatch, bug: Exception, seen: str) -> None:
+    """The control: the same passes report a route that fails or answers off the document."""
+    def broken(request: web.Request, **_: Any) -> int:
+        raise bug
+
+    monkeypatch.setattr(routes_module, "limit_param", broken)  # GET /v1/payments reads it
+    fuzz = _fuzz_of(api, "pay_0")
+    operation = next(o for o in OPERATIONS if o.label == "GET /v1/payments")
+    await asyncio.to_thread(fuzz.run, operation, GenerationMode.POSITIVE, "a planted bug", 3)
+    assert len(fuzz.failures) == 1 and seen in fuzz.failures[0], fuzz.failures
