@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 
 __all__ = ["FUZZ", "mutations_of", "chunked", "CountingReader", "reader_of"]
 
-FUZZ = settings(max_examples=200, derandomize=True, database=None, deadline=None,
+FUZZ = settings(max_examples=400, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
