@@ -192,11 +192,6 @@ class Settings:
         return self.keys_dir / "merchants.json"
 
     @property
-    def merchant_secrets_key_file(self) -> Path:
-        """The AES key that seals merchants' API keys and webhook secrets in Redis."""
-        return self.keys_dir / "merchant_secrets.key"
-
-    @property
     def operator_token_file(self) -> Path:
         """The operator's bearer token for the payments API, generated at first use."""
         return self.keys_dir / "operator.token"

@@ -41,6 +41,7 @@ from psec import cvv as _psec_cvv
 
 from simulators.acquirer.cardbook import CardBook, IssuedCard, verify_pin
 from ivr.crypto.cvv2 import Cvv2Error, decrypt_cvv2
+from ivr.crypto.keyring import KeyUnavailable
 from ivr.crypto.keys import DEV_CVK, AcquirerKeys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.crypto.pinblock import PinBlockError, decipher_pinblock_iso_4
@@ -104,17 +105,20 @@ class _Reply:
 class AcquirerSimulator:
     def __init__(
         self,
-        keys: AcquirerKeys,
+        keys: AcquirerKeys | Callable[[], AcquirerKeys],
         cardbook: CardBook,
         journal_path: Path,
         issuer_delay: float,
         *,
         today: Callable[[], date] = date.today,
     ) -> None:
-        cardbook.check_pvk(keys.pvk)
-        if keys.cvk != DEV_CVK:
+        held = keys() if callable(keys) else keys
+        cardbook.check_pvk(held.pvk)
+        if held.cvk != DEV_CVK:
             log.warning("the CVK is not the development CVK: the documented test CVV2s will get 82")
-        self._keys = keys
+        # A watched key file (ivr.crypto.keyring.KeyFileWatch): a rotation applies to the next
+        # message, without a restart.
+        self._keys = keys if callable(keys) else (lambda: keys)
         self._accounts = {card.pan: _Account(card, card.balance, card.status) for card in cardbook}
         self._journal_path = Path(journal_path)
         self._issuer_delay = issuer_delay
@@ -252,13 +256,18 @@ class AcquirerSimulator:
         """Debit: the PIN block must hold the card's PIN. None if it does."""
         if request.pin_block is None:
             return ResponseCode.INVALID_TRANSACTION
+        keys = self._keys()
         try:
-            pin = decipher_pinblock_iso_4(self._keys.pek, request.pin_block, request.pan)
+            pek = _key_named(keys, "pek", request.pin_key_id)
+            pin = decipher_pinblock_iso_4(pek, request.pin_block, request.pan)
+        except KeyUnavailable as exc:
+            log.warning("stan %s: PIN block under %s", request.stan, exc)
+            return ResponseCode.SYSTEM_MALFUNCTION
         except PinBlockError:
             # Garbage and a block under the wrong key look alike; neither is the cardholder's
             # mistake, so it does not count as a PIN try.
             return ResponseCode.SYSTEM_MALFUNCTION
-        if not verify_pin(account.card, pin, self._keys.pvk):
+        if not verify_pin(account.card, pin, keys.pvk):
             account.pin_tries += 1
             if account.pin_tries >= MAX_PIN_TRIES:
                 account.status = BLOCKED
@@ -270,13 +279,18 @@ class AcquirerSimulator:
         """Credit, card not present: expiry and CVV2 must both be the card's. None if they are."""
         if request.expiry is None or request.cvv2_block is None:
             return ResponseCode.INVALID_TRANSACTION
+        keys = self._keys()
         try:
-            keyed = decrypt_cvv2(self._keys.cvv_key, request.cvv2_block, request.pan, request.stan)
+            cvv_key = _key_named(keys, "cvv_key", request.cvv_key_id)
+            keyed = decrypt_cvv2(cvv_key, request.cvv2_block, request.pan, request.stan)
+        except KeyUnavailable as exc:
+            log.warning("stan %s: CVV2 block under %s", request.stan, exc)
+            return ResponseCode.SYSTEM_MALFUNCTION
         except Cvv2Error:
             return ResponseCode.SYSTEM_MALFUNCTION
         if request.expiry != card.expiry:
             return ResponseCode.EXPIRED_CARD
-        expected = compute_cvv2(self._keys.cvk, card.pan, card.expiry)
+        expected = compute_cvv2(keys.cvk, card.pan, card.expiry)
         if not hmac.compare_digest(expected.encode("ascii"), keyed.encode("ascii")):
             # Not counted: this simulator never blocks a card for wrong CVV2s.
             return ResponseCode.BAD_CVV2
@@ -390,6 +404,9 @@ class AcquirerSimulator:
             duplicate=duplicate,
             reversed=reversed,
             balance_after=account.balance if account is not None else None,
+            # Which PEK version the PIN block was made under (field 53): a rotation is visible.
+            # (Not the CVV key's: the journal never names anything CVV, see test_acquirer_tcp.)
+            **({"pin_key_id": request.pin_key_id} if isinstance(request, PurchaseRequest) else {}),
         )
 
     def _journal(self, **entry: Any) -> None:
@@ -455,3 +472,10 @@ def _printable(value: object) -> str | None:
     if isinstance(value, str) and len(value) <= 15 and value.isascii() and value.isprintable():
         return value
     return None
+
+
+def _key_named(keys: AcquirerKeys, role: str, key_id: int | None) -> bytes:
+    """The version of ``role`` a request names in field 53 (while an old and a new key overlap,
+    both are read), or the current one if it names none. KeyUnavailable if retired or unknown."""
+    ring = keys.ring(role)
+    return ring.key(key_id) if key_id is not None else ring.key(ring.current.id)
