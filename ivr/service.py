@@ -33,7 +33,7 @@ from ivr.api.merchant_routes import merchant_routes
 from ivr.api.rate_limits import rate_limit_middleware, rate_limits_ctx
 from ivr.api.errors import APIError
 from ivr.api.refund_routes import refund_routes
-from ivr.api.routes import error_middleware, routes
+from ivr.api.routes import MAX_BODY, error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
 from ivr.crypto.keyring import KeyFileWatch
@@ -313,7 +313,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware, rate_limit_middleware,
-                                       _refuse_writes_while_stopping])
+                                       _refuse_writes_while_stopping],
+                          client_max_size=MAX_BODY)
     app[SETTINGS] = settings or load_settings()
     app[STOPPING] = asyncio.Event()
     app.add_routes(routes)

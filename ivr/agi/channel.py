@@ -87,6 +87,20 @@ def quote_agi_argument(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _key_code(verb: str, code: bytes) -> int:
+    """The key in a STREAM FILE ``result=``: its character code, or 0 for none.
+
+    Asterisk sends a key's ASCII code in decimal; anything else (not digits, over 255) is a reply
+    we cannot read, an ``AgiError`` that ends the call cleanly rather than a ``ValueError``.
+    """
+    code = code.strip()
+    if not code:
+        return 0
+    if not (code.isdigit() and len(code) <= 3 and int(code) <= 255):
+        raise AgiError(verb, "unexpected reply")
+    return int(code)
+
+
 async def read_agi_headers(reader: asyncio.StreamReader) -> dict[str, str]:
     """Read the ``agi_*`` header block that opens a FastAGI session.
 
@@ -212,8 +226,9 @@ class AgiChannel:
 
     async def stream(self, prompt: str, escape_digits: str = "") -> str:
         """Play a prompt; returns the digit that interrupted it, or "" if it played to the end."""
-        reply = await self.command(f'STREAM FILE {prompt} "{escape_digits}"')
-        code = int(reply["result"][0] or 0)
+        verb = "STREAM FILE"
+        reply = await self.command(f'{verb} {prompt} "{escape_digits}"')
+        code = _key_code(verb, reply["result"][0].encode())
         return chr(code) if code > 0 else ""
 
     async def play(self, *prompts: str) -> None:
@@ -253,7 +268,7 @@ class AgiChannel:
         code = line[len(_REPLY_PREFIX):].split(b" ", 1)[0].strip()
         if code.startswith(b"-"):  # -1: the file could not be played (or the channel is gone)
             raise AgiAppError(verb, "result=-1")
-        key = int(code or b"0")
+        key = _key_code(verb, code)
         return key if key and chr(key) in ANY_KEY else 0
 
     async def _answer_begun_with(self, key: int, timeout_ms: int, max_digits: int) -> bytearray:

@@ -11,6 +11,7 @@ import logging
 
 from panoramisk import Manager
 
+from ivr.ami.protocol import AmiProtocol
 from ivr.config import Settings
 
 __all__ = ["AmiClient", "ORIGINATE_REASONS"]
@@ -49,6 +50,7 @@ class AmiClient:
             ping_interval=5,
             reconnect_timeout=1,
             log=logging.getLogger("ivr.ami.panoramisk"),
+            protocol_factory=AmiProtocol,  # bounded, linear, one string per header
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,
         )

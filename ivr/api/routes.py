@@ -9,17 +9,27 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.api.errors import HANDLED, InvalidParameter, error_answer
+from ivr.api.errors import HANDLED, APIError, InvalidParameter, error_answer
 from ivr.api.keys import ACQUIRER, AMI, REDIS, REFUNDS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
 from ivr.api.params import limit_param
 from ivr.payments.store import NoSuchPayment, PaymentState
 from ivr.webhooks import webhook_attempts
 
-__all__ = ["routes", "error_middleware"]
+__all__ = ["routes", "error_middleware", "MAX_BODY", "BodyTooLarge"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# The most of a request body the service reads (aiohttp's client_max_size, counted after
+# decompression). Every body it takes is one small JSON object (an order is under 2 KB); 1 MiB
+# (aiohttp's default, made explicit) leaves room for a deeply nested one to get its 400 reason.
+MAX_BODY = 1024 * 1024
+
+
+class BodyTooLarge(APIError):
+    status = 413
+    error_id = "body-too-large"
 
 
 @web.middleware
@@ -29,6 +39,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except HANDLED as exc:
         status, body = error_answer(exc)
         return web.json_response(body, status=status, headers=getattr(exc, "headers", None))
+    except web.HTTPRequestEntityTooLarge:
+        # aiohttp's own answer is text/plain: say it the way every other refusal is said.
+        status, body = error_answer(BodyTooLarge(f"the body is larger than {MAX_BODY} bytes"))
+        return web.json_response(body, status=status)
 
 
 @routes.get("/v1/payments/{payment_id}")
