@@ -1,0 +1,230 @@
+"""SIPp scenarios for the SIP edge (sip-edge/kamailio.cfg): what a phone beyond loopback, a
+password guesser and a flood send. Each scenario logs one ``OUTCOME <word>`` line (SIPp's
+``-trace_logs``) where it ends, so a test reads what happened instead of guessing from an exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["register", "unauthenticated_invite", "answering_phone", "answered_call",
+           "invite_flood", "register_flood", "write", "outcomes"]
+
+
+def _outcome(word: str) -> str:
+    return f'  <nop><action><log message="OUTCOME {word}"/></action></nop>\n'
+
+
+def _scenario(name: str, body: str) -> str:
+    return (f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
+            f"{body}</scenario>\n")
+
+
+def _register_request(user: str, cseq: int, expires: int, credentials: str) -> str:
+    auth = f"\n[authentication username={user} password={credentials}]" if credentials else ""
+    return f"""  <send retrans="500">
+    <![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:{user}@[remote_ip]>
+Call-ID: [call_id]
+CSeq: {cseq} REGISTER
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Expires: {expires}
+User-Agent: voicepay-sipp-softphone{auth}
+Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def register(user: str, password: str, *, expires: int = 300) -> str:
+    """REGISTER with digest auth: ``registered`` (200), ``rejected`` (401 again: wrong password)
+    or ``unanswered`` (nothing came back: the source is banned or dropped). expires=0 unregisters."""
+    body = (_register_request(user, 1, expires, "")
+            + '  <recv response="401" auth="true" timeout="3000" ontimeout="unanswered"/>\n'
+            + _register_request(user, 2, expires, password)
+            + '  <recv response="401" optional="true" next="rejected"/>\n'
+            + '  <recv response="200" timeout="3000" ontimeout="unanswered"/>\n'
+            + _outcome("registered") + '  <nop next="end"/>\n'
+            + '  <label id="rejected"/>\n' + _outcome("rejected") + '  <nop next="end"/>\n'
+            + '  <label id="unanswered"/>\n' + _outcome("unanswered")
+            + '  <label id="end"/>\n')
+    return _scenario(f"register {user}", body)
+
+
+_SDP = """v=0
+o=phone 1 1 IN IP4 [media_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
+
+def _invite(from_user: str, number: str) -> str:
+    return f"""  <send retrans="500">
+    <![CDATA[
+INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:{number}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{from_user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}
+    ]]>
+  </send>
+"""
+
+
+_ACK = """  <send>
+    <![CDATA[
+ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def unauthenticated_invite(from_user: str, number: str) -> str:
+    """An INVITE without credentials: ``refused-401``, ``refused-403``, ``answered`` (200: it
+    reached a dialplan, then hung up by us) or ``unanswered``."""
+    ack = _ACK.format(from_user=from_user, number=number)
+    bye = f"""  <send retrans="500">
+    <![CDATA[
+BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+    body = (_invite(from_user, number)
+            + '  <recv response="100" optional="true"/>\n'
+            + '  <recv response="180" optional="true"/>\n'
+            + '  <recv response="183" optional="true"/>\n'
+            + '  <recv response="401" optional="true" next="r401"/>\n'
+            + '  <recv response="403" optional="true" next="r403"/>\n'
+            + '  <recv response="200" timeout="5000" ontimeout="unanswered"/>\n'
+            + ack + bye + _outcome("answered") + '  <nop next="end"/>\n'
+            + '  <label id="r401"/>\n' + ack + _outcome("refused-401") + '  <nop next="end"/>\n'
+            + '  <label id="r403"/>\n' + ack + _outcome("refused-403") + '  <nop next="end"/>\n'
+            + '  <label id="unanswered"/>\n' + _outcome("unanswered")
+            + '  <label id="end"/>\n')
+    return _scenario(f"unauthenticated INVITE from {from_user}", body)
+
+
+def answered_call(number: str) -> str:
+    """A legitimate call from the loopback test agent: answered, then hung up by us."""
+    return unauthenticated_invite("cardholder", number)
+
+
+def answering_phone(hold_ms: int = 1000) -> str:
+    """A registered softphone taking one call: rings, answers, hangs up after ``hold_ms`` along
+    the dialog's route set (so the BYE goes back through the edge). Logs ``answered-and-hung-up``."""
+    body = f"""  <recv request="INVITE" crlf="true" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_party"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_party"/>
+      <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="remote_contact"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+BYE [$remote_contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: [$local_party];tag=[pid]SIPpTag01[call_number]
+To: [$remote_party]
+[last_Call-ID:]
+CSeq: 1 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+{_outcome("answered-and-hung-up")}"""
+    return _scenario("softphone answering", body)
+
+
+def invite_flood(number: str = "8000") -> str:
+    """One INVITE per call, never waiting for an answer: run with a high -r and -l."""
+    return _scenario("INVITE flood", _invite("flood", number))
+
+
+def register_flood(user: str = "6001") -> str:
+    """One REGISTER per call, never waiting for an answer."""
+    return _scenario("REGISTER flood", _register_request(user, 1, 300, ""))
+
+
+def write(directory: Path, name: str, xml: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.xml"
+    path.write_text(xml, encoding="ascii")
+    return path
+
+
+def outcomes(log_file: Path) -> list[str]:
+    """The OUTCOME words a scenario logged, in order (one per call)."""
+    if not log_file.exists():
+        return []
+    return [line.split("OUTCOME ", 1)[1].strip() for line in log_file.read_text().splitlines()
+            if "OUTCOME " in line]
