@@ -248,6 +248,15 @@ CALLBACK_TIMING = {
 }
 
 
+# The SIP edge in the tests: on 127.0.0.2 only (not the host's LAN), and a ban short enough to
+# wait out (tests/e2e/test_sip_edge.py).
+SIP_EDGE_SETTINGS = {
+    "VOICEPAY_SIP_EDGE_ADDRESSES": "127.0.0.2",
+    "VOICEPAY_SIP_EDGE_BAN_AFTER": "3",
+    "VOICEPAY_SIP_EDGE_BAN_S": "5",
+}
+
+
 def _set_aside_old_logs(var_dir: Path) -> None:
     """Logs of earlier runs go to var/log/previous/: the leak check judges this run's logs."""
     previous = var_dir / "log" / "previous"
@@ -279,7 +288,7 @@ def _e2e_rules(var_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
-    for name, value in CALLBACK_TIMING.items():
+    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))
     settings = load_settings()

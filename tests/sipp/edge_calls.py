@@ -5,10 +5,20 @@ password guesser and a flood send. Each scenario logs one ``OUTCOME <word>`` lin
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["register", "unauthenticated_invite", "answering_phone", "answered_call",
-           "invite_flood", "register_flood", "write", "outcomes"]
+           "invite_flood", "register_flood", "write", "outcomes", "sipp_command", "run",
+           "FloodOutcome", "calls_under_flood", "EDGE", "ASTERISK"]
+
+# Where phones beyond loopback send (the edge, VOICEPAY_SIP_EDGE_ADDRESSES in the tests) and
+# where the loopback test agents call Asterisk directly.
+EDGE = "127.0.0.2:5060"
+ASTERISK = "127.0.0.1:5060"
 
 
 def _outcome(word: str) -> str:
@@ -228,3 +238,82 @@ def outcomes(log_file: Path) -> list[str]:
         return []
     return [line.split("OUTCOME ", 1)[1].strip() for line in log_file.read_text().splitlines()
             if "OUTCOME " in line]
+
+
+def sipp_command(scenario: Path, *, source: str, remote: str | None = EDGE, port: int = 0,
+                 calls: int = 1, rate: int | None = None, limit: int | None = None,
+                 media_port: int = 18000, timeout_s: int = 60) -> list[str]:
+    """SIPp from ``source`` (a loopback address of its own: the edge bans and limits per source)
+    running ``scenario``; its OUTCOME lines go to ``<scenario>.log`` beside it."""
+    argv = ["sipp", *([remote] if remote else []), "-sf", scenario.name, "-m", str(calls),
+            "-i", source, "-p", str(port), "-mi", source, "-mp", str(media_port), "-nostdin",
+            "-timeout", f"{timeout_s}s", "-trace_logs", "-log_file", f"{scenario.stem}.log"]
+    if rate is not None:
+        argv += ["-r", str(rate)]
+    if limit is not None:
+        argv += ["-l", str(limit)]
+    return argv
+
+
+def run(directory: Path, name: str, xml: str, *, source: str, remote: str = EDGE,
+        port: int = 0, timeout_s: int = 60) -> list[str]:
+    """Run one scenario to its end; the OUTCOME words it logged."""
+    scenario = write(directory, name, xml)
+    (directory / f"{name}.log").unlink(missing_ok=True)
+    subprocess.run(sipp_command(scenario, source=source, remote=remote, port=port,
+                                timeout_s=timeout_s),
+                   cwd=directory, capture_output=True, timeout=timeout_s + 30, check=False)
+    return outcomes(directory / f"{name}.log")
+
+
+@dataclass(frozen=True)
+class FloodOutcome:
+    placed: int            # legitimate calls placed from 127.0.0.1 straight to Asterisk
+    answered: int          # ... that were answered and hung up cleanly
+    flood_requests: int    # INVITEs and REGISTERs the flood sent (its rate times how long it ran)
+    flood_outlasted_calls: bool  # the flood was still running when the last call ended
+
+    @property
+    def share(self) -> float:
+        return self.answered / self.placed if self.placed else 0.0
+
+
+def calls_under_flood(directory: Path, *, flood_target: str, rate: int, calls: int,
+                      call_rate: int, flood_source: str = "127.0.0.2", number: str = "9999",
+                      flood_started: Callable[[], None] | None = None) -> FloodOutcome:
+    """An INVITE flood and a REGISTER flood, each ``rate`` per second from ``flood_source`` at
+    ``flood_target``, while ``calls`` legitimate calls (``call_rate`` per second) go from the
+    loopback test agent to Asterisk; the flood is stopped once the calls are done.
+    ``flood_started`` is called once both floods run, before the first legitimate call (a test
+    waits there for the edge to notice)."""
+    seconds = 10 * (calls // call_rate + 30)  # more than the calls can take: they end it
+    flood = []
+    for media_port, name, xml in ((18100, "invite_flood", invite_flood()),
+                                  (18200, "register_flood", register_flood())):
+        scenario = write(directory, name, xml)
+        argv = sipp_command(scenario, source=flood_source, remote=flood_target,
+                            calls=rate * seconds, rate=rate, limit=rate * seconds,
+                            media_port=media_port, timeout_s=seconds)
+        flood.append(subprocess.Popen(argv, cwd=directory, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    began = time.monotonic()
+    try:
+        if flood_started is not None:
+            flood_started()
+        scenario = write(directory, "legitimate_calls", answered_call(number))
+        (directory / "legitimate_calls.log").unlink(missing_ok=True)
+        subprocess.run(sipp_command(scenario, source="127.0.0.1", remote=ASTERISK, calls=calls,
+                                    rate=call_rate, limit=calls, media_port=16500,
+                                    timeout_s=calls // call_rate + 60),
+                       cwd=directory, capture_output=True, timeout=calls // call_rate + 90,
+                       check=False)
+        outlasted = all(process.poll() is None for process in flood)
+        flood_s = time.monotonic() - began
+    finally:
+        for process in flood:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+    answered = outcomes(directory / "legitimate_calls.log").count("answered")
+    return FloodOutcome(placed=calls, answered=answered, flood_requests=int(2 * rate * flood_s),
+                        flood_outlasted_calls=outlasted)
