@@ -215,6 +215,48 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     assert length >= done - switched > 3, (start, length, done - switched)
 
 
+def test_sip_info_keys_of_the_caller_are_the_same_secret_input(stack):
+    """A caller whose phone keys with SIP INFO (application/dtmf-relay) instead of RFC 4733 pays
+    with it in the payment IVR, and none of it reaches the agent's leg: no INFO, no
+    telephone-event while the payment runs. The control: an INFO key while still bridged with
+    the agent does reach the agent (Asterisk relays it as an RFC 4733 event), so the check sees
+    what INFO keys become."""
+    card = find_test_card("approve")
+    capture_file = stack.work_dir / "agent_leg_info.pcapng"
+    capture = _capture(capture_file)
+    try:
+        agent = stack.agent(Callee("agent_7101_info", ring_ms=300, bye_timeout_ms=120000), AGENT)
+        cues = Cues()
+        caller = stack.start_call(Call("oneline_caller_info", "8100", [
+            Key("5", cue="control digit", label="control digit by INFO, bridged to the agent",
+                sip_info=True),
+            Key("1", cue="menu", label="1 to pay, by INFO", sip_info=True),
+            Key(card.pin + "#", cue="PIN prompt", label="PIN by INFO", sip_info=True),
+        ], hang_up_on_cue="back with the agent"), cues=cues)
+        _when_the_agent_talks_to_the_caller(stack)
+        cues.send("control digit")
+        assert stack.wait_until(lambda: dtmf_sent_to_agent(
+            _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
+
+        status, payment = stack.merchant_request("POST", "/v1/payments",
+                                                 _order(card, "43.00", "13800138201"))
+        assert status == 201, payment
+        _pays(stack, cues, payment)
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                               "refused"}, timeout=90)
+        assert final["status"] == "approved", final["history"]
+        _back_with_the_agent(stack, cues, caller, agent)
+    finally:
+        _stop(capture)
+
+    packets = _packets_to_agent(capture_file)
+    switched, done = _at(final, "answered"), _at(final, "approved")
+    during_payment = dtmf_sent_to_agent(packets, switched, done)
+    assert during_payment["rtp_packets"] > 50  # the agent heard hold music: the capture is live
+    assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
+    assert dtmf_sent_to_agent(packets, 0, switched - 0.2)["telephone_events"] > 0
+
+
 def test_over_the_limit_for_a_new_cardholder_is_refused(stack):
     card = find_test_card("approve")
     status, answer = stack.merchant_request("POST", "/v1/payments",
