@@ -270,7 +270,7 @@ def run(directory: Path, name: str, xml: str, *, source: str, remote: str = EDGE
 class FloodOutcome:
     placed: int            # legitimate calls placed from 127.0.0.1 straight to Asterisk
     answered: int          # ... that were answered and hung up cleanly
-    flood_requests: int    # INVITEs and REGISTERs the flood sent (its rate times how long it ran)
+    flood_requests: int    # INVITEs and REGISTERs the flood sent (SIPp's count, to the second)
     flood_outlasted_calls: bool  # the flood was still running when the last call ended
 
     @property
@@ -294,9 +294,10 @@ def calls_under_flood(directory: Path, *, flood_target: str, rate: int, calls: i
         argv = sipp_command(scenario, source=flood_source, remote=flood_target,
                             calls=rate * seconds, rate=rate, limit=rate * seconds,
                             media_port=media_port, timeout_s=seconds)
+        (directory / f"{name}.csv").unlink(missing_ok=True)
+        argv += ["-trace_stat", "-fd", "1", "-stf", f"{name}.csv"]
         flood.append(subprocess.Popen(argv, cwd=directory, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-    began = time.monotonic()
     try:
         if flood_started is not None:
             flood_started()
@@ -308,12 +309,38 @@ def calls_under_flood(directory: Path, *, flood_target: str, rate: int, calls: i
                        cwd=directory, capture_output=True, timeout=calls // call_rate + 90,
                        check=False)
         outlasted = all(process.poll() is None for process in flood)
-        flood_s = time.monotonic() - began
+        # SIPp's per-second statistics: the next line counts what it sent until the calls ended.
+        for name in ("invite_flood", "register_flood"):
+            _next_stat_line(directory / f"{name}.csv")
     finally:
         for process in flood:
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=10)
     answered = outcomes(directory / "legitimate_calls.log").count("answered")
-    return FloodOutcome(placed=calls, answered=answered, flood_requests=int(2 * rate * flood_s),
+    sent = sum(_calls_created(directory / f"{name}.csv")
+               for name in ("invite_flood", "register_flood"))
+    return FloodOutcome(placed=calls, answered=answered, flood_requests=sent,
                         flood_outlasted_calls=outlasted)
+
+
+def _stat_lines(stat_file: Path) -> int:
+    return len(stat_file.read_text().splitlines()) if stat_file.exists() else 0
+
+
+def _next_stat_line(stat_file: Path, timeout_s: float = 5.0) -> None:
+    """Wait until SIPp appends its next statistics line (it writes one a second)."""
+    seen, deadline = _stat_lines(stat_file), time.monotonic() + timeout_s
+    while _stat_lines(stat_file) <= seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _calls_created(stat_file: Path) -> int:
+    """SIPp's cumulative count of calls it started (one request each in a flood scenario), from
+    the last line of its -trace_stat file."""
+    if not stat_file.exists():
+        return 0
+    rows = [line.split(";") for line in stat_file.read_text().splitlines() if line.strip()]
+    if len(rows) < 2:
+        return 0
+    return int(rows[-1][rows[0].index("OutgoingCall(C)")])
