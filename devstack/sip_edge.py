@@ -3,19 +3,23 @@
 Its routing is sip-edge/kamailio.cfg (why each check is there is said there). This module turns
 the settings (VOICEPAY_SIP_EDGE_*) into Kamailio's command line: ``-l`` for every address it
 listens on, ``-A`` for every number the config's ``#!ifndef`` defaults stand for, so the one
-config serves `make run` and the tests' short bans.
+config serves `make run` and the tests' short bans. ``python -m devstack.sip_edge`` becomes that
+Kamailio (exec), for the stack's supervisor and for systemd alike.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
-from ivr.config import REPO_ROOT, Settings
+from ivr.config import REPO_ROOT, Settings, load_settings
 
-__all__ = ["CONFIG", "SIP_PORT", "edge_addresses", "kamailio_command", "udp_bound"]
+__all__ = ["CONFIG", "SIP_PORT", "edge_addresses", "kamailio_command", "runtime_dir", "udp_bound",
+           "main"]
 
 CONFIG = REPO_ROOT / "sip-edge" / "kamailio.cfg"
 # Asterisk listens on 127.0.0.1:5060 (asterisk-conf/pjsip.conf); the edge on the same port elsewhere.
@@ -45,6 +49,11 @@ def edge_addresses(settings: Settings) -> list[str]:
     return [*wanted, settings.sip_edge_relay_address]
 
 
+def runtime_dir(settings: Settings) -> Path:
+    """Where Kamailio keeps its run-time files."""
+    return settings.var_dir / "sip-edge"
+
+
 def kamailio_command(settings: Settings, runtime_dir: Path) -> list[str]:
     """Kamailio in the foreground (the supervisor owns it), logging to stderr, small memory."""
     defines = {
@@ -67,3 +76,16 @@ def udp_bound(address: str, port: int) -> bool:
     wanted = f"{packed}:{port:04X}"
     with open("/proc/net/udp", encoding="ascii") as table:
         return any(line.split()[1] == wanted for line in list(table)[1:])
+
+
+def main() -> int:
+    settings = load_settings()
+    runtime = runtime_dir(settings)
+    runtime.mkdir(parents=True, exist_ok=True)
+    argv = kamailio_command(settings, runtime)
+    os.execvp(argv[0], argv)
+    return 1  # not reached: exec replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

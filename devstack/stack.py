@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from simulators.acquirer.server import prepare_acquirer
 from simulators.acquirer.settings import load_acquirer_settings
 from devstack.asterisk_sandbox import AsteriskSandbox, ProvisionError, ensure_rootfs
-from devstack.sip_edge import SIP_PORT, edge_addresses, kamailio_command, udp_bound
+from devstack.sip_edge import SIP_PORT, edge_addresses, udp_bound
 from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
@@ -137,10 +137,8 @@ class Stack:
     def sip_edge_spec(self) -> ProcessSpec:
         """Kamailio, the SIP edge in front of Asterisk (devstack/sip_edge.py): ready when it is
         bound on every address it listens on."""
-        runtime_dir = self.settings.var_dir / "sip-edge"
-        runtime_dir.mkdir(parents=True, exist_ok=True)
         addresses = edge_addresses(self.settings)
-        return ProcessSpec("sip-edge", kamailio_command(self.settings, runtime_dir),
+        return ProcessSpec("sip-edge", [sys.executable, "-m", "devstack.sip_edge"],
                            self.log_dir / "sip-edge.log",
                            lambda: all(udp_bound(address, SIP_PORT) for address in addresses),
                            cwd=REPO_ROOT, env=dict(os.environ))

@@ -37,7 +37,8 @@ def executed_lines(stack, since: int) -> list[str]:
     return [line for line in stack._asterisk_log()[since:] if "Executing [" in line]
 
 
-@pytest.mark.parametrize("from_user", ["6666", "6001", "7101", "13800138101", "cardholder"])
+@pytest.mark.parametrize("from_user", ["6666", "6001", "7101", "13800138101", "loopback-tester",
+                                       "cardholder"])
 def test_nobody_gets_in_without_a_password_through_the_edge(stack, from_user):
     """No anonymous endpoint beyond loopback: an INVITE without credentials from 127.0.0.2,
     whether its From names nobody, a softphone with a password, a password-less test agent or
@@ -58,8 +59,9 @@ def test_nobody_gets_in_without_a_password_through_the_edge(stack, from_user):
 
 def test_a_softphone_registers_through_the_edge_and_takes_a_callback(stack):
     """Digest REGISTER through the edge from 127.0.0.4:5099; a callback to the softphone's number
-    comes back through the edge (the Path it registered with) to that address, is answered, and
-    the phone's BYE goes back along the dialog's route."""
+    comes back through the edge (the Path it registered with) to that address, offers its media
+    on the edge address the phone uses (not Asterisk's loopback), is answered, and the phone's
+    BYE goes back along the dialog's route."""
     directory = stack.work_dir / "softphone"
     password = softphone_password(SOFTPHONE)
     assert edge.run(directory, "register", edge.register(SOFTPHONE, password),
@@ -79,6 +81,7 @@ def test_a_softphone_registers_through_the_edge_and_takes_a_callback(stack):
         assert status == 201, payment
         assert phone.wait(timeout=120) == 0
         assert edge.outcomes(directory / "phone.log") == ["answered-and-hung-up"]
+        assert edge.outcomes(directory / "phone.log", "MEDIA") == ["c=IN IP4 127.0.0.2"]
         payment = stack.wait_for(payment["id"], {"abandoned", "failed", "expired", "approved"})
         assert "answered" in [h["state"] for h in payment["history"]], payment["history"]
     finally:

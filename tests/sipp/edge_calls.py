@@ -156,9 +156,12 @@ def answered_call(number: str) -> str:
 
 def answering_phone(hold_ms: int = 1000) -> str:
     """A registered softphone taking one call: rings, answers, hangs up after ``hold_ms`` along
-    the dialog's route set (so the BYE goes back through the edge). Logs ``answered-and-hung-up``."""
+    the dialog's route set (so the BYE goes back through the edge). Logs ``answered-and-hung-up``,
+    and ``MEDIA c=IN IP4 <address>``: where the caller's SDP says to send media."""
     body = f"""  <recv request="INVITE" crlf="true" rrs="true">
     <action>
+      <ereg regexp="c=IN IP4 [0-9.]+" search_in="msg" assign_to="media_line"/>
+      <log message="MEDIA [$media_line]"/>
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_party"/>
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_party"/>
       <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="remote_contact"/>
@@ -232,12 +235,12 @@ def write(directory: Path, name: str, xml: str) -> Path:
     return path
 
 
-def outcomes(log_file: Path) -> list[str]:
-    """The OUTCOME words a scenario logged, in order (one per call)."""
+def outcomes(log_file: Path, label: str = "OUTCOME") -> list[str]:
+    """What a scenario logged after ``label`` (its OUTCOME words: one per call), in order."""
     if not log_file.exists():
         return []
-    return [line.split("OUTCOME ", 1)[1].strip() for line in log_file.read_text().splitlines()
-            if "OUTCOME " in line]
+    return [line.split(f"{label} ", 1)[1].strip() for line in log_file.read_text().splitlines()
+            if f"{label} " in line]
 
 
 def sipp_command(scenario: Path, *, source: str, remote: str | None = EDGE, port: int = 0,
