@@ -1,5 +1,5 @@
-"""The whole stack on one machine: Redis, the acquirer and identity simulators, Asterisk and the
-ivr service.
+"""The whole stack on one machine: Redis, the acquirer and identity simulators, Asterisk, the SIP
+edge in front of it (Kamailio, devstack/sip_edge.py) and the ivr service.
 
 ``make run`` runs ``python -m devstack.stack run`` (foreground until Ctrl-C); the end-to-end tests start
 the same :class:`Stack`. devstack/supervisor.py does the supervising: every process in its own
