@@ -26,6 +26,7 @@ import yaml
 
 from ivr.config import REPO_ROOT, load_settings
 from ivr.risk.velocity import COUNTERS
+from devstack.sip_edge import udp_bound
 from devstack.stack import Stack
 from simulators.acquirer.server import journal_path
 from simulators.acquirer.settings import load_acquirer_settings
@@ -226,10 +227,8 @@ class E2E:
 
 
 def _udp_listening(port: int) -> bool:
-    """Is a UDP socket bound to 127.0.0.1:``port`` (the kernel's own table, /proc/net/udp)?"""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/udp", encoding="ascii") as table:
-        return any(line.split()[1] == wanted for line in list(table)[1:])
+    """Is a UDP socket bound to 127.0.0.1:``port``?"""
+    return udp_bound("127.0.0.1", port)
 
 
 def _require_real_parts() -> None:

@@ -99,41 +99,31 @@ Content-Length: [len]
 """
 
 
-_ACK = """  <send>
+def _in_dialog(method: str, cseq: int, from_user: str, number: str) -> str:
+    """The caller's ACK or BYE in its own dialog (a BYE retransmitted until answered)."""
+    retrans = ' retrans="500"' if method != "ACK" else ""
+    answer = '  <recv response="200"/>\n' if method != "ACK" else ""
+    return f"""  <send{retrans}>
     <![CDATA[
-ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+{method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
-CSeq: 1 ACK
+CSeq: {cseq} {method}
 Max-Forwards: 70
 Content-Length: 0
 
     ]]>
   </send>
-"""
+{answer}"""
 
 
 def unauthenticated_invite(from_user: str, number: str) -> str:
     """An INVITE without credentials: ``refused-401``, ``refused-403``, ``answered`` (200: it
     reached a dialplan, then hung up by us) or ``unanswered``."""
-    ack = _ACK.format(from_user=from_user, number=number)
-    bye = f"""  <send retrans="500">
-    <![CDATA[
-BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
-"""
+    ack = _in_dialog("ACK", 1, from_user, number)
+    bye = _in_dialog("BYE", 2, from_user, number)
     body = (_invite(from_user, number)
             + '  <recv response="100" optional="true"/>\n'
             + '  <recv response="180" optional="true"/>\n'
@@ -154,6 +144,17 @@ def answered_call(number: str) -> str:
     return unauthenticated_invite("cardholder", number)
 
 
+# The phone's answers to the INVITE: the Record-Route echoed, so the dialog runs through the edge.
+_ANSWER_HEADERS = """[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+"""
+
+
 def answering_phone(hold_ms: int = 1000) -> str:
     """A registered softphone taking one call: rings, answers, hangs up after ``hold_ms`` along
     the dialog's route set (so the BYE goes back through the edge). Logs ``answered-and-hung-up``,
@@ -170,28 +171,14 @@ def answering_phone(hold_ms: int = 1000) -> str:
   <send>
     <![CDATA[
 SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
+{_ANSWER_HEADERS}Content-Length: 0
 
     ]]>
   </send>
   <send retrans="500">
     <![CDATA[
 SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Type: application/sdp
+{_ANSWER_HEADERS}Content-Type: application/sdp
 Content-Length: [len]
 
 {_SDP}
