@@ -57,6 +57,19 @@ def test_nobody_gets_in_without_a_password_through_the_edge(stack, from_user):
     assert any("9999@from-cardholder" in line for line in executed_lines(stack, mark))
 
 
+def test_a_softphone_calls_through_the_edge_with_its_password(stack):
+    """The control for the refusals above: softphone 6001, with its password, calls through the
+    edge from 127.0.0.4; the call is answered, runs the dialplan, the answer's SDP names the edge
+    address (not Asterisk's loopback), and the ACK and BYE follow the route set."""
+    directory = stack.work_dir / "softphone_calls"
+    mark = stack.asterisk_mark()
+    assert edge.run(directory, "call", edge.authenticated_call("6001", softphone_password("6001"),
+                                                               "9999"),
+                    source="127.0.0.4") == ["answered"]
+    assert edge.outcomes(directory / "call.log", "MEDIA") == ["c=IN IP4 127.0.0.2"]
+    assert any("9999@from-cardholder" in line for line in executed_lines(stack, mark))
+
+
 def test_a_softphone_registers_through_the_edge_and_takes_a_callback(stack):
     """Digest REGISTER through the edge from 127.0.0.4:5099; a callback to the softphone's number
     comes back through the edge (the Path it registered with) to that address, offers its media

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["register", "unauthenticated_invite", "answering_phone", "answered_call",
+__all__ = ["register", "unauthenticated_invite", "authenticated_call", "answering_phone",
+           "answered_call",
            "invite_flood", "register_flood", "write", "outcomes", "sipp_command", "run",
            "FloodOutcome", "calls_under_flood", "EDGE", "ASTERISK"]
 
@@ -79,7 +80,8 @@ a=sendrecv
 """
 
 
-def _invite(from_user: str, number: str) -> str:
+def _invite(from_user: str, number: str, cseq: int = 1, password: str = "") -> str:
+    auth = f"\n[authentication username={from_user} password={password}]" if password else ""
     return f"""  <send retrans="500">
     <![CDATA[
 INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
@@ -87,9 +89,9 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:{number}@[remote_ip]:[remote_port]>
 Call-ID: [call_id]
-CSeq: 1 INVITE
+CSeq: {cseq} INVITE
 Contact: <sip:{from_user}@[local_ip]:[local_port]>
-Max-Forwards: 70
+Max-Forwards: 70{auth}
 Content-Type: application/sdp
 Content-Length: [len]
 
@@ -99,14 +101,21 @@ Content-Length: [len]
 """
 
 
-def _in_dialog(method: str, cseq: int, from_user: str, number: str) -> str:
-    """The caller's ACK or BYE in its own dialog (a BYE retransmitted until answered)."""
+def _in_dialog(method: str, cseq: int, from_user: str, number: str, *,
+               routed: bool = False, refusal: bool = False) -> str:
+    """The caller's ACK or BYE (retransmitted until answered) in its own dialog: ``routed``
+    along the dialog's route set to the callee's Contact (through the edge), or straight to the
+    number; the ACK of a ``refusal`` (401/403) belongs to the INVITE's transaction (its Via)."""
     retrans = ' retrans="500"' if method != "ACK" else ""
     answer = '  <recv response="200"/>\n' if method != "ACK" else ""
+    target = "[next_url]" if routed else f"sip:{number}@[remote_ip]:[remote_port]"
+    via = ("[last_Via:]" if refusal
+           else "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]")
+    routes = "\n[routes]" if routed else ""
     return f"""  <send{retrans}>
     <![CDATA[
-{method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{method} {target} SIP/2.0
+{via}{routes}
 From: <sip:{from_user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
@@ -123,6 +132,7 @@ def unauthenticated_invite(from_user: str, number: str) -> str:
     """An INVITE without credentials: ``refused-401``, ``refused-403``, ``answered`` (200: it
     reached a dialplan, then hung up by us) or ``unanswered``."""
     ack = _in_dialog("ACK", 1, from_user, number)
+    refusal_ack = _in_dialog("ACK", 1, from_user, number, refusal=True)
     bye = _in_dialog("BYE", 2, from_user, number)
     body = (_invite(from_user, number)
             + '  <recv response="100" optional="true"/>\n'
@@ -132,11 +142,38 @@ def unauthenticated_invite(from_user: str, number: str) -> str:
             + '  <recv response="403" optional="true" next="r403"/>\n'
             + '  <recv response="200" timeout="5000" ontimeout="unanswered"/>\n'
             + ack + bye + _outcome("answered") + '  <nop next="end"/>\n'
-            + '  <label id="r401"/>\n' + ack + _outcome("refused-401") + '  <nop next="end"/>\n'
-            + '  <label id="r403"/>\n' + ack + _outcome("refused-403") + '  <nop next="end"/>\n'
+            + '  <label id="r401"/>\n' + refusal_ack + _outcome("refused-401")
+            + '  <nop next="end"/>\n'
+            + '  <label id="r403"/>\n' + refusal_ack + _outcome("refused-403")
+            + '  <nop next="end"/>\n'
             + '  <label id="unanswered"/>\n' + _outcome("unanswered")
             + '  <label id="end"/>\n')
     return _scenario(f"unauthenticated INVITE from {from_user}", body)
+
+
+def authenticated_call(user: str, password: str, number: str) -> str:
+    """A softphone's call with digest auth, through the edge: challenged, answered, hung up by
+    us along the route set. Logs ``answered`` and ``MEDIA c=IN IP4 <address>`` (where the
+    answer's SDP says to send media)."""
+    body = (_invite(user, number)
+            + '  <recv response="100" optional="true"/>\n'
+            + '  <recv response="401" auth="true"/>\n'
+            + _in_dialog("ACK", 1, user, number, refusal=True)
+            + _invite(user, number, cseq=2, password=password)
+            + '  <recv response="100" optional="true"/>\n'
+            + '  <recv response="180" optional="true"/>\n'
+            + '  <recv response="183" optional="true"/>\n'
+            + '  <recv response="200" rrs="true">\n'
+            + '    <action>\n'
+            + '      <ereg regexp="c=IN IP4 [0-9.]+" search_in="msg" assign_to="media_line"/>\n'
+            + '      <log message="MEDIA [$media_line]"/>\n'
+            + '    </action>\n'
+            + '  </recv>\n'
+            + _in_dialog("ACK", 2, user, number, routed=True)
+            + '  <pause milliseconds="500"/>\n'
+            + _in_dialog("BYE", 3, user, number, routed=True)
+            + _outcome("answered"))
+    return _scenario(f"call from {user} with digest auth", body)
 
 
 def answered_call(number: str) -> str:
