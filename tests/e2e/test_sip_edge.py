@@ -8,6 +8,7 @@ up): a ban one test provokes never touches another.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -23,8 +24,13 @@ pytestmark = pytest.mark.e2e
 SOFTPHONE = "13900000001"  # the demo softphone: digest auth, receives callbacks for its number
 
 
-def softphone_password(user: str) -> str:
-    """The SIP password of ``user``, where this installation keeps it (asterisk-conf/pjsip.conf)."""
+def softphone_password(stack, user: str) -> str:
+    """The SIP password of ``user`` where this installation keeps it: generated per installation
+    into var/keys/asterisk.json ("sip": account -> password) where that file exists, else written
+    in asterisk-conf/pjsip.conf."""
+    generated = stack.settings.keys_dir / "asterisk.json"
+    if generated.exists():
+        return json.loads(generated.read_text(encoding="utf-8"))["sip"][user]
     conf = (REPO_ROOT / "asterisk-conf" / "pjsip.conf").read_text(encoding="utf-8")
     found = re.search(rf"^\[{re.escape(user)}\]\(auth-base\)\n(?:.*\n)*?password = (\S+)$",
                       conf, re.MULTILINE)
@@ -63,9 +69,8 @@ def test_a_softphone_calls_through_the_edge_with_its_password(stack):
     address (not Asterisk's loopback), and the ACK and BYE follow the route set."""
     directory = stack.work_dir / "softphone_calls"
     mark = stack.asterisk_mark()
-    assert edge.run(directory, "call", edge.authenticated_call("6001", softphone_password("6001"),
-                                                               "9999"),
-                    source="127.0.0.4") == ["answered"]
+    call = edge.authenticated_call("6001", softphone_password(stack, "6001"), "9999")
+    assert edge.run(directory, "call", call, source="127.0.0.4") == ["answered"]
     assert edge.outcomes(directory / "call.log", "MEDIA") == ["c=IN IP4 127.0.0.2"]
     assert any("9999@from-cardholder" in line for line in executed_lines(stack, mark))
 
@@ -76,7 +81,7 @@ def test_a_softphone_registers_through_the_edge_and_takes_a_callback(stack):
     on the edge address the phone uses (not Asterisk's loopback), is answered, and the phone's
     BYE goes back along the dialog's route."""
     directory = stack.work_dir / "softphone"
-    password = softphone_password(SOFTPHONE)
+    password = softphone_password(stack, SOFTPHONE)
     assert edge.run(directory, "register", edge.register(SOFTPHONE, password),
                     source="127.0.0.4", port=5099) == ["registered"]
     try:
@@ -107,7 +112,7 @@ def test_failed_registrations_ban_the_source_then_it_is_let_in_again(stack):
     right password, goes unanswered, while 127.0.0.6 registers with that password at once; after
     VOICEPAY_SIP_EDGE_BAN_S 127.0.0.5 registers again."""
     directory = stack.work_dir / "ban"
-    password = softphone_password(SOFTPHONE)
+    password = softphone_password(stack, SOFTPHONE)
     for attempt in range(int(SIP_EDGE_SETTINGS["VOICEPAY_SIP_EDGE_BAN_AFTER"])):
         assert edge.run(directory, f"wrong_{attempt}", edge.register(SOFTPHONE, "not-the-password"),
                         source="127.0.0.5") == ["rejected"]
