@@ -5,10 +5,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# What the stack needs from Debian: Redis, SIPp, Asterisk's sandbox and provisioning, prompt
-# synthesis, packet captures for the DTMF checks, Python's venv module, and the headless browser
-# (with CJK fonts) the agent console's tests drive through Playwright.
-APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark \
+# What the stack needs from Debian: Redis, SIPp, Asterisk's sandbox and provisioning, the SIP
+# edge (Kamailio), prompt synthesis, packet captures for the DTMF checks, Python's venv module, and
+# the headless browser (with CJK fonts) the agent console's tests drive through Playwright.
+APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark kamailio \
                 python3 python3-venv ca-certificates procps iproute2 \
                 chromium fonts-noto-cjk
 

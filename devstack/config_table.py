@@ -129,6 +129,12 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "networks (comma-separated CIDRs) webhooks may reach "
                                           "although loopback, private or otherwise not public; "
                                           "empty: only public addresses",
+    "VOICEPAY_SIP_EDGE_ADDRESSES": "where the SIP edge (Kamailio, `sip-edge/kamailio.cfg`) listens on udp 5060 for phones beyond loopback, comma-separated; `lan` is every global IPv4 address of this host",
+    "VOICEPAY_SIP_EDGE_RELAY_ADDRESS": "the loopback address the SIP edge relays to Asterisk from; no Asterisk identify may match it",
+    "VOICEPAY_SIP_EDGE_PIKE_DENSITY": "SIP edge: requests one source may send per 2 s; beyond it the source is ignored until it slows down",
+    "VOICEPAY_SIP_EDGE_BAN_AFTER": "SIP edge: failed authentications (401/407 to a request with credentials, or 403) from one source before it is banned",
+    "VOICEPAY_SIP_EDGE_FAIL_WINDOW_S": "SIP edge: seconds a source's failed-authentication count is kept after its last failure",
+    "VOICEPAY_SIP_EDGE_BAN_S": "SIP edge: seconds a banned source is ignored, whatever it sends, the right password included",
 }
 
 

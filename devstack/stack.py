@@ -1,5 +1,5 @@
-"""The whole stack on one machine: Redis, the acquirer and identity simulators, Asterisk and the
-ivr service.
+"""The whole stack on one machine: Redis, the acquirer and identity simulators, Asterisk, the SIP
+edge in front of it (Kamailio, devstack/sip_edge.py) and the ivr service.
 
 ``make run`` runs ``python -m devstack.stack run`` (foreground until Ctrl-C); the end-to-end tests start
 the same :class:`Stack`. devstack/supervisor.py does the supervising: every process in its own
@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from simulators.acquirer.server import prepare_acquirer
 from simulators.acquirer.settings import load_acquirer_settings
 from devstack.asterisk_sandbox import AsteriskSandbox, ProvisionError, ensure_rootfs
+from devstack.sip_edge import SIP_PORT, edge_addresses, udp_bound
 from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
@@ -132,8 +133,18 @@ class Stack:
             ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                         self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
                         cwd=REPO_ROOT, env=env),
+            self.sip_edge_spec(),
             self.ivr_spec(),
         ]
+
+    def sip_edge_spec(self) -> ProcessSpec:
+        """Kamailio, the SIP edge in front of Asterisk (devstack/sip_edge.py): ready when it is
+        bound on every address it listens on."""
+        addresses = edge_addresses(self.settings)
+        return ProcessSpec("sip-edge", [sys.executable, "-m", "devstack.sip_edge"],
+                           self.log_dir / "sip-edge.log",
+                           lambda: all(udp_bound(address, SIP_PORT) for address in addresses),
+                           cwd=REPO_ROOT, env=dict(os.environ))
 
     def ivr_spec(self, name: str = "ivr", **env: str) -> ProcessSpec:
         """An ivr service instance named ``name``, with ``env`` over the stack's environment
@@ -218,7 +229,9 @@ class Stack:
             "",
             f"  HTTP API      http://{s.http_host}:{s.http_port}  (/healthz open; /v1/payments with",
             f"                the bearer token in {s.keys_dir}/operator.token or a merchant signature)",
-            "  SIP           udp 5060 on this machine (PJSIP, codecs ulaw/alaw, DTMF RFC 4733)",
+            "  SIP           udp 5060: Asterisk on 127.0.0.1 (PJSIP, codecs ulaw/alaw, DTMF RFC 4733);",
+            "                phones elsewhere through the SIP edge on "
+            + ", ".join(edge_addresses(s)[:-1]) + " (Kamailio)",
             "  Softphones    user 6001 password voicepay-6001",
             "                user 6002 password voicepay-6002",
             "  Numbers       8000  self-service phone top-up (Mandarin; 8 Cantonese, 9 English)",

@@ -189,6 +189,20 @@ class Settings:
     # (comma-separated CIDRs; the development stack allows loopback for its test receivers).
     outbound_allowed_networks: str = field(
         metadata={"env": "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS"}, default="")
+    # The SIP edge (sip-edge/kamailio.cfg, started by devstack/sip_edge.py): where phones beyond
+    # this machine's loopback reach voicepay (comma-separated; "lan" = every global IPv4 address of
+    # this host), the address it relays to Asterisk from (matched by no Asterisk identify), the
+    # requests one source may send per 2 s, and the ban after failed authentications.
+    sip_edge_addresses: str = field(metadata={"env": "VOICEPAY_SIP_EDGE_ADDRESSES"},
+                                    default="127.0.0.2,lan")
+    sip_edge_relay_address: str = field(metadata={"env": "VOICEPAY_SIP_EDGE_RELAY_ADDRESS"},
+                                        default="127.0.0.3")
+    sip_edge_pike_density: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_PIKE_DENSITY"},
+                                       default=30)
+    sip_edge_ban_after: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_BAN_AFTER"}, default=5)
+    sip_edge_fail_window_s: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_FAIL_WINDOW_S"},
+                                        default=600)
+    sip_edge_ban_s: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_BAN_S"}, default=600)
 
     @property
     def oneline_max(self) -> Money:

@@ -26,6 +26,7 @@ import yaml
 
 from ivr.config import REPO_ROOT, load_settings
 from ivr.risk.velocity import COUNTERS
+from devstack.sip_edge import udp_bound
 from devstack.stack import Stack
 from simulators.acquirer.server import journal_path
 from simulators.acquirer.settings import load_acquirer_settings
@@ -226,10 +227,8 @@ class E2E:
 
 
 def _udp_listening(port: int) -> bool:
-    """Is a UDP socket bound to 127.0.0.1:``port`` (the kernel's own table, /proc/net/udp)?"""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/udp", encoding="ascii") as table:
-        return any(line.split()[1] == wanted for line in list(table)[1:])
+    """Is a UDP socket bound to 127.0.0.1:``port``?"""
+    return udp_bound("127.0.0.1", port)
 
 
 def _require_real_parts() -> None:
@@ -245,6 +244,15 @@ CALLBACK_TIMING = {
     "VOICEPAY_CALLBACK_RETRY_SPACING_S": "2",
     "VOICEPAY_CALLBACK_RING_TIMEOUT_S": "6",
     "VOICEPAY_CALLBACK_MAX_ATTEMPTS": "3",
+}
+
+
+# The SIP edge in the tests: on 127.0.0.2 only (not the host's LAN), and a ban short enough to
+# wait out (tests/e2e/test_sip_edge.py).
+SIP_EDGE_SETTINGS = {
+    "VOICEPAY_SIP_EDGE_ADDRESSES": "127.0.0.2",
+    "VOICEPAY_SIP_EDGE_BAN_AFTER": "3",
+    "VOICEPAY_SIP_EDGE_BAN_S": "5",
 }
 
 
@@ -279,7 +287,7 @@ def _e2e_rules(var_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
-    for name, value in CALLBACK_TIMING.items():
+    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))
     settings = load_settings()

@@ -140,19 +140,27 @@ def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
                for names in bridges.values())
 
 
-def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(stack):
+def _paid_with_the_agent_apart(stack, name: str, amount: str, *, sip_info: bool = False
+                               ) -> tuple[dict, list[tuple[float, int, bytes]]]:
+    """A caller on 8100 talks to agent 7101, keys a control digit while bridged, pays (1, then
+    the PIN; by SIP INFO with ``sip_info``) in a one-line payment, and is bridged back to the
+    agent. Checked on the way: the control digit reached the agent, the payment was approved,
+    and while it ran nothing of the keypad (no telephone-event, no SIP INFO) reached the agent's
+    SIP and RTP ports, though the agent's hold music did. Returns the payment and the capture."""
     card = find_test_card("approve")
-    capture_file = stack.work_dir / "agent_leg.pcapng"
+    how = " by INFO" if sip_info else ""
+    capture_file = stack.work_dir / f"{name}_agent_leg.pcapng"
     capture = _capture(capture_file)
     try:
-        agent = stack.agent(Callee("agent_7101", ring_ms=300, bye_timeout_ms=120000), AGENT)
+        agent = stack.agent(Callee(f"{name}_agent", ring_ms=300, bye_timeout_ms=120000), AGENT)
 
         cues = Cues()
-        caller = stack.start_call(Call("oneline_caller", "8100", [
+        caller = stack.start_call(Call(name, "8100", [
             # While still talking to the agent: the control digit the check must see.
-            Key("5", cue="control digit", label="control digit, bridged to the agent"),
-            Key("1", cue="menu", label="1 to pay"),
-            Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+            Key("5", cue="control digit", label=f"control digit{how}, bridged to the agent",
+                sip_info=sip_info),
+            Key("1", cue="menu", label=f"1 to pay{how}", sip_info=sip_info),
+            Key(card.pin + "#", cue="PIN prompt", label=f"PIN{how}", sip_info=sip_info),
         ], hang_up_on_cue="back with the agent"), cues=cues)
         _when_the_agent_talks_to_the_caller(stack)
         cues.send("control digit")
@@ -161,24 +169,15 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
             _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
 
         status, payment = stack.merchant_request("POST", "/v1/payments",
-                                                 _order(card, "42.00", "13800138201"))
+                                                 _order(card, amount, "13800138201"))
         assert status == 201, payment
         _pays(stack, cues, payment)
         final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
                                                "refused"}, timeout=90)
         assert final["status"] == "approved", final["history"]
-        assert _states(final) == [
-            "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
-        assert [h["event"] for h in final["history"] if h.get("event")][:1] == ["recording_paused"]
-        assert final["agent_id"] == AGENT
 
         # Back with the same agent once the result has been read out.
-        _when_the_agent_talks_to_the_caller(stack)
-        cues.send("back with the agent")
-        out, _ = caller.communicate(timeout=120)
-        assert caller.returncode == 0, out[-2000:]
-        out, _ = agent.communicate(timeout=60)
-        assert agent.returncode == 0, out[-2000:]
+        _back_with_the_agent(stack, cues, caller, agent)
         time.sleep(1)
     finally:
         _stop(capture)  # also when an assertion above fails: no tshark left running
@@ -190,8 +189,19 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
+    return final, packets
+
+
+def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(stack):
+    final, packets = _paid_with_the_agent_apart(stack, "oneline_caller", "42.00")
+    assert _states(final) == [
+        "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
+    assert [h["event"] for h in final["history"] if h.get("event")][:1] == ["recording_paused"]
+    assert final["agent_id"] == AGENT
+    switched, done = _at(final, "answered"), _at(final, "approved")
     # The control for SIP INFO: the capture holds the agent's SIP requests (the INVITE that rang
     # the agent), and the same counter finds an INFO in one (tests/unit/test_dtmf_detect.py).
+    before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment.get("sip_invite", 0) >= 1, before_payment
 
     recordings = _recordings(stack)
@@ -208,11 +218,20 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     # in its place) from before the switch until the caller left the payment IVR, so it holds a
     # silent stretch longer than the payment took. Without the pause that stretch is where the
     # hold music and "the customer is entering payment details" the agent heard are recorded.
-    history = stack.get(f"/v1/payments/{payment['id']}")["history"]
+    history = stack.get(f"/v1/payments/{final['id']}")["history"]
     assert [h["event"] for h in history if h.get("event")] == ["recording_paused",
                                                                 "recording_resumed"]
     start, length = longest_silence(recordings[-1])
     assert length >= done - switched > 3, (start, length, done - switched)
+
+
+def test_sip_info_keys_of_the_caller_are_the_same_secret_input(stack):
+    """A caller whose phone keys with SIP INFO (application/dtmf-relay) instead of RFC 4733 pays
+    with it in the payment IVR (the PIN went only by INFO, and was approved), and none of it
+    reaches the agent's leg: no INFO, no telephone-event while the payment runs. The control: an
+    INFO key while still bridged with the agent does reach the agent (Asterisk relays it as an
+    RFC 4733 event), so the check sees what INFO keys become."""
+    _paid_with_the_agent_apart(stack, "oneline_caller_info", "43.00", sip_info=True)
 
 
 def test_over_the_limit_for_a_new_cardholder_is_refused(stack):

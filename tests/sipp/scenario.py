@@ -32,7 +32,8 @@ class Key:
     """Wait ``wait_ms`` after the previous step's digits were sent, then key ``digits``.
 
     With ``cue``, wait instead for the test to send that cue (tests/sipp/cues.py) once it has
-    seen the IVR ask; ``wait_ms`` is then ignored.
+    seen the IVR ask; ``wait_ms`` is then ignored. With ``sip_info`` the digits go as SIP INFO
+    requests (application/dtmf-relay, one per digit) instead of RFC 4733 events (callers only).
     """
 
     digits: str
@@ -40,6 +41,7 @@ class Key:
     # What the scenario file says is keyed here ("PIN"); by default the digits themselves.
     label: str = ""
     cue: str | None = None
+    sip_info: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ _SEND_BYE = """\
         From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
         To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
         Call-ID: [call_id]
-        CSeq: 2 BYE
+        CSeq: {cseq} BYE
         Contact: <sip:cardholder@[local_ip]:[local_port]>
         Max-Forwards: 70
         Content-Length: 0
@@ -187,23 +189,51 @@ _SEND_BYE = """\
     <recv response="200" crlf="true"/>
 """
 
+# One key as a SIP INFO (RFC 2976 with the application/dtmf-relay body phones send), in the
+# caller's dialog; {cseq} continues the dialog's numbering (the BYE comes after).
+_SEND_INFO = """    <send retrans="500">
+      <![CDATA[
+        INFO sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: {cseq} INFO
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Content-Type: application/dtmf-relay
+        Content-Length: [len]
+
+        Signal={digit}
+        Duration=160
+      ]]>
+    </send>
+    <recv response="200" crlf="true"/>
+    <pause milliseconds="{gap_ms}"/>
+"""
+# Between two INFO keys: a finger's pace, well inside the IVR's inter-digit timeout.
+INFO_GAP_MS = 250
+
 
 def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
     body = [_INVITE.format(number=call.number, sdp=_SDP)]
+    info_keys = sum(len(step.digits) for step in call.steps if step.sip_info)
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number), call.hang_up_on_cue)
+                           _SEND_BYE.format(number=call.number, cseq=2 + info_keys),
+                           call.hang_up_on_cue, number=call.number)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
 
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
-                   bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None) -> list[str]:
+                   bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None,
+                   number: str | None = None) -> list[str]:
     """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
-    (or on the test's ``hang_up_on_cue``)."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir)
+    (or on the test's ``hang_up_on_cue``). ``number``: the caller's dialled number, for INFO keys."""
+    lines, previous_play_ms = _key_presses(steps, pcap_dir, number)
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -233,12 +263,13 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
     return path
 
 
-def _key_presses(steps: list[Key], pcap_dir: Path) -> tuple[list[str], int]:
+def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None
+                 ) -> tuple[list[str], int]:
     """The scenario lines that key ``steps``, and how long the last capture plays."""
     lines: list[str] = []
     previous_play_ms = 0
+    info_cseq = 2  # after the INVITE's 1
     for index, step in enumerate(steps):
-        pcap = pcap_for_step(pcap_dir, step.digits, index)
         # SIPp plays a capture in the background and a new play cuts off the running one.
         if step.cue is None:
             lines.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
@@ -247,6 +278,16 @@ def _key_presses(steps: list[Key], pcap_dir: Path) -> tuple[list[str], int]:
                 lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
             lines.append(_WAIT_FOR_CUE.format(cue=step.cue, timeout=CUE_TIMEOUT_MS))
         lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
+        if step.sip_info:
+            if number is None:
+                raise ValueError("only a caller keys with SIP INFO")
+            for digit in step.digits:
+                lines.append(_SEND_INFO.format(number=number, cseq=info_cseq, digit=digit,
+                                               gap_ms=INFO_GAP_MS))
+                info_cseq += 1
+            previous_play_ms = 0
+            continue
+        pcap = pcap_for_step(pcap_dir, step.digits, index)
         lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
         previous_play_ms = play_duration_ms(step.digits)
     return lines, previous_play_ms

@@ -35,7 +35,8 @@ def _exec_start(path: Path) -> list[str]:
 def test_there_is_a_unit_for_each_process_of_the_stack():
     assert [p.name for p in SERVICES] == ["voicepay-acquirer.service", "voicepay-asterisk.service",
                                           "voicepay-binding.service", "voicepay-ivr.service",
-                                          "voicepay-police.service", "voicepay-redis.service"]
+                                          "voicepay-police.service", "voicepay-redis.service",
+                                          "voicepay-sip-edge.service"]
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.stem)
