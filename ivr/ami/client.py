@@ -20,6 +20,7 @@ import re
 
 from panoramisk import Manager
 
+from ivr.asterisk_secrets import AsteriskSecretsError, ami_secret
 from ivr.config import Settings
 
 __all__ = ["AmiClient", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS", "REDIRECT_CONTEXTS",
@@ -89,12 +90,18 @@ class AmiClient:
         self._logged_in = False
 
     async def start(self) -> None:
+        try:
+            secret = ami_secret(self._settings)
+        except AsteriskSecretsError as exc:
+            # Started anyway: the health check says AMI is down, and why is in the log.
+            log.error("AMI: no secret to log in with: %s", exc)
+            secret = ""
         self.manager = Manager(
             loop=asyncio.get_running_loop(),
             host=self._settings.ami_host,
             port=self._settings.ami_port,
             username=self._settings.ami_user,
-            secret=self._settings.ami_secret,
+            secret=secret,
             # Only the "call" class: the dialer needs OriginateResponse. manager.conf narrows it
             # further to a whitelist of event names.
             events="call",
