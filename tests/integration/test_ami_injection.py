@@ -6,16 +6,12 @@ reach the wire, so the checks can see what they look for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from ivr.ami.client import ORIGINATE_CONTEXTS, REDIRECT_CONTEXTS, AmiClient, UnsafeAmiValue
-from ivr.config import load_settings
 from tests.integration.fake_ami import FakeAmi
-from tests.integration.test_dialer import until
-
-USER, SECRET = "voicepay", "test-ami-secret"
+# The same fake AMI and logged-in client as the client's own tests.
+from tests.integration.test_ami_client import client, fake_ami  # noqa: F401
 
 # Each character class the issue names, inside an otherwise ordinary value. The marker makes the
 # value findable on the wire whatever a refusal might have cut off.
@@ -37,22 +33,6 @@ HOSTILE = {
     "NUL": f"{MARK}\0",
     "long": MARK + "9" * 200,
 }
-
-
-@pytest.fixture
-async def fake_ami() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi(username=USER, secret=SECRET) as ami:
-        yield ami
-
-
-@pytest.fixture
-async def client(fake_ami: FakeAmi, tmp_path) -> AsyncIterator[AmiClient]:
-    client = AmiClient(load_settings(var_dir=tmp_path, ami_host="127.0.0.1", ami_port=fake_ami.port,
-                                     ami_user=USER, ami_secret=SECRET))
-    await client.start()
-    await until(lambda: client.connected)
-    yield client
-    await client.close()
 
 
 async def answered(request: dict[str, str]) -> str:
