@@ -89,6 +89,9 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S": "a payment `authorizing` this long is reversed by recovery, then `failed`",
     "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S": "a callback `risk_passed` this long with no callback due is scheduled; a one-line payment never switched is `failed`",
     "VOICEPAY_RECOVERY_CALL_DEADLINE_S": "a payment `answered`, `confirmed` or `pin_entry` this long, whose call is gone, is `abandoned`",
+    "VOICEPAY_SETTLEMENT_CUTOFF": "when a settlement day ends, `HH:MM Area/City`: a void is "
+                                  "allowed until the cut-off after its purchase",
+    "VOICEPAY_REFUND_WINDOW_DAYS": "days after a purchase's approval during which it may be refunded",
     "VOICEPAY_RETENTION_DAYS": "days after a payment ended until it is reduced to an anonymous record (no name, ID, card, mobile, history or webhooks); also how long the risk audit keeps decisions and list changes",
     "VOICEPAY_RECORD_RETENTION_DAYS": "days after creation until the anonymous record itself expires; also how long the risk audit keeps rules reloads",
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",
@@ -118,6 +121,17 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_CONSOLE_SESSION_TTL_S": "agent console: seconds without a request after which a session ends (the agent logs in again)",
     "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES": "agent console: failed logins per agent id, and per client address, before logins are refused for the rest of the window",
     "VOICEPAY_CONSOLE_LOGIN_WINDOW_S": "agent console: seconds the failed-login count is kept (the longest a blocked login waits)",
+    "VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE": "API requests one merchant may make per minute "
+                                               "(moving window, all instances); then 429",
+    "VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE": "API requests (`/v1/...`) one client address may make "
+                                             "per minute; then 429",
+    "VOICEPAY_RATE_LIMIT_ADMIN_PER_MINUTE": "admin API requests (`/v1/admin/...`) one client "
+                                            "address may make per minute; then 429",
+    "VOICEPAY_RATE_LIMIT_LOGIN_PER_MINUTE": "console login attempts per minute, per client address "
+                                            "and per agent id; then 429",
+    "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "networks (comma-separated CIDRs) webhooks may reach "
+                                          "although loopback, private or otherwise not public; "
+                                          "empty: only public addresses",
 }
 
 

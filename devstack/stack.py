@@ -48,6 +48,9 @@ class StackError(RuntimeError):
 # killed redis-server loses none). RDB snapshots are off: they would be a second copy on disk of
 # the same (personal) data and a fork a minute, and with the AOF on Redis never reads them.
 REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+# The development stack's settings of the ivr service, unless the environment says otherwise:
+# webhooks may reach loopback, where the end-to-end tests' (and a developer's) receivers listen.
+IVR_DEV_ENV = {"VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
 
 # Margin on top of the ivr service's drain time for closing its connections before SIGKILL.
 IVR_STOP_MARGIN_S = 5
@@ -140,7 +143,7 @@ class Stack:
         return ProcessSpec(name, [sys.executable, "-m", "ivr.service"], self.log_dir / f"{name}.log",
                            lambda: _http_status(f"http://{s.http_host}:{http_port}/healthz") == 200,
                            stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT,
-                           env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
+                           env={**IVR_DEV_ENV, **os.environ, "PYTHONUNBUFFERED": "1", **env})
 
     def identity_specs(self) -> list[ProcessSpec]:
         """The police and binding simulators, listening where the ivr service posts to."""

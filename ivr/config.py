@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ivr.money import Money
+from ivr.payments.settlement_day import Cutoff
 
 __all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT", "LOOPBACK_NETWORKS"]
 
@@ -172,6 +173,29 @@ class Settings:
         metadata={"env": "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES"}, default=5)
     console_login_window_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_LOGIN_WINDOW_S"},
                                         default=900)
+    # Voids and refunds (ivr/refunds/): a settlement day ends at this local time ("HH:MM
+    # Area/City"); a void is allowed within its purchase's settlement day, a refund this many days
+    # after the purchase was approved.
+    settlement_cutoff: str = field(metadata={"env": "VOICEPAY_SETTLEMENT_CUTOFF"},
+                                   default="23:00 Asia/Shanghai")
+    refund_window_days: int = field(metadata={"env": "VOICEPAY_REFUND_WINDOW_DAYS"}, default=180)
+    # Rate limits (ivr/api/rate_limits.py), requests per minute in a moving window shared by every
+    # instance on this Redis: per merchant (signed requests that verified), per client address on
+    # the API (/v1/...), per client address on the admin API (/v1/admin/...), and per client
+    # address and per agent id on the console login (slows password guessing).
+    rate_limit_merchant_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"}, default=1200)
+    rate_limit_source_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE"}, default=3000)
+    rate_limit_admin_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_ADMIN_PER_MINUTE"}, default=600)
+    rate_limit_login_per_minute: int = field(
+        metadata={"env": "VOICEPAY_RATE_LIMIT_LOGIN_PER_MINUTE"}, default=20)
+    # Outbound requests to URLs merchants give (webhooks) never reach loopback, link-local,
+    # private, multicast, unspecified or reserved addresses, except in these networks
+    # (comma-separated CIDRs; the development stack allows loopback for its test receivers).
+    outbound_allowed_networks: str = field(
+        metadata={"env": "VOICEPAY_OUTBOUND_ALLOWED_NETWORKS"}, default="")
 
     @property
     def oneline_max(self) -> Money:
@@ -180,6 +204,10 @@ class Settings:
     @property
     def max_payment(self) -> Money:
         return Money.parse(self.max_payment_amount)
+
+    @property
+    def cutoff(self) -> Cutoff:
+        return Cutoff.parse(self.settlement_cutoff)
 
     @property
     def cache_dir(self) -> Path:
@@ -197,11 +225,6 @@ class Settings:
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
-
-    @property
-    def merchant_secrets_key_file(self) -> Path:
-        """The AES key that seals merchants' API keys and webhook secrets in Redis."""
-        return self.keys_dir / "merchant_secrets.key"
 
     @property
     def asterisk_secrets_file(self) -> Path:

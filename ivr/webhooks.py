@@ -7,13 +7,18 @@ Each delivery is a POST of ``{"payment": <payment JSON>, "event": "payment.<stat
 
 retried with exponential back-off (``webhook_base_delay`` doubled per attempt, at most
 ``webhook_max_delay``) until the receiver answers 2xx or ``webhook_max_attempts`` is reached.
-Redirects are not followed: a 3xx is a failed attempt.
+Redirects are not followed: a 3xx is a failed attempt. Only public addresses are posted to, checked
+on the address connected to (``ivr/outbound.py``: no loopback, private or link-local address
+unless the operator allows its network): a refused address is a failed attempt whose recorded
+error says why, and no request is sent.
 
 Everything lives in Redis, so pending deliveries survive a restart, and any number of ivr
 instances share them (each due delivery claimed by one, with a lease: ivr/payments/due_work.py):
     webhooks:due        sorted set: payment id by the unix time its next attempt is due
     pay:{id}:webhook    hash: event, body, url, merchant_id, attempts, state (pending|delivered|failed),
-                        owner (the instance attempting it now)
+                        owner (the instance attempting it now). The id is a payment's, or a void's
+                        or refund's (``rfd_``: ``{"refund": ..., "payment": ..., "event":
+                        "refund.succeeded"}``, see ``enqueue_event``)
     pay:{id}:webhooks   list: one JSON record per attempt (attempt, at, http_status, error,
                         next_retry_at), shown as ``webhook_attempts`` on GET /v1/payments/{id}
 
@@ -38,6 +43,7 @@ import redis.asyncio as aioredis
 from ivr.config import Settings
 from ivr.merchant_store import MerchantStore
 from ivr.merchants import UnknownMerchant
+from ivr.outbound import connection_refusal, guarded_connector, policy_from_setting
 from ivr.payments.due_work import DueWork, sleep_or_wake, worker_name
 from ivr.payments.store import Payment
 
@@ -99,21 +105,30 @@ class WebhookNotifier:
         Payments not in a final state, without a ``notify_url`` or without a known merchant
         are not notified.
         """
+        if not payment.is_final:
+            return False
+        return await self.enqueue_event(payment.id, f"payment.{payment.status}",
+                                        {"payment": payment.to_json()}, payment)
+
+    async def enqueue_event(self, item_id: str, event: str, content: dict[str, Any],
+                            payment: Payment) -> bool:
+        """Schedule one final-state webhook ``event`` (``content`` plus ``"event"`` as its body)
+        about ``payment``, to its ``notify_url``; ``item_id`` names the delivery: the payment's
+        id, or a void's or refund's (ivr/refunds/). Once per item; True if this call scheduled it."""
         url = payment.notify_url
         merchant_id = payment.merchant_id
-        if not payment.is_final or not url:
+        if not url:
             return False
         if not await self._registry.exists(merchant_id):
             log.warning("payment %s: no webhook, merchant %r is unknown", payment.id, merchant_id)
             return False
-        event = f"payment.{payment.status}"
-        body = json.dumps({"payment": payment.to_json(), "event": event}, ensure_ascii=False,
+        body = json.dumps({**content, "event": event}, ensure_ascii=False,
                           separators=(",", ":"), sort_keys=True)
         created = await self._enqueue(
-            keys=[f"pay:{payment.id}:webhook", DUE_KEY],
-            args=[event, body, url, merchant_id, time.time(), payment.id])
+            keys=[f"pay:{item_id}:webhook", DUE_KEY],
+            args=[event, body, url, merchant_id, time.time(), item_id])
         if created:
-            log.info("payment %s: webhook %s scheduled", payment.id, event)
+            log.info("%s: webhook %s scheduled", item_id, event)
             self._wake.set()
         return bool(created)
 
@@ -128,8 +143,7 @@ class WebhookNotifier:
         """
         self._stopping = False
         task = asyncio.current_task()
-        timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with self.client_session() as session:
             while not self._stopping and not (task is not None and task.cancelling()):
                 self._wake.clear()
                 try:
@@ -143,6 +157,13 @@ class WebhookNotifier:
                         break
                     log.exception("webhook worker: a round failed; retrying")
                     await sleep_or_wake(self._wake, _IDLE_POLL)
+
+    def client_session(self) -> aiohttp.ClientSession:
+        """The HTTP client deliveries go out through: it connects only to addresses the
+        outbound policy allows, checked on the address connected to (ivr/outbound.py)."""
+        policy = policy_from_setting(self._settings.outbound_allowed_networks)
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout),
+                                     connector=guarded_connector(policy))
 
     def stop(self) -> None:
         """Ask ``run`` to return once the attempts in flight are done."""
@@ -187,7 +208,7 @@ class WebhookNotifier:
         except asyncio.TimeoutError:
             error = "timeout"
         except aiohttp.ClientError as exc:
-            error = type(exc).__name__
+            error = connection_refusal(exc) or type(exc).__name__
         delivered = http_status is not None and 200 <= http_status < 300
         give_up = not delivered and (attempt >= self._settings.webhook_max_attempts
                                      or error == "merchant unknown")

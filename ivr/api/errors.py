@@ -17,6 +17,8 @@ from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, RecordingNotPaused, SwitchFailed, SwitchUnavailable
 from ivr.paying.ask_again import AskAgainRefused
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
+from ivr.refunds.model import (AlreadyVoided, NoSuchRefund, NotRefundable, RefundExceedsCaptured,
+                               RefundRefused, RefundWindowClosed, VoidNotAllowed, VoidWindowClosed)
 from ivr.risk.review import ReviewNotPending
 
 __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_answer"]
@@ -25,6 +27,8 @@ __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_an
 class APIError(Exception):
     status = 400
     error_id = "bad-request"
+    # Response headers of this answer (a 429's Retry-After, say).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -59,6 +63,14 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     CategoryBanned: (422, "category-banned"),
     MerchantExists: (409, "merchant-exists"),
     DailyLimitReached: (403, "merchant-daily-limit"),
+    RefundRefused: (409, "refund-refused"),
+    NotRefundable: (409, "payment-not-refundable"),
+    AlreadyVoided: (409, "payment-voided"),
+    VoidNotAllowed: (409, "void-not-allowed"),
+    VoidWindowClosed: (409, "void-window-closed"),
+    RefundWindowClosed: (409, "refund-window-closed"),
+    RefundExceedsCaptured: (422, "refund-exceeds-captured"),
+    NoSuchRefund: (404, "no-such-refund"),
 }
 # What the error middleware answers itself; anything else is a bug (500, logged by aiohttp).
 HANDLED: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS)

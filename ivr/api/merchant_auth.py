@@ -10,10 +10,12 @@ old key verifies too, for ``merchant_key_grace_s``)::
                                                 \\n hex SHA-256 of the body)
 
 Checked in this order, so that nothing about a merchant is revealed to an unsigned request:
-headers present and well formed (401 ``unauthenticated``), merchant known (401), signature
-(401 ``bad-signature``, constant-time), timestamp within ``signature_window_seconds`` (401
+headers present and well formed (401 ``unauthenticated``), signature (401 ``bad-signature``,
+constant-time; an unknown merchant gets the same answer, so that which merchant ids exist
+cannot be learnt by asking), timestamp within ``signature_window_seconds`` (401
 ``stale-request``), nonce never seen (409 ``replayed-nonce``, kept in Redis for twice the window,
-which covers every timestamp that could still verify), merchant active (403).
+which covers every timestamp that could still verify), the merchant's rate limit (429
+``rate-limited``, ``rate_limits.py``), merchant active (403).
 
 The operator (the people running the platform) reads payments with ``Authorization: Bearer``
 and a token generated at first use into ``settings.operator_token_file`` (mode 0600).
@@ -32,6 +34,7 @@ from aiohttp import web
 from ivr.files import is_private, write_private
 from ivr.api.errors import APIError
 from ivr.api.keys import MERCHANTS, OPERATOR_TOKEN, REDIS, SETTINGS
+from ivr.api.rate_limits import RATE_LIMITS
 from ivr.config import Settings
 from ivr.merchants import Merchant, UnknownMerchant
 
@@ -62,6 +65,9 @@ HEADER_SIGNATURE = "X-Voicepay-Signature"
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+# What an unknown merchant's signature is checked against, so that it takes as long as a known
+# merchant's: random per process, and the merchant is refused whatever the outcome.
+_NO_KEY = secrets.token_bytes(32)
 
 
 class Unauthenticated(APIError):
@@ -138,15 +144,17 @@ async def authenticate(request: web.Request) -> Merchant:
     if not _SIGNATURE.fullmatch(signature):
         raise BadSignature(f"{HEADER_SIGNATURE} must be 64 hex digits")
     try:
-        merchant = await app[MERCHANTS].get(merchant_id)
+        merchant: Merchant | None = await app[MERCHANTS].get(merchant_id)
     except UnknownMerchant:
-        raise Unauthenticated("unknown merchant") from None
+        merchant = None
 
     body = await request.read()
     # The current key, or the one a rotation replaced while its grace period lasts.
-    if not any(hmac.compare_digest(
-            sign_request(key, request.method, request.raw_path, timestamp, nonce, body).encode("ascii"),
-            signature.lower().encode("ascii")) for key in merchant.signing_keys(time.time())):
+    keys = merchant.signing_keys(time.time()) if merchant is not None else [_NO_KEY]
+    verified = any(hmac.compare_digest(
+        sign_request(key, request.method, request.raw_path, timestamp, nonce, body).encode("ascii"),
+        signature.lower().encode("ascii")) for key in keys)
+    if merchant is None or not verified:
         raise BadSignature("the signature does not verify")
 
     window = settings.signature_window_seconds
@@ -157,6 +165,9 @@ async def authenticate(request: web.Request) -> Merchant:
     fresh = await app[REDIS].set(f"nonce:{merchant.id}:{nonce}", "1", nx=True, ex=2 * window)
     if not fresh:
         raise ReplayedNonce("this nonce was already used")
+    # Only a verified, fresh request spends the merchant's budget: nobody else can use it up.
+    if RATE_LIMITS in app:
+        await app[RATE_LIMITS].spend("merchant", merchant.id)
     if not merchant.active:
         raise MerchantSuspended("this merchant is suspended")
     return merchant
@@ -172,7 +183,10 @@ def require_operator(request: web.Request) -> None:
     expected = request.app[OPERATOR_TOKEN]
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send a merchant signature or the operator's bearer token")
-    if not hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected.encode("ascii")):
+    # Digests of equal length: compare_digest of unequal lengths returns at once, which would
+    # tell a guesser the token's length.
+    if not hmac.compare_digest(hashlib.sha256(token.strip().encode("utf-8", "replace")).digest(),
+                               hashlib.sha256(expected.encode("ascii")).digest()):
         raise Unauthenticated("the bearer token is not valid")
 
 

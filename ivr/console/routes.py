@@ -33,6 +33,7 @@ from ivr.api.errors import APIError, InvalidParameter
 from ivr.api.payment_request import parse_json_object
 from ivr.api.keys import AMI, MERCHANTS, REDIS, SETTINGS, STORE
 from ivr.api.merchant_routes import cancel_order, checked_order, submit_order
+from ivr.api.rate_limits import RATE_LIMITS
 from ivr.console.agents import Agent, AgentDirectory
 from ivr.console.progress import progress
 from ivr.console.sessions import LoginThrottle, Session, Sessions
@@ -75,6 +76,11 @@ class LoginFailed(APIError):
 class TooManyLogins(APIError):
     status = 429
     error_id = "too-many-logins"
+
+    def __init__(self, wait_s: int) -> None:
+        super().__init__(f"too many failed logins: try again in {(wait_s + 59) // 60} minute(s)",
+                         {"retry_after_s": wait_s})
+        self.headers = {"Retry-After": str(wait_s)}
 
 
 class CsrfRefused(APIError):
@@ -142,12 +148,14 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(agent_id, str) or not isinstance(password, str) or not agent_id or not password:
         raise InvalidParameter("agent_id", "agent id and password are both required")
     agent_id = agent_id.strip()[:32]
+    # Before the password hash is checked (deliberately slow); per address: the middleware.
+    if RATE_LIMITS in request.app:
+        await request.app[RATE_LIMITS].spend("login-agent", agent_id)
     client = request.remote or ""
     throttle = request.app[THROTTLE]
     wait = await throttle.blocked_for(agent_id, client)
     if wait:
-        raise TooManyLogins(f"too many failed logins: try again in {(wait + 59) // 60} minute(s)",
-                            {"retry_after_s": wait})
+        raise TooManyLogins(wait)
     registry = await request.app[AGENTS].registry()
     agent = await asyncio.to_thread(registry.verify, agent_id, password[:256])
     if agent is None:

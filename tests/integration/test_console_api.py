@@ -130,6 +130,7 @@ async def test_logins_are_refused_after_too_many_failures_even_with_the_right_pa
     body = await blocked.json()
     assert body["error_id"] == "too-many-logins"
     assert 0 < body["details"]["retry_after_s"] <= console.settings.console_login_window_s
+    assert blocked.headers["Retry-After"] == str(body["details"]["retry_after_s"])
 
 
 async def test_an_expired_session_must_log_in_again(console: Console) -> None:

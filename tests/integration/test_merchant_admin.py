@@ -30,7 +30,8 @@ from ivr.merchants import MerchantRegistry, MerchantStatus
 from ivr.payments.store import PaymentState
 from ivr.service import create_app
 from tests.integration.test_dialer import until
-from tests.integration.test_merchant_api import ORDER, Api, FakeOrders, _free_port, receivers  # noqa: F401
+from tests.integration.test_merchant_api import (ORDER, TEST_RECEIVERS, Api, FakeOrders,  # noqa: F401
+                                                _free_port, receivers)
 
 NEW = {"id": "M200001", "name_en": "Harbour Tea House", "name_zh": "海港茶楼", "mcc": "5812",
        "max_amount": "800.00", "daily_max": "2000.00"}
@@ -80,7 +81,8 @@ async def make_admin(tmp_path: Path, redis_server: str,
             settings = load_settings(
                 var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(),
                 agi_port=_free_port(), ami_port=_free_port(), acquirer_port=_free_port(),
-                webhook_base_delay=0.05, webhook_max_delay=0.5, **overrides)
+                webhook_base_delay=0.05, webhook_max_delay=0.5,
+                outbound_allowed_networks=TEST_RECEIVERS, **overrides)
             app = create_app(settings)
             app[ORDERS] = orders = FakeOrders(app)
             client = await stack.enter_async_context(TestClient(TestServer(app)))

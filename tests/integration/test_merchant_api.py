@@ -63,6 +63,8 @@ ORDER = {
 MAX_WEBHOOK_ATTEMPTS = 4
 TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
 AMI_USER, AMI_SECRET = "voicepay", "test-ami-secret"
+# The test webhook receivers listen on loopback, which webhooks may reach only when allowed.
+TEST_RECEIVERS = "127.0.0.0/8"
 # Cases that only make sense against the fake order service (the reason is at each case).
 FAKE_ONLY = pytest.mark.parametrize("api", ["fake"], indirect=True)
 
@@ -170,6 +172,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
             acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
             webhook_base_delay=0.05, webhook_max_delay=1.0,
             webhook_max_attempts=MAX_WEBHOOK_ATTEMPTS, webhook_timeout=2.0,
+            outbound_allowed_networks=TEST_RECEIVERS,
         )
         app = create_app(settings)
         orders = None
@@ -290,12 +293,18 @@ async def test_each_missing_header_is_401(api: Api) -> None:
     assert await api.payment_count() == 0
 
 
-async def test_unknown_merchant_is_401(api: Api) -> None:
+async def test_unknown_merchant_is_401_as_a_bad_signature(api: Api) -> None:
+    """Which merchant ids exist cannot be learnt by asking: an unknown one is answered as a
+    known one with a signature that does not verify."""
     body = json.dumps(ORDER).encode()
-    headers = signed_headers("M999999", api.key("M100001"), "POST", "/v1/payments", body)
-    async with api.client.post("/v1/payments", data=body, headers=headers) as response:
-        answer = await response.json()
-    assert response.status == 401 and answer["error_id"] == "unauthenticated"
+    answers = []
+    for merchant in ("M999999", "M100001"):
+        headers = signed_headers(merchant, b"\1" * 32, "POST", "/v1/payments", body)
+        async with api.client.post("/v1/payments", data=body, headers=headers) as response:
+            answers.append((response.status, await response.json()))
+    unknown, known = answers
+    assert unknown == known
+    assert unknown[0] == 401 and unknown[1]["error_id"] == "bad-signature"
     assert await api.payment_count() == 0
 
 

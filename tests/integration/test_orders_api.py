@@ -26,7 +26,7 @@ from ivr.hostlink.bin_table import BinTable
 from ivr.oneline.orders import ReturningCardholders
 from ivr.service import create_app
 from tests.integration.fake_ami import FakeAmi
-from tests.integration.test_merchant_api import CARD, ORDER, Api, _free_port
+from tests.integration.test_merchant_api import CARD, ORDER, TEST_RECEIVERS, Api, _free_port
 
 AMI_USER, AMI_SECRET = "voicepay", "test-ami-secret"
 TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
@@ -70,7 +70,7 @@ async def running_service(tmp_path: Path, redis_server: str, redis_client: aiore
         agi_host="127.0.0.1", agi_port=_free_port(), ami_host="127.0.0.1", ami_port=fake_ami.port,
         ami_user=AMI_USER, ami_secret=AMI_SECRET,
         acquirer_host="127.0.0.1", acquirer_port=_free_port(), acquirer_timeout=1.0,
-        **settings_overrides,
+        **{"outbound_allowed_networks": TEST_RECEIVERS, **settings_overrides},
     )
     # What the acquirer publishes when it starts: the test BINs (622188 debit, 625906 credit).
     BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
