@@ -8,6 +8,7 @@ and run Asterisk from it under bubblewrap. Either way the same paths are bound i
     /etc/asterisk              <- asterisk-conf/        (read-only)
     /opt/voicepay/dialplan     <- dialplan/             (read-only)
     /opt/voicepay/sounds       <- sounds/               (read-only)
+    /opt/voicepay/secrets      <- var/asterisk/secrets/ (read-only; devstack/secrets.py)
     /run/asterisk, /var/log/asterisk, /var/spool/asterisk <- var/asterisk/{run,log,spool}
 
 bubblewrap's mounts live in the sandbox's own mount namespace: when Asterisk exits, nothing is
@@ -23,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack.secrets import SECRETS_MOUNT
+from devstack.secrets import provision as provision_secrets
 from ivr.config import REPO_ROOT, Settings, load_settings
 
 __all__ = ["AsteriskSandbox", "ensure_rootfs", "system_asterisk_22", "ProvisionError"]
@@ -87,9 +90,16 @@ class AsteriskSandbox:
     def log_dir(self) -> Path:
         return self.state_dir / "log"
 
+    @property
+    def secrets_dir(self) -> Path:
+        """The AMI secret and SIP passwords as the files asterisk-conf/ includes."""
+        return self.state_dir / "secrets"
+
     def prepare(self) -> None:
         for sub in ("run", "log", "spool"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+        provision_secrets(self.settings, self.secrets_dir)
         self.remove_runtime_files()
 
     def remove_runtime_files(self) -> None:
@@ -109,6 +119,7 @@ class AsteriskSandbox:
             "--tmpfs", "/opt",
             "--ro-bind", str(REPO_ROOT / "dialplan"), "/opt/voicepay/dialplan",
             "--ro-bind", str(REPO_ROOT / "sounds"), "/opt/voicepay/sounds",
+            "--ro-bind", str(self.secrets_dir), SECRETS_MOUNT,
             "--bind", str(self.state_dir / "run"), "/run/asterisk",
             "--bind", str(self.state_dir / "log"), "/var/log/asterisk",
             "--bind", str(self.state_dir / "spool"), "/var/spool/asterisk",

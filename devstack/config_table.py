@@ -31,11 +31,14 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_HTTP_PORT": "HTTP API port",
     "VOICEPAY_AGI_HOST": "FastAGI address (keep it on loopback)",
     "VOICEPAY_AGI_PORT": "FastAGI port (the dialplan's `VOICEPAY_AGI` global must match)",
+    "VOICEPAY_AGI_ALLOWED_PEERS": "addresses or networks (comma-separated) that may open a FastAGI "
+                                  "session; any other connection is closed unread",
     "VOICEPAY_AMI_HOST": "Asterisk Manager Interface address",
     "VOICEPAY_AMI_PORT": "AMI port the service dials; not to be changed alone: "
                          "`asterisk-conf/manager.conf` fixes the port Asterisk listens on",
     "VOICEPAY_AMI_USER": "AMI user (see `asterisk-conf/manager.conf`)",
-    "VOICEPAY_AMI_SECRET": "AMI secret; must match `manager.conf`",
+    "VOICEPAY_AMI_SECRET": "AMI secret; empty: the one generated at first start into "
+                           "`var/keys/asterisk.json` (`python -m devstack.secrets show`)",
     "VOICEPAY_ACQUIRER_HOST": "acquirer (simulator) address: where the IVR dials and the simulator listens",
     "VOICEPAY_ACQUIRER_PORT": "acquirer port",
     "VOICEPAY_ACQUIRER_TIMEOUT": "seconds the IVR waits for an authorization before it reverses it",

@@ -15,9 +15,11 @@ from typing import TypeVar
 from ivr.money import Money
 from ivr.payments.settlement_day import Cutoff
 
-__all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT"]
+__all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT", "LOOPBACK_NETWORKS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Every loopback address, IPv4 and IPv6: who may reach what listens on this machine only.
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 def _env(name: str, default: str) -> str:
@@ -34,11 +36,16 @@ class Settings:
     # FastAGI is bound to loopback: anyone who can reach it could drive calls.
     agi_host: str = field(metadata={"env": "VOICEPAY_AGI_HOST"}, default="127.0.0.1")
     agi_port: int = field(metadata={"env": "VOICEPAY_AGI_PORT"}, default=4573)
+    # Who may open a FastAGI session (addresses or networks, comma-separated): Asterisk only. Add
+    # Asterisk's address here if it runs on another host (and bind VOICEPAY_AGI_HOST accordingly).
+    agi_allowed_peers: str = field(metadata={"env": "VOICEPAY_AGI_ALLOWED_PEERS"},
+                                   default=LOOPBACK_NETWORKS)
     ami_host: str = field(metadata={"env": "VOICEPAY_AMI_HOST"}, default="127.0.0.1")
     # Not to be changed alone: asterisk-conf/manager.conf sets the port Asterisk listens on.
     ami_port: int = field(metadata={"env": "VOICEPAY_AMI_PORT"}, default=5038)
     ami_user: str = field(metadata={"env": "VOICEPAY_AMI_USER"}, default="voicepay")
-    ami_secret: str = field(metadata={"env": "VOICEPAY_AMI_SECRET"}, default="voicepay-dev-ami")
+    # Empty: the secret generated at first start into var/keys/asterisk.json (ivr/asterisk_secrets.py).
+    ami_secret: str = field(metadata={"env": "VOICEPAY_AMI_SECRET"}, default="")
     acquirer_host: str = field(metadata={"env": "VOICEPAY_ACQUIRER_HOST"}, default="127.0.0.1")
     acquirer_port: int = field(metadata={"env": "VOICEPAY_ACQUIRER_PORT"}, default=8583)
     # How long the IVR waits for an authorization answer before it reverses the request.
@@ -232,6 +239,11 @@ class Settings:
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
+
+    @property
+    def asterisk_secrets_file(self) -> Path:
+        """The AMI secret and SIP passwords, generated at first start (ivr/asterisk_secrets.py)."""
+        return self.keys_dir / "asterisk.json"
 
     @property
     def operator_token_file(self) -> Path:

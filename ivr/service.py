@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ivr.hostlink.acquirer_client import AcquirerClient
-from ivr.agi.server import FastAgiServer
+from ivr.agi.server import FastAgiServer, parse_networks
 from ivr.ami.client import AmiClient
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
@@ -247,7 +247,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         "selfservice": functools.partial(selfservice, ctx=ctx),
         "callback": functools.partial(callback, ctx=ctx),
         "oneline": functools.partial(oneline, ctx=ctx),
-    })
+    }, allowed_peers=parse_networks(settings.agi_allowed_peers))
     await server.start(settings.agi_host, settings.agi_port)
     app[AGI_SERVER] = server
     yield

@@ -1,28 +1,57 @@
 """The FastAGI server: accepts Asterisk's connections and hands each call to its flow.
 
 Routes are an explicit table (script name -> handler), built once by the service, so what the
-dialplan can reach is visible in one place.
+dialplan can reach is visible in one place. A script not in the table is refused, and so is a
+connection from an address outside the allowed networks (loopback unless configured): whoever can
+open a FastAGI session drives a call, so only Asterisk may.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiError, read_agi_headers
+from ivr.config import LOOPBACK_NETWORKS
 
-__all__ = ["FastAgiServer", "Handler"]
+__all__ = ["FastAgiServer", "Handler", "parse_networks"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AgiChannel], Awaitable[None]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"127.0.0.0/8, 10.1.2.3"`` as networks; a ValueError names the entry that is not one."""
+    networks = []
+    for entry in (e.strip() for e in text.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"not an address or network: {entry!r}") from None
+    return tuple(networks)
+
+
+def _peer_allowed(peer: object, networks: Iterable[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer[0])  # type: ignore[index]
+    except (TypeError, IndexError, ValueError):
+        return False  # not an IP peer at all
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 class FastAgiServer:
-    def __init__(self, routes: Mapping[str, Handler]) -> None:
+    def __init__(self, routes: Mapping[str, Handler], *,
+                 allowed_peers: Iterable[Network] = parse_networks(LOOPBACK_NETWORKS)) -> None:
         self._routes = dict(routes)
+        self._allowed_peers = tuple(allowed_peers)
         self._server: asyncio.base_events.Server | None = None
         self._sessions: set[asyncio.Task] = set()
 
@@ -58,6 +87,12 @@ class FastAgiServer:
         assert task is not None
         self._sessions.add(task)
         try:
+            peer = writer.get_extra_info("peername")
+            if not _peer_allowed(peer, self._allowed_peers):
+                # Closed before a byte is read: nothing a stranger sends reaches a flow.
+                log.warning("FastAGI: connection from %s refused (not in VOICEPAY_AGI_ALLOWED_PEERS)",
+                            peer[0] if isinstance(peer, tuple) and peer else "an unknown peer")
+                return
             try:
                 headers = await asyncio.wait_for(read_agi_headers(reader), timeout=10)
             except (ConnectionError, ValueError, asyncio.TimeoutError) as exc:

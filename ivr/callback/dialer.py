@@ -284,7 +284,8 @@ class Dialer:
                 context="pay-callback",
                 variables={dv.PAYMENT_ID: payment.id},
                 timeout_ms=int(s.callback_ring_timeout_s * 1000),
-                caller_id=f'"{s.callback_caller_name}" <{s.callback_caller_number}>',
+                caller_name=s.callback_caller_name,
+                caller_number=s.callback_caller_number,
             )
             if outcome != ANSWERED:
                 with contextlib.suppress(asyncio.TimeoutError):

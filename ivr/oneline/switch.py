@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 
 from ivr import dialplan_variables as dv
-from ivr.ami.client import AmiClient
+from ivr.ami.client import AmiClient, UnsafeAmiValue
 from ivr.orders import PaymentFailed
 
 __all__ = ["AgentCall", "AgentNotOnCall", "OnelineSwitch", "RecordingNotPaused", "SwitchFailed",
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 # bridges the caller's leg to the agent's (or offers the queue if the agent has gone).
 PAYMENT_CONTEXT = "pay-oneline"
 BACK_TO_AGENT = "back-to-agent"
-# AMI answers nothing, or its connection is down: the switch cannot be done or checked.
-_AMI_ERRORS = (ConnectionError, asyncio.TimeoutError)
+# AMI answers nothing, or its connection is down, or a value (a channel name Asterisk listed)
+# was refused before the wire: the switch cannot be done or checked.
+_AMI_ERRORS = (ConnectionError, asyncio.TimeoutError, UnsafeAmiValue)
 
 
 class AgentNotOnCall(Exception):

@@ -20,8 +20,8 @@ phone rings until hung up):
     "silent"              no OriginateResponse ever: a lost AMI event, or an Asterisk gone away
 Hangup events go to every logged-in connection, as Asterisk's "call" event class does.
 
-    async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
-        ...  # point the service at ami.port; ami.actions lists what it was sent
+    async with FakeAmi(username="voicepay", secret="test-ami-secret") as ami:
+        ...  # point the service at ami.port; ami.actions lists what it was sent, ami.wire the bytes
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class FakeAmi:
         self.originate = originate
         # Every action received, in order, as parsed headers (the Login secret included).
         self.actions: list[dict[str, str]] = []
+        # Every byte every client sent, as it arrived (what an injection would have to get into).
+        self.wire = bytearray()
         # What CoreShowChannels lists: one dict of CoreShowChannel headers per live channel.
         self.channels: list[dict[str, str]] = []
         # Lower-case action names answered with "Response: Error" (checked at each action).
@@ -170,6 +172,7 @@ class FakeAmi:
             while True:
                 # One message per blank line; the client hanging up ends the session.
                 raw = await reader.readuntil((EOL + EOL).encode())
+                self.wire += raw
                 request = parse_message(raw.decode().strip())
                 if not request:
                     continue

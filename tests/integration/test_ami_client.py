@@ -13,7 +13,7 @@ from ivr.oneline.switch import AgentCall, AgentNotOnCall, OnelineSwitch
 from tests.integration.fake_ami import FakeAmi
 from tests.integration.test_dialer import until
 
-USER, SECRET = "voicepay", "voicepay-dev-ami"
+USER, SECRET = "voicepay", "test-ami-secret"
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ async def originate(client: AmiClient) -> str:
     return await client.originate(action_id="a-1", channel="PJSIP/13800138000",
                                   channel_id="vp-pay_1-1", context="pay-callback",
                                   variables={"VOICEPAY_PAYMENT_ID": "pay_1"}, timeout_ms=1000,
-                                  caller_id="Voicepay <95555>")
+                                  caller_name="Voicepay", caller_number="95555")
 
 
 # --- Originate: the outcome in words -------------------------------------------------------------

@@ -369,10 +369,10 @@ async def test_cancel_racing_the_answer(ivr: Ivr, first: str) -> None:
 @pytest.fixture
 async def fake_ami(ivr: Ivr) -> AsyncIterator[FakeAmi]:
     """Asterisk's AMI behind the one-line switch the flow releases the agent with."""
-    async with FakeAmi(username="voicepay", secret="voicepay-dev-ami") as ami:
+    async with FakeAmi(username="voicepay", secret="test-ami-secret") as ami:
         client = AmiClient(dataclasses.replace(ivr.settings, ami_host="127.0.0.1",
                                                ami_port=ami.port, ami_user="voicepay",
-                                               ami_secret="voicepay-dev-ami"))
+                                               ami_secret="test-ami-secret"))
         await client.start()
         await until(lambda: client.connected)
         ivr.ctx.oneline = OnelineSwitch(client)

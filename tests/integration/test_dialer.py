@@ -37,7 +37,7 @@ from ivr.payments.store import PaymentState, PaymentStore
 from simulators.acquirer.testcards import find_test_card
 from tests.integration.fake_ami import FakeAmi, OriginateScript
 
-USER, SECRET = "voicepay", "voicepay-dev-ami"
+USER, SECRET = "voicepay", "test-ami-secret"
 MERCHANT = Merchant("M100001", "Test Telecom", "测试电信", "4814", MerchantStatus.ACTIVE, Money.parse("50000.00"))
 CARD = find_test_card("approve")
 RING_S, GRACE_S, LEASE_S = 0.5, 0.3, 1.0

@@ -62,7 +62,7 @@ ORDER = {
 }
 MAX_WEBHOOK_ATTEMPTS = 4
 TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
-AMI_USER, AMI_SECRET = "voicepay", "voicepay-dev-ami"
+AMI_USER, AMI_SECRET = "voicepay", "test-ami-secret"
 # The test webhook receivers listen on loopback, which webhooks may reach only when allowed.
 TEST_RECEIVERS = "127.0.0.0/8"
 # Cases that only make sense against the fake order service (the reason is at each case).

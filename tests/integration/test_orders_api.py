@@ -28,7 +28,7 @@ from ivr.service import create_app
 from tests.integration.fake_ami import FakeAmi
 from tests.integration.test_merchant_api import CARD, ORDER, TEST_RECEIVERS, Api, _free_port
 
-AMI_USER, AMI_SECRET = "voicepay", "voicepay-dev-ami"
+AMI_USER, AMI_SECRET = "voicepay", "test-ami-secret"
 TEST_CARDS = Path(__file__).parents[2] / "simulators" / "acquirer" / "test_cards.json"
 # Luhn-valid, under a BIN the acquirer's table does not have.
 UNKNOWN_BIN_CARD = "4111111111111111"

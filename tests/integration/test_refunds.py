@@ -47,7 +47,7 @@ from simulators.acquirer.simulator import AcquirerSimulator
 from simulators.acquirer.testcards import TestCard, find_test_card
 
 MERCHANT = "M100001"
-AMI_USER, AMI_SECRET = "voicepay", "voicepay-dev-ami"
+AMI_USER, AMI_SECRET = "voicepay", "test-ami-secret"
 
 
 def _free_port() -> int:
