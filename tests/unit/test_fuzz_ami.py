@@ -99,8 +99,8 @@ class Session:
 
     def originate(self) -> asyncio.Task:
         return asyncio.create_task(self.ami.originate(
-            action_id=ACTION_ID, channel="PJSIP/x", channel_id=CHANNEL_ID, context="callback",
-            variables={}, timeout_ms=1000, caller_id="1"))
+            action_id=ACTION_ID, channel="PJSIP/x", channel_id=CHANNEL_ID, context="pay-callback",
+            variables={}, timeout_ms=1000, caller_name="x", caller_number="1"))
 
     def feed(self, pieces: list[bytes]) -> None:
         for piece in pieces:
