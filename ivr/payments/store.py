@@ -225,6 +225,14 @@ class PaymentStore:
             pipe.persist(f"{key}:pan")
             await pipe.execute()
 
+    async def approved_at(self, payment: Payment) -> datetime:
+        """When the payment was approved: its history says; an anonymised payment (history gone,
+        long after any refund window) falls back to its last update."""
+        for entry in reversed(await self.history(payment.id)):
+            if entry.get("state") == PaymentState.APPROVED.value:
+                return datetime.fromisoformat(entry["at"])
+        return datetime.fromisoformat(payment.updated_at)
+
     async def pending_since(self, before: float) -> list[str]:
         """Ids of payments not final that entered their state before ``before`` (epoch s), oldest
         first."""
