@@ -7,6 +7,7 @@ operator can; the acquirer's file of it is written by the simulator's publisher.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
@@ -184,3 +185,40 @@ async def test_reconciliation_with_the_simulators_file_clean_then_names_both_dif
     assert "adjustment" in mismatch["action"]
     status, stored = await _operator(env, "GET", f"{day}/reconciliation")
     assert status == 200 and stored == report
+
+
+async def test_the_operator_and_merchant_command_lines(env: Env, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstack.merchant_cli import main as merchant_cli
+    from ivr.admin import main as admin_cli
+    await _a_day(env)
+    day = _today(env)
+    _publish(env, day)
+    base = ["--url", str(env.client.make_url("")), "--token-file",
+            str(env.settings.operator_token_file)]
+
+    async def run(cli: Any, *argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli, list(argv))  # urllib blocks: not in the loop
+        return code, capsys.readouterr().out
+
+    code, out = await run(admin_cli, *base, "settlement", "run", str(day))
+    assert code == 1 and json.loads(out)["error_id"] == "day-not-closed"
+    code, out = await run(admin_cli, *base, "settlement", "run", str(day), "--early")
+    assert code == 0 and json.loads(out)["merchants"][0]["net"] == "157.29"
+    code, out = await run(admin_cli, *base, "settlement", "show", str(day))
+    assert code == 0 and json.loads(out)["merchants"][0]["merchant_id"] == MERCHANT
+    code, out = await run(admin_cli, *base, "settlement", "reconcile", str(day))
+    assert code == 0 and json.loads(out)["clean"]
+    code, out = await run(admin_cli, *base, "settlement", "report", str(day))
+    assert code == 0 and json.loads(out)["counts"]["matched"] == 5
+
+    # The merchant's CLI signs with the development keys of the service's var dir.
+    monkeypatch.setenv("VOICEPAY_VAR_DIR", str(env.settings.var_dir))
+    monkeypatch.setenv("VOICEPAY_HTTP_PORT", str(env.client.port))
+    code, out = await run(merchant_cli, "statement", str(day), "--csv")
+    assert code == 0 and out.splitlines()[-1].startswith(f"total,{MERCHANT},{day},")
+    code, out = await run(merchant_cli, "statement", str(day))
+    assert code == 0 and json.loads(out)["gross"] == "213.00"
+    code, out = await run(merchant_cli, "--merchant", OTHER, "statement", str(day))
+    assert code == 1 and json.loads(out)["error_id"] == "not-settled"
