@@ -203,3 +203,14 @@ def test_reconciliation_names_each_kind_of_difference() -> None:
     assert [line["result"] for line in body["lines"]][-2:] == ["matched", "matched"]
     clean = reconcile(DAY, ITEMS[:1], _file(_record(amount=8800, rrn="R1")))
     assert clean.clean and clean.to_json()["counts"]["matched"] == 1
+
+
+def test_the_readme_documents_the_layout_the_code_uses() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line.split("|")[1:-1] for line in readme.splitlines()
+            if line.startswith(("| H |", "| D |", "| T |"))]
+    for kind, table in (("H", HEADER), ("D", DETAIL), ("T", TRAILER)):
+        widths = [w for row in rows if row[0].strip() == kind
+                  for w in map(int, row[2].split("+"))]
+        assert widths == [f.width for f in table], kind
+    assert f"every line {RECORD_WIDTH} bytes" in readme
