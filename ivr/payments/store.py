@@ -274,9 +274,10 @@ class PaymentStore:
         return found
 
     async def in_state(self, status: PaymentState, *, older_than: float,
-                       limit: int = 500) -> list[str]:
-        """Ids of payments now in ``status`` created before the unix time ``older_than``."""
-        ids = await self._redis.zrangebyscore(status_index(status.value), "-inf", older_than,
+                       limit: int = 500, newer_than: float | str = "-inf") -> list[str]:
+        """Ids of payments now in ``status`` created before the unix time ``older_than`` (and
+        not before ``newer_than``)."""
+        ids = await self._redis.zrangebyscore(status_index(status.value), newer_than, older_than,
                                               start=0, num=limit)
         return [_text(i) for i in ids]
 

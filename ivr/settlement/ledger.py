@@ -26,6 +26,7 @@ PURCHASE, VOID, REFUND = "purchase", RefundKind.VOID.value, RefundKind.REFUND.va
 # reviews for an operator, neither for days): how far before the day to look for its payments.
 _CREATED_BEFORE_APPROVAL = timedelta(days=7)
 _SCAN = 500
+_ALL = -1  # a LIMIT count of -1: every match
 
 
 class DayNotReady(Exception):
@@ -56,17 +57,14 @@ async def day_items(payments: PaymentStore, refunds: RefundStore, cutoff: Cutoff
     start, end = cutoff.bounds(day)
     await _check_settled(payments, refunds, end)
     items: list[MoneyItem] = []
-    candidates = await payments.in_state(PaymentState.APPROVED, older_than=end.timestamp(),
-                                         limit=1_000_000)
-    # in_state gives those created before the end; approval comes after creation, so older
-    # payments than the look-back cannot be the day's.
-    earliest = (start - _CREATED_BEFORE_APPROVAL).timestamp()
+    # Approval comes after creation, and within the look-back of it.
+    candidates = await payments.in_state(
+        PaymentState.APPROVED, older_than=end.timestamp(), limit=_ALL,
+        newer_than=(start - _CREATED_BEFORE_APPROVAL).timestamp())
     for payment_id in candidates:
         try:
             payment = await payments.get(payment_id)
         except NoSuchPayment:  # removed by retention since: long past any day left to settle
-            continue
-        if datetime.fromisoformat(payment.created_at).timestamp() < earliest:
             continue
         approved = await payments.approved_at(payment)
         if start <= approved < end:
