@@ -51,6 +51,12 @@ def parse_day(text: str) -> date:
         raise InvalidParameter("day", "must be a date, YYYY-MM-DD") from None
 
 
+def _operator_day(request: web.Request) -> date:
+    """The day an operator's request names, once its bearer token is checked."""
+    require_operator(request)
+    return parse_day(request.match_info["day"])
+
+
 @settlement_routes.get("/v1/settlements/{day}")
 async def merchant_statement(request: web.Request) -> web.Response:
     merchant = await authenticate(request)
@@ -67,8 +73,7 @@ async def merchant_statement(request: web.Request) -> web.Response:
 
 @settlement_routes.get("/v1/admin/settlements/{day}")
 async def operator_day(request: web.Request) -> web.Response:
-    require_operator(request)
-    day = parse_day(request.match_info["day"])
+    day = _operator_day(request)
     settled = await request.app[SETTLEMENT].get(day)
     if settled is None:
         raise NotSettled(f"{day} is not settled")
@@ -77,8 +82,7 @@ async def operator_day(request: web.Request) -> web.Response:
 
 @settlement_routes.post("/v1/admin/settlements/{day}/run")
 async def operator_run(request: web.Request) -> web.Response:
-    require_operator(request)
-    day = parse_day(request.match_info["day"])
+    day = _operator_day(request)
     raw = await request.read()
     body = parse_json_object(raw, what="a settlement run") if raw.strip() else {}
     if set(body) - {"early"} or not isinstance(body.get("early", False), bool):
@@ -92,15 +96,13 @@ async def operator_run(request: web.Request) -> web.Response:
 
 @settlement_routes.post("/v1/admin/settlements/{day}/reconcile")
 async def operator_reconcile(request: web.Request) -> web.Response:
-    require_operator(request)
-    day = parse_day(request.match_info["day"])
+    day = _operator_day(request)
     return web.json_response(await request.app[SETTLEMENT].reconcile(day))
 
 
 @settlement_routes.get("/v1/admin/settlements/{day}/reconciliation")
 async def operator_reconciliation(request: web.Request) -> web.Response:
-    require_operator(request)
-    day = parse_day(request.match_info["day"])
+    day = _operator_day(request)
     report = await request.app[SETTLEMENT].reconciliation(day)
     if report is None:
         raise NotReconciled(f"{day} has not been reconciled")
