@@ -39,8 +39,8 @@ from ivr.settlement.reconcile import reconcile
 from ivr.settlement.statement import MerchantSettlement, build_settlements
 from ivr.settlement.zm_file import ZmFile, ZmFileError, file_name
 
-__all__ = ["SettlementService", "DayNotClosed", "NotSettled", "NoAcquirerFile", "SettledDay",
-           "DayNotReady"]
+__all__ = ["SettlementService", "SettlementRefused", "DayNotClosed", "NotSettled",
+           "NoAcquirerFile", "SettledDay", "DayNotReady"]
 
 log = logging.getLogger(__name__)
 
