@@ -17,6 +17,10 @@ import pytest
 
 from ivr.api.keys import OPERATOR_TOKEN, SETTLEMENT, STORE
 from ivr.api.merchant_auth import signed_headers
+from ivr.crypto.keys import load_ivr_keys
+from ivr.crypto.pinblock import pinblock_from_digits
+from ivr.hostlink.acquirer_client import AcquirerClient
+from ivr.hostlink.messages import PurchaseRequest
 from ivr.payments.store import PaymentState
 from ivr.refunds.store import RefundStore
 from ivr.settlement.fees import FeeTable
@@ -222,3 +226,19 @@ async def test_the_operator_and_merchant_command_lines(env: Env, capsys: pytest.
     assert code == 0 and json.loads(out)["gross"] == "213.00"
     code, out = await run(merchant_cli, "--merchant", OTHER, "statement", str(day))
     assert code == 1 and json.loads(out)["error_id"] == "not-settled"
+
+
+async def test_the_acquirers_file_leaves_out_a_purchase_it_reversed(env: Env) -> None:
+    kept = await env.approved_payment(APPROVE, 1000)
+    env.stan += 1
+    pek = load_ivr_keys(env.settings.ivr_keys_file).pek
+    lost = PurchaseRequest.create(
+        pan=APPROVE.pan, amount=2000, stan=f"{env.stan:06d}",
+        pin_block=pinblock_from_digits(pek, bytearray(APPROVE.pin.encode()), APPROVE.pan),
+        terminal_id=env.settings.terminal_id, merchant_id=MERCHANT.ljust(15))
+    client = AcquirerClient("127.0.0.1", env.relay.upstream_port, 2.0)
+    assert (await client.authorize(lost)).approved
+    assert await client.reverse(lost)           # the answer was lost: the purchase is undone
+    file = _publish(env, _today(env))
+    assert [(r.txn_code, r.amount, r.rrn) for r in file.records] == \
+        [(TxnCode.PURCHASE, 1000, (await env.app[STORE].get(kept)).rrn)]
