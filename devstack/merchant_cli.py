@@ -6,6 +6,7 @@ void or refund it.
     python -m devstack.merchant_cli cancel pay_...
     python -m devstack.merchant_cli void pay_...                     # the same settlement day
     python -m devstack.merchant_cli refund pay_... --amount 10.00    # or: refunds pay_...
+    python -m devstack.merchant_cli statement 2026-11-27 [--csv]     # the day's settlement
 
 Signs with the development merchant keys in VOICEPAY_VAR_DIR/keys/merchants.json, as a merchant's
 own system would with its key (a seed merchant's key rotated through the admin API is no longer
@@ -29,13 +30,14 @@ DEMO_NAME = "Zhang San"
 DEMO_ID_NUMBER = "11010519491231002X"
 
 
-def _request(method: str, path: str, merchant_id: str, body: dict | None = None) -> tuple[int, dict]:
+def _request(method: str, path: str, merchant_id: str, body: dict | None = None, *,
+             text: bool = False) -> tuple[int, dict]:
     settings = load_settings()
     key = MerchantRegistry.load(settings).get(merchant_id).key
     raw = json.dumps(body).encode() if body is not None else b""
     url = f"http://{settings.http_host}:{settings.http_port}{path}"
     return call_api(url, method, signed_headers(merchant_id, key, method, path, raw),
-                    raw if body is not None else None)
+                    raw if body is not None else None, text=text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     refund.add_argument("payment_id")
     refund.add_argument("--amount", required=True, help="yuan, two decimals: 10.00")
     refund.add_argument("--reason", default="")
+    statement = sub.add_parser("statement", help="the merchant's settlement of a day")
+    statement.add_argument("day", help="YYYY-MM-DD")
+    statement.add_argument("--csv", action="store_true", help="as CSV instead of JSON")
     args = parser.parse_args(argv)
 
     if args.command == "pay":
@@ -76,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "refund":
         status, reply = _request("POST", f"/v1/payments/{args.payment_id}/refunds", args.merchant,
                                  {"amount": args.amount, "reason": args.reason})
+    elif args.command == "statement":
+        if args.csv:
+            status, reply = _request("GET", f"/v1/settlements/{args.day}?format=csv",
+                                     args.merchant, text=True)
+            if status < 400:
+                print(reply, end="")
+                return 0
+        else:
+            status, reply = _request("GET", f"/v1/settlements/{args.day}", args.merchant)
     elif args.command == "void":
         status, reply = _request("POST", f"/v1/payments/{args.payment_id}/void", args.merchant, {})
     else:

@@ -10,6 +10,10 @@ operator token file, for people running the platform.
     voicepay-admin names M200001 --yue 海港茶樓
     voicepay-admin rotate-key M200001                          (and: rotate-webhook-secret)
     voicepay-admin audit M200001
+    voicepay-admin settlement run 2026-11-27 [--early]      the day's settlement (T+1 payout)
+    voicepay-admin settlement show 2026-11-27               every merchant's record of the day
+    voicepay-admin settlement reconcile 2026-11-27          against the acquirer's daily file
+    voicepay-admin settlement report 2026-11-27             the latest reconciliation report
 
 (``python -m ivr.admin`` is the same.) It talks to the service at VOICEPAY_HTTP_HOST:PORT (or
 ``--url``) with the token in VOICEPAY_VAR_DIR/keys/operator.token (or ``--token-file``), and prints
@@ -33,13 +37,14 @@ __all__ = ["main", "call_api"]
 
 
 def call_api(url: str, method: str, headers: dict[str, str],
-             body: bytes | None = None) -> tuple[int, Any]:
-    """One HTTP request to the voicepay API: (status, JSON answer), refusals included."""
+             body: bytes | None = None, *, text: bool = False) -> tuple[int, Any]:
+    """One HTTP request to the voicepay API: (status, JSON answer), refusals included.
+    ``text``: a success is answered as text (a CSV statement), not JSON."""
     request = urllib.request.Request(url, data=body, method=method,
                                      headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
+            return response.status, response.read().decode() if text else json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
 
@@ -77,11 +82,26 @@ def _parser() -> argparse.ArgumentParser:
     daily.add_argument("--daily-max")
     daily.add_argument("--no-daily-max", action="store_true", help="remove the daily limit")
 
+    settlement = sub.add_parser("settlement", help="a settlement day and its reconciliation")
+    settlement.add_argument("action", choices=["run", "show", "reconcile", "report"])
+    settlement.add_argument("day", help="YYYY-MM-DD")
+    settlement.add_argument("--early", action="store_true",
+                            help="run: close the day before its cut-off (drills, tests)")
+
     names = sub.add_parser("names", help="change a merchant's display names")
     names.add_argument("merchant_id")
     for language in ("en", "zh", "yue"):
         names.add_argument(f"--{language}", dest=f"name_{language}")
     return parser
+
+
+def _settlement_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    """(method, path below /v1/admin, JSON body) for a ``settlement`` command."""
+    path = f"/settlements/{args.day}"
+    return {"run": ("POST", path + "/run", {"early": args.early}),
+            "show": ("GET", path, None),
+            "reconcile": ("POST", path + "/reconcile", None),
+            "report": ("GET", path + "/reconciliation", None)}[args.action]
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
@@ -123,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voicepay-admin: cannot read the operator token ({token_file}): {exc.strerror}",
               file=sys.stderr)
         return 2
-    method, path, body = _request(args)
+    if args.command == "settlement":
+        method, path, body = _settlement_request(args)
+    else:
+        method, path, body = _request(args)
+        path = "/merchants" + path
     try:
-        status, answer = call_api(f"{base}/v1/admin/merchants{path}", method,
+        status, answer = call_api(f"{base}/v1/admin{path}", method,
                                   {"Authorization": f"Bearer {token}"},
                                   json.dumps(body).encode() if body is not None else None)
     except (OSError, ValueError) as exc:

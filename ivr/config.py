@@ -210,6 +210,10 @@ class Settings:
     sip_edge_fail_window_s: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_FAIL_WINDOW_S"},
                                         default=600)
     sip_edge_ban_s: int = field(metadata={"env": "VOICEPAY_SIP_EDGE_BAN_S"}, default=600)
+    # Settlement (ivr/settlement/): the platform's fees per merchant, a TOML table (a row per
+    # merchant does not fit an environment variable).
+    fee_table: Path = field(metadata={"env": "VOICEPAY_FEE_TABLE"},
+                            default=REPO_ROOT / "ivr" / "fee_table.toml")
 
     @property
     def oneline_max(self) -> Money:
@@ -249,6 +253,11 @@ class Settings:
     def operator_token_file(self) -> Path:
         """The operator's bearer token for the payments API, generated at first use."""
         return self.keys_dir / "operator.token"
+
+    @property
+    def acquirer_files_dir(self) -> Path:
+        """Where the acquirer drops its daily reconciliation files (simulators/acquirer/)."""
+        return self.var_dir / "acquirer" / "reconciliation"
 
     @property
     def bin_table_file(self) -> Path:

@@ -33,6 +33,7 @@ from ivr.api.merchant_routes import merchant_routes
 from ivr.api.rate_limits import rate_limit_middleware, rate_limits_ctx
 from ivr.api.errors import APIError
 from ivr.api.refund_routes import refund_routes
+from ivr.api.settlement_routes import settlement_ctx, settlement_routes
 from ivr.api.routes import MAX_BODY, error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
@@ -323,11 +324,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(admin_merchant_routes)
     app.add_routes(admin_review_routes)
     app.add_routes(refund_routes)
+    app.add_routes(settlement_routes)
     app.add_routes(console_routes)
     app.router.add_static("/console/static", STATIC_DIR)
     app.cleanup_ctx.extend([_keys_ctx, _redis_ctx, rate_limits_ctx, _retention_ctx, _merchant_api_ctx,
                             _risk_ctx, console_ctx, _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx,
-                            _refunds_ctx])
+                            _refunds_ctx, settlement_ctx])
     return app
 
 

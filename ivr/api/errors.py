@@ -20,6 +20,8 @@ from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
 from ivr.refunds.model import (AlreadyVoided, NoSuchRefund, NotRefundable, RefundExceedsCaptured,
                                RefundRefused, RefundWindowClosed, VoidNotAllowed, VoidWindowClosed)
 from ivr.risk.review import ReviewNotPending
+from ivr.settlement.ledger import DayNotReady
+from ivr.settlement.run import DayNotClosed, NoAcquirerFile, NotSettled, SettlementRefused
 
 __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_answer"]
 
@@ -71,6 +73,11 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     RefundWindowClosed: (409, "refund-window-closed"),
     RefundExceedsCaptured: (422, "refund-exceeds-captured"),
     NoSuchRefund: (404, "no-such-refund"),
+    SettlementRefused: (409, "settlement-refused"),
+    DayNotClosed: (409, "day-not-closed"),
+    DayNotReady: (409, "day-not-ready"),
+    NotSettled: (404, "not-settled"),
+    NoAcquirerFile: (409, "no-acquirer-file"),
 }
 # What the error middleware answers itself; anything else is a bug (500, logged by aiohttp).
 HANDLED: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS)

@@ -15,6 +15,7 @@ from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
 from ivr.refunds.service import RefundService
+from ivr.settlement.run import SettlementService
 from ivr.risk.decision import RiskEngine
 from ivr.risk.identity import IdentityProviders
 from ivr.risk.review import ReviewDesk
@@ -50,3 +51,5 @@ RISK_LISTS = web.AppKey("risk_lists", RiskLists)
 RISK_AUDIT = web.AppKey("risk_audit", RiskAudit)
 # Voids and refunds (ivr/refunds/): the merchant's requests and the sweep of lost answers.
 REFUNDS = web.AppKey("refunds", RefundService)
+# Settlement and reconciliation (ivr/settlement/): the daily run, statements, reports.
+SETTLEMENT = web.AppKey("settlement", SettlementService)

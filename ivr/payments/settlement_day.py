@@ -45,6 +45,17 @@ class Cutoff:
         local = moment.astimezone(self.zone)
         return local.date() + timedelta(days=1) if local.time() >= self.at else local.date()
 
+    def bounds(self, day: date) -> tuple[datetime, datetime]:
+        """When ``day`` begins and ends (the previous day's cut-off, its own), timezone-aware:
+        a moment ``m`` is the day's when ``start <= m < end``.
+
+            >>> start, end = Cutoff.parse("23:00 Asia/Shanghai").bounds(date(2026, 11, 27))
+            >>> start.isoformat(), end.isoformat()
+            ('2026-11-26T23:00:00+08:00', '2026-11-27T23:00:00+08:00')
+        """
+        end = datetime.combine(day, self.at, tzinfo=self.zone)
+        return datetime.combine(day - timedelta(days=1), self.at, tzinfo=self.zone), end
+
     def __str__(self) -> str:
         return f"{self.at:%H:%M} {self.zone.key}"
 

@@ -225,6 +225,14 @@ class PaymentStore:
             pipe.persist(f"{key}:pan")
             await pipe.execute()
 
+    async def approved_at(self, payment: Payment) -> datetime:
+        """When the payment was approved: its history says; an anonymised payment (history gone,
+        long after any refund window) falls back to its last update."""
+        for entry in reversed(await self.history(payment.id)):
+            if entry.get("state") == PaymentState.APPROVED.value:
+                return datetime.fromisoformat(entry["at"])
+        return datetime.fromisoformat(payment.updated_at)
+
     async def pending_since(self, before: float) -> list[str]:
         """Ids of payments not final that entered their state before ``before`` (epoch s), oldest
         first."""
@@ -266,9 +274,10 @@ class PaymentStore:
         return found
 
     async def in_state(self, status: PaymentState, *, older_than: float,
-                       limit: int = 500) -> list[str]:
-        """Ids of payments now in ``status`` created before the unix time ``older_than``."""
-        ids = await self._redis.zrangebyscore(status_index(status.value), "-inf", older_than,
+                       limit: int = 500, newer_than: float | str = "-inf") -> list[str]:
+        """Ids of payments now in ``status`` created before the unix time ``older_than`` (and
+        not before ``newer_than``)."""
+        ids = await self._redis.zrangebyscore(status_index(status.value), newer_than, older_than,
                                               start=0, num=limit)
         return [_text(i) for i in ids]
 

@@ -151,15 +151,7 @@ class RefundService:
             # Approved before the platform kept what names a purchase at the acquirer.
             raise NotRefundable(f"payment {payment_id} has no acquirer reference to name it by",
                                 {"payment_status": str(payment.status)})
-        return payment, await self._approved_at(payment)
-
-    async def _approved_at(self, payment: Payment) -> datetime:
-        """When the payment was approved: its history says; an anonymised payment (history gone,
-        long after any refund window) falls back to its last update."""
-        for entry in reversed(await self._payments.history(payment.id)):
-            if entry.get("state") == PaymentState.APPROVED.value:
-                return datetime.fromisoformat(entry["at"])
-        return datetime.fromisoformat(payment.updated_at)
+        return payment, await self._payments.approved_at(payment)
 
     async def _give_back(self, payment: Payment, kind: RefundKind, amount: Money,
                          reason: str) -> Refund:

@@ -8,6 +8,8 @@ Keys (no card data anywhere: the acquirer finds the card from the original's ref
     refunds:unsettled         sorted set: ids of records not final, by when the sweep must look at
                               them (a ``sending`` one once its answer is overdue; a
                               ``reversal_pending`` one when its next reversal attempt is due)
+    refunds:succeeded         sorted set: ids of records that succeeded, by when (epoch seconds):
+                              the settlement day of each void and refund (ivr/settlement/)
 
 Two refunds racing, or a void racing a refund, can never give back more than was taken: the
 reservation script reads the payment's state and amount and the amount held, and holds the new
@@ -18,6 +20,7 @@ again in the same step that makes it final.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
@@ -27,9 +30,10 @@ from ivr.refunds.model import (RELEASING_STATES, AlreadyVoided, NoSuchRefund, No
                                Refund, RefundExceedsCaptured, RefundState, VoidNotAllowed)
 from ivr.payments.store import NoSuchPayment
 
-__all__ = ["RefundStore", "UNSETTLED_KEY"]
+__all__ = ["RefundStore", "UNSETTLED_KEY", "SUCCEEDED_KEY"]
 
 UNSETTLED_KEY = "refunds:unsettled"
+SUCCEEDED_KEY = "refunds:succeeded"
 
 # KEYS: payment, given_back, record, the payment's list, unsettled. ARGV: kind, amount (fen),
 # record id, when the sweep looks at it, the record's fields (JSON). Returns {outcome, detail}.
@@ -55,14 +59,15 @@ redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
 return {'ok', tostring(captured - held - amount)}
 """
 
-# KEYS: record, given_back, unsettled. ARGV: target, changes (JSON), '1' to free the amount held,
-# when the sweep looks next ('' = never: final), now, then the states it may be entered from.
+# KEYS: record, given_back, unsettled, succeeded. ARGV: target, changes (JSON), '1' to free the
+# amount held, when the sweep looks next ('' = never: final), now, then the states it may be
+# entered from, then (last) now in epoch seconds for the succeeded index.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'missing', ''} end
 if current == ARGV[1] then return {'same', current} end
 local allowed = false
-for i = 6, #ARGV do if ARGV[i] == current then allowed = true end end
+for i = 6, #ARGV - 1 do if ARGV[i] == current then allowed = true end end
 if not allowed then return {'refused', current} end
 for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[5])
@@ -71,6 +76,7 @@ if ARGV[3] == '1' then
   redis.call('HINCRBY', KEYS[2], 'held', -tonumber(redis.call('HGET', KEYS[1], 'amount_minor')))
   if redis.call('HGET', KEYS[2], 'void') == id then redis.call('HDEL', KEYS[2], 'void') end
 end
+if ARGV[1] == 'succeeded' then redis.call('ZADD', KEYS[4], ARGV[#ARGV], id) end
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], id)
 else
@@ -132,9 +138,11 @@ class RefundStore:
         None if this call did not move it (already there, or in another state: someone else
         settled it). ``look_at`` is when the sweep should look again (for a state not final)."""
         outcome, _ = (_text(v) for v in await self._transition(
-            keys=[self._key(refund.id), f"pay:{refund.payment_id}:given_back", UNSETTLED_KEY],
+            keys=[self._key(refund.id), f"pay:{refund.payment_id}:given_back", UNSETTLED_KEY,
+                  SUCCEEDED_KEY],
             args=[target.value, json.dumps(changes), "1" if target in RELEASING_STATES else "",
-                  "" if look_at is None else look_at, _now(), *(s.value for s in allowed_from)]))
+                  "" if look_at is None else look_at, _now(), *(s.value for s in allowed_from),
+                  repr(time.time())]))
         if outcome == "missing":
             raise NoSuchRefund(refund.id)
         if outcome != "ok":
@@ -159,6 +167,11 @@ class RefundStore:
     async def held(self, payment_id: str) -> Money:
         """The fen held against the payment by voids and refunds in flight or succeeded."""
         return Money(int(await self._redis.hget(f"pay:{payment_id}:given_back", "held") or 0))
+
+    async def succeeded_between(self, start: float, end: float) -> list[tuple[str, float]]:
+        """(id, when) of the voids and refunds that succeeded in ``start <= t < end``."""
+        found = await self._redis.zrangebyscore(SUCCEEDED_KEY, start, f"({end}", withscores=True)
+        return [(_text(i), float(t)) for i, t in found]
 
     async def due(self, now: float, limit: int = 100) -> list[str]:
         """Ids of records not final whose time to be looked at has come, oldest first."""

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.hostlink.bin_table import BinTable
+from ivr.payments.settlement_day import Cutoff
 from simulators.acquirer.cardbook import CardBook, CardBookError, issue_cards
+from simulators.acquirer.daily_file import DailyFilePublisher
 from simulators.acquirer.simulator import AcquirerSimulator
 from simulators.acquirer.testcards import SEED_PATH
 from ivr.log import configure_logging
@@ -69,8 +71,11 @@ class _Connection:
 
 
 class AcquirerServer:
-    def __init__(self, simulator: AcquirerSimulator, host: str, port: int) -> None:
+    def __init__(self, simulator: AcquirerSimulator, host: str, port: int, *,
+                 daily_files: DailyFilePublisher | None = None) -> None:
         self._simulator = simulator
+        # Rewrites the day's reconciliation file after each message (daily_file.py).
+        self._daily_files = daily_files
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -138,6 +143,11 @@ class AcquirerServer:
 
     async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
         answer = await self._simulator.handle(raw)
+        if self._daily_files is not None:
+            try:
+                self._daily_files.publish()
+            except OSError as exc:  # the file is late, the answer must not be
+                log.error("could not write the daily file: %s", exc)
         if answer is None or writer.is_closing():
             return
         try:
@@ -148,7 +158,10 @@ class AcquirerServer:
 
 
 async def _run(settings: AcquirerSettings) -> None:
-    server = AcquirerServer(build_simulator(settings), settings.host, settings.port)
+    simulator = build_simulator(settings)
+    daily_files = DailyFilePublisher(simulator, settings.daily_files_dir,
+                                     Cutoff.parse(settings.settlement_cutoff))
+    server = AcquirerServer(simulator, settings.host, settings.port, daily_files=daily_files)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

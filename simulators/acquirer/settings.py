@@ -22,6 +22,10 @@ class AcquirerSettings:
     # How long the simulated "issuer unavailable" card keeps the acquirer silent.
     issuer_delay: float = field(metadata={"env": "VOICEPAY_ISSUER_DELAY"}, default=8.0)
     log_level: str = field(metadata={"env": "VOICEPAY_LOG_LEVEL"}, default="INFO")
+    # The settlement day's cut-off, the same variable as the platform's: the two agree by contract
+    # on which day a transaction belongs to (simulators/acquirer/daily_file.py).
+    settlement_cutoff: str = field(metadata={"env": "VOICEPAY_SETTLEMENT_CUTOFF"},
+                                   default="23:00 Asia/Shanghai")
 
     @property
     def keys_dir(self) -> Path:
@@ -35,6 +39,11 @@ class AcquirerSettings:
     def files_dir(self) -> Path:
         """Issued card book, transaction journal and the published BIN table."""
         return self.var_dir / "acquirer"
+
+    @property
+    def daily_files_dir(self) -> Path:
+        """Where the daily reconciliation files for the platform are published."""
+        return self.files_dir / "reconciliation"
 
     @property
     def bin_table_file(self) -> Path:

@@ -71,7 +71,7 @@ from ivr.hostlink.adjustments import (AdjustmentRequest, AdjustmentReversal, Ref
 from ivr.hostlink.spec import VOICEPAY_SPEC
 from ivr.validation import luhn_valid
 
-__all__ = ["AcquirerSimulator", "MAX_PIN_TRIES", "CVV2_SERVICE_CODE", "compute_cvv2"]
+__all__ = ["AcquirerSimulator", "SettledTxn", "MAX_PIN_TRIES", "CVV2_SERVICE_CODE", "compute_cvv2"]
 
 log = logging.getLogger("simulators.acquirer")
 
@@ -105,6 +105,11 @@ class _Purchase:
     approved: bool = False
     voided: bool = False
     refunded: int = 0  # fen given back by refunds so far
+    # What the daily reconciliation file names it by (simulators/acquirer/daily_file.py).
+    stan: str = ""
+    transmission: str = ""
+    terminal: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 @dataclass
@@ -117,6 +122,34 @@ class _Adjustment:
     rrn: str
     applied: bool = False
     reversed: bool = False
+    # What the daily reconciliation file names it by (simulators/acquirer/daily_file.py).
+    stan: str = ""
+    transmission: str = ""
+    terminal: str = ""
+    merchant_id: str = ""
+    original_stan: str = ""
+    original_transmission: str = ""
+    original_rrn: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class SettledTxn:
+    """One transaction as the acquirer settles it: no card number, only its masked form."""
+
+    kind: str  # purchase | void | refund
+    at: datetime
+    stan: str
+    transmission: str
+    masked_pan: str
+    amount: int
+    rrn: str
+    merchant_code: str  # field 42 as sent
+    terminal: str
+    original_stan: str = ""
+    original_transmission: str = ""
+    original_rrn: str = ""
+    original_amount: int = 0  # a void's or refund's purchase: a void gives its fee back
 
 
 @dataclass
@@ -167,6 +200,22 @@ class AcquirerSimulator:
 
     def card_status(self, pan: str) -> str:
         return self._accounts[pan].status
+
+    def settled(self) -> list[SettledTxn]:
+        """What the acquirer settles, oldest first: approved purchases not reversed (a voided
+        one too: its void is listed after it), and voids and refunds applied and not reversed.
+        Card numbers masked. The daily file (simulators/acquirer/daily_file.py) is made of it."""
+        out = [SettledTxn("purchase", p.at, p.stan, p.transmission, mask_pan(p.pan), p.amount,
+                          p.rrn, p.merchant_id, p.terminal)
+               for p in self._purchases.values() if p.approved and not p.reversed]
+        for a in self._adjustments.values():
+            if a.applied and not a.reversed and a.purchase is not None:
+                kind = "void" if a.mti == VoidRequest.MTI else "refund"
+                out.append(SettledTxn(kind, a.at, a.stan, a.transmission, mask_pan(a.purchase.pan),
+                                      a.amount, a.rrn, a.merchant_id, a.terminal, a.original_stan,
+                                      a.original_transmission, a.original_rrn,
+                                      original_amount=a.purchase.amount))
+        return sorted(out, key=lambda t: t.at)
 
     # --- message handling -----------------------------------------------------------------
 
@@ -243,7 +292,8 @@ class AcquirerSimulator:
 
     async def _purchase(self, request: PurchaseRequest) -> bytes:
         purchase = _Purchase(request.pan, request.amount, rrn=self._next_rrn(),
-                             merchant_id=request.merchant_id)
+                             merchant_id=request.merchant_id, stan=request.stan,
+                             transmission=request.transmission, terminal=request.terminal_id)
         purchase.reversed = request.key in self._reversed_early
         self._purchases[request.key] = purchase
         account = self._accounts.get(request.pan)
@@ -369,7 +419,12 @@ class AcquirerSimulator:
     async def _give_back(self, request: VoidRequest | RefundRequest) -> bytes:
         """A void or a refund: checked against its original, applied to the card at once."""
         purchase = self._purchases.get(request.original_key)
-        adjustment = _Adjustment(request.MTI, purchase, request.amount, rrn=self._next_rrn())
+        adjustment = _Adjustment(request.MTI, purchase, request.amount, rrn=self._next_rrn(),
+                                 stan=request.stan, transmission=request.transmission,
+                                 terminal=request.terminal_id, merchant_id=request.merchant_id,
+                                 original_stan=request.original_stan,
+                                 original_transmission=request.original_transmission,
+                                 original_rrn=request.original_rrn)
         self._adjustments[request.key] = adjustment
         code = self._give_back_refusal(request, purchase)
         if code is None:

@@ -25,10 +25,11 @@ def _until_menu(language: str, amount_minor: int, merchant: str = MERCHANT) -> i
             + clock.ms("callback_amount", *amount_prompts(amount_minor, language)) + MARGIN_MS)
 
 
-def pays_with_pin(name: str, pins: list[str], *, language: str, amount_minor: int) -> Callee:
+def pays_with_pin(name: str, pins: list[str], *, language: str, amount_minor: int,
+                  merchant: str = MERCHANT) -> Callee:
     """Answers, presses 1, keys each PIN in turn (a wrong one first, if two are given)."""
     clock = PromptClock(language)
-    steps = [Key("1", _until_menu(language, amount_minor))]
+    steps = [Key("1", _until_menu(language, amount_minor, merchant))]
     for index, pin in enumerate(pins):
         wait = 600 if index == 0 else clock.ms("please_wait", "incorrect_pin", "try_again") + MARGIN_MS
         steps.append(Key(pin + "#", wait, label="PIN"))
