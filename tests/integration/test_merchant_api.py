@@ -173,6 +173,10 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path, redis_server: str,
             webhook_base_delay=0.05, webhook_max_delay=1.0,
             webhook_max_attempts=MAX_WEBHOOK_ATTEMPTS, webhook_timeout=2.0,
             outbound_allowed_networks=TEST_RECEIVERS,
+            # Budgets no test here reaches (the API fuzz sends about a thousand requests a
+            # minute); the limits themselves are tests/integration/test_rate_limits.py's.
+            rate_limit_source_per_minute=100_000, rate_limit_admin_per_minute=100_000,
+            rate_limit_merchant_per_minute=100_000,
         )
         app = create_app(settings)
         orders = None
