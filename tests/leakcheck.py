@@ -48,6 +48,7 @@ _LABEL = re.compile(
     r"(?i)(?P<label>pin|cvv2?|cvc2?|cvn2?|csc|passwd|password|exp(?:iry|iration)?(?:[ _-]?date)?"
     r"|valid(?:ity)?(?:[ _-]?thru)?)[^0-9A-Za-z\n]{0,3}(?P<value>\d{2,4}(?:[/\-. ]\d{2,4})?)(?![0-9A-Za-z])")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e]\x00|\x00[\x20-\x7e]|[\n\r\t]\x00|\x00[\n\r\t]){4,}")
 _GAP = 2000  # the most text between two digits keyed one at a time that still joins them
 
 
@@ -144,18 +145,16 @@ def scan_text(text: str, where: str, index: SecretIndex | None = None, *,
 
 
 def scan_bytes(raw: bytes, where: str, index: SecretIndex | None = None) -> list[Leak]:
-    """``raw`` read as 8-bit text and, when it holds NULs, again without them (UTF-16 text of
-    either byte order and alignment reads as ASCII then). A Redis RDB file is also searched for
-    the integer encodings of numeric secrets."""
+    """``raw`` read as 8-bit text, and its UTF-16 runs (printable ASCII with a NUL before or
+    after each character: either byte order, any alignment) read with the NULs removed. A Redis
+    RDB file is also searched for the integer encodings of numeric secrets."""
     index = index or SecretIndex.of()
-    rdb = raw.startswith(b"REDIS")
-    leaks = scan_text(raw.decode("latin-1"), where, index, rdb=rdb)
-    if b"\x00" in raw:
-        seen = {(leak.kind, leak.owner) for leak in leaks}
-        leaks += [leak for leak in scan_text(raw.replace(b"\x00", b"").decode("latin-1"), where,
-                                             index, form="UTF-16")
-                  if (leak.kind, leak.owner) not in seen]
-    return leaks
+    wide = "\n".join(run.replace(b"\x00", b"").decode("latin-1") for run in _UTF16_RUN.findall(raw))
+    leaks = scan_text(wide, where, index, form="UTF-16") if wide else []
+    seen = {(leak.kind, leak.owner) for leak in leaks}
+    return leaks + [leak for leak in scan_text(raw.decode("latin-1"), where, index,
+                                               rdb=raw.startswith(b"REDIS"))
+                    if (leak.kind, leak.owner) not in seen]
 
 
 def scan_files(paths: Iterable[Path], index: SecretIndex | None = None) -> list[Leak]:

@@ -74,8 +74,8 @@ def test_utf16_text_either_byte_order(encoding):
     for text, expected in ((f"pan {APPROVE.pan}", CARD_NUMBER), (f"pin={APPROVE.pin}", PIN)):
         for prefix in (b"", b"\x07"):  # at an odd offset inside a binary file too
             leaks = scan_bytes(prefix + text.encode(encoding), "sample.bin", INDEX)
-            found = [leak.kind for leak in leaks]
-            assert found == [expected]
+            found = [(leak.kind, leak.form) for leak in leaks]
+            assert found == [(expected, "as is, UTF-16")]
 
 
 @pytest.mark.parametrize("sample,expected", [
