@@ -147,11 +147,16 @@ def redis_values(client: redis.Redis) -> Iterator[Place]:
 
 def redis_rdb_dump(client: redis.Redis) -> Place:
     """An RDB snapshot (SAVE) with string compression off, so what Redis holds reads as written;
-    numbers it stores as integers the scan looks for in their encodings."""
+    numbers it stores as integers the scan looks for in their encodings. Read, then removed: it
+    is one more copy on disk of what Redis holds."""
     client.config_set("rdbcompression", "no")
     client.save()
     directory, name = client.config_get("dir")["dir"], client.config_get("dbfilename")["dbfilename"]
-    return Place("Redis RDB dump", (Path(directory) / name).read_bytes())
+    dump = Path(directory) / name
+    try:
+        return Place("Redis RDB dump", dump.read_bytes())
+    finally:
+        dump.unlink(missing_ok=True)
 
 
 def core_dumps(*roots: Path) -> Iterator[Place]:
