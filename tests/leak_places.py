@@ -15,6 +15,7 @@ scans a real run:
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -37,6 +38,8 @@ __all__ = ["Place", "var_files", "recordings", "capture_streams", "pin_blocks_in
 # captures of the digits a test keys: *.pcap); the captures and WAVs, which their own collectors
 # read (a capture holds the acquirer link, where PAN and expiry belong; audio is no text).
 NOT_SCANNED = ("acquirer/cardbook.json", "log/previous/*", "**/*.pcap", "**/*.pcapng", "**/*.wav")
+# An AGI answer holding nothing but keys ("200 result=119922", maybe "(timeout)"): GET DATA's.
+_KEYED_ANSWER = re.compile(rb"(?m)^(200 result=)[0-9*#]+(?= \(timeout\)\r?$|\r?$)")
 _RFC4733 = 101  # the telephone-event payload type our SDP offers
 _EVENT_KEYS = "0123456789*#ABCD"
 
@@ -68,8 +71,11 @@ def _tshark(capture: Path, *fields: str) -> list[list[str]]:
     argv = ["tshark", "-r", str(capture), "-T", "fields"]
     for name in fields:
         argv += ["-e", name]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout
-    return [line.split("\t") for line in out.splitlines()]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    # A capture still being written ends mid-packet: what comes before is whole and is read.
+    if result.returncode != 0 and "cut short" not in result.stderr:
+        raise RuntimeError(f"tshark could not read {capture}: {result.stderr.strip()[-300:]}")
+    return [line.split("\t") for line in result.stdout.splitlines()]
 
 
 def _tcp_streams(capture: Path) -> dict[tuple[str, int, int], bytes]:
@@ -82,13 +88,18 @@ def _tcp_streams(capture: Path) -> dict[tuple[str, int, int], bytes]:
     return {key: bytes(value) for key, value in streams.items()}
 
 
-def capture_streams(capture: Path, links: dict[int, str]) -> Iterator[Place]:
+def capture_streams(capture: Path, links: dict[int, str], *, agi_port: int | None = None
+                    ) -> Iterator[Place]:
     """Each direction of each TCP stream to or from a port in ``links`` (port -> "AMI"...), and
-    the UDP to those ports: SIP as text, RTP key events as the keys they carry."""
+    the UDP to those ports: SIP as text, RTP key events as the keys they carry. From the FastAGI
+    port ``agi_port``, the keys a GET DATA collected are left out: that answer is how the keyed
+    digits reach the IVR, the one place on the wire they must be (everything else is read)."""
     for (stream, src, dst), data in sorted(_tcp_streams(capture).items()):
         link = links.get(dst) or links.get(src)
         if link is not None:
             side = "to" if dst in links else "from"
+            if side == "to" and dst == agi_port:
+                data = _KEYED_ANSWER.sub(rb"\1<keyed>", data)
             yield Place(f"{link} traffic ({side} port {dst if side == 'to' else src}, "
                         f"stream {stream}, {capture.name})", data)
     udp: dict[int, bytearray] = defaultdict(bytearray)
@@ -172,14 +183,14 @@ def scan_places(places: Iterable[Place], index: SecretIndex) -> list[Leak]:
 
 
 
-def every_place(var_dir: Path, client: redis.Redis, captures: dict[Path, dict[int, str]],
-                core_roots: Iterable[Path] = (REPO_ROOT,)) -> Iterator[Place]:
+def every_place(var_dir: Path, client: redis.Redis, captures: dict[Path, dict[int, str]], *,
+                agi_port: int, core_roots: Iterable[Path] = (REPO_ROOT,)) -> Iterator[Place]:
     """All of the above: what the end-to-end scan reads, and what its proof plants into."""
     yield from var_files(var_dir)
     yield from recordings(var_dir)
     for capture, links in captures.items():
         if capture.exists():
-            yield from capture_streams(capture, links)
+            yield from capture_streams(capture, links, agi_port=agi_port)
     yield from redis_values(client)
     yield redis_rdb_dump(client)
     yield from core_dumps(*core_roots)

@@ -6,13 +6,14 @@ in each of the forms a careless log line, event or dump could give it:
 - as is: a card or ID number anywhere; a PIN or CVV2 as a token of its own (inside a longer
   number or hex id it is chance: a timestamp's milliseconds are not a CVV2);
 - separated: a card or ID number with spaces, dashes, dots or slashes between digits or groups;
-- partial: 10 or more consecutive digits of a card number (more than the first 6 or last 4);
+- partial: 10 or more consecutive digits of a card number, three different ones at least (more
+  than the first 6 or last 4);
 - one digit at a time: single-digit tokens reassembled across lines, events or records whose
   text in between repeats (one period, or two: a DTMF begin/end pair);
 - labelled: ``PIN119922``, ``pin: 119922``, ``CVV2=398``, ``exp 1230``, ``expiry=12/30``;
 - a clear ISO 9564 PIN field (format 0, 1, 3 or 4) holding a test PIN;
 - a PIN block: hex in any case, raw bytes, base64; in a Redis RDB also as an encoded integer;
-- UTF-16 (either byte order, any alignment): every byte input is also read with its NULs removed.
+- UTF-16 (either byte order, any alignment): runs of it in any byte input are read as text too.
 
 A report names the place, the kind and the owner (a test card, an identity), never the secret.
 
@@ -37,7 +38,8 @@ __all__ = ["Leak", "SecretIndex", "scan_text", "scan_bytes", "scan_files",
            "PARTIAL_CARD_NUMBER", "CLEAR_PIN_FIELD", "PARTIAL_RUN"]
 
 PARTIAL_CARD_NUMBER, CLEAR_PIN_FIELD = "partial card number", "clear PIN field"
-# Ten digits of a test PAN in a row is no chance; the first 6 and the last 4 are allowed apart.
+# Ten digits of a test PAN in a row (three different ones at least) is no chance; the first 6 and
+# the last 4 are allowed apart.
 PARTIAL_RUN = 10
 
 _SEP = r"[ \t\-./_]{0,3}"
@@ -45,8 +47,9 @@ _DIGIT_RUN = re.compile(rf"\d(?:{_SEP}\d)*(?:{_SEP}[Xx](?![0-9A-Za-z]))?")
 _TOKEN = re.compile(r"(?<![0-9A-Za-z])\d{3,12}(?![0-9A-Za-z])")
 _SINGLE_DIGIT = re.compile(r"(?<![0-9A-Za-z])\d(?![0-9A-Za-z])")
 _LABEL = re.compile(
-    r"(?i)(?P<label>pin|cvv2?|cvc2?|cvn2?|csc|passwd|password|exp(?:iry|iration)?(?:[ _-]?date)?"
-    r"|valid(?:ity)?(?:[ _-]?thru)?)[^0-9A-Za-z\n]{0,3}(?P<value>\d{2,4}(?:[/\-. ]\d{2,4})?)(?![0-9A-Za-z])")
+    r"(?i)(?P<label>pin|cvv2?|cvc2?|cvn2?|csc|passwd|password"
+    r"|exp(?:iry|iration)?(?:[ _-]?date)?|valid(?:ity)?(?:[ _-]?thru)?)"
+    r"[^0-9A-Za-z\n]{0,3}(?P<value>\d{2,12}(?:[/\-. ]\d{2,4})?)(?![0-9A-Za-z])")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 _UTF16_RUN = re.compile(rb"(?:[\x20-\x7e]\x00|\x00[\x20-\x7e]|[\n\r\t]\x00|\x00[\n\r\t]){4,}")
 _GAP = 2000  # the most text between two digits keyed one at a time that still joins them
@@ -69,6 +72,7 @@ class SecretIndex:
 
     secrets: list[Secret]
     by_value: dict[tuple[str, str], Secret] = field(default_factory=dict)
+    of_kind: dict[str, list[Secret]] = field(default_factory=dict)
     pan_windows: dict[str, Secret] = field(default_factory=dict)
     pin_fields: list[tuple[re.Pattern[str], Secret]] = field(default_factory=list)
     expiries: dict[str, Secret] = field(default_factory=dict)
@@ -78,9 +82,14 @@ class SecretIndex:
     def __post_init__(self) -> None:
         for secret in self.secrets:
             self.by_value[(secret.kind, secret.value)] = secret
+            self.of_kind.setdefault(secret.kind, []).append(secret)
             if secret.kind == CARD_NUMBER:
                 for start in range(len(secret.value) - PARTIAL_RUN + 1):
-                    self.pan_windows.setdefault(secret.value[start:start + PARTIAL_RUN], secret)
+                    window = secret.value[start:start + PARTIAL_RUN]
+                    # The test PANs are mostly zeros: "0000000000" or "2000000000" is any
+                    # debug line's "rtt: 0.000000000", not a card.
+                    if len(set(window)) >= 3:
+                        self.pan_windows.setdefault(window, secret)
             elif secret.kind == PIN:
                 self.pin_fields.append((_clear_pin_fields(secret.value), secret))
             elif secret.kind == EXPIRY:
@@ -173,7 +182,7 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
         how = "as is" if digits == run.upper() else "separated"
         whole = False
         for kind in (CARD_NUMBER, ID_NUMBER):
-            for secret in _secrets_of_kind(index, kind):
+            for secret in index.of_kind.get(kind, []):
                 if secret.value in digits:
                     hit(kind, secret, how)
                     whole = True
@@ -184,10 +193,6 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
             secret = index.pan_windows.get(plain[start:start + PARTIAL_RUN])
             if secret is not None:
                 hit(PARTIAL_CARD_NUMBER, secret, how)
-
-
-def _secrets_of_kind(index: SecretIndex, kind: str) -> list[Secret]:
-    return [s for s in index.secrets if s.kind == kind]
 
 
 def _tokens(text: str, index: SecretIndex, hit) -> None:
@@ -214,10 +219,6 @@ def _labelled(text: str, index: SecretIndex, hit) -> None:
         for kind in (PIN, CVV2):
             if (secret := index.by_value.get((kind, digits))) is not None:
                 hit(kind, secret, "labelled")
-    # Long PINs may not fit the label's value pattern: look right after each label too.
-    for match in re.finditer(r"(?i)pin[^0-9A-Za-z\n]{0,3}(\d{4,12})(?!\d)", text):
-        if (secret := index.by_value.get((PIN, match.group(1)))) is not None:
-            hit(PIN, secret, "labelled")
 
 
 def _one_at_a_time(text: str, index: SecretIndex, hit) -> None:
@@ -251,7 +252,7 @@ def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> 
     for pattern, secret in index.pin_fields:
         if pattern.search(text):
             hit(CLEAR_PIN_FIELD, secret, "hex")
-    blocks = {s.value: s for s in index.secrets if s.kind == PIN_BLOCK}
+    blocks = {s.value: s for s in index.of_kind.get(PIN_BLOCK, [])}
     if blocks:
         for match in _HEX_RUN.finditer(text):
             run = match.group().upper()

@@ -33,7 +33,7 @@ def test_no_card_data_anywhere(stack):
                                                       AGENT_RTP_PORT: "agent leg"}}
     blocks = pin_blocks_in_capture(links, settings.acquirer_port)
     client = redis.Redis.from_url(settings.redis_url)
-    places = list(every_place(var, client, captures))
+    places = list(every_place(var, client, captures, agi_port=settings.agi_port))
     client.close()
     # The check means something only if the places of real calls are there.
     by_name = {place.where: place.data for place in places}

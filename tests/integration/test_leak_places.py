@@ -130,8 +130,12 @@ def _build(var: Path, client: redis.Redis, *, leak: bool) -> dict[Path, dict[int
     for i, digit in enumerate(c["approve_19"].pin if leak else ""):
         event = f"Event: DTMFEnd\r\nUniqueid: 1764249746.{31 + i}\r\nDigit: {digit}\r\n\r\n".encode()
         ami += [(AMI, 40001, event[:20]), (AMI, 40001, event[20:])]
+    # GET DATA's answer is how keyed digits reach the IVR: there, and only there, they belong.
     agi = [(40002, AGI, b"agi_network_script: selfservice\n\n"),
-           (40002, AGI, plant(f"agi_arg_1: {SECOND_ID}\n").encode())]
+           (40002, AGI, plant(f"agi_arg_1: {SECOND_ID}\n").encode()),
+           (AGI, 40002, b'GET DATA "/opt/voicepay/sounds/zh/enter_pin" 10000 12\n'),
+           (40002, AGI, f"200 result={c['approve'].pin}\n".encode()),
+           (AGI, 40002, plant(f'VERBOSE "got {c["approve"].pin}" 1\n').encode())]
     acquirer = [(40003, ACQUIRER, _purchase_frame(c["approve"].pan, BLOCK))]
     _tcp_pcap(var / "capture/links.pcapng", [s for s in ami + agi + acquirer if s[2]])
     (var / "e2e").mkdir(parents=True, exist_ok=True)
@@ -170,6 +174,7 @@ EXPECTED = {
     ("var/asterisk/spool/monitor/agent-1.wav (DTMF heard)", PIN, "restricted"),
     ("AMI traffic (from port 5038, stream 0, links.pcapng)", PIN, "approve_19"),
     ("FastAGI traffic (to port 4573, stream 1, links.pcapng)", ID_NUMBER, "second"),
+    ("FastAGI traffic (from port 4573, stream 1, links.pcapng)", PIN, "approve"),
     ("agent leg key events (port 10000, agent_leg.pcapng)", PIN, "approve"),
     ("Redis string note:#", CARD_NUMBER, "approve"),
     ("Redis hash pay:pay_#", CVV2, "credit_approve"),
@@ -192,7 +197,7 @@ def _scan(tmp_path: Path, redis_server: str, *, leak: bool):
         captures = _build(var, client, leak=leak)
         blocks = pin_blocks_in_capture(var / "capture/links.pcapng", ACQUIRER)
         index = SecretIndex.of(all_secrets(blocks))
-        return blocks, scan_places(every_place(var, client, captures, core_roots=[tmp_path]), index)
+        return blocks, scan_places(every_place(var, client, captures, agi_port=AGI, core_roots=[tmp_path]), index)
     finally:
         client.flushdb()
         client.close()
@@ -208,8 +213,10 @@ def test_a_leak_planted_in_each_place_and_form_is_found(tmp_path, redis_server):
     assert ("Redis RDB dump", "RDB integer") in forms
     assert ("var/log/test-output.log", "as is, UTF-16") in forms
     assert ("var/asterisk/log/full", "one digit at a time") in forms
-    # The acquirer link carries PAN and PIN block by design: never reported as a place.
+    # The acquirer link carries PAN and PIN block by design, GET DATA's answer the keyed PIN:
+    # neither is reported.
     assert not any("8583" in leak.where for leak in leaks)
+    assert ("FastAGI traffic (to port 4573, stream 1, links.pcapng)", PIN, "approve") not in found
 
 
 def test_the_clean_set_is_clean(tmp_path, redis_server):
