@@ -89,6 +89,9 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S": "a payment `authorizing` this long is reversed by recovery, then `failed`",
     "VOICEPAY_RECOVERY_RISK_PASSED_DEADLINE_S": "a callback `risk_passed` this long with no callback due is scheduled; a one-line payment never switched is `failed`",
     "VOICEPAY_RECOVERY_CALL_DEADLINE_S": "a payment `answered`, `confirmed` or `pin_entry` this long, whose call is gone, is `abandoned`",
+    "VOICEPAY_SETTLEMENT_CUTOFF": "when a settlement day ends, `HH:MM Area/City`: a void is "
+                                  "allowed until the cut-off after its purchase",
+    "VOICEPAY_REFUND_WINDOW_DAYS": "days after a purchase's approval during which it may be refunded",
     "VOICEPAY_RETENTION_DAYS": "days after a payment ended until it is reduced to an anonymous record (no name, ID, card, mobile, history or webhooks); also how long the risk audit keeps decisions and list changes",
     "VOICEPAY_RECORD_RETENTION_DAYS": "days after creation until the anonymous record itself expires; also how long the risk audit keeps rules reloads",
     "VOICEPAY_RECENT_INDEX_MAX": "most payments the listing index keeps",

@@ -1,8 +1,11 @@
-"""A merchant's side from the command line: submit a signed callback order, follow it, cancel it.
+"""A merchant's side from the command line: submit a signed callback order, follow it, cancel it,
+void or refund it.
 
     python -m devstack.merchant_cli pay --mobile 13900000001 --card 6221881000000011 --amount 88.00
     python -m devstack.merchant_cli status pay_...
     python -m devstack.merchant_cli cancel pay_...
+    python -m devstack.merchant_cli void pay_...                     # the same settlement day
+    python -m devstack.merchant_cli refund pay_... --amount 10.00    # or: refunds pay_...
 
 Signs with the development merchant keys in VOICEPAY_VAR_DIR/keys/merchants.json, as a merchant's
 own system would with its key (a seed merchant's key rotated through the admin API is no longer
@@ -48,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
                      help="left out: the cardholder's last language, else zh")
     pay.add_argument("--description", default="Demo order")
     pay.add_argument("--notify-url")
-    for name in ("status", "cancel"):
+    for name in ("status", "cancel", "void", "refunds"):
         sub.add_parser(name).add_argument("payment_id")
+    refund = sub.add_parser("refund", help="refund part or all of an approved payment")
+    refund.add_argument("payment_id")
+    refund.add_argument("--amount", required=True, help="yuan, two decimals: 10.00")
+    refund.add_argument("--reason", default="")
     args = parser.parse_args(argv)
 
     if args.command == "pay":
@@ -64,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         status, reply = _request("POST", "/v1/payments", args.merchant, body)
     elif args.command == "status":
         status, reply = _request("GET", f"/v1/payments/{args.payment_id}", args.merchant)
+    elif args.command == "refunds":
+        status, reply = _request("GET", f"/v1/payments/{args.payment_id}/refunds", args.merchant)
+    elif args.command == "refund":
+        status, reply = _request("POST", f"/v1/payments/{args.payment_id}/refunds", args.merchant,
+                                 {"amount": args.amount, "reason": args.reason})
+    elif args.command == "void":
+        status, reply = _request("POST", f"/v1/payments/{args.payment_id}/void", args.merchant, {})
     else:
         status, reply = _request("POST", f"/v1/payments/{args.payment_id}/cancel", args.merchant, {})
     print(json.dumps(reply, indent=2, ensure_ascii=False))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ivr.money import Money
+from ivr.payments.settlement_day import Cutoff
 
 __all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT"]
 
@@ -167,6 +168,12 @@ class Settings:
         metadata={"env": "VOICEPAY_CONSOLE_LOGIN_MAX_FAILURES"}, default=5)
     console_login_window_s: int = field(metadata={"env": "VOICEPAY_CONSOLE_LOGIN_WINDOW_S"},
                                         default=900)
+    # Voids and refunds (ivr/refunds/): a settlement day ends at this local time ("HH:MM
+    # Area/City"); a void is allowed within its purchase's settlement day, a refund this many days
+    # after the purchase was approved.
+    settlement_cutoff: str = field(metadata={"env": "VOICEPAY_SETTLEMENT_CUTOFF"},
+                                   default="23:00 Asia/Shanghai")
+    refund_window_days: int = field(metadata={"env": "VOICEPAY_REFUND_WINDOW_DAYS"}, default=180)
 
     @property
     def oneline_max(self) -> Money:
@@ -175,6 +182,10 @@ class Settings:
     @property
     def max_payment(self) -> Money:
         return Money.parse(self.max_payment_amount)
+
+    @property
+    def cutoff(self) -> Cutoff:
+        return Cutoff.parse(self.settlement_cutoff)
 
     @property
     def cache_dir(self) -> Path:
@@ -192,11 +203,6 @@ class Settings:
     def merchant_keys_file(self) -> Path:
         """The merchants' API keys, generated at first use (ivr/merchants.py)."""
         return self.keys_dir / "merchants.json"
-
-    @property
-    def merchant_secrets_key_file(self) -> Path:
-        """The AES key that seals merchants' API keys and webhook secrets in Redis."""
-        return self.keys_dir / "merchant_secrets.key"
 
     @property
     def operator_token_file(self) -> Path:

@@ -36,7 +36,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ivr.config import Settings
-from ivr.crypto.secret_box import SecretBox, load_or_create_box_key
+from ivr.crypto.keyring import KeyFileWatch, KeySource
+from ivr.crypto.keys import load_ivr_keys
+from ivr.crypto.secret_box import SecretBox
 from ivr.merchants import (NAME_FIELDS, CategoryBanned, DailyLimitReached, InvalidMerchant, Merchant,
                            MerchantExists, MerchantRegistry, MerchantStatus, UnknownMerchant,
                            banned_categories, check_fields, check_limits, check_merchant_id,
@@ -86,6 +88,18 @@ for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) en
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 return 1
 """
+# Replaces sealed secrets (ARGV: field, old value, new value, ...) whose value is still the old
+# one: a secret rotated meanwhile is left as the rotation wrote it.
+_RESEAL_LUA = """
+local done = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    done = done + 1
+  end
+end
+return done
+"""
 # Adds an order's amount to the merchant's day unless that passes the limit (ARGV[2]; -1: none).
 _DAILY_LUA = """
 local total = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -116,6 +130,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# The sealed fields of a merchant's hash, with the role each is bound to.
+_SEALED_FIELDS = (("key", "api-key"), ("previous_key", "api-key"), ("webhook_secret", "webhook-secret"))
+
+
 class _ChangedMeanwhile(Exception):
     """The fields a change was checked against changed before it was written."""
 
@@ -131,10 +149,16 @@ class MerchantStore:
         self._create = redis.register_script(_CREATE_LUA)
         self._update = redis.register_script(_UPDATE_LUA)
         self._daily = redis.register_script(_DAILY_LUA)
+        self._reseal = redis.register_script(_RESEAL_LUA)
 
     @classmethod
-    def from_settings(cls, redis: aioredis.Redis, settings: Settings) -> MerchantStore:
-        return cls(redis, SecretBox(load_or_create_box_key(settings.merchant_secrets_key_file)),
+    def from_settings(cls, redis: aioredis.Redis, settings: Settings,
+                      box_key: KeySource | None = None) -> MerchantStore:
+        """``box_key``: the box key's ring (the service's watched key file); by default read
+        from the IVR's key file."""
+        if box_key is None:
+            box_key = KeyFileWatch(settings.ivr_keys_file, load_ivr_keys).ring("box_key")
+        return cls(redis, SecretBox(box_key),
                    banned=banned_categories(settings.banned_mccs),
                    key_grace_s=settings.merchant_key_grace_s, ceiling=settings.max_payment)
 
@@ -187,6 +211,24 @@ class MerchantStore:
             previous_key_until=float(h.get("previous_key_until") or 0),
             webhook_secret=secret("webhook_secret", "webhook-secret"),
             banned_mccs=self._banned)
+
+    async def reseal_all(self) -> int:
+        """Seal every merchant's secrets still under an older box key under the current one, so
+        the older key can be retired; how many secrets were resealed. Idempotent, any instance."""
+        done = 0
+        for merchant_id in [_text(i) for i in await self._redis.zrange(IDS_KEY, 0, -1)]:
+            raw = await self._redis.hgetall(merchant_key(merchant_id))
+            h = {_text(k): _text(v) for k, v in raw.items()}
+            args: list[str] = []
+            for field, role in _SEALED_FIELDS:
+                new = self._box.reseal(h[field], f"{merchant_id}:{role}") if h.get(field) else None
+                if new is not None:
+                    args += [field, h[field], new]
+            if args:
+                done += int(await self._reseal(keys=[merchant_key(merchant_id)], args=args))
+        if done:
+            log.info("merchant registry: %d secrets resealed under the current box key", done)
+        return done
 
     # ---- admission ------------------------------------------------------------------------------
     async def seed(self, registry: MerchantRegistry) -> int:

@@ -24,17 +24,19 @@ from ivr.agi.server import FastAgiServer
 from ivr.ami.client import AmiClient
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
-                          RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING, STORE,
-                          WEBHOOKS)
+                          REFUNDS, RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING,
+                          STORE, WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
 from ivr.api.merchant_auth import ensure_operator_token
 from ivr.api.admin_merchant_routes import admin_merchant_routes
 from ivr.api.merchant_routes import merchant_routes
 from ivr.api.errors import APIError
+from ivr.api.refund_routes import refund_routes
 from ivr.api.routes import error_middleware, routes
 from ivr.config import Settings, load_settings
 from ivr.console.routes import STATIC_DIR, console_ctx, console_routes
-from ivr.crypto.keys import load_ivr_keys
+from ivr.crypto.keyring import KeyFileWatch
+from ivr.crypto.keys import IvrKeys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.ask_again import AskAgain
 from ivr.paying.authorization import Authorizer
@@ -50,6 +52,7 @@ from ivr.callback.cardholder_language import CardholderLanguages
 from ivr.callback.orders import CallbackOrders
 from ivr.merchants import MerchantRegistry
 from ivr.merchant_store import MerchantStore
+from ivr.periodic import run_periodically
 from ivr.payments.due_work import worker_name
 from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.id_step_up import IdDigests
@@ -57,7 +60,11 @@ from ivr.risk.gate import RiskGate
 from ivr.risk.review import ReviewDesk
 from ivr.payments.recovery import RecoverySweep, deadlines_from
 from ivr.payments.retention import DAY, RetentionSweep
-from ivr.payments.store import PaymentStore
+from ivr.payments.store import Payment, PaymentStore
+from ivr.periodic import run_periodically
+from ivr.refunds.model import Refund
+from ivr.refunds.service import RefundService
+from ivr.refunds.store import RefundStore
 from ivr.risk.audit import DECISIONS, LISTS, RULES, RiskAudit
 from ivr.risk.decision import BindingProvider, IdentityProvider
 from ivr.risk.engine import RulesRiskEngine
@@ -75,6 +82,8 @@ __all__ = ["create_app", "build_risk_engine", "drain", "serve", "main"]
 log = logging.getLogger("ivr.service")
 
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+# The IVR's key file, re-read when `voicepay-keys` rotates or retires a key (ivr/crypto/keyring.py).
+IVR_KEYS = web.AppKey("ivr_keys", KeyFileWatch[IvrKeys])
 # How long start-up waits for the seed merchants to be in Redis before it goes on without them.
 _SEED_WAIT_S = 5.0
 
@@ -92,6 +101,15 @@ async def _refuse_writes_while_stopping(request: web.Request, handler) -> web.St
     return await handler(request)
 
 
+async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The IVR's keys: every part asks for its role's ring on each use, so a rotation or a
+    retirement applies without a restart. Watching the file's mtime rather than a Redis nudge:
+    the acquirer simulator, which has no Redis, picks up a PEK rotation the same way, and a key
+    change needs no second channel that could be missed or forged."""
+    app[IVR_KEYS] = KeyFileWatch(app[SETTINGS].ivr_keys_file, load_ivr_keys)
+    yield
+
+
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = aioredis.Redis.from_url(settings.redis_url)
@@ -106,7 +124,7 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     """The merchant registry (seeded at first start), the operator token (generated at first
     use), and the webhook worker."""
     settings = app[SETTINGS]
-    merchants = MerchantStore.from_settings(app[REDIS], settings)
+    merchants = MerchantStore.from_settings(app[REDIS], settings, app[IVR_KEYS].ring("box_key"))
     # Idempotent: only seed merchants not in Redis yet are added (every instance may run it).
     # Done before the API answers; if Redis is away at start, as soon as it is back.
     seeding = asyncio.create_task(merchants.seed_when_reachable(MerchantRegistry.load(settings)),
@@ -119,10 +137,15 @@ async def _merchant_api_ctx(app: web.Application) -> AsyncIterator[None]:
     # Every final state, whoever causes it (call flow, dialer, cancel), notifies the merchant.
     app[STORE].on_final = notifier.enqueue
     worker = asyncio.create_task(notifier.run(), name="webhooks")
+    # After a box key rotation every merchant's secrets move to the new key within a period, so
+    # the old key can then be retired (ivr/crypto/secret_box.py).
+    resealing = asyncio.create_task(
+        run_periodically(merchants.reseal_all, settings.recovery_period_s, log,
+                         "resealing merchant secrets"), name="merchant-reseal")
     yield
     notifier.stop()
     await asyncio.wait({worker}, timeout=settings.webhook_timeout + 1)
-    for task in (worker, seeding):
+    for task in (worker, seeding, resealing):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -141,7 +164,7 @@ async def _risk_ctx(app: web.Application) -> AsyncIterator[None]:
                     origin=worker_name(settings.instance_id))
     await book.start()
     app[RISK_RULES] = book
-    digester = SubjectDigester(load_ivr_keys(settings.ivr_keys_file).cardholder_key)
+    digester = SubjectDigester(app[IVR_KEYS].ring("cardholder_key"))
     app[RISK_LISTS] = RiskLists(app[REDIS], digester, audit)
     tasks = {asyncio.create_task(book.watch(settings.risk_rules_poll_s), name="risk-rules"),
              asyncio.create_task(audit.run_trim(settings.retention_period_s), name="risk-audit")}
@@ -185,16 +208,16 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     """The call side: the dialer, the one-line switch, the order service, the FastAGI flows."""
     settings = app[SETTINGS]
-    keys = load_ivr_keys(settings.ivr_keys_file)
-    vault = PanVault(keys.pan_key)
+    keys = app[IVR_KEYS]
+    vault = PanVault(keys.ring("pan_key"))
     dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings, merchants=app[MERCHANTS])
     app[DIALER] = dialer
     dialer.start()
     switch = OnelineSwitch(app[AMI])
-    returning = ReturningCardholders(app[REDIS], keys.cardholder_key)
-    risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.cardholder_key))
+    returning = ReturningCardholders(app[REDIS], keys.ring("cardholder_key"))
+    risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.ring("cardholder_key")))
     app[REVIEWS] = ReviewDesk(app[STORE], dialer)
-    languages = CardholderLanguages(app[REDIS], keys.cardholder_key,
+    languages = CardholderLanguages(app[REDIS], keys.ring("cardholder_key"),
                                     ttl_seconds=int(settings.retention_days * 86400))
     callback_orders = CallbackOrders(app[STORE], vault, settings.bin_table_file, dialer, risk,
                                      languages)
@@ -206,9 +229,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         settings=settings,
         store=app[STORE],
         vault=vault,
-        pek=keys.pek,
+        pek=keys.ring("pek"),
         authorizer=Authorizer(app[ACQUIRER], app[STORE], terminal_id=settings.terminal_id,
-                              merchant_id=settings.merchant_id, cvv_key=keys.cvv_key,
+                              merchant_id=settings.merchant_id, cvv_key=keys.ring("cvv_key"),
                               on_approved=returning.remember),
         manifest=(manifest := Manifest.load()),
         oneline=switch,
@@ -236,10 +259,37 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
     vanished call left half-way (ivr/payments/recovery.py)."""
     settings = app[SETTINGS]
     sweep = RecoverySweep(app[STORE], app[REDIS], app[ACQUIRER],
-                          PanVault(load_ivr_keys(settings.ivr_keys_file).pan_key),
+                          PanVault(app[IVR_KEYS].ring("pan_key")),
                           deadlines_from(settings), ami=app[AMI], dialer=app[DIALER],
                           reviews=app[REVIEWS])
     task = asyncio.create_task(sweep.run(settings.recovery_period_s), name="recovery")
+    yield
+    # A reversal cut short here is sent again by the next sweep, of this or another instance.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _refunds_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Voids and refunds (ivr/refunds/), and their sweep: at start, then every recovery period,
+    a lost answer is reversed until the acquirer acknowledges it, on any instance."""
+    settings = app[SETTINGS]
+
+    async def tell_merchant(payment: Payment, refund: Refund) -> None:
+        # The payment by its ids only: a record kept after the payment's retention (which
+        # deletes the payment's own webhook) must hold no cardholder data.
+        about = {"id": payment.id, "merchant_order_id": payment.merchant_order_id,
+                 "amount": payment.amount.yuan, "status": payment.status.value}
+        await app[WEBHOOKS].enqueue_event(refund.id, f"{refund.kind}.{refund.state}",
+                                          {"refund": refund.to_json(), "payment": about}, payment)
+
+    service = RefundService(app[STORE], RefundStore(app[REDIS]), app[ACQUIRER],
+                            cutoff=settings.cutoff, window_days=settings.refund_window_days,
+                            answer_deadline_s=settings.recovery_authorizing_deadline_s,
+                            on_final=tell_merchant)
+    app[REFUNDS] = service
+    task = asyncio.create_task(run_periodically(service.settle_due, settings.recovery_period_s,
+                                                log, "refund sweep"), name="refund-sweep")
     yield
     # A reversal cut short here is sent again by the next sweep, of this or another instance.
     task.cancel()
@@ -269,10 +319,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(admin_risk_routes)
     app.add_routes(admin_merchant_routes)
     app.add_routes(admin_review_routes)
+    app.add_routes(refund_routes)
     app.add_routes(console_routes)
     app.router.add_static("/console/static", STATIC_DIR)
-    app.cleanup_ctx.extend([_redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
-                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx])
+    app.cleanup_ctx.extend([_keys_ctx, _redis_ctx, _retention_ctx, _merchant_api_ctx, _risk_ctx, console_ctx,
+                            _acquirer_ctx, _ami_ctx, _calls_ctx, _recovery_ctx, _refunds_ctx])
     return app
 
 

@@ -13,7 +13,9 @@ Everything lives in Redis, so pending deliveries survive a restart, and any numb
 instances share them (each due delivery claimed by one, with a lease: ivr/payments/due_work.py):
     webhooks:due        sorted set: payment id by the unix time its next attempt is due
     pay:{id}:webhook    hash: event, body, url, merchant_id, attempts, state (pending|delivered|failed),
-                        owner (the instance attempting it now)
+                        owner (the instance attempting it now). The id is a payment's, or a void's
+                        or refund's (``rfd_``: ``{"refund": ..., "payment": ..., "event":
+                        "refund.succeeded"}``, see ``enqueue_event``)
     pay:{id}:webhooks   list: one JSON record per attempt (attempt, at, http_status, error,
                         next_retry_at), shown as ``webhook_attempts`` on GET /v1/payments/{id}
 
@@ -99,21 +101,30 @@ class WebhookNotifier:
         Payments not in a final state, without a ``notify_url`` or without a known merchant
         are not notified.
         """
+        if not payment.is_final:
+            return False
+        return await self.enqueue_event(payment.id, f"payment.{payment.status}",
+                                        {"payment": payment.to_json()}, payment)
+
+    async def enqueue_event(self, item_id: str, event: str, content: dict[str, Any],
+                            payment: Payment) -> bool:
+        """Schedule one final-state webhook ``event`` (``content`` plus ``"event"`` as its body)
+        about ``payment``, to its ``notify_url``; ``item_id`` names the delivery: the payment's
+        id, or a void's or refund's (ivr/refunds/). Once per item; True if this call scheduled it."""
         url = payment.notify_url
         merchant_id = payment.merchant_id
-        if not payment.is_final or not url:
+        if not url:
             return False
         if not await self._registry.exists(merchant_id):
             log.warning("payment %s: no webhook, merchant %r is unknown", payment.id, merchant_id)
             return False
-        event = f"payment.{payment.status}"
-        body = json.dumps({"payment": payment.to_json(), "event": event}, ensure_ascii=False,
+        body = json.dumps({**content, "event": event}, ensure_ascii=False,
                           separators=(",", ":"), sort_keys=True)
         created = await self._enqueue(
-            keys=[f"pay:{payment.id}:webhook", DUE_KEY],
-            args=[event, body, url, merchant_id, time.time(), payment.id])
+            keys=[f"pay:{item_id}:webhook", DUE_KEY],
+            args=[event, body, url, merchant_id, time.time(), item_id])
         if created:
-            log.info("payment %s: webhook %s scheduled", payment.id, event)
+            log.info("%s: webhook %s scheduled", item_id, event)
             self._wake.set()
         return bool(created)
 

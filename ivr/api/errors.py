@@ -17,6 +17,8 @@ from ivr.oneline.orders import OnelineNotAllowed
 from ivr.oneline.switch import AgentNotOnCall, RecordingNotPaused, SwitchFailed, SwitchUnavailable
 from ivr.paying.ask_again import AskAgainRefused
 from ivr.payments.store import InvalidTransition, NoSuchPayment, StoreError
+from ivr.refunds.model import (AlreadyVoided, NoSuchRefund, NotRefundable, RefundExceedsCaptured,
+                               RefundRefused, RefundWindowClosed, VoidNotAllowed, VoidWindowClosed)
 from ivr.risk.review import ReviewNotPending
 
 __all__ = ["APIError", "InvalidParameter", "DOMAIN_ERRORS", "HANDLED", "error_answer"]
@@ -59,6 +61,14 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     CategoryBanned: (422, "category-banned"),
     MerchantExists: (409, "merchant-exists"),
     DailyLimitReached: (403, "merchant-daily-limit"),
+    RefundRefused: (409, "refund-refused"),
+    NotRefundable: (409, "payment-not-refundable"),
+    AlreadyVoided: (409, "payment-voided"),
+    VoidNotAllowed: (409, "void-not-allowed"),
+    VoidWindowClosed: (409, "void-window-closed"),
+    RefundWindowClosed: (409, "refund-window-closed"),
+    RefundExceedsCaptured: (422, "refund-exceeds-captured"),
+    NoSuchRefund: (404, "no-such-refund"),
 }
 # What the error middleware answers itself; anything else is a bug (500, logged by aiohttp).
 HANDLED: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS)

@@ -14,6 +14,7 @@ from ivr.config import Settings
 from ivr.merchant_store import MerchantStore
 from ivr.orders import OrderService
 from ivr.payments.store import PaymentStore
+from ivr.refunds.service import RefundService
 from ivr.risk.decision import RiskEngine
 from ivr.risk.identity import IdentityProviders
 from ivr.risk.review import ReviewDesk
@@ -47,3 +48,5 @@ OPERATOR_TOKEN = web.AppKey("operator_token", str)
 RISK_RULES = web.AppKey("risk_rules", RuleBook)
 RISK_LISTS = web.AppKey("risk_lists", RiskLists)
 RISK_AUDIT = web.AppKey("risk_audit", RiskAudit)
+# Voids and refunds (ivr/refunds/): the merchant's requests and the sweep of lost answers.
+REFUNDS = web.AppKey("refunds", RefundService)

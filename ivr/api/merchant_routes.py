@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ivr.payments.store import (TRANSITIONS, InvalidTransition, NoSuchPayment, P
                                 PaymentState)
 
 __all__ = ["merchant_routes", "OPENAPI_FILE", "CANCELLABLE_STATES", "IdempotencyKeyReused",
-           "IdempotencyKeyInUse", "checked_order", "submit_order", "cancel_order"]
+           "IdempotencyKeyInUse", "checked_order", "idempotent_write", "submit_order", "cancel_order"]
 
 log = logging.getLogger(__name__)
 merchant_routes = web.RouteTableDef()
@@ -99,15 +100,25 @@ async def create_payment(request: web.Request) -> web.Response:
     merchant = await authenticate(request)
     raw = await request.read()
     order = checked_order(raw, merchant, app[SETTINGS])
-    submit = functools.partial(submit_order, app, merchant, order)
+    return await idempotent_write(request, merchant, raw,
+                                  functools.partial(submit_order, app, merchant, order))
+
+
+async def idempotent_write(request: web.Request, merchant: Merchant, raw: bytes,
+                           submit: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+                           ) -> web.Response:
+    """``submit``'s answer, once per ``Idempotency-Key`` when the request has one: every merchant
+    write (payments, voids, refunds) goes through here. The path is compared with the body, so
+    one key on two payments' voids (both with an empty body) is a reuse, not a replay."""
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is None:
         status, body = await submit()
         return web.json_response(body, status=status)
     if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidParameter("Idempotency-Key", "must be 1 to 128 visible ASCII characters")
-    return await _idempotent(request, f"idem:{merchant.id}:{idempotency_key}",
-                             hashlib.sha256(raw).hexdigest(), submit)
+    request_hash = hashlib.sha256(request.path.encode() + b"\n" + raw).hexdigest()
+    return await _idempotent(request, f"idem:{merchant.id}:{idempotency_key}", request_hash,
+                             submit)
 
 
 async def _idempotent(request: web.Request, key: str, body_hash: str, submit) -> web.Response:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.api.errors import HANDLED, InvalidParameter, error_answer
-from ivr.api.keys import ACQUIRER, AMI, REDIS, STOPPING, STORE
+from ivr.api.keys import ACQUIRER, AMI, REDIS, REFUNDS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
 from ivr.api.params import limit_param
 from ivr.payments.store import NoSuchPayment, PaymentState
@@ -42,6 +42,8 @@ async def get_payment(request: web.Request) -> web.Response:
         raise NoSuchPayment(payment_id)  # another merchant's payment does not exist for you
     body = payment.to_json(history=await store.history(payment_id), internal=merchant is None)
     body["webhook_attempts"] = await webhook_attempts(request.app[REDIS], payment_id)
+    if REFUNDS in request.app:  # its voids and refunds, what was given back and what is left
+        body.update(await request.app[REFUNDS].summary(payment))
     return web.json_response(body)
 
 

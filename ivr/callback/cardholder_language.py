@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from ivr.crypto.keyring import KeySource
 from ivr.orders import Order
 from ivr.risk.subjects import SubjectDigester
 from ivr.speech import DEFAULT_LANGUAGE, LANGUAGES
@@ -21,7 +22,7 @@ LANGUAGE_KEY_PREFIX = "cardholders:language:"
 
 
 class CardholderLanguages:
-    def __init__(self, redis: aioredis.Redis, key: bytes, *, ttl_seconds: int) -> None:
+    def __init__(self, redis: aioredis.Redis, key: bytes | KeySource, *, ttl_seconds: int) -> None:
         self._redis = redis
         self._digests = SubjectDigester(key)
         self._ttl_seconds = ttl_seconds
@@ -30,9 +31,13 @@ class CardholderLanguages:
         return LANGUAGE_KEY_PREFIX + self._digests.digest("language", mobile)
 
     async def last(self, mobile: str) -> str | None:
-        value = await self._redis.get(self._redis_key(mobile))
-        language = value.decode() if isinstance(value, bytes) else value
-        return language if language in LANGUAGES else None
+        """Looked up under every readable cardholder key, the current one first."""
+        keys = [LANGUAGE_KEY_PREFIX + d for d in self._digests.digests("language", mobile)]
+        for value in await self._redis.mget(keys):
+            language = value.decode() if isinstance(value, bytes) else value
+            if language in LANGUAGES:
+                return language
+        return None
 
     async def choose(self, order: Order) -> str:
         """The order's language if it names one, else the cardholder's last, else Mandarin; the

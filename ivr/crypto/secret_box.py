@@ -1,30 +1,23 @@
-"""Secrets at rest: AES-GCM under a key of their own, each sealed value bound to its context.
+"""Secrets at rest: AES-GCM under the box key, each sealed value bound to its context.
 
 Merchants' API keys and webhook secrets are stored in Redis sealed with this box. The context
 (merchant id and the secret's role) is the GCM associated data, so a sealed value copied onto
 another merchant, or from the webhook secret onto the API key, does not open.
 
-The key is 32 random bytes in hex, generated at first use into a private file (mode 0600,
-``settings.merchant_secrets_key_file``) and never replaced.
+The box key is a role of the IVR's key file (``box_key``, a TR-31 block under the KBPK,
+:mod:`ivr.crypto.keys`) and rotates like the others: each sealed value names the key id it was
+sealed under (:mod:`ivr.crypto.sealed`), new values are sealed under the current key. A merchant's
+secrets move to the current key when they are next written (rotating the merchant's API key or
+webhook secret); values still under a retired key no longer open.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-import secrets
-from pathlib import Path
+from ivr.crypto.keyring import KeySource, as_key_source
+from ivr.crypto.sealed import SealError, key_id_of, open_sealed, seal
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+__all__ = ["SecretBoxError", "SecretBox"]
 
-from ivr.files import is_private, write_private
-
-__all__ = ["SecretBoxError", "SecretBox", "load_or_create_box_key"]
-
-_NONCE_LEN = 12
-_TAG_LEN = 16
 _KEY_BYTES = 32
 
 
@@ -33,44 +26,31 @@ class SecretBoxError(Exception):
 
 
 class SecretBox:
-    def __init__(self, key: bytes) -> None:
-        if not isinstance(key, (bytes, bytearray)) or len(key) != _KEY_BYTES:
+    """``key``: the box key's ring source (a watched key file), or one key (tests, tools)."""
+
+    def __init__(self, key: bytes | KeySource) -> None:
+        if isinstance(key, (bytes, bytearray)) and len(key) != _KEY_BYTES:
             raise SecretBoxError("the secret box key must be 32 bytes (AES-256)")
-        self._aead = AESGCM(bytes(key))
+        self._keys = as_key_source(key, "box_key")
 
     def __repr__(self) -> str:
         return "SecretBox(key=<hidden>)"
 
     def seal(self, secret: bytes, context: str) -> str:
         """An opaque text token for ``secret`` that only opens for ``context``."""
-        nonce = os.urandom(_NONCE_LEN)
-        sealed = self._aead.encrypt(nonce, bytes(secret), context.encode("utf-8"))
-        return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return seal(self._keys(), secret, context.encode("utf-8"))
 
     def open(self, token: str | bytes, context: str) -> bytes:
         try:
-            raw = base64.urlsafe_b64decode(token)
-        except (TypeError, binascii.Error, ValueError):
-            raise SecretBoxError(f"sealed {context} is not valid base64") from None
-        if len(raw) < _NONCE_LEN + _TAG_LEN:
-            raise SecretBoxError(f"sealed {context} is too short")
+            return open_sealed(self._keys(), token, context.encode("utf-8"))
+        except SealError as exc:
+            raise SecretBoxError(f"sealed {context}: {exc}") from None
+
+    def reseal(self, token: str | bytes, context: str) -> str | None:
+        """``token`` sealed anew under the current key, or None if it already is."""
         try:
-            return self._aead.decrypt(raw[:_NONCE_LEN], raw[_NONCE_LEN:], context.encode("utf-8"))
-        except InvalidTag:
-            raise SecretBoxError(f"sealed {context} does not open (wrong key or context)") from None
-
-
-def load_or_create_box_key(path: Path) -> bytes:
-    """The key in ``path``, generated there first if missing (exclusive: two processes starting
-    together agree on one)."""
-    if not path.exists():
-        write_private(path, secrets.token_hex(_KEY_BYTES) + "\n", exclusive=True)
-    if not is_private(path):
-        raise SecretBoxError(f"secret box key file {path} is readable by others; chmod 600 it")
-    try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        raise SecretBoxError(f"secret box key file {path} is unreadable") from None
-    if len(key) != _KEY_BYTES:
-        raise SecretBoxError(f"secret box key file {path} holds no 32-byte key")
-    return key
+            if key_id_of(token) == self._keys().current.id:
+                return None
+        except SealError as exc:
+            raise SecretBoxError(f"sealed {context}: {exc}") from None
+        return self.seal(self.open(token, context), context)

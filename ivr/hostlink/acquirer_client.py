@@ -24,6 +24,8 @@ from ivr.hostlink.messages import (
     ReversalResponse,
     transmission_datetime,
 )
+from ivr.hostlink.adjustments import (AdjustmentReversal, RefundRequest, RefundResponse,
+                                      VoidRequest, VoidResponse)
 
 __all__ = [
     "AcquirerError",
@@ -122,21 +124,45 @@ class AcquirerClient:
 
         Every attempt sends the same message, so the acquirer treats retries as duplicates.
         """
-        reversal = ReversalRequest.for_purchase(request)
-        raw = reversal.encode()
+        return await self._reversal_acknowledged(ReversalRequest.for_purchase(request).encode(),
+                                                 request.stan)
+
+    async def _reversal_acknowledged(self, raw: bytes, stan: str) -> ResponseCode | None:
+        """Send the 0400 ``raw`` until acknowledged (00 or 25), a few times; the code or None."""
         for attempt in range(1, self._reversal_attempts + 1):
             try:
                 answer = ReversalResponse.decode(await self._exchange(raw))
             except (AcquirerError, _NoAnswer, Iso8583Error) as exc:
-                log.warning("reversal of stan %s, attempt %d: %s", request.stan, attempt, type(exc).__name__)
+                log.warning("reversal of stan %s, attempt %d: %s", stan, attempt, type(exc).__name__)
             else:
                 if answer.response_code in _REVERSAL_DONE:
-                    log.info("reversal of stan %s acknowledged (%s)", request.stan, answer.response_code.value)
+                    log.info("reversal of stan %s acknowledged (%s)", stan, answer.response_code.value)
                     return answer.response_code
-                log.warning("reversal of stan %s refused (%s)", request.stan, answer.response_code.value)
+                log.warning("reversal of stan %s refused (%s)", stan, answer.response_code.value)
             await asyncio.sleep(min(0.2 * attempt, 1.0))
-        log.error("reversal of stan %s not acknowledged after %d attempts", request.stan, self._reversal_attempts)
+        log.error("reversal of stan %s not acknowledged after %d attempts", stan, self._reversal_attempts)
         return None
+
+    async def give_back(self, request: VoidRequest | RefundRequest) -> PurchaseResponse:
+        """The acquirer's answer to a void (0210) or refund (0230); AcquirerError if there is none
+        (``sent`` False when it never left). Unlike ``authorize`` it does not reverse on its own:
+        the caller first records that a reversal is due, so a crash in between loses nothing
+        (ivr/refunds/service.py)."""
+        answer_type = RefundResponse if isinstance(request, RefundRequest) else VoidResponse
+        try:
+            answer = answer_type.decode(await self._exchange(request.encode()))
+        except _NoAnswer:
+            raise AcquirerUnavailable(f"no answer to stan {request.stan}") from None
+        except Iso8583Error as exc:
+            raise AcquirerProtocolError(f"unreadable answer to stan {request.stan}: {exc}") from None
+        if (answer.terminal_id, answer.stan, answer.transmission) != request.key:
+            raise AcquirerProtocolError(f"answer does not match stan {request.stan}")
+        return answer
+
+    async def reverse_adjustment(self, reversal: AdjustmentReversal) -> ResponseCode | None:
+        """Reverse a void or refund (0400), retrying a few times; 00 (undone) or 25 (it never
+        arrived) once acknowledged, None if not (the caller keeps it due)."""
+        return await self._reversal_acknowledged(reversal.encode(), reversal.stan)
 
     async def echo(self) -> bool:
         """True if the acquirer answers a network echo test with 00."""

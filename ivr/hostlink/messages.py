@@ -42,6 +42,7 @@ __all__ = [
     "decode_message",
     "peek_mti",
     "transmission_datetime",
+    "time_fields",
     "PURCHASE",
     "ECHO_TEST",
     "CNY",
@@ -99,6 +100,14 @@ def transmission_datetime(moment: datetime | None = None) -> str:
     """Field 7, MMDDhhmmss in UTC, as ISO 8583 has it."""
     moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return moment.strftime("%m%d%H%M%S")
+
+
+def time_fields(now: datetime | None = None) -> dict[str, str]:
+    """What stamps a request sent ``now``: field 7 (UTC) and fields 12 and 13 (local time)."""
+    now = now or datetime.now(timezone.utc)
+    local = now.astimezone()
+    return {"transmission": transmission_datetime(now), "local_time": local.strftime("%H%M%S"),
+            "local_date": local.strftime("%m%d")}
 
 
 def peek_mti(raw: bytes) -> str | None:
@@ -274,9 +283,15 @@ class PurchaseRequest(Message):
     processing_code: str = PURCHASE
     pos_entry_mode: str = KEYED_WITH_PIN
     cvv2_block: bytes | None = None
+    # The key ids (TR-31 key versions) the PIN block and the CVV2 block were made under, so the
+    # acquirer picks the right key while an old and a new one overlap: field 53 (below).
+    pin_key_id: int | None = None
+    cvv_key_id: int | None = None
 
     def __post_init__(self) -> None:
         _check_card_fields(self)
+        _optional(_key_id, self.pin_key_id, "pin_key_id")
+        _optional(_key_id, self.cvv_key_id, "cvv_key_id")
         if self.pin_block is not None and (
             not isinstance(self.pin_block, (bytes, bytearray)) or len(self.pin_block) != 16
         ):
@@ -298,26 +313,26 @@ class PurchaseRequest(Message):
         pin_block: bytes | None = None,
         expiry: str | None = None,
         cvv2_block: bytes | None = None,
+        pin_key_id: int | None = None,
+        cvv_key_id: int | None = None,
         now: datetime | None = None,
     ) -> PurchaseRequest:
         """A purchase stamped with the current time (field 7 in UTC, 12/13 local).
 
         ``expiry`` is YYMM, as field 14 has it (the cardholder keys MMYY: convert first).
         """
-        now = now or datetime.now(timezone.utc)
-        local = now.astimezone()
         return cls(
             pan=pan,
             amount=amount,
             stan=stan,
-            transmission=transmission_datetime(now),
-            local_time=local.strftime("%H%M%S"),
-            local_date=local.strftime("%m%d"),
+            **time_fields(now),
             terminal_id=terminal_id,
             merchant_id=merchant_id,
             pin_block=bytes(pin_block) if pin_block is not None else None,
             expiry=expiry,
             cvv2_block=bytes(cvv2_block) if cvv2_block is not None else None,
+            pin_key_id=pin_key_id,
+            cvv_key_id=cvv_key_id,
         )
 
     @property
@@ -331,15 +346,40 @@ class PurchaseRequest(Message):
             **_card_fields(self),
             "48": _hex_or_none(self.cvv2_block),
             "52": _hex_or_none(self.pin_block),
+            "53": _security_control(self.pin_key_id, self.cvv_key_id),
         }
 
     @classmethod
     def _from_fields(cls, doc: dict[str, Any]) -> Self:
+        pin_key_id, cvv_key_id = _key_ids(doc.get("53"))
         return cls(
             **_card_kwargs(doc),
             pin_block=bytes.fromhex(doc["52"]) if "52" in doc else None,
             cvv2_block=bytes.fromhex(doc["48"]) if "48" in doc else None,
+            pin_key_id=pin_key_id,
+            cvv_key_id=cvv_key_id,
         )
+
+
+def _key_id(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 99:
+        raise Iso8583Error(f"{name} must be a key id from 1 to 99")
+
+
+# Field 53, security related control information (n16): our layout is the PIN key's id (2
+# digits), the CVV key's id (2 digits, 00 = none), then 12 zeros reserved. Absent when neither
+# key is named: an acquirer then uses its current keys.
+def _security_control(pin_key_id: int | None, cvv_key_id: int | None) -> str | None:
+    if pin_key_id is None and cvv_key_id is None:
+        return None
+    return f"{pin_key_id or 0:02d}{cvv_key_id or 0:02d}" + "0" * 12
+
+
+def _key_ids(field: str | None) -> tuple[int | None, int | None]:
+    if field is None:
+        return None, None
+    _digits(field, 16, "security control (field 53)")
+    return int(field[:2]) or None, int(field[2:4]) or None
 
 
 def _hex_or_none(block: bytes | None) -> str | None:

@@ -16,14 +16,14 @@ callback, which waits for review.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 
 import redis.asyncio as aioredis
 
 from ivr.callback.orders import CallbackOrders
+from ivr.crypto.keyed_digest import KeyedDigest
+from ivr.crypto.keyring import KeySource
 from ivr.merchants import Merchant
 from ivr.oneline.switch import AgentCall, OnelineSwitch, SwitchFailed
 from ivr.money import Money
@@ -54,20 +54,26 @@ RETURNING_KEY = "cardholders:seen"
 class ReturningCardholders:
     """Card + mobile pairs seen in an approved payment, kept as keyed digests (HMAC-SHA256 under
     the IVR's cardholder key, never the card-number vault's key), so Redis never holds a card
-    number, not even hashed without a key."""
+    number, not even hashed without a key. Remembered under the current key, looked up under
+    every readable one: a cardholder stays returning across a rotation until the old key is
+    retired."""
 
-    def __init__(self, redis: aioredis.Redis, key: bytes) -> None:
+    def __init__(self, redis: aioredis.Redis, key: bytes | KeySource) -> None:
         self._redis = redis
-        self._key = key
+        self._digests = KeyedDigest(key)
 
-    def _digest(self, pan: str, mobile: str) -> str:
-        return hmac.new(self._key, f"{pan}:{mobile}".encode(), hashlib.sha256).hexdigest()
+    @staticmethod
+    def _pair(pan: str, mobile: str) -> tuple[bytes, ...]:
+        return (pan.encode(), b":", mobile.encode())
 
     async def remember(self, pan: str, mobile: str) -> None:
-        await self._redis.zadd(RETURNING_KEY, {self._digest(pan, mobile): time.time()})
+        await self._redis.zadd(RETURNING_KEY, {self._digests.current(*self._pair(pan, mobile)): time.time()})
 
     async def seen(self, pan: str, mobile: str) -> bool:
-        return await self._redis.zscore(RETURNING_KEY, self._digest(pan, mobile)) is not None
+        for digest in self._digests.all(*self._pair(pan, mobile)):  # two only while keys overlap
+            if await self._redis.zscore(RETURNING_KEY, digest) is not None:
+                return True
+        return False
 
 
 class OnelineOrders:

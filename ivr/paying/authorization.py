@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ivr.crypto.cvv2 import encrypt_cvv2
+from ivr.crypto.keyring import KeySource, as_key_source
 from ivr.hostlink.acquirer_client import (AcquirerClient, AcquirerError, AcquirerProtocolError,
                                           IssuerTimeout)
 from ivr.hostlink.messages import PurchaseRequest, ResponseCode
@@ -63,32 +64,37 @@ class Outcome:
 
 class Authorizer:
     def __init__(self, acquirer: AcquirerClient, store: PaymentStore, *, terminal_id: str,
-                 merchant_id: str, cvv_key: bytes,
+                 merchant_id: str, cvv_key: bytes | KeySource,
                  on_approved: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self._acquirer = acquirer
         self._store = store
         self._terminal_id = terminal_id
         self._merchant_id = merchant_id
-        self._cvv_key = cvv_key
+        self._cvv_keys = as_key_source(cvv_key, "cvv_key")
         # (card number, mobile) of every approved payment: how a cardholder becomes "returning".
         self._on_approved = on_approved
 
     async def authorize(self, payment: Payment, pan: str, *, pin_block: bytes | None = None,
-                        expiry_yymm: str | None = None,
+                        pin_key_id: int | None = None, expiry_yymm: str | None = None,
                         cvv2_digits: bytearray | None = None) -> Outcome:
         """Ask the acquirer; the payment must already be ``authorizing``. Never raises for a decline.
 
-        Debit cards come with a PIN block; credit cards with expiry and the CVV2 keypad buffer,
-        which is sealed for the acquirer (bound to this STAN) and wiped here.
+        Debit cards come with a PIN block and the id of the PEK it was made under; credit cards
+        with expiry and the CVV2 keypad buffer, which is sealed for the acquirer under the
+        current CVV key (bound to this STAN) and wiped here. Both key ids travel in field 53.
         """
         stan = await self._store.next_stan()
-        cvv2_block = encrypt_cvv2(self._cvv_key, cvv2_digits, pan, stan) if cvv2_digits else None
+        cvv_key = self._cvv_keys().current
+        assert cvv_key.key is not None  # the current version is active
+        cvv2_block = encrypt_cvv2(cvv_key.key, cvv2_digits, pan, stan) if cvv2_digits else None
         request = PurchaseRequest.create(
             pan=pan,
             amount=payment.amount.fen,
             pin_block=pin_block,
+            pin_key_id=pin_key_id if pin_block is not None else None,
             expiry=expiry_yymm,
             cvv2_block=cvv2_block,
+            cvv_key_id=cvv_key.id if cvv2_block is not None else None,
             stan=stan,
             # A merchant's own payments go out under its id; the self-service line uses ours.
             terminal_id=self._terminal_id,

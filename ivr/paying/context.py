@@ -9,6 +9,7 @@ from ivr.oneline.switch import OnelineSwitch
 from ivr.config import Settings
 from ivr.merchants import UnknownMerchant
 from ivr.merchant_store import MerchantStore
+from ivr.crypto.keyring import KeySource, KeyVersion, as_key_source
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import PublishedBins
 from ivr.paying.ask_again import AskAgain
@@ -27,7 +28,7 @@ class FlowContext:
     settings: Settings
     store: PaymentStore
     vault: PanVault
-    pek: bytes
+    pek: bytes | KeySource  # the PIN encryption key's ring (a watched key file), or one key
     authorizer: Authorizer
     manifest: Manifest
     oneline: OnelineSwitch | None = None
@@ -39,6 +40,10 @@ class FlowContext:
     bins: PublishedBins | None = None
     # The agent's "ask again" requests for a one-line payment's fields (ivr/paying/ask_again.py).
     ask_again: AskAgain | None = None
+
+    def pin_key(self) -> KeyVersion:
+        """The PEK version a new PIN block is made under; its id travels with the block."""
+        return as_key_source(self.pek, "pek")().current
 
     def prompts(self, language: str | None = None) -> Prompts:
         return Prompts(self.manifest, self.settings.sounds_path, language or self.settings.language)

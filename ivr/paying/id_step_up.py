@@ -11,11 +11,11 @@ says only "ID step-up passed/failed". A wrong answer is asked again; after
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 
 from ivr.agi.channel import AgiChannel
+from ivr.crypto.keyed_digest import KeyedDigest
+from ivr.crypto.keyring import KeySource
 from ivr.payments.store import Payment, PaymentState, PaymentStore
 from ivr.prompts import Prompts
 
@@ -30,14 +30,17 @@ _PURPOSE = b"voicepay id step-up\0"
 
 
 class IdDigests:
-    """Keyed digests of an ID number's last 6 characters, bound to one payment."""
+    """Keyed digests of an ID number's last 6 characters, bound to one payment. Made under the
+    current cardholder key, checked under every readable one: an order placed just before a
+    rotation is still confirmed after it."""
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes | KeySource) -> None:
+        self._digests = KeyedDigest(key)
 
     def of_id_number(self, payment_id: str, id_number: str) -> str:
         """At order time, from the ID number in the order (``X`` in either case)."""
-        return self._digest(payment_id, bytearray(id_number[-_LENGTH:].upper().encode()))
+        characters = bytearray(id_number[-_LENGTH:].upper().encode())
+        return self._digests.current(*self._parts(payment_id, characters))
 
     def matches(self, payment_id: str, keyed: bytearray, expected: str) -> bool:
         """Whether what the caller keyed (``*`` for X) is the ID number's last 6 characters.
@@ -48,14 +51,13 @@ class IdDigests:
             for index, byte in enumerate(keyed):  # in place: no copy of the characters
                 if byte == ord("*"):
                     keyed[index] = ord("X")
-            return hmac.compare_digest(self._digest(payment_id, keyed), expected)
+            return self._digests.matches(expected, *self._parts(payment_id, keyed))
         finally:
             keyed[:] = b"\0" * len(keyed)
 
-    def _digest(self, payment_id: str, characters: bytearray) -> str:
-        mac = hmac.new(self._key, _PURPOSE + payment_id.encode() + b"\0", hashlib.sha256)
-        mac.update(characters)
-        return mac.hexdigest()
+    @staticmethod
+    def _parts(payment_id: str, characters: bytearray) -> tuple[bytes | bytearray, ...]:
+        return (_PURPOSE + payment_id.encode() + b"\0", characters)
 
 
 async def confirm_id(call: AgiChannel, store: PaymentStore, digests: IdDigests, prompts: Prompts, payment: Payment,

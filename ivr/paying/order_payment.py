@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 
 from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.crypto.pan_vault import PanKeyRetired
 from ivr.paying.ask_again import ASK_AGAIN
 from ivr.paying.authorization import Outcome
 from ivr.paying.context import FlowContext
@@ -36,10 +37,10 @@ log = logging.getLogger(__name__)
 
 class CardNumberGone(Exception):
     """The payment's encrypted card number is no longer in Redis (its TTL ran out while the
-    callback waited, or it was dropped): nothing can be charged."""
+    callback waited, or it was dropped), or its PAN key was retired: nothing can be charged."""
 
-    def __init__(self, payment_id: str) -> None:
-        super().__init__(f"payment {payment_id}: encrypted card number missing or expired")
+    def __init__(self, payment_id: str, why: str = "encrypted card number missing or expired") -> None:
+        super().__init__(f"payment {payment_id}: {why}")
 
 
 async def pay_order(call: AgiChannel, ctx: FlowContext, payment: Payment) -> bool:
@@ -100,7 +101,10 @@ async def _card_number(ctx: FlowContext, payment: Payment) -> str:
     token = await ctx.store.pan_token(payment.id)
     if token is None:
         raise CardNumberGone(payment.id)
-    return ctx.vault.decrypt(token, payment.id)
+    try:
+        return ctx.vault.decrypt(token, payment.id)
+    except PanKeyRetired as exc:
+        raise CardNumberGone(payment.id, str(exc)) from None
 
 
 async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, prompts: Prompts,

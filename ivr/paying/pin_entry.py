@@ -48,7 +48,9 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
             digits = await keypad.secret("enter_pin", lead_in=ASK_AGAIN, min_len=4, max_len=12,
                                          invalid="invalid_pin")
         pin_length = len(digits)
-        pin_block = pinblock_from_digits(ctx.pek, digits, pan)  # wipes `digits`
+        pek = ctx.pin_key()
+        assert pek.key is not None  # the current version is active
+        pin_block = pinblock_from_digits(pek.key, digits, pan)  # wipes `digits`
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                    reason=f"PIN entered ({pin_length} digits), PIN block built",
                                    keyed=("pin", pin_length), pin_attempts=attempt)
@@ -56,7 +58,8 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         outcome = await authorize_during_please_wait(
-            call, ctx, prompts, payment, ctx.authorizer.authorize(payment, pan, pin_block=pin_block))
+            call, ctx, prompts, payment, ctx.authorizer.authorize(payment, pan, pin_block=pin_block,
+                                                            pin_key_id=pek.id))
         if outcome.incorrect_pin and attempt < MAX_PIN_ATTEMPTS and not call.hung_up:
             await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY, reason=outcome.reason,
                                        response_code=outcome.response_code)

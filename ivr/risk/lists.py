@@ -90,10 +90,13 @@ class RiskLists:
         return sorted(entries, key=lambda e: e.added_at)
 
     async def hits(self, subjects: dict[str, Subject]) -> set[str]:
-        """``{"block:card", ...}``: every list each of the payment's subjects is on."""
-        asked = [(name, subject) for name in LIST_NAMES for subject in subjects.values()]
+        """``{"block:card", ...}``: every list each of the payment's subjects is on, looked up
+        under the current and the older readable cardholder keys (an entry added before a
+        rotation still counts until its key is retired)."""
+        asked = [(name, subject, digest) for name in LIST_NAMES for subject in subjects.values()
+                 for digest in subject.digests]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for name, subject in asked:
-                pipe.hexists(_key(name, subject.kind), subject.digest)
+            for name, subject, digest in asked:
+                pipe.hexists(_key(name, subject.kind), digest)
             found = await pipe.execute()
-        return {f"{name}:{subject.kind}" for (name, subject), hit in zip(asked, found) if hit}
+        return {f"{name}:{subject.kind}" for (name, subject, _), hit in zip(asked, found) if hit}

@@ -7,6 +7,10 @@ as HMAC-SHA256 under the IVR's cardholder key, over ``kind:value`` (the same car
 never shares a digest, nor with ``ReturningCardholders``' ``pan:mobile`` digests), and shown to
 operators only as a masked label.
 
+The cardholder key rotates (:mod:`ivr.crypto.keyed_digest`): a subject's ``digest`` is made under
+the current key, ``older`` under the other readable ones, so lists and velocity counters made
+before a rotation still count until the old key is retired.
+
     >>> d = SubjectDigester(bytes(32))
     >>> d.label("mobile", "13900000001")
     '139****0001'
@@ -16,10 +20,10 @@ operators only as a masked label.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
+from ivr.crypto.keyed_digest import KeyedDigest
+from ivr.crypto.keyring import KeySource
 from ivr.crypto.pan_vault import mask_pan
 from ivr.orders import mask_id_number
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
@@ -33,19 +37,28 @@ KINDS: tuple[str, ...] = ("card", "mobile", "id_number", "merchant", "source")
 @dataclass(frozen=True)
 class Subject:
     kind: str
-    digest: str
+    digest: str  # under the current key: what is recorded
     label: str
+    older: tuple[str, ...] = ()  # under the older readable keys: looked up, never recorded
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return (self.digest, *self.older)
 
 
 class SubjectDigester:
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes | KeySource) -> None:
+        self._digests = KeyedDigest(key)
 
     def __repr__(self) -> str:
         return "SubjectDigester(key=<hidden>)"
 
     def digest(self, kind: str, value: str) -> str:
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return self._digests.current(f"{kind}:".encode(), value.encode())
+
+    def digests(self, kind: str, value: str) -> list[str]:
+        """Under every readable key, the current one first."""
+        return self._digests.all(f"{kind}:".encode(), value.encode())
 
     @staticmethod
     def label(kind: str, value: str) -> str:
@@ -60,7 +73,8 @@ class SubjectDigester:
         return value
 
     def subject(self, kind: str, value: str) -> Subject:
-        return Subject(kind, self.digest(kind, value), self.label(kind, value))
+        current, *older = self.digests(kind, value)
+        return Subject(kind, current, self.label(kind, value), tuple(older))
 
 
 def check_subject(kind: str, value: str) -> str:

@@ -14,6 +14,14 @@ retried or duplicated assessment finds ``risk:vel:seen:<payment id>`` and only r
 assessed payment counts towards ``payments`` and ``cards`` (card testing is made of declined
 attempts); a payment risk control declined is taken out of ``amount`` again (``forget_amount``), so
 a refused large order does not use up an honest cardholder's daily limit.
+
+A rotation of the cardholder key (the digests' key) changes every subject's digest, so new
+payments are recorded in new sets. Each counter reads the sets under every readable key and adds
+them up, so the windows run on across a rotation as long as the old key is not retired; retire
+it no sooner than the longest window (7 days) after the rotation, or the counters restart. The
+one approximation: a card seen on both sides of a rotation is two members of a ``cards`` set
+(one digest per key), so ``mobile_cards_24h`` and ``id_number_cards_24h`` may count it twice for
+at most a day: a higher count, the cautious side.
 """
 
 from __future__ import annotations
@@ -60,8 +68,9 @@ COUNTERS: tuple[Counter, ...] = (
 _SEEN_TTL_S = max(c.window_s for c in COUNTERS)
 
 # KEYS[1]: the payment's seen marker; KEYS[2..]: sorted sets. ARGV: now, seen TTL, then per sorted
-# set its member ("" = nothing to add) and the longest window kept; then per counter the index of
-# its set in KEYS, its window, and 1 if it sums the amounts in the members.
+# set its member ("" = nothing to add: the sets under older keys are only read) and the longest
+# window kept; then per counter how many sets it adds up, their indexes in KEYS, its window, and 1
+# if it sums the amounts in the members.
 _RECORD = """
 local now = tonumber(ARGV[1])
 local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2])
@@ -75,24 +84,28 @@ for k = 2, #KEYS do
 end
 local out = {}
 while i <= #ARGV do
-  local key, since = KEYS[tonumber(ARGV[i])], '(' .. (now - tonumber(ARGV[i + 1]))
-  if ARGV[i + 2] == '1' then
-    local total = 0
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, since, '+inf')) do
-      total = total + tonumber(string.match(m, ':(%d+)$'))
+  local n = tonumber(ARGV[i])
+  local since, sum = '(' .. (now - tonumber(ARGV[i + n + 1])), ARGV[i + n + 2] == '1'
+  local total = 0
+  for j = 1, n do
+    local key = KEYS[tonumber(ARGV[i + j])]
+    if sum then
+      for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, since, '+inf')) do
+        total = total + tonumber(string.match(m, ':(%d+)$'))
+      end
+    else
+      total = total + redis.call('ZCOUNT', key, since, '+inf')
     end
-    out[#out + 1] = total
-  else
-    out[#out + 1] = redis.call('ZCOUNT', key, since, '+inf')
   end
-  i = i + 3
+  out[#out + 1] = total
+  i = i + n + 3
 end
 return out
 """
 
 
-def _key(measure: str, subject: Subject) -> str:
-    return f"risk:vel:{measure}:{subject.kind}:{subject.digest}"
+def _key(measure: str, subject: Subject, digest: str | None = None) -> str:
+    return f"risk:vel:{measure}:{subject.kind}:{digest or subject.digest}"
 
 
 class Velocity:
@@ -114,20 +127,23 @@ class Velocity:
         keys: list[str] = []
         keep: dict[str, int] = {}
         member_of: dict[str, str] = {}
+        read: dict[str, list[str]] = {}  # per counter, its sets: the current key's, then older
         for c in self._counters:
             if c.kind in subjects:
-                key = _key(c.measure, subjects[c.kind])
-                if key not in keep:
-                    keys.append(key)
-                    member_of[key] = members[c.measure]
-                keep[key] = max(keep.get(key, 0), c.window_s)
+                subject = subjects[c.kind]
+                read[c.name] = [_key(c.measure, subject, d) for d in subject.digests]
+                for index, key in enumerate(read[c.name]):
+                    if key not in keep:
+                        keys.append(key)
+                        member_of[key] = members[c.measure] if index == 0 else ""
+                    keep[key] = max(keep.get(key, 0), c.window_s)
         args: list[object] = [now, _SEEN_TTL_S]
         for key in keys:
             args += [member_of[key], keep[key]]
         asked = [c for c in self._counters if c.kind in subjects]
         for c in asked:
-            args += [keys.index(_key(c.measure, subjects[c.kind])) + 2, c.window_s,
-                     1 if c.measure == "amount" else 0]
+            args += [len(read[c.name]), *(keys.index(key) + 2 for key in read[c.name]),
+                     c.window_s, 1 if c.measure == "amount" else 0]
         values = await self._script(keys=[f"risk:vel:seen:{payment_id}", *keys], args=args)
         numbers = {c.name: 0.0 for c in self._counters}
         for c, value in zip(asked, values):
@@ -138,8 +154,10 @@ class Velocity:
                             subjects: dict[str, Subject]) -> None:
         """Take a declined payment out of the sums (it stays in the counts)."""
         member = f"{payment_id}:{amount.fen}"
-        keys = {_key("amount", subjects[c.kind]) for c in self._counters
-                if c.measure == "amount" and c.kind in subjects}
+        # Recorded under the key current then, which may be an older one now.
+        keys = {_key("amount", subjects[c.kind], digest) for c in self._counters
+                if c.measure == "amount" and c.kind in subjects
+                for digest in subjects[c.kind].digests}
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in sorted(keys):
                 pipe.zrem(key, member)

@@ -18,6 +18,7 @@ from simulators.acquirer.cardbook import CardBook, CardBookError, issue_cards
 from simulators.acquirer.simulator import AcquirerSimulator
 from simulators.acquirer.testcards import SEED_PATH
 from ivr.log import configure_logging
+from ivr.crypto.keyring import KeyFileWatch
 from ivr.crypto.keys import AcquirerKeys, generate_dev_keys, load_acquirer_keys
 from ivr.hostlink.framing import ConnectionClosed, FramingError, read_frame, write_frame
 from simulators.acquirer.settings import AcquirerSettings, load_acquirer_settings
@@ -55,7 +56,9 @@ def prepare_acquirer(settings: AcquirerSettings) -> tuple[AcquirerKeys, CardBook
 
 
 def build_simulator(settings: AcquirerSettings) -> AcquirerSimulator:
-    keys, book = prepare_acquirer(settings)
+    _, book = prepare_acquirer(settings)
+    # Re-read on change: `voicepay-keys rotate pek` applies to the next message.
+    keys = KeyFileWatch(settings.keys_file, load_acquirer_keys)
     return AcquirerSimulator(keys, book, journal_path(settings), settings.issuer_delay)
 
 

@@ -5,6 +5,13 @@ offsets, counts wrong PINs, answers retransmissions from a cache instead of char
 honours reversals, even of a purchase it is still "waiting for the issuer" on, and writes every
 message it handles to an append-only JSON-lines journal that tests and people can read.
 
+Money goes back by voids (0200/200000: the full amount, once, before any refund), refunds
+(0220/200000: parts of it, never more than is left) and reversals of either (0400/200000), each
+naming its original purchase by STAN, transmission time and RRN (ivr/hostlink/adjustments.py).
+What the original does not allow is refused: 25 original unknown (or not this merchant's, or
+another RRN), 12 original declined, reversed or already voided (or a void after a refund), 13 an
+amount other than the purchase's for a void, or more than is left for a refund.
+
 How a card is authorized depends on its type (from the BIN table, recorded in the card book):
 
 * debit: online PIN (field 52) is required; without one the purchase is 12. Field 14, if sent,
@@ -41,6 +48,7 @@ from psec import cvv as _psec_cvv
 
 from simulators.acquirer.cardbook import CardBook, IssuedCard, verify_pin
 from ivr.crypto.cvv2 import Cvv2Error, decrypt_cvv2
+from ivr.crypto.keyring import KeyUnavailable
 from ivr.crypto.keys import DEV_CVK, AcquirerKeys
 from ivr.crypto.pan_vault import mask_pan
 from ivr.crypto.pinblock import PinBlockError, decipher_pinblock_iso_4
@@ -58,6 +66,8 @@ from ivr.hostlink.messages import (
     ReversalResponse,
     peek_mti,
 )
+from ivr.hostlink.adjustments import (AdjustmentRequest, AdjustmentReversal, RefundRequest,
+                                      RefundResponse, VoidRequest, adjustment_type)
 from ivr.hostlink.spec import VOICEPAY_SPEC
 from ivr.validation import luhn_valid
 
@@ -89,7 +99,23 @@ class _Purchase:
     pan: str = field(repr=False)
     amount: int
     rrn: str
+    merchant_id: str = ""
     charged: bool = False
+    reversed: bool = False
+    approved: bool = False
+    voided: bool = False
+    refunded: int = 0  # fen given back by refunds so far
+
+
+@dataclass
+class _Adjustment:
+    """A void or refund the simulator has seen, so its reversal can find and undo it."""
+
+    mti: str
+    purchase: _Purchase | None
+    amount: int
+    rrn: str
+    applied: bool = False
     reversed: bool = False
 
 
@@ -104,17 +130,20 @@ class _Reply:
 class AcquirerSimulator:
     def __init__(
         self,
-        keys: AcquirerKeys,
+        keys: AcquirerKeys | Callable[[], AcquirerKeys],
         cardbook: CardBook,
         journal_path: Path,
         issuer_delay: float,
         *,
         today: Callable[[], date] = date.today,
     ) -> None:
-        cardbook.check_pvk(keys.pvk)
-        if keys.cvk != DEV_CVK:
+        held = keys() if callable(keys) else keys
+        cardbook.check_pvk(held.pvk)
+        if held.cvk != DEV_CVK:
             log.warning("the CVK is not the development CVK: the documented test CVV2s will get 82")
-        self._keys = keys
+        # A watched key file (ivr.crypto.keyring.KeyFileWatch): a rotation applies to the next
+        # message, without a restart.
+        self._keys = keys if callable(keys) else (lambda: keys)
         self._accounts = {card.pan: _Account(card, card.balance, card.status) for card in cardbook}
         self._journal_path = Path(journal_path)
         self._issuer_delay = issuer_delay
@@ -122,6 +151,8 @@ class AcquirerSimulator:
         self._purchases: dict[Key, _Purchase] = {}
         # Reversals that arrived before their purchase: that purchase must never be charged.
         self._reversed_early: set[Key] = set()
+        self._adjustments: dict[Key, _Adjustment] = {}
+        self._adjustments_reversed_early: set[Key] = set()
         # Kept for the life of the process: a simulator's traffic is small.
         self._replies: dict[tuple[str, str, str, str], _Reply] = {}
         self._rrn_serial = secrets.randbelow(900_000)
@@ -142,6 +173,10 @@ class AcquirerSimulator:
     async def handle(self, raw: bytes) -> bytes | None:
         """The encoded answer to one message, or None when there is nothing to answer."""
         mti = peek_mti(raw)
+        adjustment = adjustment_type(raw)
+        if adjustment is not None:
+            reply_mti, process = self._adjustment_handlers[adjustment]
+            return await self._once(raw, adjustment, reply_mti, process)
         if mti == PurchaseRequest.MTI:
             return await self._once(raw, PurchaseRequest, PurchaseResponse.MTI, self._purchase)
         if mti == ReversalRequest.MTI:
@@ -154,7 +189,7 @@ class AcquirerSimulator:
     async def _once(
         self,
         raw: bytes,
-        kind: type[PurchaseRequest] | type[ReversalRequest],
+        kind: type[PurchaseRequest] | type[ReversalRequest] | type[AdjustmentRequest],
         reply_mti: str,
         process: Callable[[Any], Any],
     ) -> bytes | None:
@@ -189,8 +224,14 @@ class AcquirerSimulator:
         reply.answer.set_result(answer)
         return answer
 
-    def _journal_duplicate(self, request: PurchaseRequest | ReversalRequest, answer: bytes | None) -> None:
+    def _journal_duplicate(self, request: PurchaseRequest | ReversalRequest | AdjustmentRequest,
+                           answer: bytes | None) -> None:
         code = _code_of(answer)
+        if isinstance(request, AdjustmentRequest):
+            adjustment = self._adjustments.get(request.key)
+            self._journal_request(request, code, rrn=adjustment.rrn if adjustment else None,
+                                  duplicate=True)
+            return
         if isinstance(request, PurchaseRequest):
             purchase = self._purchases.get(request.key)
             was_reversed = purchase is not None and purchase.reversed
@@ -201,7 +242,8 @@ class AcquirerSimulator:
         self._journal_request(request, code, rrn=rrn, duplicate=True, reversed=was_reversed)
 
     async def _purchase(self, request: PurchaseRequest) -> bytes:
-        purchase = _Purchase(request.pan, request.amount, rrn=self._next_rrn())
+        purchase = _Purchase(request.pan, request.amount, rrn=self._next_rrn(),
+                             merchant_id=request.merchant_id)
         purchase.reversed = request.key in self._reversed_early
         self._purchases[request.key] = purchase
         account = self._accounts.get(request.pan)
@@ -245,20 +287,25 @@ class AcquirerSimulator:
         if request.amount > account.balance:
             return ResponseCode.INSUFFICIENT_FUNDS
         account.balance -= request.amount
-        purchase.charged = True
+        purchase.charged = purchase.approved = True
         return ResponseCode.APPROVED
 
     def _verify_pin(self, request: PurchaseRequest, account: _Account) -> ResponseCode | None:
         """Debit: the PIN block must hold the card's PIN. None if it does."""
         if request.pin_block is None:
             return ResponseCode.INVALID_TRANSACTION
+        keys = self._keys()
         try:
-            pin = decipher_pinblock_iso_4(self._keys.pek, request.pin_block, request.pan)
+            pek = _key_named(keys, "pek", request.pin_key_id)
+            pin = decipher_pinblock_iso_4(pek, request.pin_block, request.pan)
+        except KeyUnavailable as exc:
+            log.warning("stan %s: PIN block under %s", request.stan, exc)
+            return ResponseCode.SYSTEM_MALFUNCTION
         except PinBlockError:
             # Garbage and a block under the wrong key look alike; neither is the cardholder's
             # mistake, so it does not count as a PIN try.
             return ResponseCode.SYSTEM_MALFUNCTION
-        if not verify_pin(account.card, pin, self._keys.pvk):
+        if not verify_pin(account.card, pin, keys.pvk):
             account.pin_tries += 1
             if account.pin_tries >= MAX_PIN_TRIES:
                 account.status = BLOCKED
@@ -270,13 +317,18 @@ class AcquirerSimulator:
         """Credit, card not present: expiry and CVV2 must both be the card's. None if they are."""
         if request.expiry is None or request.cvv2_block is None:
             return ResponseCode.INVALID_TRANSACTION
+        keys = self._keys()
         try:
-            keyed = decrypt_cvv2(self._keys.cvv_key, request.cvv2_block, request.pan, request.stan)
+            cvv_key = _key_named(keys, "cvv_key", request.cvv_key_id)
+            keyed = decrypt_cvv2(cvv_key, request.cvv2_block, request.pan, request.stan)
+        except KeyUnavailable as exc:
+            log.warning("stan %s: CVV2 block under %s", request.stan, exc)
+            return ResponseCode.SYSTEM_MALFUNCTION
         except Cvv2Error:
             return ResponseCode.SYSTEM_MALFUNCTION
         if request.expiry != card.expiry:
             return ResponseCode.EXPIRED_CARD
-        expected = compute_cvv2(self._keys.cvk, card.pan, card.expiry)
+        expected = compute_cvv2(keys.cvk, card.pan, card.expiry)
         if not hmac.compare_digest(expected.encode("ascii"), keyed.encode("ascii")):
             # Not counted: this simulator never blocks a card for wrong CVV2s.
             return ResponseCode.BAD_CVV2
@@ -298,12 +350,82 @@ class AcquirerSimulator:
             if not purchase.reversed:
                 purchase.reversed = True
                 if purchase.charged:
-                    self._accounts[purchase.pan].balance += purchase.amount
+                    # What refunds already gave back is not given twice.
+                    self._accounts[purchase.pan].balance += purchase.amount - purchase.refunded
                     purchase.charged = False
             code = ResponseCode.APPROVED
         rrn = purchase.rrn if purchase is not None else None
         self._journal_request(request, code, rrn=rrn, reversed=code.approved)
         return ReversalResponse.for_request(request, code).encode()
+
+    # --- voids, refunds and their reversals ---------------------------------------------------
+
+    @property
+    def _adjustment_handlers(self) -> dict[type[AdjustmentRequest], tuple[str, Callable[[Any], Any]]]:
+        return {VoidRequest: (PurchaseResponse.MTI, self._give_back),
+                RefundRequest: (RefundResponse.MTI, self._give_back),
+                AdjustmentReversal: (ReversalResponse.MTI, self._adjustment_reversal)}
+
+    async def _give_back(self, request: VoidRequest | RefundRequest) -> bytes:
+        """A void or a refund: checked against its original, applied to the card at once."""
+        purchase = self._purchases.get(request.original_key)
+        adjustment = _Adjustment(request.MTI, purchase, request.amount, rrn=self._next_rrn())
+        self._adjustments[request.key] = adjustment
+        code = self._give_back_refusal(request, purchase)
+        if code is None:
+            assert purchase is not None
+            if isinstance(request, VoidRequest):
+                purchase.voided, purchase.charged = True, False
+            else:
+                purchase.refunded += request.amount
+            self._accounts[purchase.pan].balance += request.amount
+            adjustment.applied = True
+            code = ResponseCode.APPROVED
+        self._journal_request(request, code, rrn=adjustment.rrn)
+        return _answer(request, code, adjustment.rrn).encode()
+
+    def _give_back_refusal(self, request: VoidRequest | RefundRequest,
+                           purchase: _Purchase | None) -> ResponseCode | None:
+        """Why the original does not allow ``request``; None if it does."""
+        if request.key in self._adjustments_reversed_early:
+            return ResponseCode.ISSUER_UNAVAILABLE  # reversed before it arrived: never applied
+        if request.currency != CNY:
+            return ResponseCode.INVALID_TRANSACTION
+        if (request.original_mti != PurchaseRequest.MTI or purchase is None
+                or purchase.rrn != request.original_rrn or purchase.merchant_id != request.merchant_id):
+            return ResponseCode.ORIGINAL_NOT_FOUND
+        if not purchase.approved or purchase.reversed or purchase.voided:
+            return ResponseCode.INVALID_TRANSACTION
+        if isinstance(request, VoidRequest):
+            if purchase.refunded:
+                return ResponseCode.INVALID_TRANSACTION  # part of it is refunded: refund the rest
+            if request.amount != purchase.amount:
+                return ResponseCode.INVALID_AMOUNT
+        elif not 0 < request.amount <= purchase.amount - purchase.refunded:
+            return ResponseCode.INVALID_AMOUNT
+        return None
+
+    async def _adjustment_reversal(self, request: AdjustmentReversal) -> bytes:
+        """Undo a void or refund whose answer was lost; 25 if it never arrived (then it never will
+        be applied)."""
+        adjustment = self._adjustments.get(request.original_key)
+        if adjustment is None or adjustment.mti != request.original_mti:
+            self._adjustments_reversed_early.add(request.original_key)
+            code = ResponseCode.ORIGINAL_NOT_FOUND
+        elif adjustment.amount != request.amount:
+            code = ResponseCode.ORIGINAL_NOT_FOUND
+        else:
+            purchase = adjustment.purchase
+            if adjustment.applied and not adjustment.reversed and purchase is not None:
+                if adjustment.mti == VoidRequest.MTI:
+                    purchase.voided, purchase.charged = False, True
+                else:
+                    purchase.refunded -= adjustment.amount
+                self._accounts[purchase.pan].balance -= adjustment.amount
+            adjustment.reversed = True
+            code = ResponseCode.APPROVED
+        self._journal_request(request, code, reversed=code.approved)
+        return _answer(request, code, "").encode()
 
     def _echo(self, raw: bytes) -> bytes | None:
         try:
@@ -315,19 +437,15 @@ class AcquirerSimulator:
 
     # --- answers to bad input ---------------------------------------------------------------
 
-    def _duplicate_clash(self, request: PurchaseRequest | ReversalRequest) -> bytes:
+    def _duplicate_clash(self, request: PurchaseRequest | ReversalRequest | AdjustmentRequest) -> bytes:
         code = ResponseCode.DUPLICATE
         self._journal_request(request, code, duplicate=True)
-        if isinstance(request, PurchaseRequest):
-            return PurchaseResponse.for_request(request, code, self._next_rrn()).encode()
-        return ReversalResponse.for_request(request, code).encode()
+        return _answer(request, code, self._next_rrn()).encode()
 
-    def _malfunction(self, request: PurchaseRequest | ReversalRequest) -> bytes:
+    def _malfunction(self, request: PurchaseRequest | ReversalRequest | AdjustmentRequest) -> bytes:
         code = ResponseCode.SYSTEM_MALFUNCTION
         self._journal_request(request, code)
-        if isinstance(request, PurchaseRequest):
-            return PurchaseResponse.for_request(request, code, self._next_rrn()).encode()
-        return ReversalResponse.for_request(request, code).encode()
+        return _answer(request, code, self._next_rrn()).encode()
 
     def _format_error(self, raw: bytes, reply_mti: str) -> bytes | None:
         """Answer 30 if the message at least says who sent it; otherwise there is no one to tell."""
@@ -351,6 +469,8 @@ class AcquirerSimulator:
         try:
             if reply_mti == PurchaseResponse.MTI:
                 reply = PurchaseResponse(**card, rrn=self._next_rrn(), response_code=code)
+            elif reply_mti == RefundResponse.MTI:
+                reply = RefundResponse(**card, rrn=self._next_rrn(), response_code=code)
             elif reply_mti == ReversalResponse.MTI:
                 reply = ReversalResponse(**card, response_code=code)
             else:
@@ -371,26 +491,46 @@ class AcquirerSimulator:
 
     def _journal_request(
         self,
-        request: PurchaseRequest | ReversalRequest,
+        request: PurchaseRequest | ReversalRequest | AdjustmentRequest,
         code: ResponseCode | None,
         *,
         rrn: str | None = None,
         duplicate: bool = False,
         reversed: bool = False,
     ) -> None:
-        account = self._accounts.get(request.pan)
+        extra: dict[str, Any] = {}
+        if isinstance(request, AdjustmentRequest):
+            # No card in a void or refund: the card is the original purchase's.
+            pan = self._original_pan(request)
+            extra = {"processing_code": request.processing_code,
+                     "original_mti": request.original_mti, "original_stan": request.original_stan,
+                     "original_rrn": request.original_rrn}
+        else:
+            pan = request.pan
+        account = self._accounts.get(pan) if pan else None
         self._journal(
             mti=request.MTI,
             stan=request.stan,
             terminal=request.terminal_id,
-            pan=mask_pan(request.pan),
+            pan=mask_pan(pan) if pan else None,
             amount=request.amount,
             response_code=code.value if code is not None else None,
             rrn=rrn,
             duplicate=duplicate,
             reversed=reversed,
             balance_after=account.balance if account is not None else None,
+            # Which PEK version the PIN block was made under (field 53): a rotation is visible.
+            # (Not the CVV key's: the journal never names anything CVV, see test_acquirer_tcp.)
+            **({"pin_key_id": request.pin_key_id} if isinstance(request, PurchaseRequest) else {}),
+            **extra,
         )
+
+    def _original_pan(self, request: AdjustmentRequest) -> str | None:
+        purchase = self._purchases.get(request.original_key)
+        if isinstance(request, AdjustmentReversal):
+            adjustment = self._adjustments.get(request.original_key)
+            purchase = adjustment.purchase if adjustment is not None else None
+        return purchase.pan if purchase is not None else None
 
     def _journal(self, **entry: Any) -> None:
         """One JSON line per message handled, and one log line. Callers pass masked PANs only."""
@@ -440,6 +580,16 @@ def compute_cvv2(cvk: bytes, pan: str, expiry: str) -> str:
         return _psec_cvv.generate_cvv(cvk, pan, expiry, CVV2_SERVICE_CODE)
 
 
+def _answer(request: PurchaseRequest | ReversalRequest | AdjustmentRequest, code: ResponseCode,
+            rrn: str) -> Message:
+    """The answer to ``request`` with ``code``: 0210, 0230 or 0410 (a reversal's has no RRN)."""
+    if isinstance(request, (ReversalRequest, AdjustmentReversal)):
+        return ReversalResponse.for_request(request, code)  # type: ignore[arg-type]
+    if isinstance(request, RefundRequest):
+        return RefundResponse.for_request(request, code, rrn)  # type: ignore[arg-type]
+    return PurchaseResponse.for_request(request, code, rrn)  # type: ignore[arg-type]
+
+
 def _code_of(answer: bytes | None) -> ResponseCode | None:
     if answer is None:
         return None
@@ -455,3 +605,10 @@ def _printable(value: object) -> str | None:
     if isinstance(value, str) and len(value) <= 15 and value.isascii() and value.isprintable():
         return value
     return None
+
+
+def _key_named(keys: AcquirerKeys, role: str, key_id: int | None) -> bytes:
+    """The version of ``role`` a request names in field 53 (while an old and a new key overlap,
+    both are read), or the current one if it names none. KeyUnavailable if retired or unknown."""
+    ring = keys.ring(role)
+    return ring.key(key_id) if key_id is not None else ring.key(ring.current.id)

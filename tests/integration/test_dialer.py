@@ -28,6 +28,7 @@ from ivr.paying.id_step_up import IdDigests
 from ivr.risk.gate import RiskGate
 from tests.integration.risk_fakes import ScriptedRiskEngine
 from ivr.config import Settings, load_settings
+from ivr.crypto.keys import generate_dev_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import BinInfo, BinTable
 from ivr.merchant_store import MerchantStore
@@ -127,6 +128,7 @@ async def world(redis_client: aioredis.Redis, tmp_path: Path) -> AsyncIterator[W
         var_dir=tmp_path, ami_port=fake.port, ami_user=USER, ami_secret=SECRET,
         callback_max_attempts=3, callback_retry_spacing_s=0.2, callback_ring_timeout_s=RING_S,
         callback_answer_grace_s=GRACE_S, callback_lease_s=LEASE_S, instance_id="")
+    generate_dev_keys(settings.keys_dir)  # the merchants' secrets are sealed under the box key
     merchants = MerchantStore.from_settings(redis_client, settings)
     await merchants.seed(MerchantRegistry([replace(MERCHANT, key=b"k" * 32)]))
     world = World(redis_client, store, fake, settings, PanVault(bytes(range(32))), [], merchants)

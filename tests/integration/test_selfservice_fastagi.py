@@ -30,6 +30,7 @@ from simulators.acquirer.simulator import AcquirerSimulator
 from simulators.acquirer.testcards import TestCard, find_test_card
 from ivr.agi.server import FastAgiServer, Handler
 from ivr.config import Settings, load_settings
+from ivr.crypto.keyring import KeyFileWatch
 from ivr.crypto.keys import generate_dev_keys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault, mask_pan
 from ivr.paying.ask_again import AskAgain
@@ -159,7 +160,7 @@ class Ivr:
         client = AcquirerClient("127.0.0.1", port, ACQUIRER_TIMEOUT)
         self.ctx.authorizer = Authorizer(client, self.store, terminal_id=self.settings.terminal_id,
                                          merchant_id=self.settings.merchant_id,
-                                         cvv_key=self.ctx.authorizer._cvv_key)
+                                         cvv_key=self.ctx.authorizer._cvv_keys)
 
     async def redis_text(self) -> str:
         """Every key and value in Redis, as text, to search for card data."""
@@ -210,28 +211,29 @@ async def ivr(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
                              acquirer_timeout=ACQUIRER_TIMEOUT,
                              language="en", max_entry_attempts=3)
     generate_dev_keys(settings.keys_dir)
-    keys = load_ivr_keys(settings.ivr_keys_file)
+    # As the service has them: re-read when a key is rotated or retired (test_key_rotation.py).
+    keys = KeyFileWatch(settings.ivr_keys_file, load_ivr_keys)
     simulator = build_simulator(load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY))
     # What the acquirer publishes when it starts: the test BINs.
     BinTable.from_document(json.loads(TEST_CARDS.read_text())).write(settings.bin_table_file)
     risk = ScriptedRiskEngine()
     store = PaymentStore(redis_client, pan_ttl_seconds=settings.pan_ttl_seconds)
-    merchants = MerchantStore.from_settings(redis_client, settings)
+    merchants = MerchantStore.from_settings(redis_client, settings, keys.ring("box_key"))
     await merchants.seed(MerchantRegistry.load(settings))
     async with AcquirerServer(simulator, settings.acquirer_host, 0) as acquirer:
         client = AcquirerClient(settings.acquirer_host, acquirer.port, settings.acquirer_timeout)
         ctx = FlowContext(
             settings=settings,
             store=store,
-            vault=PanVault(keys.pan_key),
-            pek=keys.pek,
+            vault=PanVault(keys.ring("pan_key")),
+            pek=keys.ring("pek"),
             authorizer=Authorizer(client, store, terminal_id=settings.terminal_id,
-                                  merchant_id=settings.merchant_id, cvv_key=keys.cvv_key),
+                                  merchant_id=settings.merchant_id, cvv_key=keys.ring("cvv_key")),
             manifest=Manifest.load(),
             merchants=merchants,
             names=SpokenNames(tmp_path / "names", Manifest.load().voices,
                               asterisk_path="/names"),
-            risk=RiskGate(risk, IdDigests(keys.cardholder_key)),
+            risk=RiskGate(risk, IdDigests(keys.ring("cardholder_key"))),
             bins=PublishedBins(settings.bin_table_file),
             ask_again=AskAgain(redis_client, store),
         )

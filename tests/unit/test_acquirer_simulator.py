@@ -656,5 +656,5 @@ async def test_journal_never_holds_pan_pin_or_pin_block(h: Harness) -> None:
         assert request.pin_block.hex() not in text.lower()
     assert {key for line in h.journal_lines() for key in line} == {
         "time", "mti", "stan", "terminal", "pan", "amount", "response_code", "rrn",
-        "duplicate", "reversed", "balance_after",
+        "duplicate", "reversed", "balance_after", "pin_key_id",
     }

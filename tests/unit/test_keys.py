@@ -74,14 +74,14 @@ def test_pek_is_shared_but_each_party_has_its_own_kbpk(keys_dir: Path) -> None:
     acq_doc = json.loads((keys_dir / ACQUIRER_KEYS_FILE).read_text())
     assert load_ivr_keys(keys_dir / IVR_KEYS_FILE).pek == load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE).pek
     assert ivr_doc["kbpk"] != acq_doc["kbpk"]
-    assert ivr_doc["keys"]["pek"]["block"] != acq_doc["keys"]["pek"]["block"]
-    assert ivr_doc["keys"]["pek"]["kcv"] == acq_doc["keys"]["pek"]["kcv"]
+    assert ivr_doc["keys"]["pek"][0]["block"] != acq_doc["keys"]["pek"][0]["block"]
+    assert ivr_doc["keys"]["pek"][0]["kcv"] == acq_doc["keys"]["pek"][0]["kcv"]
 
 
 def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> None:
     expected = {
         IVR_KEYS_FILE: {"pek": ("P0", "A", "E"), "pan_key": ("D0", "A", "B"), "cvv_key": ("D0", "A", "E"),
-                        "cardholder_key": ("M7", "H", "C")},
+                        "cardholder_key": ("M7", "H", "C"), "box_key": ("D0", "A", "B")},
         ACQUIRER_KEYS_FILE: {
             "pek": ("P0", "A", "D"),
             "pvk": ("V1", "T", "C"),
@@ -94,8 +94,10 @@ def test_key_blocks_are_tr31_version_d_with_the_right_usage(keys_dir: Path) -> N
         kbpk = bytes.fromhex(document["kbpk"])
         assert len(kbpk) == 32
         for role, attributes in roles.items():
-            header, _ = tr31.unwrap(kbpk, document["keys"][role]["block"])
-            assert header.version_id == "D"
+            [entry] = document["keys"][role]
+            assert (entry["id"], entry["state"]) == (1, "active")
+            header, _ = tr31.unwrap(kbpk, entry["block"])
+            assert header.version_id == "D" and header.version_num == "01"  # the key id
             assert (header.key_usage, header.algorithm, header.mode_of_use) == attributes
         assert set(document["keys"]) == set(roles)
 
@@ -120,17 +122,17 @@ def test_one_file_alone_is_refused(keys_dir: Path) -> None:
 
 
 def _flip_kcv(document: dict) -> None:  # type: ignore[type-arg]
-    entry = document["keys"]["pek"]
+    entry = document["keys"]["pek"][0]
     entry["kcv"] = "000000" if entry["kcv"] != "000000" else "111111"
 
 
 def _swap_block(document: dict) -> None:  # type: ignore[type-arg]
-    document["keys"]["pek"]["block"] = document["keys"]["pan_key"]["block"]
+    document["keys"]["pek"][0]["block"] = document["keys"]["pan_key"][0]["block"]
 
 
 def _corrupt_block(document: dict) -> None:  # type: ignore[type-arg]
-    block = document["keys"]["pek"]["block"]
-    document["keys"]["pek"]["block"] = block[:-1] + ("0" if block[-1] != "0" else "1")
+    block = document["keys"]["pek"][0]["block"]
+    document["keys"]["pek"][0]["block"] = block[:-1] + ("0" if block[-1] != "0" else "1")
 
 
 def _drop_key(document: dict) -> None:  # type: ignore[type-arg]
@@ -153,7 +155,7 @@ def _other_kbpk(document: dict) -> None:  # type: ignore[type-arg]
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
-        (_flip_kcv, "pek check value mismatch"),
+        (_flip_kcv, "pek key 1 check value mismatch"),
         (_swap_block, "wrong usage"),
         (_corrupt_block, "does not verify"),
         (_drop_key, "has no pan_key key"),
@@ -180,9 +182,9 @@ def _without(path: Path, *roles: str) -> None:
 def test_files_from_before_the_cvv_keys_are_outdated(keys_dir: Path) -> None:
     _without(keys_dir / IVR_KEYS_FILE, "cvv_key")
     _without(keys_dir / ACQUIRER_KEYS_FILE, "cvv_key", "cvk")
-    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key key .*generate --force"):
+    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key key .*keys generate"):
         load_ivr_keys(keys_dir / IVR_KEYS_FILE)
-    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key, cvk key .*generate --force") as excinfo:
+    with pytest.raises(KeyFileOutdated, match=r"has no cvv_key, cvk key .*keys generate") as excinfo:
         load_acquirer_keys(keys_dir / ACQUIRER_KEYS_FILE)
     assert isinstance(excinfo.value, KeyFileError)
 
@@ -253,11 +255,25 @@ def test_reprs_show_no_key_material(keys_dir: Path) -> None:
 
 def test_cli_generate_and_show_prints_only_check_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "cli"
-    assert main(["generate", "--dir", str(directory)]) == 0
-    assert main(["show", "--dir", str(directory)]) == 0
+    assert main(["--dir", str(directory), "generate"]) == 0
+    assert main(["--dir", str(directory), "show"]) == 0
     out = capsys.readouterr().out
     ivr = load_ivr_keys(directory / IVR_KEYS_FILE)
-    assert ivr.kcv()["pek"] in out and ivr.kcv()["pan_key"] in out and ivr.kcv()["cvv_key"] in out
-    assert "cvk KCV" in out
-    assert ivr.pek.hex().upper() not in out.upper() and ivr.cvv_key.hex().upper() not in out.upper()
-    assert main(["show", "--dir", str(tmp_path / "empty")]) == 1
+    for role in ("pek", "pan_key", "cvv_key", "cardholder_key", "box_key"):
+        assert f"{role}" in out and ivr.kcv()[role] in out
+    assert "cvk" in out and "key 1   active, current" in out
+    _assert_no_key_material(directory, out)
+    assert main(["--dir", str(tmp_path / "empty"), "show"]) == 1
+
+
+def _assert_no_key_material(directory: Path, out: str) -> None:
+    ivr = load_ivr_keys(directory / IVR_KEYS_FILE)
+    acquirer = load_acquirer_keys(directory / ACQUIRER_KEYS_FILE)
+    for keys in (ivr, acquirer):
+        for ring in keys.rings.values():
+            for version in ring.versions:
+                if version.key is not None:
+                    assert version.key.hex().upper() not in out.upper()
+    for name in (IVR_KEYS_FILE, ACQUIRER_KEYS_FILE):
+        document = json.loads((directory / name).read_text())
+        assert document["kbpk"] not in out.upper()

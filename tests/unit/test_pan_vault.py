@@ -29,8 +29,10 @@ def test_round_trip_and_token_shape() -> None:
     vault = PanVault(KEY)
     token = vault.encrypt(PAN, "pay_123")
     assert PAN not in token
-    assert base64.urlsafe_b64decode(token)  # URL-safe base64 text
-    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
+    key_id, _, body = token.partition(".")
+    assert key_id == "1"  # the id of the key it was sealed under
+    assert base64.urlsafe_b64decode(body)  # URL-safe base64 text
+    assert set(body) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
     assert vault.decrypt(token, "pay_123") == PAN
 
 
@@ -53,9 +55,10 @@ def test_other_key_fails() -> None:
 
 
 def _tampered(token: str) -> str:
-    raw = bytearray(base64.urlsafe_b64decode(token))
+    key_id, _, body = token.partition(".")
+    raw = bytearray(base64.urlsafe_b64decode(body))
     raw[-1] ^= 1
-    return base64.urlsafe_b64encode(bytes(raw)).decode()
+    return f"{key_id}.{base64.urlsafe_b64encode(bytes(raw)).decode()}"
 
 
 @pytest.mark.parametrize(
