@@ -33,11 +33,11 @@ __all__ = ["Place", "var_files", "recordings", "capture_streams", "pin_blocks_in
            "redis_values", "redis_rdb_dump", "core_dumps", "every_place", "scan_places",
            "NOT_SCANNED"]
 
-# Not read as files, relative to var/: the issuer's card book (PANs are its business); the logs
-# of the previous run (this run is judged); the callers' keypads the e2e suite plays (RTP
-# captures of the digits a test keys: *.pcap); the captures and WAVs, which their own collectors
-# read (a capture holds the acquirer link, where PAN and expiry belong; audio is no text).
-NOT_SCANNED = ("acquirer/cardbook.json", "log/previous/*", "**/*.pcap", "**/*.pcapng", "**/*.wav")
+# Not read as files, relative to var/: the issuer's card book (PANs are its business), the logs
+# of the previous run (this run is judged), and WAVs, whose collector reads the keys in them
+# (audio is no text). The captures every_place reads by link are not read as files either: the
+# acquirer link in them carries PAN and expiry, where they belong.
+NOT_SCANNED = ("acquirer/cardbook.json", "log/previous/*", "**/*.wav")
 # An AGI answer holding nothing but keys ("200 result=119922", maybe "(timeout)"): GET DATA's.
 _KEYED_ANSWER = re.compile(rb"(?m)^(200 result=)[0-9*#]+(?= \(timeout\)\r?$|\r?$)")
 _RFC4733 = 101  # the telephone-event payload type our SDP offers
@@ -53,8 +53,9 @@ class Place:
         return f"Place({self.where}, {len(self.data)} bytes)"
 
 
-def var_files(var_dir: Path) -> Iterator[Place]:
+def var_files(var_dir: Path, read_elsewhere: Iterable[Path] = ()) -> Iterator[Place]:
     skipped = {path for pattern in NOT_SCANNED for path in var_dir.glob(pattern)}
+    skipped |= set(read_elsewhere)
     for path in sorted(var_dir.rglob("*")):
         if path.is_file() and not path.is_symlink() and path not in skipped:
             yield Place(str(path.relative_to(var_dir.parent)), path.read_bytes())
@@ -186,7 +187,7 @@ def scan_places(places: Iterable[Place], index: SecretIndex) -> list[Leak]:
 def every_place(var_dir: Path, client: redis.Redis, captures: dict[Path, dict[int, str]], *,
                 agi_port: int, core_roots: Iterable[Path] = (REPO_ROOT,)) -> Iterator[Place]:
     """All of the above: what the end-to-end scan reads, and what its proof plants into."""
-    yield from var_files(var_dir)
+    yield from var_files(var_dir, read_elsewhere=captures)
     yield from recordings(var_dir)
     for capture, links in captures.items():
         if capture.exists():
