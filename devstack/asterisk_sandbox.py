@@ -101,6 +101,29 @@ class AsteriskSandbox:
         self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
         provision_secrets(self.settings, self.secrets_dir)
         self.remove_runtime_files()
+        self._write_full_log_config()
+
+    @property
+    def _full_log_dir(self) -> Path:
+        return self.state_dir / "etc-full-log"
+
+    def _write_full_log_config(self) -> None:
+        """With VOICEPAY_ASTERISK_DEBUG_LEVEL > 0 (the e2e suite), Asterisk runs from the shipped
+        asterisk.conf and logger.conf with its verbose and debug levels raised to that level and
+        a ``full`` log of every message, debug included: so a leak into Asterisk's debug output is
+        caught by the leak scan. Derived from the shipped files at each prepare: nothing to drift.
+        The shipped logger's choice of levels stays (no ``dtmf``: it would name the keyed digits)."""
+        shutil.rmtree(self._full_log_dir, ignore_errors=True)
+        level = self.settings.asterisk_debug_level
+        if level <= 0:
+            return
+        self._full_log_dir.mkdir(parents=True)
+        options = (REPO_ROOT / "asterisk-conf" / "asterisk.conf").read_text(encoding="utf-8")
+        options = re.sub(r"(?m)^(verbose|debug)\s*=.*$", rf"\1 = {level}", options)
+        logger = (REPO_ROOT / "asterisk-conf" / "logger.conf").read_text(encoding="utf-8")
+        logger += "full => notice,warning,error,debug,verbose\n"
+        (self._full_log_dir / "asterisk.conf").write_text(options, encoding="utf-8")
+        (self._full_log_dir / "logger.conf").write_text(logger, encoding="utf-8")
 
     def remove_runtime_files(self) -> None:
         """Asterisk leaves its control socket and pid file when stopped by a signal; a stale
@@ -123,6 +146,8 @@ class AsteriskSandbox:
             "--bind", str(self.state_dir / "run"), "/run/asterisk",
             "--bind", str(self.state_dir / "log"), "/var/log/asterisk",
             "--bind", str(self.state_dir / "spool"), "/var/spool/asterisk",
+            *(arg for conf in sorted(self._full_log_dir.glob("*.conf"))
+              for arg in ("--ro-bind", str(conf), f"/etc/asterisk/{conf.name}")),
             "--die-with-parent",
         ]
 

@@ -66,6 +66,8 @@ class Settings:
     pan_ttl_seconds: int = field(metadata={"env": "VOICEPAY_PAN_TTL_SECONDS"}, default=86400)
     # Root of the Asterisk filesystem: a cached Debian sid rootfs, or "/" for a system Asterisk.
     asterisk_root: str = field(metadata={"env": "VOICEPAY_ASTERISK_ROOT"}, default="")
+    # Above 0, Asterisk's verbose and debug levels, and a var/asterisk/log/full of everything.
+    asterisk_debug_level: int = field(metadata={"env": "VOICEPAY_ASTERISK_DEBUG_LEVEL"}, default=0)
     log_level: str = field(metadata={"env": "VOICEPAY_LOG_LEVEL"}, default="INFO")
     # The XDG cache directory, as every XDG program reads it; ours is its voicepay/ folder
     # (the Asterisk rootfs built once by devstack/asterisk_sandbox.py).

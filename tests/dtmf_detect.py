@@ -33,11 +33,19 @@ def _goertzel(samples: list[float], frequency: float, rate: int) -> float:
 
 
 def _read(path: Path) -> tuple[list[float], int]:
-    with wave.open(str(path)) as wav:
-        if wav.getsampwidth() != 2:
-            raise ValueError("16-bit WAV expected")
-        rate, channels = wav.getframerate(), wav.getnchannels()
-        raw = wav.readframes(wav.getnframes())
+    try:
+        with wave.open(str(path)) as wav:
+            if wav.getsampwidth() != 2:
+                raise ValueError("16-bit WAV expected")
+            rate, channels = wav.getframerate(), wav.getnchannels()
+            raw = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):
+        # Never closed (its writer was killed): the canonical header, sizes still zero.
+        header = path.read_bytes()[:_WAV_HEADER]
+        if len(header) < _WAV_HEADER or header[:4] != b"RIFF" or header[34:36] != b"\x10\x00":
+            raise ValueError("16-bit WAV expected") from None
+        channels, rate = struct.unpack("<HI", header[22:28])
+        raw = b""
     if not raw:  # still being recorded: the header's sizes are written when the file is closed
         raw = path.read_bytes()[_WAV_HEADER:]
         raw = raw[:len(raw) // 2 * 2]

@@ -1,66 +1,287 @@
-"""Looks for test card data where it must never be: logs, Redis, AMI traffic, test output.
+"""Looks for test card data, ID numbers and PIN blocks where they must never be, in any form.
 
-Secrets are the documented test cards' PANs, PINs and CVV2s. PINs and CVV2s are short, so they
-count only as whole tokens (not inside a hex id or a timestamp); a PAN counts anywhere.
+The secrets are tests/leak_secrets.py's; the places are tests/leak_places.py's. A secret counts
+in each of the forms a careless log line, event or dump could give it:
 
-    python -m tests.leakcheck FILE...     # exit 1 and name the place if anything leaked
+- as is: a card or ID number anywhere; a PIN or CVV2 as a token of its own (inside a longer
+  number or hex id it is chance: a timestamp's milliseconds are not a CVV2);
+- separated: a card or ID number with spaces, dashes, dots or slashes between digits or groups;
+- partial: 10 or more consecutive digits of a card number, three different ones at least (more
+  than the first 6 or last 4);
+- one digit at a time: single-digit tokens reassembled across lines, events or records whose
+  text in between repeats (one period, or two: a DTMF begin/end pair);
+- labelled: ``PIN119922``, ``pin: 119922``, ``CVV2=398``, ``exp 1230``, ``expiry=12/30``;
+- a clear ISO 9564 PIN field (format 0, 1, 3 or 4) holding a test PIN;
+- a PIN block: hex in any case, raw bytes, base64; in a Redis RDB also as an encoded integer;
+- UTF-16 (either byte order, any alignment): runs of it in any byte input are read as text too.
+
+A report names the place, the kind and the owner (a test card, an identity), never the secret.
+
+    python -m tests.leakcheck [--capture LINKS.pcapng] FILE...   # exit 1 and say where if leaked
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
 import re
+import struct
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulators.acquirer.testcards import load_test_cards
+from tests.leak_secrets import (CARD_NUMBER, CVV2, EXPIRY, ID_NUMBER, PIN, PIN_BLOCK, Secret,
+                                all_secrets)
 
-__all__ = ["Leak", "secrets_of_test_cards", "scan_text", "scan_files"]
+__all__ = ["Leak", "SecretIndex", "scan_text", "scan_bytes", "scan_files",
+           "PARTIAL_CARD_NUMBER", "CLEAR_PIN_FIELD", "PARTIAL_RUN"]
+
+PARTIAL_CARD_NUMBER, CLEAR_PIN_FIELD = "partial card number", "clear PIN field"
+# Ten digits of a test PAN in a row (three different ones at least) is no chance; the first 6 and
+# the last 4 are allowed apart.
+PARTIAL_RUN = 10
+
+_SEP = r"[ \t\-./_]{0,3}"
+_DIGIT_RUN = re.compile(rf"\d(?:{_SEP}\d)*(?:{_SEP}[Xx](?![0-9A-Za-z]))?")
+_TOKEN = re.compile(r"(?<![0-9A-Za-z])\d{3,12}(?![0-9A-Za-z])")
+_SINGLE_DIGIT = re.compile(r"(?<![0-9A-Za-z])\d(?![0-9A-Za-z])")
+_LABEL = re.compile(
+    r"(?i)(?P<label>pin|cvv2?|cvc2?|cvn2?|csc|passwd|password"
+    r"|exp(?:iry|iration)?(?:[ _-]?date)?|valid(?:ity)?(?:[ _-]?thru)?)"
+    r"[^0-9A-Za-z\n]{0,3}(?P<value>\d{2,12}(?:[/\-. ]\d{2,4})?)(?![0-9A-Za-z])")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e]\x00|\x00[\x20-\x7e]|[\n\r\t]\x00|\x00[\n\r\t]){4,}")
+_GAP = 2000  # the most text between two digits keyed one at a time that still joins them
 
 
 @dataclass(frozen=True)
 class Leak:
     where: str
     kind: str
-    card: str  # the test card's name, never the secret itself
+    owner: str  # a test card's name, an identity's label: never the secret itself
+    form: str = "as is"
 
     def __str__(self) -> str:
-        return f"{self.kind} of test card {self.card!r} found in {self.where}"
+        return f"{self.kind} of {self.owner!r} ({self.form}) found in {self.where}"
 
 
-def secrets_of_test_cards() -> list[tuple[str, str, re.Pattern[str]]]:
-    """(card name, kind, pattern) for every secret of every documented test card."""
-    found = []
-    for card in load_test_cards():
-        found.append((card.name, "card number", re.compile(re.escape(card.pan))))
-        # A secret inside a longer token (a hex id, a timestamp's milliseconds) is chance, not a
-        # leak; one standing on its own (pin=119922, "398") is.
-        if card.pin:
-            found.append((card.name, "PIN", re.compile(rf"(?<!\w){re.escape(card.pin)}(?!\w)")))
-        cvv = getattr(card, "cvv2", None)
-        if cvv:
-            found.append((card.name, "CVV2", re.compile(rf"(?<![\w.:]){re.escape(cvv)}(?![\w.:])")))
-    return found
+@dataclass
+class SecretIndex:
+    """The secrets, by what the scan looks up: built once, used for every place."""
+
+    secrets: list[Secret]
+    by_value: dict[tuple[str, str], Secret] = field(default_factory=dict)
+    of_kind: dict[str, list[Secret]] = field(default_factory=dict)
+    pan_windows: dict[str, Secret] = field(default_factory=dict)
+    pin_fields: list[tuple[re.Pattern[str], Secret]] = field(default_factory=list)
+    expiries: dict[str, Secret] = field(default_factory=dict)
+    block_forms: list[tuple[str, str, Secret]] = field(default_factory=list)
+    rdb_forms: list[tuple[str, Secret]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for secret in self.secrets:
+            self.by_value[(secret.kind, secret.value)] = secret
+            self.of_kind.setdefault(secret.kind, []).append(secret)
+            if secret.kind == CARD_NUMBER:
+                for start in range(len(secret.value) - PARTIAL_RUN + 1):
+                    window = secret.value[start:start + PARTIAL_RUN]
+                    # The test PANs are mostly zeros: "0000000000" or "2000000000" is any
+                    # debug line's "rtt: 0.000000000", not a card.
+                    if len(set(window)) >= 3:
+                        self.pan_windows.setdefault(window, secret)
+            elif secret.kind == PIN:
+                self.pin_fields.append((_clear_pin_fields(secret.value), secret))
+            elif secret.kind == EXPIRY:
+                yy, mm = secret.value[:2], secret.value[2:]
+                for form in (mm + yy, yy + mm, f"{mm}/{yy}", f"{yy}/{mm}", f"{mm}-{yy}",
+                             f"{mm}.{yy}", f"{mm} {yy}", f"{mm}/20{yy}", f"20{yy}-{mm}",
+                             f"20{yy}/{mm}", f"{mm}20{yy}", f"20{yy}{mm}"):
+                    self.expiries.setdefault(form, secret)
+            elif secret.kind == PIN_BLOCK:
+                raw = bytes.fromhex(secret.value)
+                self.block_forms += [(raw.decode("latin-1"), "raw bytes", secret),
+                                     (base64.b64encode(raw).decode()[:21], "base64", secret)]
+            if secret.kind in (PIN, CARD_NUMBER) and not secret.value.startswith("0"):
+                self.rdb_forms += [(form, secret) for form in _redis_integer_forms(int(secret.value))]
+
+    @classmethod
+    def of(cls, secrets: Iterable[Secret] | None = None) -> SecretIndex:
+        return cls(list(secrets) if secrets is not None else all_secrets())
 
 
-def scan_text(text: str, where: str) -> list[Leak]:
-    return [Leak(where, kind, name) for name, kind, pattern in secrets_of_test_cards()
-            if pattern.search(text)]
+def _clear_pin_fields(pin: str) -> re.Pattern[str]:
+    """ISO 9564 clear PIN fields: control nibble, length nibble, PIN, fill. Format 0 fills with
+    F, 3 with A-F, 4 with A; format 1 with random hex (so only a whole 16-nibble field counts).
+    Any length nibble: a field is a field even when its length nibble is wrong."""
+    fill = 14 - len(pin)
+    return re.compile(
+        rf"(?i)(?:0[0-9a-f]{pin}f{{2,}}|3[0-9a-f]{pin}[a-f]{{2,}}|4[0-9a-f]{pin}a{{2,}}"
+        rf"|(?<![0-9a-f])1[0-9a-f]{pin}[0-9a-f]{{{fill}}}(?![0-9a-f]))")
 
 
-def scan_files(paths: list[Path]) -> list[Leak]:
-    leaks: list[Leak] = []
-    for path in paths:
-        if path.is_file():
-            leaks += scan_text(path.read_bytes().decode("utf-8", errors="replace"), str(path))
-    return leaks
+def _redis_integer_forms(value: int) -> list[str]:
+    """How an RDB file stores a string that is an integer: RDB's own int encoding (int32 range)
+    and the listpack encodings of hashes, lists and sorted sets (24, 32 or 64 bits)."""
+    forms: list[bytes] = []
+    if value < 2**31:
+        forms.append(b"\xc2" + struct.pack("<i", value))
+    if value < 2**23:
+        forms.append(b"\xf2" + struct.pack("<i", value)[:3])
+    elif value < 2**31:
+        forms.append(b"\xf3" + struct.pack("<i", value))
+    elif value < 2**63:
+        forms.append(b"\xf4" + struct.pack("<q", value))
+    return [form.decode("latin-1") for form in forms]
+
+
+def scan_text(text: str, where: str, index: SecretIndex | None = None, *,
+              form: str = "", rdb: bool = False) -> list[Leak]:
+    """Every secret of ``index`` (all of them by default) in ``text``, once per kind and owner."""
+    index = index or SecretIndex.of()
+    found: dict[tuple[str, str], Leak] = {}
+
+    def hit(kind: str, secret: Secret, how: str) -> None:
+        how = f"{how}, {form}" if form else how
+        found.setdefault((kind, secret.owner), Leak(where, kind, secret.owner, how))
+
+    _digit_runs(text, index, hit)
+    _tokens(text, index, hit)
+    _labelled(text, index, hit)
+    _one_at_a_time(text, index, hit)
+    _pin_fields_and_blocks(text, index, hit, rdb=rdb)
+    return list(found.values())
+
+
+def scan_bytes(raw: bytes, where: str, index: SecretIndex | None = None) -> list[Leak]:
+    """``raw`` read as 8-bit text, and its UTF-16 runs (printable ASCII with a NUL before or
+    after each character: either byte order, any alignment) read with the NULs removed. A Redis
+    RDB file is also searched for the integer encodings of numeric secrets."""
+    index = index or SecretIndex.of()
+    wide = "\n".join(run.replace(b"\x00", b"").decode("latin-1") for run in _UTF16_RUN.findall(raw))
+    leaks = scan_text(wide, where, index, form="UTF-16") if wide else []
+    seen = {(leak.kind, leak.owner) for leak in leaks}
+    return leaks + [leak for leak in scan_text(raw.decode("latin-1"), where, index,
+                                               rdb=raw.startswith(b"REDIS"))
+                    if (leak.kind, leak.owner) not in seen]
+
+
+def scan_files(paths: Iterable[Path], index: SecretIndex | None = None) -> list[Leak]:
+    index = index or SecretIndex.of()
+    return [leak for path in paths if path.is_file()
+            for leak in scan_bytes(path.read_bytes(), str(path), index)]
+
+
+def _digit_runs(text: str, index: SecretIndex, hit) -> None:
+    """Card and ID numbers, whole or partial, as is or with separators between digits."""
+    for match in _DIGIT_RUN.finditer(text):
+        run = match.group()
+        if len(run) < PARTIAL_RUN:
+            continue
+        digits = re.sub(r"[^0-9Xx]", "", run).upper()
+        how = "as is" if digits == run.upper() else "separated"
+        whole = False
+        for kind in (CARD_NUMBER, ID_NUMBER):
+            for secret in index.of_kind.get(kind, []):
+                if secret.value in digits:
+                    hit(kind, secret, how)
+                    whole = True
+        if whole:
+            continue
+        plain = digits.rstrip("X")
+        for start in range(len(plain) - PARTIAL_RUN + 1):
+            secret = index.pan_windows.get(plain[start:start + PARTIAL_RUN])
+            if secret is not None:
+                hit(PARTIAL_CARD_NUMBER, secret, how)
+
+
+def _tokens(text: str, index: SecretIndex, hit) -> None:
+    """A PIN or CVV2 standing alone; a CVV2 not after a dot or colon either (13:42:26.398)."""
+    for match in _TOKEN.finditer(text):
+        value = match.group()
+        if (secret := index.by_value.get((PIN, value))) is not None:
+            hit(PIN, secret, "as is")
+        if (secret := index.by_value.get((CVV2, value))) is not None:
+            before = text[match.start() - 1:match.start()]
+            after = text[match.end():match.end() + 1]
+            if before not in (".", ":") and after not in (".", ":"):
+                hit(CVV2, secret, "as is")
+
+
+def _labelled(text: str, index: SecretIndex, hit) -> None:
+    for match in _LABEL.finditer(text):
+        label, value = match.group("label").lower(), match.group("value")
+        if label.startswith(("exp", "valid")):
+            if (secret := index.expiries.get(value)) is not None:
+                hit(EXPIRY, secret, "labelled")
+            continue
+        digits = re.sub(r"\D", "", value)
+        for kind in (PIN, CVV2):
+            if (secret := index.by_value.get((kind, digits))) is not None:
+                hit(kind, secret, "labelled")
+
+
+def _one_at_a_time(text: str, index: SecretIndex, hit) -> None:
+    """Single-digit tokens joined while the text between them repeats with a period of one or two
+    (digits in it ignored): one digit per line, per event or per record, or begin/end pairs (each
+    digit twice). A CVV2 or an expiry is too short to tell from chance in this form."""
+    tokens = list(_SINGLE_DIGIT.finditer(text))
+    gaps = [text[a.end():b.start()] for a, b in zip(tokens, tokens[1:])]
+    shapes = [re.sub(r"\d+", "0", gap) for gap in gaps]
+    segments: list[tuple[int, int]] = []  # token ranges [first, last]
+    first = 0
+    for j, shape in enumerate(shapes):  # gap j joins tokens j and j + 1
+        if len(gaps[j]) > _GAP:
+            segments.append((first, j))
+            first = j + 1
+        elif j - first >= 2 and shape != shapes[j - 2]:
+            segments.append((first, j))
+            first = j - 1  # the last two digits may begin a secret keyed after them
+    segments.append((first, len(tokens) - 1))
+    wanted = [s for s in index.secrets if s.kind in (PIN, CARD_NUMBER, ID_NUMBER)]
+    for first, last in segments:
+        if last - first < 3:
+            continue
+        run = "".join(token.group() for token in tokens[first:last + 1])
+        for secret in wanted:
+            if secret.value in run or "".join(d * 2 for d in secret.value) in run:
+                hit(secret.kind, secret, "one digit at a time")
+
+
+def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> None:
+    for pattern, secret in index.pin_fields:
+        if pattern.search(text):
+            hit(CLEAR_PIN_FIELD, secret, "hex")
+    blocks = {s.value: s for s in index.of_kind.get(PIN_BLOCK, [])}
+    if blocks:
+        for match in _HEX_RUN.finditer(text):
+            run = match.group().upper()
+            for start in range(len(run) - 31):
+                if (secret := blocks.get(run[start:start + 32])) is not None:
+                    hit(PIN_BLOCK, secret, "hex")
+        for form, how, secret in index.block_forms:
+            if form in text:
+                hit(PIN_BLOCK, secret, how)
+    if rdb:
+        for form, secret in index.rdb_forms:
+            if form in text:
+                hit(secret.kind, secret, "RDB integer")
 
 
 def main(argv: list[str]) -> int:
-    leaks = scan_files([Path(p) for p in argv])
+    parser = argparse.ArgumentParser(prog="python -m tests.leakcheck")
+    parser.add_argument("--capture", type=Path,
+                        help="a capture of the acquirer link: its PIN blocks are searched for too")
+    parser.add_argument("files", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    blocks: list[bytes] = []
+    if args.capture is not None and args.capture.exists():
+        from tests.leak_places import pin_blocks_in_capture
+        blocks = pin_blocks_in_capture(args.capture)
+    leaks = scan_files(args.files, SecretIndex.of(all_secrets(blocks)))
     for leak in leaks:
         print(f"LEAK: {leak}")
-    print(f"leakcheck: {len(argv)} files scanned, {len(leaks)} leaks")
+    print(f"leakcheck: {len(args.files)} files scanned, {len(leaks)} leaks")
     return 1 if leaks else 0
 
 

@@ -45,6 +45,8 @@ class E2E:
     started: list[subprocess.Popen] = field(default_factory=list)
     # The stack's processes, for fault-injection tests (None: VOICEPAY_E2E_USE_RUNNING).
     processes: Stack | None = None
+    # The session's capture of AMI, FastAGI and acquirer-link traffic, for the leak check.
+    links_capture: Path | None = None
 
     def get(self, path: str) -> dict:
         """GET as the operator, with the bearer token the service generated at first start."""
@@ -246,6 +248,9 @@ CALLBACK_TIMING = {
     "VOICEPAY_CALLBACK_MAX_ATTEMPTS": "3",
 }
 
+# Asterisk at full verbosity, debug included, in var/asterisk/log/full: what the leak scan reads.
+FULL_ASTERISK_LOG = {"VOICEPAY_ASTERISK_DEBUG_LEVEL": "10"}
+
 
 # The SIP edge in the tests: on 127.0.0.2 only (not the host's LAN), and a ban short enough to
 # wait out (tests/e2e/test_sip_edge.py).
@@ -287,7 +292,7 @@ def _e2e_rules(var_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
-    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS}.items():
+    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS, **FULL_ASTERISK_LOG}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))
     settings = load_settings()
@@ -296,17 +301,20 @@ def stack() -> Iterator[E2E]:
     work_dir.mkdir(parents=True)
     capture_dir = settings.var_dir / "capture"
     capture_dir.mkdir(parents=True, exist_ok=True)
-    # Everything the ivr service and Asterisk say to each other over AMI, for the leak check.
-    ami_capture = capture_dir / "ami.pcapng"
-    ami_capture.unlink(missing_ok=True)
+    # Everything the ivr service and Asterisk say to each other over AMI and FastAGI, for the
+    # leak check; and the acquirer link, whose PIN blocks the leak check then looks for.
+    links_capture = capture_dir / "links.pcapng"
+    links_capture.unlink(missing_ok=True)
+    ports = (settings.ami_port, settings.agi_port, settings.acquirer_port)
     tshark = subprocess.Popen(
-        ["tshark", "-q", "-i", "lo", "-f", f"tcp port {settings.ami_port}", "-w", str(ami_capture)],
+        ["tshark", "-q", "-i", "lo", "-f", " or ".join(f"tcp port {port}" for port in ports),
+         "-w", str(links_capture)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 15
-    while not ami_capture.exists() and time.monotonic() < deadline:
+    while not links_capture.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    if not ami_capture.exists():
-        pytest.fail("tshark did not start capturing AMI traffic", pytrace=False)
+    if not links_capture.exists():
+        pytest.fail("tshark did not start capturing AMI, FastAGI and acquirer traffic", pytrace=False)
     real_stack = None
     try:
         if os.environ.get("VOICEPAY_E2E_USE_RUNNING") != "1":
@@ -316,7 +324,8 @@ def stack() -> Iterator[E2E]:
             real_stack = Stack(settings)
             real_stack.start()
         yield E2E(settings=settings, work_dir=work_dir,
-                  api=f"http://{settings.http_host}:{settings.http_port}", processes=real_stack)
+                  api=f"http://{settings.http_host}:{settings.http_port}", processes=real_stack,
+                  links_capture=links_capture)
     finally:
         if real_stack is not None:
             real_stack.stop()

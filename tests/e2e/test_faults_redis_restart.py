@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +32,14 @@ UNANSWERED = "13800138108"
 
 class _Receiver(BaseHTTPRequestHandler):
     received: list[dict] = []
+    kept_in: Path | None = None  # every body as received, one a line: the leak check reads it
 
     def do_POST(self) -> None:  # noqa: N802  (the http.server name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.received.append(body)
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.kept_in is not None:
+            with self.kept_in.open("ab") as kept:
+                kept.write(raw + b"\n")
+        self.received.append(json.loads(raw))
         self.send_response(204)
         self.end_headers()
 
@@ -43,10 +48,12 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def webhook_receiver() -> Iterator[list[dict]]:
-    """A merchant's webhook endpoint that answers 204 and keeps what it was sent."""
+def webhook_receiver(kept_in: Path) -> Iterator[list[dict]]:
+    """A merchant's webhook endpoint that answers 204 and keeps what it was sent (also in the
+    file ``kept_in``)."""
     server = ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), _Receiver)
     _Receiver.received = []
+    _Receiver.kept_in = kept_in
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -85,7 +92,7 @@ def test_redis_killed_during_a_call_and_with_webhooks_queued(stack, faults):
     for pid in cancelled:
         last = json.loads(faults.redis.lindex(f"pay:{pid}:webhooks", -1))
         assert last["next_retry_at"] is not None, last
-    with webhook_receiver() as received:
+    with webhook_receiver(stack.work_dir / "webhooks.jsonl") as received:
         wait_until("the queued webhooks to be delivered",
                    lambda: {w["payment"]["id"] for w in received} >= set(cancelled), 60)
     verdict = watch.check(settle_within=20, expected=4)

@@ -1,65 +1,49 @@
-"""After the calls: no test PIN, CVV2 or full card number anywhere it must never be.
+"""After the calls: no test PIN, CVV2, expiry, card or ID number, clear PIN field or PIN block
+anywhere it must never be, in any form (tests/leakcheck.py).
 
 Named test_zz_* so it runs after the other end-to-end tests in this folder, over everything they
-left: every log (Asterisk's included), every Redis value, and all AMI traffic of the session.
-(Test output itself is checked by `make test` after pytest exits: see the Makefile.)
+left, read by the collectors of tests/leak_places.py (the same ones its proof,
+tests/integration/test_leak_places.py, plants leaks into): every file under var/ (service logs,
+Asterisk's messages and full debug log, spool, AstDB, the acquirer journal, webhook bodies, the
+suite's output so far), the DTMF heard in every recording, every AMI and FastAGI stream of the
+session and the agent leg's capture, every Redis key and value and an RDB dump, core dumps. The
+PIN blocks looked for are those the run sent, read from the capture of the acquirer link.
+(The whole test output is checked again by `make test` after pytest exits: see the Makefile.)
 """
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import redis
 
-from tests.leakcheck import scan_files, scan_text
+from tests.e2e.test_oneline_calls import AGENT_RTP_PORT, AGENT_SIP_PORT
+from tests.leak_places import every_place, pin_blocks_in_capture, scan_places
+from tests.leak_secrets import all_secrets
+from tests.leakcheck import SecretIndex
 
 pytestmark = pytest.mark.e2e
 
 
-def _all_log_files(stack) -> list:
-    var = stack.settings.var_dir
-    files = [*(var / "log").glob("*.log"), *(var / "asterisk" / "log").rglob("*"),
-             *(var / "e2e").glob("*.log"), var / "acquirer" / "journal.jsonl"]
-    return [f for f in files if f.is_file()]
-
-
-def test_logs_hold_no_card_data(stack):
-    files = _all_log_files(stack)
-    names = {f.name for f in files}
-    # The check means something only if the logs of a real call are there.
-    assert {"ivr.log", "messages.log", "journal.jsonl"} <= names, names
-    assert "authorizing" in (stack.settings.var_dir / "log" / "ivr.log").read_text()
-    assert scan_files(files) == []
-
-
-def test_redis_holds_no_card_data(stack):
-    client = redis.Redis.from_url(stack.settings.redis_url)
-    dumped: list[str] = []
-    for key in client.scan_iter(count=500):
-        kind = client.type(key).decode()
-        dumped.append(key.decode())
-        if kind == "hash":
-            dumped += [f"{k!r}={v!r}" for k, v in client.hgetall(key).items()]
-        elif kind == "stream":
-            dumped += [repr(fields) for _, fields in client.xrange(key)]
-        elif kind == "string":
-            dumped.append(repr(client.get(key)))
-        elif kind == "zset":
-            dumped += [repr(m) for m in client.zrange(key, 0, -1)]
-        elif kind == "list":
-            dumped += [repr(m) for m in client.lrange(key, 0, -1)]
-    text = "\n".join(dumped)
-    assert "pay_" in text  # the calls' payments are there to be checked
-    assert scan_text(text, "redis") == []
-
-
-def test_ami_traffic_holds_no_card_data(stack):
-    capture = stack.settings.var_dir / "capture" / "ami.pcapng"
-    result = subprocess.run(
-        ["tshark", "-r", str(capture), "-T", "fields", "-e", "tcp.payload"],
-        capture_output=True, text=True, timeout=120)
-    payload = "".join(bytes.fromhex(line.replace(":", "")).decode("latin-1")
-                      for line in result.stdout.split() if line)
-    assert "Response: Success" in payload  # the capture really holds the AMI session
-    assert scan_text(payload, "AMI traffic") == []
+def test_no_card_data_anywhere(stack):
+    settings = stack.settings
+    var = settings.var_dir
+    links = stack.links_capture
+    captures = {links: {settings.ami_port: "AMI", settings.agi_port: "FastAGI"},
+                stack.work_dir / "agent_leg.pcapng": {AGENT_SIP_PORT: "agent leg",
+                                                      AGENT_RTP_PORT: "agent leg"}}
+    blocks = pin_blocks_in_capture(links, settings.acquirer_port)
+    client = redis.Redis.from_url(settings.redis_url)
+    places = list(every_place(var, client, captures, agi_port=settings.agi_port))
+    client.close()
+    # The check means something only if the places of real calls are there.
+    by_name = {place.where: place.data for place in places}
+    assert b"authorizing" in by_name["var/log/ivr.log"]
+    assert b"DEBUG[" in by_name["var/asterisk/log/full"]  # Asterisk at full verbosity
+    assert any(where.startswith("AMI traffic") and b"Response: Success" in data
+               for where, data in by_name.items())
+    assert any(where.startswith("FastAGI traffic") and b"agi_network_script" in data
+               for where, data in by_name.items())
+    assert any(where.startswith("Redis ") and b"pay_" in data for where, data in by_name.items())
+    assert blocks, "no PIN block read from the acquirer link: nothing to look for"
+    leaks = scan_places(places, SecretIndex.of(all_secrets(blocks)))
+    assert [str(leak) for leak in leaks] == []
