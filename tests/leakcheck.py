@@ -6,8 +6,9 @@ in each of the forms a careless log line, event or dump could give it:
 - as is: a card or ID number anywhere; a PIN or CVV2 as a token of its own (inside a longer
   number or hex id it is chance: a timestamp's milliseconds are not a CVV2);
 - separated: a card or ID number with spaces, dashes, dots or slashes between digits or groups;
-- partial: 10 or more consecutive digits of a card number, three different ones at least (more
-  than the first 6 or last 4);
+- partial: 10 or more consecutive digits of a card number (more than the first 6 or last 4), six
+  or more of them, three different at least, past leading zeros (and, across separators, before
+  trailing zeros): fewer is a zero-padded number or a zero fraction by chance;
 - one digit at a time: single-digit tokens reassembled across lines, events or records whose
   text in between repeats (one period, or two: a DTMF begin/end pair);
 - labelled: ``PIN119922``, ``pin: 119922``, ``CVV2=398``, ``exp 1230``, ``expiry=12/30``;
@@ -74,6 +75,7 @@ class SecretIndex:
     by_value: dict[tuple[str, str], Secret] = field(default_factory=dict)
     of_kind: dict[str, list[Secret]] = field(default_factory=dict)
     pan_windows: dict[str, Secret] = field(default_factory=dict)
+    pan_windows_separated: dict[str, Secret] = field(default_factory=dict)
     pin_fields: list[tuple[re.Pattern[str], Secret]] = field(default_factory=list)
     expiries: dict[str, Secret] = field(default_factory=dict)
     block_forms: list[tuple[str, str, Secret]] = field(default_factory=list)
@@ -86,10 +88,16 @@ class SecretIndex:
             if secret.kind == CARD_NUMBER:
                 for start in range(len(secret.value) - PARTIAL_RUN + 1):
                     window = secret.value[start:start + PARTIAL_RUN]
-                    # The test PANs are mostly zeros: "0000000000" or "2000000000" is any
-                    # debug line's "rtt: 0.000000000", not a card.
-                    if len(set(window)) >= 3:
+                    # The test PANs are mostly zeros: "0000000000" is any debug line's
+                    # "rtt: 0.000000000", "0000000017" any zero-padded fixed-width 17 (an amount
+                    # in the acquirer's ZM file), not a card: past its leading zeros a window
+                    # must be a long and varied number. Across separators, where a decimal point
+                    # may join two numbers, trailing zeros are chance too ("8200000000" is any
+                    # "lost: 268.200000000").
+                    if _varied(window.lstrip("0")):
                         self.pan_windows.setdefault(window, secret)
+                    if _varied(window.strip("0")):
+                        self.pan_windows_separated.setdefault(window, secret)
             elif secret.kind == PIN:
                 self.pin_fields.append((_clear_pin_fields(secret.value), secret))
             elif secret.kind == EXPIRY:
@@ -172,6 +180,10 @@ def scan_files(paths: Iterable[Path], index: SecretIndex | None = None) -> list[
             for leak in scan_bytes(path.read_bytes(), str(path), index)]
 
 
+def _varied(digits: str) -> bool:
+    return len(digits) >= 6 and len(set(digits)) >= 3
+
+
 def _digit_runs(text: str, index: SecretIndex, hit) -> None:
     """Card and ID numbers, whole or partial, as is or with separators between digits."""
     for match in _DIGIT_RUN.finditer(text):
@@ -189,8 +201,9 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
         if whole:
             continue
         plain = digits.rstrip("X")
+        windows = index.pan_windows if how == "as is" else index.pan_windows_separated
         for start in range(len(plain) - PARTIAL_RUN + 1):
-            secret = index.pan_windows.get(plain[start:start + PARTIAL_RUN])
+            secret = windows.get(plain[start:start + PARTIAL_RUN])
             if secret is not None:
                 hit(PARTIAL_CARD_NUMBER, secret, how)
 

@@ -188,3 +188,15 @@ def test_the_service_log_format_puts_a_dot_before_milliseconds():
         assert ".398 INFO" in formatter.format(record)
     finally:
         root.handlers[:] = saved
+
+
+@pytest.mark.parametrize("line", [
+    # A ZM file detail line: terminal, then zero-padded fixed-width amounts (17.00 is 1700 fen,
+    # padded to twelve digits, looks like the mostly-zero 19-digit test card's last ten).
+    "100048160001VPIVR001000000000017000000004982      ",
+    # Asterisk's RTCP debug line at full verbosity: "268.200000000" read across its decimal point.
+    "rtt: 0.000000000 j: 0.000000000 sjh: 0.000000000 lost: 268.200000000 mes: 20.0",
+], ids=["zero-padded-amount", "zero-fraction"])
+def test_zero_padding_and_zero_fractions_are_not_a_partial_card_number(line):
+    # Both were found in a full run's artifacts and reported as part of a test card number.
+    assert kinds(line) == set()
