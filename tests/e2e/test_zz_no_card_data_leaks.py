@@ -28,9 +28,12 @@ def test_no_card_data_anywhere(stack):
     settings = stack.settings
     var = settings.var_dir
     links = stack.links_capture
+    # Each one-line test keeps its agent leg's capture as <name>_agent_leg.pcapng: all are read
+    # as captures (SIP text, RTP key events), not as raw bytes.
+    agent_legs = sorted(stack.work_dir.glob("*_agent_leg.pcapng"))
     captures = {links: {settings.ami_port: "AMI", settings.agi_port: "FastAGI"},
-                stack.work_dir / "agent_leg.pcapng": {AGENT_SIP_PORT: "agent leg",
-                                                      AGENT_RTP_PORT: "agent leg"}}
+                **{leg: {AGENT_SIP_PORT: "agent leg", AGENT_RTP_PORT: "agent leg"}
+                   for leg in agent_legs}}
     blocks = pin_blocks_in_capture(links, settings.acquirer_port)
     client = redis.Redis.from_url(settings.redis_url)
     places = list(every_place(var, client, captures, agi_port=settings.agi_port))
@@ -44,6 +47,8 @@ def test_no_card_data_anywhere(stack):
     assert any(where.startswith("FastAGI traffic") and b"agi_network_script" in data
                for where, data in by_name.items())
     assert any(where.startswith("Redis ") and b"pay_" in data for where, data in by_name.items())
+    for leg in agent_legs:  # every agent leg kept was read for its SIP and its key events
+        assert any(where.startswith("agent leg SIP") and leg.name in where for where in by_name)
     assert blocks, "no PIN block read from the acquirer link: nothing to look for"
     leaks = scan_places(places, SecretIndex.of(all_secrets(blocks)))
     assert [str(leak) for leak in leaks] == []
