@@ -1,6 +1,7 @@
 """A settlement day end to end: callbacks paid on real SIPp calls through real Asterisk, a void,
 a partial refund and a refund refused through the merchant API, the day closed on demand (as at
-its cut-off), the acquirer simulator's own ZM file of it, and a clean reconciliation.
+its cut-off), the acquirer simulator's own ZM file of it, and a clean reconciliation; then the same
+day with one acquirer record removed and one amount altered, and the report names both.
 
 Merchant M100002 only, so the day's other tests (M100001's) change nothing checked here: its
 record and its reconciliation lines are this test's alone.
@@ -9,6 +10,7 @@ record and its reconciliation lines are this test's alone.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -92,3 +94,24 @@ def test_a_day_of_calls_is_settled_and_reconciles_clean(stack):
     assert len(mine) == 4 and {line["result"] for line in mine} == {"matched"}, mine
     assert {line["rrn"] for line in mine} == {kept["rrn"], voided["rrn"], void["rrn"],
                                               refund["rrn"]}
+
+    # The same day again, with the acquirer's file missing the kept purchase and the refund's
+    # amount altered by one fen: the report names exactly those two, with the action to take.
+    # The simulator's own file is put back afterwards (it rewrites it on its next message anyway).
+    path = stack.settings.acquirer_files_dir / file_name(day)
+    purchase = next(r for r in ours if r.rrn == kept["rrn"])
+    refunded = next(r for r in ours if r.rrn == refund["rrn"])
+    tampered = [replace(r, amount=r.amount + 1, settlement_amount=r.settlement_amount + 1)
+                if r is refunded else r for r in zm.records if r is not purchase]
+    try:
+        path.write_bytes(ZmFile(zm.day, zm.acquirer, zm.created_at, tuple(tampered)).encode())
+        status, report = _operator(stack, "POST", f"/v1/admin/settlements/{day}/reconcile")
+    finally:
+        path.write_bytes(raw)
+    assert status == 200 and not report["clean"], report
+    problems = {(line["result"], line["rrn"]) for line in report["lines"]
+                if line["merchant_id"] == MERCHANT and line["result"] != "matched"}
+    assert problems == {("missing_acquirer", kept["rrn"]), ("amount_mismatch", refund["rrn"])}
+    mismatch = next(line for line in report["lines"] if line["result"] == "amount_mismatch")
+    assert (mismatch["our_amount"], mismatch["acquirer_amount"]) == ("30.00", "30.01")
+    assert all(line["action"] for line in report["lines"] if line["result"] != "matched")
