@@ -261,6 +261,16 @@ SIP_EDGE_SETTINGS = {
 }
 
 
+def _settlement_cutoff_far_from_now() -> dict[str, str]:
+    """A settlement day that cannot end during the suite: its cut-off 12 hours from the start.
+
+    Read by the ivr and the acquirer simulator alike, so both put the suite's money in one day
+    whatever the hour of the run (tests/e2e/test_settlement_day.py settles that day).
+    """
+    cutoff = time.gmtime(time.time() + 12 * 3600)
+    return {"VOICEPAY_SETTLEMENT_CUTOFF": f"{cutoff.tm_hour:02d}:{cutoff.tm_min:02d} Etc/UTC"}
+
+
 def _set_aside_old_logs(var_dir: Path) -> None:
     """Logs of earlier runs go to var/log/previous/: the leak check judges this run's logs."""
     previous = var_dir / "log" / "previous"
@@ -292,7 +302,8 @@ def _e2e_rules(var_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
-    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS, **FULL_ASTERISK_LOG}.items():
+    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS, **FULL_ASTERISK_LOG,
+                        **_settlement_cutoff_far_from_now()}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))
     settings = load_settings()
