@@ -208,11 +208,23 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
                 hit(PARTIAL_CARD_NUMBER, secret, how)
 
 
+# Asterisk's logger names the thread of each line: ``DEBUG[552][C-00000013]``. Inside its PID
+# namespace thread ids are small, so a 3-digit one equals a test CVV2 by chance (a CI run hit it).
+_LOG_THREAD_ID = re.compile(r"(?:DEBUG|VERBOSE|NOTICE|WARNING|ERROR|DTMF|SECURITY)\[$")
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
-    """A PIN or CVV2 standing alone; a CVV2 not after a dot or colon either (13:42:26.398)."""
+    """A PIN or CVV2 standing alone, never a decimal fraction or a log line's thread id; a CVV2
+    not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
-        if (secret := index.by_value.get((PIN, value))) is not None:
+        if (text[match.end():match.end() + 1] == "]"
+                and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
+            continue
+        # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
+        fraction = text[match.start() - 1:match.start()] == "." and \
+            text[match.start() - 2:match.start() - 1].isdigit()
+        if (secret := index.by_value.get((PIN, value))) is not None and not fraction:
             hit(PIN, secret, "as is")
         if (secret := index.by_value.get((CVV2, value))) is not None:
             before = text[match.start() - 1:match.start()]

@@ -200,3 +200,21 @@ def test_the_service_log_format_puts_a_dot_before_milliseconds():
 def test_zero_padding_and_zero_fractions_are_not_a_partial_card_number(line):
     # Both were found in a full run's artifacts and reported as part of a test card number.
     assert kinds(line) == set()
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "VERBOSE", "WARNING"])
+def test_an_asterisk_log_thread_id_is_not_a_cvv2(level):
+    # A CI run's full Asterisk log had a thread numbered like a test card's CVV2.
+    line = (f"[Nov 27 16:17:39] {level}[{CREDIT.cvv2}][C-00000013] channel.c: "
+            "Scheduling timer at (50 requested / 50 actual) timer ticks per second")
+    assert kinds(line) == set()
+    # The same number anywhere else in the line is still reported.
+    assert (CVV2, CREDIT.name) in kinds(line + f" [{CREDIT.cvv2}] ")
+
+
+def test_the_fraction_of_an_ami_timestamp_is_not_a_pin():
+    # Asterisk's full log copies AMI events; their microseconds equal a test PIN about once in
+    # a hundred runs.
+    assert kinds(f"Privilege: call,all\nTimestamp: 1764249746.{APPROVE.pin}\nChannel: x") == set()
+    assert (PIN, APPROVE.name) in kinds(f"Timestamp: 1764249746.1 {APPROVE.pin}")
+    assert (PIN, APPROVE.name) in kinds(f"keyed .{APPROVE.pin}")
