@@ -43,7 +43,7 @@ def _paid_by_self_service(stack, call, mobile: str, caller_ip: str) -> dict:
 
 @every_other_mode
 def test_self_service_payment_keyed_in_every_mode(stack, dtmf):
-    mobile = f"1370000{MODES.index(dtmf):04d}"
+    mobile = f"1370009{MODES.index(dtmf):04d}"
     call = dataclasses.replace(calls.approved(mobile), name=f"selfservice_{dtmf.name}")
     _paid_by_self_service(stack, call.keyed_via(dtmf.keyed_via), mobile, dtmf.caller_ip)
 
@@ -55,7 +55,7 @@ def test_a_phone_sending_rfc4733_and_tones_at_once_gets_no_doubled_digits(stack,
     and leaves the detector off) each key counts once: a doubled digit would break the card
     number's Luhn check or the PIN."""
     dtmf = next(m for m in MODES if m.endpoint_mode == endpoint)
-    mobile = f"1370001{MODES.index(dtmf):04d}"
+    mobile = f"1370019{MODES.index(dtmf):04d}"
     call = dataclasses.replace(calls.approved(mobile), name=f"selfservice_both_on_{endpoint}")
     _paid_by_self_service(stack, call.keyed_via("both"), mobile, dtmf.caller_ip)
 
