@@ -15,7 +15,8 @@ import sys
 import wave
 from pathlib import Path
 
-__all__ = ["detect_dtmf", "keypad_in_packets", "longest_silence"]
+__all__ = ["detect_dtmf", "detect_dtmf_in", "keypad_in_packets", "longest_silence",
+           "ulaw_audio_in_packets"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
@@ -70,9 +71,15 @@ def longest_silence(path: Path) -> tuple[float, float]:
 def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None) -> list[tuple[float, str]]:
     """(time in seconds, digit) for every DTMF digit heard in the WAV between start and end."""
     samples, rate = _read(path)
+    return detect_dtmf_in(samples, rate, start_s=start_s, end_s=end_s)
+
+
+def detect_dtmf_in(samples: list[float], rate: int = 8000, *, start_s: float = 0.0,
+                   end_s: float | None = None) -> list[tuple[float, str]]:
+    """detect_dtmf over samples already decoded (a phone's RTP audio, ulaw_audio_in_packets)."""
     block = BLOCK * rate // 8000
     found: list[tuple[float, str]] = []
-    previous = None
+    previous, held = None, 0
     for offset in range(0, len(samples) - block, block):
         at = offset / rate
         if at < start_s or (end_s is not None and at > end_s):
@@ -91,8 +98,10 @@ def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None)
         high_ok = all(high[hi] > 8 * v for i, v in enumerate(high) if i != hi)
         share = (low[li] + high[hi]) * 2 / (block * energy)
         digit = KEYS[li][hi] if low_ok and high_ok and share > 0.5 else None
-        if digit is not None and digit == previous and (not found or found[-1][1] != digit
-                                                         or at - found[-1][0] > 0.1):
+        # Reported once per key press: when it has held for two blocks. A tone of any length
+        # is one digit; the same key again needs a break in between, as a keypad makes.
+        held = held + 1 if digit is not None and digit == previous else 1
+        if digit is not None and held == 2:
             found.append((at, digit))
         previous = digit
     return found
@@ -119,6 +128,34 @@ def keypad_in_packets(packets: list[tuple[float, int, bytes]], *, sip_port: int,
             method = payload.split(b" ", 1)[0].decode("ascii", "replace")
             found[f"sip_{method.lower()}"] = found.get(f"sip_{method.lower()}", 0) + 1
     return found
+
+
+def _ulaw_to_linear(byte: int) -> int:
+    """ITU-T G.711 u-law decoding of one byte to a 16-bit linear sample."""
+    byte = ~byte & 0xFF
+    magnitude = (((byte & 0x0F) << 3) + 0x84) << ((byte >> 4) & 0x07)
+    return 0x84 - magnitude if byte & 0x80 else magnitude - 0x84
+
+
+_ULAW = [_ulaw_to_linear(b) for b in range(256)]
+PCMU = 0
+
+
+def ulaw_audio_in_packets(packets: list[tuple[float, int, bytes]], *, rtp_port: int,
+                          start: float, end: float) -> list[float]:
+    """The G.711 u-law audio (RTP payload type 0) captured towards ``rtp_port`` between ``start``
+    and ``end`` (epoch seconds), decoded in sequence-number order: what that phone heard, for
+    detect_dtmf_in. Gaps in the stream are simply left out (a tone is never split by one)."""
+    frames = []
+    for at, port, payload in packets:
+        if (port == rtp_port and start <= at <= end and len(payload) > 12
+                and payload[0] >> 6 == 2 and payload[1] & 0x7F == PCMU):
+            header = 12 + 4 * (payload[0] & 0x0F)
+            frames.append((at, int.from_bytes(payload[2:4], "big"), payload[header:]))
+    samples: list[float] = []
+    for _, _, audio in sorted(frames, key=lambda f: (f[0], f[1])):
+        samples.extend(_ULAW[b] for b in audio)
+    return samples
 
 
 def main(argv: list[str]) -> int:

@@ -129,17 +129,19 @@ class E2E:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def call(self, call: Call, *, timeout: float = 150) -> subprocess.CompletedProcess:
-        """Place one SIP call with SIPp; returns SIPp's result (exit 0: scenario completed)."""
+    def call(self, call: Call, *, timeout: float = 150, caller_ip: str = "127.0.0.1"
+             ) -> subprocess.CompletedProcess:
+        """Place one SIP call with SIPp; returns SIPp's result (exit 0: scenario completed).
+        ``caller_ip``: the address it calls from, which names its endpoint (dtmf_modes.py)."""
         scenario = write_scenario(call, self.work_dir)
-        return self.run_sipp(self.work_dir, scenario.name, timeout=timeout)
+        return self.run_sipp(self.work_dir, scenario.name, timeout=timeout, caller_ip=caller_ip)
 
-    def run_sipp(self, directory: Path, scenario: str, *, timeout: float = 150
-                 ) -> subprocess.CompletedProcess:
+    def run_sipp(self, directory: Path, scenario: str, *, timeout: float = 150,
+                 caller_ip: str = "127.0.0.1") -> subprocess.CompletedProcess:
         """Run one SIPp scenario file from ``directory`` (its captures are relative to it)."""
         log = self.work_dir / f"{Path(scenario).stem}.sipp.log"
         argv = ["sipp", "127.0.0.1:5060", "-sf", scenario, "-m", "1", "-l", "1",
-                "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", "16000",
+                "-i", caller_ip, "-p", "0", "-mi", caller_ip, "-mp", "16000",
                 "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
                 "-trace_err", "-error_file", str(log)]
         return subprocess.run(argv, cwd=directory, capture_output=True, text=True,
@@ -174,13 +176,13 @@ class E2E:
         slot = int(agent_id[-1])
         return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
 
-    def start_call(self, call: Call, *, media_port: int = 16000,
-                   cues: Cues | None = None) -> subprocess.Popen:
+    def start_call(self, call: Call, *, media_port: int = 16000, cues: Cues | None = None,
+                   caller_ip: str = "127.0.0.1") -> subprocess.Popen:
         """Like call(), but in the background; a cued call talks to ``cues`` (SIPp's 3PCC twin)."""
         scenario = write_scenario(call, self.work_dir)
         log = self.work_dir / f"{call.name}.sipp.log"
         argv = ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-m", "1", "-l", "1",
-                "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
+                "-i", caller_ip, "-p", "0", "-mi", caller_ip, "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err", "-error_file", str(log)]
         if cues is not None:
             argv += ["-3pcc", f"127.0.0.1:{cues.port}"]

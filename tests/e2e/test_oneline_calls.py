@@ -21,8 +21,10 @@ import pytest
 
 from simulators.acquirer.testcards import find_test_card
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
-from tests.dtmf_detect import detect_dtmf, keypad_in_packets, longest_silence
+from tests.dtmf_detect import (detect_dtmf, detect_dtmf_in, keypad_in_packets, longest_silence,
+                               ulaw_audio_in_packets)
 from tests.sipp.cues import Cues
+from tests.sipp.dtmf_modes import MODES, DtmfMode, mode
 from tests.sipp.scenario import Call, Callee, Key
 
 pytestmark = pytest.mark.e2e
@@ -140,15 +142,19 @@ def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
                for names in bridges.values())
 
 
-def _paid_with_the_agent_apart(stack, name: str, amount: str, *, sip_info: bool = False
+def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
+                               dtmf: DtmfMode = mode("rfc4733")
                                ) -> tuple[dict, list[tuple[float, int, bytes]]]:
-    """A caller on 8100 talks to agent 7101, keys a control digit while bridged, pays (1, then
-    the PIN; by SIP INFO with ``sip_info``) in a one-line payment, and is bridged back to the
-    agent. Checked on the way: the control digit reached the agent, the payment was approved,
-    and while it ran nothing of the keypad (no telephone-event, no SIP INFO) reached the agent's
-    SIP and RTP ports, though the agent's hold music did. Returns the payment and the capture."""
+    """A caller on 8100 (keying in the ``dtmf`` mode, from that mode's endpoint) talks to agent
+    7101, keys a control digit while bridged, pays (1, then the PIN) in a one-line payment, and
+    is bridged back to the agent. Checked on the way: the control digit reached the agent, the
+    payment was approved, and while it ran nothing of the keypad reached the agent: no
+    telephone-event, no SIP INFO at its SIP and RTP ports, no DTMF tone in the audio it was sent
+    (decoded from the capture), though the agent's hold music did; nor any tone of the payment in
+    the agent's call recording. Returns the payment and the capture."""
     card = find_test_card("approve")
-    how = " by INFO" if sip_info else ""
+    how = f" by {dtmf.keyed_via}"
+    via = dtmf.keyed_via
     capture_file = stack.work_dir / f"{name}_agent_leg.pcapng"
     capture = _capture(capture_file)
     try:
@@ -158,10 +164,10 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *, sip_info: bool 
         caller = stack.start_call(Call(name, "8100", [
             # While still talking to the agent: the control digit the check must see.
             Key("5", cue="control digit", label=f"control digit{how}, bridged to the agent",
-                sip_info=sip_info),
-            Key("1", cue="menu", label=f"1 to pay{how}", sip_info=sip_info),
-            Key(card.pin + "#", cue="PIN prompt", label=f"PIN{how}", sip_info=sip_info),
-        ], hang_up_on_cue="back with the agent"), cues=cues)
+                via=via),
+            Key("1", cue="menu", label=f"1 to pay{how}", via=via),
+            Key(card.pin + "#", cue="PIN prompt", label=f"PIN{how}", via=via),
+        ], hang_up_on_cue="back with the agent"), cues=cues, caller_ip=dtmf.caller_ip)
         _when_the_agent_talks_to_the_caller(stack)
         cues.send("control digit")
         # ... and the control digit has reached the agent (it must be keyed while bridged).
@@ -187,8 +193,28 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *, sip_info: bool 
     during_payment = dtmf_sent_to_agent(packets, switched, done)
     assert during_payment["rtp_packets"] > 50  # the agent heard hold music: the capture is live
     assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
+    # The agent's audio, decoded: no tone of the payment (tests/unit/test_dtmf_detect.py: this
+    # decoder and detector do hear in-band keys in such a capture).
+    heard = ulaw_audio_in_packets(packets, rtp_port=AGENT_RTP_PORT, start=switched, end=done)
+    assert len(heard) > 8000 * 2 and detect_dtmf_in(heard) == []
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
+
+    recordings = _recordings(stack)
+    assert recordings, "the agent's leg was not recorded"
+    # Nothing of the payment is in the recording: neither the "1" nor any PIN digit. (The
+    # control digit keyed while bridged may be missing too: Asterisk holds a leg's audio until
+    # the other leg's arrives, and the pause silences what it still holds, here the tone just
+    # before the switch from a silent SIPp agent. Muting errs on that side by design; the
+    # capture above has the control that the checks see DTMF, tests/unit/test_dtmf_detect.py
+    # the detector's.)
+    assert [digit for _, digit in detect_dtmf(recordings[-1]) if digit != "5"] == []
+    if via == "inband" and recordings[-1].stat().st_size <= 8000 * 2 * 5:
+        # Found by this test (issue 9), not yet mended: with a caller keying in-band tones the
+        # agent's MixMonitor recording holds about 0.12 s, not the call; so "no tone in it" above
+        # proves little for these callers. Everything before this line held.
+        pytest.xfail("the agent's recording of a call with an in-band caller is nearly empty")
+    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
     return final, packets
 
 
@@ -204,16 +230,7 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment.get("sip_invite", 0) >= 1, before_payment
 
-    recordings = _recordings(stack)
-    assert recordings, "the agent's leg was not recorded"
-    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
-    # Nothing of the payment is in the recording: neither the "1" nor any PIN digit. (The
-    # control digit keyed while bridged may be missing too: Asterisk holds a leg's audio until
-    # the other leg's arrives, and the pause silences what it still holds, here the tone just
-    # before the switch from a silent SIPp agent. Muting errs on that side by design; the
-    # capture above has the control that the checks see DTMF, tests/unit/test_dtmf_detect.py
-    # the detector's.)
-    assert [digit for _, digit in detect_dtmf(recordings[-1]) if digit != "5"] == []
+    recordings = _recordings(stack)  # checked for tones in _paid_with_the_agent_apart
     # The pause itself, measured from the file: the recording was muted (digital silence written
     # in its place) from before the switch until the caller left the payment IVR, so it holds a
     # silent stretch longer than the payment took. Without the pause that stretch is where the
@@ -225,13 +242,15 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
     assert length >= done - switched > 3, (start, length, done - switched)
 
 
-def test_sip_info_keys_of_the_caller_are_the_same_secret_input(stack):
-    """A caller whose phone keys with SIP INFO (application/dtmf-relay) instead of RFC 4733 pays
-    with it in the payment IVR (the PIN went only by INFO, and was approved), and none of it
-    reaches the agent's leg: no INFO, no telephone-event while the payment runs. The control: an
-    INFO key while still bridged with the agent does reach the agent (Asterisk relays it as an
-    RFC 4733 event), so the check sees what INFO keys become."""
-    _paid_with_the_agent_apart(stack, "oneline_caller_info", "43.00", sip_info=True)
+@pytest.mark.parametrize("dtmf", [m for m in MODES if m.name != "rfc4733"], ids=lambda m: m.name)
+def test_every_dtmf_mode_is_the_same_secret_input(stack, dtmf):
+    """A caller whose phone keys by SIP INFO (either body) or by in-band tones (on an inband or an
+    auto endpoint) instead of RFC 4733 pays with it in the payment IVR (the PIN went only that
+    way, and was approved), and none of it reaches the agent's leg while the payment runs: no
+    INFO, no telephone-event, no tone in its audio or its recording. The control: a key while
+    still bridged with the agent does reach the agent (Asterisk relays what it read, INFO or
+    tone, as an RFC 4733 event), so the check sees what such keys become."""
+    _paid_with_the_agent_apart(stack, f"oneline_caller_{dtmf.name}", "43.00", dtmf=dtmf)
 
 
 def test_over_the_limit_for_a_new_cardholder_is_refused(stack):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate RFC 4733 (telephone-event) DTMF captures for SIPp's play_pcap_audio.
+"""Generate DTMF captures for SIPp's play_pcap_audio: RFC 4733 telephone-events, in-band
+G.711 tones (what a phone without RFC 4733 sends, for Asterisk's detector), or both at once.
 
 Why not the shipped /usr/share/sip-tester/dtmf_2833_*.pcap: each holds one digit
 with fixed RTP sequence numbers and timestamp. SIPp 3.6 replays the UDP payload
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import struct
 import sys
@@ -42,7 +44,10 @@ __all__ = [
     "EVENT_CODES",
     "STEP_SEQ_SPACING",
     "STEP_TIMESTAMP_SPACING",
+    "TONES",
     "build_dtmf_pcap",
+    "linear_to_ulaw",
+    "packet_count",
     "pcap_for_step",
     "pcap_name",
     "play_duration_ms",
@@ -149,38 +154,115 @@ def _check_args(digits: str, payload_type: int, ssrc: int, tone_ms: int,
         raise ValueError("lead_in_ms must be >= 0")
 
 
-def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
-             timestamp_start: int, tone_ms: int, gap_ms: int, lead_in_ms: int):
-    """Yield (time_ms, rtp_bytes) for every packet of the play."""
-    seq = seq_start
+def _event_packets(digits: str, *, payload_type: int, ssrc: int, timestamp_start: int,
+                   tone_ms: int, gap_ms: int, lead_in_ms: int):
+    """Yield (time_ms, build(seq) -> rtp_bytes) for every RFC 4733 packet of the play."""
     tone_samples = tone_ms * SAMPLES_PER_MS
     for index, digit in enumerate(digits):
         event = _event_code(digit)
         start_ms = lead_in_ms + index * (tone_ms + gap_ms)
         timestamp = timestamp_start + start_ms * SAMPLES_PER_MS
-        # first packet (marker) and continuations, every 20 ms while the tone lasts
-        offset_ms = 0
-        while offset_ms < tone_ms:
-            yield start_ms + offset_ms, _rtp_event(
-                marker=offset_ms == 0, payload_type=payload_type, seq=seq,
-                timestamp=timestamp, ssrc=ssrc, event=event, end=False,
-                duration=offset_ms * SAMPLES_PER_MS,
-            )
-            seq += 1
-            offset_ms += PACKET_MS
-        # end of event, three times, same timestamp and final duration
-        for n in range(END_PACKETS):
-            yield start_ms + tone_ms + n * PACKET_MS, _rtp_event(
-                marker=False, payload_type=payload_type, seq=seq,
-                timestamp=timestamp, ssrc=ssrc, event=event, end=True,
-                duration=tone_samples,
-            )
-            seq += 1
+        # first packet (marker) and continuations, every 20 ms while the tone lasts; then the end
+        # of the event, three times, same timestamp and final duration
+        times = [(offset, False, offset * SAMPLES_PER_MS) for offset in range(0, tone_ms, PACKET_MS)]
+        times += [(tone_ms + n * PACKET_MS, True, tone_samples) for n in range(END_PACKETS)]
+        for offset_ms, end, duration in times:
+            yield start_ms + offset_ms, (
+                lambda seq, marker=offset_ms == 0, end=end, duration=duration, ts=timestamp,
+                event=event: _rtp_event(marker=marker, payload_type=payload_type, seq=seq,
+                                        timestamp=ts, ssrc=ssrc, event=event, end=end,
+                                        duration=duration))
+
+
+# In-band tones: G.711 u-law audio (payload type 0), each tone pair at -10 dBm0 per frequency as
+# a phone's keypad sends it (u-law's full-scale sine is +3.17 dBm0), digital silence around them.
+PCMU = 0
+_TONE_AMPLITUDE = 32767 * 10 ** ((-10 - 3.17) / 20)
+DTMF_FREQUENCIES = {
+    key: (low, high)
+    for low, row in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"))
+    for high, key in zip((1209, 1336, 1477, 1633), row)
+}
+_ULAW_SILENCE = 0xFF
+
+
+def linear_to_ulaw(sample: int) -> int:
+    """ITU-T G.711 u-law encoding of one 16-bit linear sample."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = magnitude.bit_length() - 8
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def _audio_frames(digits: str, *, tone_ms: int, gap_ms: int, lead_in_ms: int):
+    """Yield (time_ms, 160 u-law bytes) every 20 ms: each digit's tone, silence between."""
+    samples_per_packet = PACKET_MS * SAMPLES_PER_MS
+    total_ms = play_duration_ms(digits, tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms)
+    for at_ms in range(0, total_ms, PACKET_MS):
+        frame = bytearray([_ULAW_SILENCE]) * samples_per_packet
+        for n in range(samples_per_packet):
+            t_ms = at_ms + n / SAMPLES_PER_MS
+            index, into = divmod(t_ms - lead_in_ms, tone_ms + gap_ms)
+            if t_ms >= lead_in_ms and into < tone_ms:
+                low, high = DTMF_FREQUENCIES[digits[int(index)].upper()]
+                t = t_ms / 1000
+                value = _TONE_AMPLITUDE * (math.sin(2 * math.pi * low * t)
+                                           + math.sin(2 * math.pi * high * t))
+                frame[n] = linear_to_ulaw(int(value))
+        yield at_ms, bytes(frame)
+
+
+def _audio_packets(digits: str, *, ssrc: int, timestamp_start: int, tone_ms: int, gap_ms: int,
+                   lead_in_ms: int):
+    """Yield (time_ms, build(seq) -> rtp_bytes) for the in-band audio of the play."""
+    for at_ms, frame in _audio_frames(digits, tone_ms=tone_ms, gap_ms=gap_ms,
+                                      lead_in_ms=lead_in_ms):
+        yield at_ms, (lambda seq, ts=timestamp_start + at_ms * SAMPLES_PER_MS, frame=frame,
+                      first=at_ms == 0: struct.pack(
+                          "!BBHII", 0x80, (0x80 if first else 0) | PCMU, seq & 0xFFFF,
+                          ts & 0xFFFFFFFF, ssrc & 0xFFFFFFFF) + frame)
+
+
+TONES = ("rfc4733", "inband", "both")
+
+
+def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
+             timestamp_start: int, tone_ms: int, gap_ms: int, lead_in_ms: int,
+             tones: str = "rfc4733"):
+    """Yield (time_ms, rtp_bytes) for every packet of the play, in sending order.
+
+    ``tones``: RFC 4733 events, in-band audio, or both at once (one SSRC, one sequence space,
+    as a phone that does both sends them)."""
+    if tones not in TONES:
+        raise ValueError(f"tones must be one of {TONES}")
+    timing = dict(ssrc=ssrc, timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
+                  lead_in_ms=lead_in_ms)
+    streams = []
+    if tones in ("inband", "both"):
+        streams += _audio_packets(digits, **timing)
+    if tones in ("rfc4733", "both"):
+        streams += _event_packets(digits, payload_type=payload_type, **timing)
+    # sorted() is stable: at the same instant the audio frame goes before the event
+    for seq, (time_ms, build) in enumerate(sorted(streams, key=lambda p: p[0]), seq_start):
+        yield time_ms, build(seq)
 
 
 def packets_per_digit(tone_ms: int = 160) -> int:
-    """RTP packets sent for one digit."""
+    """RTP packets sent for one digit as RFC 4733 events."""
     return -(-tone_ms // PACKET_MS) + END_PACKETS
+
+
+def packet_count(digits: str, *, tone_ms: int = 160, gap_ms: int = 120, lead_in_ms: int = 0,
+                 tones: str = "rfc4733") -> int:
+    """RTP packets (sequence numbers) a play of ``digits`` takes."""
+    count = 0
+    if tones in ("rfc4733", "both"):
+        count += len(digits) * packets_per_digit(tone_ms)
+    if tones in ("inband", "both"):
+        count += -(-play_duration_ms(digits, tone_ms=tone_ms, gap_ms=gap_ms,
+                                     lead_in_ms=lead_in_ms) // PACKET_MS)
+    return count
 
 
 def play_duration_ms(digits: str, *, tone_ms: int = 160, gap_ms: int = 120,
@@ -197,8 +279,10 @@ def play_duration_ms(digits: str, *, tone_ms: int = 160, gap_ms: int = 120,
 def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
                     ssrc: int = DEFAULT_SSRC, seq_start: int = 0,
                     timestamp_start: int = 0, tone_ms: int = 160,
-                    gap_ms: int = 120, lead_in_ms: int = 0) -> bytes:
-    """The bytes of a pcap playing ``digits`` as RFC 4733 events.
+                    gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733") -> bytes:
+    """The bytes of a pcap playing ``digits`` as RFC 4733 events (``tones="rfc4733"``), as
+    in-band G.711 u-law tones with silence between (``"inband"``: one 20 ms frame after the
+    other, timestamps 160 apart, the first with the marker bit), or as both at once.
 
     For each digit: a first packet with the marker bit and duration 0, one
     continuation every 20 ms with a growing duration while the tone lasts, then
@@ -219,7 +303,7 @@ def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
     for ip_id, (time_ms, rtp) in enumerate(_packets(
             digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
             timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
-            lead_in_ms=lead_in_ms)):
+            lead_in_ms=lead_in_ms, tones=tones)):
         frame = _frame(rtp, ip_id)
         ts_us = _EPOCH_US + time_ms * 1000
         out.append(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000,
@@ -253,27 +337,28 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 def write_dtmf_pcap(path, digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
                     ssrc: int = DEFAULT_SSRC, seq_start: int, timestamp_start: int,
                     tone_ms: int = 160, gap_ms: int = 120,
-                    lead_in_ms: int = 0) -> Path:
+                    lead_in_ms: int = 0, tones: str = "rfc4733") -> Path:
     """Write the capture of build_dtmf_pcap to ``path``; returns the path."""
     path = Path(path)
     _write_if_changed(path, build_dtmf_pcap(
         digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
         timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
-        lead_in_ms=lead_in_ms))
+        lead_in_ms=lead_in_ms, tones=tones))
     return path
 
 
-def pcap_name(digits: str, step_index: int) -> str:
+def pcap_name(digits: str, step_index: int, tones: str = "rfc4733") -> str:
     # Named by a digest, not the digits: SIPp prints the file names it plays, and a PIN must not
     # show up in test output, even a test PIN.
-    digest = hashlib.sha256(f"{step_index}:{digits.upper()}".encode()).hexdigest()[:12]
+    kind = "" if tones == "rfc4733" else f"{tones}:"
+    digest = hashlib.sha256(f"{kind}{step_index}:{digits.upper()}".encode()).hexdigest()[:12]
     return f"dtmf_{step_index}_{digest}.pcap"
 
 
 def pcap_for_step(directory, digits: str, step_index: int, *,
                   payload_type: int = DEFAULT_PAYLOAD_TYPE,
                   ssrc: int = DEFAULT_SSRC, tone_ms: int = 160,
-                  gap_ms: int = 120, lead_in_ms: int = 0) -> Path:
+                  gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733") -> Path:
     """Capture for the ``step_index``-th play_pcap_audio of one call.
 
     Step N uses sequence numbers from 1000*N and timestamps from 400000*N with
@@ -287,7 +372,8 @@ def pcap_for_step(directory, digits: str, step_index: int, *,
     if step_index < 0:
         raise ValueError("step_index must be >= 0")
     _check_args(digits, payload_type, ssrc, tone_ms, gap_ms, lead_in_ms)
-    n_packets = len(digits) * packets_per_digit(tone_ms)
+    n_packets = packet_count(digits, tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms,
+                             tones=tones)
     if n_packets > STEP_SEQ_SPACING:
         raise ValueError(f"{len(digits)} digits need {n_packets} sequence numbers, "
                          f"more than the {STEP_SEQ_SPACING} of a step")
@@ -295,11 +381,11 @@ def pcap_for_step(directory, digits: str, step_index: int, *,
     if last_ts >= STEP_TIMESTAMP_SPACING:
         raise ValueError("the digits span more RTP timestamps than one step holds")
     return write_dtmf_pcap(
-        Path(directory) / pcap_name(digits, step_index), digits,
+        Path(directory) / pcap_name(digits, step_index, tones), digits,
         payload_type=payload_type, ssrc=ssrc,
         seq_start=STEP_SEQ_SPACING * step_index,
         timestamp_start=STEP_TIMESTAMP_SPACING * step_index,
-        tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms)
+        tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms, tones=tones)
 
 
 def main(argv=None) -> int:
@@ -312,11 +398,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tone-ms", type=int, default=160)
     parser.add_argument("--gap-ms", type=int, default=120)
     parser.add_argument("--payload-type", type=int, default=DEFAULT_PAYLOAD_TYPE)
+    parser.add_argument("--tones", choices=TONES, default="rfc4733")
     args = parser.parse_args(argv)
     try:
         path = pcap_for_step(args.outdir, args.digits, args.step,
                              payload_type=args.payload_type,
-                             tone_ms=args.tone_ms, gap_ms=args.gap_ms)
+                             tone_ms=args.tone_ms, gap_ms=args.gap_ms, tones=args.tones)
     except ValueError as exc:
         parser.error(str(exc))
     print(path)

@@ -1,7 +1,9 @@
-"""SIPp scenarios for a caller who dials an IVR number and keys digits with RFC 4733.
+"""SIPp scenarios for a caller who dials an IVR number and keys digits, and for the phone the
+platform calls back.
 
-A call is a list of steps: wait, then key some digits (played from a capture made by
-dtmf_pcap.py, each step in its own RTP sequence/timestamp space). It ends either by waiting for
+A call is a list of steps: wait, then key some digits: RFC 4733 events, in-band G.711 tones or
+both (played from a capture made by dtmf_pcap.py, each step in its own RTP sequence/timestamp
+space), or SIP INFO requests (either body phones send). It ends either by waiting for
 the IVR to hang up or by hanging up ourselves. Waits are computed from the real prompt WAVs
 (:class:`PromptClock`), so a scenario keys its digits while the IVR is actually listening.
 
@@ -10,6 +12,7 @@ the IVR to hang up or by hanging up ourselves. Waits are computed from the real 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import tempfile
 import wave
@@ -17,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.prompts import Manifest, synthesis_commands
-from tests.sipp.dtmf_pcap import pcap_for_step, play_duration_ms
+from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms
 
-__all__ = ["Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
+__all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
 
 SIPP_DIR = Path(__file__).resolve().parent
 # How long a cued step waits for the test before SIPp fails the call.
@@ -32,8 +35,9 @@ class Key:
     """Wait ``wait_ms`` after the previous step's digits were sent, then key ``digits``.
 
     With ``cue``, wait instead for the test to send that cue (tests/sipp/cues.py) once it has
-    seen the IVR ask; ``wait_ms`` is then ignored. With ``sip_info`` the digits go as SIP INFO
-    requests (application/dtmf-relay, one per digit) instead of RFC 4733 events (callers only).
+    seen the IVR ask; ``wait_ms`` is then ignored. ``via`` is how the phone keys (KEYED_VIA):
+    RFC 4733 events, in-band tones in the G.711 audio, both at once, or one SIP INFO request per
+    digit with an application/dtmf-relay ("info") or application/dtmf ("info-dtmf") body.
     """
 
     digits: str
@@ -41,7 +45,23 @@ class Key:
     # What the scenario file says is keyed here ("PIN"); by default the digits themselves.
     label: str = ""
     cue: str | None = None
-    sip_info: bool = False
+    via: str = "rfc4733"
+
+    def __post_init__(self) -> None:
+        if self.via not in KEYED_VIA:
+            raise ValueError(f"via must be one of {KEYED_VIA}")
+
+    @property
+    def sip_info(self) -> bool:
+        return self.via in INFO_BODIES
+
+
+# How a SIP INFO carries one key, by Content-Type (Asterisk's res_pjsip_dtmf_info reads both).
+INFO_BODIES = {
+    "info": ("application/dtmf-relay", "Signal={digit}\n        Duration=160"),
+    "info-dtmf": ("application/dtmf", "{digit}"),
+}
+KEYED_VIA = (*TONES, *INFO_BODIES)
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,14 @@ class Call:
     bye_timeout_ms: int = 90000
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
+
+    def keyed_via(self, via: str) -> Call:
+        """The same call from a phone that keys every step ``via`` (Key.via)."""
+        return dataclasses.replace(self, steps=_all_via(self.steps, via))
+
+
+def _all_via(steps: list[Key], via: str) -> list[Key]:
+    return [dataclasses.replace(step, via=via) for step in steps]
 
 
 class PromptClock:
@@ -99,6 +127,16 @@ _SDP = """\
         a=ptime:20
         a=sendrecv
 """
+# A phone that keys only with in-band tones offers no telephone-event (what `dtmf_mode = auto`
+# decides by).
+_SDP_WITHOUT_TELEPHONE_EVENT = (_SDP.replace(" 0 101\n", " 0\n")
+                                .replace("        a=rtpmap:101 telephone-event/8000\n", "")
+                                .replace("        a=fmtp:101 0-16\n", ""))
+
+
+def _sdp(steps: list[Key]) -> str:
+    inband_only = bool(steps) and all(step.via == "inband" for step in steps)
+    return _SDP_WITHOUT_TELEPHONE_EVENT if inband_only else _SDP
 
 _INVITE = """\
     <send retrans="500">
@@ -189,10 +227,9 @@ _SEND_BYE = """\
     <recv response="200" crlf="true"/>
 """
 
-# One key as a SIP INFO (RFC 2976 with the application/dtmf-relay body phones send), in the
-# caller's dialog; {cseq} continues the dialog's numbering (the BYE comes after).
-_SEND_INFO = """    <send retrans="500">
-      <![CDATA[
+# One key as a SIP INFO (RFC 2976, with a body of INFO_BODIES), in the caller's dialog; {cseq}
+# continues the dialog's numbering (the BYE comes after).
+_CALLER_INFO_HEAD = """\
         INFO sip:{number}@[remote_ip]:[remote_port] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -200,12 +237,25 @@ _SEND_INFO = """    <send retrans="500">
         Call-ID: [call_id]
         CSeq: {cseq} INFO
         Contact: <sip:cardholder@[local_ip]:[local_port]>
+"""
+# The same from the called phone, in the dialog the platform's INVITE opened (we are its To side).
+_UAS_INFO_HEAD = """\
+        INFO [$remote_contact] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: [$local_party];tag=[pid]SIPpTag01[call_number]
+        To: [$remote_party]
+        [last_Call-ID:]
+        CSeq: {cseq} INFO
+        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+"""
+_SEND_INFO = """    <send retrans="500">
+      <![CDATA[
+{head}\
         Max-Forwards: 70
-        Content-Type: application/dtmf-relay
+        Content-Type: {content_type}
         Content-Length: [len]
 
-        Signal={digit}
-        Duration=160
+        {body}
       ]]>
     </send>
     <recv response="200" crlf="true"/>
@@ -219,21 +269,24 @@ def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
-    body = [_INVITE.format(number=call.number, sdp=_SDP)]
+    body = [_INVITE.format(number=call.number, sdp=_sdp(call.steps))]
     info_keys = sum(len(step.digits) for step in call.steps if step.sip_info)
+    # CSeq 1 was the INVITE
+    info_head = _CALLER_INFO_HEAD.replace("{number}", call.number)
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
                            _SEND_BYE.format(number=call.number, cseq=2 + info_keys),
-                           call.hang_up_on_cue, number=call.number)
+                           call.hang_up_on_cue, info_head=info_head, first_info_cseq=2)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
 
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
-                   bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None,
-                   number: str | None = None) -> list[str]:
+                   bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None, *,
+                   info_head: str, first_info_cseq: int) -> list[str]:
     """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
-    (or on the test's ``hang_up_on_cue``). ``number``: the caller's dialled number, for INFO keys."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir, number)
+    (or on the test's ``hang_up_on_cue``). INFO keys are sent with ``info_head`` (its ``{cseq}``
+    counting from ``first_info_cseq``)."""
+    lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq)
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -263,12 +316,11 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
     return path
 
 
-def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None
+def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int
                  ) -> tuple[list[str], int]:
     """The scenario lines that key ``steps``, and how long the last capture plays."""
     lines: list[str] = []
     previous_play_ms = 0
-    info_cseq = 2  # after the INVITE's 1
     for index, step in enumerate(steps):
         # SIPp plays a capture in the background and a new play cuts off the running one.
         if step.cue is None:
@@ -279,15 +331,15 @@ def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None
             lines.append(_WAIT_FOR_CUE.format(cue=step.cue, timeout=CUE_TIMEOUT_MS))
         lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
         if step.sip_info:
-            if number is None:
-                raise ValueError("only a caller keys with SIP INFO")
+            content_type, body = INFO_BODIES[step.via]
             for digit in step.digits:
-                lines.append(_SEND_INFO.format(number=number, cseq=info_cseq, digit=digit,
-                                               gap_ms=INFO_GAP_MS))
+                lines.append(_SEND_INFO.format(
+                    head=info_head.format(cseq=info_cseq), content_type=content_type,
+                    body=body.format(digit=digit), gap_ms=INFO_GAP_MS))
                 info_cseq += 1
             previous_play_ms = 0
             continue
-        pcap = pcap_for_step(pcap_dir, step.digits, index)
+        pcap = pcap_for_step(pcap_dir, step.digits, index, tones=step.via)
         lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
         previous_play_ms = play_duration_ms(step.digits)
     return lines, previous_play_ms
@@ -311,6 +363,10 @@ class Callee:
     bye_timeout_ms: int = 90000
     # How many calls this phone takes before SIPp exits (busy: one per attempt).
     calls: int = 1
+
+    def keyed_via(self, via: str) -> Callee:
+        """The same phone keying every step ``via`` (Key.via)."""
+        return dataclasses.replace(self, steps=_all_via(self.steps or [], via))
 
 
 # SIPp refuses variables that are set but never used: the BYE-sending phone keeps the dialog's
@@ -433,7 +489,7 @@ _UAS_SEND_BYE = """\
         From: [$local_party];tag=[pid]SIPpTag01[call_number]
         To: [$remote_party]
         [last_Call-ID:]
-        CSeq: 1 BYE
+        CSeq: {cseq} BYE
         Contact: <sip:[local_ip]:[local_port];transport=[transport]>
         Max-Forwards: 70
         Content-Length: 0
@@ -447,16 +503,20 @@ _UAS_SEND_BYE = """\
 def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml``: the phone that the platform's callback rings."""
     directory.mkdir(parents=True, exist_ok=True)
-    sends_bye = callee.behaviour == "answer" and callee.hang_up_after_ms is not None
-    body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends_bye else _UAS_RECV_INVITE, _UAS_TRYING]
+    info_keys = sum(len(step.digits) for step in callee.steps or [] if step.sip_info)
+    # A phone that sends requests of its own in the dialog (INFO keys, BYE) keeps its parties.
+    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or info_keys)
+    body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends else _UAS_RECV_INVITE, _UAS_TRYING]
     if callee.behaviour == "busy":
         body.append(_UAS_BUSY)
     elif callee.behaviour == "no_answer":
         body += [_UAS_RINGING, _UAS_NO_ANSWER]
     elif callee.behaviour == "answer":
-        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms, sdp=_SDP)]
+        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms,
+                                                   sdp=_sdp(callee.steps or []))]
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
-                               callee.bye_timeout_ms, _UAS_SEND_BYE)
+                               callee.bye_timeout_ms, _UAS_SEND_BYE.format(cseq=1 + info_keys),
+                               info_head=_UAS_INFO_HEAD, first_info_cseq=1)
     else:
         raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")
     return _write(directory, callee.name, body)

@@ -16,12 +16,12 @@ def _sox(*args: str) -> None:
     subprocess.run(["sox", *args], check=True, capture_output=True)
 
 
-def _tone_file(tmp_path, digits: str):
+def _tone_file(tmp_path, digits: str, tone_s: float = 0.12):
     parts = []
     for index, digit in enumerate(digits):
         low, high = TONES[digit]
         part = tmp_path / f"t{index}.wav"
-        _sox("-n", "-r", "8000", "-c", "1", "-b", "16", str(part), "synth", "0.12", "sine", str(low),
+        _sox("-n", "-r", "8000", "-c", "1", "-b", "16", str(part), "synth", str(tone_s), "sine", str(low),
              "sine", str(high), "remix", "1,2", "gain", "-6", "pad", "0", "0.1")
         parts.append(str(part))
     out = tmp_path / "tones.wav"
@@ -32,6 +32,14 @@ def _tone_file(tmp_path, digits: str):
 def test_hears_keyed_digits_including_repeats(tmp_path):
     wav = _tone_file(tmp_path, "1195#")
     assert [digit for _, digit in detect_dtmf(wav)] == list("1195#")
+
+
+@pytest.mark.parametrize("tone_s", [0.16, 0.5])
+def test_a_long_press_is_one_digit(tmp_path, tone_s):
+    """A phone's key held longer (our captures send 160 ms, a finger may hold half a second) is
+    still one digit, and the same key pressed again after a break is the next one."""
+    wav = _tone_file(tmp_path, "1155", tone_s)
+    assert [digit for _, digit in detect_dtmf(wav)] == list("1155")
 
 
 def test_hears_nothing_in_speech(tmp_path):

@@ -257,3 +257,81 @@ def test_cli_prints_path(tmp_path):
 def test_play_duration():
     assert dtmf_pcap.play_duration_ms(PIN) == 7 * 280
     assert dtmf_pcap.play_duration_ms("1", tone_ms=100, gap_ms=50, lead_in_ms=30) == 180
+
+
+# --- in-band tones, and a phone that sends both ------------------------------------------------
+
+def _udp_payloads(data: bytes):
+    """(time in seconds, UDP destination port, UDP payload) of every packet: what a capture of
+    the phone's RTP gives tests/dtmf_detect.py."""
+    off, out = 24, []
+    while off < len(data):
+        sec, usec, caplen, _ = struct.unpack_from("<IIII", data, off)
+        ip = data[off + 16 + 14:off + 16 + caplen]
+        off += 16 + caplen
+        _, dport, ulen, _ = struct.unpack_from("!HHHH", ip, 20)
+        out.append((sec + usec / 1e6, dport, ip[28:20 + ulen]))
+    return out
+
+
+def _rtp_headers(payloads):
+    return [dict(zip(("b0", "b1", "seq", "ts", "ssrc"), struct.unpack_from("!BBHII", p)))
+            for _, _, p in payloads]
+
+
+def test_inband_tones_are_heard_as_the_digits_keyed_repeats_included(tmp_path):
+    from tests.dtmf_detect import detect_dtmf_in, ulaw_audio_in_packets
+    payloads = _udp_payloads(dtmf_pcap.build_dtmf_pcap(PIN, tones="inband"))
+    audio = ulaw_audio_in_packets(payloads, rtp_port=RTP_PORT, start=0, end=2**32)
+    assert [digit for _, digit in detect_dtmf_in(audio)] == list(PIN)
+
+
+def test_inband_audio_is_one_continuous_g711_stream(tmp_path):
+    payloads = _udp_payloads(dtmf_pcap.build_dtmf_pcap(PIN, tones="inband", seq_start=65530,
+                                                        timestamp_start=800))
+    headers = _rtp_headers(payloads)
+    assert {h["b1"] & 0x7F for h in headers} == {0}  # PCMU
+    assert [h["b1"] >> 7 for h in headers] == [1] + [0] * (len(headers) - 1)  # marker: first
+    assert all(len(p) == 12 + 160 for _, _, p in payloads)  # 20 ms frames
+    assert [h["seq"] for h in headers] == [(65530 + n) % 65536 for n in range(len(headers))]
+    assert [h["ts"] for h in headers] == [800 + 160 * n for n in range(len(headers))]
+    # paced in real time, 20 ms apart, for the whole play (the last gap's silence included)
+    times = [t for t, _, _ in payloads]
+    assert [round((b - a) * 1000) for a, b in zip(times, times[1:])] == [20] * (len(times) - 1)
+    assert len(payloads) == dtmf_pcap.play_duration_ms(PIN) // 20
+    assert len(payloads) == dtmf_pcap.packet_count(PIN, tones="inband")
+
+
+def test_both_sends_events_and_tones_in_one_sequence_space(tmp_path):
+    both = _udp_payloads(dtmf_pcap.build_dtmf_pcap(PIN, tones="both"))
+    headers = _rtp_headers(both)
+    types = [h["b1"] & 0x7F for h in headers]
+    assert types.count(101) == len(PIN) * dtmf_pcap.packets_per_digit()
+    assert types.count(0) == dtmf_pcap.packet_count(PIN, tones="inband")
+    assert len(both) == dtmf_pcap.packet_count(PIN, tones="both")
+    assert [h["seq"] for h in headers] == list(range(len(headers)))
+    assert {h["ssrc"] for h in headers} == {dtmf_pcap.DEFAULT_SSRC}
+    times = [t for t, _, _ in both]
+    assert times == sorted(times)
+    # the events are exactly the RFC 4733 capture's, renumbered
+    events = [p for (_, _, p), t in zip(both, types) if t == 101]
+    alone = [p for _, _, p in _udp_payloads(dtmf_pcap.build_dtmf_pcap(PIN))]
+    assert [e[4:] for e in events] == [a[4:] for a in alone]
+
+
+def test_steps_name_their_tones_apart_and_refuse_unknown_ones(tmp_path):
+    names = {dtmf_pcap.pcap_name("12", 0, tones) for tones in dtmf_pcap.TONES}
+    assert len(names) == 3 and dtmf_pcap.pcap_name("12", 0) in names
+    path = dtmf_pcap.pcap_for_step(tmp_path, "12", 1, tones="inband")
+    headers = _rtp_headers(_udp_payloads(path.read_bytes()))
+    assert headers[0]["seq"] == 1000 and headers[0]["ts"] == 400000
+    with pytest.raises(ValueError):
+        dtmf_pcap.build_dtmf_pcap("12", tones="loud")
+
+
+def test_ulaw_encoding_round_trips_within_its_step():
+    from tests.dtmf_detect import _ulaw_to_linear
+    for sample in (-32768, -8000, -100, 0, 100, 8000, 32767):
+        decoded = _ulaw_to_linear(dtmf_pcap.linear_to_ulaw(sample))
+        assert abs(decoded - sample) <= max(8, abs(sample) // 16), (sample, decoded)
+    assert dtmf_pcap.linear_to_ulaw(0) == 0xFF  # u-law's silence byte

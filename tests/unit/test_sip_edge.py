@@ -89,9 +89,10 @@ def test_asterisk_listens_on_loopback_only():
 
 
 def test_no_endpoint_without_a_password_can_be_reached_by_its_name():
-    """An endpoint without auth is reached only by address (identify_by = ip), and the only
-    identify matches 127.0.0.1: never by a From user, which anyone can write, through the edge
-    or otherwise."""
+    """An endpoint without auth is reached only by address (identify_by = ip), and identifies
+    match only this machine's test addresses (127.0.0.1; 127.0.0.2N, the test phones of each DTMF
+    mode, tests/sipp/dtmf_modes.py), never the edge's relay address: never by a From user, which
+    anyone can write, through the edge or otherwise."""
     sections = _pjsip()
     open_endpoints = {name: s for name, s in sections
                       if s.get("type") == "endpoint" and "auth" not in s}
@@ -99,6 +100,8 @@ def test_no_endpoint_without_a_password_can_be_reached_by_its_name():
     assert sorted(name for name, s in open_endpoints.items()
                   if s.get("identify_by", "username,ip") != "ip") == []
     assert [(s["endpoint"], s["match"]) for _, s in sections if s.get("type") == "identify"] == [
-        ("loopback-tester", "127.0.0.1")]
+        ("loopback-tester", "127.0.0.1"), ("dtmf-info-caller", "127.0.0.21"),
+        ("dtmf-inband-caller", "127.0.0.22"), ("dtmf-auto-caller", "127.0.0.23")]
+    assert Settings().sip_edge_relay_address not in {"127.0.0.21", "127.0.0.22", "127.0.0.23"}
     with_auth = [name for name, s in sections if s.get("type") == "endpoint" and "auth" in s]
     assert "6001" in with_auth and "13900000001" in with_auth
