@@ -42,6 +42,9 @@ class Key:
     label: str = ""
     cue: str | None = None
     sip_info: bool = False
+    # Before keying: put the call on hold and take it off again (a re-INVITE with a=sendonly,
+    # then one with a=sendrecv), each answer checked for the direction Asterisk agreed to.
+    hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Call:
     bye_timeout_ms: int = 90000
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
+    # The codecs offered, first preferred (PCMU, PCMA, G722), and the SIP transport ("tcp": run
+    # SIPp with -t t1; the Contact then says so, or Asterisk would send its BYE over UDP).
+    codecs: tuple[str, ...] = ("PCMU",)
+    transport: str = "udp"
 
 
 class PromptClock:
@@ -84,21 +91,31 @@ def wav_ms(path: Path) -> int:
         return int(1000 * wav.getnframes() / wav.getframerate())
 
 
-# Our media offer/answer: G.711 u-law and RFC 4733 telephone-events, payload type 101 (the type
-# dtmf_pcap.py writes).
-_SDP = """\
+# The static RTP payload types of the codecs a call may offer (RFC 3551; G.722's clock rate is
+# 8000 in SDP, a historical error every implementation keeps).
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
+
+
+def _sdp(codecs: tuple[str, ...] = ("PCMU",), *, direction: str = "sendrecv",
+         version: int = 0) -> str:
+    """Our media offer/answer: ``codecs`` in order of preference and RFC 4733 telephone-events,
+    payload type 101 (the type dtmf_pcap.py writes). ``version``: the o= line's, raised by each
+    re-INVITE."""
+    types = " ".join(str(PAYLOAD_TYPES[codec]) for codec in codecs)
+    rtpmaps = "".join(f"        a=rtpmap:{PAYLOAD_TYPES[codec]} {codec}/8000\n" for codec in codecs)
+    return f"""\
         v=0
-        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+        o=cardholder 53655765 {2353687637 + version} IN IP[local_ip_type] [local_ip]
         s=-
         c=IN IP[media_ip_type] [media_ip]
         t=0 0
-        m=audio [media_port] RTP/AVP 0 101
-        a=rtpmap:0 PCMU/8000
-        a=rtpmap:101 telephone-event/8000
+        m=audio [media_port] RTP/AVP {types} 101
+{rtpmaps}        a=rtpmap:101 telephone-event/8000
         a=fmtp:101 0-16
         a=ptime:20
-        a=sendrecv
+        a={direction}
 """
+
 
 _INVITE = """\
     <send retrans="500">
@@ -109,7 +126,7 @@ _INVITE = """\
         To: <sip:{number}@[remote_ip]:[remote_port]>
         Call-ID: [call_id]
         CSeq: 1 INVITE
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Contact: <sip:cardholder@[local_ip]:[local_port]{contact_params}>
         Max-Forwards: 70
         User-Agent: voicepay-sipp
         Content-Type: application/sdp
@@ -214,26 +231,83 @@ _SEND_INFO = """    <send retrans="500">
 # Between two INFO keys: a finger's pace, well inside the IVR's inter-digit timeout.
 INFO_GAP_MS = 250
 
+# The caller's re-INVITE in its dialog (hold, unhold): Asterisk's answer must carry
+# ``{answer}`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call.
+_SEND_REINVITE = """    <!-- {what} -->
+    <send retrans="500">
+      <![CDATA[
+        INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: {cseq} INVITE
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Content-Type: application/sdp
+        Content-Length: [len]
+
+{sdp}
+      ]]>
+    </send>
+    <recv response="100" optional="true"/>
+    <recv response="200">
+      <action>
+        <ereg regexp="a={answer}" search_in="body" check_it="true" assign_to="{variable}"/>
+      </action>
+    </recv>
+    <send>
+      <![CDATA[
+        ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: {cseq} ACK
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <nop><action><log message="{what}: [${variable}]"/></action></nop>
+"""
+# How long the caller stays on hold.
+HOLD_MS = 1500
+
+
+def _hold_and_unhold(number: str, cseq: int, codecs: tuple[str, ...], version: int) -> str:
+    """Hold (CSeq ``cseq``) then unhold (``cseq`` + 1); SDP versions ``version`` + 1 and + 2."""
+    return (_SEND_REINVITE.format(what="hold", number=number, cseq=cseq, answer="recvonly",
+                                  variable=f"held{cseq}",
+                                  sdp=_sdp(codecs, direction="sendonly", version=version + 1))
+            + f'    <pause milliseconds="{HOLD_MS}"/>\n'
+            + _SEND_REINVITE.format(what="unhold", number=number, cseq=cseq + 1,
+                                    answer="sendrecv", variable=f"unheld{cseq}",
+                                    sdp=_sdp(codecs, version=version + 2)))
+
 
 def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
-    body = [_INVITE.format(number=call.number, sdp=_SDP)]
-    info_keys = sum(len(step.digits) for step in call.steps if step.sip_info)
+    contact_params = "" if call.transport == "udp" else f";transport={call.transport}"
+    body = [_INVITE.format(number=call.number, sdp=_sdp(call.codecs),
+                           contact_params=contact_params)]
+    # Every INFO key and each hold and unhold is a request of its own in the dialog.
+    requests = sum(len(step.digits) if step.sip_info else 2 * step.hold for step in call.steps)
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number, cseq=2 + info_keys),
-                           call.hang_up_on_cue, number=call.number)
+                           _SEND_BYE.format(number=call.number, cseq=2 + requests),
+                           call.hang_up_on_cue, number=call.number, codecs=call.codecs)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
 
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
                    bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None,
-                   number: str | None = None) -> list[str]:
+                   number: str | None = None, codecs: tuple[str, ...] = ("PCMU",)) -> list[str]:
     """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
     (or on the test's ``hang_up_on_cue``). ``number``: the caller's dialled number, for INFO keys."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir, number)
+    lines, previous_play_ms = _key_presses(steps, pcap_dir, number, codecs)
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -263,8 +337,8 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
     return path
 
 
-def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None
-                 ) -> tuple[list[str], int]:
+def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None,
+                 codecs: tuple[str, ...] = ("PCMU",)) -> tuple[list[str], int]:
     """The scenario lines that key ``steps``, and how long the last capture plays."""
     lines: list[str] = []
     previous_play_ms = 0
@@ -277,6 +351,11 @@ def _key_presses(steps: list[Key], pcap_dir: Path, number: str | None = None
             if previous_play_ms:
                 lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
             lines.append(_WAIT_FOR_CUE.format(cue=step.cue, timeout=CUE_TIMEOUT_MS))
+        if step.hold:
+            if number is None:
+                raise ValueError("only a caller puts the call on hold")
+            lines.append(_hold_and_unhold(number, info_cseq, codecs, version=info_cseq))
+            info_cseq += 2
         lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
         if step.sip_info:
             if number is None:
@@ -311,6 +390,10 @@ class Callee:
     bye_timeout_ms: int = 90000
     # How many calls this phone takes before SIPp exits (busy: one per attempt).
     calls: int = 1
+    # The codecs it answers with, and whether it answers with 183 Session Progress and media
+    # (SDP) first, like a carrier's announcement or a phone's ringback, then 200.
+    codecs: tuple[str, ...] = ("PCMU",)
+    early_media: bool = False
 
 
 # SIPp refuses variables that are set but never used: the BYE-sending phone keeps the dialog's
@@ -356,6 +439,24 @@ _UAS_RINGING = """\
         Contact: <sip:[local_ip]:[local_port];transport=[transport]>
         Content-Length: 0
 
+      ]]>
+    </send>
+"""
+
+_UAS_EARLY_MEDIA = """\
+    <send>
+      <![CDATA[
+        SIP/2.0 183 Session Progress
+        [last_Via:]
+        [last_From:]
+        [last_To:];tag=[pid]SIPpTag01[call_number]
+        [last_Call-ID:]
+        [last_CSeq:]
+        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+        Content-Type: application/sdp
+        Content-Length: [len]
+
+{sdp}
       ]]>
     </send>
 """
@@ -454,7 +555,9 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     elif callee.behaviour == "no_answer":
         body += [_UAS_RINGING, _UAS_NO_ANSWER]
     elif callee.behaviour == "answer":
-        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms, sdp=_SDP)]
+        sdp = _sdp(callee.codecs)
+        body += [_UAS_EARLY_MEDIA.format(sdp=sdp) if callee.early_media else _UAS_RINGING,
+                 _UAS_ANSWER.format(ring_ms=callee.ring_ms, sdp=sdp)]
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
                                callee.bye_timeout_ms, _UAS_SEND_BYE)
     else:
