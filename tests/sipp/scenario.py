@@ -443,10 +443,11 @@ _UAS_RINGING = """\
     </send>
 """
 
-_UAS_EARLY_MEDIA = """\
-    <send>
+# A response with our SDP: the 200 that answers, or the 183 of early media before it.
+_UAS_WITH_SDP = """\
+    <send{retrans}>
       <![CDATA[
-        SIP/2.0 183 Session Progress
+        SIP/2.0 {status}
         [last_Via:]
         [last_From:]
         [last_To:];tag=[pid]SIPpTag01[call_number]
@@ -461,25 +462,16 @@ _UAS_EARLY_MEDIA = """\
     </send>
 """
 
-_UAS_ANSWER = """\
-    <pause milliseconds="{ring_ms}"/>
-    <send retrans="500">
-      <![CDATA[
-        SIP/2.0 200 OK
-        [last_Via:]
-        [last_From:]
-        [last_To:];tag=[pid]SIPpTag01[call_number]
-        [last_Call-ID:]
-        [last_CSeq:]
-        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-        Content-Type: application/sdp
-        Content-Length: [len]
 
-{sdp}
-      ]]>
-    </send>
-    <recv request="ACK" rtd="true" crlf="true"/>
-"""
+def _uas_early_media(sdp: str) -> str:
+    return _UAS_WITH_SDP.format(retrans="", status="183 Session Progress", sdp=sdp)
+
+
+def _uas_answer(ring_ms: int, sdp: str) -> str:
+    return (f'    <pause milliseconds="{ring_ms}"/>\n'
+            + _UAS_WITH_SDP.format(retrans=' retrans="500"', status="200 OK", sdp=sdp)
+            + '    <recv request="ACK" rtd="true" crlf="true"/>\n')
+
 
 _UAS_NO_ANSWER = """\
     <recv request="CANCEL" timeout="120000"/>
@@ -556,8 +548,8 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
         body += [_UAS_RINGING, _UAS_NO_ANSWER]
     elif callee.behaviour == "answer":
         sdp = _sdp(callee.codecs)
-        body += [_UAS_EARLY_MEDIA.format(sdp=sdp) if callee.early_media else _UAS_RINGING,
-                 _UAS_ANSWER.format(ring_ms=callee.ring_ms, sdp=sdp)]
+        body += [_uas_early_media(sdp) if callee.early_media else _UAS_RINGING,
+                 _uas_answer(callee.ring_ms, sdp)]
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
                                callee.bye_timeout_ms, _UAS_SEND_BYE)
     else:
