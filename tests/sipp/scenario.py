@@ -231,17 +231,25 @@ _SEND_INFO = """    <send retrans="500">
 # Between two INFO keys: a finger's pace, well inside the IVR's inter-digit timeout.
 INFO_GAP_MS = 250
 
-# The caller's re-INVITE in its dialog (hold, unhold): Asterisk's answer must carry
-# ``{answer}`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call.
-_SEND_REINVITE = """    <!-- {what} -->
-    <send retrans="500">
-      <![CDATA[
-        INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
+_DIALOG_HEAD = """\
+        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
         To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
         Call-ID: [call_id]
-        CSeq: {cseq} INVITE
+        CSeq: {cseq} {method}
+"""
+
+
+def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
+    """The caller's re-INVITE (hold, unhold) and its ACK: Asterisk's 200 must carry
+    ``a=<answer>`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call."""
+    variable = f"{what}{cseq}"
+    return f"""    <!-- {what} -->
+    <send retrans="500">
+      <![CDATA[
+{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}\
         Contact: <sip:cardholder@[local_ip]:[local_port]>
         Max-Forwards: 70
         Content-Type: application/sdp
@@ -258,12 +266,7 @@ _SEND_REINVITE = """    <!-- {what} -->
     </recv>
     <send>
       <![CDATA[
-        ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-        Call-ID: [call_id]
-        CSeq: {cseq} ACK
+{_DIALOG_HEAD.format(method="ACK", number=number, cseq=cseq)}\
         Max-Forwards: 70
         Content-Length: 0
 
@@ -271,19 +274,19 @@ _SEND_REINVITE = """    <!-- {what} -->
     </send>
     <nop><action><log message="{what}: [${variable}]"/></action></nop>
 """
+
+
 # How long the caller stays on hold.
 HOLD_MS = 1500
 
 
 def _hold_and_unhold(number: str, cseq: int, codecs: tuple[str, ...], version: int) -> str:
     """Hold (CSeq ``cseq``) then unhold (``cseq`` + 1); SDP versions ``version`` + 1 and + 2."""
-    return (_SEND_REINVITE.format(what="hold", number=number, cseq=cseq, answer="recvonly",
-                                  variable=f"held{cseq}",
-                                  sdp=_sdp(codecs, direction="sendonly", version=version + 1))
+    return (_reinvite("hold", number, cseq, _sdp(codecs, direction="sendonly",
+                                                  version=version + 1), answer="recvonly")
             + f'    <pause milliseconds="{HOLD_MS}"/>\n'
-            + _SEND_REINVITE.format(what="unhold", number=number, cseq=cseq + 1,
-                                    answer="sendrecv", variable=f"unheld{cseq}",
-                                    sdp=_sdp(codecs, version=version + 2)))
+            + _reinvite("unhold", number, cseq + 1, _sdp(codecs, version=version + 2),
+                        answer="sendrecv"))
 
 
 def write_scenario(call: Call, directory: Path) -> Path:
