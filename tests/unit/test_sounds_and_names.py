@@ -176,3 +176,13 @@ async def test_unknown_language_or_empty_name_gives_none(tmp_path: Path) -> None
     names = SpokenNames(tmp_path, SMALL.voices)
     assert await names.prompt("Shop", "fr") is None
     assert await names.prompt("  ", "en") is None
+
+
+async def test_a_name_cached_before_a_codec_was_added_is_made_again(tmp_path: Path) -> None:
+    runner = CountingRunner()
+    names = SpokenNames(tmp_path, SMALL.voices, asterisk_path="/var/names", run=runner)
+    await names.prompt("上海移动", "zh")
+    key = names.key("上海移动", "zh")
+    (tmp_path / f"{key}.g722").unlink()  # as a cache from before .g722 files were made
+    await names.prompt("上海移动", "zh")
+    assert runner.espeak_runs == 2 and (tmp_path / f"{key}.g722").exists()
