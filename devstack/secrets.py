@@ -22,6 +22,7 @@ from ivr.asterisk_secrets import AsteriskSecrets, AsteriskSecretsError, ensure_a
     load_asterisk_secrets
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.files import write_private
+from devstack.sip_tls import CERT_NAME, KEY_NAME, ensure_sip_tls
 
 __all__ = ["SECRETS_MOUNT", "provision", "sip_accounts", "sip_password", "main"]
 
@@ -38,11 +39,15 @@ def sip_accounts(conf_dir: Path = REPO_ROOT / "asterisk-conf") -> list[str]:
 
 
 def provision(settings: Settings, secrets_dir: Path) -> AsteriskSecrets:
-    """Generate what is missing and (re)write the files Asterisk includes, 0600 each."""
+    """Generate what is missing and (re)write the files Asterisk includes, 0600 each, and the
+    SIP TLS transport's certificate and key (devstack/sip_tls.py)."""
     found = ensure_asterisk_secrets(settings, sip_accounts())
     write_private(secrets_dir / AMI_INCLUDE, f"secret = {found.ami}\n")
     for account, password in found.sip.items():
         write_private(secrets_dir / f"sip-{account}.conf", f"password = {password}\n")
+    tls = ensure_sip_tls(settings)
+    write_private(secrets_dir / CERT_NAME, tls.cert.read_bytes())
+    write_private(secrets_dir / KEY_NAME, tls.key.read_bytes())
     return found
 
 

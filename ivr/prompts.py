@@ -1,10 +1,10 @@
 """The IVR's prompts: names checked against sounds/manifest.toml, and the sounds built from it.
 
 ``make sounds`` (``python -m ivr.prompts build``) writes ``sounds/<lang>/<name>.wav`` with
-espeak-ng and sox, and ``.ulaw``/``.alaw`` beside each WAV. A professional recording replaces
-a prompt by being copied over its WAV: ``sounds/generated.json`` holds the hash of every WAV the
-generator wrote, so a WAV with another hash is a recording, never overwritten; its .ulaw/.alaw
-are remade from it.
+espeak-ng and sox, and ``.ulaw``/``.alaw``/``.g722`` beside each WAV. A professional recording
+replaces a prompt by being copied over its WAV: ``sounds/generated.json`` holds the hash of every
+WAV the generator wrote, so a WAV with another hash is a recording, never overwritten; its
+.ulaw/.alaw/.g722 are remade from it.
 
 Flows refer to prompts by name through :class:`Prompts`, which turns a name into the path Asterisk
 plays (inside its sandbox) and refuses names the manifest does not have, so a typo fails in the
@@ -85,9 +85,12 @@ class Prompts:
 
 
 # The files each prompt is made of: the WAV (the source: generated or a recording) and the raw
-# G.711 files Asterisk plays to µ-law and A-law calls without transcoding (it picks the format
-# cheapest to translate to the channel's, so a PCMU call plays the .ulaw file).
-CODECS = ("ulaw", "alaw")
+# G.711 and G.722 files Asterisk plays to µ-law, A-law and G.722 calls without transcoding (it
+# picks the format cheapest to translate to the channel's, so a PCMU call plays the .ulaw file
+# and a G.722 call the .g722 file).
+CODECS = ("ulaw", "alaw", "g722")
+# sox has no G.722 encoder: ivr/g722_file.py, run as a script (it imports nothing of ivr).
+G722_ENCODER = Path(__file__).resolve().with_name("g722_file.py")
 # Where build_sounds records what it wrote: "<lang>/<name>" -> the text, the voice and the
 # SHA-256 of the WAV it generated. A WAV whose hash is not the recorded one is someone's recording.
 GENERATED_RECORD = "generated.json"
@@ -105,10 +108,12 @@ def synthesis_commands(text: str, voice: str, wav: Path, scratch: Path) -> list[
 
 
 def codec_commands(wav: Path) -> list[list[str]]:
-    """sox: the .ulaw and .alaw files beside ``wav``, made from it (any WAV sox reads)."""
-    return [["sox", "-V1", str(wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", encoding,
-             "-b", "8", str(wav.with_suffix(f".{codec}"))]
-            for codec, encoding in zip(CODECS, ("mu-law", "a-law"), strict=True)]
+    """The .ulaw, .alaw (sox) and .g722 (ivr/g722_file.py) files beside ``wav``, made from it
+    (any WAV sox reads)."""
+    return [*(["sox", "-V1", str(wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", encoding,
+               "-b", "8", str(wav.with_suffix(f".{codec}"))]
+              for codec, encoding in (("ulaw", "mu-law"), ("alaw", "a-law"))),
+            [sys.executable, str(G722_ENCODER), str(wav)]]
 
 
 def _sha256(path: Path) -> str:
@@ -116,13 +121,13 @@ def _sha256(path: Path) -> str:
 
 
 def build_sounds(manifest: Manifest, out_dir: Path, *, force: bool = False) -> int:
-    """Render every prompt to ``out_dir/<lang>/<name>.wav`` with its .ulaw and .alaw; returns how
-    many WAVs were (re)generated.
+    """Render every prompt to ``out_dir/<lang>/<name>.wav`` with its .ulaw, .alaw and .g722;
+    returns how many WAVs were (re)generated.
 
     A WAV is generated when it is missing, or when the generator made it from another text (or
     voice), or with ``force``; never when it is not the generator's (a recording put in its
-    place: its hash differs from the recorded one). The .ulaw/.alaw files are always remade from
-    the WAV beside them when that WAV changed, recordings included.
+    place: its hash differs from the recorded one). The .ulaw/.alaw/.g722 files are always
+    remade from the WAV beside them when that WAV changed, recordings included.
     """
     if not shutil.which("espeak-ng") or not shutil.which("sox"):
         raise RuntimeError("espeak-ng and sox are needed to build the prompts (make deps installs them)")
@@ -171,7 +176,8 @@ HOLD_MUSIC_SYNTH = ["synth", "16", "sine", "262", "sine", "330", "sine", "392", 
 
 
 def build_hold_music(out_dir: Path) -> int:
-    """The hold music and its .ulaw/.alaw, made once (a file put in its place is kept); 1 if made."""
+    """The hold music and its .ulaw/.alaw/.g722, made once (a file put in its place is kept);
+    1 if made."""
     wav = out_dir / HOLD_MUSIC
     if wav.exists():
         return 0
@@ -182,8 +188,8 @@ def build_hold_music(out_dir: Path) -> int:
 
 
 def clean_sounds(out_dir: Path) -> int:
-    """Remove what the generator wrote (WAVs still as it made them, and every .ulaw/.alaw made
-    from a generated WAV); recordings stay. Returns how many files were removed."""
+    """Remove what the generator wrote (WAVs still as it made them, and every .ulaw/.alaw/.g722
+    made from a generated WAV); recordings stay. Returns how many files were removed."""
     hold = out_dir / HOLD_MUSIC
     removed = 0
     for path in (hold, *(hold.with_suffix(f".{c}") for c in CODECS)):

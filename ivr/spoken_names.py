@@ -9,9 +9,9 @@ gets a new file and an old one is never played for a new name.
 The files are written where Asterisk can read them: under ``var/asterisk/spool/``, which the
 Asterisk sandbox mounts as ``/var/spool/asterisk`` (devstack/asterisk_sandbox.py). Each file
 appears complete or not at all (written in a scratch directory beside it, then renamed; the WAV
-last, and its presence is what "cached" means). Concurrent requests for one name in this process
-share one synthesis; two ivr instances may both synthesize it once, and either rename wins
-with the same sound.
+last; "cached" means every file of the set is there). Concurrent requests for one name in this
+process share one synthesis; two ivr instances may both synthesize it once, and either rename
+wins with the same sound.
 
 A synthesis that fails or takes longer than ``timeout_s`` gives ``None``: the flow says "the
 merchant" instead (the ``merchant_generic`` prompt) and the call goes on.
@@ -83,7 +83,8 @@ class SpokenNames:
         if language not in self._voices or not text.strip():
             return None
         key = self.key(text, language)
-        if not (self._dir / f"{key}.wav").exists():
+        # Every file of the set: a name cached before a codec was added (.g722) is made again.
+        if not all((self._dir / f"{key}.{ext}").exists() for ext in (*CODECS, "wav")):
             # One synthesis per name at a time: later requests wait for the first one's result.
             pending = self._pending.get(key)
             if pending is None:

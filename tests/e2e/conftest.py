@@ -186,6 +186,8 @@ class E2E:
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err", "-error_file", str(log)]
         if cues is not None:
             argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
+        if call.transport == "tcp":
+            argv += ["-t", "t1"]  # one TCP connection for the call
         process = subprocess.Popen(argv, cwd=self.work_dir, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         self.started.append(process)

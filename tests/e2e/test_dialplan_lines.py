@@ -9,6 +9,7 @@ when the test has seen the IVR ask for it (SIPp 3PCC cues), not at times compute
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 import pytest
@@ -27,21 +28,29 @@ def heard(stack, since: int) -> list[PurePosixPath]:
 
 
 def top_up_on_cues(stack, name: str, number: str, mobile: str, *,
-                   first: tuple[tuple[str, Key], ...] = ()) -> tuple[dict, int]:
+                   first: tuple[tuple[str, Key], ...] = (), hold_before_pin: bool = False,
+                   on_prompt: Callable[[str], None] | None = None,
+                   **call_options) -> tuple[dict, int]:
     """A top-up on ``number`` keyed as the IVR asks (``first``: steps before the mobile number,
-    each a prompt to wait for and the key to press then); the payment, and the log mark."""
+    each a prompt to wait for and the key to press then); the payment, and the log mark.
+    ``hold_before_pin``: the caller holds and unholds (re-INVITEs) once asked for the PIN;
+    ``on_prompt(prompt)`` runs once the IVR has begun each prompt a key answers; ``call_options``
+    go to :class:`Call` (codecs, transport)."""
     card = find_test_card("approve")
     before, mark = stack.payment_ids(), stack.asterisk_mark()
     steps = [*first,
              ("enter_mobile", Key(mobile, cue="mobile", label="mobile number")),
              ("amount_menu", Key("1", cue="amount", label="1 for fifty yuan")),
              ("enter_card", Key(card.pan + "#", cue="card", label="card number")),
-             ("enter_pin", Key(card.pin + "#", cue="PIN", label="PIN"))]
+             ("enter_pin", Key(card.pin + "#", cue="PIN", label="PIN", hold=hold_before_pin))]
     cues = Cues()
     try:
-        caller = stack.start_call(Call(name, number, [key for _, key in steps]), cues=cues)
+        caller = stack.start_call(Call(name, number, [key for _, key in steps], **call_options),
+                                  cues=cues)
         for prompt, key in steps:
             stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
+            if on_prompt is not None:
+                on_prompt(prompt)
             cues.send(key.cue)
         output, _ = caller.communicate(timeout=120)  # the IVR says goodbye and hangs up
         assert caller.returncode == 0, output[-2000:]

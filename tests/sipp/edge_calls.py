@@ -31,7 +31,8 @@ def _scenario(name: str, body: str) -> str:
             f"{body}</scenario>\n")
 
 
-def _register_request(user: str, cseq: int, expires: int, credentials: str) -> str:
+def _register_request(user: str, cseq: int, expires: int, credentials: str,
+                      contact: str = "[local_ip]:[local_port]") -> str:
     auth = f"\n[authentication username={user} password={credentials}]" if credentials else ""
     return f"""  <send retrans="500">
     <![CDATA[
@@ -41,7 +42,7 @@ From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:{user}@[remote_ip]>
 Call-ID: [call_id]
 CSeq: {cseq} REGISTER
-Contact: <sip:{user}@[local_ip]:[local_port]>
+Contact: <sip:{user}@{contact}>
 Max-Forwards: 70
 Expires: {expires}
 User-Agent: voicepay-sipp-softphone{auth}
@@ -52,12 +53,15 @@ Content-Length: 0
 """
 
 
-def register(user: str, password: str, *, expires: int = 300) -> str:
+def register(user: str, password: str, *, expires: int = 300,
+             contact: str = "[local_ip]:[local_port]") -> str:
     """REGISTER with digest auth: ``registered`` (200), ``rejected`` (401 again: wrong password)
-    or ``unanswered`` (nothing came back: the source is banned or dropped). expires=0 unregisters."""
-    body = (_register_request(user, 1, expires, "")
+    or ``unanswered`` (nothing came back: the source is banned or dropped). expires=0 unregisters.
+    ``contact``: the host:port the Contact names (a phone behind NAT names its private address,
+    not the one its packets come from)."""
+    body = (_register_request(user, 1, expires, "", contact)
             + '  <recv response="401" auth="true" timeout="3000" ontimeout="unanswered"/>\n'
-            + _register_request(user, 2, expires, password)
+            + _register_request(user, 2, expires, password, contact)
             + '  <recv response="401" optional="true" next="rejected"/>\n'
             + '  <recv response="200" timeout="3000" ontimeout="unanswered"/>\n'
             + _outcome("registered") + '  <nop next="end"/>\n'

@@ -46,6 +46,9 @@ class Key:
     label: str = ""
     cue: str | None = None
     via: str = "rfc4733"
+    # Before keying: put the call on hold and take it off again (a re-INVITE with a=sendonly,
+    # then one with a=sendrecv), each answer checked for the direction Asterisk agreed to.
+    hold: bool = False
 
     def __post_init__(self) -> None:
         if self.via not in KEYED_VIA:
@@ -75,6 +78,10 @@ class Call:
     bye_timeout_ms: int = 90000
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
+    # The codecs offered, first preferred (PCMU, PCMA, G722), and the SIP transport ("tcp": run
+    # SIPp with -t t1; the Contact then says so, or Asterisk would send its BYE over UDP).
+    codecs: tuple[str, ...] = ("PCMU",)
+    transport: str = "udp"
 
     def keyed_via(self, via: str) -> Call:
         """The same call from a phone that keys every step ``via`` (Key.via)."""
@@ -112,31 +119,47 @@ def wav_ms(path: Path) -> int:
         return int(1000 * wav.getnframes() / wav.getframerate())
 
 
-# Our media offer/answer: G.711 u-law and RFC 4733 telephone-events, payload type 101 (the type
-# dtmf_pcap.py writes).
-_SDP = """\
+# The static RTP payload types of the codecs a call may offer (RFC 3551; G.722's clock rate is
+# 8000 in SDP, a historical error every implementation keeps).
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
+
+
+def _sdp(codecs: tuple[str, ...] = ("PCMU",), *, direction: str = "sendrecv",
+         version: int = 0, telephone_event: bool = True) -> str:
+    """Our media offer/answer: ``codecs`` in order of preference and RFC 4733 telephone-events,
+    payload type 101 (the type dtmf_pcap.py writes). ``version``: the o= line's, raised by each
+    re-INVITE. Without ``telephone_event``: a phone that keys only with in-band tones (what
+    ``dtmf_mode = auto`` decides by)."""
+    types = " ".join(str(PAYLOAD_TYPES[codec]) for codec in codecs)
+    rtpmaps = "".join(f"        a=rtpmap:{PAYLOAD_TYPES[codec]} {codec}/8000\n" for codec in codecs)
+    if not telephone_event:
+        return f"""\
         v=0
-        o=cardholder 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+        o=cardholder 53655765 {2353687637 + version} IN IP[local_ip_type] [local_ip]
         s=-
         c=IN IP[media_ip_type] [media_ip]
         t=0 0
-        m=audio [media_port] RTP/AVP 0 101
-        a=rtpmap:0 PCMU/8000
-        a=rtpmap:101 telephone-event/8000
+        m=audio [media_port] RTP/AVP {types}
+{rtpmaps}        a=ptime:20
+        a={direction}
+"""
+    return f"""\
+        v=0
+        o=cardholder 53655765 {2353687637 + version} IN IP[local_ip_type] [local_ip]
+        s=-
+        c=IN IP[media_ip_type] [media_ip]
+        t=0 0
+        m=audio [media_port] RTP/AVP {types} 101
+{rtpmaps}        a=rtpmap:101 telephone-event/8000
         a=fmtp:101 0-16
         a=ptime:20
-        a=sendrecv
+        a={direction}
 """
-# A phone that keys only with in-band tones offers no telephone-event (what `dtmf_mode = auto`
-# decides by).
-_SDP_WITHOUT_TELEPHONE_EVENT = (_SDP.replace(" 0 101\n", " 0\n")
-                                .replace("        a=rtpmap:101 telephone-event/8000\n", "")
-                                .replace("        a=fmtp:101 0-16\n", ""))
 
 
-def _sdp(steps: list[Key]) -> str:
-    inband_only = bool(steps) and all(step.via == "inband" for step in steps)
-    return _SDP_WITHOUT_TELEPHONE_EVENT if inband_only else _SDP
+def _inband_only(steps: list[Key]) -> bool:
+    return bool(steps) and all(step.via == "inband" for step in steps)
+
 
 _INVITE = """\
     <send retrans="500">
@@ -147,7 +170,7 @@ _INVITE = """\
         To: <sip:{number}@[remote_ip]:[remote_port]>
         Call-ID: [call_id]
         CSeq: 1 INVITE
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Contact: <sip:cardholder@[local_ip]:[local_port]{contact_params}>
         Max-Forwards: 70
         User-Agent: voicepay-sipp
         Content-Type: application/sdp
@@ -265,28 +288,93 @@ _SEND_INFO = """    <send retrans="500">
 INFO_GAP_MS = 250
 
 
+# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
+_DIALOG_HEAD = """\
+        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
+        Call-ID: [call_id]
+        CSeq: {cseq} {method}
+"""
+
+
+def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
+    """The caller's re-INVITE (hold, unhold) and its ACK: Asterisk's 200 must carry
+    ``a=<answer>`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call."""
+    variable = f"{what}{cseq}"
+    return f"""    <!-- {what} -->
+    <send retrans="500">
+      <![CDATA[
+{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}\
+        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Content-Type: application/sdp
+        Content-Length: [len]
+
+{sdp}
+      ]]>
+    </send>
+    <recv response="100" optional="true"/>
+    <recv response="200">
+      <action>
+        <ereg regexp="a={answer}" search_in="body" check_it="true" assign_to="{variable}"/>
+      </action>
+    </recv>
+    <send>
+      <![CDATA[
+{_DIALOG_HEAD.format(method="ACK", number=number, cseq=cseq)}\
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <nop><action><log message="{what}: [${variable}]"/></action></nop>
+"""
+
+
+# How long the caller stays on hold.
+HOLD_MS = 1500
+
+
+def _hold_and_unhold(number: str, cseq: int, codecs: tuple[str, ...], version: int) -> str:
+    """Hold (CSeq ``cseq``) then unhold (``cseq`` + 1); SDP versions ``version`` + 1 and + 2."""
+    return (_reinvite("hold", number, cseq, _sdp(codecs, direction="sendonly",
+                                                  version=version + 1), answer="recvonly")
+            + f'    <pause milliseconds="{HOLD_MS}"/>\n'
+            + _reinvite("unhold", number, cseq + 1, _sdp(codecs, version=version + 2),
+                        answer="sendrecv"))
+
+
 def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
     pcap_dir = directory / "pcap"
-    body = [_INVITE.format(number=call.number, sdp=_sdp(call.steps))]
-    info_keys = sum(len(step.digits) for step in call.steps if step.sip_info)
-    # CSeq 1 was the INVITE
+    contact_params = "" if call.transport == "udp" else f";transport={call.transport}"
+    sdp = _sdp(call.codecs, telephone_event=not _inband_only(call.steps))
+    body = [_INVITE.format(number=call.number, sdp=sdp, contact_params=contact_params)]
+    # Every INFO key and each hold and unhold is a request of its own in the dialog; CSeq 1 was
+    # the INVITE.
+    requests = sum(len(step.digits) if step.sip_info else 2 * step.hold for step in call.steps)
     info_head = _CALLER_INFO_HEAD.replace("{number}", call.number)
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number, cseq=2 + info_keys),
-                           call.hang_up_on_cue, info_head=info_head, first_info_cseq=2)
+                           _SEND_BYE.format(number=call.number, cseq=2 + requests),
+                           call.hang_up_on_cue, info_head=info_head, first_info_cseq=2,
+                           number=call.number, codecs=call.codecs)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
 
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
                    bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None, *,
-                   info_head: str, first_info_cseq: int) -> list[str]:
+                   info_head: str, first_info_cseq: int, number: str | None = None,
+                   codecs: tuple[str, ...] = ("PCMU",)) -> list[str]:
     """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
     (or on the test's ``hang_up_on_cue``). INFO keys are sent with ``info_head`` (its ``{cseq}``
-    counting from ``first_info_cseq``)."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq)
+    counting from ``first_info_cseq``); ``number`` (the caller's dialled number) and ``codecs``
+    are for hold and unhold."""
+    lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq,
+                                           number, codecs)
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -316,7 +404,8 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
     return path
 
 
-def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int
+def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int,
+                 number: str | None = None, codecs: tuple[str, ...] = ("PCMU",)
                  ) -> tuple[list[str], int]:
     """The scenario lines that key ``steps``, and how long the last capture plays."""
     lines: list[str] = []
@@ -329,6 +418,11 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
             if previous_play_ms:
                 lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
             lines.append(_WAIT_FOR_CUE.format(cue=step.cue, timeout=CUE_TIMEOUT_MS))
+        if step.hold:
+            if number is None:
+                raise ValueError("only a caller puts the call on hold")
+            lines.append(_hold_and_unhold(number, info_cseq, codecs, version=info_cseq))
+            info_cseq += 2
         lines.append(f"    <!-- key {step.label or _describe(step.digits)} -->\n")
         if step.sip_info:
             content_type, body = INFO_BODIES[step.via]
@@ -363,6 +457,10 @@ class Callee:
     bye_timeout_ms: int = 90000
     # How many calls this phone takes before SIPp exits (busy: one per attempt).
     calls: int = 1
+    # The codecs it answers with, and whether it answers with 183 Session Progress and media
+    # (SDP) first, like a carrier's announcement or a phone's ringback, then 200.
+    codecs: tuple[str, ...] = ("PCMU",)
+    early_media: bool = False
 
     def keyed_via(self, via: str) -> Callee:
         """The same phone keying every step ``via`` (Key.via)."""
@@ -416,11 +514,11 @@ _UAS_RINGING = """\
     </send>
 """
 
-_UAS_ANSWER = """\
-    <pause milliseconds="{ring_ms}"/>
-    <send retrans="500">
+# A response with our SDP: the 200 that answers, or the 183 of early media before it.
+_UAS_WITH_SDP = """\
+    <send{retrans}>
       <![CDATA[
-        SIP/2.0 200 OK
+        SIP/2.0 {status}
         [last_Via:]
         [last_From:]
         [last_To:];tag=[pid]SIPpTag01[call_number]
@@ -433,8 +531,18 @@ _UAS_ANSWER = """\
 {sdp}
       ]]>
     </send>
-    <recv request="ACK" rtd="true" crlf="true"/>
 """
+
+
+def _uas_early_media(sdp: str) -> str:
+    return _UAS_WITH_SDP.format(retrans="", status="183 Session Progress", sdp=sdp)
+
+
+def _uas_answer(ring_ms: int, sdp: str) -> str:
+    return (f'    <pause milliseconds="{ring_ms}"/>\n'
+            + _UAS_WITH_SDP.format(retrans=' retrans="500"', status="200 OK", sdp=sdp)
+            + '    <recv request="ACK" rtd="true" crlf="true"/>\n')
+
 
 _UAS_NO_ANSWER = """\
     <recv request="CANCEL" timeout="120000"/>
@@ -512,8 +620,9 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     elif callee.behaviour == "no_answer":
         body += [_UAS_RINGING, _UAS_NO_ANSWER]
     elif callee.behaviour == "answer":
-        body += [_UAS_RINGING, _UAS_ANSWER.format(ring_ms=callee.ring_ms,
-                                                   sdp=_sdp(callee.steps or []))]
+        sdp = _sdp(callee.codecs, telephone_event=not _inband_only(callee.steps or []))
+        body += [_uas_early_media(sdp) if callee.early_media else _UAS_RINGING,
+                 _uas_answer(callee.ring_ms, sdp)]
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
                                callee.bye_timeout_ms, _UAS_SEND_BYE.format(cseq=1 + info_keys),
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)

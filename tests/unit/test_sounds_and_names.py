@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import G722
+
 from ivr.config import load_settings
+from ivr.g722_file import BIT_RATE, SAMPLE_RATE, write_g722
 from ivr.prompts import (CODECS, HOLD_MUSIC, Manifest, build_hold_music, build_sounds,
                          clean_sounds)
 from tests.dtmf_detect import detect_dtmf
@@ -32,7 +35,7 @@ def _recording(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_every_prompt_gets_a_wav_and_its_g711_files(tmp_path: Path) -> None:
+def test_every_prompt_gets_a_wav_and_its_g711_and_g722_files(tmp_path: Path) -> None:
     assert build_sounds(SMALL, tmp_path) == 3
     for language in ("zh", "yue", "en"):
         wav = tmp_path / language / "goodbye.wav"
@@ -40,9 +43,23 @@ def test_every_prompt_gets_a_wav_and_its_g711_files(tmp_path: Path) -> None:
             assert (sound.getframerate(), sound.getnchannels(), sound.getsampwidth()) == (8000, 1, 2)
             frames = sound.getnframes()
         for codec in CODECS:
-            # Raw G.711: one byte a sample, as many samples as the WAV.
+            # Raw G.711: one byte a sample, as many samples as the WAV; G.722 is 8000 bytes a
+            # second too (two 16 kHz samples a byte).
             assert (wav.with_suffix(f".{codec}")).stat().st_size == frames
     assert build_sounds(SMALL, tmp_path) == 0  # nothing changed: nothing rebuilt
+
+
+def test_the_g722_file_is_the_wav_in_wideband_g722(tmp_path: Path) -> None:
+    # The recording stand-in is a 500 Hz square wave: decoded, the .g722 file holds a second of
+    # 16 kHz audio crossing zero about 1000 times, as loud as the source, not noise or silence.
+    wav = tmp_path / "tone.wav"
+    _recording(wav)
+    decoded = G722.G722(SAMPLE_RATE, BIT_RATE).decode(write_g722(wav).read_bytes())
+    assert len(decoded) == SAMPLE_RATE
+    middle = decoded[2000:14000]  # past the coder's start-up
+    crossings = sum((a < 0) != (b < 0) for a, b in zip(middle, middle[1:]))
+    assert 700 <= crossings <= 800  # 12000 samples at 16 kHz = 0.75 s of 500 Hz: 750 crossings
+    assert 5000 < max(abs(x) for x in middle) < 12000
 
 
 def test_the_hold_music_is_ours_and_holds_nothing_a_dtmf_detector_reads_as_a_key(
@@ -57,7 +74,7 @@ def test_the_hold_music_is_ours_and_holds_nothing_a_dtmf_detector_reads_as_a_key
     assert all(hold.with_suffix(f".{codec}").exists() for codec in CODECS)
     conf = (Path(__file__).parents[2] / "asterisk-conf" / "musiconhold.conf").read_text()
     assert f"directory = {load_settings().sounds_path}/{Path(HOLD_MUSIC).parent}" in conf
-    assert clean_sounds(tmp_path) == 3 and not hold.exists()
+    assert clean_sounds(tmp_path) == 1 + len(CODECS) and not hold.exists()
 
 
 def test_a_changed_text_is_regenerated(tmp_path: Path) -> None:
@@ -159,3 +176,13 @@ async def test_unknown_language_or_empty_name_gives_none(tmp_path: Path) -> None
     names = SpokenNames(tmp_path, SMALL.voices)
     assert await names.prompt("Shop", "fr") is None
     assert await names.prompt("  ", "en") is None
+
+
+async def test_a_name_cached_before_a_codec_was_added_is_made_again(tmp_path: Path) -> None:
+    runner = CountingRunner()
+    names = SpokenNames(tmp_path, SMALL.voices, asterisk_path="/var/names", run=runner)
+    await names.prompt("上海移动", "zh")
+    key = names.key("上海移动", "zh")
+    (tmp_path / f"{key}.g722").unlink()  # as a cache from before .g722 files were made
+    await names.prompt("上海移动", "zh")
+    assert runner.espeak_runs == 2 and (tmp_path / f"{key}.g722").exists()
