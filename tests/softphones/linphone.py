@@ -22,8 +22,10 @@ from tests.softphones import Account, SoftphoneError, silent_wav, wait_until
 
 __all__ = ["Linphone", "account_sections"]
 
-# What linphonec prints when a key arrives: the digit is left out of the phone's log file.
+# What linphonec prints when a key arrives, and its echo of a key sent (a line of one key after
+# its prompts): the key is left out of the phone's log file.
 _TONE = re.compile(r"Receiving tone (\S) from")
+_KEY_ECHO = re.compile(r"^((?:linphonec> )*)[0-9A-D*#]$", re.MULTILINE)
 
 
 def account_sections(account: Account) -> str:
@@ -70,13 +72,11 @@ def _linphonerc(account: Account, account_directory: Path) -> str:
 
 class Linphone:
     """One linphonec process with one account; ``with Linphone(...) as phone:`` starts and stops
-    it. ``answer_calls``: answer every incoming call at once (an agent, a phone taking a
-    callback)."""
+    it."""
 
-    def __init__(self, account: Account, directory: Path, *, answer_calls: bool = False) -> None:
+    def __init__(self, account: Account, directory: Path) -> None:
         self.account = account
         self.directory = directory
-        self.answer_calls = answer_calls
         self.lines: list[str] = []
         self._keys: list[str] = []
         self._lock = threading.Lock()
@@ -96,7 +96,7 @@ class Linphone:
         rc.write_text(_linphonerc(self.account, self.directory), encoding="utf-8")
         self._process = subprocess.Popen(
             # stdbuf: its lines as they come, not when a pipe buffer fills.
-            ["stdbuf", "-oL", "linphonec", "-c", str(rc), "-S"] + (["-a"] if self.answer_calls else []),
+            ["stdbuf", "-oL", "linphonec", "-c", str(rc), "-S"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True, cwd=self.directory)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -105,6 +105,8 @@ class Linphone:
         self.send("soundcard use files")
         self.send(f"play {silent_wav(self.directory / 'silence.wav')}")
         self.send(f"record {self.directory / 'received.wav'}")
+        # IPv4 media (the linphonerc's use_ipv6=0 is not enough: it offers its IPv6 address).
+        self.send("ipv6 disable")
         # The port in the linphonerc is not applied at start; this opens the SIP listener.
         self.send(f"ports sip {self.account.sip_port}")
         self.wait_for_line(f"Setting sip port to {self.account.sip_port}", timeout=15)
@@ -124,6 +126,9 @@ class Linphone:
                     self._process.wait(timeout=10)
         finally:
             self._process = None
+            # The password stays where the installation keeps it, not in the test's files.
+            (self.directory / "linphonerc").unlink(missing_ok=True)
+            (self.directory / "silence.wav").unlink(missing_ok=True)  # minutes of nothing
 
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -134,8 +139,9 @@ class Linphone:
                     if tone:
                         self._keys.append(tone.group(1))
                     self.lines.append(line.rstrip("\n"))
-                # The phone's log keeps that a key came, not which: var/ is leak-scanned.
-                log.write(_TONE.sub("Receiving tone ? from", line))
+                # The phone's log keeps that a key came or went, not which: var/ is leak-scanned,
+                # and a card number keyed here would be in it digit by digit.
+                log.write(_KEY_ECHO.sub(r"\1?", _TONE.sub("Receiving tone ? from", line)))
                 log.flush()
 
     def send(self, command: str) -> None:
@@ -178,8 +184,15 @@ class Linphone:
     def dial(self, number: str) -> None:
         self.send(f"call {self.account.uri(number)}")
 
-    def answer(self) -> None:
+    def answer_when_called(self, *, count: int = 1, timeout: float = 60) -> None:
+        """Wait for the ``count``-th incoming call and answer it, as a user picks up."""
+        self.wait_for_line("Receiving new incoming call", count=count, timeout=timeout)
         self.send("answer")
+
+    def answer_every_call(self) -> None:
+        """Answer every incoming call at once (an agent's phone on auto-answer)."""
+        self.send("autoanswer enable")
+        self.wait_for_line("Auto answer enabled", timeout=15)
 
     def wait_connected(self, *, count: int = 1, timeout: float = 60) -> None:
         self.wait_for_line(r"Call \d+ with .* connected", count=count, timeout=timeout)
