@@ -16,6 +16,7 @@ import pytest
 
 from simulators.acquirer.testcards import find_test_card
 from tests.dtmf_detect import detect_dtmf
+from tests.e2e.test_callback_calls import order, submit
 from tests.e2e.test_oneline_calls import _paid_with_the_agent_apart
 from tests.e2e.test_sip_edge import softphone_password
 from tests.softphones import Account
@@ -94,12 +95,7 @@ def test_callback_answered_and_paid_on_a_softphone(stack, kind):
     card = find_test_card("approve")
     mark = stack.asterisk_mark()
     with softphone(stack, kind, CALLBACK_NUMBER, "callback") as phone:
-        status, payment = stack.merchant_request("POST", "/v1/payments", {
-            "merchant_order_id": f"SOFT-{kind}-{mark}", "amount": "21.00",
-            "description": "Phone bill", "card_number": card.pan, "cardholder_name": "Zhang San",
-            "id_number": "11010519491231002X", "mobile": CALLBACK_NUMBER, "mode": "callback",
-            "language": "en"})
-        assert status == 201, payment
+        payment = submit(stack, order(CALLBACK_NUMBER, card, amount="21.00", language="en"))
         phone.answer_when_called(timeout=90)
         phone.wait_connected()
         marker = f"voicepay callback {payment['id']}"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Account", "SoftphoneError", "wait_until", "silent_wav", "EDGE_ADDRESS"]
+__all__ = ["Account", "Softphone", "SoftphoneError", "wait_until", "silent_wav", "EDGE_ADDRESS"]
 
 # Where a phone beyond loopback registers and calls (VOICEPAY_SIP_EDGE_ADDRESSES in the tests).
 EDGE_ADDRESS = "127.0.0.2"
@@ -46,6 +46,24 @@ class Account:
     def uri(self, number: str) -> str:
         """What the phone dials for ``number``: the number at the edge."""
         return f"sip:{number}@{self.edge}"
+
+
+class Softphone:
+    """What every driver does alike: ``with Phone(...) as phone:`` starts it and stops it
+    (unregistered, its process gone) whatever the test did inside."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:

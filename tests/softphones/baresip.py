@@ -21,7 +21,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, SoftphoneError, silent_wav, wait_until
+from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
 
 __all__ = ["Baresip", "account_line"]
 
@@ -62,7 +62,7 @@ def _config(account: Account, ctrl_port: int, silence: Path, audio_dir: Path) ->
     ])
 
 
-class Baresip:
+class Baresip(Softphone):
     """One baresip process with one account; ``with Baresip(...) as phone:`` starts and stops it.
 
     ``ctrl_port`` is the loopback TCP port of its control socket (one per phone)."""
@@ -78,14 +78,6 @@ class Baresip:
         self._process: subprocess.Popen | None = None
         self._socket: socket.socket | None = None
         self._reader: threading.Thread | None = None
-
-    # ---- lifetime ----
-    def __enter__(self) -> Baresip:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

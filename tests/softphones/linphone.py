@@ -18,7 +18,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, SoftphoneError, silent_wav, wait_until
+from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
 
 __all__ = ["Linphone", "account_sections"]
 
@@ -70,7 +70,7 @@ def _linphonerc(account: Account, account_directory: Path) -> str:
     ])
 
 
-class Linphone:
+class Linphone(Softphone):
     """One linphonec process with one account; ``with Linphone(...) as phone:`` starts and stops
     it."""
 
@@ -82,13 +82,6 @@ class Linphone:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
-
-    def __enter__(self) -> Linphone:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
