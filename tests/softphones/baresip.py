@@ -192,8 +192,13 @@ class Baresip(Softphone):
 
     # ---- what a user does ----
     def wait_registered(self, timeout: float = 20) -> None:
+        """Registered: a REGISTER_OK event, or, as baresip registers as it starts, before the
+        control socket is connected, ``reginfo`` saying OK for the account."""
+        def registered() -> bool:
+            return ("REGISTER_OK" in self.event_types()
+                    or re.search(r"\bOK\b", self.command("reginfo").get("data", "")) is not None)
         try:
-            self.wait_for_event("REGISTER_OK", timeout=timeout)
+            wait_until(registered, timeout, f"baresip registering {self.account.aor}")
         except SoftphoneError:
             raise SoftphoneError(f"baresip never registered {self.account.aor}; events "
                                  f"{self.event_types()}; log: {self.log_tail()}") from None
