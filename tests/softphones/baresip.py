@@ -31,6 +31,10 @@ __all__ = ["Baresip", "account_line"]
 _DTMF_KEY = re.compile(rb"(DTMF[^'\n]*')[0-9A-D*#](?=')")
 
 
+# reginfo colours its states ("\x1b[32mOK\x1b[;m"): the codes go before reading it.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def account_line(account: Account) -> str:
     """The line for ``~/.baresip/accounts``: the account at the edge, digest auth with its
     password (the README's "Pointing a softphone at it")."""
@@ -196,7 +200,8 @@ class Baresip(Softphone):
         control socket is connected, ``reginfo`` saying OK for the account."""
         def registered() -> bool:
             return ("REGISTER_OK" in self.event_types()
-                    or re.search(r"\bOK\b", self.command("reginfo").get("data", "")) is not None)
+                    or re.search(r"\bOK\b", _ANSI.sub("", self.command("reginfo").get("data", "")))
+                    is not None)
         try:
             wait_until(registered, timeout, f"baresip registering {self.account.aor}")
         except SoftphoneError:
