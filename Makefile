@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 # edge (Kamailio), prompt synthesis, packet captures for the DTMF checks, Python's venv module, and
 # the headless browser (with CJK fonts) the agent console's tests drive through Playwright.
 APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tshark kamailio \
+                baresip linphone-cli \
                 python3 python3-venv ca-certificates procps iproute2 \
                 chromium fonts-noto-cjk
 

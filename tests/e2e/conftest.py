@@ -33,7 +33,7 @@ from simulators.acquirer.settings import load_acquirer_settings
 from tests.sipp.cues import Cues
 from tests.sipp.scenario import Call, Callee, write_scenario, write_uas_scenario
 
-REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark"]
+REAL_PARTS = ["sipp", "redis-server", "bwrap", "tshark", "baresip", "linphonec"]
 
 
 @dataclass

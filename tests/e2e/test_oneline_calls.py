@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +32,19 @@ pytestmark = pytest.mark.e2e
 
 AGENT = "7101"
 AGENT_SIP_PORT, AGENT_RTP_PORT = 5081, 17510
+
+
+@dataclass(frozen=True)
+class AgentLeg:
+    """The agent's phone as the isolation proof sees it: its endpoint, and the ports everything
+    Asterisk sends it (SIP, RTP) arrives on. The SIPp agent by default; a softphone agent's in
+    tests/e2e/test_softphones.py."""
+    agent_id: str = AGENT
+    sip_port: int = AGENT_SIP_PORT
+    rtp_port: int = AGENT_RTP_PORT
+
+
+SIPP_AGENT = AgentLeg()
 ID_NUMBER = "11010519491231002X"
 # The agent who leaves hangs up this long after answering: the test asks for the payment as soon
 # as the queue has bridged the two, so by then the caller is in the payment IVR.
@@ -57,21 +71,25 @@ def _pays(stack, cues: Cues, payment: dict, *, n: str = "") -> None:
     cues.send(f"PIN prompt{n}")
 
 
-def _back_with_the_agent(stack, cues: Cues, caller: subprocess.Popen,
-                         agent: subprocess.Popen) -> None:
-    """Once the caller is bridged back to the agent, the caller hangs up; both SIPps end well."""
-    _when_the_agent_talks_to_the_caller(stack)
+def _back_with_the_agent(stack, cues: Cues, caller: subprocess.Popen, agent,
+                         leg: AgentLeg = SIPP_AGENT) -> None:
+    """Once the caller is bridged back to the agent, the caller hangs up; both SIPps end well
+    (``agent`` is the agent's SIPp, or a softphone (tests/softphones), whose call then ends)."""
+    _when_the_agent_talks_to_the_caller(stack, leg.agent_id)
     cues.send("back with the agent")
     out, _ = caller.communicate(timeout=150)
     assert caller.returncode == 0, out[-2000:]
-    out, _ = agent.communicate(timeout=60)
-    assert agent.returncode == 0, out[-2000:]
+    if isinstance(agent, subprocess.Popen):
+        out, _ = agent.communicate(timeout=60)
+        assert agent.returncode == 0, out[-2000:]
+    else:
+        agent.wait_ended()
 
 
-def _capture(path: Path) -> subprocess.Popen:
+def _capture(path: Path, leg: AgentLeg = SIPP_AGENT) -> subprocess.Popen:
     process = subprocess.Popen(
         ["tshark", "-q", "-i", "lo", "-f",
-         f"udp dst port {AGENT_SIP_PORT} or udp dst port {AGENT_RTP_PORT}", "-w", str(path)],
+         f"udp dst port {leg.sip_port} or udp dst port {leg.rtp_port}", "-w", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 15
     # tshark writes the file's header once it captures: from then on nothing is missed.
@@ -97,8 +115,9 @@ def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
     return packets
 
 
-def dtmf_sent_to_agent(packets, start: float, end: float) -> dict[str, int]:
-    return keypad_in_packets(packets, sip_port=AGENT_SIP_PORT, rtp_port=AGENT_RTP_PORT,
+def dtmf_sent_to_agent(packets, start: float, end: float,
+                       leg: AgentLeg = SIPP_AGENT) -> dict[str, int]:
+    return keypad_in_packets(packets, sip_port=leg.sip_port, rtp_port=leg.rtp_port,
                              start=start, end=end)
 
 
@@ -123,27 +142,28 @@ def _at(payment: dict, state: str) -> float:
                        and not h.get("event")))
 
 
-def _when_the_agent_talks_to_the_caller(stack) -> None:
+def _when_the_agent_talks_to_the_caller(stack, agent_id: str = AGENT) -> None:
     """Wait until the queue has bridged a caller to the agent: only then can the agent's system
     ask for a payment (the order is posted on this event, not after a fixed pause)."""
     sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
-    assert stack.wait_until(lambda: _bridged_with_agent(sandbox), 30), \
+    assert stack.wait_until(lambda: _bridged_with_agent(sandbox, agent_id), 30), \
         "the queue never bridged the caller to the agent"
 
 
-def _bridged_with_agent(sandbox: AsteriskSandbox) -> bool:
+def _bridged_with_agent(sandbox: AsteriskSandbox, agent_id: str = AGENT) -> bool:
     """Is the agent's channel in a bridge with another channel right now?"""
     rows = [line.split("!") for line in sandbox.cli("core show channels concise").splitlines()]
     bridges = {}
     for row in rows:
         if len(row) > 12 and row[12]:
             bridges.setdefault(row[12], []).append(row[0])
-    return any(len(names) == 2 and any(n.startswith(f"PJSIP/{AGENT}-") for n in names)
+    return any(len(names) == 2 and any(n.startswith(f"PJSIP/{agent_id}-") for n in names)
                for names in bridges.values())
 
 
 def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
-                               dtmf: DtmfMode = mode("rfc4733")
+                               dtmf: DtmfMode = mode("rfc4733"), softphone=None,
+                               mobile: str = "13800138201",
                                ) -> tuple[dict, list[tuple[float, int, bytes]]]:
     """A caller on 8100 (keying in the ``dtmf`` mode, from that mode's endpoint) talks to agent
     7101, keys a control digit while bridged, pays (1, then the PIN) in a one-line payment, and
@@ -151,14 +171,23 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
     payment was approved, and while it ran nothing of the keypad reached the agent: no
     telephone-event, no SIP INFO at its SIP and RTP ports, no DTMF tone in the audio it was sent
     (decoded from the capture), though the agent's hold music did; nor any tone of the payment in
-    the agent's call recording. Returns the payment and the capture."""
+    the agent's call recording. Returns the payment and the capture.
+
+    ``softphone``: the agent is that registered softphone (tests/softphones) instead, its
+    account the agent and its ports the ones captured; it answers the queue's call itself."""
     card = find_test_card("approve")
     how = f" by {dtmf.keyed_via}"
     via = dtmf.keyed_via
+    leg = SIPP_AGENT if softphone is None else AgentLeg(
+        softphone.account.user, softphone.account.sip_port, softphone.account.rtp_port)
     capture_file = stack.work_dir / f"{name}_agent_leg.pcapng"
-    capture = _capture(capture_file)
+    capture = _capture(capture_file, leg)
     try:
-        agent = stack.agent(Callee(f"{name}_agent", ring_ms=300, bye_timeout_ms=120000), AGENT)
+        if softphone is None:
+            agent = stack.agent(Callee(f"{name}_agent", ring_ms=300, bye_timeout_ms=120000), AGENT)
+        else:
+            agent = softphone
+            agent.answer_every_call()
 
         cues = Cues()
         caller = stack.start_call(Call(name, "8100", [
@@ -168,14 +197,14 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
             Key("1", cue="menu", label=f"1 to pay{how}", via=via),
             Key(card.pin + "#", cue="PIN prompt", label=f"PIN{how}", via=via),
         ], hang_up_on_cue="back with the agent"), cues=cues, caller_ip=dtmf.caller_ip)
-        _when_the_agent_talks_to_the_caller(stack)
+        _when_the_agent_talks_to_the_caller(stack, leg.agent_id)
         cues.send("control digit")
         # ... and the control digit has reached the agent (it must be keyed while bridged).
         assert stack.wait_until(lambda: dtmf_sent_to_agent(
-            _packets_to_agent(capture_file), 0, time.time())["telephone_events"] > 0, 15)
+            _packets_to_agent(capture_file), 0, time.time(), leg)["telephone_events"] > 0, 15)
 
-        status, payment = stack.merchant_request("POST", "/v1/payments",
-                                                 _order(card, amount, "13800138201"))
+        status, payment = stack.merchant_request(
+            "POST", "/v1/payments", _order(card, amount, mobile, agent_id=leg.agent_id))
         assert status == 201, payment
         _pays(stack, cues, payment)
         final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
@@ -183,21 +212,21 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
         assert final["status"] == "approved", final["history"]
 
         # Back with the same agent once the result has been read out.
-        _back_with_the_agent(stack, cues, caller, agent)
+        _back_with_the_agent(stack, cues, caller, agent, leg)
         time.sleep(1)
     finally:
         _stop(capture)  # also when an assertion above fails: no tshark left running
 
     packets = _packets_to_agent(capture_file)
     switched, done = _at(final, "answered"), _at(final, "approved")
-    during_payment = dtmf_sent_to_agent(packets, switched, done)
+    during_payment = dtmf_sent_to_agent(packets, switched, done, leg)
     assert during_payment["rtp_packets"] > 50  # the agent heard hold music: the capture is live
     assert during_payment["telephone_events"] == 0 and during_payment["sip_info"] == 0
     # The agent's audio, decoded: no tone of the payment (tests/unit/test_dtmf_detect.py: this
     # decoder and detector do hear in-band keys in such a capture).
-    heard = ulaw_audio_in_packets(packets, rtp_port=AGENT_RTP_PORT, start=switched, end=done)
+    heard = ulaw_audio_in_packets(packets, rtp_port=leg.rtp_port, start=switched, end=done)
     assert len(heard) > 8000 * 2 and detect_dtmf_in(heard) == []
-    before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
+    before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2, leg)
     assert before_payment["telephone_events"] > 0  # the control digit: the check does see DTMF
 
     recordings = _recordings(stack)
