@@ -11,5 +11,7 @@ PAYMENT_ID = "VOICEPAY_PAYMENT_ID"
 
 # One-line payments: the agent's channel, which the caller's leg bridges back to afterwards.
 AGENT_CHANNEL = "VOICEPAY_AGENT_CHANNEL"
+# Talk-through: the caller's channel, which the agent's leg listens to and whispers into.
+CALLER_CHANNEL = "VOICEPAY_CALLER_CHANNEL"
 
-__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL"]
+__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL"]

@@ -16,7 +16,7 @@ import wave
 from pathlib import Path
 
 __all__ = ["detect_dtmf", "detect_dtmf_in", "keypad_in_packets", "longest_silence",
-           "ulaw_audio_in_packets"]
+           "tone_level", "ulaw_audio_in_packets"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
@@ -31,6 +31,14 @@ def _goertzel(samples: list[float], frequency: float, rate: int) -> float:
     for x in samples:
         s1, s2 = x + coefficient * s1 - s2, s1
     return s1 * s1 + s2 * s2 - coefficient * s1 * s2
+
+
+def tone_level(samples: list[float], frequency: float, rate: int = 8000) -> float:
+    """The amplitude (in linear sample units) of ``frequency`` in ``samples``: a steady sine of
+    amplitude A gives about A, other frequencies little (a test's stand-in for a talker)."""
+    if not samples:
+        return 0.0
+    return 2 * math.sqrt(max(_goertzel(samples, frequency, rate), 0.0)) / len(samples)
 
 
 def _read(path: Path) -> tuple[list[float], int]:

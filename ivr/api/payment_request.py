@@ -27,12 +27,16 @@ __all__ = [
     "parse_json_object",
     "parse_amount",
     "MODES",
+    "IN_CALL_MODES",
     "LANGUAGES",
 ]
 
-# Payment modes a merchant may name: a callback, or one-line (inside an agent's live call).
-MODES = ("callback", "oneline")
-SUPPORTED_MODES = frozenset({"callback", "oneline"})
+# Payment modes a merchant may name: a callback, or one-line (inside an agent's live call), with
+# the agent held apart ("oneline") or still talking to the caller ("talk-through").
+MODES = ("callback", "oneline", "talk-through")
+SUPPORTED_MODES = frozenset(MODES)
+# The modes taken inside an agent's live call: they name the agent.
+IN_CALL_MODES = frozenset({"oneline", "talk-through"})
 # The agent whose live call a one-line payment is taken in: their PJSIP account name.
 _AGENT_ID = re.compile(r"[0-9]{3,10}")
 
@@ -192,11 +196,12 @@ def parse_order(raw: bytes, *, maximum: Money) -> Order:
         raise InvalidParameter("language", f"must be one of {', '.join(LANGUAGES)}")
     notify_url = _notify_url(body.get("notify_url"))
     agent_id = body.get("agent_id")
-    if mode == "oneline":
+    if mode in IN_CALL_MODES:
         if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
-            raise InvalidParameter("agent_id", "is required for oneline: the agent's 3 to 10 digit id")
+            raise InvalidParameter("agent_id", f"is required for {mode}: the agent's 3 to 10 digit id")
     elif agent_id is not None:
-        raise InvalidParameter("agent_id", "only a oneline payment is taken in an agent's call")
+        raise InvalidParameter("agent_id", "only a oneline or talk-through payment is taken in an "
+                               "agent's call")
 
     return Order(
         merchant_order_id=merchant_order_id,

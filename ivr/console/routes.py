@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
-from ivr.api.payment_request import parse_json_object
+from ivr.api.payment_request import IN_CALL_MODES, parse_json_object
 from ivr.api.keys import AMI, MERCHANTS, REDIS, SETTINGS, STORE
 from ivr.api.merchant_routes import cancel_order, checked_order, submit_order
 from ivr.api.rate_limits import RATE_LIMITS
@@ -212,7 +212,7 @@ def _order_body(body: dict[str, Any], agent: Agent) -> bytes:
     this agent's own call, whatever the page sent."""
     body = {k: v for k, v in body.items() if v not in ("", None)}
     body.pop("agent_id", None)
-    if body.get("mode") == "oneline":
+    if body.get("mode") in IN_CALL_MODES:
         body["agent_id"] = agent.id
     return json.dumps(body).encode()
 

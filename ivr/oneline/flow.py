@@ -4,6 +4,10 @@
     paused) → the order read out and paid → the agent's recording resumed → back to the
     dialplan, which bridges the caller to the same agent
 
+Talk-through (``oneline_style``): the agent was not held apart but listens to the caller's voice
+and talks to them (dialplan/oneline.conf, [agent-talkthrough]); their recording was never paused,
+so there is nothing to resume.
+
 If the caller hangs up, the agent is told and released. If the merchant cancels, the caller is
 redirected back to the agent (``OnelineOrders.cancel``): this session sees the same hang-up, and
 the agent, who is being bridged back, must not be released.
@@ -15,6 +19,7 @@ import logging
 
 from ivr import dialplan_variables as dv
 from ivr.agi.channel import AgiChannel, AgiHangup
+from ivr.oneline.orders import TALK_THROUGH
 from ivr.paying.context import FlowContext
 from ivr.paying.order_payment import pay_order
 from ivr.payments.store import InvalidTransition, NoSuchPayment, Payment, PaymentState
@@ -27,9 +32,11 @@ log = logging.getLogger(__name__)
 async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
     payment_id = await call.get_variable(dv.PAYMENT_ID) or ""
     try:
+        talk_through = (await ctx.store.get(payment_id)).oneline_style == TALK_THROUGH
         payment = await ctx.store.transition(
             payment_id, PaymentState.ANSWERED, call_id=call.uniqueid,
-            reason="caller switched to the payment IVR; agent held apart")
+            reason="caller in secure capture; agent talking through, hearing no digit"
+                   if talk_through else "caller switched to the payment IVR; agent held apart")
     except (NoSuchPayment, InvalidTransition) as exc:
         log.info("call %s: one-line payment %r not taken: %s", call.uniqueid, payment_id, exc)
         return
@@ -44,7 +51,8 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
     finally:
         # Whatever the ending: nothing of the payment is said or keyed from here on. A process
         # that dies first leaves the recording paused until the call ends: silence, no leak.
-        await _resume_recording(ctx, payment)
+        if not talk_through:
+            await _resume_recording(ctx, payment)
 
 
 async def _resume_recording(ctx: FlowContext, payment: Payment) -> None:

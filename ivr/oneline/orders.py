@@ -33,7 +33,8 @@ from ivr.payments.store import Payment, PaymentState, PaymentStore
 from ivr.risk.decision import RiskOutcome, RiskRequest
 from ivr.risk.gate import GENERIC_DECLINE
 
-__all__ = ["RETURNING_KEY", "OnelineNotAllowed", "OnelineOrders", "Orders", "ReturningCardholders"]
+__all__ = ["RETURNING_KEY", "TALK_THROUGH", "OnelineNotAllowed", "OnelineOrders", "Orders",
+           "ReturningCardholders"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class OnelineNotAllowed(Exception):
             "use a callback payment (mode callback) instead")
         self.details = {"max_amount": maximum.yuan, "use_mode": "callback"}
 
+
+# The order mode, and the payment's oneline_style, of a one-line payment taken with the agent
+# still talking to the caller (ivr/oneline/switch.py); the payment's mode stays "oneline", so
+# risk, limits, ask-again and recovery treat it as any one-line payment.
+TALK_THROUGH = "talk-through"
 
 # Sorted set: digest -> unix time of the pair's latest approved payment. The retention sweep
 # forgets a pair retention_days after it was last seen, like the payments that made it known.
@@ -92,10 +98,13 @@ class OnelineOrders:
             raise OnelineNotAllowed(self._maximum)
         call = await self._switch.find(order.agent_id)
         card = self._orders.card(order.card_number)
+        talk_through = order.mode == TALK_THROUGH
         payment = await self._orders.create(merchant, order, card, mode="oneline",
                                             agent_id=order.agent_id,
                                             agent_channel=call.agent_channel,
-                                            caller_channel=call.caller_channel)
+                                            caller_channel=call.caller_channel,
+                                            **({"oneline_style": TALK_THROUGH} if talk_through
+                                               else {}))
         risk = self._orders.risk
         request = RiskRequest(payment.id, "oneline", merchant, order, card, source=merchant.id)
         decision = await risk.assess(request)
@@ -115,14 +124,15 @@ class OnelineOrders:
                                                reason=risk.history(decision),
                                                **risk.fields(decision, request))
         try:
-            await self._switch.switch(order.agent_id, call, payment.id)
+            await self._switch.switch(order.agent_id, call, payment.id, talk_through=talk_through)
         except SwitchFailed as exc:
             # Nobody will take this payment now: it ends here, and the merchant hears why.
             await self._store.transition(payment.id, PaymentState.FAILED, reason=str(exc))
             log.warning("payment %s: %s", payment.id, exc)
             raise
-        await self._store.note(payment.id, "the agent's call recording paused",
-                               event="recording_paused")
+        if not talk_through:
+            await self._store.note(payment.id, "the agent's call recording paused",
+                                   event="recording_paused")
         return payment
 
     async def cancel(self, merchant: Merchant, payment: Payment) -> Payment:
@@ -157,7 +167,7 @@ class Orders:
         self._oneline = oneline
 
     async def submit(self, merchant: Merchant, order: Order) -> Payment:
-        if order.mode == "oneline":
+        if order.mode in ("oneline", TALK_THROUGH):
             return await self._oneline.submit(merchant, order)
         return await self._callback.submit(merchant, order)
 

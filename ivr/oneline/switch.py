@@ -7,6 +7,10 @@
                                   Redirect for both legs: caller → [pay-oneline], agent →
                                   [agent-wait]. They leave the bridge together, so there is no
                                   moment in which the caller's keypad can reach the agent.
+    talk-through                → the same Redirect, but the agent goes to [agent-talkthrough]:
+                                  ChanSpy on the caller's channel, hearing only the caller's
+                                  voice (never a digit event, never a prompt) and whispering to
+                                  the caller; the recording is not paused (README, "Talk-through")
     resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
     release the agent           → the caller hung up: agent → [agent-released]
     return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
@@ -100,25 +104,32 @@ class OnelineSwitch:
                                      peers[0].get("CallerIDNum", ""))
         raise AgentNotOnCall(agent_id)
 
-    async def switch(self, agent_id: str, call: AgentCall, payment_id: str) -> None:
+    async def switch(self, agent_id: str, call: AgentCall, payment_id: str, *,
+                     talk_through: bool = False) -> None:
         """Pause the agent's recording, then switch. Raises ``RecordingNotPaused`` (nothing was
-        switched) or ``SwitchFailed`` (the recording is resumed: the two still talk)."""
-        if not await self._mute(call.agent_channel, True):
+        switched) or ``SwitchFailed`` (the recording is resumed: the two still talk).
+        ``talk_through``: the agent keeps listening to the caller's voice and talking to them
+        (so the recording goes on, and is never paused)."""
+        if not talk_through and not await self._mute(call.agent_channel, True):
             raise RecordingNotPaused(agent_id, payment_id)
         try:
             ok = (await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
                   and await self._ami.setvar(call.caller_channel, dv.AGENT_CHANNEL, call.agent_channel)
                   and await self._ami.setvar(call.agent_channel, dv.PAYMENT_ID, payment_id)
-                  and await self._ami.redirect(call.caller_channel, PAYMENT_CONTEXT,
-                                               extra_channel=call.agent_channel,
-                                               extra_context="agent-wait"))
+                  and (not talk_through or await self._ami.setvar(
+                      call.agent_channel, dv.CALLER_CHANNEL, call.caller_channel))
+                  and await self._ami.redirect(
+                      call.caller_channel, PAYMENT_CONTEXT, extra_channel=call.agent_channel,
+                      extra_context="agent-talkthrough" if talk_through else "agent-wait"))
         except _AMI_ERRORS:
             ok = False
         if not ok:
-            await self._mute(call.agent_channel, False)
+            if not talk_through:
+                await self._mute(call.agent_channel, False)
             raise SwitchFailed(agent_id, payment_id)
-        log.info("payment %s: caller %s switched to the payment IVR, agent %s held apart",
-                 payment_id, call.caller_channel, call.agent_channel)
+        log.info("payment %s: caller %s switched to the payment IVR, agent %s %s",
+                 payment_id, call.caller_channel, call.agent_channel,
+                 "talking through" if talk_through else "held apart")
 
     async def resume_recording(self, agent_channel: str) -> bool:
         """The caller has left the payment IVR: the agent's recording goes on. False if it could

@@ -130,6 +130,9 @@ class Payment:
     agent_id: str = ""
     agent_channel: str = ""
     caller_channel: str = ""
+    # A one-line payment taken with the agent still talking to the caller: "talk-through";
+    # "" for the hard switch (the agent held apart).
+    oneline_style: str = ""
     # The authorization: what was sent (for a reversal) and what the acquirer answered.
     stan: str = ""
     auth_transmission: str = ""
@@ -198,7 +201,7 @@ RECORD_FIELDS = frozenset({"id", "status", "amount_minor", *(f.name for f in _AT
 PUBLIC_FIELDS = frozenset({
     "mode", "currency", "description", "merchant_id", "merchant_order_id", "cardholder_name",
     "id_number_masked", "mobile", "topup_number", "language", "card_type", "issuer",
-    "pan_first6", "pan_last4", "notify_url", "agent_id", "response_code", "rrn", "auth_code",
+    "pan_first6", "pan_last4", "notify_url", "agent_id", "oneline_style", "response_code", "rrn", "auth_code",
     "merchant_reason",
     "created_at", "updated_at", "anonymised_at",
 })

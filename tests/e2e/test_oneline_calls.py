@@ -86,10 +86,12 @@ def _back_with_the_agent(stack, cues: Cues, caller: subprocess.Popen, agent,
         agent.wait_ended()
 
 
-def _capture(path: Path, leg: AgentLeg = SIPP_AGENT) -> subprocess.Popen:
+def _capture(path: Path, leg: AgentLeg = SIPP_AGENT, *, bpf: str | None = None
+             ) -> subprocess.Popen:
+    """Capture what is sent to ``leg``'s SIP and RTP ports (or what the ``bpf`` filter says)."""
+    bpf = bpf or f"udp dst port {leg.sip_port} or udp dst port {leg.rtp_port}"
     process = subprocess.Popen(
-        ["tshark", "-q", "-i", "lo", "-f",
-         f"udp dst port {leg.sip_port} or udp dst port {leg.rtp_port}", "-w", str(path)],
+        ["tshark", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 15
     # tshark writes the file's header once it captures: from then on nothing is missed.

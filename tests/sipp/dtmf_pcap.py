@@ -51,6 +51,7 @@ __all__ = [
     "pcap_for_step",
     "pcap_name",
     "play_duration_ms",
+    "voice_pcap_for_step",
     "write_dtmf_pcap",
 ]
 
@@ -298,12 +299,17 @@ def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
     put a <pause> before the play for that.
     """
     _check_args(digits, payload_type, ssrc, tone_ms, gap_ms, lead_in_ms)
+    return _pcap(_packets(
+        digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
+        timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
+        lead_in_ms=lead_in_ms, tones=tones))
+
+
+def _pcap(packets) -> bytes:
+    """A pcap of (time_ms, rtp_bytes) packets, each in its Ethernet/IPv4/UDP frame."""
     out = [struct.pack("<IHHiIII", _PCAP_MAGIC_US, 2, 4, 0, 0, 65535,
                        _LINKTYPE_ETHERNET)]
-    for ip_id, (time_ms, rtp) in enumerate(_packets(
-            digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
-            timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
-            lead_in_ms=lead_in_ms, tones=tones)):
+    for ip_id, (time_ms, rtp) in enumerate(packets):
         frame = _frame(rtp, ip_id)
         ts_us = _EPOCH_US + time_ms * 1000
         out.append(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000,
@@ -386,6 +392,33 @@ def pcap_for_step(directory, digits: str, step_index: int, *,
         seq_start=STEP_SEQ_SPACING * step_index,
         timestamp_start=STEP_TIMESTAMP_SPACING * step_index,
         tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms, tones=tones)
+
+
+def _voice_packets(hz: int, *, ssrc: int, seq_start: int, timestamp_start: int,
+                   duration_ms: int):
+    """Yield (time_ms, rtp_bytes): a steady ``hz`` sine in u-law, one 20 ms frame after another,
+    at the level of one DTMF frequency: a stand-in for a talker that a Goertzel filter finds."""
+    for n, at_ms in enumerate(range(0, duration_ms, PACKET_MS)):
+        frame = bytes(linear_to_ulaw(int(_TONE_AMPLITUDE * math.sin(
+            2 * math.pi * hz * (at_ms / 1000 + i / CLOCK_RATE))))
+            for i in range(PACKET_MS * SAMPLES_PER_MS))
+        yield at_ms, struct.pack("!BBHII", 0x80, (0x80 if n == 0 else 0) | PCMU,
+                                 (seq_start + n) & 0xFFFF,
+                                 (timestamp_start + at_ms * SAMPLES_PER_MS) & 0xFFFFFFFF,
+                                 ssrc & 0xFFFFFFFF) + frame
+
+
+def voice_pcap_for_step(directory, hz: int, step_index: int, *, duration_ms: int,
+                        ssrc: int = DEFAULT_SSRC) -> Path:
+    """Capture of a talker's voice (a steady ``hz`` tone, ``duration_ms`` long) played as the
+    ``step_index``-th play of a call: the same sequence and timestamp slices as pcap_for_step,
+    so a call that talks between its keys never goes back in either. A slice holds 20 s; a play
+    that is the call's only one may be longer (it has no later play to collide with)."""
+    path = Path(directory) / f"voice_{step_index}_{hz}hz_{duration_ms}ms.pcap"
+    _write_if_changed(path, _pcap(_voice_packets(
+        hz, ssrc=ssrc, seq_start=STEP_SEQ_SPACING * step_index,
+        timestamp_start=STEP_TIMESTAMP_SPACING * step_index, duration_ms=duration_ms)))
+    return path
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.prompts import Manifest, synthesis_commands
-from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms
+from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms, voice_pcap_for_step
 
 __all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
 
@@ -82,6 +82,9 @@ class Call:
     # SIPp with -t t1; the Contact then says so, or Asterisk would send its BYE over UDP).
     codecs: tuple[str, ...] = ("PCMU",)
     transport: str = "udp"
+    # A talker: from the answer on, the caller sends a steady tone of this many Hz as its voice,
+    # resumed after each key's capture (a new play cuts off the running one); None: silent.
+    voice_hz: int | None = None
 
     def keyed_via(self, via: str) -> Call:
         """The same call from a phone that keys every step ``via`` (Key.via)."""
@@ -346,6 +349,34 @@ def _hold_and_unhold(number: str, cseq: int, codecs: tuple[str, ...], version: i
                         answer="sendrecv"))
 
 
+# How long a talker's voice plays: a caller's between two keys (one sequence-number slice of
+# dtmf_pcap.py: 1000 packets), a called phone's (one play for the whole call).
+VOICE_CALLER_MS = 20000
+VOICE_CALLEE_MS = 180000
+
+
+class _Voice:
+    """The plays of a talking caller's voice. Its plays and the keys' captures take turns in the
+    call's sequence and timestamp slices: voice k in slice 2k, key step i in slice 2i + 1."""
+
+    def __init__(self, hz: int, pcap_dir: Path) -> None:
+        self._hz, self._pcap_dir = hz, pcap_dir
+
+    def play(self, after_step: int) -> str:
+        """The voice again once step ``after_step`` (-1: the answer) has been keyed."""
+        pcap = voice_pcap_for_step(self._pcap_dir, self._hz, 2 * (after_step + 1),
+                                   duration_ms=VOICE_CALLER_MS)
+        return _play(pcap)
+
+    @staticmethod
+    def key_slice(step: int) -> int:
+        return 2 * step + 1
+
+
+def _play(pcap: Path) -> str:
+    return f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n'
+
+
 def write_scenario(call: Call, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml`` and its DTMF captures (in ``<directory>/pcap``)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -353,6 +384,9 @@ def write_scenario(call: Call, directory: Path) -> Path:
     contact_params = "" if call.transport == "udp" else f";transport={call.transport}"
     sdp = _sdp(call.codecs, telephone_event=not _inband_only(call.steps))
     body = [_INVITE.format(number=call.number, sdp=sdp, contact_params=contact_params)]
+    voice = _Voice(call.voice_hz, pcap_dir) if call.voice_hz else None
+    if voice:
+        body.append(voice.play(-1))
     # Every INFO key and each hold and unhold is a request of its own in the dialog; CSeq 1 was
     # the INVITE.
     requests = sum(len(step.digits) if step.sip_info else 2 * step.hold for step in call.steps)
@@ -360,7 +394,7 @@ def write_scenario(call: Call, directory: Path) -> Path:
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
                            _SEND_BYE.format(number=call.number, cseq=2 + requests),
                            call.hang_up_on_cue, info_head=info_head, first_info_cseq=2,
-                           number=call.number, codecs=call.codecs)
+                           number=call.number, codecs=call.codecs, voice=voice)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 
@@ -368,13 +402,16 @@ def write_scenario(call: Call, directory: Path) -> Path:
 def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | None,
                    bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None, *,
                    info_head: str, first_info_cseq: int, number: str | None = None,
-                   codecs: tuple[str, ...] = ("PCMU",)) -> list[str]:
+                   codecs: tuple[str, ...] = ("PCMU",), voice: _Voice | None = None) -> list[str]:
     """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
     (or on the test's ``hang_up_on_cue``). INFO keys are sent with ``info_head`` (its ``{cseq}``
     counting from ``first_info_cseq``); ``number`` (the caller's dialled number) and ``codecs``
-    are for hold and unhold."""
+    are for hold and unhold; ``voice``: the caller talks again after each key."""
     lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq,
-                                           number, codecs)
+                                           number, codecs, voice)
+    if voice and previous_play_ms:
+        lines += [f'    <pause milliseconds="{previous_play_ms}"/>\n', voice.play(len(steps) - 1)]
+        previous_play_ms = 0
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -405,13 +442,16 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
 
 
 def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int,
-                 number: str | None = None, codecs: tuple[str, ...] = ("PCMU",)
-                 ) -> tuple[list[str], int]:
+                 number: str | None = None, codecs: tuple[str, ...] = ("PCMU",),
+                 voice: _Voice | None = None) -> tuple[list[str], int]:
     """The scenario lines that key ``steps``, and how long the last capture plays."""
     lines: list[str] = []
     previous_play_ms = 0
     for index, step in enumerate(steps):
         # SIPp plays a capture in the background and a new play cuts off the running one.
+        if voice and previous_play_ms:  # the key's capture has ended: the caller talks again
+            lines += [f'    <pause milliseconds="{previous_play_ms}"/>\n', voice.play(index - 1)]
+            previous_play_ms = 0
         if step.cue is None:
             lines.append(f'    <pause milliseconds="{max(step.wait_ms, 0) + previous_play_ms}"/>\n')
         else:
@@ -433,8 +473,9 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
                 info_cseq += 1
             previous_play_ms = 0
             continue
-        pcap = pcap_for_step(pcap_dir, step.digits, index, tones=step.via)
-        lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
+        pcap = pcap_for_step(pcap_dir, step.digits, voice.key_slice(index) if voice else index,
+                             tones=step.via)
+        lines.append(_play(pcap))
         previous_play_ms = play_duration_ms(step.digits)
     return lines, previous_play_ms
 
@@ -461,6 +502,9 @@ class Callee:
     # (SDP) first, like a carrier's announcement or a phone's ringback, then 200.
     codecs: tuple[str, ...] = ("PCMU",)
     early_media: bool = False
+    # A talker: from the answer on, the phone sends a steady tone of this many Hz for
+    # VOICE_CALLEE_MS (only without steps: a key's capture would cut it off).
+    voice_hz: int | None = None
 
     def keyed_via(self, via: str) -> Callee:
         """The same phone keying every step ``via`` (Key.via)."""
@@ -623,6 +667,11 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
         sdp = _sdp(callee.codecs, telephone_event=not _inband_only(callee.steps or []))
         body += [_uas_early_media(sdp) if callee.early_media else _UAS_RINGING,
                  _uas_answer(callee.ring_ms, sdp)]
+        if callee.voice_hz:
+            if callee.steps:
+                raise ValueError("a talking phone keys nothing: a key's capture would cut it off")
+            body.append(_play(voice_pcap_for_step(directory / "pcap", callee.voice_hz, 0,
+                                                  duration_ms=VOICE_CALLEE_MS)))
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
                                callee.bye_timeout_ms, _UAS_SEND_BYE.format(cseq=1 + info_keys),
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)

@@ -1,0 +1,146 @@
+"""Talk-through one-line payments end to end (issue 12, first slice): the caller keys the PIN
+while still talking to the agent, and the agent hears the caller throughout but never a digit.
+
+Both phones talk: the caller sends a steady 550 Hz tone as its voice, the agent 1800 Hz (neither
+is a DTMF frequency). Captured: everything Asterisk sends to the agent's SIP and RTP ports, and
+the audio it sends to the caller. Checked for the secure capture (from the caller's switch into
+the payment IVR to the result): each side heard the other's voice; the agent's leg carried no
+telephone-event, no SIP INFO, no tone a Goertzel DTMF detector accepts, and nor does the agent's
+call recording, which keeps running. The controls: the same PIN keyed the same way before the
+payment, with secure capture off, reaches the agent as telephone-events, and keyed as in-band
+tones it is found by the Goertzel detector in the agent's audio and in the recording.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from simulators.acquirer.testcards import find_test_card
+from tests.dtmf_detect import detect_dtmf, detect_dtmf_in, tone_level, ulaw_audio_in_packets
+from tests.e2e.test_oneline_calls import (AGENT, SIPP_AGENT, _at, _back_with_the_agent,
+                                          _capture, _order, _packets_to_agent,
+                                          _pays, _recordings, _states, _stop,
+                                          _when_the_agent_talks_to_the_caller, dtmf_sent_to_agent)
+from tests.sipp.cues import Cues
+from tests.sipp.dtmf_modes import DtmfMode, mode
+from tests.sipp.scenario import Call, Callee, Key
+
+pytestmark = pytest.mark.e2e
+
+CALLER_HZ, AGENT_HZ = 550, 1800
+CALLER_RTP_PORT = 16000  # stack.start_call's media port
+# A voice is "heard" in a second of audio when its frequency is there at most 20 dB below the
+# level it was sent at (-10 dBm0): far above leakage from the other tone or a prompt.
+SENT_AMPLITUDE = 32767 * 10 ** ((-10 - 3.17) / 20)
+HEARD_AMPLITUDE = SENT_AMPLITUDE / 10
+
+
+def _seconds_heard(packets, rtp_port: int, start: float, end: float, hz: int) -> list[bool]:
+    """For each whole second from ``start`` to ``end``: was ``hz`` in the audio sent to
+    ``rtp_port`` in that second?"""
+    heard = []
+    for second in range(math.floor(end - start)):
+        samples = ulaw_audio_in_packets(packets, rtp_port=rtp_port, start=start + second,
+                                        end=start + second + 1)
+        heard.append(bool(samples) and tone_level(samples, hz) >= HEARD_AMPLITUDE)
+    return heard
+
+
+def _seconds(heard: list[bool]) -> str:
+    return "".join("+" if h else "." for h in heard)
+
+
+def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) -> None:
+    card = find_test_card("approve")
+    via = dtmf.keyed_via
+    agent_capture, caller_capture, caller_said = (
+        stack.work_dir / f"{name}_{leg}.pcapng" for leg in ("agent_leg", "caller_leg", "caller_said"))
+    captures = [_capture(agent_capture, SIPP_AGENT),
+                _capture(caller_capture, bpf=f"udp dst port {CALLER_RTP_PORT}"),
+                _capture(caller_said, bpf=f"udp src port {CALLER_RTP_PORT}")]
+    try:
+        agent = stack.agent(Callee(f"{name}_agent", ring_ms=300, bye_timeout_ms=150000,
+                                   voice_hz=AGENT_HZ), AGENT)
+        cues = Cues()
+        caller = stack.start_call(Call(name, "8100", [
+            # Secure capture off, bridged with the agent: the controls.
+            Key(card.pin, cue="control", label=f"the PIN's digits by {via}, secure capture off",
+                via=via),
+            Key(card.pin, cue="control tones", label="the PIN's digits as tones, capture off",
+                via="inband"),
+            Key("1", cue="menu", label=f"1 to pay by {via}", via=via),
+            Key(card.pin + "#", cue="PIN prompt", label=f"PIN by {via}", via=via),
+        ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues,
+            caller_ip=dtmf.caller_ip)
+        _when_the_agent_talks_to_the_caller(stack)
+        cues.send("control")
+        assert stack.wait_until(lambda: dtmf_sent_to_agent(
+            _packets_to_agent(agent_capture), 0, time.time())["telephone_events"] > 0, 15)
+        cues.send("control tones")
+        assert stack.wait_until(lambda: len(detect_dtmf_in(ulaw_audio_in_packets(
+            _packets_to_agent(agent_capture), rtp_port=SIPP_AGENT.rtp_port, start=0,
+            end=time.time()))) >= len(card.pin), 15)
+
+        status, payment = stack.merchant_request(
+            "POST", "/v1/payments", _order(card, amount, mobile, mode="talk-through"))
+        assert status == 201, payment
+        assert payment["oneline_style"] == "talk-through"
+        _pays(stack, cues, payment)
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                               "refused"}, timeout=90)
+        assert final["status"] == "approved", final["history"]
+        _back_with_the_agent(stack, cues, caller, agent)
+        time.sleep(1)
+    finally:
+        for capture in captures:
+            _stop(capture)  # also when an assertion above fails: no tshark left running
+
+    assert _states(final) == [
+        "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
+    # The recording was never paused: talk-through has nothing to hide in it.
+    assert not [h for h in final["history"] if h.get("event", "").startswith("recording")]
+    secure, done = _at(final, "answered"), _at(final, "approved")
+    to_agent, to_caller = _packets_to_agent(agent_capture), _packets_to_agent(caller_capture)
+    said = _packets_to_agent(caller_said)
+    asterisk_rtp_port = max({port for _, port, _ in said}, key=[p for _, p, _ in said].count)
+
+    # Two-way voice during the secure capture: each second, each side heard the other. The agent
+    # talks throughout; the caller's SIPp sends no voice while it plays a key's capture, so the
+    # agent must hear the caller in every second the caller talked (each key is muted by design).
+    caller_heard = _seconds_heard(to_caller, CALLER_RTP_PORT, secure, done, AGENT_HZ)
+    caller_talked = _seconds_heard(said, asterisk_rtp_port, secure, done, CALLER_HZ)
+    agent_heard = _seconds_heard(to_agent, SIPP_AGENT.rtp_port, secure, done, CALLER_HZ)
+    print(f"\n{name}: secure capture {done - secure:.1f} s; caller heard the agent "
+          f"{_seconds(caller_heard)}; caller talked {_seconds(caller_talked)}; agent heard the "
+          f"caller {_seconds(agent_heard)}")
+    assert len(caller_heard) >= 3 and all(caller_heard), caller_heard
+    assert sum(caller_talked) >= 3
+    assert all(heard for talked, heard in zip(caller_talked, agent_heard) if talked), agent_heard
+
+    # Nothing of the keypad reached the agent's leg while the caller keyed ...
+    during = dtmf_sent_to_agent(to_agent, secure, done)
+    assert during["rtp_packets"] > 50, during  # a live capture (the voice check says how live)
+    assert during["telephone_events"] == 0 and during["sip_info"] == 0, during
+    heard = ulaw_audio_in_packets(to_agent, rtp_port=SIPP_AGENT.rtp_port, start=secure, end=done)
+    assert len(heard) > 8000 * 2 and detect_dtmf_in(heard) == []
+    # ... though each check found the same PIN keyed before the payment, secure capture off.
+    before = dtmf_sent_to_agent(to_agent, 0, secure - 0.2)
+    assert before["telephone_events"] > 0 and before.get("sip_invite", 0) >= 1, before
+    tones_before = detect_dtmf_in(ulaw_audio_in_packets(
+        to_agent, rtp_port=SIPP_AGENT.rtp_port, start=0, end=secure - 0.2))
+    assert [digit for _, digit in tones_before] == list(card.pin), tones_before
+
+    # The agent's recording ran throughout: it holds the control's tones and no other digit.
+    recordings = _recordings(stack)
+    assert recordings and recordings[-1].stat().st_size > 8000 * 2 * (done - secure)
+    assert [digit for _, digit in detect_dtmf(recordings[-1])] == list(card.pin)
+
+
+@pytest.mark.parametrize("dtmf", [mode("rfc4733"), mode("info-dtmf-relay")],
+                         ids=lambda m: m.name)
+def test_talk_through_keeps_the_voices_and_hides_the_keys(stack, dtmf):
+    mobile = {"rfc4733": "13800138211", "info-dtmf-relay": "13800138212"}[dtmf.name]
+    _talked_through(stack, f"talkthrough_{dtmf.name}", "44.00", mobile, dtmf)
