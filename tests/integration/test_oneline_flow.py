@@ -59,3 +59,23 @@ async def test_the_agent_is_released_only_if_the_caller_really_left(
         await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
     assert switch.released == released
     assert switch.resumed == [AGENT_CHANNEL]  # the agent's recording goes on either way
+
+
+async def test_a_talk_through_caller_who_left_releases_the_agent_and_resumes_nothing(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Talk-through never paused the agent's recording: the flow has none to resume."""
+    store = PaymentStore(redis_client)
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
+                                  "oneline_style": "talk-through"})
+    await store.transition(payment.id, PaymentState.RISK_PASSED)
+
+    async def pay_order(call, ctx, payment) -> bool:
+        raise AgiHangup("HANGUP")
+
+    monkeypatch.setattr(flow, "pay_order", pay_order)
+    switch = _Switch()
+    with pytest.raises(AgiHangup):
+        await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
+    assert (switch.released, switch.resumed) == ([AGENT_CHANNEL], [])
+    [answered] = [h for h in await store.history(payment.id) if h["state"] == "answered"]
+    assert "agent talking through" in answered["reason"]

@@ -196,6 +196,25 @@ async def test_the_agents_recording_is_paused_before_the_caller_is_switched(
                                                "the agent's call recording paused")
 
 
+async def test_talk_through_keeps_the_agent_listening_and_the_recording_running(
+        api: Api, fake_ami: FakeAmi) -> None:
+    """Talk-through: the caller goes to the payment IVR as for the hard switch, the agent to
+    [agent-talkthrough] (ChanSpy on the caller's channel, named in the agent's leg), and the
+    agent's recording is neither paused nor noted as paused."""
+    status, body = await api.post_order(**{**ONELINE, "mode": "talk-through"})
+    assert status == 201 and body["status"] == "risk_passed", body
+    assert body["mode"] == "oneline" and body["oneline_style"] == "talk-through"
+    redirect = await fake_ami.received("Redirect")
+    assert (redirect["Channel"], redirect["Context"]) == (CALLER_CHANNEL, "pay-oneline")
+    assert (redirect["ExtraChannel"], redirect["ExtraContext"]) == (AGENT_CHANNEL,
+                                                                    "agent-talkthrough")
+    told_the_agent = [(s["Variable"], s["Value"]) for s in fake_ami.sent("Setvar")
+                      if s["Channel"] == AGENT_CHANNEL]
+    assert ("VOICEPAY_CALLER_CHANNEL", CALLER_CHANNEL) in told_the_agent
+    assert fake_ami.sent("MixMonitorMute") == []
+    assert not [h for h in await _history(api, body["id"]) if h.get("event")]
+
+
 async def test_a_recording_that_cannot_be_paused_refuses_the_switch(api: Api,
                                                                     fake_ami: FakeAmi) -> None:
     """Asterisk refuses the mute (no such channel, no recording on it): the caller stays with

@@ -141,9 +141,16 @@ def test_optional_fields_may_be_left_out():
     assert order.language is None and order.notify_url is None
 
 
-def test_oneline_mode_needs_an_agent():
-    error = _refused("agent_id", mode="oneline")
+@pytest.mark.parametrize("mode", ["oneline", "talk-through"])
+def test_in_call_modes_need_an_agent(mode: str) -> None:
+    error = _refused("agent_id", mode=mode)
     assert error.error_id == "invalid-parameter" and error.status == 400
+    assert mode in error.details["reason"]
+
+
+def test_talk_through_is_an_order_in_the_agents_call():
+    order = _parse(mode="talk-through", agent_id="7101")
+    assert (order.mode, order.agent_id) == ("talk-through", "7101")
 
 
 def test_only_oneline_takes_an_agent():
