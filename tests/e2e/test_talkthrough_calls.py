@@ -38,15 +38,30 @@ SENT_AMPLITUDE = 32767 * 10 ** ((-10 - 3.17) / 20)
 HEARD_AMPLITUDE = SENT_AMPLITUDE / 10
 
 
+def _each_second(packets, rtp_port: int, start: float, end: float) -> list[list[float]]:
+    """The audio sent to ``rtp_port`` in each whole second from ``start`` to ``end``."""
+    return [ulaw_audio_in_packets(packets, rtp_port=rtp_port, start=start + second,
+                                  end=start + second + 1)
+            for second in range(math.floor(end - start))]
+
+
 def _seconds_heard(packets, rtp_port: int, start: float, end: float, hz: int) -> list[bool]:
     """For each whole second from ``start`` to ``end``: was ``hz`` in the audio sent to
     ``rtp_port`` in that second?"""
-    heard = []
-    for second in range(math.floor(end - start)):
-        samples = ulaw_audio_in_packets(packets, rtp_port=rtp_port, start=start + second,
-                                        end=start + second + 1)
-        heard.append(bool(samples) and tone_level(samples, hz) >= HEARD_AMPLITUDE)
-    return heard
+    return [bool(samples) and tone_level(samples, hz) >= HEARD_AMPLITUDE
+            for samples in _each_second(packets, rtp_port, start, end)]
+
+
+def _seconds_with_other_sound(packets, rtp_port: int, start: float, end: float,
+                              hz: int) -> list[bool]:
+    """For each whole second: was there sound besides the ``hz`` talker (a prompt, music)?
+    What is left of the second's power once the tone's is taken out, against the level a voice
+    is heard at."""
+    other = []
+    for samples in _each_second(packets, rtp_port, start, end):
+        power = sum(x * x for x in samples) / len(samples) if samples else 0.0
+        other.append(power - tone_level(samples, hz) ** 2 / 2 > HEARD_AMPLITUDE ** 2 / 2)
+    return other
 
 
 def _seconds(heard: list[bool]) -> str:
@@ -76,6 +91,7 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
         ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues,
             caller_ip=dtmf.caller_ip)
         _when_the_agent_talks_to_the_caller(stack)
+        bridged = time.time()
         cues.send("control")
         assert stack.wait_until(lambda: dtmf_sent_to_agent(
             _packets_to_agent(agent_capture), 0, time.time())["telephone_events"] > 0, 15)
@@ -119,6 +135,20 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
     assert len(caller_heard) >= 3 and all(caller_heard), caller_heard
     assert sum(caller_talked) >= 3
     assert all(heard for talked, heard in zip(caller_talked, agent_heard) if talked), agent_heard
+    # The prompts were played to the caller only: the agent heard nothing but the caller's voice.
+    # The control: the same measure finds nothing but the agent's voice in what the caller
+    # heard while bridged, and more (the prompts) while the caller was in the payment IVR.
+    other_to_caller_bridged = _seconds_with_other_sound(to_caller, CALLER_RTP_PORT, bridged,
+                                                        secure - 0.5, AGENT_HZ)
+    other_to_caller = _seconds_with_other_sound(to_caller, CALLER_RTP_PORT, secure, done,
+                                                AGENT_HZ)
+    other_to_agent = _seconds_with_other_sound(to_agent, SIPP_AGENT.rtp_port, secure, done,
+                                               CALLER_HZ)
+    print(f"{name}: other sound to the caller bridged {_seconds(other_to_caller_bridged)}, in "
+          f"the capture {_seconds(other_to_caller)}; to the agent {_seconds(other_to_agent)}")
+    assert other_to_caller_bridged and not any(other_to_caller_bridged)
+    assert sum(other_to_caller) >= 3
+    assert not any(other_to_agent), other_to_agent
 
     # Nothing of the keypad reached the agent's leg while the caller keyed ...
     during = dtmf_sent_to_agent(to_agent, secure, done)
