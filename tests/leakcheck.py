@@ -213,13 +213,23 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
 _LOG_THREAD_ID = re.compile(r"(?:DEBUG|VERBOSE|NOTICE|WARNING|ERROR|DTMF|SECURITY)\[$")
 
 
+# Asterisk's RTP jitter statistics at debug level: one line per packet received, numbers only
+# (packet count, arrival times, timestamps, jitter). A call with audio flowing both ways counts
+# its packets past every 3-digit test CVV2.
+_RTP_STATISTICS_LINE = re.compile(r"res_rtp_asterisk\.c: [0-9.]+: pkt: .* Arrival sec: .*[Jj]itter")
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
-    """A PIN or CVV2 standing alone, never a decimal fraction or a log line's thread id; a CVV2
-    not after a dot or colon either (13:42:26.398)."""
+    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id or a
+    number in RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
+            continue
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        if _RTP_STATISTICS_LINE.search(text, line_start, line_end if line_end >= 0 else len(text)):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \
