@@ -353,12 +353,10 @@ def write_scenario(call: Call, directory: Path) -> Path:
     contact_params = "" if call.transport == "udp" else f";transport={call.transport}"
     sdp = _sdp(call.codecs, telephone_event=not _inband_only(call.steps))
     body = [_INVITE.format(number=call.number, sdp=sdp, contact_params=contact_params)]
-    # Every INFO key and each hold and unhold is a request of its own in the dialog; CSeq 1 was
-    # the INVITE.
-    requests = sum(len(step.digits) if step.sip_info else 2 * step.hold for step in call.steps)
     info_head = _CALLER_INFO_HEAD.replace("{number}", call.number)
+    # CSeq 1 was the INVITE.
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number, cseq=2 + requests),
+                           _SEND_BYE.replace("{number}", call.number),
                            call.hang_up_on_cue, info_head=info_head, first_info_cseq=2,
                            number=call.number, codecs=call.codecs)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
@@ -369,12 +367,14 @@ def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | Non
                    bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None, *,
                    info_head: str, first_info_cseq: int, number: str | None = None,
                    codecs: tuple[str, ...] = ("PCMU",)) -> list[str]:
-    """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
-    (or on the test's ``hang_up_on_cue``). INFO keys are sent with ``info_head`` (its ``{cseq}``
-    counting from ``first_info_cseq``); ``number`` (the caller's dialled number) and ``codecs``
-    are for hold and unhold."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq,
-                                           number, codecs)
+    """Key ``steps``, then wait for the other side's BYE, or send ours (``send_bye``, its
+    ``{cseq}`` the dialog's next) ``hang_up_after_ms`` later (or on the test's
+    ``hang_up_on_cue``). Our requests in the dialog (INFO keys sent with ``info_head``, hold and
+    unhold) are numbered in turn from ``first_info_cseq``; ``number`` (the caller's dialled
+    number) and ``codecs`` are for hold and unhold."""
+    lines, previous_play_ms, next_cseq = _key_presses(steps, pcap_dir, info_head,
+                                                      first_info_cseq, number, codecs)
+    send_bye = send_bye.format(cseq=next_cseq)
     if hang_up_on_cue is not None:
         if previous_play_ms:
             lines.append(f'    <pause milliseconds="{previous_play_ms}"/>\n')
@@ -406,8 +406,9 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
 
 def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int,
                  number: str | None = None, codecs: tuple[str, ...] = ("PCMU",)
-                 ) -> tuple[list[str], int]:
-    """The scenario lines that key ``steps``, and how long the last capture plays."""
+                 ) -> tuple[list[str], int, int]:
+    """The scenario lines that key ``steps``, how long the last capture plays, and the CSeq of
+    the dialog's next request (every INFO key, hold and unhold takes one)."""
     lines: list[str] = []
     previous_play_ms = 0
     for index, step in enumerate(steps):
@@ -436,7 +437,7 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
         pcap = pcap_for_step(pcap_dir, step.digits, index, tones=step.via)
         lines.append(f'    <nop><action><exec play_pcap_audio="pcap/{pcap.name}"/></action></nop>\n')
         previous_play_ms = play_duration_ms(step.digits)
-    return lines, previous_play_ms
+    return lines, previous_play_ms, info_cseq
 
 
 def _describe(digits: str) -> str:
@@ -611,9 +612,9 @@ _UAS_SEND_BYE = """\
 def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml``: the phone that the platform's callback rings."""
     directory.mkdir(parents=True, exist_ok=True)
-    info_keys = sum(len(step.digits) for step in callee.steps or [] if step.sip_info)
+    keys_by_info = any(step.sip_info for step in callee.steps or [])
     # A phone that sends requests of its own in the dialog (INFO keys, BYE) keeps its parties.
-    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or info_keys)
+    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info)
     body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends else _UAS_RECV_INVITE, _UAS_TRYING]
     if callee.behaviour == "busy":
         body.append(_UAS_BUSY)
@@ -624,7 +625,7 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
         body += [_uas_early_media(sdp) if callee.early_media else _UAS_RINGING,
                  _uas_answer(callee.ring_ms, sdp)]
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
-                               callee.bye_timeout_ms, _UAS_SEND_BYE.format(cseq=1 + info_keys),
+                               callee.bye_timeout_ms, _UAS_SEND_BYE,
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)
     else:
         raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")
