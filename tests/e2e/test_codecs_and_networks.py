@@ -78,13 +78,11 @@ def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(sta
             assert re.search(line, shown), (line, shown)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known failure: the TCP caller keys everything and the IVR finishes (goodbye played), but "
-    "Asterisk's BYE never reaches SIPp over TCP, so SIPp times out waiting for it; not yet "
-    "diagnosed (needs a pjsip logger trace)"))
 def test_a_caller_over_tcp_pays(stack):
-    """SIPp with -t t1: the INVITE, the keys' dialog and Asterisk's BYE on one TCP connection
-    to 127.0.0.1:5060 (the Contact says transport=tcp, so the BYE comes back over it)."""
+    """SIPp with -t t1 (TCP only, one connection to 127.0.0.1:5060): the INVITE, the keys'
+    dialog, and Asterisk's BYE when the IVR hangs up, which SIPp waits for and answers before it
+    exits 0 (top_up_on_cues checks). The BYE once never left Asterisk: every endpoint was pinned
+    to the UDP transport (pjsip.conf, tests/unit/test_sip_edge.py)."""
     payment, _ = top_up_on_cues(stack, "over_tcp", "8000", "13800009224", transport="tcp")
     assert payment["status"] == "approved"
 

@@ -79,7 +79,7 @@ class Call:
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
     # The codecs offered, first preferred (PCMU, PCMA, G722), and the SIP transport ("tcp": run
-    # SIPp with -t t1; the Contact then says so, or Asterisk would send its BYE over UDP).
+    # SIPp with -t t1; the Contact then says transport=tcp, as a TCP phone's does).
     codecs: tuple[str, ...] = ("PCMU",)
     transport: str = "udp"
 

@@ -88,6 +88,15 @@ def test_asterisk_listens_on_loopback_only():
     assert transports and all(t["bind"].startswith("127.0.0.1:") for t in transports)
 
 
+def test_no_endpoint_is_pinned_to_one_transport():
+    """A phone may call over UDP, TCP or TLS: an endpoint pinned to UDP (``transport =``) takes a
+    TCP caller's INVITE, but Asterisk's own requests in that dialog (its BYE when the IVR hangs
+    up) can never be sent (tests/e2e/test_codecs_and_networks.py's TCP caller)."""
+    endpoints = {name: s for name, s in _pjsip() if s.get("type") == "endpoint"}
+    assert {"loopback-tester", "6001", "7001"} <= set(endpoints)  # the check sees them
+    assert {name: s["transport"] for name, s in endpoints.items() if "transport" in s} == {}
+
+
 def test_no_endpoint_without_a_password_can_be_reached_by_its_name():
     """An endpoint without auth is reached only by address (identify_by = ip), and identifies
     match only this machine's test addresses (127.0.0.1; 127.0.0.2N, the test phones of each DTMF
