@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -30,6 +31,37 @@ pytestmark = pytest.mark.e2e
 
 # The format Asterisk names a codec by (its log's "Playing '<file>.<format>'").
 FORMAT = {"G722": "g722", "PCMU": "ulaw", "PCMA": "alaw"}
+# Where the self-service caller (SIPp) takes its media (Stack.start_call's media_port).
+CALLER_MEDIA_PORT = 16000
+
+
+class RtpToCaller:
+    """The payload type of every RTP packet Asterisk sends the caller's media port, as tshark
+    sees it on the loopback: the codec the caller hears, on the wire. Only the numbers are kept
+    (in ``directory``, outside var/: no audio, nothing for the leak scan)."""
+
+    def __init__(self, stack, directory: Path) -> None:
+        self._stack = stack
+        self._out, self._err = directory / "rtp-to-caller.tsv", directory / "rtp-to-caller.err"
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> RtpToCaller:
+        argv = ["tshark", "-l", "-n", "-i", "lo", "-f", f"udp dst port {CALLER_MEDIA_PORT}",
+                "-d", f"udp.port=={CALLER_MEDIA_PORT},rtp", "-T", "fields", "-e", "rtp.p_type"]
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self._process = subprocess.Popen(argv, stdout=out, stderr=err,
+                                             start_new_session=True)
+        assert self._stack.wait_until(lambda: "Capturing on" in self._err.read_text(), 15), \
+            self._err.read_text()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        self._process.wait(timeout=10)
+
+    def payload_types(self) -> list[int]:
+        return [int(line) for line in self._out.read_text().split()]
 
 
 def _sandbox(stack) -> AsteriskSandbox:
@@ -50,13 +82,14 @@ def _caller_channel_formats(stack) -> str:
     (("G722", "PCMU", "PCMA"), "G722"), (("PCMA", "G722", "PCMU"), "G722"),
     (("PCMU", "PCMA", "G722"), "G722"), (("PCMA", "PCMU"), "PCMU"), (("PCMA",), "PCMA")],
     ids=lambda value: "-".join(value) if isinstance(value, tuple) else value)
-def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(stack, codecs,
-                                                                           chosen):
+def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(stack, tmp_path,
+                                                                           codecs, chosen):
     """Whatever order the caller offers them in, Asterisk takes G.722 when offered, else µ-law,
-    else A-law (pjsip.conf's allow order), and plays every prompt from the file in that codec:
-    the channel's write format during each playback (Asterisk's log) is the call's codec, so no
-    translation path was used. For G.722, the channel itself is looked at while a prompt plays:
-    native, write and read formats g722, no write or read transcoding."""
+    else A-law (pjsip.conf's allow order), and plays every prompt from the file in that codec
+    (Asterisk's log names each file played). Looked at three ways: the channel while a prompt
+    plays (``core show channel``: native, write and read formats the codec, no write or read
+    transcoding), every RTP packet Asterisk sent the caller (that codec's payload type, nothing
+    else), and the files played (all of the codec's format, goodbye last)."""
     channel: list[str] = []
 
     def look_at_the_channel(prompt: str) -> None:
@@ -64,18 +97,20 @@ def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(sta
             channel.append(_caller_channel_formats(stack))
 
     mobile = f"138000092{len(codecs)}{PAYLOAD_TYPES[codecs[0]]}"
-    payment, mark = top_up_on_cues(stack, f"offers_{'_'.join(codecs)}", "8000", mobile,
-                                   codecs=codecs, on_prompt=look_at_the_channel)
+    with RtpToCaller(stack, tmp_path) as rtp:
+        payment, mark = top_up_on_cues(stack, f"offers_{'_'.join(codecs)}", "8000", mobile,
+                                       codecs=codecs, on_prompt=look_at_the_channel)
     assert payment["status"] == "approved"
     prompts = heard(stack, mark)
     assert prompts and prompts[-1].stem == "goodbye"
     assert {p.suffix for p in prompts} == {f".{FORMAT[chosen]}"}, prompts
     shown = channel[0]
-    assert re.search(rf"NativeFormats:\s+\({FORMAT[chosen]}\)", shown), shown
-    if chosen == "G722":
-        for line in (r"WriteFormat:\s+g722", r"ReadFormat:\s+g722", r"WriteTranscode:\s+No",
-                     r"ReadTranscode:\s+No"):
-            assert re.search(line, shown), (line, shown)
+    for line in (rf"NativeFormats:\s+\({FORMAT[chosen]}\)", rf"WriteFormat:\s+{FORMAT[chosen]}\b",
+                 rf"ReadFormat:\s+{FORMAT[chosen]}\b", r"WriteTranscode:\s+No",
+                 r"ReadTranscode:\s+No"):
+        assert re.search(line, shown), (line, shown)
+    sent = rtp.payload_types()
+    assert sent and set(sent) == {PAYLOAD_TYPES[chosen]}, sorted(set(sent))
 
 
 def test_a_caller_over_tcp_pays(stack):
