@@ -20,8 +20,9 @@ from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from devstack.sip_tls import ensure_sip_tls
 from simulators.acquirer.testcards import find_test_card
 from tests.e2e.test_callback_calls import finish, order, submit
-from tests.e2e.test_dialplan_lines import heard, top_up_on_cues
+from tests.e2e.test_dialplan_lines import SELF_SERVICE, heard, top_up_on_cues
 from tests.e2e.test_sip_edge import SOFTPHONE, softphone_password
+from tests.e2e.test_softphones import softphone
 from tests.sipp import callback_calls as phone
 from tests.sipp import edge_calls as edge
 from tests.sipp.scenario import PAYLOAD_TYPES
@@ -120,6 +121,33 @@ def test_a_caller_over_tcp_pays(stack):
     to the UDP transport (pjsip.conf, tests/unit/test_sip_edge.py)."""
     payment, _ = top_up_on_cues(stack, "over_tcp", "8000", "13800009224", transport="tcp")
     assert payment["status"] == "approved"
+
+
+def test_a_softphone_registered_over_tcp_pays_and_is_hung_up_on(stack):
+    """baresip registers as 6001 straight to Asterisk over TCP (127.0.0.1:5060: the edge relays
+    UDP only, README "SIP over TCP and TLS"), digest auth, its Contact its own TCP listener;
+    dials 8000 over TCP and keys each entry when asked: approved. Then the IVR hangs up and
+    Asterisk's BYE reaches the phone: the call ends there (CALL_CLOSED), as a user sees it."""
+    card = find_test_card("approve")
+    mobile = "13800009226"
+    before, mark = stack.payment_ids(), stack.asterisk_mark()
+    with softphone(stack, "baresip", "6001", "over_tcp", edge="127.0.0.1",
+                   transport="tcp") as caller:
+        # The registrar's record in full (``pjsip show contacts`` cuts the URI short).
+        contacts = _sandbox(stack).cli("database show registrar/contact")
+        assert re.search(r'"uri":"sip:6001[^"@]*@127\.0\.0\.20:5094;transport=tcp"', contacts,
+                         re.IGNORECASE), contacts
+        caller.dial("8000")
+        caller.wait_connected()
+        for prompt, keys in [("enter_mobile", mobile), ("amount_menu", "1"),
+                             ("enter_card", card.pan + "#"), ("enter_pin", card.pin + "#")]:
+            stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
+            caller.keys(keys)
+        payment = stack.wait_for(stack.new_payment(mobile, before)["id"],
+                                 {"approved", "declined", "failed", "abandoned"})
+        caller.wait_ended(timeout=90)
+    assert payment["status"] == "approved", payment["history"]
+    assert [p.stem for p in heard(stack, mark)][-1] == "goodbye"
 
 
 def test_a_caller_who_holds_and_unholds_mid_payment_still_pays(stack):

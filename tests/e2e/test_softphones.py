@@ -42,10 +42,13 @@ SELFSERVICE_MARKER = "voicepay self-service top-up"
 
 
 @contextmanager
-def softphone(stack, kind: str, user: str, name: str) -> Iterator[Baresip | Linphone]:
-    """A registered ``kind`` softphone with ``user``'s account and its generated password."""
+def softphone(stack, kind: str, user: str, name: str,
+              **account_options) -> Iterator[Baresip | Linphone]:
+    """A registered ``kind`` softphone with ``user``'s account and its generated password
+    (``account_options``: an Account's ``edge`` and ``transport``, else the edge over UDP)."""
     account = Account(user=user, password=softphone_password(stack, user),
-                      address=ADDRESS[kind], sip_port=SIP_PORT[kind], rtp_port=RTP_PORT[kind])
+                      address=ADDRESS[kind], sip_port=SIP_PORT[kind], rtp_port=RTP_PORT[kind],
+                      **account_options)
     directory = stack.work_dir / "softphones" / f"{name}_{kind}"
     phone = (Baresip(account, directory, ctrl_port=BARESIP_CONTROL_PORT) if kind == "baresip"
              else Linphone(account, directory))

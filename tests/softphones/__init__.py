@@ -38,13 +38,18 @@ class Account:
     sip_port: int
     rtp_port: int
     edge: str = EDGE_ADDRESS
+    # "tcp": the account says ;transport=tcp, and the phone registers and calls over TCP
+    # (baresip; the linphonec driver talks UDP only).
+    transport: str = "udp"
 
     @property
     def aor(self) -> str:
-        return f"sip:{self.user}@{self.edge}"
+        params = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.user}@{self.edge}{params}"
 
     def uri(self, number: str) -> str:
-        """What the phone dials for ``number``: the number at the edge."""
+        """What the phone dials for ``number``: the number at the edge (over the account's
+        transport: the phone adds it)."""
         return f"sip:{number}@{self.edge}"
 
 
