@@ -61,6 +61,9 @@ def _linphonerc(account: Account, account_directory: Path) -> str:
         f"uri={account_directory}/linphone.db",
         "[rtp]",
         f"audio_rtp_port={account.rtp_port}",
+        # linphonec ends a call by itself after 30 s without RTP: a call the far end hung up
+        # ends by its BYE here, or the test waiting for the end sees it does not.
+        "nortp_timeout=3600",
         "[video]",
         "capture=0",
         "display=0",
