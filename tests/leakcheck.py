@@ -213,13 +213,26 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
 _LOG_THREAD_ID = re.compile(r"(?:DEBUG|VERBOSE|NOTICE|WARNING|ERROR|DTMF|SECURITY)\[$")
 
 
+# ... and a line of jitter statistics for every RTP packet it receives (``res_rtp_asterisk.c:
+# <call>: pkt:   456 Arrival sec: 9.118 ... RX ts: 119920``): packet counts and RTP timestamps,
+# one equal to a test CVV2 or PIN by chance once a phone has streamed audio for some seconds.
+_RTP_STATISTICS_LINE = re.compile(r"[^\n]*DEBUG\[\d+\][^\n]* res_rtp_asterisk\.c: \S+: pkt: ")
+
+
+def _on_rtp_statistics_line(text: str, position: int) -> bool:
+    return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
-    """A PIN or CVV2 standing alone, never a decimal fraction or a log line's thread id; a CVV2
-    not after a dot or colon either (13:42:26.398)."""
+    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id or a
+    number in Asterisk's RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
+            continue
+        if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
+                and _on_rtp_statistics_line(text, match.start())):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \

@@ -42,16 +42,18 @@ SELFSERVICE_MARKER = "voicepay self-service top-up"
 
 
 @contextmanager
-def softphone(stack, kind: str, user: str, name: str,
+def softphone(stack, kind: str, user: str, name: str, *, record: bool = False,
               **account_options) -> Iterator[Baresip | Linphone]:
     """A registered ``kind`` softphone with ``user``'s account and its generated password
-    (``account_options``: an Account's ``edge`` and ``transport``, else the edge over UDP)."""
+    (``account_options``: an Account's ``edge`` and ``transport``, else the edge over UDP);
+    ``record``: it keeps the audio it receives (an agent's: a cardholder's phone would keep its
+    own key clicks too, in var/, which is leak-scanned)."""
     account = Account(user=user, password=softphone_password(stack, user),
                       address=ADDRESS[kind], sip_port=SIP_PORT[kind], rtp_port=RTP_PORT[kind],
                       **account_options)
     directory = stack.work_dir / "softphones" / f"{name}_{kind}"
-    phone = (Baresip(account, directory, ctrl_port=BARESIP_CONTROL_PORT) if kind == "baresip"
-             else Linphone(account, directory))
+    phone = (Baresip(account, directory, ctrl_port=BARESIP_CONTROL_PORT, record=record)
+             if kind == "baresip" else Linphone(account, directory, record=record))
     with phone:
         phone.wait_registered()
         yield phone
@@ -118,7 +120,7 @@ def test_oneline_payment_with_the_agent_on_a_softphone(stack, kind):
     reached it during the payment, though the control digit did before. And the phone's own
     account of it: the only key it received is the control digit, and the audio it received
     holds no keypad tone."""
-    with softphone(stack, kind, AGENT[kind], "agent") as phone:
+    with softphone(stack, kind, AGENT[kind], "agent", record=True) as phone:
         final, _ = _paid_with_the_agent_apart(
             stack, f"oneline_softphone_{kind}", "44.00", softphone=phone,
             mobile={"baresip": "13800138211", "linphone": "13800138212"}[kind])
