@@ -9,13 +9,15 @@ provokes never reaches another, and keys as RFC 4733 telephone-events.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Account", "Softphone", "SoftphoneError", "wait_until", "silent_wav", "EDGE_ADDRESS"]
+__all__ = ["Account", "Softphone", "SoftphoneError", "wait_until", "wait_or_kill", "silent_wav",
+           "EDGE_ADDRESS"]
 
 # Where a phone beyond loopback registers and calls (VOICEPAY_SIP_EDGE_ADDRESSES in the tests).
 EDGE_ADDRESS = "127.0.0.2"
@@ -78,6 +80,15 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
         if time.monotonic() > deadline:
             raise SoftphoneError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Give a phone told to quit ``timeout`` s to unregister and exit; then kill it."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def silent_wav(path: Path, seconds: int = 600) -> Path:

@@ -21,7 +21,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
+from tests.softphones import (Account, Softphone, SoftphoneError, silent_wav, wait_or_kill,
+                              wait_until)
 
 __all__ = ["Baresip", "account_line"]
 
@@ -114,11 +115,7 @@ class Baresip(Softphone):
             if self._process.poll() is None and self._socket is not None:
                 # baresip unregisters every account (expires=0) as it quits.
                 self._send("quit", "")
-                try:
-                    self._process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=10)
+                wait_or_kill(self._process, 10)
         finally:
             if self._socket is not None:
                 self._socket.close()

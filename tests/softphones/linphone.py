@@ -20,7 +20,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
+from tests.softphones import (Account, Softphone, SoftphoneError, silent_wav, wait_or_kill,
+                              wait_until)
 
 __all__ = ["Linphone", "account_sections"]
 
@@ -119,11 +120,7 @@ class Linphone(Softphone):
             if self._process.poll() is None:
                 self.send("unregister")
                 self.send("quit")
-                try:
-                    self._process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=10)
+                wait_or_kill(self._process, 15)
         finally:
             self._process = None
             # The password stays where the installation keeps it, not in the test's files.
