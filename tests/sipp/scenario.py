@@ -232,45 +232,45 @@ _WAIT_FOR_BYE = """\
     </send>
 """
 
-_SEND_BYE = """\
-    <send retrans="500">
-      <![CDATA[
-        BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
+_DIALOG_HEAD = """\
+        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
         To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
         Call-ID: [call_id]
-        CSeq: {cseq} BYE
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        CSeq: {cseq} {method}
+"""
+# The caller's own Contact, on every request of its dialog but the ACK.
+_CALLER_CONTACT = "        Contact: <sip:cardholder@[local_ip]:[local_port]>\n"
+
+_SEND_BYE = ("""\
+    <send retrans="500">
+      <![CDATA[
+""" + _DIALOG_HEAD.replace("{method}", "BYE") + _CALLER_CONTACT + """\
         Max-Forwards: 70
         Content-Length: 0
 
       ]]>
     </send>
     <recv response="200" crlf="true"/>
-"""
+""")
 
 # One key as a SIP INFO (RFC 2976, with a body of INFO_BODIES), in the caller's dialog; {cseq}
 # continues the dialog's numbering (the BYE comes after).
-_CALLER_INFO_HEAD = """\
-        INFO sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-        Call-ID: [call_id]
-        CSeq: {cseq} INFO
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
-"""
-# The same from the called phone, in the dialog the platform's INVITE opened (we are its To side).
-_UAS_INFO_HEAD = """\
-        INFO [$remote_contact] SIP/2.0
+_CALLER_INFO_HEAD = _DIALOG_HEAD.replace("{method}", "INFO") + _CALLER_CONTACT
+# The first lines of a request of the called phone, in the dialog the platform's INVITE opened
+# (we are its To side), its Contact included.
+_UAS_DIALOG_HEAD = """\
+        {method} [$remote_contact] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: [$local_party];tag=[pid]SIPpTag01[call_number]
         To: [$remote_party]
         [last_Call-ID:]
-        CSeq: {cseq} INFO
+        CSeq: {cseq} {method}
         Contact: <sip:[local_ip]:[local_port];transport=[transport]>
 """
+_UAS_INFO_HEAD = _UAS_DIALOG_HEAD.replace("{method}", "INFO")
 _SEND_INFO = """    <send retrans="500">
       <![CDATA[
 {head}\
@@ -288,17 +288,6 @@ _SEND_INFO = """    <send retrans="500">
 INFO_GAP_MS = 250
 
 
-# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
-_DIALOG_HEAD = """\
-        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-        Call-ID: [call_id]
-        CSeq: {cseq} {method}
-"""
-
-
 def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
     """The caller's re-INVITE (hold, unhold) and its ACK: Asterisk's 200 must carry
     ``a=<answer>`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call."""
@@ -306,8 +295,7 @@ def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
     return f"""    <!-- {what} -->
     <send retrans="500">
       <![CDATA[
-{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}\
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}{_CALLER_CONTACT}\
         Max-Forwards: 70
         Content-Type: application/sdp
         Content-Length: [len]
@@ -590,23 +578,17 @@ _UAS_BUSY = """\
     <recv request="ACK" crlf="true"/>
 """
 
-_UAS_SEND_BYE = """\
+_UAS_SEND_BYE = ("""\
     <send retrans="500">
       <![CDATA[
-        BYE [$remote_contact] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: [$local_party];tag=[pid]SIPpTag01[call_number]
-        To: [$remote_party]
-        [last_Call-ID:]
-        CSeq: {cseq} BYE
-        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+""" + _UAS_DIALOG_HEAD.replace("{method}", "BYE") + """\
         Max-Forwards: 70
         Content-Length: 0
 
       ]]>
     </send>
     <recv response="200" crlf="true"/>
-"""
+""")
 
 
 def write_uas_scenario(callee: Callee, directory: Path) -> Path:
