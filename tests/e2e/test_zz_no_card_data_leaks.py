@@ -46,6 +46,7 @@ def test_no_card_data_anywhere(stack):
     by_name = {place.where: place.data for place in places}
     assert b"authorizing" in by_name["var/log/ivr.log"]
     assert b"DEBUG[" in by_name["var/asterisk/log/full"]  # Asterisk at full verbosity
+    assert "var/asterisk/spool/astdb.sqlite3" in by_name  # this Asterisk's own AstDB is read
     assert any(where.startswith("AMI traffic") and b"Response: Success" in data
                for where, data in by_name.items())
     assert any(where.startswith("FastAGI traffic") and b"agi_network_script" in data
