@@ -113,6 +113,20 @@ def test_callback_answered_and_paid_on_a_softphone(stack, kind):
     assert final["internal"]["pin_attempts"] == "1"
 
 
+def test_a_registration_is_kept_in_the_stacks_own_astdb(stack):
+    """The contact a phone registers is written to this stack's own AstDB,
+    var/asterisk/spool/astdb.sqlite3, which no other stack's Asterisk opens. It was written to
+    the cached root filesystem every stack on the machine shares (asterisk-conf/asterisk.conf):
+    there another stack's lock rolled a registration Asterisk had just acknowledged back, and
+    the callback to the phone found no contact to dial."""
+    astdb = stack.settings.var_dir / "asterisk" / "spool" / "astdb.sqlite3"
+    key = f"/registrar/contact/{CALLBACK_NUMBER};".encode()
+    with softphone(stack, "linphone", CALLBACK_NUMBER, "astdb"):
+        # Asterisk commits its AstDB a second or so after a write: then the file holds it.
+        assert stack.wait_until(lambda: astdb.exists() and key in astdb.read_bytes(), 30), \
+            f"no contact of {CALLBACK_NUMBER} in {astdb}"
+
+
 @pytest.mark.parametrize("kind", SOFTPHONES)
 def test_oneline_payment_with_the_agent_on_a_softphone(stack, kind):
     """The agent takes the queue's call on a softphone; the caller (SIPp) keys a control digit
