@@ -29,8 +29,8 @@ from ivr.config import REPO_ROOT
 from ivr.files import write_private
 
 __all__ = ["Manifest", "PromptPath", "Prompts", "UnknownPrompt", "build_hold_music", "build_sounds",
-           "clean_sounds", "link_agent_sounds", "AGENT_SOUNDS", "codec_commands", "synthesis_commands", "CODECS", "HOLD_MUSIC",
-           "MANIFEST_PATH"]
+           "clean_sounds", "codec_commands", "link_agent_sounds", "synthesis_commands",
+           "AGENT_SOUNDS", "CODECS", "HOLD_MUSIC", "MANIFEST_PATH"]
 
 MANIFEST_PATH = REPO_ROOT / "sounds" / "manifest.toml"
 
@@ -195,10 +195,12 @@ def build_hold_music(out_dir: Path) -> int:
 # written to the agent's channel and turns it into signed linear with one translator kept for the
 # whole call. Debian's Asterisk 22 (the asterisk-opus packet-loss patch to main/translate.c) drops
 # a frame whose RTP sequence number lies more than half the number space behind the last one that
-# translator saw; a prompt's frames carry none (0). So once the caller's voice had passed through
-# it (sequence numbers from the caller's phone), every G.711 prompt frame after it was dropped
-# before the recording saw it, and the recording stopped for good (issue 9). Signed-linear frames
-# reach the recording without that translator, which then sees the caller's voice alone.
+# translator saw, and a prompt's frames carry none (0). Once the caller's voice had passed through
+# it with sequence numbers under 32766, every G.711 prompt frame after it was dropped before the
+# recording saw it (no muted payment in the file; with nothing more from the caller, the
+# recording ended there: issue 9); with numbers above, the prompts passed and the caller's voice
+# after them was dropped until its numbers wrapped. Signed-linear frames reach the recording
+# without that translator, which then sees the caller's voice alone.
 AGENT_SOUNDS = "agent"
 AGENT_PROMPTS = ("en/agent_progress.wav", "en/customer_hung_up.wav", HOLD_MUSIC)
 AGENT_HOLD_MUSIC = "agent/hold"
