@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +171,26 @@ def run(shards: list[Shard], pytest_args: list[str]) -> int:
         what = ", ".join(p.name for p in shard.paths) or " ".join(pytest_args)
         measured = f" ({shard.seconds:.0f} s when last measured)" if shard.seconds else ""
         print(f"shard {shard.name}: {what}{measured}", flush=True)
+    try:
+        _wait_for(shards)
+    except BaseException:
+        _interrupt([s for s in shards if s.process is not None and s.process.poll() is None])
+        raise
+    measured: dict[str, float] = {}
+    print("\n======== shards ========")
+    for shard in shards:
+        print(f"{shard.name:8} exit {shard.status}  {shard.took:6.0f} s  "
+              f"{', '.join(p.name for p in shard.paths)}")
+        measured.update(file_seconds(shard))
+    print("seconds per end-to-end file (FILE_SECONDS in tests/suite.py):")
+    for path, seconds in sorted(measured.items(), key=lambda item: -item[1]):
+        if path.startswith(E2E_DIR.as_posix()):
+            print(f'    "{path}": {seconds:.0f},')
+    return max(shard.status or 0 for shard in shards)
+
+
+def _wait_for(shards: list[Shard]) -> None:
+    """Until every shard has ended; each one's output is printed whole as it ends."""
     running = list(shards)
     while running:
         for shard in list(running):
@@ -184,17 +205,21 @@ def run(shards: list[Shard], pytest_args: list[str]) -> int:
             sys.stdout.write(shard.output.read_text(errors="replace"))
             sys.stdout.flush()
         time.sleep(1)
-    measured: dict[str, float] = {}
-    print("\n======== shards ========")
-    for shard in shards:
-        print(f"{shard.name:8} exit {shard.status}  {shard.took:6.0f} s  "
-              f"{', '.join(p.name for p in shard.paths)}")
-        measured.update(file_seconds(shard))
-    print("seconds per end-to-end file (FILE_SECONDS in tests/suite.py):")
-    for path, seconds in sorted(measured.items(), key=lambda item: -item[1]):
-        if path.startswith(E2E_DIR.as_posix()):
-            print(f'    "{path}": {seconds:.0f},')
-    return max(shard.status or 0 for shard in shards)
+
+
+def _interrupt(running: list[Shard]) -> None:
+    """Ctrl-C (or SIGTERM) reaches this runner only, each shard being a session of its own: pass it
+    on as SIGINT, which lets each pytest stop its stack, then make sure nothing is left."""
+    for shard in running:
+        assert shard.process is not None
+        os.killpg(shard.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    for shard in running:
+        assert shard.process is not None
+        try:
+            shard.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(shard.process.pid, signal.SIGKILL)
 
 
 def named_paths(pytest_args: list[str]) -> list[str]:
@@ -209,6 +234,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
                         help="end-to-end shards (the unit and integration tests are one more)")
     args, pytest_args = parser.parse_known_args(argv)
+    # SIGTERM as an exception, so the shards get the same interrupt as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if named_paths(pytest_args):
         # A part of the suite named on the command line runs as it is asked for: one pytest
         # session (one stack if it places calls) in a namespace of its own.

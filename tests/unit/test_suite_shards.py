@@ -73,3 +73,20 @@ def test_a_shards_files_are_named_as_in_any_var_directory(tmp_path):
     (shard_var / "log").mkdir(parents=True)
     (shard_var / "log" / "ivr.log").write_text("authorizing\n")
     assert [place.where for place in var_files(shard_var)] == ["var/log/ivr.log"]
+
+
+def test_an_interrupted_run_interrupts_its_shards(tmp_path):
+    """Each shard is a session of its own, out of reach of the terminal's Ctrl-C: the runner
+    passes the interrupt on, so no shard's stack is left running."""
+    import subprocess
+    shard = suite.Shard("x", [])
+    # Like pytest, this shard stops on SIGINT after a last word (its teardown).
+    shard.process = subprocess.Popen(
+        ["bash", "-c", f"trap 'echo stopped > {tmp_path}/teardown; exit 130' INT; "
+                       f"touch {tmp_path}/ready; while :; do sleep 0.1; done"],
+        start_new_session=True)
+    while not (tmp_path / "ready").exists():
+        assert shard.process.poll() is None
+    suite._interrupt([shard])
+    assert shard.process.poll() == 130
+    assert (tmp_path / "teardown").read_text() == "stopped\n"
