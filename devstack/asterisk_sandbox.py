@@ -11,6 +11,9 @@ and run Asterisk from it under bubblewrap. Either way the same paths are bound i
     /opt/voicepay/secrets      <- var/asterisk/secrets/ (read-only; devstack/secrets.py)
     /run/asterisk, /var/log/asterisk, /var/spool/asterisk <- var/asterisk/{run,log,spool}
 
+The root filesystem itself is read-only: the cached one is every stack's on the machine, so
+whatever Asterisk writes (its AstDB too: asterisk-conf/asterisk.conf) is in this stack's var/.
+
 bubblewrap's mounts live in the sandbox's own mount namespace: when Asterisk exits, nothing is
 left mounted on the host.
 """
@@ -134,9 +137,11 @@ class AsteriskSandbox:
     def _bwrap(self) -> list[str]:
         if not shutil.which("bwrap"):
             raise ProvisionError("bubblewrap is missing (make deps installs it)")
-        root_bind = "--ro-bind" if str(self.root) == "/" else "--bind"
+        # The root read-only, the cached one too: every stack on the machine runs from it, so
+        # whatever Asterisk writes goes to this stack's var/ (the binds below), never into a file
+        # another stack's Asterisk also writes (asterisk-conf/asterisk.conf: the AstDB was one).
         return [
-            "bwrap", root_bind, str(self.root), "/",
+            "bwrap", "--ro-bind", str(self.root), "/",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--ro-bind", str(REPO_ROOT / "asterisk-conf"), "/etc/asterisk",
             "--tmpfs", "/opt",

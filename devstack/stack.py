@@ -31,7 +31,7 @@ from devstack.supervisor import ProcessSpec, Supervisor, SupervisorError
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.log import configure_logging
-from ivr.prompts import Manifest, build_hold_music, build_sounds
+from ivr.prompts import Manifest, build_hold_music, build_sounds, link_agent_sounds
 from ivr.admin import call_api
 from ivr.merchants import ensure_merchant_keys, load_seed
 from ivr.console.agents import ensure_agent_credentials
@@ -106,6 +106,7 @@ class Stack:
         ensure_agent_credentials(self.settings)  # the console's agents: passwords to read at once
         build_sounds(Manifest.load(), REPO_ROOT / "sounds")
         build_hold_music(REPO_ROOT / "sounds")
+        link_agent_sounds(REPO_ROOT / "sounds")
         self.asterisk = AsteriskSandbox(self.settings, ensure_rootfs(self.settings))
         self.asterisk.prepare()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,8 @@ from ivr.config import REPO_ROOT
 from ivr.files import write_private
 
 __all__ = ["Manifest", "PromptPath", "Prompts", "UnknownPrompt", "build_hold_music", "build_sounds",
-           "clean_sounds", "codec_commands", "synthesis_commands", "CODECS", "HOLD_MUSIC",
-           "MANIFEST_PATH"]
+           "clean_sounds", "codec_commands", "link_agent_sounds", "synthesis_commands",
+           "AGENT_SOUNDS", "CODECS", "HOLD_MUSIC", "MANIFEST_PATH"]
 
 MANIFEST_PATH = REPO_ROOT / "sounds" / "manifest.toml"
 
@@ -187,11 +188,52 @@ def build_hold_music(out_dir: Path) -> int:
     return 1
 
 
+# What an agent hears while held apart from a paying caller (dialplan/oneline.conf
+# [agent-wait], [agent-released]; asterisk-conf/musiconhold.conf class "agent"): links to the
+# signed-linear WAVs alone, no .ulaw/.alaw/.g722 beside them, so Asterisk plays them as signed
+# linear whatever the call's codec. Why: the agent's call recording (MixMonitor) hooks what is
+# written to the agent's channel and turns it into signed linear with one translator kept for the
+# whole call. Debian's Asterisk 22 (the asterisk-opus packet-loss patch to main/translate.c) drops
+# a frame whose RTP sequence number lies more than half the number space behind the last one that
+# translator saw, and a prompt's frames carry none (0). Once the caller's voice had passed through
+# it with sequence numbers under 32766, every G.711 prompt frame after it was dropped before the
+# recording saw it (no muted payment in the file; with nothing more from the caller, the
+# recording ended there: issue 9); with numbers above, the prompts passed and the caller's voice
+# after them was dropped until its numbers wrapped. Signed-linear frames reach the recording
+# without that translator, which then sees the caller's voice alone.
+AGENT_SOUNDS = "agent"
+AGENT_PROMPTS = ("en/agent_progress.wav", "en/customer_hung_up.wav", HOLD_MUSIC)
+AGENT_HOLD_MUSIC = "agent/hold"
+
+
+def _agent_links(out_dir: Path) -> list[tuple[Path, Path]]:
+    """(link, what it points at) for every sound the agent hears while held apart."""
+    return [(out_dir / (AGENT_HOLD_MUSIC if source == HOLD_MUSIC else AGENT_SOUNDS)
+             / Path(source).name, out_dir / source) for source in AGENT_PROMPTS]
+
+
+def link_agent_sounds(out_dir: Path) -> int:
+    """Link the agent's sounds (AGENT_SOUNDS) to their WAVs, relative, so they resolve inside
+    Asterisk's sandbox too; returns how many links were made."""
+    made = 0
+    for link, target in _agent_links(out_dir):
+        if link.is_symlink() or not target.exists():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(target, link.parent))
+        made += 1
+    return made
+
+
 def clean_sounds(out_dir: Path) -> int:
     """Remove what the generator wrote (WAVs still as it made them, and every .ulaw/.alaw/.g722
-    made from a generated WAV); recordings stay. Returns how many files were removed."""
+    made from a generated WAV, and the agent's links); recordings stay. Returns how many files
+    were removed."""
     hold = out_dir / HOLD_MUSIC
     removed = 0
+    for link, _ in _agent_links(out_dir):
+        removed += link.is_symlink()
+        link.unlink(missing_ok=True)
     for path in (hold, *(hold.with_suffix(f".{c}") for c in CODECS)):
         removed += path.exists()
         path.unlink(missing_ok=True)
@@ -237,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     built = build_sounds(Manifest.load(), args.out, force=args.force)
     print(f"prompts: {built} built" + (", and the hold music" if build_hold_music(args.out) else ""))
+    link_agent_sounds(args.out)
     return 0
 
 

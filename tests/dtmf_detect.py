@@ -16,7 +16,7 @@ import wave
 from pathlib import Path
 
 __all__ = ["detect_dtmf", "detect_dtmf_in", "keypad_in_packets", "longest_silence",
-           "tone_level", "ulaw_audio_in_packets"]
+           "tone_level", "tone_seconds", "tone_seconds_in", "ulaw_audio_in_packets"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
@@ -74,6 +74,30 @@ def longest_silence(path: Path) -> tuple[float, float]:
                 best_start, best_length = run_start, index - run_start
             run_start = index + 1
     return best_start / rate, best_length / rate
+
+
+def tone_seconds(path: Path, frequency: float, *, start_s: float = 0.0,
+                 end_s: float | None = None) -> float:
+    """Seconds of the WAV between start and end in which ``frequency`` carries most of a loud
+    block's energy: how much of a test phone's steady "voice" tone a recording holds."""
+    samples, rate = _read(path)
+    return tone_seconds_in(samples, frequency, rate, start_s=start_s, end_s=end_s)
+
+
+def tone_seconds_in(samples: list[float], frequency: float, rate: int = 8000, *,
+                    start_s: float = 0.0, end_s: float | None = None) -> float:
+    """tone_seconds over samples already decoded (ulaw_audio_in_packets)."""
+    block = BLOCK * rate // 8000
+    first = int(start_s * rate)
+    last = len(samples) if end_s is None else min(len(samples), int(end_s * rate))
+    held = 0
+    for offset in range(first, last - block + 1, block):
+        chunk = samples[offset:offset + block]
+        energy = sum(x * x for x in chunk)
+        loud = energy >= block * 300.0 ** 2  # as detect_dtmf_in: quieter is silence or noise
+        if loud and _goertzel(chunk, frequency, rate) * 2 / (block * energy) > 0.5:
+            held += block
+    return held / rate
 
 
 def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None) -> list[tuple[float, str]]:

@@ -213,23 +213,26 @@ def _digit_runs(text: str, index: SecretIndex, hit) -> None:
 _LOG_THREAD_ID = re.compile(r"(?:DEBUG|VERBOSE|NOTICE|WARNING|ERROR|DTMF|SECURITY)\[$")
 
 
-# Asterisk's RTP jitter statistics at debug level: one line per packet received, numbers only
-# (packet count, arrival times, timestamps, jitter). A call with audio flowing both ways counts
-# its packets past every 3-digit test CVV2.
-_RTP_STATISTICS_LINE = re.compile(r"res_rtp_asterisk\.c: [0-9.]+: pkt: .* Arrival sec: .*[Jj]itter")
+# ... and a line of jitter statistics for every RTP packet it receives (``res_rtp_asterisk.c:
+# <call>: pkt:   456 Arrival sec: 9.118 ... RX ts: 119920``): packet counts and RTP timestamps,
+# one equal to a test CVV2 or PIN by chance once a phone has streamed audio for some seconds.
+_RTP_STATISTICS_LINE = re.compile(r"[^\n]*DEBUG\[\d+\][^\n]* res_rtp_asterisk\.c: \S+: pkt: ")
+
+
+def _on_rtp_statistics_line(text: str, position: int) -> bool:
+    return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
 
 
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id or a
-    number in RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
+    number in Asterisk's RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
             continue
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        line_end = text.find("\n", match.end())
-        if _RTP_STATISTICS_LINE.search(text, line_start, line_end if line_end >= 0 else len(text)):
+        if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
+                and _on_rtp_statistics_line(text, match.start())):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \
@@ -305,14 +308,16 @@ def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.leakcheck")
-    parser.add_argument("--capture", type=Path,
-                        help="a capture of the acquirer link: its PIN blocks are searched for too")
+    parser.add_argument("--capture", type=Path, action="append", default=[],
+                        help="a capture of the acquirer link (one per shard): its PIN blocks are "
+                             "searched for too")
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)
     blocks: list[bytes] = []
-    if args.capture is not None and args.capture.exists():
-        from tests.leak_places import pin_blocks_in_capture
-        blocks = pin_blocks_in_capture(args.capture)
+    for capture in args.capture:
+        if capture.exists():
+            from tests.leak_places import pin_blocks_in_capture
+            blocks += pin_blocks_in_capture(capture)
     leaks = scan_files(args.files, SecretIndex.of(all_secrets(blocks)))
     for leak in leaks:
         print(f"LEAK: {leak}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -19,8 +20,9 @@ from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from devstack.sip_tls import ensure_sip_tls
 from simulators.acquirer.testcards import find_test_card
 from tests.e2e.test_callback_calls import finish, order, submit
-from tests.e2e.test_dialplan_lines import heard, top_up_on_cues
+from tests.e2e.test_dialplan_lines import SELF_SERVICE, heard, top_up_on_cues
 from tests.e2e.test_sip_edge import SOFTPHONE, softphone_password
+from tests.e2e.test_softphones import softphone
 from tests.sipp import callback_calls as phone
 from tests.sipp import edge_calls as edge
 from tests.sipp.scenario import PAYLOAD_TYPES
@@ -30,6 +32,37 @@ pytestmark = pytest.mark.e2e
 
 # The format Asterisk names a codec by (its log's "Playing '<file>.<format>'").
 FORMAT = {"G722": "g722", "PCMU": "ulaw", "PCMA": "alaw"}
+# Where the self-service caller (SIPp) takes its media (Stack.start_call's media_port).
+CALLER_MEDIA_PORT = 16000
+
+
+class RtpToCaller:
+    """The payload type of every RTP packet Asterisk sends the caller's media port, as tshark
+    sees it on the loopback: the codec the caller hears, on the wire. Only the numbers are kept
+    (in ``directory``, outside var/: no audio, nothing for the leak scan)."""
+
+    def __init__(self, stack, directory: Path) -> None:
+        self._stack = stack
+        self._out, self._err = directory / "rtp-to-caller.tsv", directory / "rtp-to-caller.err"
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> RtpToCaller:
+        argv = ["tshark", "-l", "-n", "-i", "lo", "-f", f"udp dst port {CALLER_MEDIA_PORT}",
+                "-d", f"udp.port=={CALLER_MEDIA_PORT},rtp", "-T", "fields", "-e", "rtp.p_type"]
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self._process = subprocess.Popen(argv, stdout=out, stderr=err,
+                                             start_new_session=True)
+        assert self._stack.wait_until(lambda: "Capturing on" in self._err.read_text(), 15), \
+            self._err.read_text()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        self._process.wait(timeout=10)
+
+    def payload_types(self) -> list[int]:
+        return [int(line) for line in self._out.read_text().split()]
 
 
 def _sandbox(stack) -> AsteriskSandbox:
@@ -50,13 +83,14 @@ def _caller_channel_formats(stack) -> str:
     (("G722", "PCMU", "PCMA"), "G722"), (("PCMA", "G722", "PCMU"), "G722"),
     (("PCMU", "PCMA", "G722"), "G722"), (("PCMA", "PCMU"), "PCMU"), (("PCMA",), "PCMA")],
     ids=lambda value: "-".join(value) if isinstance(value, tuple) else value)
-def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(stack, codecs,
-                                                                           chosen):
+def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(stack, tmp_path,
+                                                                           codecs, chosen):
     """Whatever order the caller offers them in, Asterisk takes G.722 when offered, else µ-law,
-    else A-law (pjsip.conf's allow order), and plays every prompt from the file in that codec:
-    the channel's write format during each playback (Asterisk's log) is the call's codec, so no
-    translation path was used. For G.722, the channel itself is looked at while a prompt plays:
-    native, write and read formats g722, no write or read transcoding."""
+    else A-law (pjsip.conf's allow order), and plays every prompt from the file in that codec
+    (Asterisk's log names each file played). Looked at three ways: the channel while a prompt
+    plays (``core show channel``: native, write and read formats the codec, no write or read
+    transcoding), every RTP packet Asterisk sent the caller (that codec's payload type, nothing
+    else), and the files played (all of the codec's format, goodbye last)."""
     channel: list[str] = []
 
     def look_at_the_channel(prompt: str) -> None:
@@ -64,29 +98,56 @@ def test_a_caller_pays_in_the_codec_asterisk_prefers_and_hears_prompts_in_it(sta
             channel.append(_caller_channel_formats(stack))
 
     mobile = f"138000092{len(codecs)}{PAYLOAD_TYPES[codecs[0]]}"
-    payment, mark = top_up_on_cues(stack, f"offers_{'_'.join(codecs)}", "8000", mobile,
-                                   codecs=codecs, on_prompt=look_at_the_channel)
+    with RtpToCaller(stack, tmp_path) as rtp:
+        payment, mark = top_up_on_cues(stack, f"offers_{'_'.join(codecs)}", "8000", mobile,
+                                       codecs=codecs, on_prompt=look_at_the_channel)
     assert payment["status"] == "approved"
     prompts = heard(stack, mark)
     assert prompts and prompts[-1].stem == "goodbye"
     assert {p.suffix for p in prompts} == {f".{FORMAT[chosen]}"}, prompts
     shown = channel[0]
-    assert re.search(rf"NativeFormats:\s+\({FORMAT[chosen]}\)", shown), shown
-    if chosen == "G722":
-        for line in (r"WriteFormat:\s+g722", r"ReadFormat:\s+g722", r"WriteTranscode:\s+No",
-                     r"ReadTranscode:\s+No"):
-            assert re.search(line, shown), (line, shown)
+    for line in (rf"NativeFormats:\s+\({FORMAT[chosen]}\)", rf"WriteFormat:\s+{FORMAT[chosen]}\b",
+                 rf"ReadFormat:\s+{FORMAT[chosen]}\b", r"WriteTranscode:\s+No",
+                 r"ReadTranscode:\s+No"):
+        assert re.search(line, shown), (line, shown)
+    sent = rtp.payload_types()
+    assert sent and set(sent) == {PAYLOAD_TYPES[chosen]}, sorted(set(sent))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known failure: the TCP caller keys everything and the IVR finishes (goodbye played), but "
-    "Asterisk's BYE never reaches SIPp over TCP, so SIPp times out waiting for it; not yet "
-    "diagnosed (needs a pjsip logger trace)"))
 def test_a_caller_over_tcp_pays(stack):
-    """SIPp with -t t1: the INVITE, the keys' dialog and Asterisk's BYE on one TCP connection
-    to 127.0.0.1:5060 (the Contact says transport=tcp, so the BYE comes back over it)."""
+    """SIPp with -t t1 (TCP only, one connection to 127.0.0.1:5060): the INVITE, the keys'
+    dialog, and Asterisk's BYE when the IVR hangs up, which SIPp waits for and answers before it
+    exits 0 (top_up_on_cues checks). The BYE once never left Asterisk: every endpoint was pinned
+    to the UDP transport (pjsip.conf, tests/unit/test_sip_edge.py)."""
     payment, _ = top_up_on_cues(stack, "over_tcp", "8000", "13800009224", transport="tcp")
     assert payment["status"] == "approved"
+
+
+def test_a_softphone_registered_over_tcp_pays_and_is_hung_up_on(stack):
+    """baresip registers as 6001 straight to Asterisk over TCP (127.0.0.1:5060: the edge relays
+    UDP only, README "SIP over TCP and TLS"), digest auth, its Contact its own TCP listener;
+    dials 8000 over TCP and keys each entry when asked: approved. Then the IVR hangs up and
+    Asterisk's BYE reaches the phone: the call ends there (CALL_CLOSED), as a user sees it."""
+    card = find_test_card("approve")
+    mobile = "13800009226"
+    before, mark = stack.payment_ids(), stack.asterisk_mark()
+    with softphone(stack, "baresip", "6001", "over_tcp", edge="127.0.0.1",
+                   transport="tcp") as caller:
+        # The registrar's record in full (``pjsip show contacts`` cuts the URI short).
+        contacts = _sandbox(stack).cli("database show registrar/contact")
+        assert re.search(r'"uri":"sip:6001[^"@]*@127\.0\.0\.20:5094;transport=tcp"', contacts,
+                         re.IGNORECASE), contacts
+        caller.dial("8000")
+        caller.wait_connected()
+        for prompt, keys in [("enter_mobile", mobile), ("amount_menu", "1"),
+                             ("enter_card", card.pan + "#"), ("enter_pin", card.pin + "#")]:
+            stack.wait_for_prompt(SELF_SERVICE, prompt, since=mark)
+            caller.keys(keys)
+        payment = stack.wait_for(stack.new_payment(mobile, before)["id"],
+                                 {"approved", "declined", "failed", "abandoned"})
+        caller.wait_ended(timeout=90)
+    assert payment["status"] == "approved", payment["history"]
+    assert [p.stem for p in heard(stack, mark)][-1] == "goodbye"
 
 
 def test_a_caller_who_holds_and_unholds_mid_payment_still_pays(stack):

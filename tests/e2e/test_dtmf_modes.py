@@ -1,7 +1,8 @@
 """Every DTMF mode through the self-service and callback flows (the one-line flow's are in
-test_oneline_calls.py, with the isolation proof): a phone keying by SIP INFO (either body), by
-or in-band tones on an inband or auto endpoint keys every entry of the flow (mobile
-number, menu, card number, the PIN 119922 with its repeated digits) and pays at the first try.
+test_oneline_calls.py, with the isolation proof): a phone keying by SIP INFO (either body) or by
+in-band tones on an inband or auto endpoint keys every entry of the flow (mobile number, menu,
+card number, the approve card's PIN with its repeated digits, a credit card's expiry and CVV2) and pays
+at the first try.
 
 The endpoints and their addresses and numbers: tests/sipp/dtmf_modes.py, asterisk-conf/pjsip.conf.
 """
@@ -9,11 +10,12 @@ The endpoints and their addresses and numbers: tests/sipp/dtmf_modes.py, asteris
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
-from tests.e2e.test_callback_calls import finish, order, states, submit
+from tests.e2e.test_callback_calls import finish, journal_for, order, states, submit
 from tests.sipp import callback_calls as phone
 from tests.sipp import selfservice_calls as calls
 from tests.sipp.dtmf_modes import MODES
@@ -73,3 +75,25 @@ def test_callback_payment_keyed_in_every_mode(stack, dtmf):
     assert states(payment) == ["created", "risk_passed", "calling", "answered", "confirmed",
                                "pin_entry", "authorizing", "approved"]
     assert payment["internal"]["pin_attempts"] == "1"
+
+
+@every_other_mode
+def test_callback_credit_card_keyed_in_every_mode(stack, dtmf):
+    """The credit card's entries (where credit is keyed: the callback flow) in each mode: the
+    expiry (MMYY) and the CVV2 arrive whole, approved at the first try with one authorization."""
+    card = find_test_card("credit_approve")
+    started = time.time()
+    callee = phone.pays_with_expiry_and_cvv2(
+        f"cb_credit_{dtmf.name}", card.expiry[2:] + card.expiry[:2], card.cvv2, language="en",
+        amount_minor=12345).keyed_via(dtmf.keyed_via)
+    answering = stack.uas(callee, dtmf.phone_port, dtmf.phone_media_port)
+    payment = submit(stack, order(dtmf.callback_number, card, amount="123.45", language="en"))
+    assert answering.wait(timeout=120) == 0, finish(answering)
+    payment = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert payment["status"] == "approved", payment["history"]
+    assert payment["card_type"] == "credit"
+    # pin_entry is the card-data step whatever the card asks for (here expiry and CVV2).
+    assert states(payment) == ["created", "risk_passed", "calling", "answered", "confirmed",
+                               "pin_entry", "authorizing", "approved"]
+    seen = journal_for(stack, payment["internal"]["stan"], started)
+    assert [(e["mti"], e["response_code"], e["amount"]) for e in seen] == [("0200", "00", 12345)]

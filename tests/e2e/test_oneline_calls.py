@@ -21,11 +21,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from tests.dtmf_detect import (detect_dtmf, detect_dtmf_in, keypad_in_packets, longest_silence,
-                               ulaw_audio_in_packets)
+                               tone_seconds, tone_seconds_in, ulaw_audio_in_packets)
 from tests.sipp.cues import Cues
 from tests.sipp.dtmf_modes import MODES, DtmfMode, mode
+from tests.sipp.dtmf_pcap import VOICE_HZ
 from tests.sipp.scenario import Call, Callee, Key
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +47,7 @@ class AgentLeg:
 
 
 SIPP_AGENT = AgentLeg()
-ID_NUMBER = "11010519491231002X"
+ID_NUMBER = find_test_identity("demo").id_number
 # The agent who leaves hangs up this long after answering: the test asks for the payment as soon
 # as the queue has bridged the two, so by then the caller is in the payment IVR.
 AGENT_LEAVES_AFTER_MS = 5500
@@ -240,12 +242,13 @@ def _paid_with_the_agent_apart(stack, name: str, amount: str, *,
     # capture above has the control that the checks see DTMF, tests/unit/test_dtmf_detect.py
     # the detector's.)
     assert [digit for _, digit in detect_dtmf(recordings[-1]) if digit != "5"] == []
-    if via == "inband" and recordings[-1].stat().st_size <= 8000 * 2 * 5:
-        # Found by this test (issue 9), not yet mended: with a caller keying in-band tones the
-        # agent's MixMonitor recording holds about 0.12 s, not the call; so "no tone in it" above
-        # proves little for these callers. Everything before this line held.
-        pytest.xfail("the agent's recording of a call with an in-band caller is nearly empty")
-    assert recordings[-1].stat().st_size > 8000 * 2 * 5  # several seconds of audio
+    # The pause itself, measured from the file: the recording was muted (digital silence written
+    # in its place) from before the switch until the caller left the payment IVR, so it holds a
+    # silent stretch longer than the payment took. Without the pause that stretch is where the
+    # hold music and "the customer is entering payment details" the agent heard are recorded.
+    # (Issue 9: in every mode, the caller's audio before the switch no longer ends the recording.)
+    start, length = longest_silence(recordings[-1])
+    assert length >= done - switched > 3, (start, length, done - switched)
     return final, packets
 
 
@@ -255,22 +258,17 @@ def test_payment_in_a_live_call_keeps_the_agent_apart_and_returns_the_caller(sta
         "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
     assert [h["event"] for h in final["history"] if h.get("event")][:1] == ["recording_paused"]
     assert final["agent_id"] == AGENT
-    switched, done = _at(final, "answered"), _at(final, "approved")
+    switched = _at(final, "answered")
     # The control for SIP INFO: the capture holds the agent's SIP requests (the INVITE that rang
     # the agent), and the same counter finds an INFO in one (tests/unit/test_dtmf_detect.py).
     before_payment = dtmf_sent_to_agent(packets, 0, switched - 0.2)
     assert before_payment.get("sip_invite", 0) >= 1, before_payment
 
-    recordings = _recordings(stack)  # checked for tones in _paid_with_the_agent_apart
-    # The pause itself, measured from the file: the recording was muted (digital silence written
-    # in its place) from before the switch until the caller left the payment IVR, so it holds a
-    # silent stretch longer than the payment took. Without the pause that stretch is where the
-    # hold music and "the customer is entering payment details" the agent heard are recorded.
+    # The recording's pause (measured from the file in _paid_with_the_agent_apart) is in the
+    # history too.
     history = stack.get(f"/v1/payments/{final['id']}")["history"]
     assert [h["event"] for h in history if h.get("event")] == ["recording_paused",
                                                                 "recording_resumed"]
-    start, length = longest_silence(recordings[-1])
-    assert length >= done - switched > 3, (start, length, done - switched)
 
 
 @pytest.mark.parametrize("dtmf", [m for m in MODES if m.name != "rfc4733"], ids=lambda m: m.name)
@@ -282,6 +280,84 @@ def test_every_dtmf_mode_is_the_same_secret_input(stack, dtmf):
     still bridged with the agent does reach the agent (Asterisk relays what it read, INFO or
     tone, as an RFC 4733 event), so the check sees what such keys become."""
     _paid_with_the_agent_apart(stack, f"oneline_caller_{dtmf.name}", "43.00", dtmf=dtmf)
+
+
+# What a test phone "says" (Key via="voice"): ten bursts of VOICE_HZ, 1.6 s of tone in 2.8 s.
+TALK = "0" * 10
+TALK_TONE_S = 1.6
+
+
+def _voice_sent_to_agent(capture_file: Path, start: float) -> float:
+    """Seconds of the test phones' voice tone in the audio Asterisk sent the agent since
+    ``start`` (epoch seconds), decoded from the capture."""
+    heard = ulaw_audio_in_packets(_packets_to_agent(capture_file), rtp_port=AGENT_RTP_PORT,
+                                  start=start, end=time.time())
+    return tone_seconds_in(heard, VOICE_HZ)
+
+
+def test_the_recording_holds_the_conversation_before_and_after_the_payment(stack):
+    """Issue 9: real phones send audio all the time. Agent and caller talk (plain G.711 audio,
+    keys by RFC 4733), the caller pays, then talks to the agent again. The agent's recording
+    holds both conversations, and between them the payment muted (digital silence as long as
+    it took) with no key in it. (Before the fix the recording stopped getting audio once the
+    caller's voice had reached the agent: the hold audio, then everything, was lost.)"""
+    card = find_test_card("approve")
+    capture_file = stack.work_dir / "oneline_talking_agent_leg.pcapng"
+    capture = _capture(capture_file)
+    try:
+        agent = stack.agent(Callee("agent_talks", ring_ms=300, bye_timeout_ms=120000,
+                                   steps=[Key(TALK, via="voice", label="the agent greets")]),
+                            AGENT)
+        cues = Cues()
+        caller = stack.start_call(Call("oneline_talking_caller", "8100", [
+            Key(TALK, cue="talk", via="voice", label="the caller talks to the agent"),
+            Key("1", cue="menu", label="1 to pay"),
+            Key(card.pin + "#", cue="PIN prompt", label="PIN"),
+            Key(TALK, cue="talk again", via="voice", label="the caller talks again"),
+        ], hang_up_on_cue="hang up"), cues=cues)
+        _when_the_agent_talks_to_the_caller(stack)
+        talking = time.time()
+        cues.send("talk")
+        # The whole of it has reached the agent before the agent's system asks for payment.
+        assert stack.wait_until(lambda: _voice_sent_to_agent(capture_file, talking)
+                                >= TALK_TONE_S - 0.2, 15), "the caller's voice never reached the agent"
+
+        status, payment = stack.merchant_request("POST", "/v1/payments",
+                                                 _order(card, "44.00", "13800138201"))
+        assert status == 201, payment
+        _pays(stack, cues, payment)
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                               "refused"}, timeout=90)
+        assert final["status"] == "approved", final["history"]
+
+        _when_the_agent_talks_to_the_caller(stack)
+        talking_again = time.time()
+        cues.send("talk again")
+        assert stack.wait_until(lambda: _voice_sent_to_agent(capture_file, talking_again)
+                                >= TALK_TONE_S - 0.2, 15), "the caller's voice never came back"
+        mark = stack.asterisk_mark()
+        cues.send("hang up")
+        out, _ = caller.communicate(timeout=60)
+        assert caller.returncode == 0, out[-2000:]
+        out, _ = agent.communicate(timeout=60)
+        assert agent.returncode == 0, out[-2000:]
+        # MixMonitor has closed the file (its header then holds the length).
+        assert stack.wait_until(lambda: any(
+            f"End MixMonitor Recording PJSIP/{AGENT}-" in line
+            for line in stack._asterisk_log()[mark:]), 15)
+    finally:
+        _stop(capture)
+
+    recording = _recordings(stack)[-1]
+    switched, done = _at(final, "answered"), _at(final, "approved")
+    start, length = longest_silence(recording)
+    assert length >= done - switched > 3, (start, length, done - switched)
+    # The voices before the payment (the agent's greeting and the caller's talk, which may
+    # overlap) and the caller's after it, each nearly all there.
+    before, after = (tone_seconds(recording, VOICE_HZ, end_s=start),
+                     tone_seconds(recording, VOICE_HZ, start_s=start + length))
+    assert before >= TALK_TONE_S - 0.3 and after >= TALK_TONE_S - 0.3, (before, after)
+    assert detect_dtmf(recording) == []
 
 
 def test_over_the_limit_for_a_new_cardholder_is_refused(stack):

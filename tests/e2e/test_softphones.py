@@ -42,13 +42,18 @@ SELFSERVICE_MARKER = "voicepay self-service top-up"
 
 
 @contextmanager
-def softphone(stack, kind: str, user: str, name: str) -> Iterator[Baresip | Linphone]:
-    """A registered ``kind`` softphone with ``user``'s account and its generated password."""
+def softphone(stack, kind: str, user: str, name: str, *, record: bool = False,
+              **account_options) -> Iterator[Baresip | Linphone]:
+    """A registered ``kind`` softphone with ``user``'s account and its generated password
+    (``account_options``: an Account's ``edge`` and ``transport``, else the edge over UDP);
+    ``record``: it keeps the audio it receives (an agent's: a cardholder's phone would keep its
+    own key clicks too, in var/, which is leak-scanned)."""
     account = Account(user=user, password=softphone_password(stack, user),
-                      address=ADDRESS[kind], sip_port=SIP_PORT[kind], rtp_port=RTP_PORT[kind])
+                      address=ADDRESS[kind], sip_port=SIP_PORT[kind], rtp_port=RTP_PORT[kind],
+                      **account_options)
     directory = stack.work_dir / "softphones" / f"{name}_{kind}"
-    phone = (Baresip(account, directory, ctrl_port=BARESIP_CONTROL_PORT) if kind == "baresip"
-             else Linphone(account, directory))
+    phone = (Baresip(account, directory, ctrl_port=BARESIP_CONTROL_PORT, record=record)
+             if kind == "baresip" else Linphone(account, directory, record=record))
     with phone:
         phone.wait_registered()
         yield phone
@@ -67,8 +72,9 @@ def _final(stack, payment_id: str) -> dict:
 
 @pytest.mark.parametrize("kind", SOFTPHONES)
 def test_selfservice_payment_from_a_softphone(stack, kind):
-    """The cardholder dials 8000 and keys mobile number, amount, card number and PIN (119922:
-    repeated digits) as RFC 4733, each when asked: approved, for the card and amount keyed."""
+    """The cardholder dials 8000 and keys mobile number, amount, card number and PIN (the approve
+    card's, with repeated digits) as RFC 4733, each when asked: approved, for the card and amount
+    keyed."""
     card = find_test_card("approve")
     mobile = {"baresip": "13700000021", "linphone": "13700000022"}[kind]
     before = stack.payment_ids()
@@ -107,6 +113,20 @@ def test_callback_answered_and_paid_on_a_softphone(stack, kind):
     assert final["internal"]["pin_attempts"] == "1"
 
 
+def test_a_registration_is_kept_in_the_stacks_own_astdb(stack):
+    """The contact a phone registers is written to this stack's own AstDB,
+    var/asterisk/spool/astdb.sqlite3, which no other stack's Asterisk opens. It was written to
+    the cached root filesystem every stack on the machine shares (asterisk-conf/asterisk.conf):
+    there another stack's lock rolled a registration Asterisk had just acknowledged back, and
+    the callback to the phone found no contact to dial."""
+    astdb = stack.settings.var_dir / "asterisk" / "spool" / "astdb.sqlite3"
+    key = f"/registrar/contact/{CALLBACK_NUMBER};".encode()
+    with softphone(stack, "linphone", CALLBACK_NUMBER, "astdb"):
+        # Asterisk commits its AstDB a second or so after a write: then the file holds it.
+        assert stack.wait_until(lambda: astdb.exists() and key in astdb.read_bytes(), 30), \
+            f"no contact of {CALLBACK_NUMBER} in {astdb}"
+
+
 @pytest.mark.parametrize("kind", SOFTPHONES)
 def test_oneline_payment_with_the_agent_on_a_softphone(stack, kind):
     """The agent takes the queue's call on a softphone; the caller (SIPp) keys a control digit
@@ -115,7 +135,7 @@ def test_oneline_payment_with_the_agent_on_a_softphone(stack, kind):
     reached it during the payment, though the control digit did before. And the phone's own
     account of it: the only key it received is the control digit, and the audio it received
     holds no keypad tone."""
-    with softphone(stack, kind, AGENT[kind], "agent") as phone:
+    with softphone(stack, kind, AGENT[kind], "agent", record=True) as phone:
         final, _ = _paid_with_the_agent_apart(
             stack, f"oneline_softphone_{kind}", "44.00", softphone=phone,
             mobile={"baresip": "13800138211", "linphone": "13800138212"}[kind])

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 
 CALLER_HZ, AGENT_HZ = 550, 1800
 CALLER_RTP_PORT = 16000  # stack.start_call's media port
-# Keyed while bridged, secure capture off: repeated digits like the PIN 119922, and no test
+# Keyed while bridged, secure capture off: repeated digits like the PIN, and no test
 # card's PIN, CVV2 or expiry in any part of it.
 CONTROL_KEYS = "774411"
 # A voice is "heard" in a second of audio when its frequency is there at most 20 dB below the
@@ -178,5 +178,5 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
 @pytest.mark.parametrize("dtmf", [mode("rfc4733"), mode("info-dtmf-relay")],
                          ids=lambda m: m.name)
 def test_talk_through_keeps_the_voices_and_hides_the_keys(stack, dtmf):
-    mobile = {"rfc4733": "13800138211", "info-dtmf-relay": "13800138212"}[dtmf.name]
+    mobile = {"rfc4733": "13800138221", "info-dtmf-relay": "13800138222"}[dtmf.name]
     _talked_through(stack, f"talkthrough_{dtmf.name}", "44.00", mobile, dtmf)

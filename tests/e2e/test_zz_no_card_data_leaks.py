@@ -17,6 +17,8 @@ import pytest
 import redis
 
 from tests.e2e.test_oneline_calls import AGENT_RTP_PORT, AGENT_SIP_PORT
+from tests.e2e.test_softphones import RTP_PORT as SOFTPHONE_RTP_PORT
+from tests.e2e.test_softphones import SIP_PORT as SOFTPHONE_SIP_PORT
 from tests.leak_places import every_place, pin_blocks_in_capture, scan_places
 from tests.leak_secrets import all_secrets
 from tests.leakcheck import SecretIndex
@@ -29,11 +31,13 @@ def test_no_card_data_anywhere(stack):
     var = settings.var_dir
     links = stack.links_capture
     # Each one-line test keeps its agent leg's capture as <name>_agent_leg.pcapng: all are read
-    # as captures (SIP text, RTP key events), not as raw bytes.
+    # as captures (SIP text, RTP key events), not as raw bytes, at the SIPp agent's ports or a
+    # softphone agent's (each capture holds its own leg's packets only).
     agent_legs = sorted(stack.work_dir.glob("*_agent_leg.pcapng"))
+    agent_ports = {AGENT_SIP_PORT, AGENT_RTP_PORT, *SOFTPHONE_SIP_PORT.values(),
+                   *SOFTPHONE_RTP_PORT.values()}
     captures = {links: {settings.ami_port: "AMI", settings.agi_port: "FastAGI"},
-                **{leg: {AGENT_SIP_PORT: "agent leg", AGENT_RTP_PORT: "agent leg"}
-                   for leg in agent_legs}}
+                **{leg: dict.fromkeys(agent_ports, "agent leg") for leg in agent_legs}}
     blocks = pin_blocks_in_capture(links, settings.acquirer_port)
     client = redis.Redis.from_url(settings.redis_url)
     places = list(every_place(var, client, captures, agi_port=settings.agi_port))
@@ -42,6 +46,7 @@ def test_no_card_data_anywhere(stack):
     by_name = {place.where: place.data for place in places}
     assert b"authorizing" in by_name["var/log/ivr.log"]
     assert b"DEBUG[" in by_name["var/asterisk/log/full"]  # Asterisk at full verbosity
+    assert "var/asterisk/spool/astdb.sqlite3" in by_name  # this Asterisk's own AstDB is read
     assert any(where.startswith("AMI traffic") and b"Response: Success" in data
                for where, data in by_name.items())
     assert any(where.startswith("FastAGI traffic") and b"agi_network_script" in data

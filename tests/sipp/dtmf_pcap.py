@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Generate DTMF captures for SIPp's play_pcap_audio: RFC 4733 telephone-events, in-band
-G.711 tones (what a phone without RFC 4733 sends, for Asterisk's detector), or both at once.
+G.711 tones (what a phone without RFC 4733 sends, for Asterisk's detector), or both at once;
+and plain G.711 audio ("voice": one steady tone per "digit" slot, what a person talking puts on
+the line and no DTMF detector reads as a key).
 
 Why not the shipped /usr/share/sip-tester/dtmf_2833_*.pcap: each holds one digit
 with fixed RTP sequence numbers and timestamp. SIPp 3.6 replays the UDP payload
@@ -45,6 +47,7 @@ __all__ = [
     "STEP_SEQ_SPACING",
     "STEP_TIMESTAMP_SPACING",
     "TONES",
+    "VOICE_HZ",
     "build_dtmf_pcap",
     "linear_to_ulaw",
     "packet_count",
@@ -179,6 +182,7 @@ def _event_packets(digits: str, *, payload_type: int, ssrc: int, timestamp_start
 # a phone's keypad sends it (u-law's full-scale sine is +3.17 dBm0), digital silence around them.
 PCMU = 0
 _TONE_AMPLITUDE = 32767 * 10 ** ((-10 - 3.17) / 20)
+VOICE_HZ = 440  # the "voice" kind's tone: in the speech band, far from every DTMF frequency
 DTMF_FREQUENCIES = {
     key: (low, high)
     for low, row in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"))
@@ -196,8 +200,10 @@ def linear_to_ulaw(sample: int) -> int:
     return ~(sign | (exponent << 4) | mantissa) & 0xFF
 
 
-def _audio_frames(digits: str, *, tone_ms: int, gap_ms: int, lead_in_ms: int):
-    """Yield (time_ms, 160 u-law bytes) every 20 ms: each digit's tone, silence between."""
+def _audio_frames(digits: str, *, tone_ms: int, gap_ms: int, lead_in_ms: int,
+                  voice: bool = False):
+    """Yield (time_ms, 160 u-law bytes) every 20 ms: each digit's tone (``voice``: VOICE_HZ
+    alone, the same in every slot), silence between."""
     samples_per_packet = PACKET_MS * SAMPLES_PER_MS
     total_ms = play_duration_ms(digits, tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms)
     for at_ms in range(0, total_ms, PACKET_MS):
@@ -206,26 +212,26 @@ def _audio_frames(digits: str, *, tone_ms: int, gap_ms: int, lead_in_ms: int):
             t_ms = at_ms + n / SAMPLES_PER_MS
             index, into = divmod(t_ms - lead_in_ms, tone_ms + gap_ms)
             if t_ms >= lead_in_ms and into < tone_ms:
-                low, high = DTMF_FREQUENCIES[digits[int(index)].upper()]
+                pair = (VOICE_HZ,) * 2 if voice else DTMF_FREQUENCIES[digits[int(index)].upper()]
                 t = t_ms / 1000
-                value = _TONE_AMPLITUDE * (math.sin(2 * math.pi * low * t)
-                                           + math.sin(2 * math.pi * high * t))
+                value = _TONE_AMPLITUDE * sum(math.sin(2 * math.pi * hz * t) for hz in pair)
                 frame[n] = linear_to_ulaw(int(value))
         yield at_ms, bytes(frame)
 
 
 def _audio_packets(digits: str, *, ssrc: int, timestamp_start: int, tone_ms: int, gap_ms: int,
-                   lead_in_ms: int):
+                   lead_in_ms: int, voice: bool = False):
     """Yield (time_ms, build(seq) -> rtp_bytes) for the in-band audio of the play."""
     for at_ms, frame in _audio_frames(digits, tone_ms=tone_ms, gap_ms=gap_ms,
-                                      lead_in_ms=lead_in_ms):
+                                      lead_in_ms=lead_in_ms, voice=voice):
         yield at_ms, (lambda seq, ts=timestamp_start + at_ms * SAMPLES_PER_MS, frame=frame,
                       first=at_ms == 0: struct.pack(
                           "!BBHII", 0x80, (0x80 if first else 0) | PCMU, seq & 0xFFFF,
                           ts & 0xFFFFFFFF, ssrc & 0xFFFFFFFF) + frame)
 
 
-TONES = ("rfc4733", "inband", "both")
+TONES = ("rfc4733", "inband", "both", "voice")
+AUDIO_KINDS = ("inband", "both", "voice")  # the kinds that send G.711 audio
 
 
 def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
@@ -234,14 +240,14 @@ def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
     """Yield (time_ms, rtp_bytes) for every packet of the play, in sending order.
 
     ``tones``: RFC 4733 events, in-band audio, or both at once (one SSRC, one sequence space,
-    as a phone that does both sends them)."""
+    as a phone that does both sends them); or "voice", plain audio with no key in it."""
     if tones not in TONES:
         raise ValueError(f"tones must be one of {TONES}")
     timing = dict(ssrc=ssrc, timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
                   lead_in_ms=lead_in_ms)
     streams = []
-    if tones in ("inband", "both"):
-        streams += _audio_packets(digits, **timing)
+    if tones in AUDIO_KINDS:
+        streams += _audio_packets(digits, voice=tones == "voice", **timing)
     if tones in ("rfc4733", "both"):
         streams += _event_packets(digits, payload_type=payload_type, **timing)
     # sorted() is stable: at the same instant the audio frame goes before the event
@@ -260,7 +266,7 @@ def packet_count(digits: str, *, tone_ms: int = 160, gap_ms: int = 120, lead_in_
     count = 0
     if tones in ("rfc4733", "both"):
         count += len(digits) * packets_per_digit(tone_ms)
-    if tones in ("inband", "both"):
+    if tones in AUDIO_KINDS:
         count += -(-play_duration_ms(digits, tone_ms=tone_ms, gap_ms=gap_ms,
                                      lead_in_ms=lead_in_ms) // PACKET_MS)
     return count

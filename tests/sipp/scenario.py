@@ -79,7 +79,7 @@ class Call:
     # Hang up when the test sends this cue (instead of after hang_up_after_ms).
     hang_up_on_cue: str | None = None
     # The codecs offered, first preferred (PCMU, PCMA, G722), and the SIP transport ("tcp": run
-    # SIPp with -t t1; the Contact then says so, or Asterisk would send its BYE over UDP).
+    # SIPp with -t t1; the Contact then says transport=tcp, as a TCP phone's does).
     codecs: tuple[str, ...] = ("PCMU",)
     transport: str = "udp"
     # A talker: from the answer on, the caller sends a steady tone of this many Hz as its voice,
@@ -235,45 +235,45 @@ _WAIT_FOR_BYE = """\
     </send>
 """
 
-_SEND_BYE = """\
-    <send retrans="500">
-      <![CDATA[
-        BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
+_DIALOG_HEAD = """\
+        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
         To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
         Call-ID: [call_id]
-        CSeq: {cseq} BYE
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+        CSeq: {cseq} {method}
+"""
+# The caller's own Contact, on every request of its dialog but the ACK.
+_CALLER_CONTACT = "        Contact: <sip:cardholder@[local_ip]:[local_port]>\n"
+
+_SEND_BYE = ("""\
+    <send retrans="500">
+      <![CDATA[
+""" + _DIALOG_HEAD.replace("{method}", "BYE") + _CALLER_CONTACT + """\
         Max-Forwards: 70
         Content-Length: 0
 
       ]]>
     </send>
     <recv response="200" crlf="true"/>
-"""
+""")
 
 # One key as a SIP INFO (RFC 2976, with a body of INFO_BODIES), in the caller's dialog; {cseq}
 # continues the dialog's numbering (the BYE comes after).
-_CALLER_INFO_HEAD = """\
-        INFO sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-        Call-ID: [call_id]
-        CSeq: {cseq} INFO
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
-"""
-# The same from the called phone, in the dialog the platform's INVITE opened (we are its To side).
-_UAS_INFO_HEAD = """\
-        INFO [$remote_contact] SIP/2.0
+_CALLER_INFO_HEAD = _DIALOG_HEAD.replace("{method}", "INFO") + _CALLER_CONTACT
+# The first lines of a request of the called phone, in the dialog the platform's INVITE opened
+# (we are its To side), its Contact included.
+_UAS_DIALOG_HEAD = """\
+        {method} [$remote_contact] SIP/2.0
         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
         From: [$local_party];tag=[pid]SIPpTag01[call_number]
         To: [$remote_party]
         [last_Call-ID:]
-        CSeq: {cseq} INFO
+        CSeq: {cseq} {method}
         Contact: <sip:[local_ip]:[local_port];transport=[transport]>
 """
+_UAS_INFO_HEAD = _UAS_DIALOG_HEAD.replace("{method}", "INFO")
 _SEND_INFO = """    <send retrans="500">
       <![CDATA[
 {head}\
@@ -291,17 +291,6 @@ _SEND_INFO = """    <send retrans="500">
 INFO_GAP_MS = 250
 
 
-# The first lines of a request of ours in the call's dialog (its To carries Asterisk's tag).
-_DIALOG_HEAD = """\
-        {method} sip:{number}@[remote_ip]:[remote_port] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{number}@[remote_ip]:[remote_port]>[peer_tag_param]
-        Call-ID: [call_id]
-        CSeq: {cseq} {method}
-"""
-
-
 def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
     """The caller's re-INVITE (hold, unhold) and its ACK: Asterisk's 200 must carry
     ``a=<answer>`` (recvonly to our sendonly, sendrecv again after), or SIPp fails the call."""
@@ -309,8 +298,7 @@ def _reinvite(what: str, number: str, cseq: int, sdp: str, answer: str) -> str:
     return f"""    <!-- {what} -->
     <send retrans="500">
       <![CDATA[
-{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}\
-        Contact: <sip:cardholder@[local_ip]:[local_port]>
+{_DIALOG_HEAD.format(method="INVITE", number=number, cseq=cseq)}{_CALLER_CONTACT}\
         Max-Forwards: 70
         Content-Type: application/sdp
         Content-Length: [len]
@@ -387,12 +375,10 @@ def write_scenario(call: Call, directory: Path) -> Path:
     voice = _Voice(call.voice_hz, pcap_dir) if call.voice_hz else None
     if voice:
         body.append(voice.play(-1))
-    # Every INFO key and each hold and unhold is a request of its own in the dialog; CSeq 1 was
-    # the INVITE.
-    requests = sum(len(step.digits) if step.sip_info else 2 * step.hold for step in call.steps)
     info_head = _CALLER_INFO_HEAD.replace("{number}", call.number)
+    # CSeq 1 was the INVITE.
     body += _keys_then_end(call.steps, pcap_dir, call.hang_up_after_ms, call.bye_timeout_ms,
-                           _SEND_BYE.format(number=call.number, cseq=2 + requests),
+                           _SEND_BYE.replace("{number}", call.number),
                            call.hang_up_on_cue, info_head=info_head, first_info_cseq=2,
                            number=call.number, codecs=call.codecs, voice=voice)
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
@@ -403,12 +389,15 @@ def _keys_then_end(steps: list[Key], pcap_dir: Path, hang_up_after_ms: int | Non
                    bye_timeout_ms: int, send_bye: str, hang_up_on_cue: str | None = None, *,
                    info_head: str, first_info_cseq: int, number: str | None = None,
                    codecs: tuple[str, ...] = ("PCMU",), voice: _Voice | None = None) -> list[str]:
-    """Key ``steps``, then wait for the other side's BYE, or send ours ``hang_up_after_ms`` later
-    (or on the test's ``hang_up_on_cue``). INFO keys are sent with ``info_head`` (its ``{cseq}``
-    counting from ``first_info_cseq``); ``number`` (the caller's dialled number) and ``codecs``
-    are for hold and unhold; ``voice``: the caller talks again after each key."""
-    lines, previous_play_ms = _key_presses(steps, pcap_dir, info_head, first_info_cseq,
-                                           number, codecs, voice)
+    """Key ``steps``, then wait for the other side's BYE, or send ours (``send_bye``, its
+    ``{cseq}`` the dialog's next) ``hang_up_after_ms`` later (or on the test's
+    ``hang_up_on_cue``). Our requests in the dialog (INFO keys sent with ``info_head``, hold and
+    unhold) are numbered in turn from ``first_info_cseq``; ``number`` (the caller's dialled
+    number) and ``codecs`` are for hold and unhold; ``voice``: the caller talks again after
+    each key."""
+    lines, previous_play_ms, next_cseq = _key_presses(steps, pcap_dir, info_head,
+                                                      first_info_cseq, number, codecs, voice)
+    send_bye = send_bye.format(cseq=next_cseq)
     if voice and previous_play_ms:
         lines += [f'    <pause milliseconds="{previous_play_ms}"/>\n', voice.play(len(steps) - 1)]
         previous_play_ms = 0
@@ -443,8 +432,9 @@ def _write(directory: Path, name: str, body: list[str]) -> Path:
 
 def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: int,
                  number: str | None = None, codecs: tuple[str, ...] = ("PCMU",),
-                 voice: _Voice | None = None) -> tuple[list[str], int]:
-    """The scenario lines that key ``steps``, and how long the last capture plays."""
+                 voice: _Voice | None = None) -> tuple[list[str], int, int]:
+    """The scenario lines that key ``steps``, how long the last capture plays, and the CSeq of
+    the dialog's next request (every INFO key, hold and unhold takes one)."""
     lines: list[str] = []
     previous_play_ms = 0
     for index, step in enumerate(steps):
@@ -477,7 +467,7 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
                              tones=step.via)
         lines.append(_play(pcap))
         previous_play_ms = play_duration_ms(step.digits)
-    return lines, previous_play_ms
+    return lines, previous_play_ms, info_cseq
 
 
 def _describe(digits: str) -> str:
@@ -633,31 +623,25 @@ _UAS_BUSY = """\
     <recv request="ACK" crlf="true"/>
 """
 
-_UAS_SEND_BYE = """\
+_UAS_SEND_BYE = ("""\
     <send retrans="500">
       <![CDATA[
-        BYE [$remote_contact] SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: [$local_party];tag=[pid]SIPpTag01[call_number]
-        To: [$remote_party]
-        [last_Call-ID:]
-        CSeq: {cseq} BYE
-        Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+""" + _UAS_DIALOG_HEAD.replace("{method}", "BYE") + """\
         Max-Forwards: 70
         Content-Length: 0
 
       ]]>
     </send>
     <recv response="200" crlf="true"/>
-"""
+""")
 
 
 def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     """Write ``<directory>/<name>.xml``: the phone that the platform's callback rings."""
     directory.mkdir(parents=True, exist_ok=True)
-    info_keys = sum(len(step.digits) for step in callee.steps or [] if step.sip_info)
+    keys_by_info = any(step.sip_info for step in callee.steps or [])
     # A phone that sends requests of its own in the dialog (INFO keys, BYE) keeps its parties.
-    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or info_keys)
+    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info)
     body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends else _UAS_RECV_INVITE, _UAS_TRYING]
     if callee.behaviour == "busy":
         body.append(_UAS_BUSY)
@@ -673,7 +657,7 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
             body.append(_play(voice_pcap_for_step(directory / "pcap", callee.voice_hz, 0,
                                                   duration_ms=VOICE_CALLEE_MS)))
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
-                               callee.bye_timeout_ms, _UAS_SEND_BYE.format(cseq=1 + info_keys),
+                               callee.bye_timeout_ms, _UAS_SEND_BYE,
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)
     else:
         raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")

@@ -9,13 +9,15 @@ provokes never reaches another, and keys as RFC 4733 telephone-events.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Account", "Softphone", "SoftphoneError", "wait_until", "silent_wav", "EDGE_ADDRESS"]
+__all__ = ["Account", "Softphone", "SoftphoneError", "wait_until", "wait_or_kill", "silent_wav",
+           "EDGE_ADDRESS"]
 
 # Where a phone beyond loopback registers and calls (VOICEPAY_SIP_EDGE_ADDRESSES in the tests).
 EDGE_ADDRESS = "127.0.0.2"
@@ -38,13 +40,18 @@ class Account:
     sip_port: int
     rtp_port: int
     edge: str = EDGE_ADDRESS
+    # "tcp": the account says ;transport=tcp, and the phone registers and calls over TCP
+    # (baresip; the linphonec driver talks UDP only).
+    transport: str = "udp"
 
     @property
     def aor(self) -> str:
-        return f"sip:{self.user}@{self.edge}"
+        params = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.user}@{self.edge}{params}"
 
     def uri(self, number: str) -> str:
-        """What the phone dials for ``number``: the number at the edge."""
+        """What the phone dials for ``number``: the number at the edge (over the account's
+        transport: the phone adds it)."""
         return f"sip:{number}@{self.edge}"
 
 
@@ -73,6 +80,15 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
         if time.monotonic() > deadline:
             raise SoftphoneError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Give a phone told to quit ``timeout`` s to unregister and exit; then kill it."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def silent_wav(path: Path, seconds: int = 600) -> Path:

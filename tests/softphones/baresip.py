@@ -8,8 +8,8 @@ a test waits for one instead of sleeping.
 
 The account line is the README's (``account_line``; tests/unit/test_softphones.py holds the two
 together). Audio: the phone plays a silent WAV as its microphone (``aufile``), renders what it
-receives to ALSA's ``null`` device, and ``sndfile`` writes the audio it received to a WAV in the
-phone's directory (``received_audio``) for the DTMF detector.
+receives to ALSA's ``null`` device, and, for a phone made with ``record=True``, ``sndfile`` writes
+the audio it received to a WAV in the phone's directory (``received_audio``) for the DTMF detector.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
+from tests.softphones import (Account, Softphone, SoftphoneError, silent_wav, wait_or_kill,
+                              wait_until)
 
 __all__ = ["Baresip", "account_line"]
 
@@ -41,7 +42,9 @@ def account_line(account: Account) -> str:
     return f"<{account.aor}>;auth_pass={account.password}"
 
 
-def _config(account: Account, ctrl_port: int, silence: Path, audio_dir: Path) -> str:
+def _config(account: Account, ctrl_port: int, silence: Path, audio_dir: Path | None) -> str:
+    # sndfile dumps every call's audio, both ways, into snd_path: only where it is asked for.
+    recording = [] if audio_dir is None else [f"snd_path {audio_dir}", "module sndfile.so"]
     return "\n".join([
         "poll_method epoll",
         f"sip_listen {account.address}:{account.sip_port}",
@@ -51,12 +54,11 @@ def _config(account: Account, ctrl_port: int, silence: Path, audio_dir: Path) ->
         "audio_player alsa,null",
         f"audio_source aufile,{silence}",
         "audio_alert alsa,null",
-        f"snd_path {audio_dir}",
         "module_path /usr/lib/baresip/modules",
         "module g711.so",
         "module alsa.so",
         "module aufile.so",
-        "module sndfile.so",
+        *recording,
         "module_tmp uuid.so",
         "module_tmp account.so",
         "module_app menu.so",
@@ -69,12 +71,15 @@ def _config(account: Account, ctrl_port: int, silence: Path, audio_dir: Path) ->
 class Baresip(Softphone):
     """One baresip process with one account; ``with Baresip(...) as phone:`` starts and stops it.
 
-    ``ctrl_port`` is the loopback TCP port of its control socket (one per phone)."""
+    ``ctrl_port`` is the loopback TCP port of its control socket (one per phone); ``record``:
+    keep the audio it receives (``received_audio``)."""
 
-    def __init__(self, account: Account, directory: Path, *, ctrl_port: int) -> None:
+    def __init__(self, account: Account, directory: Path, *, ctrl_port: int,
+                 record: bool = False) -> None:
         self.account = account
         self.directory = directory
         self.ctrl_port = ctrl_port
+        self.record = record
         self.events: list[dict] = []
         self._responses: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -85,8 +90,9 @@ class Baresip(Softphone):
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        audio_dir = self.directory / "audio"
-        audio_dir.mkdir(exist_ok=True)
+        audio_dir = self.directory / "audio" if self.record else None
+        if audio_dir is not None:
+            audio_dir.mkdir(exist_ok=True)
         silence = silent_wav(self.directory / "silence.wav")
         (self.directory / "config").write_text(
             _config(self.account, self.ctrl_port, silence, audio_dir), encoding="utf-8")
@@ -109,11 +115,7 @@ class Baresip(Softphone):
             if self._process.poll() is None and self._socket is not None:
                 # baresip unregisters every account (expires=0) as it quits.
                 self._send("quit", "")
-                try:
-                    self._process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=10)
+                wait_or_kill(self._process, 10)
         finally:
             if self._socket is not None:
                 self._socket.close()

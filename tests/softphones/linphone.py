@@ -8,7 +8,9 @@ socket every linphonec of the user shares: one phone per test runs here, each on
 
 The account is the README's linphonerc sections (``account_sections``; tests/unit/
 test_softphones.py holds the two together). Audio: ``soundcard use files`` (no sound card
-here): the phone sends silence and records what it receives to a WAV (``received_audio``).
+here): the phone sends silence and, made with ``record=True``, writes what it plays to a WAV
+(``received_audio``): the far end's audio, and its own key clicks (a cardholder's keys would be in
+it, so only the agent's phone records).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.softphones import Account, Softphone, SoftphoneError, silent_wav, wait_until
+from tests.softphones import (Account, Softphone, SoftphoneError, silent_wav, wait_or_kill,
+                              wait_until)
 
 __all__ = ["Linphone", "account_sections"]
 
@@ -61,6 +64,9 @@ def _linphonerc(account: Account, account_directory: Path) -> str:
         f"uri={account_directory}/linphone.db",
         "[rtp]",
         f"audio_rtp_port={account.rtp_port}",
+        # linphonec ends a call by itself after 30 s without RTP: a call the far end hung up
+        # ends by its BYE here, or the test waiting for the end sees it does not.
+        "nortp_timeout=3600",
         "[video]",
         "capture=0",
         "display=0",
@@ -72,11 +78,12 @@ def _linphonerc(account: Account, account_directory: Path) -> str:
 
 class Linphone(Softphone):
     """One linphonec process with one account; ``with Linphone(...) as phone:`` starts and stops
-    it."""
+    it; ``record``: keep what it plays (``received_audio``)."""
 
-    def __init__(self, account: Account, directory: Path) -> None:
+    def __init__(self, account: Account, directory: Path, *, record: bool = False) -> None:
         self.account = account
         self.directory = directory
+        self.record = record
         self.lines: list[str] = []
         self._keys: list[str] = []
         self._lock = threading.Lock()
@@ -94,10 +101,11 @@ class Linphone(Softphone):
             text=True, bufsize=1, start_new_session=True, cwd=self.directory)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        # No sound card: WAV files stand in for it (silence out, what is received recorded).
+        # No sound card: WAV files stand in for it (silence out; what it plays, recorded or not).
         self.send("soundcard use files")
         self.send(f"play {silent_wav(self.directory / 'silence.wav')}")
-        self.send(f"record {self.directory / 'received.wav'}")
+        if self.record:
+            self.send(f"record {self.directory / 'received.wav'}")
         # IPv4 media (the linphonerc's use_ipv6=0 is not enough: it offers its IPv6 address).
         self.send("ipv6 disable")
         # The port in the linphonerc is not applied at start; this opens the SIP listener.
@@ -112,11 +120,7 @@ class Linphone(Softphone):
             if self._process.poll() is None:
                 self.send("unregister")
                 self.send("quit")
-                try:
-                    self._process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=10)
+                wait_or_kill(self._process, 15)
         finally:
             self._process = None
             # The password stays where the installation keeps it, not in the test's files.

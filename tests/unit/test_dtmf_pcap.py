@@ -321,7 +321,7 @@ def test_both_sends_events_and_tones_in_one_sequence_space(tmp_path):
 
 def test_steps_name_their_tones_apart_and_refuse_unknown_ones(tmp_path):
     names = {dtmf_pcap.pcap_name("12", 0, tones) for tones in dtmf_pcap.TONES}
-    assert len(names) == 3 and dtmf_pcap.pcap_name("12", 0) in names
+    assert len(names) == len(dtmf_pcap.TONES) == 4 and dtmf_pcap.pcap_name("12", 0) in names
     path = dtmf_pcap.pcap_for_step(tmp_path, "12", 1, tones="inband")
     headers = _rtp_headers(_udp_payloads(path.read_bytes()))
     assert headers[0]["seq"] == 1000 and headers[0]["ts"] == 400000
@@ -335,3 +335,16 @@ def test_ulaw_encoding_round_trips_within_its_step():
         decoded = _ulaw_to_linear(dtmf_pcap.linear_to_ulaw(sample))
         assert abs(decoded - sample) <= max(8, abs(sample) // 16), (sample, decoded)
     assert dtmf_pcap.linear_to_ulaw(0) == 0xFF  # u-law's silence byte
+
+
+def test_voice_is_plain_audio_of_its_tone_with_no_key_in_it(tmp_path):
+    """The "voice" kind (a test phone talking): G.711 bursts of VOICE_HZ in the keyed slots,
+    which the DTMF detector does not read as keys and tone_seconds measures."""
+    from tests.dtmf_detect import detect_dtmf_in, tone_seconds_in, ulaw_audio_in_packets
+    payloads = _udp_payloads(dtmf_pcap.build_dtmf_pcap("0" * 10, tones="voice"))
+    assert {h["b1"] & 0x7F for h in _rtp_headers(payloads)} == {0}  # PCMU only, no event
+    assert len(payloads) == dtmf_pcap.packet_count("0" * 10, tones="voice")
+    audio = ulaw_audio_in_packets(payloads, rtp_port=RTP_PORT, start=0, end=2**32)
+    assert detect_dtmf_in(audio) == []
+    assert 1.4 < tone_seconds_in(audio, dtmf_pcap.VOICE_HZ) <= 1.6  # 10 bursts of 160 ms
+    assert tone_seconds_in(audio, 1000) == 0.0

@@ -88,6 +88,15 @@ def test_asterisk_listens_on_loopback_only():
     assert transports and all(t["bind"].startswith("127.0.0.1:") for t in transports)
 
 
+def test_no_endpoint_is_pinned_to_one_transport():
+    """A phone may call over UDP, TCP or TLS: an endpoint pinned to UDP (``transport =``) takes a
+    TCP caller's INVITE, but Asterisk's own requests in that dialog (its BYE when the IVR hangs
+    up) can never be sent (tests/e2e/test_codecs_and_networks.py's TCP caller)."""
+    endpoints = {name: s for name, s in _pjsip() if s.get("type") == "endpoint"}
+    assert {"loopback-tester", "6001", "7001"} <= set(endpoints)  # the check sees them
+    assert {name: s["transport"] for name, s in endpoints.items() if "transport" in s} == {}
+
+
 def test_no_endpoint_without_a_password_can_be_reached_by_its_name():
     """An endpoint without auth is reached only by address (identify_by = ip), and identifies
     match only this machine's test addresses (127.0.0.1; 127.0.0.2N, the test phones of each DTMF
@@ -105,3 +114,14 @@ def test_no_endpoint_without_a_password_can_be_reached_by_its_name():
     assert Settings().sip_edge_relay_address not in {"127.0.0.21", "127.0.0.22", "127.0.0.23"}
     with_auth = [name for name, s in sections if s.get("type") == "endpoint" and "auth" in s]
     assert "6001" in with_auth and "13900000001" in with_auth
+
+
+def test_phones_behind_the_edge_get_media_on_every_address():
+    """A phone reaches Asterisk through the edge, whose SDP sends the phone's RTP to the edge
+    address (127.0.0.2, a LAN address): Asterisk binds a call's RTP to its endpoint's transport
+    address (127.0.0.1), so an endpoint with a password (a phone's) names no transport, and its
+    RTP listens on every address. Found by the softphone tests: with transport-udp named, no
+    packet of a phone's audio or keys reached Asterisk."""
+    phones = [(name, s) for name, s in _pjsip() if s.get("type") == "endpoint" and "auth" in s]
+    assert {"6001", "6002", "7001", "7002", "13900000001"} <= {name for name, _ in phones}
+    assert [name for name, s in phones if s.get("transport")] == []

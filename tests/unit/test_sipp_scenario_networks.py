@@ -45,3 +45,18 @@ def test_a_phone_with_early_media_sends_183_with_sdp_then_200(tmp_path: Path) ->
     assert "180 Ringing" not in xml
     assert xml.index("183 Session Progress") < xml.index("SIP/2.0 200 OK")
     assert xml.count("m=audio [media_port] RTP/AVP 9 101") == 2
+
+
+def test_a_caller_keying_by_info_who_holds_numbers_every_request_of_the_dialog_in_turn(
+        tmp_path: Path) -> None:
+    """INFO keys, a hold and an unhold share the dialog's one CSeq counter: the re-INVITEs take
+    the next two numbers after the INFO before them, the held step's INFO keys follow, and the BYE
+    comes last (a BYE numbered below a request already sent is refused by Asterisk)."""
+    call = Call("info_hold", "8000", [Key("1", 100, via="info"),
+                                      Key("2#", 100, via="info", hold=True)],
+                hang_up_after_ms=100)
+    xml = write_scenario(call, tmp_path).read_text()
+    requests = re.findall(r"CSeq: (\d+) (INVITE|ACK|INFO|BYE)", xml)
+    assert requests == [("1", "INVITE"), ("1", "ACK"), ("2", "INFO"), ("3", "INVITE"),
+                        ("3", "ACK"), ("4", "INVITE"), ("4", "ACK"), ("5", "INFO"),
+                        ("6", "INFO"), ("7", "BYE")]

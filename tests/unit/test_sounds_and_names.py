@@ -13,8 +13,8 @@ import G722
 
 from ivr.config import load_settings
 from ivr.g722_file import BIT_RATE, SAMPLE_RATE, write_g722
-from ivr.prompts import (CODECS, HOLD_MUSIC, Manifest, build_hold_music, build_sounds,
-                         clean_sounds)
+from ivr.prompts import (AGENT_SOUNDS, CODECS, HOLD_MUSIC, Manifest, build_hold_music,
+                         build_sounds, clean_sounds, link_agent_sounds)
 from tests.dtmf_detect import detect_dtmf
 from ivr.spoken_names import SpokenNames, run_command
 
@@ -186,3 +186,26 @@ async def test_a_name_cached_before_a_codec_was_added_is_made_again(tmp_path: Pa
     (tmp_path / f"{key}.g722").unlink()  # as a cache from before .g722 files were made
     await names.prompt("上海移动", "zh")
     assert runner.espeak_runs == 2 and (tmp_path / f"{key}.g722").exists()
+
+
+def test_the_agent_hears_signed_linear_links_only_and_clean_removes_them(tmp_path: Path) -> None:
+    # Issue 9: what an agent hears while held apart must be played as signed linear (see
+    # AGENT_SOUNDS), so its folders hold links to the WAVs and no G.711/G.722 file.
+    build_sounds(Manifest(voices={"en": "en"}, texts={"en": {
+        "agent_progress": "The customer is entering payment details.",
+        "customer_hung_up": "The customer hung up."}}), tmp_path)
+    build_hold_music(tmp_path)
+    assert link_agent_sounds(tmp_path) == 3 and link_agent_sounds(tmp_path) == 0
+    agent = tmp_path / AGENT_SOUNDS
+    links = sorted(p.relative_to(agent).as_posix() for p in agent.rglob("*") if p.is_symlink())
+    assert links == ["agent_progress.wav", "customer_hung_up.wav", "hold/voicepay-hold.wav"]
+    for link in agent.rglob("*.wav"):
+        assert not Path(link.readlink()).is_absolute()  # also right inside Asterisk's sandbox
+        assert link.read_bytes()[:4] == b"RIFF"
+    assert [p for p in agent.rglob("*") if p.suffix in {f".{c}" for c in CODECS}] == []
+    conf = (Path(__file__).parents[2] / "asterisk-conf" / "musiconhold.conf").read_text()
+    assert f"directory = {load_settings().sounds_path}/{AGENT_SOUNDS}/hold" in conf
+    dialplan = (Path(__file__).parents[2] / "dialplan" / "oneline.conf").read_text()
+    assert "MusicOnHold(agent," in dialplan and "sounds/en/agent_" not in dialplan
+    clean_sounds(tmp_path)
+    assert not any(p.is_symlink() for p in agent.rglob("*"))
