@@ -1,5 +1,6 @@
-"""Talk-through one-line payments end to end (issue 12, first slice): the caller keys the PIN
-while still talking to the agent, and the agent hears the caller throughout but never a digit.
+"""Talk-through one-line payments end to end (issue 12): the caller keys the PIN (a debit card)
+or the expiry and the CVV2 (a credit card) while still talking to the agent, and the agent hears
+the caller throughout but never a digit.
 
 Both phones talk: the caller sends a steady 550 Hz tone as its voice, the agent 1800 Hz (neither
 is a DTMF frequency). Captured: everything Asterisk sends to the agent's SIP and RTP ports, and
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
 from tests.dtmf_detect import detect_dtmf, detect_dtmf_in, tone_level, ulaw_audio_in_packets
 from tests.e2e.test_oneline_calls import (AGENT, SIPP_AGENT, _at, _back_with_the_agent,
-                                          _capture, _order, _packets_to_agent,
-                                          _pays, _recordings, _states, _stop,
+                                          _capture, _marker, _order, _packets_to_agent,
+                                          _recordings, _states, _stop,
                                           _when_the_agent_talks_to_the_caller, dtmf_sent_to_agent)
 from tests.sipp.cues import Cues
 from tests.sipp.dtmf_modes import DtmfMode, mode
@@ -73,8 +75,26 @@ def _seconds(heard: list[bool]) -> str:
     return "".join("+" if h else "." for h in heard)
 
 
-def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) -> None:
-    card = find_test_card("approve")
+@dataclass(frozen=True)
+class Field:
+    """One field the caller keys in the secure capture: the IVR's question (the prompt, also the
+    SIPp cue), and what the caller keys to it. ``label`` names the field in the scenario file."""
+    prompt: str
+    digits: str
+    label: str
+
+
+def _pin(card) -> list[Field]:
+    return [Field("enter_pin", card.pin + "#", "PIN")]
+
+
+def _expiry_and_cvv2(card) -> list[Field]:
+    expiry_mmyy = card.expiry[2:] + card.expiry[:2]  # the card book says YYMM, callers MMYY
+    return [Field("enter_expiry", expiry_mmyy, "expiry"), Field("enter_cvv2", card.cvv2, "CVV2")]
+
+
+def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode, card,
+                    fields: list[Field]) -> None:
     via = dtmf.keyed_via
     agent_capture, caller_capture, caller_said = (
         stack.work_dir / f"{name}_{leg}.pcapng" for leg in ("agent_leg", "caller_leg", "caller_said"))
@@ -92,7 +112,8 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
             Key(CONTROL_KEYS, cue="control tones", label="control keys as tones, capture off",
                 via="inband"),
             Key("1", cue="menu", label=f"1 to pay by {via}", via=via),
-            Key(card.pin + "#", cue="PIN prompt", label=f"PIN by {via}", via=via),
+            *(Key(field.digits, cue=field.prompt, label=f"{field.label} by {via}", via=via)
+              for field in fields),
         ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues,
             caller_ip=dtmf.caller_ip)
         _when_the_agent_talks_to_the_caller(stack)
@@ -105,14 +126,22 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
             _packets_to_agent(agent_capture), rtp_port=SIPP_AGENT.rtp_port, start=0,
             end=time.time()))) >= len(CONTROL_KEYS), 15)
 
+        journal_before = len(stack.journal())
         status, payment = stack.merchant_request(
             "POST", "/v1/payments", _order(card, amount, mobile, mode="talk-through"))
         assert status == 201, payment
         assert payment["oneline_style"] == "talk-through"
-        _pays(stack, cues, payment)
+        marker = _marker(payment)
+        stack.wait_for_prompt(marker, "confirm_menu")
+        cues.send("menu")
+        for field in fields:
+            stack.wait_for_prompt(marker, field.prompt)
+            cues.send(field.prompt)
         final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
                                                "refused"}, timeout=90)
         assert final["status"] == "approved", final["history"]
+        # Approved at the first try: one authorization, so what was keyed was right at once.
+        assert [e["response_code"] for e in stack.journal()[journal_before:]] == ["00"]
         _back_with_the_agent(stack, cues, caller, agent)
         time.sleep(1)
     finally:
@@ -179,4 +208,17 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode) 
                          ids=lambda m: m.name)
 def test_talk_through_keeps_the_voices_and_hides_the_keys(stack, dtmf):
     mobile = {"rfc4733": "13800138221", "info-dtmf-relay": "13800138222"}[dtmf.name]
-    _talked_through(stack, f"talkthrough_{dtmf.name}", "44.00", mobile, dtmf)
+    card = find_test_card("approve")
+    _talked_through(stack, f"talkthrough_{dtmf.name}", "44.00", mobile, dtmf, card, _pin(card))
+
+
+@pytest.mark.parametrize("dtmf", [mode("rfc4733"), mode("info-dtmf-relay")],
+                         ids=lambda m: m.name)
+def test_talk_through_credit_card_expiry_and_cvv2(stack, dtmf):
+    """A credit card's fields, the expiry and then the CVV2, keyed while talking: approved with
+    them, and nothing of either reached the agent's leg or recording."""
+    mobile = {"rfc4733": "13800138223", "info-dtmf-relay": "13800138224"}[dtmf.name]
+    card = find_test_card("credit_approve")
+    _talked_through(stack, f"talkthrough_credit_{dtmf.name}", "45.00", mobile, dtmf, card,
+                    _expiry_and_cvv2(card))
+
