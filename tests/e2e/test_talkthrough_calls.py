@@ -16,12 +16,18 @@ and the leak scan (test_zz_no_card_data_leaks.py) rightly reads the agent's leg 
 
 from __future__ import annotations
 
+import http.cookiejar
+import json
 import math
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
 
+from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from simulators.acquirer.testcards import find_test_card
 from tests.dtmf_detect import detect_dtmf, detect_dtmf_in, tone_level, ulaw_audio_in_packets
 from tests.e2e.test_oneline_calls import (AGENT, SIPP_AGENT, _at, _back_with_the_agent,
@@ -221,4 +227,201 @@ def test_talk_through_credit_card_expiry_and_cvv2(stack, dtmf):
     card = find_test_card("credit_approve")
     _talked_through(stack, f"talkthrough_credit_{dtmf.name}", "45.00", mobile, dtmf, card,
                     _expiry_and_cvv2(card))
+
+
+# ---- the agent's side, hang-ups and hold during the secure capture ----
+
+NOT_THE_PIN = "000000"  # a PIN the caller gets wrong; no test card has it
+
+
+class _Console:
+    """The agent's console over HTTP, as its page talks to it: logged in as the agent, every
+    write with the session's CSRF token (ivr/console/routes.py)."""
+
+    def __init__(self, stack, agent_id: str = AGENT) -> None:
+        self._api = stack.api
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        passwords = json.loads((stack.settings.keys_dir / "agent-passwords.json").read_text())
+        self._csrf = ""
+        status, session = self.post("/console/api/login", {
+            "agent_id": agent_id, "password": passwords["agents"][agent_id]})
+        assert status == 200, session
+        self._csrf = session["csrf"]
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            self._api + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json", "X-CSRF-Token": self._csrf})
+        try:
+            with self._opener.open(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+
+def _talking_agent(stack, name: str, **callee) -> subprocess.Popen:
+    return stack.agent(Callee(f"{name}_agent", ring_ms=300, voice_hz=AGENT_HZ, **callee), AGENT)
+
+
+def _agent_channel(stack) -> str:
+    """The agent's channel as Asterisk lists it now."""
+    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+    names = [line.split("!")[0] for line in
+             sandbox.cli("core show channels concise").splitlines()]
+    agent = [name for name in names if name.startswith(f"PJSIP/{AGENT}-")]
+    assert len(agent) == 1, names
+    return agent[0]
+
+
+def _nothing_keyed_reached_the_agent(capture, payment: dict) -> None:
+    """No telephone-event and no SIP INFO in what was sent to the agent's leg from the caller's
+    switch into the payment IVR to the payment's end, and the capture was live."""
+    during = dtmf_sent_to_agent(_packets_to_agent(capture), _at(payment, "answered"),
+                                _at(payment, payment["status"]))
+    assert during["rtp_packets"] > 50, during
+    assert during["telephone_events"] == 0 and during["sip_info"] == 0, during
+
+
+def test_talk_through_the_agent_asks_again_for_the_pin(stack):
+    """The caller tells the agent they keyed the PIN wrong; the agent asks again for it from the
+    console while it is asked: the entry is discarded, the caller hears "please enter it again"
+    and the PIN question, and only the PIN keyed then reaches the acquirer."""
+    card = find_test_card("approve")
+    agent_capture = stack.work_dir / "talkthrough_ask_again_agent_leg.pcapng"
+    capture = _capture(agent_capture, SIPP_AGENT)
+    try:
+        agent = _talking_agent(stack, "talkthrough_ask_again", bye_timeout_ms=150000)
+        cues = Cues()
+        caller = stack.start_call(Call("talkthrough_ask_again", "8100", [
+            Key("1", cue="menu", label="1 to pay"),
+            Key(NOT_THE_PIN + "#", cue="enter_pin", label="a PIN the caller got wrong"),
+            Key(card.pin + "#", cue="PIN again", label="the PIN, asked again"),
+        ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues)
+        console = _Console(stack)
+        _when_the_agent_talks_to_the_caller(stack)
+        journal_before = len(stack.journal())
+        status, payment = console.post("/console/api/payments", {
+            **_order(card, "46.00", "13800138225"), "mode": "talk-through"})
+        assert status == 201, payment
+        marker = _marker(payment)
+        stack.wait_for_prompt(marker, "confirm_menu")
+        cues.send("menu")
+        stack.wait_for_prompt(marker, "enter_pin")
+        status, shown = console.post(f"/console/api/payments/{payment['id']}/ask-again",
+                                     {"field": "pin"})
+        assert status == 202, shown
+        cues.send("enter_pin")  # the wrong PIN and #: discarded, and the PIN asked again
+        stack.wait_for_prompt(marker, "enter_pin", count=2)
+        stack.wait_for_prompt(marker, "ask_again")
+        cues.send("PIN again")
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"},
+                               timeout=90)
+        assert final["status"] == "approved", final["history"]
+        _back_with_the_agent(stack, cues, caller, agent)
+    finally:
+        _stop(capture)
+    # One authorization, approved: the wrong PIN never reached the acquirer (it would be a 55).
+    assert [e["response_code"] for e in stack.journal()[journal_before:]] == ["00"]
+    assert [(h.get("event"), h.get("about")) for h in final["history"] if h.get("about")] == [
+        ("ask_again_requested", "pin"), ("asked_again", "pin")]
+    _nothing_keyed_reached_the_agent(agent_capture, final)
+
+
+def test_talk_through_caller_hanging_up_mid_pin_releases_the_agent(stack):
+    card = find_test_card("approve")
+    agent = _talking_agent(stack, "talkthrough_caller_leaves", bye_timeout_ms=120000)
+    cues = Cues()
+    caller = stack.start_call(Call("talkthrough_caller_leaves", "8100", [
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin[:3], cue="enter_pin", label="half a PIN"),
+    ], hang_up_after_ms=500, voice_hz=CALLER_HZ), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
+    status, payment = stack.merchant_request(
+        "POST", "/v1/payments", _order(card, "47.00", "13800138226", mode="talk-through"))
+    assert status == 201, payment
+    marker = _marker(payment)
+    stack.wait_for_prompt(marker, "confirm_menu")
+    cues.send("menu")
+    stack.wait_for_prompt(marker, "enter_pin")
+    cues.send("enter_pin")
+    out, _ = caller.communicate(timeout=120)
+    assert caller.returncode == 0, out[-2000:]
+    # The agent, who was listening to the caller, hears that the customer hung up, then
+    # Asterisk hangs up on them.
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    final = stack.wait_for(payment["id"], {"abandoned"}, timeout=20)
+    assert final["status"] == "abandoned" and "stan" not in final
+    heard_by_agent = stack.prompt_names(f"voicepay agent talking through {payment['id']}")
+    assert "customer_hung_up" in heard_by_agent, heard_by_agent
+
+
+def test_talk_through_agent_gone_mid_pin_caller_still_pays(stack):
+    """The agent's leg ends while the caller is asked for the PIN (Asterisk hangs it up, as the
+    agent's phone hanging up would end it): the caller keys on, is approved, hears the result,
+    and is offered another agent."""
+    card = find_test_card("approve")
+    agent = _talking_agent(stack, "talkthrough_agent_leaves", bye_timeout_ms=120000)
+    cues = Cues()
+    caller = stack.start_call(Call("talkthrough_agent_leaves", "8100", [
+        Key("1", cue="menu", label="1 to pay"),
+        Key(card.pin + "#", cue="enter_pin", label="PIN"),
+    ], bye_timeout_ms=120000, voice_hz=CALLER_HZ), cues=cues)
+    _when_the_agent_talks_to_the_caller(stack)
+    status, payment = stack.merchant_request(
+        "POST", "/v1/payments", _order(card, "48.00", "13800138227", mode="talk-through"))
+    assert status == 201, payment
+    marker = _marker(payment)
+    stack.wait_for_prompt(marker, "confirm_menu")
+    cues.send("menu")
+    stack.wait_for_prompt(marker, "enter_pin")
+    sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
+    sandbox.cli(f"channel request hangup {_agent_channel(stack)}")
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out[-2000:]
+    assert stack.get(f"/v1/payments/{payment['id']}")["status"] == "pin_entry"  # mid-field
+    cues.send("enter_pin")
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
+    assert final["status"] == "approved", final["history"]
+    out, _ = caller.communicate(timeout=150)
+    assert caller.returncode == 0, out[-2000:]
+    heard = stack.prompt_names(marker)
+    assert "approved" in heard and "agent_gone" in heard, heard
+    assert heard.index("approved") < heard.index("agent_gone"), heard
+    assert _states(final) == [
+        "created", "risk_passed", "answered", "confirmed", "pin_entry", "authorizing", "approved"]
+
+
+def test_talk_through_caller_holding_mid_pin(stack):
+    """Asked for the PIN, the caller puts the call on hold and takes it off again (re-INVITEs,
+    a=sendonly then a=sendrecv), then keys the PIN: approved, and nothing keyed reached the
+    agent's leg."""
+    card = find_test_card("approve")
+    agent_capture = stack.work_dir / "talkthrough_hold_agent_leg.pcapng"
+    capture = _capture(agent_capture, SIPP_AGENT)
+    try:
+        agent = _talking_agent(stack, "talkthrough_hold", bye_timeout_ms=150000)
+        cues = Cues()
+        caller = stack.start_call(Call("talkthrough_hold", "8100", [
+            Key("1", cue="menu", label="1 to pay"),
+            Key(card.pin + "#", cue="enter_pin", label="PIN after hold and unhold", hold=True),
+        ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues)
+        _when_the_agent_talks_to_the_caller(stack)
+        status, payment = stack.merchant_request(
+            "POST", "/v1/payments", _order(card, "49.00", "13800138228", mode="talk-through"))
+        assert status == 201, payment
+        marker = _marker(payment)
+        stack.wait_for_prompt(marker, "confirm_menu")
+        cues.send("menu")
+        stack.wait_for_prompt(marker, "enter_pin")
+        cues.send("enter_pin")
+        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"},
+                               timeout=90)
+        assert final["status"] == "approved", final["history"]
+        _back_with_the_agent(stack, cues, caller, agent)
+    finally:
+        _stop(capture)
+    assert final["internal"]["pin_attempts"] == "1"
+    _nothing_keyed_reached_the_agent(agent_capture, final)
 
