@@ -16,7 +16,7 @@ import wave
 from pathlib import Path
 
 __all__ = ["detect_dtmf", "detect_dtmf_in", "keypad_in_packets", "longest_silence",
-           "tone_level", "tone_seconds", "tone_seconds_in", "ulaw_audio_in_packets"]
+           "sound_runs_in", "tone_level", "tone_seconds", "tone_seconds_in", "ulaw_audio_in_packets"]
 
 LOW = (697, 770, 852, 941)
 HIGH = (1209, 1336, 1477, 1633)
@@ -106,6 +106,48 @@ def detect_dtmf(path: Path, *, start_s: float = 0.0, end_s: float | None = None)
     return detect_dtmf_in(samples, rate, start_s=start_s, end_s=end_s)
 
 
+def _digit(chunk: list[float], energy: float, rate: int) -> str | None:
+    """The key whose tone pair ``chunk`` (of ``energy``) holds, or None."""
+    low = [_goertzel(chunk, f, rate) for f in LOW]
+    high = [_goertzel(chunk, f, rate) for f in HIGH]
+    li, hi = max(range(4), key=low.__getitem__), max(range(4), key=high.__getitem__)
+    # Each tone must stand well above the others of its group, and the pair must hold most
+    # of the block's energy (speech and music spread theirs).
+    low_ok = all(low[li] > 8 * v for i, v in enumerate(low) if i != li)
+    high_ok = all(high[hi] > 8 * v for i, v in enumerate(high) if i != hi)
+    share = (low[li] + high[hi]) * 2 / (len(chunk) * energy)
+    return KEYS[li][hi] if low_ok and high_ok and share > 0.5 else None
+
+
+def sound_runs_in(samples: list[float], rate: int = 8000, *, start_s: float = 0.0,
+                  end_s: float | None = None) -> list[tuple[float, int, str | None]]:
+    """(start in seconds, length in ms, DTMF key or None) of each stretch of sound between
+    silences, to the millisecond: how much of a keypad tone reached a phone whose line is
+    otherwise silent. A millisecond is sound when it is louder than detect_dtmf_in's floor
+    (about -40 dBFS); a stretch's key is the one whose pair holds most of its energy, judged
+    over the whole stretch (so also for stretches shorter than a detector's block)."""
+    step = rate // 1000
+    first = int(start_s * rate)
+    last = len(samples) if end_s is None else min(len(samples), int(end_s * rate))
+    runs: list[tuple[float, int, str | None]] = []
+    run_start = None
+    for offset in range(first, last - step + 1, step):
+        loud = sum(x * x for x in samples[offset:offset + step]) >= step * 300.0 ** 2
+        if loud and run_start is None:
+            run_start = offset
+        elif not loud and run_start is not None:
+            runs.append(_sound_run(samples, run_start, offset, rate))
+            run_start = None
+    if run_start is not None:
+        runs.append(_sound_run(samples, run_start, last, rate))
+    return runs
+
+
+def _sound_run(samples: list[float], start: int, end: int, rate: int) -> tuple[float, int, str | None]:
+    chunk = samples[start:end]
+    return start / rate, round((end - start) * 1000 / rate), _digit(chunk, sum(x * x for x in chunk), rate)
+
+
 def detect_dtmf_in(samples: list[float], rate: int = 8000, *, start_s: float = 0.0,
                    end_s: float | None = None) -> list[tuple[float, str]]:
     """detect_dtmf over samples already decoded (a phone's RTP audio, ulaw_audio_in_packets)."""
@@ -121,15 +163,7 @@ def detect_dtmf_in(samples: list[float], rate: int = 8000, *, start_s: float = 0
         if energy < block * 300.0 ** 2:  # quieter than about -40 dBFS: silence or noise
             previous = None
             continue
-        low = [_goertzel(chunk, f, rate) for f in LOW]
-        high = [_goertzel(chunk, f, rate) for f in HIGH]
-        li, hi = max(range(4), key=low.__getitem__), max(range(4), key=high.__getitem__)
-        # Each tone must stand well above the others of its group, and the pair must hold most
-        # of the block's energy (speech and music spread theirs).
-        low_ok = all(low[li] > 8 * v for i, v in enumerate(low) if i != li)
-        high_ok = all(high[hi] > 8 * v for i, v in enumerate(high) if i != hi)
-        share = (low[li] + high[hi]) * 2 / (block * energy)
-        digit = KEYS[li][hi] if low_ok and high_ok and share > 0.5 else None
+        digit = _digit(chunk, energy, rate)
         # Reported once per key press: when it has held for two blocks. A tone of any length
         # is one digit; the same key again needs a break in between, as a keypad makes.
         held = held + 1 if digit is not None and digit == previous else 1

@@ -12,6 +12,10 @@ twice) keyed the same way before the payment, with secure capture off, reach the
 telephone-events, and keyed as in-band tones are found by the Goertzel detector in the agent's
 audio and in the recording. Not the PIN itself: with secure capture off it does reach the agent,
 and the leak scan (test_zz_no_card_data_leaks.py) rightly reads the agent's leg for it.
+
+Then what the agent and the line can do during the capture (ask again from the console, either
+side hanging up, the caller holding), and a measure of how much of an in-band key's tone reaches
+the agent.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ import pytest
 
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from simulators.acquirer.testcards import find_test_card
-from tests.dtmf_detect import detect_dtmf, detect_dtmf_in, tone_level, ulaw_audio_in_packets
+from tests.dtmf_detect import (detect_dtmf, detect_dtmf_in, sound_runs_in, tone_level,
+                               ulaw_audio_in_packets)
 from tests.e2e.test_oneline_calls import (AGENT, SIPP_AGENT, _at, _back_with_the_agent,
                                           _capture, _marker, _order, _packets_to_agent,
                                           _recordings, _states, _stop,
                                           _when_the_agent_talks_to_the_caller, dtmf_sent_to_agent)
 from tests.sipp.cues import Cues
 from tests.sipp.dtmf_modes import DtmfMode, mode
+from tests.sipp.dtmf_pcap import play_duration_ms
 from tests.sipp.scenario import Call, Callee, Key
 
 pytestmark = pytest.mark.e2e
@@ -260,8 +266,17 @@ class _Console:
             return exc.code, json.load(exc)
 
 
-def _talking_agent(stack, name: str, **callee) -> subprocess.Popen:
-    return stack.agent(Callee(f"{name}_agent", ring_ms=300, voice_hz=AGENT_HZ, **callee), AGENT)
+def _talking(stack, name: str, steps: list[Key], *, voice_hz: int | None = CALLER_HZ,
+             caller_ip: str = "127.0.0.1", **call) -> tuple[subprocess.Popen, Cues, subprocess.Popen]:
+    """The agent (talking) and a caller keying ``steps`` on cues (talking, unless ``voice_hz``
+    is None), bridged by the queue: (agent, cues, caller)."""
+    agent = stack.agent(Callee(f"{name}_agent", ring_ms=300, voice_hz=AGENT_HZ,
+                               bye_timeout_ms=150000), AGENT)
+    cues = Cues()
+    caller = stack.start_call(Call(name, "8100", steps, voice_hz=voice_hz, **call), cues=cues,
+                              caller_ip=caller_ip)
+    _when_the_agent_talks_to_the_caller(stack)
+    return agent, cues, caller
 
 
 def _agent_channel(stack) -> str:
@@ -283,6 +298,30 @@ def _nothing_keyed_reached_the_agent(capture, payment: dict) -> None:
     assert during["telephone_events"] == 0 and during["sip_info"] == 0, during
 
 
+def _asked_for_the_pin(stack, cues: Cues, payment: dict) -> None:
+    """The caller of this talk-through ``payment`` answers "1" to pay (the cue "menu") and is
+    asked for the PIN: the cue "enter_pin" keys it."""
+    marker = _marker(payment)
+    stack.wait_for_prompt(marker, "confirm_menu")
+    cues.send("menu")
+    stack.wait_for_prompt(marker, "enter_pin")
+
+
+def _talk_through_order(stack, card, amount: str, mobile: str) -> dict:
+    """The agent's system asks for a talk-through payment in the agent's live call."""
+    status, payment = stack.merchant_request(
+        "POST", "/v1/payments", _order(card, amount, mobile, mode="talk-through"))
+    assert status == 201, payment
+    return payment
+
+
+def _approved(stack, payment: dict) -> dict:
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"},
+                           timeout=90)
+    assert final["status"] == "approved", final["history"]
+    return final
+
+
 def test_talk_through_the_agent_asks_again_for_the_pin(stack):
     """The caller tells the agent they keyed the PIN wrong; the agent asks again for it from the
     console while it is asked: the entry is discarded, the caller hears "please enter it again"
@@ -291,23 +330,18 @@ def test_talk_through_the_agent_asks_again_for_the_pin(stack):
     agent_capture = stack.work_dir / "talkthrough_ask_again_agent_leg.pcapng"
     capture = _capture(agent_capture, SIPP_AGENT)
     try:
-        agent = _talking_agent(stack, "talkthrough_ask_again", bye_timeout_ms=150000)
-        cues = Cues()
-        caller = stack.start_call(Call("talkthrough_ask_again", "8100", [
+        agent, cues, caller = _talking(stack, "talkthrough_ask_again", [
             Key("1", cue="menu", label="1 to pay"),
             Key(NOT_THE_PIN + "#", cue="enter_pin", label="a PIN the caller got wrong"),
             Key(card.pin + "#", cue="PIN again", label="the PIN, asked again"),
-        ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues)
+        ], hang_up_on_cue="back with the agent")
         console = _Console(stack)
-        _when_the_agent_talks_to_the_caller(stack)
         journal_before = len(stack.journal())
         status, payment = console.post("/console/api/payments", {
             **_order(card, "46.00", "13800138225"), "mode": "talk-through"})
         assert status == 201, payment
         marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
-        stack.wait_for_prompt(marker, "enter_pin")
+        _asked_for_the_pin(stack, cues, payment)
         status, shown = console.post(f"/console/api/payments/{payment['id']}/ask-again",
                                      {"field": "pin"})
         assert status == 202, shown
@@ -315,9 +349,7 @@ def test_talk_through_the_agent_asks_again_for_the_pin(stack):
         stack.wait_for_prompt(marker, "enter_pin", count=2)
         stack.wait_for_prompt(marker, "ask_again")
         cues.send("PIN again")
-        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"},
-                               timeout=90)
-        assert final["status"] == "approved", final["history"]
+        final = _approved(stack, payment)
         _back_with_the_agent(stack, cues, caller, agent)
     finally:
         _stop(capture)
@@ -330,20 +362,12 @@ def test_talk_through_the_agent_asks_again_for_the_pin(stack):
 
 def test_talk_through_caller_hanging_up_mid_pin_releases_the_agent(stack):
     card = find_test_card("approve")
-    agent = _talking_agent(stack, "talkthrough_caller_leaves", bye_timeout_ms=120000)
-    cues = Cues()
-    caller = stack.start_call(Call("talkthrough_caller_leaves", "8100", [
+    agent, cues, caller = _talking(stack, "talkthrough_caller_leaves", [
         Key("1", cue="menu", label="1 to pay"),
         Key(card.pin[:3], cue="enter_pin", label="half a PIN"),
-    ], hang_up_after_ms=500, voice_hz=CALLER_HZ), cues=cues)
-    _when_the_agent_talks_to_the_caller(stack)
-    status, payment = stack.merchant_request(
-        "POST", "/v1/payments", _order(card, "47.00", "13800138226", mode="talk-through"))
-    assert status == 201, payment
-    marker = _marker(payment)
-    stack.wait_for_prompt(marker, "confirm_menu")
-    cues.send("menu")
-    stack.wait_for_prompt(marker, "enter_pin")
+    ], hang_up_after_ms=500)
+    payment = _talk_through_order(stack, card, "47.00", "13800138226")
+    _asked_for_the_pin(stack, cues, payment)
     cues.send("enter_pin")
     out, _ = caller.communicate(timeout=120)
     assert caller.returncode == 0, out[-2000:]
@@ -362,31 +386,22 @@ def test_talk_through_agent_gone_mid_pin_caller_still_pays(stack):
     agent's phone hanging up would end it): the caller keys on, is approved, hears the result,
     and is offered another agent."""
     card = find_test_card("approve")
-    agent = _talking_agent(stack, "talkthrough_agent_leaves", bye_timeout_ms=120000)
-    cues = Cues()
-    caller = stack.start_call(Call("talkthrough_agent_leaves", "8100", [
+    agent, cues, caller = _talking(stack, "talkthrough_agent_leaves", [
         Key("1", cue="menu", label="1 to pay"),
         Key(card.pin + "#", cue="enter_pin", label="PIN"),
-    ], bye_timeout_ms=120000, voice_hz=CALLER_HZ), cues=cues)
-    _when_the_agent_talks_to_the_caller(stack)
-    status, payment = stack.merchant_request(
-        "POST", "/v1/payments", _order(card, "48.00", "13800138227", mode="talk-through"))
-    assert status == 201, payment
-    marker = _marker(payment)
-    stack.wait_for_prompt(marker, "confirm_menu")
-    cues.send("menu")
-    stack.wait_for_prompt(marker, "enter_pin")
+    ], bye_timeout_ms=120000)
+    payment = _talk_through_order(stack, card, "48.00", "13800138227")
+    _asked_for_the_pin(stack, cues, payment)
     sandbox = AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings))
     sandbox.cli(f"channel request hangup {_agent_channel(stack)}")
     out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, out[-2000:]
     assert stack.get(f"/v1/payments/{payment['id']}")["status"] == "pin_entry"  # mid-field
     cues.send("enter_pin")
-    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"})
-    assert final["status"] == "approved", final["history"]
+    final = _approved(stack, payment)
     out, _ = caller.communicate(timeout=150)
     assert caller.returncode == 0, out[-2000:]
-    heard = stack.prompt_names(marker)
+    heard = stack.prompt_names(_marker(payment))
     assert "approved" in heard and "agent_gone" in heard, heard
     assert heard.index("approved") < heard.index("agent_gone"), heard
     assert _states(final) == [
@@ -401,27 +416,93 @@ def test_talk_through_caller_holding_mid_pin(stack):
     agent_capture = stack.work_dir / "talkthrough_hold_agent_leg.pcapng"
     capture = _capture(agent_capture, SIPP_AGENT)
     try:
-        agent = _talking_agent(stack, "talkthrough_hold", bye_timeout_ms=150000)
-        cues = Cues()
-        caller = stack.start_call(Call("talkthrough_hold", "8100", [
+        agent, cues, caller = _talking(stack, "talkthrough_hold", [
             Key("1", cue="menu", label="1 to pay"),
             Key(card.pin + "#", cue="enter_pin", label="PIN after hold and unhold", hold=True),
-        ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues)
-        _when_the_agent_talks_to_the_caller(stack)
-        status, payment = stack.merchant_request(
-            "POST", "/v1/payments", _order(card, "49.00", "13800138228", mode="talk-through"))
-        assert status == 201, payment
-        marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
-        stack.wait_for_prompt(marker, "enter_pin")
+        ], hang_up_on_cue="back with the agent")
+        payment = _talk_through_order(stack, card, "49.00", "13800138228")
+        _asked_for_the_pin(stack, cues, payment)
         cues.send("enter_pin")
-        final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned"},
-                               timeout=90)
-        assert final["status"] == "approved", final["history"]
+        final = _approved(stack, payment)
         _back_with_the_agent(stack, cues, caller, agent)
     finally:
         _stop(capture)
     assert final["internal"]["pin_attempts"] == "1"
     _nothing_keyed_reached_the_agent(agent_capture, final)
 
+
+# ---- callers whose phones key in-band: how much of each tone reaches the agent ----
+
+# Below this, an ITU-T Q.24 DTMF receiver must reject a tone; from about 40 ms it may accept it.
+Q24_REJECTED_BELOW_MS = 20
+
+
+def _tones_heard(packets, start: float, end: float) -> list[tuple[float, int, str | None]]:
+    """The stretches of sound sent to the agent between ``start`` and ``end`` (the caller is
+    silent apart from their keys, so every one is what is left of a key's tone)."""
+    audio = ulaw_audio_in_packets(packets, rtp_port=SIPP_AGENT.rtp_port, start=start, end=end)
+    return sound_runs_in(audio)
+
+
+def _keys_as_events(packets) -> int:
+    """How many keys were sent to the agent as RFC 4733 telephone-events: one RTP timestamp
+    for all the packets of one key."""
+    return len({payload[4:8] for _, port, payload in packets
+                if port == SIPP_AGENT.rtp_port and len(payload) >= 16 and payload[1] & 0x7F == 101})
+
+
+def test_talk_through_in_band_keys_measured_at_the_agent(stack):
+    """Issue 12 asks how much of an in-band key's tone reaches the agent before Asterisk's
+    detector removes it. A caller whose phone keys only in G.711 tones (the endpoint's
+    dtmf_mode=inband) says nothing but keys: the same keys while bridged with the agent (secure
+    capture off), then "1" and the PIN in talk-through. Every stretch of sound the agent was sent
+    is measured to the millisecond and printed; nothing masks them (README, "Talk-through").
+    Asserted: bridged, the keys reached the agent (as telephone-events: the detector turns them
+    into keys); in talk-through the PIN was read whole through the detector (approved at once),
+    the agent's leg was sent audio for at least as long as the keys played, no stretch of sound
+    in it lasted as long as the 20 ms below which a Q.24 receiver must reject a tone, and no
+    telephone-event, SIP INFO or Goertzel-detectable tone reached the agent."""
+    inband = mode("inband")
+    card = find_test_card("approve")
+    agent_capture = stack.work_dir / "talkthrough_inband_agent_leg.pcapng"
+    capture = _capture(agent_capture, SIPP_AGENT)
+    try:
+        agent, cues, caller = _talking(stack, "talkthrough_inband", [
+            Key(CONTROL_KEYS, cue="control", label="control keys, secure capture off",
+                via="inband"),
+            Key("1", cue="menu", label="1 to pay", via="inband"),
+            Key(card.pin + "#", cue="enter_pin", label="PIN", via="inband"),
+        ], hang_up_on_cue="back with the agent", voice_hz=None, caller_ip=inband.caller_ip)
+        cues.send("control")
+        # Bridged, Asterisk's detector turns the caller's tones into keys and sends them to the
+        # agent as telephone-events: secure capture off, the keys do reach the agent.
+        # All of them, before the payment's IVR could take the last as an answer.
+        assert stack.wait_until(lambda: _keys_as_events(
+            _packets_to_agent(agent_capture)) == len(CONTROL_KEYS), 15)
+        journal_before = len(stack.journal())
+        payment = _talk_through_order(stack, card, "50.00", "13800138221")
+        _asked_for_the_pin(stack, cues, payment)
+        cues.send("enter_pin")
+        final = _approved(stack, payment)
+        _back_with_the_agent(stack, cues, caller, agent)
+    finally:
+        _stop(capture)
+    assert [e["response_code"] for e in stack.journal()[journal_before:]] == ["00"]
+    secure, done = _at(final, "answered"), _at(final, "approved")
+    to_agent = _packets_to_agent(agent_capture)
+    bridged = _tones_heard(to_agent, 0, secure - 0.2)
+    during = _tones_heard(to_agent, secure, done)
+    heard_s = len(ulaw_audio_in_packets(to_agent, rtp_port=SIPP_AGENT.rtp_port, start=secure,
+                                        end=done)) / 8000
+    print(f"\nin-band keys, sound sent to the agent (ms, key): bridged "
+          f"{[(ms, digit) for _, ms, digit in bridged]}; in talk-through "
+          f"{[(ms, digit) for _, ms, digit in during]}, in {heard_s:.2f} s of audio")
+    # The agent's leg was live while the caller keyed: ChanSpy sends the agent a frame for each
+    # the caller's phone sends, and the phone sent one every 20 ms for as long as its keys played.
+    assert heard_s >= play_duration_ms(card.pin + "#") / 1000, heard_s
+    # What reached the agent of each tone is shorter than a Q.24 receiver must reject.
+    assert all(ms < Q24_REJECTED_BELOW_MS for _, ms, _ in during), during
+    keypad = dtmf_sent_to_agent(to_agent, secure, done)
+    assert keypad["telephone_events"] == 0 and keypad["sip_info"] == 0, keypad
+    assert detect_dtmf_in(ulaw_audio_in_packets(to_agent, rtp_port=SIPP_AGENT.rtp_port,
+                                                start=secure, end=done)) == []

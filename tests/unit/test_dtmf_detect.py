@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.dtmf_detect import detect_dtmf, keypad_in_packets
+from tests.dtmf_detect import _read, detect_dtmf, detect_dtmf_in, keypad_in_packets, sound_runs_in
 
 TONES = {"1": (697, 1209), "5": (770, 1336), "9": (852, 1477), "#": (941, 1477)}
 
@@ -17,6 +17,7 @@ def _sox(*args: str) -> None:
 
 
 def _tone_file(tmp_path, digits: str, tone_s: float = 0.12):
+    tmp_path.mkdir(exist_ok=True)
     parts = []
     for index, digit in enumerate(digits):
         low, high = TONES[digit]
@@ -51,6 +52,19 @@ def test_hears_nothing_in_speech(tmp_path):
     speech = tmp_path / "speech.wav"
     _sox(str(raw), "-r", "8000", "-c", "1", "-b", "16", str(speech))
     assert detect_dtmf(speech) == []
+
+
+def test_sound_runs_measure_each_tone_to_the_millisecond(tmp_path):
+    """What the talk-through measure of in-band keys relies on: each tone between silences is
+    one run, its length within a millisecond, and its key named even when it is far shorter than
+    a detector's block (a tone's leading edge that passed before Asterisk's detector acted)."""
+    short, full = _tone_file(tmp_path / "a", "1", 0.015), _tone_file(tmp_path / "b", "9", 0.16)
+    samples = _read(short)[0] + _read(full)[0]
+    runs = sound_runs_in(samples)
+    assert [digit for _, _, digit in runs] == ["1", "9"]
+    assert [ms for _, ms, _ in runs] == [pytest.approx(15, abs=1), pytest.approx(160, abs=1)]
+    # The detector, which wants two blocks (51 ms) of a key, does not accept the 15 ms one.
+    assert [digit for _, digit in detect_dtmf_in(samples)] == ["9"]
 
 
 def test_a_time_window_limits_what_is_reported(tmp_path):
