@@ -11,6 +11,9 @@ in each of the forms a careless log line, event or dump could give it:
   trailing zeros): fewer is a zero-padded number or a zero fraction by chance;
 - one digit at a time: single-digit tokens reassembled across lines, events or records whose
   text in between repeats (one period, or two: a DTMF begin/end pair);
+- keyed, as Asterisk logs each key it reads (at debug level, or with the ``dtmf`` log level):
+  the digits of such lines joined per stream (RTP instance, channel or call), in any amount of
+  other lines between them;
 - labelled: ``PIN119922``, ``pin: 119922``, ``CVV2=398``, ``exp 1230``, ``expiry=12/30``;
 - a clear ISO 9564 PIN field (format 0, 1, 3 or 4) holding a test PIN;
 - a PIN block: hex in any case, raw bytes, base64; in a Redis RDB also as an encoded integer;
@@ -157,6 +160,7 @@ def scan_text(text: str, where: str, index: SecretIndex | None = None, *,
     _tokens(text, index, hit)
     _labelled(text, index, hit)
     _one_at_a_time(text, index, hit)
+    _keys_in_asterisk_log(text, index, hit)
     _pin_fields_and_blocks(text, index, hit, rdb=rdb)
     return list(found.values())
 
@@ -284,6 +288,51 @@ def _one_at_a_time(text: str, index: SecretIndex, hit) -> None:
         for secret in wanted:
             if secret.value in run or "".join(d * 2 for d in secret.value) in run:
                 hit(secret.kind, secret, "one digit at a time")
+
+
+# The lines in which Asterisk says it read one key, each with the stream it belongs to: the RTP
+# instance of an RFC 4733 event, the channel of an in-band tone or of a key at the dtmf log level,
+# the call of the detector's own hits. Other lines of any number come between two keys.
+_KEY_LINES = re.compile(
+    r"\[(?P<call>C-[0-9a-f]{8})\]|"
+    r"res_rtp_asterisk\.c: \((?P<rtp>0x[0-9a-f]+)\) RTP creating BEGIN DTMF Frame: \d+ \((?P<k1>.)\)|"
+    r"Detected inband DTMF '(?P<k2>.)' on '(?P<channel>[^']+)'|"
+    r"DTMF end '(?P<k3>.)' received on (?P<dtmf_channel>\S+?),|"
+    r"dsp\.c: DTMF hit '(?P<hit>.)'")
+
+
+def _keys_in_asterisk_log(text: str, index: SecretIndex, hit) -> None:
+    """The keys Asterisk logs one per line, joined per stream. The in-band detector's hits come
+    several to a key, so they are compared with runs of repeated digits collapsed, and only for
+    secrets that are still long enough then to be no chance."""
+    streams: dict[str, list[str]] = {}
+    detector: dict[str, list[str]] = {}
+    call = ""
+    for match in _KEY_LINES.finditer(text):
+        if match.group("call"):
+            call = match.group("call")
+        elif match.group("hit"):
+            keys = detector.setdefault(call, [])
+            if not keys or keys[-1] != match.group("hit"):
+                keys.append(match.group("hit"))
+        else:
+            stream = match.group("rtp") or match.group("channel") or match.group("dtmf_channel")
+            streams.setdefault(stream, []).append(
+                match.group("k1") or match.group("k2") or match.group("k3"))
+    keyed = [(secret, secret.value) for secret in index.secrets
+             if secret.kind in (PIN, CARD_NUMBER, CVV2, ID_NUMBER)]
+    keyed += [(secret, form) for form, secret in index.expiries.items() if form.isdigit()]
+    for keys in streams.values():
+        run = "".join(keys)
+        for secret, value in keyed:
+            if value in run:
+                hit(secret.kind, secret, "keyed, as Asterisk logs keys")
+    for keys in detector.values():
+        run = "".join(keys)
+        for secret, value in keyed:
+            collapsed = re.sub(r"(.)\1+", r"\1", value)
+            if len(collapsed) >= 5 and collapsed in run:
+                hit(secret.kind, secret, "keyed, as Asterisk's detector logs keys")
 
 
 def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> None:

@@ -230,3 +230,50 @@ def test_asterisks_rtp_statistics_are_not_a_cvv2_or_pin():
     # The same numbers on any other line are still reported.
     assert {(CVV2, CREDIT.name), (PIN, APPROVE.name)} <= kinds(
         line.replace("res_rtp_asterisk.c", "res_agi.c"))
+
+
+def _asterisk_debug_keys(pin: str, *, other_lines: int = 3) -> str:
+    """How Asterisk at debug level logs an RFC 4733 caller keying ``pin``, each key between
+    unrelated lines (a thread's other work)."""
+    lines = []
+    for n, digit in enumerate(pin):
+        lines.append(f"[2026-11-27 18:39:22.{n:03d}] DEBUG[56][C-00000001] res_rtp_asterisk.c: "
+                     f"(0x7f3c540163c0) RTP creating BEGIN DTMF Frame: {ord(digit)} ({digit}), "
+                     "at 127.0.0.1:16000")
+        lines += [f"[2026-11-27 18:39:22.{n:03d}] DEBUG[57][C-00000002] channel.c: Scheduling "
+                  f"timer at (50 requested / 50 actual) timer ticks per second {k}"
+                  for k in range(other_lines)]
+        lines.append(f"[2026-11-27 18:39:22.{n:03d}] DEBUG[56][C-00000001] res_rtp_asterisk.c: "
+                     f"(0x7f3c540163c0) RTP creating END DTMF Frame: {ord(digit)} ({digit}), "
+                     "at 127.0.0.1:16000")
+    return "\n".join(lines)
+
+
+def test_a_pin_keyed_in_asterisks_debug_log_is_found():
+    # Found on the e2e suite's own full log: Asterisk logs every key it reads, one per line, and
+    # other lines of varying shape come between two keys, so the one-at-a-time rule never
+    # joined them.
+    assert (PIN, APPROVE.name) in kinds(_asterisk_debug_keys(APPROVE.pin))
+    inband = "\n".join(
+        f"DEBUG[61][C-00000003] chan_pjsip.c: * Detected inband DTMF '{digit}' on "
+        f"'PJSIP/dtmf-inband-caller-0000000a'\nDEBUG[61][C-00000003] dsp.c: DTMF best '{digit}'"
+        for digit in CREDIT.cvv2)
+    assert (CVV2, CREDIT.name) in kinds(inband)
+    dtmf_level = "\n".join(f"DTMF[70][C-00000004] channel.c: DTMF end '{digit}' received on "
+                           f"PJSIP/7101-00000003, duration 160 ms\nsomething else {digit}0"
+                           for digit in APPROVE.pan)
+    assert (CARD_NUMBER, APPROVE.name) in kinds(dtmf_level)
+
+
+def test_the_detectors_repeated_hits_are_one_key():
+    hits = "\n".join(f"[C-00000005] dsp.c: DTMF hit '{digit}'" for digit in APPROVE.pan
+                     for _ in range(3))
+    assert (CARD_NUMBER, APPROVE.name) in kinds(hits)
+
+
+def test_keys_of_other_streams_do_not_join():
+    # Two callers keying at once: each stream alone holds no secret.
+    pin = APPROVE.pin
+    first = _asterisk_debug_keys(pin[:3], other_lines=1)
+    second = _asterisk_debug_keys(pin[3:], other_lines=1).replace("0x7f3c540163c0", "0x7f3c5401aa00")
+    assert (PIN, APPROVE.name) not in kinds(first + "\n" + second)
