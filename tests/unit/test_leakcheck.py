@@ -2,6 +2,7 @@
 and nothing in what a clean run writes. Each form below was missed by the exact-string scanner."""
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,37 @@ def test_keys_of_other_streams_do_not_join():
     first = _asterisk_debug_keys(pin[:3], other_lines=1)
     second = _asterisk_debug_keys(pin[3:], other_lines=1).replace("0x7f3c540163c0", "0x7f3c5401aa00")
     assert (PIN, APPROVE.name) not in kinds(first + "\n" + second)
+
+
+# Real lines, cut from the e2e suite's full log when Asterisk ran at debug 10 globally: an
+# RFC 4733 caller (res_rtp_asterisk) and an in-band caller (chan_pjsip, and core's detector
+# dsp.c), each keying the approve card's PIN, with the lines Asterisk wrote in between (the
+# in-band call's per-packet RTP statistics and the detector's energy lines left out).
+REAL_DEBUG_LOG = (Path(__file__).parent / "data" / "asterisk-debug-keys.log").read_text()
+
+
+def _real_lines(*, without: str) -> str:
+    return "\n".join(line for line in REAL_DEBUG_LOG.splitlines() if without not in line)
+
+
+@pytest.mark.parametrize("shape, others", [
+    ("RTP creating BEGIN DTMF Frame", "Detected inband DTMF"),  # res_rtp_asterisk, RFC 4733
+    ("Detected inband DTMF", "RTP creating BEGIN DTMF Frame"),  # chan_pjsip, in-band
+], ids=["res_rtp_asterisk", "chan_pjsip"])
+def test_a_pin_in_asterisks_real_debug_lines_is_found(shape, others):
+    text = _real_lines(without=others)
+    assert shape in text and APPROVE.pin not in text  # one key a line, never the PIN as is
+    assert (PIN, APPROVE.name) in kinds(text)
+    # The control: the same lines with one key of the PIN dropped hold no PIN.
+    first_key = next(line for line in text.splitlines() if shape in line)
+    assert (PIN, APPROVE.name) not in kinds(text.replace(first_key + "\n", "", 1))
+
+
+def test_core_detectors_real_hit_lines_are_read_as_keys():
+    # dsp.c's hits come several to a key, so runs collapse: the approve PIN (119922) becomes 192,
+    # too short to tell from chance; a card number keyed the same way is still told.
+    hit = next(line for line in REAL_DEBUG_LOG.splitlines() if "dsp.c: DTMF hit '" in line)
+    head = hit[:hit.rindex("'", 0, -1) + 1]  # the real line up to the key
+    card = "\n".join(f"{head}{key}'" for key in APPROVE.pan for _ in range(3))
+    assert (CARD_NUMBER, APPROVE.name) in kinds(card)
+    assert (CARD_NUMBER, APPROVE.name) not in kinds(card.replace(f"'{APPROVE.pan[5]}'", "'#'"))
