@@ -227,16 +227,28 @@ def _on_rtp_statistics_line(text: str, position: int) -> bool:
     return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
 
 
+# ... and PJSIP names each SIP message it handles by its CSeq (``Response msg 200/BYE/cseq=398
+# (rdata0x...)``): a dialog's counter, which a SIP INFO caller's many requests run up to a test
+# CVV2 by chance (an e2e run hit it).
+_SIP_MESSAGE_CSEQ = re.compile(r"(?:Request|Response) msg [\w/]+/cseq=$")
+
+
+def _is_sip_cseq(text: str, position: int) -> bool:
+    return _SIP_MESSAGE_CSEQ.search(text, max(0, position - 40), position) is not None
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
-    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id or a
-    number in Asterisk's RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
+    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
+    in Asterisk's RTP statistics or PJSIP's CSeq of a message; a CVV2 not after a dot or colon
+    either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
             continue
         if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
-                and _on_rtp_statistics_line(text, match.start())):
+                and (_on_rtp_statistics_line(text, match.start())
+                     or _is_sip_cseq(text, match.start()))):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \

@@ -233,6 +233,18 @@ def test_asterisks_rtp_statistics_are_not_a_cvv2_or_pin():
         line.replace("res_rtp_asterisk.c", "res_agi.c"))
 
 
+
+def test_a_sip_messages_cseq_in_pjsips_debug_lines_is_not_a_cvv2():
+    # An e2e run's full log: a SIP INFO caller's dialog had run its CSeq up to a test CVV2.
+    line = ("[2026-11-27 21:29:03.993] DEBUG[34] res_pjsip/pjsip_distributor.c: Searching for "
+            "serializer associated with dialog dlg0x7fbb18178eb0 for Response msg "
+            f"200/BYE/cseq={CREDIT.cvv2} (rdata0x7fbb00002918)")
+    assert kinds(line) == set()
+    assert kinds(line.replace("Response", "Request").replace("200/BYE", "INFO")) == set()
+    # The same number anywhere else in the line is still reported.
+    assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
+    assert (CVV2, CREDIT.name) in kinds(line.replace("cseq=", "cvv2 "))
+
 def _asterisk_debug_keys(pin: str, *, other_lines: int = 3) -> str:
     """How Asterisk at debug level logs an RFC 4733 caller keying ``pin``, each key between
     unrelated lines (a thread's other work)."""
