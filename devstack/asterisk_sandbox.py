@@ -31,9 +31,27 @@ from devstack.secrets import SECRETS_MOUNT
 from devstack.secrets import provision as provision_secrets
 from ivr.config import REPO_ROOT, Settings, load_settings
 
-__all__ = ["AsteriskSandbox", "ensure_rootfs", "system_asterisk_22", "ProvisionError"]
+__all__ = ["AsteriskSandbox", "KEY_LOGGING_MODULES", "ensure_rootfs", "modules_to_debug",
+           "system_asterisk_22", "ProvisionError"]
 
 SID_PACKAGES = "asterisk,asterisk-core-sounds-en-wav,asterisk-moh-opsound-wav"
+
+
+# The modules that log, at debug level, every key a caller presses (a PIN, a card number), so
+# their debug is never raised (found in the e2e suite's full log by tests/leakcheck.py):
+# - res_rtp_asterisk: each RFC 4733 event, "RTP creating BEGIN DTMF Frame: 50 (2)";
+# - chan_pjsip: each in-band tone its detector hears, "* Detected inband DTMF '2' on 'PJSIP/...'".
+# Core's dsp.c logs in-band keys too ("DTMF hit '2'"); core is not a module, its level is the
+# global one, kept at 0. SECURITY.md tells operators the same.
+KEY_LOGGING_MODULES = frozenset({"res_rtp_asterisk", "chan_pjsip"})
+
+
+def modules_to_debug(module_show: str) -> list[str]:
+    """The loadable modules in ``module show``'s answer (``res_pjsip_session.so ...``) but those
+    in :data:`KEY_LOGGING_MODULES`; the built-in parts of core (``dsp``, ``acl``...) have no
+    ``.so`` and no level of their own."""
+    loaded = re.findall(r"(?m)^(\w+)\.so\s", module_show)
+    return [module for module in loaded if module not in KEY_LOGGING_MODULES]
 
 
 class ProvisionError(RuntimeError):
@@ -112,9 +130,11 @@ class AsteriskSandbox:
 
     def _write_full_log_config(self) -> None:
         """With VOICEPAY_ASTERISK_DEBUG_LEVEL > 0 (the e2e suite), Asterisk runs from the shipped
-        asterisk.conf and logger.conf with its verbose and debug levels raised to that level and
-        a ``full`` log of every message, debug included: so a leak into Asterisk's debug output is
-        caught by the leak scan. Derived from the shipped files at each prepare: nothing to drift.
+        asterisk.conf and logger.conf with its verbose level raised to that level and a ``full``
+        log of every message, debug included: so a leak into Asterisk's debug output is caught by
+        the leak scan. Derived from the shipped files at each prepare: nothing to drift.
+        The global debug level stays 0: core (dsp.c) logs every in-band key it detects at debug,
+        so debug is raised per module once Asterisk is up (:meth:`raise_module_debug`).
         The shipped logger's choice of levels stays (no ``dtmf``: it would name the keyed digits)."""
         shutil.rmtree(self._full_log_dir, ignore_errors=True)
         level = self.settings.asterisk_debug_level
@@ -122,11 +142,21 @@ class AsteriskSandbox:
             return
         self._full_log_dir.mkdir(parents=True)
         options = (REPO_ROOT / "asterisk-conf" / "asterisk.conf").read_text(encoding="utf-8")
-        options = re.sub(r"(?m)^(verbose|debug)\s*=.*$", rf"\1 = {level}", options)
+        options = re.sub(r"(?m)^verbose\s*=.*$", f"verbose = {level}", options)
+        options = re.sub(r"(?m)^debug\s*=.*$", "debug = 0", options)
         logger = (REPO_ROOT / "asterisk-conf" / "logger.conf").read_text(encoding="utf-8")
         logger += "full => notice,warning,error,debug,verbose\n"
         (self._full_log_dir / "asterisk.conf").write_text(options, encoding="utf-8")
         (self._full_log_dir / "logger.conf").write_text(logger, encoding="utf-8")
+
+    def raise_module_debug(self) -> None:
+        """With VOICEPAY_ASTERISK_DEBUG_LEVEL > 0, once Asterisk is up (at every start): that debug
+        level for every loaded module but those that log keys (:data:`KEY_LOGGING_MODULES`)."""
+        level = self.settings.asterisk_debug_level
+        if level <= 0:
+            return
+        for module in modules_to_debug(self.cli("module show")):
+            self.cli(f"core set debug {level} {module}")
 
     def remove_runtime_files(self) -> None:
         """Asterisk leaves its control socket and pid file when stopped by a signal; a stale
