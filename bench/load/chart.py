@@ -15,6 +15,9 @@ from bench.load.measure import StepResult  # noqa: E402
 __all__ = ["write_chart"]
 
 _LABELS = {"ivr": "payment IVR (FastAGI, Redis, acquirer)", "baseline": "dialplan-only baseline"}
+# One colour and marker per target (the two completion lines often lie on each other).
+_STYLE = {"ivr": {"color": "tab:blue", "marker": "o"},
+          "baseline": {"color": "tab:orange", "marker": "s", "markerfacecolor": "none"}}
 
 
 def write_chart(steps: list[StepResult], path: Path, caption: str) -> Path:
@@ -25,11 +28,11 @@ def write_chart(steps: list[StepResult], path: Path, caption: str) -> Path:
             continue
         rates = [s.rate for s in rows]
         completion.plot(rates, [100 * s.completed / s.placed if s.placed else 0 for s in rows],
-                        marker="o", label=_LABELS[target])
-        for percent, style in (("p50", "-"), ("p99", "--")):
+                        label=_LABELS[target], **_STYLE[target])
+        for percent, line in (("p50", "-"), ("p99", "--")):
             values = [getattr(s, f"invite_200_{percent}_ms") for s in rows]
             latency.plot(rates, [v if v is not None else float("nan") for v in values],
-                         style, marker="o", label=f"{_LABELS[target]} {percent}")
+                         linestyle=line, label=f"{_LABELS[target]} {percent}", **_STYLE[target])
     completion.set(xlabel="calls per second", ylabel="calls completed (%)", ylim=(0, 105),
                    title="Completed calls")
     latency.set(xlabel="calls per second", ylabel="INVITE → 200 (ms)", yscale="log",
