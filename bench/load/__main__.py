@@ -65,12 +65,13 @@ def _row(step: StepResult) -> str:
     cpu = " ".join(f"{step.cpu_ms_per_call[name]:7.1f}" for name in step.cpu_ms_per_call)
     return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} {step.failed:>6} "
             f"{step.right:>6} {ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)}  {cpu} "
-            f"{step.udp_rcvbuf_errors:>9} {step.sip_socket_drops:>9}")
+            f"{step.udp_rcvbuf_errors:>9} {step.sip_socket_drops:>9} "
+            f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f}")
 
 
 HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'failed':>6} {'right':>6} "
           f"{'200 p50':>8} {'200 p99':>8}  {'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
-          f"{'udp errs':>9} {'sip drops':>9}")
+          f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8}")
 
 
 def _load_baseline(stack: Stack) -> None:
@@ -89,7 +90,8 @@ def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
                     messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
     print("CPU columns: milliseconds per completed call (idle work included: read them at load); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
-          "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060")
+          "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
+          "memory after the step less before (flat over a soak)")
     print(HEADER, flush=True)
     results = []
     calls = targets()

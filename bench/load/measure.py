@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
+           "rss_kib",
            "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,6 +33,7 @@ class StepResult:
     cpu_ms_per_call: dict[str, float]   # component -> CPU milliseconds per completed call
     udp_rcvbuf_errors: int         # the whole namespace: mostly SIPp's unread media socket
     sip_socket_drops: int          # datagrams dropped at Asterisk's SIP socket (UDP 5060)
+    rss_growth_kib: dict[str, int]  # component -> resident memory after the step less before
 
     @property
     def clean(self) -> bool:
@@ -94,6 +96,15 @@ def cpu_seconds(stat_line: str) -> float:
     command name in brackets may itself hold spaces, so fields are counted after its ')')."""
     fields = stat_line.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kib(status: str) -> int:
+    """Resident memory (KiB) from a ``/proc/<pid>/status`` text; 0 for a process without one
+    (a zombie, a kernel thread)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def udp_counters(snmp: str) -> dict[str, int]:

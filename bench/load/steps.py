@@ -19,6 +19,7 @@ import redis
 
 from bench.load import baseline
 from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
+                                rss_kib,
                                 percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
                                 udp_socket_drops)
 from ivr.payments.store import status_index
@@ -61,16 +62,21 @@ class Probes:
     messages_log: Path
 
     def cpu(self) -> dict[str, float]:
-        used = {}
-        for name in COMPONENTS:
-            total = 0.0
-            for pid in process_tree(self.pid_of(name)):
-                try:
-                    total += cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
-                except OSError:
-                    continue  # ended between listing and reading
-            used[name] = total
-        return used
+        """CPU seconds used so far by each component's process tree."""
+        return {name: sum(self._each(name, "stat", cpu_seconds)) for name in COMPONENTS}
+
+    def rss(self) -> dict[str, int]:
+        """Resident KiB of each component's process tree."""
+        return {name: sum(self._each(name, "status", rss_kib)) for name in COMPONENTS}
+
+    def _each(self, name: str, proc_file: str, read: Callable[[str], float]) -> list[float]:
+        values = []
+        for pid in process_tree(self.pid_of(name)):
+            try:
+                values.append(read(Path(f"/proc/{pid}/{proc_file}").read_text()))
+            except OSError:
+                continue  # ended between listing and reading
+        return values
 
 
 def _lines(path: Path) -> list[str]:
@@ -103,10 +109,10 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     scenario = write_scenario(target.call, step_dir)
     journal_from = len(_lines(probes.journal))
     log_from = len(_lines(probes.messages_log))
-    cpu_before, udp_before, started = probes.cpu(), _udp(), time.time()
+    cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
     subprocess.run(_sipp(step_dir, scenario, rate, duration_s), cwd=step_dir,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    cpu_after, udp_after = probes.cpu(), _udp()
+    cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
     placed, completed, failed = sipp_counts((step_dir / "stat.csv").read_text())
     samples = [sample for path in step_dir.glob("*_rtt.csv") for sample in rtt_ms(path.read_text())]
@@ -124,6 +130,7 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
                          for name in COMPONENTS},
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
         sip_socket_drops=udp_after["sip_drops"] - udp_before["sip_drops"],
+        rss_growth_kib={name: rss_after[name] - rss_before[name] for name in COMPONENTS},
     )
 
 

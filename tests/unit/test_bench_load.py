@@ -9,7 +9,8 @@ import yaml
 from bench.load import baseline
 from bench.load.__main__ import shadow_velocity_rules
 from bench.load.measure import (CLOCK_TICKS, StepResult, approved_right, baseline_reads_right,
-                                cpu_seconds, knee, percentile, process_tree, rtt_ms, sipp_counts,
+                                cpu_seconds, knee, percentile, process_tree, rss_kib, rtt_ms,
+                                sipp_counts,
                                 udp_counters, udp_socket_drops)
 from ivr.config import REPO_ROOT
 
@@ -57,6 +58,11 @@ def test_process_tree_walks_every_tasks_children(tmp_path):
         task.mkdir(parents=True)
         (task / "children").write_text(children)
     assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
+
+
+def test_resident_memory_is_read_in_kib_and_is_zero_without_a_line():
+    assert rss_kib("Name:\tasterisk\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nThreads:\t80\n") == 123456
+    assert rss_kib("Name:\tkworker\nState:\tI (idle)\n") == 0
 
 
 SNMP = """\
@@ -129,7 +135,7 @@ def test_baseline_reads_count_each_call_once_and_only_with_every_answer_right():
 
 def _step(rate: float, failed: int = 0, right: int | None = None, placed: int = 10) -> StepResult:
     return StepResult("ivr", rate, placed, placed - failed, failed,
-                      placed - failed if right is None else right, None, None, {}, 0, 0)
+                      placed - failed if right is None else right, None, None, {}, 0, 0, {})
 
 
 def test_the_knee_is_the_last_clean_rate_before_the_first_unclean_one():
