@@ -47,15 +47,24 @@ NO_OWN_ADDRESS = "127.0.1.1"  # Debian's name for a host without a permanent add
 
 
 def own_address() -> str | None:
-    """The address this machine sends from toward the Internet (a UDP socket connected: a
-    routing-table lookup, no packet sent), or None without such a route."""
+    """This machine's own address: the one it sends from toward the Internet (a UDP socket
+    connected: a routing-table lookup, no packet sent), else its first global IPv4 address (a
+    host with no default route), else None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect((ROOT_SERVER_A[0], 53))
+            address = probe.getsockname()[0]
         except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") else address
+            address = ""
+    if address and not address.startswith("127."):
+        return address
+    try:
+        listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                                capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/", listed)
+    return found.group(1) if found else None
 
 
 def hosts_text(hostname: str, address: str | None) -> str:
