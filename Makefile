@@ -18,15 +18,17 @@ APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tsha
 run: deps venv
 	$(PY) -m devstack.stack run
 
-# The suite's own output is kept and then checked for test card data (and for the PIN blocks
-# the run sent to the acquirer) like every other log: also, and above all, when pytest failed,
-# since failure reports print the most. Either failing fails `make test`.
+# The suite runs in parallel shards, each with its own stack in its own network namespace
+# (tests/suite.py). Its whole output is kept and then checked for test card data (and for the
+# PIN blocks every shard sent to the acquirer) like every other log: also, and above all, when a
+# test failed, since failure reports print the most. Either failing fails `make test`.
 test: deps venv
 	$(PY) -m devstack.stack prepare
 	mkdir -p var/log
 	set -o pipefail; status=0; \
-	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) 2>&1 | tee var/log/test-output.log || status=$$?; \
-	$(PY) -m tests.leakcheck --capture var/capture/links.pcapng var/log/test-output.log || status=1; \
+	$(PY) -m tests.suite $(PYTEST_ARGS) 2>&1 | tee var/log/test-output.log || status=$$?; \
+	$(PY) -m tests.leakcheck $$(for c in var/shards/*/capture/links.pcapng; do echo --capture $$c; done) \
+	  var/log/test-output.log || status=1; \
 	exit $$status
 
 unit: venv

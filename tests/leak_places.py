@@ -58,14 +58,14 @@ def var_files(var_dir: Path, read_elsewhere: Iterable[Path] = ()) -> Iterator[Pl
     skipped |= set(read_elsewhere)
     for path in sorted(var_dir.rglob("*")):
         if path.is_file() and not path.is_symlink() and path not in skipped:
-            yield Place(str(path.relative_to(var_dir.parent)), path.read_bytes())
+            yield Place(f"var/{path.relative_to(var_dir)}", path.read_bytes())
 
 
 def recordings(var_dir: Path) -> Iterator[Place]:
     """The keys heard in each recording, one a line: a PIN keyed into one reads as its digits."""
     for path in sorted(var_dir.rglob("*.wav")):
         keys = "\n".join(digit for _, digit in detect_dtmf(path))  # one key a line, as keyed
-        yield Place(f"{path.relative_to(var_dir.parent)} (DTMF heard)", keys.encode())
+        yield Place(f"var/{path.relative_to(var_dir)} (DTMF heard)", keys.encode())
 
 
 def _tshark(capture: Path, *fields: str) -> list[list[str]]:

@@ -308,14 +308,16 @@ def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.leakcheck")
-    parser.add_argument("--capture", type=Path,
-                        help="a capture of the acquirer link: its PIN blocks are searched for too")
+    parser.add_argument("--capture", type=Path, action="append", default=[],
+                        help="a capture of the acquirer link (one per shard): its PIN blocks are "
+                             "searched for too")
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)
     blocks: list[bytes] = []
-    if args.capture is not None and args.capture.exists():
-        from tests.leak_places import pin_blocks_in_capture
-        blocks = pin_blocks_in_capture(args.capture)
+    for capture in args.capture:
+        if capture.exists():
+            from tests.leak_places import pin_blocks_in_capture
+            blocks += pin_blocks_in_capture(capture)
     leaks = scan_files(args.files, SecretIndex.of(all_secrets(blocks)))
     for leak in leaks:
         print(f"LEAK: {leak}")

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.validation import ValidationError, check_card_number, check_id_number, check_mainland_mobile
+from simulators.identity.settings import REGISTRY_PATH
 
-__all__ = ["Identity", "Binding", "Registry", "RegistryError", "same_name"]
+__all__ = ["Identity", "Binding", "Registry", "RegistryError", "same_name", "find_test_identity"]
 
 
 class RegistryError(Exception):
@@ -84,3 +85,13 @@ class Registry:
                     and (not id_number or id_number.upper() == holder.id_number)):
                 return "bound"
         return "not_bound"
+
+
+def find_test_identity(label: str) -> Identity:
+    """A documented test identity by its label ("demo", "no-card", ...). Tests name identities so,
+    never by number: a failing test prints its source, and the suite's output is scanned for ID
+    numbers like every log."""
+    for entry in json.loads(REGISTRY_PATH.read_text(encoding="utf-8"))["identities"]:
+        if entry["label"] == label:
+            return Identity(label, tuple(entry["names"]), check_id_number(entry["id_number"]))
+    raise KeyError(label)

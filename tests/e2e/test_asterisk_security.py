@@ -27,13 +27,14 @@ from ivr.api.merchant_auth import signed_headers
 from ivr.asterisk_secrets import load_asterisk_secrets
 from ivr.speech import amount_prompts
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from tests.sipp import selfservice_calls
 from tests.sipp.callback_calls import MARGIN_MS
 from tests.sipp.scenario import Callee, Key, PromptClock
 
 pytestmark = pytest.mark.e2e
 
-ID_NUMBER = "11010519491231002X"  # the demo cardholder (README, "Identity services")
+ID_NUMBER = find_test_identity("demo").id_number  # the demo cardholder (README, "Identity services")
 
 
 class AmiSession:

@@ -15,11 +15,12 @@ from pathlib import PurePosixPath
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from tests.sipp import callback_calls as phone
 
 pytestmark = pytest.mark.e2e
 
-ID_NUMBER = "11010519491231002X"  # a well-formed GB 11643 test number
+ID_NUMBER = find_test_identity("demo").id_number  # a well-formed GB 11643 test number
 
 
 def order(number: str, card, *, amount: str = "88.00", language: str = "zh", **extra) -> dict:

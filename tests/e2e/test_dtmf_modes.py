@@ -1,7 +1,7 @@
 """Every DTMF mode through the self-service and callback flows (the one-line flow's are in
 test_oneline_calls.py, with the isolation proof): a phone keying by SIP INFO (either body) or by
 in-band tones on an inband or auto endpoint keys every entry of the flow (mobile number, menu,
-card number, the PIN 119922 with its repeated digits, a credit card's expiry and CVV2) and pays
+card number, the approve card's PIN with its repeated digits, a credit card's expiry and CVV2) and pays
 at the first try.
 
 The endpoints and their addresses and numbers: tests/sipp/dtmf_modes.py, asterisk-conf/pjsip.conf.

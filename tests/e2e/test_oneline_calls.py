@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from devstack.asterisk_sandbox import AsteriskSandbox, ensure_rootfs
 from tests.dtmf_detect import (detect_dtmf, detect_dtmf_in, keypad_in_packets, longest_silence,
                                ulaw_audio_in_packets)
@@ -45,7 +46,7 @@ class AgentLeg:
 
 
 SIPP_AGENT = AgentLeg()
-ID_NUMBER = "11010519491231002X"
+ID_NUMBER = find_test_identity("demo").id_number
 # The agent who leaves hangs up this long after answering: the test asks for the payment as soon
 # as the queue has bridged the two, so by then the caller is in the payment IVR.
 AGENT_LEAVES_AFTER_MS = 5500

@@ -37,7 +37,7 @@ def masked(pan: str) -> str:
 
 
 def test_approved_with_repeated_digit_pin(stack):
-    card = find_test_card("approve")  # PIN 119922: repeated digits must survive RFC 4733
+    card = find_test_card("approve")  # its PIN repeats digits, which must survive RFC 4733
     started = time.time()
     mobile = "13800000001"
     payment = place(stack, calls.approved(mobile), mobile)

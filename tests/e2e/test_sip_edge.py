@@ -16,6 +16,7 @@ import pytest
 
 from ivr.config import REPO_ROOT
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from tests.e2e.conftest import SIP_EDGE_SETTINGS
 from tests.sipp import edge_calls as edge
 
@@ -94,7 +95,7 @@ def test_a_softphone_registers_through_the_edge_and_takes_a_callback(stack):
         status, payment = stack.merchant_request("POST", "/v1/payments", {
             "merchant_order_id": f"EDGE-{phone.pid}", "amount": "12.00",
             "description": "Phone bill", "card_number": card.pan, "cardholder_name": "Zhang San",
-            "id_number": "11010519491231002X", "mobile": SOFTPHONE, "mode": "callback",
+            "id_number": find_test_identity("demo").id_number, "mobile": SOFTPHONE, "mode": "callback",
             "language": "zh"})
         assert status == 201, payment
         assert phone.wait(timeout=120) == 0

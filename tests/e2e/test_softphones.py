@@ -72,8 +72,9 @@ def _final(stack, payment_id: str) -> dict:
 
 @pytest.mark.parametrize("kind", SOFTPHONES)
 def test_selfservice_payment_from_a_softphone(stack, kind):
-    """The cardholder dials 8000 and keys mobile number, amount, card number and PIN (119922:
-    repeated digits) as RFC 4733, each when asked: approved, for the card and amount keyed."""
+    """The cardholder dials 8000 and keys mobile number, amount, card number and PIN (the approve
+    card's, with repeated digits) as RFC 4733, each when asked: approved, for the card and amount
+    keyed."""
     card = find_test_card("approve")
     mobile = {"baresip": "13700000021", "linphone": "13700000022"}[kind]
     before = stack.payment_ids()

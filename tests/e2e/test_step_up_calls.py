@@ -14,13 +14,14 @@ from datetime import datetime
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
+from simulators.identity.registry import find_test_identity
 from tests.e2e.test_callback_calls import finish, journal_for, order, states, submit
 from tests.sipp import callback_calls as phone
 
 pytestmark = pytest.mark.e2e
 
 AMOUNT, AMOUNT_MINOR = "18.00", 1800
-NAME, ZHAO_LIU = "Zhao Liu", "310101198506151238"  # simulators/identity/test_registry.json
+NAME, ZHAO_LIU = "Zhao Liu", find_test_identity("no-card").id_number
 RIGHT = ZHAO_LIU[-6:].replace("X", "*")
 
 

@@ -11,7 +11,7 @@ from simulators.acquirer.testcards import find_test_card
 STUB = """#!/bin/sh
 case "$2" in
   devstack.stack) exit 0 ;;
-  pytest) cat "$STUB_OUTPUT"; exit "$STUB_STATUS" ;;
+  tests.suite) cat "$STUB_OUTPUT"; exit "$STUB_STATUS" ;;
   *) PYTHONPATH="$REPO" exec "$REAL_PY" "$@" ;;
 esac
 """
@@ -48,3 +48,18 @@ def test_a_leak_in_the_output_of_a_passing_run_fails(tmp_path):
 def test_a_clean_passing_run_passes(tmp_path):
     status, scanned, leaked = _make_test(tmp_path, pytest_status=0, output="3 passed\n")
     assert (status, scanned, leaked) == (0, True, False)
+
+
+def test_no_end_to_end_test_spells_a_test_secret():
+    """A failing test prints its source (docstring, nearby lines) and `make test` scans that output
+    for every test card's data and ID number: so an end-to-end test, the kind most likely to fail
+    on a machine's quirk, names its card or identity (find_test_card, find_test_identity) and
+    never spells a number, or its failure report would itself fail the run as a leak."""
+    from pathlib import Path
+
+    from tests.leak_secrets import all_secrets
+    spelled = sorted({f"{path.name}: {secret.kind} of {secret.owner!r}"
+                      for path in (Path(REPO_ROOT) / "tests" / "e2e").glob("*.py")
+                      for secret in all_secrets([])
+                      if len(secret.value) >= 4 and secret.value in path.read_text()})
+    assert spelled == []
