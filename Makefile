@@ -13,7 +13,7 @@ APT_PACKAGES := redis-server sip-tester bubblewrap mmdebstrap espeak-ng sox tsha
                 python3 python3-venv ca-certificates procps iproute2 \
                 chromium fonts-noto-cjk
 
-.PHONY: run test unit bench docs sounds deps venv asterisk prepare clean
+.PHONY: run test unit bench bench-load docs sounds deps venv asterisk prepare clean
 
 run: deps venv
 	$(PY) -m devstack.stack run
@@ -37,6 +37,12 @@ unit: venv
 bench: deps venv
 	$(PY) -m devstack.stack prepare
 	$(PY) -m bench
+
+# Payment calls per second against a dialplan-only baseline (bench/load/): starts the whole
+# stack on its fixed ports, so run it alone. BENCH_LOAD_ARGS="--rates 4,8,12 --duration 60".
+bench-load: deps venv
+	$(PY) -m devstack.stack prepare
+	$(PY) -m bench.load $(BENCH_LOAD_ARGS)
 
 # The README's configuration table, from the settings (tests/unit/test_readme.py checks it).
 docs: venv

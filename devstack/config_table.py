@@ -57,7 +57,8 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_ASTERISK_ROOT": "Asterisk's root filesystem; empty: a system Asterisk 22 if installed, "
                               "else the cached sid rootfs (`$XDG_CACHE_HOME/voicepay/asterisk-rootfs-sid`)",
     "VOICEPAY_ASTERISK_DEBUG_LEVEL": "0: Asterisk logs as `asterisk-conf/` says; above 0 (the e2e suite: 10), "
-                                     "its verbose and debug levels, and every message, debug included, in "
+                                     "its verbose level and the debug level of every module but those that "
+                                     "log keys, and every message, debug included, in "
                                      "`var/asterisk/log/full` for the leak scan",
     "VOICEPAY_LOG_LEVEL": "Python log level",
     "XDG_CACHE_HOME": "the XDG cache directory; voicepay caches the Asterisk rootfs in its "

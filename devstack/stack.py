@@ -169,7 +169,11 @@ class Stack:
         assert self.asterisk is not None
         if not _port_open(self.settings.ami_host, self.settings.ami_port):
             return False
-        return "fully booted" in self.asterisk.cli("core waitfullybooted", timeout=10).lower()
+        if "fully booted" not in self.asterisk.cli("core waitfullybooted", timeout=10).lower():
+            return False
+        # Ready once its modules' debug is raised (the e2e suite's full log), before any call.
+        self.asterisk.raise_module_debug()
+        return True
 
     def _check_ports_free(self) -> None:
         s = self.settings

@@ -11,6 +11,9 @@ in each of the forms a careless log line, event or dump could give it:
   trailing zeros): fewer is a zero-padded number or a zero fraction by chance;
 - one digit at a time: single-digit tokens reassembled across lines, events or records whose
   text in between repeats (one period, or two: a DTMF begin/end pair);
+- keyed, as Asterisk logs each key it reads (at debug level, or with the ``dtmf`` log level):
+  the digits of such lines joined per stream (RTP instance, channel or call), in any amount of
+  other lines between them;
 - labelled: ``PIN119922``, ``pin: 119922``, ``CVV2=398``, ``exp 1230``, ``expiry=12/30``;
 - a clear ISO 9564 PIN field (format 0, 1, 3 or 4) holding a test PIN;
 - a PIN block: hex in any case, raw bytes, base64; in a Redis RDB also as an encoded integer;
@@ -157,6 +160,7 @@ def scan_text(text: str, where: str, index: SecretIndex | None = None, *,
     _tokens(text, index, hit)
     _labelled(text, index, hit)
     _one_at_a_time(text, index, hit)
+    _keys_in_asterisk_log(text, index, hit)
     _pin_fields_and_blocks(text, index, hit, rdb=rdb)
     return list(found.values())
 
@@ -223,16 +227,28 @@ def _on_rtp_statistics_line(text: str, position: int) -> bool:
     return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
 
 
+# ... and PJSIP names each SIP message it handles by its CSeq (``Response msg 200/BYE/cseq=398
+# (rdata0x...)``): a dialog's counter, which a SIP INFO caller's many requests run up to a test
+# CVV2 by chance (an e2e run hit it).
+_SIP_MESSAGE_CSEQ = re.compile(r"(?:Request|Response) msg [\w/]+/cseq=$")
+
+
+def _is_sip_cseq(text: str, position: int) -> bool:
+    return _SIP_MESSAGE_CSEQ.search(text, max(0, position - 40), position) is not None
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
-    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id or a
-    number in Asterisk's RTP statistics; a CVV2 not after a dot or colon either (13:42:26.398)."""
+    """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
+    in Asterisk's RTP statistics or PJSIP's CSeq of a message; a CVV2 not after a dot or colon
+    either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
             continue
         if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
-                and _on_rtp_statistics_line(text, match.start())):
+                and (_on_rtp_statistics_line(text, match.start())
+                     or _is_sip_cseq(text, match.start()))):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \
@@ -284,6 +300,51 @@ def _one_at_a_time(text: str, index: SecretIndex, hit) -> None:
         for secret in wanted:
             if secret.value in run or "".join(d * 2 for d in secret.value) in run:
                 hit(secret.kind, secret, "one digit at a time")
+
+
+# The lines in which Asterisk says it read one key, each with the stream it belongs to: the RTP
+# instance of an RFC 4733 event, the channel of an in-band tone or of a key at the dtmf log level,
+# the call of the detector's own hits. Other lines of any number come between two keys.
+_KEY_LINES = re.compile(
+    r"\[(?P<call>C-[0-9a-f]{8})\]|"
+    r"res_rtp_asterisk\.c: \((?P<rtp>0x[0-9a-f]+)\) RTP creating BEGIN DTMF Frame: \d+ \((?P<k1>.)\)|"
+    r"Detected inband DTMF '(?P<k2>.)' on '(?P<channel>[^']+)'|"
+    r"DTMF end '(?P<k3>.)' received on (?P<dtmf_channel>\S+?),|"
+    r"dsp\.c: DTMF hit '(?P<hit>.)'")
+
+
+def _keys_in_asterisk_log(text: str, index: SecretIndex, hit) -> None:
+    """The keys Asterisk logs one per line, joined per stream. The in-band detector's hits come
+    several to a key, so they are compared with runs of repeated digits collapsed, and only for
+    secrets that are still long enough then to be no chance."""
+    streams: dict[str, list[str]] = {}
+    detector: dict[str, list[str]] = {}
+    call = ""
+    for match in _KEY_LINES.finditer(text):
+        if match.group("call"):
+            call = match.group("call")
+        elif match.group("hit"):
+            keys = detector.setdefault(call, [])
+            if not keys or keys[-1] != match.group("hit"):
+                keys.append(match.group("hit"))
+        else:
+            stream = match.group("rtp") or match.group("channel") or match.group("dtmf_channel")
+            streams.setdefault(stream, []).append(
+                match.group("k1") or match.group("k2") or match.group("k3"))
+    keyed = [(secret, secret.value) for secret in index.secrets
+             if secret.kind in (PIN, CARD_NUMBER, CVV2, ID_NUMBER)]
+    keyed += [(secret, form) for form, secret in index.expiries.items() if form.isdigit()]
+    for keys in streams.values():
+        run = "".join(keys)
+        for secret, value in keyed:
+            if value in run:
+                hit(secret.kind, secret, "keyed, as Asterisk logs keys")
+    for keys in detector.values():
+        run = "".join(keys)
+        for secret, value in keyed:
+            collapsed = re.sub(r"(.)\1+", r"\1", value)
+            if len(collapsed) >= 5 and collapsed in run:
+                hit(secret.kind, secret, "keyed, as Asterisk's detector logs keys")
 
 
 def _pin_fields_and_blocks(text: str, index: SecretIndex, hit, *, rdb: bool) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from devstack.asterisk_sandbox import AsteriskSandbox
 from ivr.ami.client import ORIGINATE_CONTEXTS, REDIRECT_CONTEXTS
-from ivr.config import REPO_ROOT
+from ivr.config import REPO_ROOT, load_settings
 
 CONF = REPO_ROOT / "asterisk-conf"
 DIALPLAN = REPO_ROOT / "dialplan"
@@ -24,8 +25,8 @@ def _options(name: str) -> dict[str, dict[str, list[str]]]:
         if match := re.fullmatch(r"\[([^\]]+)\].*", line):
             current = sections.setdefault(match.group(1), {})
         elif "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            current.setdefault(key.strip().rstrip(">").strip(), []).append(value.strip())
+            key, _, value = line.partition("=")  # "key = value", or "key => value"
+            current.setdefault(key.strip(), []).append(value.removeprefix(">").strip())
     return sections
 
 
@@ -72,8 +73,46 @@ def test_no_log_channel_writes_dtmf_and_agi_debug_is_never_turned_on():
     shipped = [*CONF.glob("*"), *DIALPLAN.glob("*"), *(REPO_ROOT / "devstack").rglob("*.py"),
                *(REPO_ROOT / "ivr").rglob("*.py"), *(REPO_ROOT / "tests").rglob("*.py")]
     turned_on = re.compile(r"agi set debug on|core set debug|logger add channel")
-    for path in (p for p in shipped if p != Path(__file__)):
+    # The one exception: the e2e suite's full log raises debug per module, never for the modules
+    # that log keys (devstack/asterisk_sandbox.py, proved by tests/unit/test_asterisk_full_log.py).
+    e2e_full_log = REPO_ROOT / "devstack" / "asterisk_sandbox.py"
+    exempt = {Path(__file__), e2e_full_log, Path(__file__).with_name("test_asterisk_full_log.py")}
+    for path in (p for p in shipped if p not in exempt):
         assert not turned_on.search(path.read_text(encoding="utf-8", errors="replace")), path
+    assert "agi set debug on" not in e2e_full_log.read_text(encoding="utf-8")
+
+
+# Asterisk's log levels that name what a caller keys: ``dtmf`` names every key on any channel;
+# ``debug`` lets res_rtp_asterisk, chan_pjsip and core's dsp.c name them (SECURITY.md).
+KEY_NAMING_LEVELS = {"debug", "dtmf"}
+
+
+def _levels(value: str) -> set[str]:
+    """``notice,warning,verbose(3)`` -> {"notice", "warning", "verbose"}; ``*`` is every level."""
+    levels = {re.sub(r"\(.*\)", "", level).strip().lower() for level in value.split(",")}
+    return KEY_NAMING_LEVELS if "*" in levels else levels
+
+
+def test_the_shipped_logging_never_writes_keys():
+    logger = _options("logger.conf")
+    assert logger["logfiles"], "no log channel found: the parse is wrong"
+    for channel, values in logger["logfiles"].items():
+        assert not _levels(values[-1]) & KEY_NAMING_LEVELS, f"logger.conf: {channel}"
+    for section, options in logger.items():
+        assert "debug" not in {key.lower() for key in options}, f"logger.conf [{section}]"
+    options = _options("asterisk.conf")["options"]
+    assert options.get("debug", ["0"]) == ["0"], "asterisk.conf: debug"
+    # Nor on the command line (make run, the systemd unit): -d raises debug as asterisk.conf would.
+    argv = AsteriskSandbox(load_settings(), Path("/")).server_command()
+    flags = argv[argv.index("asterisk") + 1:]
+    assert flags and not any(re.fullmatch(r"-\w*d\w*", flag) for flag in flags), flags
+
+
+def test_the_logging_check_sees_a_channel_that_writes_keys():
+    assert _levels("notice,warning,error,debug") & KEY_NAMING_LEVELS
+    assert _levels("notice, DTMF ,verbose(3)") & KEY_NAMING_LEVELS
+    assert _levels("*") & KEY_NAMING_LEVELS
+    assert not _levels("notice,warning,error,verbose(3)") & KEY_NAMING_LEVELS
 
 
 def test_cdr_and_cel_are_off_and_the_dialplan_never_reads_a_secret_itself():

@@ -54,3 +54,12 @@ def test_the_cached_root_filesystem_is_read_only(tmp_path):
     assert _writable_binds(sandbox).keys() == {
         PurePosixPath("/run/asterisk"), PurePosixPath("/var/log/asterisk"),
         PurePosixPath("/var/spool/asterisk")}
+
+
+def test_the_hosts_files_mount_point_is_made_in_a_root_that_lacks_it(tmp_path):
+    """The root is bound read-only, where bubblewrap cannot create the file it mounts the
+    generated hosts file over; a fresh minbase rootfs (a clean CI machine) has no /etc/hosts."""
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    AsteriskSandbox(Settings(var_dir=tmp_path / "var"), root).make_mount_points()
+    assert (root / "etc" / "hosts").is_file()

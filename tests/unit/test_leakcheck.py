@@ -2,6 +2,7 @@
 and nothing in what a clean run writes. Each form below was missed by the exact-string scanner."""
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -230,3 +231,96 @@ def test_asterisks_rtp_statistics_are_not_a_cvv2_or_pin():
     # The same numbers on any other line are still reported.
     assert {(CVV2, CREDIT.name), (PIN, APPROVE.name)} <= kinds(
         line.replace("res_rtp_asterisk.c", "res_agi.c"))
+
+
+
+def test_a_sip_messages_cseq_in_pjsips_debug_lines_is_not_a_cvv2():
+    # An e2e run's full log: a SIP INFO caller's dialog had run its CSeq up to a test CVV2.
+    line = ("[2026-11-27 21:29:03.993] DEBUG[34] res_pjsip/pjsip_distributor.c: Searching for "
+            "serializer associated with dialog dlg0x7fbb18178eb0 for Response msg "
+            f"200/BYE/cseq={CREDIT.cvv2} (rdata0x7fbb00002918)")
+    assert kinds(line) == set()
+    assert kinds(line.replace("Response", "Request").replace("200/BYE", "INFO")) == set()
+    # The same number anywhere else in the line is still reported.
+    assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
+    assert (CVV2, CREDIT.name) in kinds(line.replace("cseq=", "cvv2 "))
+
+def _asterisk_debug_keys(pin: str, *, other_lines: int = 3) -> str:
+    """How Asterisk at debug level logs an RFC 4733 caller keying ``pin``, each key between
+    unrelated lines (a thread's other work)."""
+    lines = []
+    for n, digit in enumerate(pin):
+        lines.append(f"[2026-11-27 18:39:22.{n:03d}] DEBUG[56][C-00000001] res_rtp_asterisk.c: "
+                     f"(0x7f3c540163c0) RTP creating BEGIN DTMF Frame: {ord(digit)} ({digit}), "
+                     "at 127.0.0.1:16000")
+        lines += [f"[2026-11-27 18:39:22.{n:03d}] DEBUG[57][C-00000002] channel.c: Scheduling "
+                  f"timer at (50 requested / 50 actual) timer ticks per second {k}"
+                  for k in range(other_lines)]
+        lines.append(f"[2026-11-27 18:39:22.{n:03d}] DEBUG[56][C-00000001] res_rtp_asterisk.c: "
+                     f"(0x7f3c540163c0) RTP creating END DTMF Frame: {ord(digit)} ({digit}), "
+                     "at 127.0.0.1:16000")
+    return "\n".join(lines)
+
+
+def test_a_pin_keyed_in_asterisks_debug_log_is_found():
+    # Found on the e2e suite's own full log: Asterisk logs every key it reads, one per line, and
+    # other lines of varying shape come between two keys, so the one-at-a-time rule never
+    # joined them.
+    assert (PIN, APPROVE.name) in kinds(_asterisk_debug_keys(APPROVE.pin))
+    inband = "\n".join(
+        f"DEBUG[61][C-00000003] chan_pjsip.c: * Detected inband DTMF '{digit}' on "
+        f"'PJSIP/dtmf-inband-caller-0000000a'\nDEBUG[61][C-00000003] dsp.c: DTMF best '{digit}'"
+        for digit in CREDIT.cvv2)
+    assert (CVV2, CREDIT.name) in kinds(inband)
+    dtmf_level = "\n".join(f"DTMF[70][C-00000004] channel.c: DTMF end '{digit}' received on "
+                           f"PJSIP/7101-00000003, duration 160 ms\nsomething else {digit}0"
+                           for digit in APPROVE.pan)
+    assert (CARD_NUMBER, APPROVE.name) in kinds(dtmf_level)
+
+
+def test_the_detectors_repeated_hits_are_one_key():
+    hits = "\n".join(f"[C-00000005] dsp.c: DTMF hit '{digit}'" for digit in APPROVE.pan
+                     for _ in range(3))
+    assert (CARD_NUMBER, APPROVE.name) in kinds(hits)
+
+
+def test_keys_of_other_streams_do_not_join():
+    # Two callers keying at once: each stream alone holds no secret.
+    pin = APPROVE.pin
+    first = _asterisk_debug_keys(pin[:3], other_lines=1)
+    second = _asterisk_debug_keys(pin[3:], other_lines=1).replace("0x7f3c540163c0", "0x7f3c5401aa00")
+    assert (PIN, APPROVE.name) not in kinds(first + "\n" + second)
+
+
+# Real lines, cut from the e2e suite's full log when Asterisk ran at debug 10 globally: an
+# RFC 4733 caller (res_rtp_asterisk) and an in-band caller (chan_pjsip, and core's detector
+# dsp.c), each keying the approve card's PIN, with the lines Asterisk wrote in between (the
+# in-band call's per-packet RTP statistics and the detector's energy lines left out).
+REAL_DEBUG_LOG = (Path(__file__).parent / "data" / "asterisk-debug-keys.log").read_text()
+
+
+def _real_lines(*, without: str) -> str:
+    return "\n".join(line for line in REAL_DEBUG_LOG.splitlines() if without not in line)
+
+
+@pytest.mark.parametrize("shape, others", [
+    ("RTP creating BEGIN DTMF Frame", "Detected inband DTMF"),  # res_rtp_asterisk, RFC 4733
+    ("Detected inband DTMF", "RTP creating BEGIN DTMF Frame"),  # chan_pjsip, in-band
+], ids=["res_rtp_asterisk", "chan_pjsip"])
+def test_a_pin_in_asterisks_real_debug_lines_is_found(shape, others):
+    text = _real_lines(without=others)
+    assert shape in text and APPROVE.pin not in text  # one key a line, never the PIN as is
+    assert (PIN, APPROVE.name) in kinds(text)
+    # The control: the same lines with one key of the PIN dropped hold no PIN.
+    first_key = next(line for line in text.splitlines() if shape in line)
+    assert (PIN, APPROVE.name) not in kinds(text.replace(first_key + "\n", "", 1))
+
+
+def test_core_detectors_real_hit_lines_are_read_as_keys():
+    # dsp.c's hits come several to a key, so runs collapse: the approve PIN (119922) becomes 192,
+    # too short to tell from chance; a card number keyed the same way is still told.
+    hit = next(line for line in REAL_DEBUG_LOG.splitlines() if "dsp.c: DTMF hit '" in line)
+    head = hit[:hit.rindex("'", 0, -1) + 1]  # the real line up to the key
+    card = "\n".join(f"{head}{key}'" for key in APPROVE.pan for _ in range(3))
+    assert (CARD_NUMBER, APPROVE.name) in kinds(card)
+    assert (CARD_NUMBER, APPROVE.name) not in kinds(card.replace(f"'{APPROVE.pan[5]}'", "'#'"))

@@ -1,0 +1,166 @@
+"""`make bench-load`: how many self-service payment calls one machine carries, against a
+dialplan-only baseline of the same call in the same Asterisk (figures, not assertions).
+
+    python -m bench.load [--rates 2,4,6] [--duration 30] [--chart docs/bench-load.png]
+    python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
+
+Starts the whole stack itself on its fixed ports (run it alone, or in a network namespace of
+its own: `unshare -n`), adds the baseline (bench/load/baseline.py) to Asterisk over the CLI,
+then at each rate places calls with SIPp for --duration seconds, the baseline then the IVR, and
+prints a row per step (bench/load/steps.py). The knee is the highest rate at which every call
+completed and every payment (or baseline read) was right; the ratio is the IVR's knee over the
+baseline's. Results go to var/bench-load/results.json and the chart to --chart.
+
+Every call pays with the same test card from the same caller: the risk rules that count
+payments per card, mobile, merchant or source (velocity windows) would stop a load test after a
+few calls, so the benchmark runs the shipped rules with those made shadow rules: still evaluated
+(the same work for Redis and the ivr service), never counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.load import baseline
+from bench.load.measure import StepResult, knee
+from bench.load.steps import Probes, run_step, targets
+from devstack.stack import Stack
+from ivr.config import REPO_ROOT, Settings, load_settings
+from simulators.acquirer.server import journal_path
+
+__all__ = ["main", "shadow_velocity_rules"]
+
+# The counters of ivr/risk/velocity.py, by their window suffix.
+_VELOCITY = re.compile(r"\b\w+_(10m|1h|24h|7d)\b")
+
+
+def shadow_velocity_rules(rules_yaml: str) -> str:
+    """The rules file with every rule over a velocity counter made a shadow rule."""
+    rules = yaml.safe_load(rules_yaml)
+    for rule in rules["rules"]:
+        if _VELOCITY.search(rule["when"]):
+            rule["shadow"] = True
+    return yaml.safe_dump(rules, sort_keys=False, allow_unicode=True)
+
+
+def _rates(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",") if part.strip()})
+
+
+def _row(step: StepResult) -> str:
+    def ms(value: float | None) -> str:
+        return f"{value:8.0f}" if value is not None else f"{'-':>8}"
+    cpu = " ".join(f"{step.cpu_ms_per_call[name]:7.1f}" for name in step.cpu_ms_per_call)
+    return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} {step.failed:>6} "
+            f"{step.right:>6} {ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)}  {cpu} "
+            f"{step.udp_rcvbuf_errors:>9} {step.sip_socket_drops:>9} "
+            f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f}")
+
+
+HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'failed':>6} {'right':>6} "
+          f"{'200 p50':>8} {'200 p99':>8}  {'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
+          f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8}")
+
+
+def _load_baseline(stack: Stack) -> None:
+    assert stack.asterisk is not None
+    for command in baseline.cli_commands():
+        stack.asterisk.cli(command)
+    shown = stack.asterisk.cli(f"dialplan show {baseline.NUMBER}@{baseline.CONTEXT}")
+    if "Hangup()" not in shown:
+        raise SystemExit(f"the baseline dialplan did not load:\n{shown}")
+
+
+def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
+             work: Path) -> list[StepResult]:
+    probes = Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
+                    journal=journal_path(stack.acquirer_settings),
+                    messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
+    print("CPU columns: milliseconds per completed call (idle work included: read them at load); "
+          "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
+          "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
+          "memory after the step less before (flat over a soak)")
+    print(HEADER, flush=True)
+    results = []
+    calls = targets()
+    for target, rate, duration_s in plan:
+        step = run_step(calls[target], rate, duration_s, probes, work)
+        results.append(step)
+        print(_row(step), flush=True)
+    return results
+
+
+def _summary(results: list[StepResult]) -> dict:
+    knees = {target: knee([s for s in results if s.target == target])
+             for target in ("ivr", "baseline")}
+    ratio = (knees["ivr"] / knees["baseline"]
+             if knees["ivr"] is not None and knees["baseline"] else None)
+    return {"knee_ivr": knees["ivr"], "knee_baseline": knees["baseline"], "ratio": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load")
+    parser.add_argument("--rates", default="2,4,6", help="calls per second, comma-separated")
+    parser.add_argument("--duration", type=int, default=30, help="seconds of new calls per step")
+    parser.add_argument("--soak", type=int, metavar="RATE",
+                        help="instead: one IVR step at RATE for --soak-minutes")
+    parser.add_argument("--soak-minutes", type=int, default=30)
+    parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "bench-load.png")
+    parser.add_argument("--caption", default="", help="added to the chart's title (machine, caveats)")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    out_dir = settings.var_dir / "bench-load"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rules = out_dir / "rules-velocity-shadow.yaml"
+    rules.write_text(shadow_velocity_rules(settings.risk_rules_file.read_text(encoding="utf-8")),
+                     encoding="utf-8")
+    os.environ["VOICEPAY_RISK_RULES_FILE"] = str(rules)  # the ivr service the stack starts
+    settings = load_settings()
+    if args.soak:
+        plan = [("ivr", args.soak, args.soak_minutes * 60)]
+    else:
+        plan = [(target, rate, args.duration) for rate in _rates(args.rates)
+                for target in ("baseline", "ivr")]
+
+    stack = Stack(settings)
+    work = Path(tempfile.mkdtemp(prefix="voicepay-load-"))
+    started = time.time()
+    try:
+        stack.start()
+        _load_baseline(stack)
+        print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
+              f"SIPp on the same machine", flush=True)
+        results = _measure(stack, settings, plan, work)
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    summary = _summary(results)
+    print(f"knee: payment IVR {summary['knee_ivr']} calls/s, baseline "
+          f"{summary['knee_baseline']} calls/s, ratio "
+          + (f"{summary['ratio']:.2f}" if summary["ratio"] is not None else "-")
+          + f" ({time.time() - started:.0f} s)")
+    (out_dir / "results.json").write_text(json.dumps(
+        {"steps": [dataclasses.asdict(s) for s in results], **summary}, indent=2))
+    if not args.soak:
+        from bench.load.chart import write_chart  # matplotlib only when a chart is drawn
+        caption = (f"voicepay load benchmark, {os.cpu_count()} cores, SIPp on the same machine, "
+                   f"{args.duration} s of calls per step. {args.caption}").strip()
+        print(f"chart: {write_chart(results, args.chart, caption)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

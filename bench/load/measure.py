@@ -1,0 +1,162 @@
+"""What one load step measured, read from SIPp's files, /proc and the stack's records; and the
+knee over the steps. Pure functions over text and numbers (tests/unit/test_bench_load.py), so the
+benchmark's figures can be checked without placing a call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
+           "rss_kib",
+           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee"]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One call rate against one target (``ivr`` or ``baseline``)."""
+
+    target: str
+    rate: float                    # calls per second SIPp was asked for
+    placed: int                    # calls SIPp created
+    completed: int                 # scenarios SIPp finished (the IVR's BYE answered)
+    failed: int
+    right: int                     # ivr: payments approved with the right amount at both ends;
+                                   # baseline: calls whose every answer the dialplan read right
+    invite_200_p50_ms: float | None
+    invite_200_p99_ms: float | None
+    cpu_ms_per_call: dict[str, float]   # component -> CPU milliseconds per completed call
+    udp_rcvbuf_errors: int         # the whole namespace: mostly SIPp's unread media socket
+    sip_socket_drops: int          # datagrams dropped at Asterisk's SIP socket (UDP 5060)
+    rss_growth_kib: dict[str, int]  # component -> resident memory after the step less before
+
+    @property
+    def clean(self) -> bool:
+        """No failed call, every call completed, and every one of them right."""
+        return self.placed > 0 and self.failed == 0 and self.completed == self.placed \
+            and self.right == self.placed
+
+
+def sipp_counts(stat_csv: str) -> tuple[int, int, int]:
+    """(created, successful, failed) calls from SIPp's ``-trace_stat`` file: its last row holds
+    the cumulative ("(C)") counters."""
+    rows = [line.split(";") for line in stat_csv.splitlines() if line.strip()]
+    if len(rows) < 2:
+        raise ValueError("SIPp's statistics file has no data row")
+    header, last = rows[0], rows[-1]
+    value = dict(zip(header, last))
+    return (int(value["OutgoingCall(C)"]), int(value["SuccessfulCall(C)"]),
+            int(value["FailedCall(C)"]))
+
+
+def rtt_ms(rtt_csv: str) -> list[float]:
+    """Every response time (ms) in SIPp's ``-trace_rtt`` file (``date_ms;rtt_ms;rtd_no`` lines
+    after a header): here only one is measured per call, INVITE sent to 200 received."""
+    samples = []
+    for line in rtt_csv.splitlines():
+        fields = line.split(";")
+        if len(fields) >= 2:
+            try:
+                samples.append(float(fields[1]))
+            except ValueError:
+                continue  # the header
+    return samples
+
+
+def percentile(samples: list[float], percent: int) -> float | None:
+    """Nearest-rank percentile (None without samples)."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = -(-percent * len(ordered) // 100)
+    return ordered[max(rank, 1) - 1]
+
+
+def process_tree(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """``pid`` and every descendant (Asterisk runs under bubblewrap: the server is a child)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in (proc / str(current) / "task").glob("*/children"):
+            try:
+                todo += [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue  # the task ended meanwhile
+    return found
+
+
+def cpu_seconds(stat_line: str) -> float:
+    """User + system CPU seconds from a ``/proc/<pid>/stat`` line (fields 14 and 15; the
+    command name in brackets may itself hold spaces, so fields are counted after its ')')."""
+    fields = stat_line.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kib(status: str) -> int:
+    """Resident memory (KiB) from a ``/proc/<pid>/status`` text; 0 for a process without one
+    (a zombie, a kernel thread)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def udp_counters(snmp: str) -> dict[str, int]:
+    """The ``Udp:`` counters of ``/proc/net/snmp`` (a header line, then a values line)."""
+    lines = [line.split() for line in snmp.splitlines() if line.startswith("Udp:")]
+    if len(lines) < 2:
+        raise ValueError("no Udp lines in /proc/net/snmp")
+    return {name: int(value) for name, value in zip(lines[0][1:], lines[1][1:])}
+
+
+def udp_socket_drops(proc_net_udp: str, address: str, port: int) -> int:
+    """Datagrams dropped (the last column of ``/proc/net/udp``) at the socket bound to
+    ``address:port`` (IPv4): which socket's buffer overflowed, where the snmp counters only say
+    that one did. The kernel writes the address as a little-endian hex word."""
+    local = f"{bytes(reversed(ipaddress.IPv4Address(address).packed)).hex().upper()}:{port:04X}"
+    return sum(int(fields[-1]) for fields in (line.split() for line in proc_net_udp.splitlines()[1:])
+               if len(fields) > 12 and fields[1] == local)
+
+
+def approved_right(payments: list[dict[str, str]], journal: list[dict], amount_minor: int) -> int:
+    """Payments approved for ``amount_minor`` that the acquirer's journal shows approved
+    (0200, 00) for the same amount, unreversed, under the same RRN."""
+    charged = {entry.get("rrn") for entry in journal
+               if entry.get("mti") == "0200" and entry.get("response_code") == "00"
+               and entry.get("amount") == amount_minor and not entry.get("reversed")
+               and not entry.get("duplicate")}
+    return sum(1 for payment in payments
+               if payment.get("status") == "approved"
+               and payment.get("amount_minor") == str(amount_minor)
+               and payment.get("rrn") and payment.get("rrn") in charged)
+
+
+def baseline_reads_right(log_lines: list[str], marker: str, expected: tuple[str, ...]) -> int:
+    """Calls whose answers the baseline dialplan logged (``marker:uniqueid:a:b:...``) as
+    ``expected``; each call counted once."""
+    right = set()
+    for line in log_lines:
+        if marker + ":" not in line:
+            continue
+        uniqueid, *answers = line.split(marker + ":", 1)[1].strip().split(":")
+        if tuple(answers) == expected:
+            right.add(uniqueid)
+    return len(right)
+
+
+def knee(steps: list[StepResult]) -> float | None:
+    """The highest rate with every call clean, climbing from the lowest: the step before the
+    first unclean one (a clean step above a failed one is luck, not capacity). None when even
+    the lowest failed."""
+    best = None
+    for step in sorted(steps, key=lambda s: s.rate):
+        if not step.clean:
+            break
+        best = step.rate
+    return best

@@ -1,0 +1,145 @@
+"""One load step: SIPp places calls at one rate against one target, and what it cost.
+
+Before and after the step: CPU of each component's process tree (/proc/<pid>/stat), the UDP
+counters of this network namespace (/proc/net/snmp), and where the acquirer's journal and
+Asterisk's log ended; after it, SIPp's counts and INVITE→200 times, the payments approved since
+the step began (Redis) against the acquirer's journal, or the baseline's logged reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from bench.load import baseline
+from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
+                                rss_kib,
+                                percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
+                                udp_socket_drops)
+from ivr.payments.store import status_index
+from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
+from tests.sipp.scenario import Call, write_scenario
+
+__all__ = ["Target", "targets", "Probes", "run_step"]
+
+# The components whose CPU is counted per call.
+COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
+AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
+# A call lasts about 39 s; SIPp may hold this many seconds of calls at once before -l bites.
+CALL_SECONDS = 45
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    call: Call
+
+
+def targets() -> dict[str, Target]:
+    """The IVR's approved self-service call and the baseline keyed the same way."""
+    # Imported here: the calls time their keys from the prompt WAVs, which exist only once the
+    # stack has been prepared (make sounds).
+    from tests.sipp.selfservice_calls import approved, order, pin
+    mobile, menu_key, card, pin_digits = baseline.ANSWERS
+    return {"ivr": Target("ivr", approved()),
+            "baseline": Target("baseline", Call("baseline", baseline.NUMBER, [
+                *order(mobile, card + "#", menu_key=menu_key), pin(pin_digits)]))}
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Where a step looks: the stack's processes, files and Redis."""
+
+    pid_of: Callable[[str], int]
+    redis_url: str
+    journal: Path
+    messages_log: Path
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each component's process tree."""
+        return {name: sum(self._each(name, "stat", cpu_seconds)) for name in COMPONENTS}
+
+    def rss(self) -> dict[str, int]:
+        """Resident KiB of each component's process tree."""
+        return {name: sum(self._each(name, "status", rss_kib)) for name in COMPONENTS}
+
+    def _each(self, name: str, proc_file: str, read: Callable[[str], float]) -> list[float]:
+        values = []
+        for pid in process_tree(self.pid_of(name)):
+            try:
+                values.append(read(Path(f"/proc/{pid}/{proc_file}").read_text()))
+            except OSError:
+                continue  # ended between listing and reading
+        return values
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+
+ASTERISK_SIP = ("127.0.0.1", 5060)
+
+
+def _udp() -> dict[str, int]:
+    """This namespace's UDP counters, and the drops at Asterisk's SIP socket as ``sip_drops``."""
+    return {**udp_counters(Path("/proc/net/snmp").read_text()),
+            "sip_drops": udp_socket_drops(Path("/proc/net/udp").read_text(), *ASTERISK_SIP)}
+
+
+def _sipp(call_dir: Path, scenario: Path, rate: int, duration_s: int) -> list[str]:
+    calls = rate * duration_s
+    return ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-r", str(rate), "-m", str(calls),
+            # -l: SIPp's default cap on simultaneous calls is far below a loaded IVR's.
+            "-l", str(rate * CALL_SECONDS * 2), "-i", "127.0.0.1", "-p", "0",
+            "-mi", "127.0.0.1", "-mp", "16000", "-nostdin",
+            "-timeout", f"{duration_s + CALL_SECONDS + 120}s",
+            "-trace_stat", "-stf", str(call_dir / "stat.csv"), "-fd", "5",
+            "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", str(call_dir / "errors.log")]
+
+
+def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: Path) -> StepResult:
+    step_dir = work / f"{target.name}-{rate}"
+    step_dir.mkdir(parents=True, exist_ok=True)
+    scenario = write_scenario(target.call, step_dir)
+    journal_from = len(_lines(probes.journal))
+    log_from = len(_lines(probes.messages_log))
+    cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
+    subprocess.run(_sipp(step_dir, scenario, rate, duration_s), cwd=step_dir,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
+
+    placed, completed, failed = sipp_counts((step_dir / "stat.csv").read_text())
+    samples = [sample for path in step_dir.glob("*_rtt.csv") for sample in rtt_ms(path.read_text())]
+    if target.name == "ivr":
+        right = _payments_right(probes, started, journal_from)
+    else:
+        right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
+                                     baseline.ANSWERS)
+    per_call = max(completed, 1)
+    return StepResult(
+        target=target.name, rate=rate, placed=placed, completed=completed, failed=failed,
+        right=right, invite_200_p50_ms=percentile(samples, 50),
+        invite_200_p99_ms=percentile(samples, 99),
+        cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call
+                         for name in COMPONENTS},
+        udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
+        sip_socket_drops=udp_after["sip_drops"] - udp_before["sip_drops"],
+        rss_growth_kib={name: rss_after[name] - rss_before[name] for name in COMPONENTS},
+    )
+
+
+def _payments_right(probes: Probes, since: float, journal_from: int) -> int:
+    client = redis.Redis.from_url(probes.redis_url, decode_responses=True)
+    try:
+        ids = client.zrangebyscore(status_index("approved"), since, "+inf")
+        payments = [client.hgetall(f"pay:{payment_id}") for payment_id in ids]
+    finally:
+        client.close()
+    journal = [json.loads(line) for line in _lines(probes.journal)[journal_from:] if line.strip()]
+    return approved_right(payments, journal, AMOUNT_MINOR)

@@ -1,0 +1,181 @@
+"""The load benchmark's parsing and arithmetic (bench/load/measure.py, bench/load/baseline.py):
+what it reports is only as right as these."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bench.load import baseline
+from bench.load.__main__ import shadow_velocity_rules
+from bench.load.measure import (CLOCK_TICKS, StepResult, approved_right, baseline_reads_right,
+                                cpu_seconds, knee, percentile, process_tree, rss_kib, rtt_ms,
+                                sipp_counts,
+                                udp_counters, udp_socket_drops)
+from ivr.config import REPO_ROOT
+
+# SIPp 3.6's -trace_stat columns, shortened to the ones read and two around them.
+STAT = """\
+StartTime;OutgoingCall(P);OutgoingCall(C);SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);
+2026-11-27 20:52:01;2;2;0;0;0;0;
+2026-11-27 20:52:46;0;5;1;4;0;1;
+"""
+
+
+def test_sipp_counts_come_from_the_last_rows_cumulative_columns():
+    assert sipp_counts(STAT) == (5, 4, 1)
+
+
+def test_sipp_counts_refuse_a_file_without_data():
+    with pytest.raises(ValueError, match="no data row"):
+        sipp_counts(STAT.splitlines()[0])
+
+
+def test_rtt_samples_skip_the_header_and_keep_milliseconds():
+    text = "Date_ms;response_time_ms;rtd_no\n1764276721000.5;4.25;1\n1764276722000.1;52.000;1\n"
+    assert rtt_ms(text) == [4.25, 52.0]
+
+
+def test_percentile_is_nearest_rank():
+    samples = [float(n) for n in range(100, 0, -1)]  # 100 .. 1, unordered on purpose
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_cpu_seconds_count_after_a_command_name_with_spaces_and_brackets():
+    # Fields 14 (utime) and 15 (stime) of proc(5); the name "(a) b)" would shift a naive split.
+    line = f"42 ((a) b)) S 1 42 42 0 -1 4194304 100 0 0 0 {3 * CLOCK_TICKS} {CLOCK_TICKS} 0 0 20 0 1"
+    assert cpu_seconds(line) == pytest.approx(4.0)
+
+
+def test_process_tree_walks_every_tasks_children(tmp_path):
+    # 10 -> 11 (from its second thread) -> 12; 13 belongs to nobody here.
+    for pid, tid, children in ((10, 10, ""), (10, 15, "11"), (11, 11, "12"), (12, 12, ""),
+                               (13, 13, "")):
+        task = tmp_path / str(pid) / "task" / str(tid)
+        task.mkdir(parents=True)
+        (task / "children").write_text(children)
+    assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
+
+
+def test_resident_memory_is_read_in_kib_and_is_zero_without_a_line():
+    assert rss_kib("Name:\tasterisk\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nThreads:\t80\n") == 123456
+    assert rss_kib("Name:\tkworker\nState:\tI (idle)\n") == 0
+
+
+SNMP = """\
+Ip: Forwarding DefaultTTL
+Ip: 1 64
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors
+Udp: 1000 3 250 900 240 0
+UdpLite: InDatagrams NoPorts
+UdpLite: 0 0
+"""
+
+
+def test_udp_counters_are_read_by_name():
+    counters = udp_counters(SNMP)
+    assert counters["RcvbufErrors"] == 240 and counters["InErrors"] == 250
+
+
+def test_udp_counters_refuse_a_file_without_udp():
+    with pytest.raises(ValueError):
+        udp_counters("Ip: a\nIp: 1\n")
+
+
+PROC_NET_UDP = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  1: 0100007F:13C4 00000000:0000 07 00000000 00000000 00:00000000 00000000     0        0 1 2 0000000000000000 17
+  2: 0200007F:13C4 00000000:0000 07 00000000 00000000 00:00000000 00000000     0        0 2 2 0000000000000000 5
+  3: 0100007F:3E80 00000000:0000 07 00000000 00000000 00:00000000 00000000     0        0 3 2 0000000000000000 9000
+"""
+
+
+def test_socket_drops_are_those_of_the_one_address_and_port():
+    assert udp_socket_drops(PROC_NET_UDP, "127.0.0.1", 5060) == 17
+    assert udp_socket_drops(PROC_NET_UDP, "127.0.0.2", 5060) == 5
+    assert udp_socket_drops(PROC_NET_UDP, "127.0.0.1", 5061) == 0
+
+
+def _payment(rrn: str, amount: str = "5000", status: str = "approved") -> dict[str, str]:
+    return {"status": status, "amount_minor": amount, "rrn": rrn}
+
+
+def _charge(rrn: str, amount: int = 5000, **extra) -> dict:
+    return {"mti": "0200", "response_code": "00", "amount": amount, "rrn": rrn, **extra}
+
+
+def test_a_payment_is_right_only_when_the_acquirer_charged_the_same_amount_under_its_rrn():
+    journal = [_charge("A"), _charge("B", amount=10000), _charge("C", reversed=True),
+               {**_charge("D"), "response_code": "51"}, _charge("E")]
+    payments = [_payment("A"), _payment("B"), _payment("C"), _payment("D"),
+                _payment("E", amount="10000"), _payment("F"), _payment("", status="approved"),
+                _payment("A", status="failed")]
+    assert approved_right(payments, journal, 5000) == 1  # only A
+
+
+def test_a_duplicate_answer_is_no_second_charge():
+    assert approved_right([_payment("A")], [_charge("A", duplicate=True)], 5000) == 0
+
+
+def test_baseline_reads_count_each_call_once_and_only_with_every_answer_right():
+    expected = ("13800138001", "1", "9000000000000001", "246802")
+    marker = baseline.MARKER
+    lines = [
+        f"[2026-11-27 20:52:40.123] NOTICE[77][C-1] Ext. 8090:9 @ x: {marker}:1.1:" + ":".join(expected),
+        f"[2026-11-27 20:52:40.123] NOTICE[77][C-1] Ext. 8090:9 @ x: {marker}:1.1:" + ":".join(expected),
+        f"[...] NOTICE {marker}:1.2:13800138001:1:900000000000000:246802",  # a digit lost
+        f"[...] NOTICE {marker}:1.3:13800138001:1:9000000000000001:",  # no PIN read
+        "[...] NOTICE something else 1.4",
+    ]
+    assert baseline_reads_right(lines, marker, expected) == 1
+
+
+def _step(rate: float, failed: int = 0, right: int | None = None, placed: int = 10) -> StepResult:
+    return StepResult("ivr", rate, placed, placed - failed, failed,
+                      placed - failed if right is None else right, None, None, {}, 0, 0, {})
+
+
+def test_the_knee_is_the_last_clean_rate_before_the_first_unclean_one():
+    steps = [_step(8), _step(2), _step(4), _step(12), _step(10, failed=1)]
+    assert knee(steps) == 8  # 12 was clean, but above a failure: luck, not capacity
+
+
+def test_a_step_with_a_wrong_payment_is_not_clean_even_with_every_call_completed():
+    assert knee([_step(2), _step(4, right=9)]) == 2
+
+
+def test_no_knee_when_the_lowest_rate_already_failed():
+    assert knee([_step(2, failed=3), _step(4)]) is None
+    assert knee([]) is None
+
+
+def test_a_step_that_placed_nothing_is_not_clean():
+    assert not _step(2, placed=0).clean
+
+
+def test_the_bench_rules_shadow_every_velocity_rule_and_nothing_else():
+    shipped = (REPO_ROOT / "ivr" / "risk" / "rules.yaml").read_text(encoding="utf-8")
+    bench = {rule["name"]: rule for rule in yaml.safe_load(shadow_velocity_rules(shipped))["rules"]}
+    original = {rule["name"]: rule for rule in yaml.safe_load(shipped)["rules"]}
+    assert bench.keys() == original.keys()
+    for name, rule in bench.items():
+        counts = any(word in rule["when"] for word in ("_10m", "_1h", "_24h", "_7d"))
+        assert rule.get("shadow", False) is (counts or original[name].get("shadow", False)), name
+        assert {k: v for k, v in rule.items() if k != "shadow"} == \
+            {k: v for k, v in original[name].items() if k != "shadow"}
+    assert bench["card_many_payments"]["shadow"] and not bench["over_merchant_limit"].get("shadow")
+
+
+def test_the_baseline_is_added_under_its_own_number_with_its_answers_logged():
+    commands = baseline.cli_commands()
+    assert commands[-1] == (f"dialplan add extension {baseline.NUMBER},1,Goto({baseline.CONTEXT},"
+                            f"{baseline.NUMBER},1) into from-cardholder replace")
+    priorities = [int(c.split()[3].split(",")[1]) for c in commands[:-1]]
+    assert priorities == list(range(1, len(commands)))
+    assert all(" " not in c.split(" ", 3)[3].rsplit(" into ", 1)[0] for c in commands), \
+        "the Asterisk CLI splits an application's arguments at spaces"
+    assert any(f"Log(NOTICE,{baseline.MARKER}:${{UNIQUEID}}:" in c for c in commands)
+    assert commands[-2].endswith("Hangup() into voicepay-bench-baseline replace")
