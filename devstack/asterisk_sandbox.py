@@ -97,6 +97,11 @@ def modules_to_debug(module_show: str) -> list[str]:
     return [module for module in loaded if module not in KEY_LOGGING_MODULES]
 
 
+# Where the sandbox mounts the instance's own directories and the repository's (see _bwrap).
+MOUNTED_DIRECTORIES = ("etc/asterisk", "opt", "run/asterisk", "var/log/asterisk",
+                       "var/spool/asterisk")
+
+
 class ProvisionError(RuntimeError):
     """Asterisk could not be provided: the message says what is missing."""
 
@@ -175,11 +180,14 @@ class AsteriskSandbox:
         self.make_mount_points()
 
     def make_mount_points(self) -> None:
-        """bubblewrap mounts a file only over one that exists, and the root it runs from is
-        read-only then: the minbase rootfs has no /etc/hosts, so its mount point is made here."""
-        if self.root != Path("/"):
-            (self.root / "etc").mkdir(parents=True, exist_ok=True)
-            (self.root / "etc" / "hosts").touch(exist_ok=True)
+        """bubblewrap mounts only over a path that exists, and the root it runs from is read-only
+        then: what a fresh rootfs may lack is made here (the minbase one has no /etc/hosts; the
+        directories come with the asterisk package or its tmpfiles, made sure of all the same)."""
+        if self.root == Path("/"):
+            return
+        for directory in MOUNTED_DIRECTORIES:
+            (self.root / directory).mkdir(parents=True, exist_ok=True)
+        (self.root / "etc" / "hosts").touch(exist_ok=True)
 
     @property
     def _full_log_dir(self) -> Path:

@@ -56,10 +56,19 @@ def test_the_cached_root_filesystem_is_read_only(tmp_path):
         PurePosixPath("/var/spool/asterisk")}
 
 
-def test_the_hosts_files_mount_point_is_made_in_a_root_that_lacks_it(tmp_path):
-    """The root is bound read-only, where bubblewrap cannot create the file it mounts the
-    generated hosts file over; a fresh minbase rootfs (a clean CI machine) has no /etc/hosts."""
+def test_every_mount_point_is_made_in_a_root_that_lacks_it(tmp_path):
+    """The root is bound read-only, where bubblewrap cannot create what it mounts over; a fresh
+    minbase rootfs (a clean CI machine) has no /etc/hosts."""
     root = tmp_path / "rootfs"
-    (root / "etc").mkdir(parents=True)
-    AsteriskSandbox(Settings(var_dir=tmp_path / "var"), root).make_mount_points()
+    root.mkdir()
+    sandbox = AsteriskSandbox(Settings(var_dir=tmp_path / "var"), root)
+    sandbox.make_mount_points()
     assert (root / "etc" / "hosts").is_file()
+    argv = sandbox.server_command()
+    targets = ({argv[i + 2] for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind")}
+               | {argv[i + 1] for i, arg in enumerate(argv) if arg == "--tmpfs"})
+    # Inside a directory bound or made a tmpfs by the sandbox itself, bubblewrap can create.
+    made_by_the_sandbox = ("/etc/asterisk/", "/opt/")
+    missing = [t for t in targets - {"/", "/tmp"}
+               if not t.startswith(made_by_the_sandbox) and not (root / t.lstrip("/")).exists()]
+    assert missing == []
