@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -101,16 +102,20 @@ class Shard:
         return self.var_dir / "junit.xml"
 
 
+def seconds_of(path: Path) -> float:
+    """What ``path`` took when last measured (``UNMEASURED_SECONDS`` if never)."""
+    return FILE_SECONDS.get(path.as_posix(), UNMEASURED_SECONDS)
+
+
 def deal(files: list[Path], count: int) -> list[list[Path]]:
     """``files`` into ``count`` lists of about equal measured seconds (longest first, each onto
     the list with the fewest seconds so far), each list in the suite's usual file order."""
-    weight = {f: FILE_SECONDS.get(f.as_posix(), UNMEASURED_SECONDS) for f in files}
     groups: list[list[Path]] = [[] for _ in range(count)]
     totals = [0.0] * count
-    for path in sorted(files, key=lambda f: (-weight[f], f.as_posix())):
+    for path in sorted(files, key=lambda f: (-seconds_of(f), f.as_posix())):
         lightest = totals.index(min(totals))
         groups[lightest].append(path)
-        totals[lightest] += weight[path]
+        totals[lightest] += seconds_of(path)
     return [sorted(group) for group in groups]
 
 
@@ -122,8 +127,8 @@ def plan(count: int) -> list[Shard]:
     shards = [Shard("unit", UNIT_AND_INTEGRATION, niceness=10)]
     for index, group in enumerate(deal(calls, count), start=1):
         if group:
-            shards.append(Shard(f"e2e-{index}", [*group, LEAK_SCAN], seconds=sum(
-                FILE_SECONDS.get(f.as_posix(), UNMEASURED_SECONDS) for f in group)))
+            shards.append(Shard(f"e2e-{index}", [*group, LEAK_SCAN],
+                                seconds=sum(map(seconds_of, group))))
     return shards
 
 
@@ -138,18 +143,14 @@ def _start(shard: Shard, pytest_args: list[str]) -> None:
     # A shard's stack needs its keys and Asterisk's configuration in its own var directory; the
     # prompts and Asterisk's root filesystem it shares were made by `make test`'s prepare.
     script = (f"{NAMESPACE_SETUP} && "
-              f"{_quote(python)} -m devstack.stack prepare >/dev/null && "
-              f"exec {' '.join(map(_quote, pytest))}")
+              f"{shlex.quote(python)} -m devstack.stack prepare >/dev/null && "
+              f"exec {shlex.join(pytest)}")
     with shard.output.open("w") as out:
         shard.process = subprocess.Popen(["nice", "-n", str(shard.niceness),
                                           "unshare", "--net", "bash", "-c", script], cwd=REPO_ROOT,
                                          env=env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
     shard.started = time.monotonic()
-
-
-def _quote(word: str) -> str:
-    return "'" + word.replace("'", "'\\''") + "'"
 
 
 def file_seconds(shard: Shard) -> dict[str, float]:
