@@ -3,6 +3,7 @@ dialplan-only baseline of the same call in the same Asterisk (figures, not asser
 
     python -m bench.load [--rates 2,4,6] [--duration 30] [--chart docs/bench-load.png]
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
+    python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
 Starts the whole stack itself on its fixed ports (run it alone, or in a network namespace of
 its own: `unshare -n`), adds the baseline (bench/load/baseline.py) to Asterisk over the CLI,
@@ -10,6 +11,12 @@ then at each rate places calls with SIPp for --duration seconds, the baseline th
 prints a row per step (bench/load/steps.py). The knee is the highest rate at which every call
 completed and every payment (or baseline read) was right; the ratio is the IVR's knee over the
 baseline's. Results go to var/bench-load/results.json and the chart to --chart.
+
+After the calls (or alone, with --api-only): the merchant API's signed orders and reads per
+second (bench/load/api.py) and the callback dialer's originates per second (bench/load/dialer.py).
+The API's rate limits (1,200 requests a minute per merchant, 3,000 per client address) would
+stop one merchant's load generator at 20 a second, so the benchmark raises both budgets through
+their settings: the limiter still runs for every request, only out of reach.
 
 Every call pays with the same test card from the same caller: the risk rules that count
 payments per card, mobile, merchant or source (velocity windows) would stop a load test after a
@@ -20,6 +27,7 @@ few calls, so the benchmark runs the shipped rules with those made shadow rules:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
@@ -34,14 +42,18 @@ from pathlib import Path
 import yaml
 
 from bench.load import baseline
+from bench.load.api import API_HEADER, api_row, run_api_steps
+from bench.load.dialer import DIAL_PATTERN, dialer_row, run_dialer
 from bench.load.measure import StepResult, knee
 from bench.load.steps import Probes, run_step, targets
-from devstack.stack import Stack
+from devstack.stack import Stack, establish_seed_merchants
 from ivr.config import REPO_ROOT, Settings, load_settings
 from simulators.acquirer.server import journal_path
 
 __all__ = ["main", "shadow_velocity_rules"]
 
+# A rate-limit budget (requests a minute) no load generator reaches.
+_OUT_OF_REACH = 10_000_000
 # The counters of ivr/risk/velocity.py, by their window suffix.
 _VELOCITY = re.compile(r"\b\w+_(10m|1h|24h|7d)\b")
 
@@ -83,11 +95,13 @@ def _load_baseline(stack: Stack) -> None:
         raise SystemExit(f"the baseline dialplan did not load:\n{shown}")
 
 
-def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
-             work: Path) -> list[StepResult]:
-    probes = Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
-                    journal=journal_path(stack.acquirer_settings),
-                    messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
+def _probes(stack: Stack, settings: Settings) -> Probes:
+    return Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
+                  journal=journal_path(stack.acquirer_settings),
+                  messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
+
+
+def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> list[StepResult]:
     print("CPU columns: milliseconds per completed call (idle work included: read them at load); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
           "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
@@ -100,6 +114,20 @@ def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
         results.append(step)
         print(_row(step), flush=True)
     return results
+
+
+def _measure_api(probes: Probes, settings: Settings, args: argparse.Namespace,
+                 work: Path) -> dict:
+    print("merchant API: signed requests, concurrency clients in a closed loop for "
+          f"{args.api_seconds} s each; p50/p99 of the expected answers (201, 200); CPU as % of "
+          "one core over the step (client: this load generator)")
+    print(API_HEADER, flush=True)
+    steps = asyncio.run(run_api_steps(settings, probes, _rates(args.api_concurrency),
+                                      args.api_seconds, lambda step: print(api_row(step),
+                                                                           flush=True)))
+    dialer = run_dialer(settings, probes, work, args.dialer_orders, max(_rates(args.api_concurrency)))
+    print(dialer_row(dialer), flush=True)
+    return {"api": [dataclasses.asdict(s) for s in steps], "dialer": dataclasses.asdict(dialer)}
 
 
 def _summary(results: list[StepResult]) -> dict:
@@ -119,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-minutes", type=int, default=30)
     parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "bench-load.png")
     parser.add_argument("--caption", default="", help="added to the chart's title (machine, caveats)")
+    parser.add_argument("--api-only", action="store_true",
+                        help="only the merchant API and dialer steps, no calls")
+    parser.add_argument("--api-concurrency", default="1,4,16,64",
+                        help="clients at once in the API steps, comma-separated")
+    parser.add_argument("--api-seconds", type=float, default=8, help="seconds per API step")
+    parser.add_argument("--dialer-orders", type=int, default=100,
+                        help="callback orders in the dialer's burst")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -128,9 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     rules.write_text(shadow_velocity_rules(settings.risk_rules_file.read_text(encoding="utf-8")),
                      encoding="utf-8")
     os.environ["VOICEPAY_RISK_RULES_FILE"] = str(rules)  # the ivr service the stack starts
+    with_api = not args.soak
+    if with_api:
+        os.environ["VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"] = str(_OUT_OF_REACH)
+        os.environ["VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE"] = str(_OUT_OF_REACH)
+        os.environ["VOICEPAY_CALLBACK_DIAL_PATTERN"] = DIAL_PATTERN
     settings = load_settings()
     if args.soak:
         plan = [("ivr", args.soak, args.soak_minutes * 60)]
+    elif args.api_only:
+        plan = []
     else:
         plan = [(target, rate, args.duration) for rate in _rates(args.rates)
                 for target in ("baseline", "ivr")]
@@ -140,21 +182,29 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         stack.start()
-        _load_baseline(stack)
         print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
               f"SIPp on the same machine", flush=True)
-        results = _measure(stack, settings, plan, work)
+        probes = _probes(stack, settings)
+        results = []
+        if plan:
+            _load_baseline(stack)
+            results = _measure(probes, plan, work)
+        api = {}
+        if with_api:
+            establish_seed_merchants(settings)  # the dialer's merchant is an established one
+            api = _measure_api(probes, settings, args, work)
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(results)
-    print(f"knee: payment IVR {summary['knee_ivr']} calls/s, baseline "
-          f"{summary['knee_baseline']} calls/s, ratio "
-          + (f"{summary['ratio']:.2f}" if summary["ratio"] is not None else "-")
-          + f" ({time.time() - started:.0f} s)")
+    if plan:
+        print(f"knee: payment IVR {summary['knee_ivr']} calls/s, baseline "
+              f"{summary['knee_baseline']} calls/s, ratio "
+              + (f"{summary['ratio']:.2f}" if summary["ratio"] is not None else "-"))
+    print(f"({time.time() - started:.0f} s)")
     (out_dir / "results.json").write_text(json.dumps(
-        {"steps": [dataclasses.asdict(s) for s in results], **summary}, indent=2))
-    if not args.soak:
+        {"steps": [dataclasses.asdict(s) for s in results], **summary, **api}, indent=2))
+    if plan and not args.soak:
         from bench.load.chart import write_chart  # matplotlib only when a chart is drawn
         caption = (f"voicepay load benchmark, {os.cpu_count()} cores, SIPp on the same machine, "
                    f"{args.duration} s of calls per step. {args.caption}").strip()

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 __all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
            "rss_kib",
-           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee"]
+           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
+           "ApiStep", "api_step", "sipp_invites", "DialerResult", "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -160,3 +164,108 @@ def knee(steps: list[StepResult]) -> float | None:
             break
         best = step.rate
     return best
+
+
+def _core_percent(cpu_before: dict[str, float], cpu_after: dict[str, float],
+                  seconds: float) -> dict[str, float]:
+    """CPU each component used over ``seconds`` of wall time, as a share of one core (%)."""
+    return {name: 100 * (cpu_after[name] - cpu_before[name]) / seconds for name in cpu_after}
+
+
+@dataclass(frozen=True)
+class ApiStep:
+    """One merchant API step: ``concurrency`` clients in a closed loop for ``seconds``."""
+
+    name: str                      # "orders" (POST /v1/payments) or "get" (GET /v1/payments/{id})
+    concurrency: int
+    seconds: float                 # wall time, from the first request to the last answer
+    answers: int                   # every answer, whatever its status (0: no HTTP answer)
+    ok: int                        # answers with the step's expected status (201, 200)
+    ok_per_s: float
+    p50_ms: float | None           # latency of the expected answers
+    p99_ms: float | None
+    statuses: dict[str, int]       # status -> answers: a 429 or a 503 is a result too
+    cpu_percent: dict[str, float]  # component -> share of one core over the step
+
+
+def api_step(name: str, concurrency: int, expected: int, samples: list[tuple[int, float]],
+             seconds: float, cpu_before: dict[str, float],
+             cpu_after: dict[str, float]) -> ApiStep:
+    """A step's figures from its (status, milliseconds) answers; latency counts only the
+    expected answers (a fast refusal would flatter it), every status is counted."""
+    ok_ms = [ms for status, ms in samples if status == expected]
+    statuses = Counter(str(status) for status, _ in samples)
+    return ApiStep(name=name, concurrency=concurrency, seconds=round(seconds, 3),
+                   answers=len(samples), ok=len(ok_ms),
+                   ok_per_s=len(ok_ms) / seconds if seconds > 0 else 0.0,
+                   p50_ms=percentile(ok_ms, 50), p99_ms=percentile(ok_ms, 99),
+                   statuses=dict(sorted(statuses.items())),
+                   cpu_percent=_core_percent(cpu_before, cpu_after, seconds))
+
+
+# SIPp's -trace_msg: each message after a line of dashes and its time: date, time of day and,
+# since SIPp 3.4, the same instant in unix seconds ("2026-11-28\t00:20:01.123456\t1764289201.123456").
+_TRACE_HEAD = re.compile(r"^-{20,} (?P<when>.+)$", re.MULTILINE)
+_INVITE_LINE = re.compile(r"^INVITE sip:(?P<user>[^@;>\s]+)@", re.MULTILINE)
+
+
+def _trace_time(when: str) -> float:
+    fields = when.split()
+    if re.fullmatch(r"[0-9]+\.[0-9]+", fields[-1]):
+        return float(fields[-1])
+    return datetime.strptime(" ".join(fields[:2]), "%Y-%m-%d %H:%M:%S.%f").timestamp()  # local
+
+
+def sipp_invites(messages_log: str) -> list[tuple[float, str]]:
+    """(unix time, Request-URI user) of every INVITE SIPp received, in its ``-trace_msg`` file;
+    the user is the number dialled (``PJSIP/{mobile}@endpoint`` puts the mobile there)."""
+    heads = list(_TRACE_HEAD.finditer(messages_log))
+    invites = []
+    for head, following in zip(heads, heads[1:] + [None]):
+        block = messages_log[head.end():following.start() if following else len(messages_log)]
+        if "message received" not in block:
+            continue
+        request = _INVITE_LINE.search(block)
+        if request is not None:
+            invites.append((_trace_time(head.group("when")), request.group("user")))
+    return invites
+
+
+@dataclass(frozen=True)
+class DialerResult:
+    """A burst of callback orders and the phone calls the dialer placed for them."""
+
+    orders: int                      # accepted (201) and so due at once, each to its own number
+    invited: int                     # of them, rung: the first INVITE for its number arrived
+    posting_s: float                 # the first order sent to the last accepted
+    dialling_s: float                # the first order sent to the last INVITE
+    originates_per_s: float          # invited / dialling_s
+    order_invite_p50_ms: float | None  # an order sent to its INVITE at the phone
+    order_invite_p99_ms: float | None
+    # component -> CPU ms per number rung: its order, the call placed and answered, the second
+    # the phone stays on the line and the hang-up (the burst's whole window)
+    cpu_ms_per_callback: dict[str, float]
+
+
+def dialer_result(sent: dict[str, float], accepted: dict[str, float],
+                  invites: list[tuple[float, str]], cpu_before: dict[str, float],
+                  cpu_after: dict[str, float]) -> DialerResult:
+    """``sent`` and ``accepted``: number -> when its order was sent and when its 201 came;
+    ``invites``: ``sipp_invites``. A number's first INVITE counts (a retransmission is not a
+    call); INVITEs for numbers of no accepted order are not counted."""
+    first_invite: dict[str, float] = {}
+    for when, number in sorted(invites):
+        if number in accepted:
+            first_invite.setdefault(number, when)
+    start = min(sent.values(), default=0.0)
+    posting_s = max(accepted.values(), default=start) - start
+    dialling_s = max(first_invite.values(), default=start) - start
+    latencies = [1000 * (first_invite[n] - sent[n]) for n in first_invite]
+    return DialerResult(
+        orders=len(accepted), invited=len(first_invite), posting_s=round(posting_s, 3),
+        dialling_s=round(dialling_s, 3),
+        originates_per_s=len(first_invite) / dialling_s if dialling_s > 0 else 0.0,
+        order_invite_p50_ms=percentile(latencies, 50),
+        order_invite_p99_ms=percentile(latencies, 99),
+        cpu_ms_per_callback={name: 1000 * (cpu_after[name] - cpu_before[name])
+                             / max(len(first_invite), 1) for name in cpu_after})

@@ -61,9 +61,9 @@ class Probes:
     journal: Path
     messages_log: Path
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each component's process tree."""
-        return {name: sum(self._each(name, "stat", cpu_seconds)) for name in COMPONENTS}
+    def cpu(self, names: tuple[str, ...] = COMPONENTS) -> dict[str, float]:
+        """CPU seconds used so far by each named component's process tree."""
+        return {name: sum(self._each(name, "stat", cpu_seconds)) for name in names}
 
     def rss(self) -> dict[str, int]:
         """Resident KiB of each component's process tree."""

@@ -3,15 +3,20 @@ what it reports is only as right as these."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 import yaml
 
 from bench.load import baseline
 from bench.load.__main__ import shadow_velocity_rules
-from bench.load.measure import (CLOCK_TICKS, StepResult, approved_right, baseline_reads_right,
-                                cpu_seconds, knee, percentile, process_tree, rss_kib, rtt_ms,
-                                sipp_counts,
+from bench.load.api import order_body
+from bench.load.measure import (CLOCK_TICKS, StepResult, api_step, approved_right,
+                                baseline_reads_right, cpu_seconds, dialer_result, knee, percentile,
+                                process_tree, rss_kib, rtt_ms, sipp_counts, sipp_invites,
                                 udp_counters, udp_socket_drops)
+from ivr.api.payment_request import parse_order
+from ivr.money import Money
 from ivr.config import REPO_ROOT
 
 # SIPp 3.6's -trace_stat columns, shortened to the ones read and two around them.
@@ -179,3 +184,85 @@ def test_the_baseline_is_added_under_its_own_number_with_its_answers_logged():
         "the Asterisk CLI splits an application's arguments at spaces"
     assert any(f"Log(NOTICE,{baseline.MARKER}:${{UNIQUEID}}:" in c for c in commands)
     assert commands[-2].endswith("Hangup() into voicepay-bench-baseline replace")
+
+
+# --- the merchant API and the dialer (bench/load/api.py, bench/load/dialer.py) ----------------
+
+def test_an_api_step_counts_every_status_and_times_only_the_expected_answers():
+    samples = [(201, 10.0), (201, 30.0), (201, 20.0), (429, 1.0), (0, 30000.0), (201, 40.0)]
+    step = api_step("orders", 4, 201, samples, 2.0, {"ivr": 10.0, "redis": 1.0},
+                    {"ivr": 11.5, "redis": 1.25})
+    assert (step.answers, step.ok, step.ok_per_s) == (6, 4, 2.0)
+    assert (step.p50_ms, step.p99_ms) == (20.0, 40.0)  # the 429 and the dead request left out
+    assert step.statuses == {"0": 1, "201": 4, "429": 1}
+    assert step.cpu_percent == pytest.approx({"ivr": 75.0, "redis": 12.5})
+
+
+def test_an_api_step_without_an_expected_answer_has_no_latency():
+    step = api_step("get", 1, 200, [(503, 2.0)], 1.0, {"ivr": 0.0}, {"ivr": 0.5})
+    assert (step.ok, step.ok_per_s, step.p50_ms, step.p99_ms) == (0, 0.0, None, None)
+
+
+# SIPp 3.6's -trace_msg, shortened: an INVITE received, the 200 sent, a retransmitted INVITE.
+TRACE = """\
+----------------------------------------------- 2026-11-28\t00:20:01.250000\t1764289201.250000
+UDP message received [812] bytes :
+
+INVITE sip:13700100001@127.0.0.1:5071 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bKPj1
+To: <sip:13700100001@127.0.0.1>
+
+----------------------------------------------- 2026-11-28\t00:20:01.251000\t1764289201.251000
+UDP message sent (400 bytes):
+
+SIP/2.0 200 OK
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-28\t00:20:01.300000\t1764289201.300000
+UDP message received [812] bytes :
+
+INVITE sip:13700100002@127.0.0.1:5071 SIP/2.0
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-28\t00:20:01.900000\t1764289201.900000
+UDP message received [812] bytes :
+
+INVITE sip:13700100001@127.0.0.1:5071 SIP/2.0
+"""
+
+
+def test_sipp_invites_are_the_received_invites_with_their_number_and_time():
+    assert sipp_invites(TRACE) == [(1764289201.25, "13700100001"), (1764289201.3, "13700100002"),
+                                   (1764289201.9, "13700100001")]
+
+
+def test_a_trace_without_unix_seconds_is_read_in_local_time():
+    head = "----------------------------------------------- 2026-11-28\t00:20:01.250000\n"
+    text = head + "UDP message received [812] bytes :\n\nINVITE sip:13700100001@127.0.0.1 SIP/2.0\n"
+    expected = datetime(2026, 11, 28, 0, 20, 1, 250000).timestamp()
+    assert sipp_invites(text) == [(expected, "13700100001")]
+
+
+def test_the_dialer_counts_each_number_once_from_its_first_invite():
+    sent = {"a": 100.0, "b": 100.1, "c": 100.2}
+    accepted = {"a": 100.05, "b": 100.5, "c": 100.6}
+    invites = [(101.0, "a"), (100.3, "b"), (101.5, "a"), (102.0, "stranger")]  # c never rang
+    result = dialer_result(sent, accepted, invites, {"ivr": 1.0}, {"ivr": 1.2})
+    assert (result.orders, result.invited) == (3, 2)
+    assert result.posting_s == pytest.approx(0.6)
+    assert result.dialling_s == pytest.approx(1.0)  # first order sent to a's first INVITE
+    assert result.originates_per_s == pytest.approx(2.0)
+    assert result.order_invite_p50_ms == pytest.approx(200.0)   # b: 100.1 -> 100.3
+    assert result.order_invite_p99_ms == pytest.approx(1000.0)  # a: 100.0 -> 101.0
+    assert result.cpu_ms_per_callback == pytest.approx({"ivr": 100.0})
+
+
+def test_a_burst_that_rang_nobody_reports_zero_originates():
+    result = dialer_result({"a": 5.0}, {"a": 5.1}, [], {"ivr": 0.0}, {"ivr": 0.0})
+    assert (result.invited, result.originates_per_s, result.order_invite_p50_ms) == (0, 0.0, None)
+
+
+def test_the_api_orders_are_well_formed_callback_orders():
+    order = parse_order(order_body("B1N0000001", "13912300001"), maximum=Money.parse("50000.00"))
+    assert (order.mode, order.amount, order.mobile) == ("callback", Money.parse("1.00"),
+                                                        "13912300001")

@@ -1,0 +1,136 @@
+"""The callback dialer under a burst: how fast it places callbacks through real Asterisk (AMI
+Originate) to a phone that answers.
+
+A SIPp UAS answers as test cardholder 13800138101 (asterisk-conf/pjsip.conf: 127.0.0.1:5071),
+and the stack dials ``PJSIP/{mobile}@13800138101`` (``DIAL_PATTERN``, set by bench.load before
+the stack starts): each order's own mobile number goes in the INVITE's Request-URI to that one
+phone, so every INVITE is matched to its order. The phone answers at once, stays on the line a
+second and hangs up (the payment ends ``abandoned``). The orders, one number each, are sent by
+an established seed merchant all together, ``concurrency`` at a time, as fast as the API takes
+them; each is due as soon as it is accepted, so the burst measures the dialer as far as the
+API feeds it (the order rate is reported beside it).
+
+Reported: numbers rung per second (from the first order sent to the last INVITE), each
+order's POST→INVITE time p50/p99, and the CPU per callback of Asterisk, the ivr service and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.load.api import Api, order_body
+from bench.load.measure import DialerResult, dialer_result, sipp_invites
+from bench.load.steps import Probes
+from devstack.sip_edge import udp_bound
+from ivr.config import Settings
+from tests.sipp.scenario import Callee, write_uas_scenario
+
+__all__ = ["DIAL_PATTERN", "run_dialer", "dialer_row"]
+
+PHONE = "13800138101"
+PHONE_PORT, PHONE_MEDIA_PORT = 5071, 17100
+DIAL_PATTERN = "PJSIP/{mobile}@" + PHONE
+MERCHANT = "M100001"  # allow-listed as established by devstack.stack.establish_seed_merchants
+_COMPONENTS = ("asterisk", "ivr", "redis")
+_ON_LINE_MS = 1000
+# Longer than a ring timeout: every call the burst places has rung, been answered and hung up.
+_SIPP_TIMEOUT_S = 90
+
+
+def _phone(work: Path, calls: int) -> tuple[subprocess.Popen, Path]:
+    directory = work / "dialer"
+    scenario = write_uas_scenario(Callee("bench-dialer", ring_ms=0, hang_up_after_ms=_ON_LINE_MS,
+                                         calls=calls), directory)
+    messages = directory / "messages.log"
+    process = subprocess.Popen(
+        ["sipp", "-sf", scenario.name, "-m", str(calls), "-l", str(calls), "-i", "127.0.0.1",
+         "-p", str(PHONE_PORT), "-mi", "127.0.0.1", "-mp", str(PHONE_MEDIA_PORT), "-nostdin",
+         "-timeout", f"{_SIPP_TIMEOUT_S}s", "-trace_msg", "-message_file", str(messages),
+         "-trace_err", "-error_file", str(directory / "errors.log")],
+        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not udp_bound("127.0.0.1", PHONE_PORT):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"the bench phone (SIPp) did not listen on {PHONE_PORT}")
+        time.sleep(0.1)
+    return process, messages
+
+
+async def _burst(api: Api, mobiles: list[str], concurrency: int, run: str,
+                 ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+    """Send one order per mobile: when each was sent, when each was accepted, its payment."""
+    sent: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    payments: dict[str, str] = {}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(n: int, mobile: str) -> None:
+        async with gate:
+            request = api.signed(MERCHANT, "POST", "/v1/payments",
+                                 order_body(f"D{run}N{n:05d}", mobile, "approve"))
+            sent[mobile] = time.time()
+            status, body = await api.send(request)
+            if status == 201:
+                accepted[mobile] = time.time()
+                payments[mobile] = json.loads(body)["id"]
+
+    await asyncio.gather(*(one(n, mobile) for n, mobile in enumerate(mobiles)))
+    return sent, accepted, payments
+
+
+async def _cancel(api: Api, payment_ids: list[str]) -> None:
+    """Cancel what the burst left unrung, so that no later stack calls it."""
+    for payment_id in payment_ids:
+        await api.send(api.signed(MERCHANT, "POST", f"/v1/payments/{payment_id}/cancel"))
+
+
+def run_dialer(settings: Settings, probes: Probes, work: Path, orders: int,
+               concurrency: int) -> DialerResult:
+    run = f"{int(time.time()) % 1000:03d}"
+    mobiles = [f"137{run}{n:05d}" for n in range(orders)]
+    process, messages = _phone(work, orders)
+    try:
+        before = probes.cpu(_COMPONENTS)
+
+        async def burst() -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+                return await _burst(Api(settings, session), mobiles, concurrency, run)
+
+        sent, accepted, payments = asyncio.run(burst())
+        process.wait(timeout=_SIPP_TIMEOUT_S + 30)
+        after = probes.cpu(_COMPONENTS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    invites = sipp_invites(messages.read_text(errors="replace")) if messages.exists() else []
+    result = dialer_result(sent, accepted, invites, before, after)
+    rung = {number for _, number in invites}
+    unrung = [payment for mobile, payment in payments.items() if mobile not in rung]
+    if unrung:
+
+        async def cancel() -> None:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+                await _cancel(Api(settings, session), unrung)
+
+        asyncio.run(cancel())
+    return result
+
+
+def dialer_row(result: DialerResult) -> str:
+    def ms(value: float | None) -> str:
+        return f"{value:.0f}" if value is not None else "-"
+    cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_ms_per_callback.items())
+    orders_per_s = result.orders / result.posting_s if result.posting_s > 0 else 0.0
+    return (f"dialer: {result.orders} orders accepted in {result.posting_s:.2f} s "
+            f"({orders_per_s:.0f}/s); {result.invited} rung in {result.dialling_s:.2f} s: "
+            f"{result.originates_per_s:.1f} originates/s; order→INVITE p50 "
+            f"{ms(result.order_invite_p50_ms)} ms, p99 {ms(result.order_invite_p99_ms)} ms; "
+            f"CPU ms per callback: {cpu}")
