@@ -38,8 +38,10 @@ bench: deps venv
 	$(PY) -m devstack.stack prepare
 	$(PY) -m bench
 
-# Payment calls per second against a dialplan-only baseline (bench/load/): starts the whole
-# stack on its fixed ports, so run it alone. BENCH_LOAD_ARGS="--rates 4,8,12 --duration 60".
+# Payment calls per second against a dialplan-only baseline (bench/load/), then the merchant
+# API's orders and reads per second and the callback dialer's originates per second: starts the
+# whole stack on its fixed ports, so run it alone. BENCH_LOAD_ARGS="--rates 4,8,12 --duration 60"
+# (or "--api-only").
 bench-load: deps venv
 	$(PY) -m devstack.stack prepare
 	$(PY) -m bench.load $(BENCH_LOAD_ARGS)
