@@ -118,9 +118,11 @@ async def _step(api: Api, probes: Probes, name: str, expected: int, concurrency:
                 seconds: float, request_of: Callable[[int], Request],
                 on_answer: Callable[[int, bytes], None] | None = None) -> ApiStep:
     before = {**probes.cpu(SERVICES), "client": time.process_time()}
+    wait_before = probes.run_queue(("ivr",))
     samples, elapsed = await api.closed_loop(request_of, concurrency, seconds, on_answer)
     after = {**probes.cpu(SERVICES), "client": time.process_time()}
-    return api_step(name, concurrency, expected, samples, elapsed, before, after)
+    return api_step(name, concurrency, expected, samples, elapsed, before, after, wait_before,
+                    probes.run_queue(("ivr",)))
 
 
 async def run_api_steps(settings: Settings, probes: Probes, concurrencies: list[int],
@@ -171,8 +173,8 @@ async def run_api_steps(settings: Settings, probes: Probes, concurrencies: list[
 
 
 API_HEADER = (f"{'api':<7} {'conc':>5} {'answers':>8} {'ok/s':>8} {'p50 ms':>8} {'p99 ms':>8}  "
-              f"{'ivr %':>6} {'redis %':>7} {'police %':>8} {'binding %':>9} {'client %':>8}  "
-              f"statuses")
+              f"{'ivr %':>6} {'ivr wait %':>10} {'redis %':>7} {'police %':>8} {'binding %':>9} "
+              f"{'client %':>8}  statuses")
 
 
 def api_row(step: ApiStep) -> str:
@@ -181,5 +183,6 @@ def api_row(step: ApiStep) -> str:
     cpu = step.cpu_percent
     statuses = " ".join(f"{status}:{count}" for status, count in step.statuses.items())
     return (f"{step.name:<7} {step.concurrency:>5} {step.answers:>8} {step.ok_per_s:>8.1f} "
-            f"{ms(step.p50_ms)} {ms(step.p99_ms)}  {cpu['ivr']:>6.0f} {cpu['redis']:>7.0f} "
+            f"{ms(step.p50_ms)} {ms(step.p99_ms)}  {cpu['ivr']:>6.0f} "
+            f"{step.run_queue_percent['ivr']:>10.0f} {cpu['redis']:>7.0f} "
             f"{cpu['police']:>8.0f} {cpu['binding']:>9.0f} {cpu['client']:>8.0f}  {statuses}")

@@ -16,7 +16,8 @@ from pathlib import Path
 __all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
            "rss_kib",
            "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
-           "ApiStep", "api_step", "sipp_invites", "DialerResult", "dialer_result"]
+           "ApiStep", "api_step", "run_queue_seconds", "sipp_invites", "DialerResult",
+           "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -100,6 +101,12 @@ def cpu_seconds(stat_line: str) -> float:
     command name in brackets may itself hold spaces, so fields are counted after its ')')."""
     fields = stat_line.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def run_queue_seconds(schedstat: str) -> float:
+    """Seconds a task waited on a run queue, ready but not running, from ``/proc/<pid>/schedstat``
+    (run time, wait time in ns, time slices): on a shared machine, the CPU it did not get."""
+    return int(schedstat.split()[1]) / 1e9
 
 
 def rss_kib(status: str) -> int:
@@ -186,11 +193,14 @@ class ApiStep:
     p99_ms: float | None
     statuses: dict[str, int]       # status -> answers: a 429 or a 503 is a result too
     cpu_percent: dict[str, float]  # component -> share of one core over the step
+    # component -> share of the step its main thread was ready to run but waited for a core:
+    # with cpu_percent near 100 together, the CPU limits it, its own or a shared machine's
+    run_queue_percent: dict[str, float]
 
 
 def api_step(name: str, concurrency: int, expected: int, samples: list[tuple[int, float]],
-             seconds: float, cpu_before: dict[str, float],
-             cpu_after: dict[str, float]) -> ApiStep:
+             seconds: float, cpu_before: dict[str, float], cpu_after: dict[str, float],
+             wait_before: dict[str, float], wait_after: dict[str, float]) -> ApiStep:
     """A step's figures from its (status, milliseconds) answers; latency counts only the
     expected answers (a fast refusal would flatter it), every status is counted."""
     ok_ms = [ms for status, ms in samples if status == expected]
@@ -200,7 +210,8 @@ def api_step(name: str, concurrency: int, expected: int, samples: list[tuple[int
                    ok_per_s=len(ok_ms) / seconds if seconds > 0 else 0.0,
                    p50_ms=percentile(ok_ms, 50), p99_ms=percentile(ok_ms, 99),
                    statuses=dict(sorted(statuses.items())),
-                   cpu_percent=_core_percent(cpu_before, cpu_after, seconds))
+                   cpu_percent=_core_percent(cpu_before, cpu_after, seconds),
+                   run_queue_percent=_core_percent(wait_before, wait_after, seconds))
 
 
 # SIPp's -trace_msg: each message after a line of dashes and its time: date, time of day and,

@@ -19,7 +19,7 @@ import redis
 
 from bench.load import baseline
 from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
-                                rss_kib,
+                                rss_kib, run_queue_seconds,
                                 percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
                                 udp_socket_drops)
 from ivr.payments.store import status_index
@@ -64,6 +64,10 @@ class Probes:
     def cpu(self, names: tuple[str, ...] = COMPONENTS) -> dict[str, float]:
         """CPU seconds used so far by each named component's process tree."""
         return {name: sum(self._each(name, "stat", cpu_seconds)) for name in names}
+
+    def run_queue(self, names: tuple[str, ...]) -> dict[str, float]:
+        """Seconds each named component's processes (their main threads) waited for a core."""
+        return {name: sum(self._each(name, "schedstat", run_queue_seconds)) for name in names}
 
     def rss(self) -> dict[str, int]:
         """Resident KiB of each component's process tree."""

@@ -13,8 +13,8 @@ from bench.load.__main__ import shadow_velocity_rules
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, StepResult, api_step, approved_right,
                                 baseline_reads_right, cpu_seconds, dialer_result, knee, percentile,
-                                process_tree, rss_kib, rtt_ms, sipp_counts, sipp_invites,
-                                udp_counters, udp_socket_drops)
+                                process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
+                                sipp_invites, udp_counters, udp_socket_drops)
 from ivr.api.payment_request import parse_order
 from ivr.money import Money
 from ivr.config import REPO_ROOT
@@ -63,6 +63,10 @@ def test_process_tree_walks_every_tasks_children(tmp_path):
         task.mkdir(parents=True)
         (task / "children").write_text(children)
     assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
+
+
+def test_run_queue_wait_is_the_second_schedstat_field_in_nanoseconds():
+    assert run_queue_seconds("7012345678 1500000000 8812\n") == pytest.approx(1.5)
 
 
 def test_resident_memory_is_read_in_kib_and_is_zero_without_a_line():
@@ -191,15 +195,16 @@ def test_the_baseline_is_added_under_its_own_number_with_its_answers_logged():
 def test_an_api_step_counts_every_status_and_times_only_the_expected_answers():
     samples = [(201, 10.0), (201, 30.0), (201, 20.0), (429, 1.0), (0, 30000.0), (201, 40.0)]
     step = api_step("orders", 4, 201, samples, 2.0, {"ivr": 10.0, "redis": 1.0},
-                    {"ivr": 11.5, "redis": 1.25})
+                    {"ivr": 11.5, "redis": 1.25}, {"ivr": 3.0}, {"ivr": 3.2})
     assert (step.answers, step.ok, step.ok_per_s) == (6, 4, 2.0)
     assert (step.p50_ms, step.p99_ms) == (20.0, 40.0)  # the 429 and the dead request left out
     assert step.statuses == {"0": 1, "201": 4, "429": 1}
     assert step.cpu_percent == pytest.approx({"ivr": 75.0, "redis": 12.5})
+    assert step.run_queue_percent == pytest.approx({"ivr": 10.0})
 
 
 def test_an_api_step_without_an_expected_answer_has_no_latency():
-    step = api_step("get", 1, 200, [(503, 2.0)], 1.0, {"ivr": 0.0}, {"ivr": 0.5})
+    step = api_step("get", 1, 200, [(503, 2.0)], 1.0, {"ivr": 0.0}, {"ivr": 0.5}, {}, {})
     assert (step.ok, step.ok_per_s, step.p50_ms, step.p99_ms) == (0, 0.0, None, None)
 
 
