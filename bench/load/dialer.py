@@ -20,6 +20,8 @@ import asyncio
 import json
 import subprocess
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -63,26 +65,35 @@ def _phone(work: Path, calls: int) -> tuple[subprocess.Popen, Path]:
     return process, messages
 
 
-async def _burst(api: Api, mobiles: list[str], concurrency: int, run: str,
-                 ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
-    """Send one order per mobile: when each was sent, when each was accepted, its payment."""
-    sent: dict[str, float] = {}
-    accepted: dict[str, float] = {}
-    payments: dict[str, str] = {}
+@dataclass
+class _Burst:
+    sent: dict[str, float] = field(default_factory=dict)      # mobile -> its order sent
+    accepted: dict[str, float] = field(default_factory=dict)  # mobile -> its 201 received
+    payments: dict[str, str] = field(default_factory=dict)    # mobile -> payment id
+    outcomes: Counter[str] = field(default_factory=Counter)   # "201 risk_passed", "503"...
+
+
+async def _burst(api: Api, mobiles: list[str], concurrency: int, run: str) -> _Burst:
+    """Send one order per mobile, ``concurrency`` at a time."""
+    burst = _Burst()
     gate = asyncio.Semaphore(concurrency)
 
     async def one(n: int, mobile: str) -> None:
         async with gate:
             request = api.signed(MERCHANT, "POST", "/v1/payments",
                                  order_body(f"D{run}N{n:05d}", mobile, "approve"))
-            sent[mobile] = time.time()
+            burst.sent[mobile] = time.time()
             status, body = await api.send(request)
-            if status == 201:
-                accepted[mobile] = time.time()
-                payments[mobile] = json.loads(body)["id"]
+            if status != 201:
+                burst.outcomes[str(status)] += 1
+                return
+            burst.accepted[mobile] = time.time()
+            payment = json.loads(body)
+            burst.payments[mobile] = payment["id"]
+            burst.outcomes[f"201 {payment['status']}"] += 1
 
     await asyncio.gather(*(one(n, mobile) for n, mobile in enumerate(mobiles)))
-    return sent, accepted, payments
+    return burst
 
 
 async def _cancel(api: Api, payment_ids: list[str]) -> None:
@@ -99,11 +110,11 @@ def run_dialer(settings: Settings, probes: Probes, work: Path, orders: int,
     try:
         before = probes.cpu(_COMPONENTS)
 
-        async def burst() -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+        async def send_all() -> _Burst:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
                 return await _burst(Api(settings, session), mobiles, concurrency, run)
 
-        sent, accepted, payments = asyncio.run(burst())
+        burst = asyncio.run(send_all())
         process.wait(timeout=_SIPP_TIMEOUT_S + 30)
         after = probes.cpu(_COMPONENTS)
     finally:
@@ -111,9 +122,9 @@ def run_dialer(settings: Settings, probes: Probes, work: Path, orders: int,
             process.kill()
             process.wait()
     invites = sipp_invites(messages.read_text(errors="replace")) if messages.exists() else []
-    result = dialer_result(sent, accepted, invites, before, after)
+    result = dialer_result(burst.sent, burst.accepted, invites, before, after, burst.outcomes)
     rung = {number for _, number in invites}
-    unrung = [payment for mobile, payment in payments.items() if mobile not in rung]
+    unrung = [payment for mobile, payment in burst.payments.items() if mobile not in rung]
     if unrung:
 
         async def cancel() -> None:
@@ -129,8 +140,9 @@ def dialer_row(result: DialerResult) -> str:
         return f"{value:.0f}" if value is not None else "-"
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_ms_per_callback.items())
     orders_per_s = result.orders / result.posting_s if result.posting_s > 0 else 0.0
+    outcomes = ", ".join(f"{count} {outcome}" for outcome, count in result.outcomes.items())
     return (f"dialer: {result.orders} orders accepted in {result.posting_s:.2f} s "
-            f"({orders_per_s:.0f}/s); {result.invited} rung in {result.dialling_s:.2f} s: "
+            f"({orders_per_s:.0f}/s; {outcomes}); {result.invited} rung in {result.dialling_s:.2f} s: "
             f"{result.originates_per_s:.1f} originates/s; order→INVITE p50 "
             f"{ms(result.order_invite_p50_ms)} ms, p99 {ms(result.order_invite_p99_ms)} ms; "
             f"CPU ms per callback: {cpu}")

@@ -246,7 +246,8 @@ def sipp_invites(messages_log: str) -> list[tuple[float, str]]:
 class DialerResult:
     """A burst of callback orders and the phone calls the dialer placed for them."""
 
-    orders: int                      # accepted (201) and so due at once, each to its own number
+    orders: int                      # accepted (201), each to its own number
+    outcomes: dict[str, int]         # "201 risk_passed", "201 risk_declined", "503"...: how many
     invited: int                     # of them, rung: the first INVITE for its number arrived
     posting_s: float                 # the first order sent to the last accepted
     dialling_s: float                # the first order sent to the last INVITE
@@ -260,7 +261,7 @@ class DialerResult:
 
 def dialer_result(sent: dict[str, float], accepted: dict[str, float],
                   invites: list[tuple[float, str]], cpu_before: dict[str, float],
-                  cpu_after: dict[str, float]) -> DialerResult:
+                  cpu_after: dict[str, float], outcomes: dict[str, int]) -> DialerResult:
     """``sent`` and ``accepted``: number -> when its order was sent and when its 201 came;
     ``invites``: ``sipp_invites``. A number's first INVITE counts (a retransmission is not a
     call); INVITEs for numbers of no accepted order are not counted."""
@@ -273,8 +274,8 @@ def dialer_result(sent: dict[str, float], accepted: dict[str, float],
     dialling_s = max(first_invite.values(), default=start) - start
     latencies = [1000 * (first_invite[n] - sent[n]) for n in first_invite]
     return DialerResult(
-        orders=len(accepted), invited=len(first_invite), posting_s=round(posting_s, 3),
-        dialling_s=round(dialling_s, 3),
+        orders=len(accepted), outcomes=dict(sorted(outcomes.items())), invited=len(first_invite),
+        posting_s=round(posting_s, 3), dialling_s=round(dialling_s, 3),
         originates_per_s=len(first_invite) / dialling_s if dialling_s > 0 else 0.0,
         order_invite_p50_ms=percentile(latencies, 50),
         order_invite_p99_ms=percentile(latencies, 99),

@@ -252,8 +252,10 @@ def test_the_dialer_counts_each_number_once_from_its_first_invite():
     sent = {"a": 100.0, "b": 100.1, "c": 100.2}
     accepted = {"a": 100.05, "b": 100.5, "c": 100.6}
     invites = [(101.0, "a"), (100.3, "b"), (101.5, "a"), (102.0, "stranger")]  # c never rang
-    result = dialer_result(sent, accepted, invites, {"ivr": 1.0}, {"ivr": 1.2})
+    result = dialer_result(sent, accepted, invites, {"ivr": 1.0}, {"ivr": 1.2},
+                           {"503": 1, "201 risk_passed": 3})
     assert (result.orders, result.invited) == (3, 2)
+    assert result.outcomes == {"201 risk_passed": 3, "503": 1}
     assert result.posting_s == pytest.approx(0.6)
     assert result.dialling_s == pytest.approx(1.0)  # first order sent to a's first INVITE
     assert result.originates_per_s == pytest.approx(2.0)
@@ -263,7 +265,8 @@ def test_the_dialer_counts_each_number_once_from_its_first_invite():
 
 
 def test_a_burst_that_rang_nobody_reports_zero_originates():
-    result = dialer_result({"a": 5.0}, {"a": 5.1}, [], {"ivr": 0.0}, {"ivr": 0.0})
+    result = dialer_result({"a": 5.0}, {"a": 5.1}, [], {"ivr": 0.0}, {"ivr": 0.0},
+                           {"201 risk_declined": 1})
     assert (result.invited, result.originates_per_s, result.order_invite_p50_ms) == (0, 0.0, None)
 
 
