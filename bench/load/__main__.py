@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
-              f"SIPp on the same machine", flush=True)
+              f"SIPp on the same machine; load average {os.getloadavg()[0]:.1f} at the start "
+              f"(other work on the machine competes for its cores)", flush=True)
         probes = _probes(stack, settings)
         results = []
         if plan:
