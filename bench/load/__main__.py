@@ -14,9 +14,10 @@ baseline's. Results go to var/bench-load/results.json and the chart to --chart.
 
 After the calls (or alone, with --api-only): the merchant API's signed orders and reads per
 second (bench/load/api.py) and the callback dialer's originates per second (bench/load/dialer.py).
-The API's rate limits (1,200 requests a minute per merchant, 3,000 per client address) would
-stop one merchant's load generator at 20 a second, so the benchmark raises both budgets through
-their settings: the limiter still runs for every request, only out of reach.
+The API's rate limits (1,200 requests a minute per merchant, 3,000 per client address, 600 on
+the operator's API) would stop one merchant's load generator at 20 a second, so the benchmark
+raises those budgets through their settings: the limiter still runs for every request, only out
+of reach.
 
 Every call pays with the same test card from the same caller: the risk rules that count
 payments per card, mobile, merchant or source (velocity windows) would stop a load test after a
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if with_api:
         os.environ["VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"] = str(_OUT_OF_REACH)
         os.environ["VOICEPAY_RATE_LIMIT_SOURCE_PER_MINUTE"] = str(_OUT_OF_REACH)
+        os.environ["VOICEPAY_RATE_LIMIT_ADMIN_PER_MINUTE"] = str(_OUT_OF_REACH)  # approvals
         os.environ["VOICEPAY_CALLBACK_DIAL_PATTERN"] = DIAL_PATTERN
     settings = load_settings()
     if args.soak:

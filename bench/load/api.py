@@ -19,11 +19,12 @@ The entry is removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -90,6 +91,20 @@ class Api:
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return 0, b""
 
+    @contextlib.asynccontextmanager
+    async def held_for_review(self, merchant: str) -> AsyncIterator[None]:
+        """While inside, ``merchant``'s orders are held in ``risk_review`` (the operator's review
+        list): made in full, no call placed. The entry is removed on the way out."""
+        path = "/v1/admin/risk/lists/review/merchant"
+        status, body = await self.send(self.operator("POST", path, {
+            "value": merchant, "note": "load benchmark: its orders are held, no call is placed"}))
+        if status != 201:
+            raise SystemExit(f"could not put {merchant} on the review list: {status} {body[:200]!r}")
+        try:
+            yield
+        finally:
+            await self.send(self.operator("DELETE", f"{path}/{json.loads(body)['digest']}"))
+
     async def closed_loop(self, request_of: Callable[[int], Request], concurrency: int,
                           seconds: float, on_answer: Callable[[int, bytes], None] | None = None,
                           ) -> tuple[list[tuple[int, float]], float]:
@@ -149,19 +164,11 @@ async def run_api_steps(settings: Settings, probes: Probes, concurrencies: list[
     connector = aiohttp.TCPConnector(limit=max(concurrencies))
     async with aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT) as session:
         api = Api(settings, session)
-        status, body = await api.send(api.operator("POST", "/v1/admin/risk/lists/review/merchant", {
-            "value": MERCHANT, "note": "load benchmark: its orders are held, no call is placed"}))
-        if status != 201:
-            raise SystemExit(f"could not put {MERCHANT} on the review list: {status} {body[:200]!r}")
-        digest = json.loads(body)["digest"]
-        try:
+        async with api.held_for_review(MERCHANT):
             for concurrency in concurrencies:
                 steps.append(await _step(api, probes, "orders", 201, concurrency, seconds, order,
                                          keep_id))
                 report(steps[-1])
-        finally:
-            await api.send(api.operator(
-                "DELETE", f"/v1/admin/risk/lists/review/merchant/{digest}"))
         print("orders made: " + ", ".join(f"{count} {state}" for state, count in held.items()),
               flush=True)
         if not created:

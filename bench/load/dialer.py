@@ -1,17 +1,21 @@
 """The callback dialer under a burst: how fast it places callbacks through real Asterisk (AMI
-Originate) to a phone that answers.
+Originate) to a phone that answers, once many become due at the same moment.
 
 A SIPp UAS answers as test cardholder 13800138101 (asterisk-conf/pjsip.conf: 127.0.0.1:5071),
 and the stack dials ``PJSIP/{mobile}@13800138101`` (``DIAL_PATTERN``, set by bench.load before
 the stack starts): each order's own mobile number goes in the INVITE's Request-URI to that one
 phone, so every INVITE is matched to its order. The phone answers at once, stays on the line a
-second and hangs up (the payment ends ``abandoned``). The orders, one number each, are sent by
-an established seed merchant all together, ``concurrency`` at a time, as fast as the API takes
-them; each is due as soon as it is accepted, so the burst measures the dialer as far as the
-API feeds it (the order rate is reported beside it).
+second and hangs up (the payment ends ``abandoned``).
 
-Reported: numbers rung per second (from the first order sent to the last INVITE), each
-order's POST→INVITE time p50/p99, and the CPU per callback of Asterisk, the ivr service and Redis.
+Due at once, with operator actions only: an established seed merchant's orders, one number
+each, are made while the operator holds that merchant's payments for review (the review list),
+then the operator approves them all, ``concurrency`` approvals at a time. An approval is a
+state change and the callback's scheduling, far less work than an order, so the callbacks
+become due within a short window and the burst measures the dialer, not the order path.
+
+Reported: numbers rung per second (from the first approval sent to the last INVITE), each
+callback's approval→INVITE time p50/p99, and the CPU per callback of Asterisk, the ivr service
+and Redis over the release and the calls.
 """
 
 from __future__ import annotations
@@ -67,33 +71,47 @@ def _phone(work: Path, calls: int) -> tuple[subprocess.Popen, Path]:
 
 @dataclass
 class _Burst:
-    sent: dict[str, float] = field(default_factory=dict)      # mobile -> its order sent
-    accepted: dict[str, float] = field(default_factory=dict)  # mobile -> its 201 received
-    payments: dict[str, str] = field(default_factory=dict)    # mobile -> payment id
-    outcomes: Counter[str] = field(default_factory=Counter)   # "201 risk_passed", "503"...
+    payments: dict[str, str] = field(default_factory=dict)    # mobile -> payment held for review
+    sent: dict[str, float] = field(default_factory=dict)      # mobile -> its approval sent
+    released: dict[str, float] = field(default_factory=dict)  # mobile -> its approval answered
+    outcomes: Counter[str] = field(default_factory=Counter)   # "order 201 risk_review"...
 
 
-async def _burst(api: Api, mobiles: list[str], concurrency: int, run: str) -> _Burst:
-    """Send one order per mobile, ``concurrency`` at a time."""
-    burst = _Burst()
-    gate = asyncio.Semaphore(concurrency)
+async def _hold(api: Api, burst: _Burst, mobiles: list[str], gate: asyncio.Semaphore,
+                run: str) -> None:
+    """One order per mobile, each held for review: due for nobody yet."""
 
-    async def one(n: int, mobile: str) -> None:
+    async def order(n: int, mobile: str) -> None:
         async with gate:
-            request = api.signed(MERCHANT, "POST", "/v1/payments",
-                                 order_body(f"D{run}N{n:05d}", mobile, "approve"))
-            burst.sent[mobile] = time.time()
-            status, body = await api.send(request)
-            if status != 201:
-                burst.outcomes[str(status)] += 1
-                return
-            burst.accepted[mobile] = time.time()
-            payment = json.loads(body)
+            status, body = await api.send(api.signed(
+                MERCHANT, "POST", "/v1/payments", order_body(f"D{run}N{n:05d}", mobile, "approve")))
+        if status != 201:
+            burst.outcomes[f"order {status}"] += 1
+            return
+        payment = json.loads(body)
+        burst.outcomes[f"order 201 {payment['status']}"] += 1
+        if payment["status"] == "risk_review":
             burst.payments[mobile] = payment["id"]
-            burst.outcomes[f"201 {payment['status']}"] += 1
 
-    await asyncio.gather(*(one(n, mobile) for n, mobile in enumerate(mobiles)))
-    return burst
+    async with api.held_for_review(MERCHANT):
+        await asyncio.gather(*(order(n, mobile) for n, mobile in enumerate(mobiles)))
+
+
+async def _release(api: Api, burst: _Burst, gate: asyncio.Semaphore) -> None:
+    """The operator approves every held payment: each callback due from its approval on."""
+
+    async def approve(mobile: str, payment_id: str) -> None:
+        async with gate:
+            request = api.operator("POST", f"/v1/admin/payments/{payment_id}/review",
+                                   {"decision": "approve", "note": "load benchmark"})
+            burst.sent[mobile] = time.time()
+            status, _ = await api.send(request)
+        burst.outcomes[f"approval {status}"] += 1
+        if status == 200:
+            burst.released[mobile] = time.time()
+
+    await asyncio.gather(*(approve(mobile, payment_id)
+                           for mobile, payment_id in burst.payments.items()))
 
 
 async def _cancel(api: Api, payment_ids: list[str]) -> None:
@@ -106,15 +124,20 @@ def run_dialer(settings: Settings, probes: Probes, work: Path, orders: int,
                concurrency: int) -> DialerResult:
     run = f"{int(time.time()) % 1000:03d}"
     mobiles = [f"137{run}{n:05d}" for n in range(orders)]
+    burst = _Burst()
     process, messages = _phone(work, orders)
     try:
-        before = probes.cpu(_COMPONENTS)
 
-        async def send_all() -> _Burst:
+        async def hold_then_release() -> dict[str, float]:
+            gate = asyncio.Semaphore(concurrency)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                return await _burst(Api(settings, session), mobiles, concurrency, run)
+                api = Api(settings, session)
+                await _hold(api, burst, mobiles, gate, run)
+                before = probes.cpu(_COMPONENTS)
+                await _release(api, burst, gate)
+                return before
 
-        burst = asyncio.run(send_all())
+        before = asyncio.run(hold_then_release())
         process.wait(timeout=_SIPP_TIMEOUT_S + 30)
         after = probes.cpu(_COMPONENTS)
     finally:
@@ -122,7 +145,7 @@ def run_dialer(settings: Settings, probes: Probes, work: Path, orders: int,
             process.kill()
             process.wait()
     invites = sipp_invites(messages.read_text(errors="replace")) if messages.exists() else []
-    result = dialer_result(burst.sent, burst.accepted, invites, before, after, burst.outcomes)
+    result = dialer_result(burst.sent, burst.released, invites, before, after, burst.outcomes)
     rung = {number for _, number in invites}
     unrung = [payment for mobile, payment in burst.payments.items() if mobile not in rung]
     if unrung:
@@ -139,10 +162,9 @@ def dialer_row(result: DialerResult) -> str:
     def ms(value: float | None) -> str:
         return f"{value:.0f}" if value is not None else "-"
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_ms_per_callback.items())
-    orders_per_s = result.orders / result.posting_s if result.posting_s > 0 else 0.0
     outcomes = ", ".join(f"{count} {outcome}" for outcome, count in result.outcomes.items())
-    return (f"dialer: {result.orders} orders accepted in {result.posting_s:.2f} s "
-            f"({orders_per_s:.0f}/s; {outcomes}); {result.invited} rung in {result.dialling_s:.2f} s: "
-            f"{result.originates_per_s:.1f} originates/s; order→INVITE p50 "
-            f"{ms(result.order_invite_p50_ms)} ms, p99 {ms(result.order_invite_p99_ms)} ms; "
+    return (f"dialer: {outcomes}; {result.released} callbacks due within {result.releasing_s:.2f} s, "
+            f"{result.invited} rung within {result.dialling_s:.2f} s: "
+            f"{result.originates_per_s:.1f} originates/s; approval→INVITE p50 "
+            f"{ms(result.due_invite_p50_ms)} ms, p99 {ms(result.due_invite_p99_ms)} ms; "
             f"CPU ms per callback: {cpu}")

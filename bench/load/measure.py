@@ -244,40 +244,41 @@ def sipp_invites(messages_log: str) -> list[tuple[float, str]]:
 
 @dataclass(frozen=True)
 class DialerResult:
-    """A burst of callback orders and the phone calls the dialer placed for them."""
+    """Callbacks made due at once, and the phone calls the dialer placed for them."""
 
-    orders: int                      # accepted (201), each to its own number
-    outcomes: dict[str, int]         # "201 risk_passed", "201 risk_declined", "503"...: how many
+    released: int                    # callbacks made due (released from review), one number each
+    outcomes: dict[str, int]         # "order 201 risk_review", "approval 200", "order 503"...
     invited: int                     # of them, rung: the first INVITE for its number arrived
-    posting_s: float                 # the first order sent to the last accepted
-    dialling_s: float                # the first order sent to the last INVITE
+    releasing_s: float               # the first release sent to the last answered
+    dialling_s: float                # the first release sent to the last INVITE
     originates_per_s: float          # invited / dialling_s
-    order_invite_p50_ms: float | None  # an order sent to its INVITE at the phone
-    order_invite_p99_ms: float | None
-    # component -> CPU ms per number rung: its order, the call placed and answered, the second
+    due_invite_p50_ms: float | None  # a callback's release sent to its INVITE at the phone
+    due_invite_p99_ms: float | None
+    # component -> CPU ms per number rung: its release, the call placed and answered, the second
     # the phone stays on the line and the hang-up (the burst's whole window)
     cpu_ms_per_callback: dict[str, float]
 
 
-def dialer_result(sent: dict[str, float], accepted: dict[str, float],
+def dialer_result(sent: dict[str, float], released: dict[str, float],
                   invites: list[tuple[float, str]], cpu_before: dict[str, float],
                   cpu_after: dict[str, float], outcomes: dict[str, int]) -> DialerResult:
-    """``sent`` and ``accepted``: number -> when its order was sent and when its 201 came;
-    ``invites``: ``sipp_invites``. A number's first INVITE counts (a retransmission is not a
-    call); INVITEs for numbers of no accepted order are not counted."""
+    """``sent`` and ``released``: number -> when its callback's release was sent and when it was
+    answered; ``invites``: ``sipp_invites``. A number's first INVITE counts (a retransmission is
+    not a call); INVITEs for numbers not released are not counted."""
     first_invite: dict[str, float] = {}
     for when, number in sorted(invites):
-        if number in accepted:
+        if number in released:
             first_invite.setdefault(number, when)
     start = min(sent.values(), default=0.0)
-    posting_s = max(accepted.values(), default=start) - start
+    releasing_s = max(released.values(), default=start) - start
     dialling_s = max(first_invite.values(), default=start) - start
     latencies = [1000 * (first_invite[n] - sent[n]) for n in first_invite]
     return DialerResult(
-        orders=len(accepted), outcomes=dict(sorted(outcomes.items())), invited=len(first_invite),
-        posting_s=round(posting_s, 3), dialling_s=round(dialling_s, 3),
+        released=len(released), outcomes=dict(sorted(outcomes.items())),
+        invited=len(first_invite), releasing_s=round(releasing_s, 3),
+        dialling_s=round(dialling_s, 3),
         originates_per_s=len(first_invite) / dialling_s if dialling_s > 0 else 0.0,
-        order_invite_p50_ms=percentile(latencies, 50),
-        order_invite_p99_ms=percentile(latencies, 99),
+        due_invite_p50_ms=percentile(latencies, 50),
+        due_invite_p99_ms=percentile(latencies, 99),
         cpu_ms_per_callback={name: 1000 * (cpu_after[name] - cpu_before[name])
                              / max(len(first_invite), 1) for name in cpu_after})

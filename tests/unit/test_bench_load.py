@@ -250,24 +250,24 @@ def test_a_trace_without_unix_seconds_is_read_in_local_time():
 
 def test_the_dialer_counts_each_number_once_from_its_first_invite():
     sent = {"a": 100.0, "b": 100.1, "c": 100.2}
-    accepted = {"a": 100.05, "b": 100.5, "c": 100.6}
+    released = {"a": 100.05, "b": 100.5, "c": 100.6}
     invites = [(101.0, "a"), (100.3, "b"), (101.5, "a"), (102.0, "stranger")]  # c never rang
-    result = dialer_result(sent, accepted, invites, {"ivr": 1.0}, {"ivr": 1.2},
-                           {"503": 1, "201 risk_passed": 3})
-    assert (result.orders, result.invited) == (3, 2)
-    assert result.outcomes == {"201 risk_passed": 3, "503": 1}
-    assert result.posting_s == pytest.approx(0.6)
-    assert result.dialling_s == pytest.approx(1.0)  # first order sent to a's first INVITE
+    result = dialer_result(sent, released, invites, {"ivr": 1.0}, {"ivr": 1.2},
+                           {"order 503": 1, "approval 200": 3})
+    assert (result.released, result.invited) == (3, 2)
+    assert result.outcomes == {"approval 200": 3, "order 503": 1}
+    assert result.releasing_s == pytest.approx(0.6)
+    assert result.dialling_s == pytest.approx(1.0)  # the first release sent to a's first INVITE
     assert result.originates_per_s == pytest.approx(2.0)
-    assert result.order_invite_p50_ms == pytest.approx(200.0)   # b: 100.1 -> 100.3
-    assert result.order_invite_p99_ms == pytest.approx(1000.0)  # a: 100.0 -> 101.0
+    assert result.due_invite_p50_ms == pytest.approx(200.0)   # b: 100.1 -> 100.3
+    assert result.due_invite_p99_ms == pytest.approx(1000.0)  # a: 100.0 -> 101.0
     assert result.cpu_ms_per_callback == pytest.approx({"ivr": 100.0})
 
 
 def test_a_burst_that_rang_nobody_reports_zero_originates():
     result = dialer_result({"a": 5.0}, {"a": 5.1}, [], {"ivr": 0.0}, {"ivr": 0.0},
-                           {"201 risk_declined": 1})
-    assert (result.invited, result.originates_per_s, result.order_invite_p50_ms) == (0, 0.0, None)
+                           {"approval 200": 1})
+    assert (result.invited, result.originates_per_s, result.due_invite_p50_ms) == (0, 0.0, None)
 
 
 def test_the_api_orders_are_well_formed_callback_orders():
