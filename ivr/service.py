@@ -112,17 +112,9 @@ async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-# Redis connections per instance. More commands at once than that (a burst of callback orders
-# and the calls they place) wait up to the timeout for a free connection: redis-py's own pool
-# would fail each of them at once (MaxConnectionsError), declining payments and breaking calls.
-_REDIS_CONNECTIONS = 100
-_REDIS_CONNECTION_WAIT_S = 10.0
-
-
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_CONNECTION_WAIT_S))
+    client = aioredis.Redis.from_url(settings.redis_url)
     app[REDIS] = client
     store = PaymentStore(client, pan_ttl_seconds=settings.pan_ttl_seconds)
     app[STORE] = store
