@@ -27,6 +27,9 @@ END = "<!-- end of configuration table -->"
 MEANINGS: dict[str, str] = {
     "VOICEPAY_VAR_DIR": "everything written at run time: Redis data, keys, logs, Asterisk spool",
     "VOICEPAY_REDIS_URL": "the stack's own Redis",
+    "VOICEPAY_REDIS_MAX_CONNECTIONS": "most connections the ivr service opens to Redis; a command "
+                                      "that finds them all busy waits for one (up to 10 s) "
+                                      "instead of failing",
     "VOICEPAY_HTTP_HOST": "HTTP API address",
     "VOICEPAY_HTTP_PORT": "HTTP API port",
     "VOICEPAY_AGI_HOST": "FastAGI address (keep it on loopback)",

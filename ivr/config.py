@@ -31,6 +31,10 @@ class Settings:
     # Where everything the stack writes at run time lives (Redis data, keys, logs, Asterisk spool).
     var_dir: Path = field(metadata={"env": "VOICEPAY_VAR_DIR"}, default=REPO_ROOT / "var")
     redis_url: str = field(metadata={"env": "VOICEPAY_REDIS_URL"}, default="redis://127.0.0.1:6390/0")
+    # Connections the ivr service keeps to Redis at most; a command finding them all busy waits
+    # for one (hundreds of calls at once burst past any pool; failing them declined payments).
+    redis_max_connections: int = field(metadata={"env": "VOICEPAY_REDIS_MAX_CONNECTIONS"},
+                                       default=64)
     http_host: str = field(metadata={"env": "VOICEPAY_HTTP_HOST"}, default="127.0.0.1")
     http_port: int = field(metadata={"env": "VOICEPAY_HTTP_PORT"}, default=8080)
     # FastAGI is bound to loopback: anyone who can reach it could drive calls.

@@ -41,6 +41,7 @@ from ivr.crypto.keyring import KeyFileWatch
 from ivr.crypto.keys import IvrKeys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.ask_again import AskAgain
+from ivr.redis_pool import redis_client
 from ivr.paying.authorization import Authorizer
 from ivr.log import configure_logging
 from ivr.paying.context import FlowContext
@@ -114,7 +115,7 @@ async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     app[REDIS] = client
     store = PaymentStore(client, pan_ttl_seconds=settings.pan_ttl_seconds)
     app[STORE] = store
