@@ -30,4 +30,4 @@ def redis_client(settings: Settings, name: str = "voicepay-ivr",
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=max_connections or settings.redis_max_connections,
         timeout=REDIS_POOL_WAIT_S, client_name=name)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

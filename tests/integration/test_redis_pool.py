@@ -27,3 +27,16 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_and_every_comm
         assert 0 < len(ours) <= settings.redis_max_connections
     finally:
         await client.aclose()
+
+
+async def test_closing_the_client_closes_its_pools_connections(redis_server):
+    settings = dataclasses.replace(load_settings(), redis_url=redis_server)
+    client = redis_client(settings, name="closed-under-test")
+    await asyncio.gather(*(client.ping() for _ in range(5)))
+    await client.aclose()
+    watcher = redis_client(settings, name="watcher")
+    try:
+        names = [c["name"] for c in await watcher.client_list()]
+        assert "closed-under-test" not in names and "watcher" in names
+    finally:
+        await watcher.aclose()
