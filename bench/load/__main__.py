@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 for target in ("baseline", "ivr")]
 
     stack = Stack(settings)
+    # SIGTERM interrupts like Ctrl-C, so the stack this run started is stopped either way (a
+    # killed run left the SIP edge and Redis behind).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="voicepay-load-"))
     started = time.time()
     try:
