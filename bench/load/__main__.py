@@ -1,7 +1,7 @@
 """`make bench-load`: how many self-service payment calls one machine carries, against a
 dialplan-only baseline of the same call in the same Asterisk (figures, not assertions).
 
-    python -m bench.load [--rates 2,4,6] [--duration 30] [--chart docs/bench-load.png]
+    python -m bench.load [--rates 4,8] [--duration 80] [--chart docs/bench-load.png]
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
 
 Starts the whole stack itself on its fixed ports (run it alone, or in a network namespace of
@@ -113,8 +113,10 @@ def _summary(results: list[StepResult]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load")
-    parser.add_argument("--rates", default="2,4,6", help="calls per second, comma-separated")
-    parser.add_argument("--duration", type=int, default=30, help="seconds of new calls per step")
+    parser.add_argument("--rates", default="4,8", help="calls per second, comma-separated")
+    parser.add_argument("--duration", type=int, default=80,
+                        help="seconds of new calls per step; longer than a call (about 60 s), "
+                             "or the step never reaches its steady number of calls at once")
     parser.add_argument("--soak", type=int, metavar="RATE",
                         help="instead: one IVR step at RATE for --soak-minutes")
     parser.add_argument("--soak-minutes", type=int, default=30)

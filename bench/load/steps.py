@@ -32,8 +32,8 @@ __all__ = ["Target", "targets", "human_paced", "Probes", "run_step"]
 # The components whose CPU is counted per call.
 COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
 AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
-# A call lasts about 45 s; SIPp may hold this many seconds of calls at once before -l bites.
-CALL_SECONDS = 50
+# A call lasts about a minute; SIPp may hold this many seconds of calls at once before -l bites.
+CALL_SECONDS = 70
 
 
 @dataclass(frozen=True)
@@ -42,24 +42,26 @@ class Target:
     call: Call
 
 
-# A cardholder who knows the line keys an answer a moment into its question, not at once: a load
+# A cardholder keys an answer once the question has been heard out, and a moment later. A load
 # step keyed at machine speed (each answer a fixed 300 ms after the last) measures how fast keys
-# can race the prompts, not how many callers the line carries. Under load such keys arrive before
-# the next question is asked and are lost on either target; a person's would not be. Keying after
-# the whole question instead would stretch the 39-s call to a minute and raise the calls at once
-# by half for the same rate.
-REACTION_MS = 1500
+# can race the prompts, not how many callers the line carries. A scenario cannot hear when a
+# question really begins, so under load its keys come on the schedule of an idle IVR: keyed
+# 1.5 s into a question, they fell before it whenever the work between two questions (the IVR's
+# payment record and risk check before the PIN) ran late, and Asterisk's AGI loop drops a key
+# that arrives while no command listens. Keyed after the whole question, an answer is only lost
+# if the IVR is later than the question lasts (5-9 s). The call lasts about a minute, not 39 s.
+REACTION_MS = 1000
 
 
 def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> Call:
-    """The self-service call keyed as a person does: each answer 1.5 s into its question."""
-    from tests.sipp.selfservice_calls import WELCOME_MS
+    """The self-service call keyed as a person does: each answer a second after its question."""
+    from tests.sipp.selfservice_calls import WELCOME_MS, clock
     mobile, menu_key, card, pin_digits = answers
     return Call(name, number, [
-        Key(mobile, WELCOME_MS + REACTION_MS),
-        Key(menu_key, REACTION_MS),
-        Key(card + "#", REACTION_MS, label="card number"),
-        Key(pin_digits + "#", REACTION_MS, label="PIN"),
+        Key(mobile, WELCOME_MS + clock.ms("enter_mobile") + REACTION_MS),
+        Key(menu_key, clock.ms("amount_menu") + REACTION_MS),
+        Key(card + "#", clock.ms("enter_card") + REACTION_MS, label="card number"),
+        Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
     ])
 
 
