@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 __all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
            "rss_kib",
-           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee"]
+           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
+           "peak_calls_at_once", "pin_to_outcome_ms"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -160,3 +163,38 @@ def knee(steps: list[StepResult]) -> float | None:
             break
         best = step.rate
     return best
+
+
+def peak_calls_at_once(stat_csv: str) -> int:
+    """The most calls SIPp held at once, from the ``CurrentCall`` column of its ``-trace_stat``
+    rows (one every ``-fd`` seconds)."""
+    rows = [line.split(";") for line in stat_csv.splitlines() if line.strip()]
+    if len(rows) < 2:
+        raise ValueError("SIPp's statistics file has no data row")
+    column = rows[0].index("CurrentCall")
+    return max(int(row[column]) for row in rows[1:] if len(row) > column and row[column].isdigit())
+
+
+_PIN_ENTERED = re.compile(r"^(\S+ \S+) INFO ivr\.paying\.pin_entry: call (\S+) payment (\S+): "
+                          r"PIN entered")
+_OUTCOME = re.compile(r"^(\S+ \S+) INFO ivr\.paying\.pin_entry: call (\S+) payment (\S+): "
+                      r"(approved|declined|failed) ")
+
+
+def pin_to_outcome_ms(ivr_log_lines: list[str]) -> list[float]:
+    """Per payment, milliseconds from the ivr's "PIN entered" line to its outcome line: the
+    acquirer's answer and the settling, while "please wait" plays (the result is read out once
+    both are done). A payment asked for its PIN again counts from its last PIN."""
+    entered: dict[str, datetime] = {}
+    samples = []
+    for line in ivr_log_lines:
+        if match := _PIN_ENTERED.match(line):
+            entered[match.group(3)] = _log_time(match.group(1))
+        elif (match := _OUTCOME.match(line)) and match.group(3) in entered:
+            began = entered.pop(match.group(3))
+            samples.append((_log_time(match.group(1)) - began).total_seconds() * 1000)
+    return samples
+
+
+def _log_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")

@@ -10,7 +10,7 @@ from bench.load import baseline
 from bench.load.__main__ import shadow_velocity_rules
 from bench.load.measure import (CLOCK_TICKS, StepResult, approved_right, baseline_reads_right,
                                 cpu_seconds, knee, percentile, process_tree, rss_kib, rtt_ms,
-                                sipp_counts,
+                                peak_calls_at_once, pin_to_outcome_ms, sipp_counts,
                                 udp_counters, udp_socket_drops)
 from ivr.config import REPO_ROOT
 
@@ -186,3 +186,28 @@ def test_both_targets_are_keyed_alike_and_at_a_persons_pace():
     waits = {name: [key.wait_ms for key in target.call.steps] for name, target in targets().items()}
     assert waits["ivr"] == waits["baseline"]
     assert len(waits["ivr"]) == 4 and min(waits["ivr"]) >= REACTION_MS
+
+
+def test_peak_calls_at_once_is_the_largest_current_call_count():
+    stat = ("StartTime;TotalCallCreated;CurrentCall;SuccessfulCall(C)\n"
+            "2026-11-28 00:20:01;40;40;0\n2026-11-28 00:20:06;240;231;9\n"
+            "2026-11-28 00:20:11;440;180;260\n")
+    assert peak_calls_at_once(stat) == 231
+
+
+def test_pin_to_outcome_pairs_each_payments_last_pin_with_its_outcome():
+    lines = [
+        "2026-11-28 00:14:22.135 INFO ivr.paying.pin_entry: call 1.20 payment pay_a: PIN entered "
+        "(6 digits), authorizing",
+        "2026-11-28 00:14:23.000 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: PIN entered "
+        "(6 digits), authorizing",
+        "2026-11-28 00:14:24.000 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: PIN entered "
+        "(6 digits), authorizing",  # asked again: counts from here
+        "2026-11-28 00:14:26.698 INFO ivr.paying.pin_entry: call 1.20 payment pay_a: approved "
+        "(00 Approved)",
+        "2026-11-28 00:14:25.500 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: declined "
+        "(51 Not sufficient funds)",
+        "2026-11-28 00:14:27.000 INFO ivr.paying.pin_entry: call 1.22 payment pay_c: approved "
+        "(00 Approved)",  # no PIN line seen: not a sample
+    ]
+    assert pin_to_outcome_ms(lines) == pytest.approx([4563.0, 1500.0])
