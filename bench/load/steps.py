@@ -8,6 +8,7 @@ the step began (Redis) against the acquirer's journal, or the baseline's logged 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -18,9 +19,8 @@ from typing import Callable
 import redis
 
 from bench.load import baseline
-from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
-                                rss_kib,
-                                percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
+from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
+                                cpu_seconds, rss_kib, percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
                                 udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
@@ -47,9 +47,12 @@ def targets() -> dict[str, Target]:
     # stack has been prepared (make sounds).
     from tests.sipp.selfservice_calls import approved, order, pin
     mobile, menu_key, card, pin_digits = baseline.ANSWERS
-    return {"ivr": Target("ivr", approved()),
+    # Refusable: past VOICEPAY_MAX_PAYMENT_CALLS the line answers 503 (dialplan/admission.conf),
+    # counted apart from failures; the baseline has no admission and never refuses.
+    return {"ivr": Target("ivr", dataclasses.replace(approved(), refusable=True)),
             "baseline": Target("baseline", Call("baseline", baseline.NUMBER, [
-                *order(mobile, card + "#", menu_key=menu_key), pin(pin_digits)]))}
+                *order(mobile, card + "#", menu_key=menu_key), pin(pin_digits)],
+                refusable=True))}
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,21 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
-    placed, completed, failed = sipp_counts((step_dir / "stat.csv").read_text())
-    samples = [sample for path in step_dir.glob("*_rtt.csv") for sample in rtt_ms(path.read_text())]
+    counts = sipp_counts((step_dir / "stat.csv").read_text())
+    rtt_files = [path.read_text() for path in step_dir.glob("*_rtt.csv")]
+    samples = [sample for text in rtt_files for sample in rtt_ms(text)]
+    refusals = [sample for text in rtt_files for sample in rtt_ms(text, REFUSED_RTD)]
     if target.name == "ivr":
         right = _payments_right(probes, started, journal_from)
     else:
         right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
                                      baseline.ANSWERS)
-    per_call = max(completed, 1)
+    per_call = max(counts.completed, 1)
     return StepResult(
-        target=target.name, rate=rate, placed=placed, completed=completed, failed=failed,
-        right=right, invite_200_p50_ms=percentile(samples, 50),
+        target=target.name, rate=rate, placed=counts.placed, completed=counts.completed,
+        failed=counts.failed, refused=counts.refused, right=right, invite_200_p50_ms=percentile(samples, 50),
         invite_200_p99_ms=percentile(samples, 99),
+        invite_503_p50_ms=percentile(refusals, 50), invite_503_p99_ms=percentile(refusals, 99),
         cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call
                          for name in COMPONENTS},
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
