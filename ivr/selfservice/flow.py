@@ -113,7 +113,7 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
 async def lines_busy(call: AgiChannel, ctx: FlowContext) -> None:
     """The line's answer when the ivr service already runs all the calls it may
     (VOICEPAY_AGI_MAX_SESSIONS, ivr/agi/server.py): "all lines are busy, please call again
-    later" in the call's language, then the dialplan hangs up. Nothing is asked or stored."""
+    later" in the call's language, then the call is hung up. Nothing is asked or stored."""
     await call.stream(ctx.prompts(_language(call, ctx))["lines_busy"])
     await call.hangup()
 
