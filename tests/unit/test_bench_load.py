@@ -216,3 +216,10 @@ def test_the_baseline_is_added_under_its_own_number_with_its_answers_logged():
         "the Asterisk CLI splits an application's arguments at spaces"
     assert any(f"Log(NOTICE,{baseline.MARKER}:${{UNIQUEID}}:" in c for c in commands)
     assert commands[-2].endswith("Hangup() into voicepay-bench-baseline replace")
+
+
+def test_both_targets_are_keyed_alike_and_at_a_persons_pace():
+    from bench.load.steps import REACTION_MS, targets
+    waits = {name: [key.wait_ms for key in target.call.steps] for name, target in targets().items()}
+    assert waits["ivr"] == waits["baseline"]
+    assert len(waits["ivr"]) == 4 and min(waits["ivr"]) >= REACTION_MS
