@@ -97,8 +97,8 @@ def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
     probes = Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
                     journal=journal_path(stack.acquirer_settings),
                     messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
-    print("refused: calls answered SIP 503 before answer, the IVR past VOICEPAY_MAX_PAYMENT_CALLS "
-          "(not failures; 503 p50/p99: INVITE to 503, ms); "
+    print("refused: calls refused with SIP 503 before answer, the IVR past "
+          "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
           "CPU columns: milliseconds per completed call (idle work included: read them at load); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
           "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
