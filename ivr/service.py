@@ -46,7 +46,7 @@ from ivr.paying.authorization import Authorizer
 from ivr.log import configure_logging
 from ivr.paying.context import FlowContext
 from ivr.callback.flow import callback
-from ivr.selfservice.flow import selfservice
+from ivr.selfservice.flow import lines_busy, selfservice
 from ivr.oneline.flow import oneline
 from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
@@ -249,7 +249,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         "selfservice": functools.partial(selfservice, ctx=ctx),
         "callback": functools.partial(callback, ctx=ctx),
         "oneline": functools.partial(oneline, ctx=ctx),
-    }, allowed_peers=parse_networks(settings.agi_allowed_peers))
+    }, allowed_peers=parse_networks(settings.agi_allowed_peers),
+        max_sessions=settings.agi_max_sessions,
+        busy={"selfservice": functools.partial(lines_busy, ctx=ctx)})
     await server.start(settings.agi_host, settings.agi_port)
     app[AGI_SERVER] = server
     yield

@@ -2,6 +2,7 @@
 dialplan-only baseline of the same call in the same Asterisk (figures, not assertions).
 
     python -m bench.load [--rates 4,8] [--duration 80] [--chart docs/bench-load.png]
+                         [--max-payment-calls N]
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
 
 Starts the whole stack itself on its fixed ports (run it alone, or in a network namespace of
@@ -10,6 +11,11 @@ then at each rate places calls with SIPp for --duration seconds, the baseline th
 prints a row per step (bench/load/steps.py). The knee is the highest rate at which every call
 completed and every payment (or baseline read) was right; the ratio is the IVR's knee over the
 baseline's. Results go to var/bench-load/results.json and the chart to --chart.
+
+Past VOICEPAY_MAX_PAYMENT_CALLS the IVR's line refuses new calls with SIP 503 before answering
+them (dialplan/admission.conf); SIPp takes a 503 as a clean ending and counts those calls as
+"refused", apart from failed ones, with how fast the 503 came. A step with a refusal is not
+clean: the knee is where every call was carried.
 
 Every call pays with the same test card from the same caller: the risk rules that count
 payments per card, mobile, merchant or source (velocity windows) would stop a load test after a
@@ -64,14 +70,17 @@ def _row(step: StepResult) -> str:
     def ms(value: float | None) -> str:
         return f"{value:8.0f}" if value is not None else f"{'-':>8}"
     cpu = " ".join(f"{step.cpu_ms_per_call[name]:7.1f}" for name in step.cpu_ms_per_call)
-    return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} {step.failed:>6} "
-            f"{step.right:>6} {ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)}  {cpu} "
+    return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} "
+            f"{step.refused:>7} {step.failed:>6} {step.right:>6} "
+            f"{ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)} "
+            f"{ms(step.invite_503_p50_ms)} {ms(step.invite_503_p99_ms)}  {cpu} "
             f"{step.udp_rcvbuf_errors:>9} {step.sip_socket_drops:>9} "
             f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f}")
 
 
-HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'failed':>6} {'right':>6} "
-          f"{'200 p50':>8} {'200 p99':>8}  {'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
+HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>7} {'failed':>6} "
+          f"{'right':>6} {'200 p50':>8} {'200 p99':>8} {'503 p50':>8} {'503 p99':>8}  "
+          f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
           f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8}")
 
 
@@ -89,7 +98,9 @@ def _measure(stack: Stack, settings: Settings, plan: list[tuple[str, int, int]],
     probes = Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
                     journal=journal_path(stack.acquirer_settings),
                     messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
-    print("CPU columns: milliseconds per completed call (idle work included: read them at load); "
+    print("refused: calls refused with SIP 503 before answer, the IVR past "
+          "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
+          "CPU columns: milliseconds per completed call (idle work included: read them at load); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
           "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
           "memory after the step less before (flat over a soak)")
@@ -122,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-minutes", type=int, default=30)
     parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "bench-load.png")
     parser.add_argument("--caption", default="", help="added to the chart's title (machine, caveats)")
+    parser.add_argument("--max-payment-calls", type=int, metavar="N",
+                        help="VOICEPAY_MAX_PAYMENT_CALLS for this run (default: as configured); "
+                             "above a step's simultaneous calls to find the knee, below to see "
+                             "the refusals")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -131,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     rules.write_text(shadow_velocity_rules(settings.risk_rules_file.read_text(encoding="utf-8")),
                      encoding="utf-8")
     os.environ["VOICEPAY_RISK_RULES_FILE"] = str(rules)  # the ivr service the stack starts
+    if args.max_payment_calls is not None:  # written into the dialplan when the stack prepares
+        os.environ["VOICEPAY_MAX_PAYMENT_CALLS"] = str(args.max_payment_calls)
     settings = load_settings()
     if args.soak:
         plan = [("ivr", args.soak, args.soak_minutes * 60)]
@@ -148,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         _load_baseline(stack)
         print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
-              f"SIPp on the same machine", flush=True)
+              f"SIPp on the same machine, at most {settings.max_payment_calls} payment calls "
+              f"at once (VOICEPAY_MAX_PAYMENT_CALLS)", flush=True)
         results = _measure(stack, settings, plan, work)
     finally:
         stack.stop()

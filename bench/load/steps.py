@@ -18,10 +18,9 @@ from typing import Callable
 import redis
 
 from bench.load import baseline
-from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
-                                rss_kib,
-                                percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
-                                udp_socket_drops)
+from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
+                                cpu_seconds, rss_kib, percentile, process_tree, rtt_ms, sipp_counts,
+                                udp_counters, udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
@@ -54,7 +53,9 @@ REACTION_MS = 1000
 
 
 def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> Call:
-    """The self-service call keyed as a person does: each answer a second after its question."""
+    """The self-service call keyed as a person does: each answer a second after its question.
+    Refusable: past VOICEPAY_MAX_PAYMENT_CALLS the line answers 503 (dialplan/admission.conf),
+    which SIPp counts apart from failures; the baseline has no admission and never refuses."""
     from tests.sipp.selfservice_calls import WELCOME_MS, clock
     mobile, menu_key, card, pin_digits = answers
     return Call(name, number, [
@@ -62,7 +63,7 @@ def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> C
         Key(menu_key, clock.ms("amount_menu") + REACTION_MS),
         Key(card + "#", clock.ms("enter_card") + REACTION_MS, label="card number"),
         Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
-    ])
+    ], refusable=True)
 
 
 def targets() -> dict[str, Target]:
@@ -139,18 +140,21 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
-    placed, completed, failed = sipp_counts((step_dir / "stat.csv").read_text())
-    samples = [sample for path in step_dir.glob("*_rtt.csv") for sample in rtt_ms(path.read_text())]
+    counts = sipp_counts((step_dir / "stat.csv").read_text())
+    rtt_files = [path.read_text() for path in step_dir.glob("*_rtt.csv")]
+    samples = [sample for text in rtt_files for sample in rtt_ms(text)]
+    refusals = [sample for text in rtt_files for sample in rtt_ms(text, REFUSED_RTD)]
     if target.name == "ivr":
         right = _payments_right(probes, started, journal_from)
     else:
         right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
                                      baseline.ANSWERS)
-    per_call = max(completed, 1)
+    per_call = max(counts.completed, 1)
     return StepResult(
-        target=target.name, rate=rate, placed=placed, completed=completed, failed=failed,
-        right=right, invite_200_p50_ms=percentile(samples, 50),
-        invite_200_p99_ms=percentile(samples, 99),
+        target=target.name, rate=rate, placed=counts.placed, completed=counts.completed,
+        failed=counts.failed, refused=counts.refused, right=right,
+        invite_200_p50_ms=percentile(samples, 50), invite_200_p99_ms=percentile(samples, 99),
+        invite_503_p50_ms=percentile(refusals, 50), invite_503_p99_ms=percentile(refusals, 99),
         cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call
                          for name in COMPONENTS},
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
