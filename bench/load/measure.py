@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +43,11 @@ class StepResult:
     udp_rcvbuf_errors: int         # the whole namespace: mostly SIPp's unread media socket
     sip_socket_drops: int          # datagrams dropped at Asterisk's SIP socket (UDP 5060)
     rss_growth_kib: dict[str, int]  # component -> resident memory after the step less before
+    calls_at_once: int = 0         # the most SIPp held at once
+    # component -> resident memory at its highest in the step less before, per call at once
+    kib_per_call: dict[str, float] = field(default_factory=dict)
+    pin_to_outcome_p50_ms: float | None = None  # ivr: "PIN entered" to the acquirer's answer
+    pin_to_outcome_p99_ms: float | None = None  # settled (while "please wait" plays)
 
     @property
     def clean(self) -> bool:

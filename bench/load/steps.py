@@ -19,8 +19,9 @@ import redis
 
 from bench.load import baseline
 from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
-                                cpu_seconds, rss_kib, percentile, process_tree, rtt_ms, sipp_counts,
-                                udp_counters, udp_socket_drops)
+                                cpu_seconds, peak_calls_at_once, percentile, pin_to_outcome_ms,
+                                process_tree, rss_kib, rtt_ms, sipp_counts, udp_counters,
+                                udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
@@ -86,6 +87,7 @@ class Probes:
     redis_url: str
     journal: Path
     messages_log: Path
+    ivr_log: Path
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each component's process tree."""
@@ -135,9 +137,9 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     scenario = write_scenario(target.call, step_dir)
     journal_from = len(_lines(probes.journal))
     log_from = len(_lines(probes.messages_log))
+    ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
-    subprocess.run(_sipp(step_dir, scenario, rate, duration_s), cwd=step_dir,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    rss_peak = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir, probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
     counts = sipp_counts((step_dir / "stat.csv").read_text())
@@ -150,6 +152,9 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
         right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
                                      baseline.ANSWERS)
     per_call = max(counts.completed, 1)
+    at_once = peak_calls_at_once((step_dir / "stat.csv").read_text())
+    pin_samples = (pin_to_outcome_ms(_lines(probes.ivr_log)[ivr_log_from:])
+                   if target.name == "ivr" else [])
     return StepResult(
         target=target.name, rate=rate, placed=counts.placed, completed=counts.completed,
         failed=counts.failed, refused=counts.refused, right=right,
@@ -160,7 +165,31 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
         sip_socket_drops=udp_after["sip_drops"] - udp_before["sip_drops"],
         rss_growth_kib={name: rss_after[name] - rss_before[name] for name in COMPONENTS},
+        calls_at_once=at_once,
+        kib_per_call={name: (rss_peak[name] - rss_before[name]) / max(at_once, 1)
+                      for name in COMPONENTS},
+        pin_to_outcome_p50_ms=percentile(pin_samples, 50),
+        pin_to_outcome_p99_ms=percentile(pin_samples, 99),
     )
+
+
+# How often resident memory is sampled while SIPp runs: its peak, with the most calls at once.
+RSS_SAMPLE_S = 2.0
+
+
+def _run_sampling_rss(command: list[str], cwd: Path, probes: Probes) -> dict[str, int]:
+    """Run SIPp to its end; each component's highest resident KiB seen meanwhile."""
+    peak = probes.rss()
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as sipp:
+        try:
+            while sipp.poll() is None:
+                time.sleep(RSS_SAMPLE_S)
+                peak = {name: max(peak[name], kib) for name, kib in probes.rss().items()}
+        except BaseException:
+            sipp.kill()  # interrupted: no SIPp left placing calls into a stopped stack
+            raise
+    return peak
 
 
 def _payments_right(probes: Probes, since: float, journal_from: int) -> int:
