@@ -9,6 +9,7 @@ and run Asterisk from it under bubblewrap. Either way the same paths are bound i
     /opt/voicepay/dialplan     <- dialplan/             (read-only)
     /opt/voicepay/sounds       <- sounds/               (read-only)
     /opt/voicepay/secrets      <- var/asterisk/secrets/ (read-only; devstack/secrets.py)
+    /opt/voicepay/generated    <- var/asterisk/generated/ (read-only; devstack/dialplan_globals.py)
     /run/asterisk, /var/log/asterisk, /var/spool/asterisk <- var/asterisk/{run,log,spool}
     /etc/hosts                 <- var/asterisk/hosts    (read-only; generated, see hosts_text)
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack.dialplan_globals import GENERATED_MOUNT, write_globals
 from devstack.secrets import SECRETS_MOUNT
 from devstack.secrets import provision as provision_secrets
 from ivr.config import REPO_ROOT, Settings, load_settings
@@ -164,6 +166,11 @@ class AsteriskSandbox:
         return self.state_dir / "hosts"
 
     @property
+    def generated_dir(self) -> Path:
+        """The dialplan globals written from the settings (devstack/dialplan_globals.py)."""
+        return self.state_dir / "generated"
+
+    @property
     def secrets_dir(self) -> Path:
         """The AMI secret and SIP passwords as the files asterisk-conf/ includes."""
         return self.state_dir / "secrets"
@@ -173,6 +180,7 @@ class AsteriskSandbox:
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
         provision_secrets(self.settings, self.secrets_dir)
+        write_globals(self.settings, self.generated_dir)
         self.remove_runtime_files()
         self._write_full_log_config()
         self.hosts_file.write_text(hosts_text(socket.gethostname(), own_address()),
@@ -243,6 +251,7 @@ class AsteriskSandbox:
             "--ro-bind", str(REPO_ROOT / "dialplan"), "/opt/voicepay/dialplan",
             "--ro-bind", str(REPO_ROOT / "sounds"), "/opt/voicepay/sounds",
             "--ro-bind", str(self.secrets_dir), SECRETS_MOUNT,
+            "--ro-bind", str(self.generated_dir), GENERATED_MOUNT,
             # Written by prepare(); a sandbox never prepared (a bare CLI call) goes without.
             *(("--ro-bind", str(self.hosts_file), "/etc/hosts") if self.hosts_file.exists() else ()),
             "--bind", str(self.state_dir / "run"), "/run/asterisk",

@@ -27,12 +27,23 @@ END = "<!-- end of configuration table -->"
 MEANINGS: dict[str, str] = {
     "VOICEPAY_VAR_DIR": "everything written at run time: Redis data, keys, logs, Asterisk spool",
     "VOICEPAY_REDIS_URL": "the stack's own Redis",
+    "VOICEPAY_REDIS_MAX_CONNECTIONS": "most connections the ivr service opens to Redis; a command "
+                                      "that finds them all busy waits for one (up to 10 s) "
+                                      "instead of failing",
     "VOICEPAY_HTTP_HOST": "HTTP API address",
     "VOICEPAY_HTTP_PORT": "HTTP API port",
     "VOICEPAY_AGI_HOST": "FastAGI address (keep it on loopback)",
     "VOICEPAY_AGI_PORT": "FastAGI port (the dialplan's `VOICEPAY_AGI` global must match)",
     "VOICEPAY_AGI_ALLOWED_PEERS": "addresses or networks (comma-separated) that may open a FastAGI "
                                   "session; any other connection is closed unread",
+    "VOICEPAY_MAX_PAYMENT_CALLS": "the most payment calls (self-service, contact centre, callbacks) "
+                                  "this Asterisk carries at once; a new inbound call over it is "
+                                  "refused before it is answered with SIP 503 (the dialplan's "
+                                  "`VOICEPAY_MAX_PAYMENT_CALLS`, written at `prepare`); size it "
+                                  "from `make bench-load` (README \"Past the knee\")",
+    "VOICEPAY_AGI_MAX_SESSIONS": "the most FastAGI flows the ivr service runs at once; past it a "
+                                 "new self-service call hears \"all lines are busy\" and is hung "
+                                 "up; keep it above the sum of the Asterisk limits it serves",
     "VOICEPAY_AMI_HOST": "Asterisk Manager Interface address",
     "VOICEPAY_AMI_PORT": "AMI port the service dials; not to be changed alone: "
                          "`asterisk-conf/manager.conf` fixes the port Asterisk listens on",

@@ -31,6 +31,10 @@ class Settings:
     # Where everything the stack writes at run time lives (Redis data, keys, logs, Asterisk spool).
     var_dir: Path = field(metadata={"env": "VOICEPAY_VAR_DIR"}, default=REPO_ROOT / "var")
     redis_url: str = field(metadata={"env": "VOICEPAY_REDIS_URL"}, default="redis://127.0.0.1:6390/0")
+    # Connections the ivr service keeps to Redis at most; a command finding them all busy waits
+    # for one (hundreds of calls at once burst past any pool; failing them declined payments).
+    redis_max_connections: int = field(metadata={"env": "VOICEPAY_REDIS_MAX_CONNECTIONS"},
+                                       default=64)
     http_host: str = field(metadata={"env": "VOICEPAY_HTTP_HOST"}, default="127.0.0.1")
     http_port: int = field(metadata={"env": "VOICEPAY_HTTP_PORT"}, default=8080)
     # FastAGI is bound to loopback: anyone who can reach it could drive calls.
@@ -40,6 +44,14 @@ class Settings:
     # Asterisk's address here if it runs on another host (and bind VOICEPAY_AGI_HOST accordingly).
     agi_allowed_peers: str = field(metadata={"env": "VOICEPAY_AGI_ALLOWED_PEERS"},
                                    default=LOOPBACK_NETWORKS)
+    # Overload (README "Past the knee"). The most payment calls one Asterisk carries at once:
+    # the dialplan counts them (GROUP_COUNT) and refuses the next new call before Answer() with
+    # SIP 503. 240: the lowest knee measured on the 2-core development machine, 6 calls/s of a
+    # 40-s call; size it from `make bench-load` on the machine Asterisk runs on.
+    max_payment_calls: int = field(metadata={"env": "VOICEPAY_MAX_PAYMENT_CALLS"}, default=240)
+    # The most FastAGI flows this ivr service runs at once: past it, a new self-service call hears
+    # "all lines are busy" and is hung up. Above every Asterisk's limit that it serves together.
+    agi_max_sessions: int = field(metadata={"env": "VOICEPAY_AGI_MAX_SESSIONS"}, default=300)
     ami_host: str = field(metadata={"env": "VOICEPAY_AMI_HOST"}, default="127.0.0.1")
     # Not to be changed alone: asterisk-conf/manager.conf sets the port Asterisk listens on.
     ami_port: int = field(metadata={"env": "VOICEPAY_AMI_PORT"}, default=5038)

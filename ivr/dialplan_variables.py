@@ -14,4 +14,8 @@ AGENT_CHANNEL = "VOICEPAY_AGENT_CHANNEL"
 # Talk-through: the caller's channel, which the agent's leg listens to and whispers into.
 CALLER_CHANNEL = "VOICEPAY_CALLER_CHANNEL"
 
-__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL"]
+# A dialplan global, written from the settings (devstack/dialplan_globals.py): the most payment
+# calls Asterisk carries at once before it refuses new ones with SIP 503 (dialplan/admission.conf).
+MAX_PAYMENT_CALLS = "VOICEPAY_MAX_PAYMENT_CALLS"
+
+__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL", "MAX_PAYMENT_CALLS"]

@@ -41,11 +41,12 @@ from ivr.crypto.keyring import KeyFileWatch
 from ivr.crypto.keys import IvrKeys, load_ivr_keys
 from ivr.crypto.pan_vault import PanVault
 from ivr.paying.ask_again import AskAgain
+from ivr.redis_pool import redis_client
 from ivr.paying.authorization import Authorizer
 from ivr.log import configure_logging
 from ivr.paying.context import FlowContext
 from ivr.callback.flow import callback
-from ivr.selfservice.flow import selfservice
+from ivr.selfservice.flow import lines_busy, selfservice
 from ivr.oneline.flow import oneline
 from ivr.oneline.orders import RETURNING_KEY, OnelineOrders, Orders, ReturningCardholders
 from ivr.oneline.switch import OnelineSwitch
@@ -114,7 +115,7 @@ async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     app[REDIS] = client
     store = PaymentStore(client, pan_ttl_seconds=settings.pan_ttl_seconds)
     app[STORE] = store
@@ -248,7 +249,9 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
         "selfservice": functools.partial(selfservice, ctx=ctx),
         "callback": functools.partial(callback, ctx=ctx),
         "oneline": functools.partial(oneline, ctx=ctx),
-    }, allowed_peers=parse_networks(settings.agi_allowed_peers))
+    }, allowed_peers=parse_networks(settings.agi_allowed_peers),
+        max_sessions=settings.agi_max_sessions,
+        busy={"selfservice": functools.partial(lines_busy, ctx=ctx)})
     await server.start(settings.agi_host, settings.agi_port)
     app[AGI_SERVER] = server
     yield

@@ -51,6 +51,7 @@ FILE_SECONDS: dict[str, float] = {
     "tests/e2e/test_softphones.py": 231,
     "tests/e2e/test_asterisk_security.py": 139,
     "tests/e2e/test_sip_edge.py": 138,
+    "tests/e2e/test_overload.py": 124,  # measured alone in its own namespace, 2026-11-28
     "tests/e2e/test_faults_ivr_killed.py": 105,
     "tests/e2e/test_faults_asterisk.py": 96,
     "tests/e2e/test_faults_acquirer.py": 91,

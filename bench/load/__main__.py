@@ -1,7 +1,8 @@
 """`make bench-load`: how many self-service payment calls one machine carries, against a
 dialplan-only baseline of the same call in the same Asterisk (figures, not assertions).
 
-    python -m bench.load [--rates 2,4,6] [--duration 30] [--chart docs/bench-load.png]
+    python -m bench.load [--rates 4,8] [--duration 80] [--chart docs/bench-load.png]
+                         [--max-payment-calls N]
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
     python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
@@ -11,6 +12,11 @@ then at each rate places calls with SIPp for --duration seconds, the baseline th
 prints a row per step (bench/load/steps.py). The knee is the highest rate at which every call
 completed and every payment (or baseline read) was right; the ratio is the IVR's knee over the
 baseline's. Results go to var/bench-load/results.json and the chart to --chart.
+
+Past VOICEPAY_MAX_PAYMENT_CALLS the IVR's line refuses new calls with SIP 503 before answering
+them (dialplan/admission.conf); SIPp takes a 503 as a clean ending and counts those calls as
+"refused", apart from failed ones, with how fast the 503 came. A step with a refusal is not
+clean: the knee is where every call was carried.
 
 After the calls (or alone, with --api-only): the merchant API's signed orders and reads per
 second (bench/load/api.py) and the callback dialer's originates per second (bench/load/dialer.py).
@@ -35,6 +41,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -76,15 +83,22 @@ def _row(step: StepResult) -> str:
     def ms(value: float | None) -> str:
         return f"{value:8.0f}" if value is not None else f"{'-':>8}"
     cpu = " ".join(f"{step.cpu_ms_per_call[name]:7.1f}" for name in step.cpu_ms_per_call)
-    return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} {step.failed:>6} "
-            f"{step.right:>6} {ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)}  {cpu} "
+    return (f"{step.target:<9} {step.rate:>5} {step.placed:>6} {step.completed:>9} "
+            f"{step.refused:>7} {step.failed:>6} {step.right:>6} "
+            f"{ms(step.invite_200_p50_ms)} {ms(step.invite_200_p99_ms)} "
+            f"{ms(step.invite_503_p50_ms)} {ms(step.invite_503_p99_ms)}  {cpu} "
             f"{step.udp_rcvbuf_errors:>9} {step.sip_socket_drops:>9} "
-            f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f}")
+            f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f} "
+            f"{step.calls_at_once:>7} {step.kib_per_call['asterisk']:>8.0f} "
+            f"{step.kib_per_call['ivr']:>8.0f} "
+            f"{ms(step.pin_to_outcome_p50_ms)} {ms(step.pin_to_outcome_p99_ms)}")
 
 
-HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'failed':>6} {'right':>6} "
-          f"{'200 p50':>8} {'200 p99':>8}  {'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
-          f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8}")
+HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>7} {'failed':>6} "
+          f"{'right':>6} {'200 p50':>8} {'200 p99':>8} {'503 p50':>8} {'503 p99':>8}  "
+          f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
+          f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8} "
+          f"{'at once':>7} {'ast KiB':>8} {'ivr KiB':>8} {'pin p50':>8} {'pin p99':>8}")
 
 
 def _load_baseline(stack: Stack) -> None:
@@ -99,14 +113,19 @@ def _load_baseline(stack: Stack) -> None:
 def _probes(stack: Stack, settings: Settings) -> Probes:
     return Probes(pid_of=stack.supervisor.pid, redis_url=settings.redis_url,
                   journal=journal_path(stack.acquirer_settings),
-                  messages_log=settings.var_dir / "asterisk" / "log" / "messages.log")
+                  messages_log=settings.var_dir / "asterisk" / "log" / "messages.log",
+                  ivr_log=settings.var_dir / "log" / "ivr.log")
 
 
 def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> list[StepResult]:
-    print("CPU columns: milliseconds per completed call (idle work included: read them at load); "
+    print("refused: calls refused with SIP 503 before answer, the IVR past "
+          "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
+          "CPU columns: milliseconds per completed call (idle work included: read them at load); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
           "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
-          "memory after the step less before (flat over a soak)")
+          "memory after the step less before (flat over a soak); at once: the most calls SIPp held "
+          "at once; KiB: resident memory at its highest less before, per call at once; pin p50/p99: "
+          "the ivr's PIN entered to the acquirer's answer settled, ms (\"please wait\" plays meanwhile)")
     print(HEADER, flush=True)
     results = []
     calls = targets()
@@ -141,13 +160,19 @@ def _summary(results: list[StepResult]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load")
-    parser.add_argument("--rates", default="2,4,6", help="calls per second, comma-separated")
-    parser.add_argument("--duration", type=int, default=30, help="seconds of new calls per step")
+    parser.add_argument("--rates", default="4,8", help="calls per second, comma-separated")
+    parser.add_argument("--duration", type=int, default=80,
+                        help="seconds of new calls per step; longer than a call (about 60 s), "
+                             "or the step never reaches its steady number of calls at once")
     parser.add_argument("--soak", type=int, metavar="RATE",
                         help="instead: one IVR step at RATE for --soak-minutes")
     parser.add_argument("--soak-minutes", type=int, default=30)
     parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "bench-load.png")
     parser.add_argument("--caption", default="", help="added to the chart's title (machine, caveats)")
+    parser.add_argument("--max-payment-calls", type=int, metavar="N",
+                        help="VOICEPAY_MAX_PAYMENT_CALLS for this run (default: as configured); "
+                             "above a step's simultaneous calls to find the knee, below to see "
+                             "the refusals")
     parser.add_argument("--api-only", action="store_true",
                         help="only the merchant API and dialer steps, no calls")
     parser.add_argument("--api-concurrency", default="1,4,16,64",
@@ -164,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     rules.write_text(shadow_velocity_rules(settings.risk_rules_file.read_text(encoding="utf-8")),
                      encoding="utf-8")
     os.environ["VOICEPAY_RISK_RULES_FILE"] = str(rules)  # the ivr service the stack starts
+    if args.max_payment_calls is not None:  # written into the dialplan when the stack prepares
+        os.environ["VOICEPAY_MAX_PAYMENT_CALLS"] = str(args.max_payment_calls)
     with_api = not args.soak
     if with_api:
         os.environ["VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"] = str(_OUT_OF_REACH)
@@ -180,13 +207,17 @@ def main(argv: list[str] | None = None) -> int:
                 for target in ("baseline", "ivr")]
 
     stack = Stack(settings)
+    # SIGTERM interrupts like Ctrl-C, so the stack this run started is stopped either way (a
+    # killed run left the SIP edge and Redis behind).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="voicepay-load-"))
     started = time.time()
     try:
         stack.start()
         print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
-              f"SIPp on the same machine; load average {os.getloadavg()[0]:.1f} at the start "
-              f"(other work on the machine competes for its cores)", flush=True)
+              f"SIPp on the same machine, at most {settings.max_payment_calls} payment calls "
+              f"at once (VOICEPAY_MAX_PAYMENT_CALLS); load average {os.getloadavg()[0]:.1f} at "
+              f"the start (other work on the machine competes for its cores)", flush=True)
         probes = _probes(stack, settings)
         results = []
         if plan:

@@ -1,5 +1,5 @@
-"""The load benchmark's picture: completed calls and INVITE→200 latency against the call rate,
-the payment IVR beside the dialplan-only baseline."""
+"""The load benchmark's picture: completed calls (and those refused with 503, dotted) and
+INVITE→200 latency against the call rate, the payment IVR beside the dialplan-only baseline."""
 
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ def write_chart(steps: list[StepResult], path: Path, caption: str) -> Path:
         rates = [s.rate for s in rows]
         completion.plot(rates, [100 * s.completed / s.placed if s.placed else 0 for s in rows],
                         label=_LABELS[target], **_STYLE[target])
+        if any(s.refused for s in rows):
+            completion.plot(rates, [100 * s.refused / s.placed if s.placed else 0 for s in rows],
+                            linestyle=":", label=f"{_LABELS[target]}: refused with 503",
+                            **_STYLE[target])
         for percent, line in (("p50", "-"), ("p99", "--")):
             values = [getattr(s, f"invite_200_{percent}_ms") for s in rows]
             latency.plot(rates, [v if v is not None else float("nan") for v in values],
                          linestyle=line, label=f"{_LABELS[target]} {percent}", **_STYLE[target])
-    completion.set(xlabel="calls per second", ylabel="calls completed (%)", ylim=(0, 105),
+    completion.set(xlabel="calls per second", ylabel="calls completed or refused (%)", ylim=(0, 105),
                    title="Completed calls")
     latency.set(xlabel="calls per second", ylabel="INVITE → 200 (ms)", yscale="log",
                 title="Answer latency")

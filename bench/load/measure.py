@@ -9,15 +9,18 @@ import ipaddress
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["StepResult", "sipp_counts", "rtt_ms", "percentile", "process_tree", "cpu_seconds",
-           "rss_kib",
-           "udp_counters", "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
-           "ApiStep", "api_step", "run_queue_seconds", "sipp_invites", "DialerResult",
-           "dialer_result"]
+from tests.sipp.scenario import REFUSED_COUNTER, REFUSED_RTD
+
+__all__ = ["StepResult", "SippCounts", "sipp_counts", "rtt_ms", "ANSWERED_RTD", "REFUSED_RTD",
+           "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
+           "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
+           "peak_calls_at_once", "pin_to_outcome_ms", "ApiStep", "api_step", "run_queue_seconds",
+           "sipp_invites", "DialerResult", "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -29,43 +32,65 @@ class StepResult:
     target: str
     rate: float                    # calls per second SIPp was asked for
     placed: int                    # calls SIPp created
-    completed: int                 # scenarios SIPp finished (the IVR's BYE answered)
+    completed: int                 # calls answered whose scenario SIPp finished (the BYE answered)
     failed: int
+    refused: int                   # calls refused with SIP 503 before answer (admission), not failed
     right: int                     # ivr: payments approved with the right amount at both ends;
                                    # baseline: calls whose every answer the dialplan read right
     invite_200_p50_ms: float | None
     invite_200_p99_ms: float | None
+    invite_503_p50_ms: float | None  # how fast a refused call heard so (None: none refused)
+    invite_503_p99_ms: float | None
     cpu_ms_per_call: dict[str, float]   # component -> CPU milliseconds per completed call
     udp_rcvbuf_errors: int         # the whole namespace: mostly SIPp's unread media socket
     sip_socket_drops: int          # datagrams dropped at Asterisk's SIP socket (UDP 5060)
     rss_growth_kib: dict[str, int]  # component -> resident memory after the step less before
+    calls_at_once: int = 0         # the most SIPp held at once
+    # component -> resident memory at its highest in the step less before, per call at once
+    kib_per_call: dict[str, float] = field(default_factory=dict)
+    pin_to_outcome_p50_ms: float | None = None  # ivr: "PIN entered" to the acquirer's answer
+    pin_to_outcome_p99_ms: float | None = None  # settled (while "please wait" plays)
 
     @property
     def clean(self) -> bool:
-        """No failed call, every call completed, and every one of them right."""
-        return self.placed > 0 and self.failed == 0 and self.completed == self.placed \
-            and self.right == self.placed
+        """No failed or refused call, every call completed, and every one of them right."""
+        return self.placed > 0 and self.failed == 0 and self.refused == 0 \
+            and self.completed == self.placed and self.right == self.placed
 
 
-def sipp_counts(stat_csv: str) -> tuple[int, int, int]:
-    """(created, successful, failed) calls from SIPp's ``-trace_stat`` file: its last row holds
-    the cumulative ("(C)") counters."""
+class SippCounts(NamedTuple):
+    placed: int
+    completed: int  # answered and finished: SIPp's successful calls less the refused ones
+    failed: int
+    refused: int    # ended by a 503 to the INVITE, which the scenario accepts (Call.refusable)
+
+
+def sipp_counts(stat_csv: str) -> SippCounts:
+    """The calls of SIPp's ``-trace_stat`` file: its last row holds the cumulative ("(C)")
+    counters. A refused call reaches the scenario's end, so SIPp counts it successful too; the
+    scenario's own counter (REFUSED_COUNTER, a column only once a call was refused) tells it."""
     rows = [line.split(";") for line in stat_csv.splitlines() if line.strip()]
     if len(rows) < 2:
         raise ValueError("SIPp's statistics file has no data row")
     header, last = rows[0], rows[-1]
     value = dict(zip(header, last))
-    return (int(value["OutgoingCall(C)"]), int(value["SuccessfulCall(C)"]),
-            int(value["FailedCall(C)"]))
+    refused = int(value.get(f"{REFUSED_COUNTER}(C)") or 0)
+    successful = int(value["SuccessfulCall(C)"])
+    return SippCounts(int(value["OutgoingCall(C)"]), successful - refused,
+                      int(value["FailedCall(C)"]), refused)
 
 
-def rtt_ms(rtt_csv: str) -> list[float]:
-    """Every response time (ms) in SIPp's ``-trace_rtt`` file (``date_ms;rtt_ms;rtd_no`` lines
-    after a header): here only one is measured per call, INVITE sent to 200 received."""
+ANSWERED_RTD = "1"  # SIPp's name for rtd="true": the INVITE sent to its 200 received
+
+
+def rtt_ms(rtt_csv: str, rtd: str = ANSWERED_RTD) -> list[float]:
+    """The response times (ms) of one measure in SIPp's ``-trace_rtt`` file (``date_ms;rtt_ms;
+    rtd`` lines after a header, the last field the measure's name): ANSWERED_RTD (INVITE to
+    200) or REFUSED_RTD (INVITE to 503), one per call."""
     samples = []
     for line in rtt_csv.splitlines():
         fields = line.split(";")
-        if len(fields) >= 2:
+        if len(fields) >= 3 and fields[2].strip() == rtd:
             try:
                 samples.append(float(fields[1]))
             except ValueError:
@@ -173,6 +198,39 @@ def knee(steps: list[StepResult]) -> float | None:
     return best
 
 
+def peak_calls_at_once(stat_csv: str) -> int:
+    """The most calls SIPp held at once, from the ``CurrentCall`` column of its ``-trace_stat``
+    rows (one every ``-fd`` seconds)."""
+    rows = [line.split(";") for line in stat_csv.splitlines() if line.strip()]
+    if len(rows) < 2:
+        raise ValueError("SIPp's statistics file has no data row")
+    column = rows[0].index("CurrentCall")
+    return max(int(row[column]) for row in rows[1:] if len(row) > column and row[column].isdigit())
+
+
+_PIN_ENTERED = re.compile(r"^(\S+ \S+) INFO ivr\.paying\.pin_entry: call (\S+) payment (\S+): "
+                          r"PIN entered")
+_OUTCOME = re.compile(r"^(\S+ \S+) INFO ivr\.paying\.pin_entry: call (\S+) payment (\S+): "
+                      r"(approved|declined|failed) ")
+
+
+def pin_to_outcome_ms(ivr_log_lines: list[str]) -> list[float]:
+    """Per payment, milliseconds from the ivr's "PIN entered" line to its outcome line: the
+    acquirer's answer and the settling, while "please wait" plays (the result is read out once
+    both are done). A payment asked for its PIN again counts from its last PIN."""
+    entered: dict[str, datetime] = {}
+    samples = []
+    for line in ivr_log_lines:
+        if match := _PIN_ENTERED.match(line):
+            entered[match.group(3)] = _log_time(match.group(1))
+        elif (match := _OUTCOME.match(line)) and match.group(3) in entered:
+            began = entered.pop(match.group(3))
+            samples.append((_log_time(match.group(1)) - began).total_seconds() * 1000)
+    return samples
+
+
+def _log_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
 def _core_percent(cpu_before: dict[str, float], cpu_after: dict[str, float],
                   seconds: float) -> dict[str, float]:
     """CPU each component used over ``seconds`` of wall time, as a share of one core (%)."""

@@ -18,21 +18,22 @@ from typing import Callable
 import redis
 
 from bench.load import baseline
-from bench.load.measure import (StepResult, approved_right, baseline_reads_right, cpu_seconds,
-                                rss_kib, run_queue_seconds,
-                                percentile, process_tree, rtt_ms, sipp_counts, udp_counters,
-                                udp_socket_drops)
+from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
+                                cpu_seconds, peak_calls_at_once, percentile, pin_to_outcome_ms,
+                                process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
+                                udp_counters, udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
-from tests.sipp.scenario import Call, write_scenario
+from simulators.acquirer.testcards import find_test_card
+from tests.sipp.scenario import Call, Key, write_scenario
 
-__all__ = ["Target", "targets", "Probes", "run_step"]
+__all__ = ["Target", "targets", "human_paced", "Probes", "run_step"]
 
 # The components whose CPU is counted per call.
 COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
 AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
-# A call lasts about 39 s; SIPp may hold this many seconds of calls at once before -l bites.
-CALL_SECONDS = 45
+# A call lasts about a minute; SIPp may hold this many seconds of calls at once before -l bites.
+CALL_SECONDS = 70
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,41 @@ class Target:
     call: Call
 
 
+# A cardholder keys an answer once the question has been heard out, and a moment later. A load
+# step keyed at machine speed (each answer a fixed 300 ms after the last) measures how fast keys
+# can race the prompts, not how many callers the line carries. A scenario cannot hear when a
+# question really begins, so under load its keys come on the schedule of an idle IVR: keyed
+# 1.5 s into a question, they fell before it whenever the work between two questions (the IVR's
+# payment record and risk check before the PIN) ran late, and Asterisk's AGI loop drops a key
+# that arrives while no command listens. Keyed after the whole question, an answer is only lost
+# if the IVR is later than the question lasts (5-9 s). The call lasts about a minute, not 39 s.
+REACTION_MS = 1000
+
+
+def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> Call:
+    """The self-service call keyed as a person does: each answer a second after its question.
+    Refusable: past VOICEPAY_MAX_PAYMENT_CALLS the line answers 503 (dialplan/admission.conf),
+    which SIPp counts apart from failures; the baseline has no admission and never refuses."""
+    from tests.sipp.selfservice_calls import WELCOME_MS, clock
+    mobile, menu_key, card, pin_digits = answers
+    return Call(name, number, [
+        Key(mobile, WELCOME_MS + clock.ms("enter_mobile") + REACTION_MS),
+        Key(menu_key, clock.ms("amount_menu") + REACTION_MS),
+        Key(card + "#", clock.ms("enter_card") + REACTION_MS, label="card number"),
+        Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
+    ], refusable=True)
+
+
 def targets() -> dict[str, Target]:
-    """The IVR's approved self-service call and the baseline keyed the same way."""
+    """The IVR's approved self-service call and the baseline, keyed alike at a human's pace."""
     # Imported here: the calls time their keys from the prompt WAVs, which exist only once the
     # stack has been prepared (make sounds).
-    from tests.sipp.selfservice_calls import approved, order, pin
-    mobile, menu_key, card, pin_digits = baseline.ANSWERS
-    return {"ivr": Target("ivr", approved()),
-            "baseline": Target("baseline", Call("baseline", baseline.NUMBER, [
-                *order(mobile, card + "#", menu_key=menu_key), pin(pin_digits)]))}
+    from tests.sipp.selfservice_calls import NUMBER
+    card = find_test_card("approve")  # PIN with repeated digits
+    ivr_answers = ("13800138001", "1", card.pan, card.pin)
+    return {"ivr": Target("ivr", human_paced(NUMBER, ivr_answers, "approved")),
+            "baseline": Target("baseline", human_paced(baseline.NUMBER, baseline.ANSWERS,
+                                                       "baseline"))}
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,7 @@ class Probes:
     redis_url: str
     journal: Path
     messages_log: Path
+    ivr_log: Path
 
     def cpu(self, names: tuple[str, ...] = COMPONENTS) -> dict[str, float]:
         """CPU seconds used so far by each named component's process tree."""
@@ -113,29 +141,59 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     scenario = write_scenario(target.call, step_dir)
     journal_from = len(_lines(probes.journal))
     log_from = len(_lines(probes.messages_log))
+    ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
-    subprocess.run(_sipp(step_dir, scenario, rate, duration_s), cwd=step_dir,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    rss_peak = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir, probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
-    placed, completed, failed = sipp_counts((step_dir / "stat.csv").read_text())
-    samples = [sample for path in step_dir.glob("*_rtt.csv") for sample in rtt_ms(path.read_text())]
+    counts = sipp_counts((step_dir / "stat.csv").read_text())
+    rtt_files = [path.read_text() for path in step_dir.glob("*_rtt.csv")]
+    samples = [sample for text in rtt_files for sample in rtt_ms(text)]
+    refusals = [sample for text in rtt_files for sample in rtt_ms(text, REFUSED_RTD)]
     if target.name == "ivr":
         right = _payments_right(probes, started, journal_from)
     else:
         right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
                                      baseline.ANSWERS)
-    per_call = max(completed, 1)
+    per_call = max(counts.completed, 1)
+    at_once = peak_calls_at_once((step_dir / "stat.csv").read_text())
+    pin_samples = (pin_to_outcome_ms(_lines(probes.ivr_log)[ivr_log_from:])
+                   if target.name == "ivr" else [])
     return StepResult(
-        target=target.name, rate=rate, placed=placed, completed=completed, failed=failed,
-        right=right, invite_200_p50_ms=percentile(samples, 50),
-        invite_200_p99_ms=percentile(samples, 99),
+        target=target.name, rate=rate, placed=counts.placed, completed=counts.completed,
+        failed=counts.failed, refused=counts.refused, right=right,
+        invite_200_p50_ms=percentile(samples, 50), invite_200_p99_ms=percentile(samples, 99),
+        invite_503_p50_ms=percentile(refusals, 50), invite_503_p99_ms=percentile(refusals, 99),
         cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call
                          for name in COMPONENTS},
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
         sip_socket_drops=udp_after["sip_drops"] - udp_before["sip_drops"],
         rss_growth_kib={name: rss_after[name] - rss_before[name] for name in COMPONENTS},
+        calls_at_once=at_once,
+        kib_per_call={name: (rss_peak[name] - rss_before[name]) / max(at_once, 1)
+                      for name in COMPONENTS},
+        pin_to_outcome_p50_ms=percentile(pin_samples, 50),
+        pin_to_outcome_p99_ms=percentile(pin_samples, 99),
     )
+
+
+# How often resident memory is sampled while SIPp runs: its peak, with the most calls at once.
+RSS_SAMPLE_S = 2.0
+
+
+def _run_sampling_rss(command: list[str], cwd: Path, probes: Probes) -> dict[str, int]:
+    """Run SIPp to its end; each component's highest resident KiB seen meanwhile."""
+    peak = probes.rss()
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as sipp:
+        try:
+            while sipp.poll() is None:
+                time.sleep(RSS_SAMPLE_S)
+                peak = {name: max(peak[name], kib) for name, kib in probes.rss().items()}
+        except BaseException:
+            sipp.kill()  # interrupted: no SIPp left placing calls into a stopped stack
+            raise
+    return peak
 
 
 def _payments_right(probes: Probes, since: float, journal_from: int) -> int:

@@ -4,6 +4,12 @@ Routes are an explicit table (script name -> handler), built once by the service
 dialplan can reach is visible in one place. A script not in the table is refused, and so is a
 connection from an address outside the allowed networks (loopback unless configured): whoever can
 open a FastAGI session drives a call, so only Asterisk may.
+
+Overload: with ``max_sessions``, a session that would make more flows run at once than that is
+given its route's ``busy`` handler instead (the self-service line's "all lines are busy", then the
+dialplan hangs up), so a new caller is told at once and the flows in progress keep their share of
+the service. A route without a busy handler is always taken: its call is a payment already under
+way (a callback the cardholder answered, a one-line caller an agent switched over).
 """
 
 from __future__ import annotations
@@ -49,11 +55,15 @@ def _peer_allowed(peer: object, networks: Iterable[Network]) -> bool:
 
 class FastAgiServer:
     def __init__(self, routes: Mapping[str, Handler], *,
-                 allowed_peers: Iterable[Network] = parse_networks(LOOPBACK_NETWORKS)) -> None:
+                 allowed_peers: Iterable[Network] = parse_networks(LOOPBACK_NETWORKS),
+                 max_sessions: int | None = None, busy: Mapping[str, Handler] | None = None) -> None:
         self._routes = dict(routes)
         self._allowed_peers = tuple(allowed_peers)
         self._server: asyncio.base_events.Server | None = None
         self._sessions: set[asyncio.Task] = set()
+        self._max_sessions = max_sessions
+        self._busy = dict(busy or {})
+        self._flows = 0  # sessions running a route's handler now (busy answers not counted)
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._handle, host, port)
@@ -106,6 +116,13 @@ class FastAgiServer:
                 log.error("FastAGI: no route for script %r (call %s)", script, channel.uniqueid)
                 await _report_failure(channel)
                 return
+            busy = self._full() and script in self._busy
+            if busy:
+                log.warning("call %s: %d flows running, the most VOICEPAY_AGI_MAX_SESSIONS allows: "
+                            "%s answered busy", channel.uniqueid, self._flows, script)
+                handler = self._busy[script]
+            else:
+                self._flows += 1
             try:
                 await handler(channel)
             except AgiError as exc:
@@ -118,6 +135,9 @@ class FastAgiServer:
                 # Tracebacks of our own code are safe to log: no exception type carries card data.
                 log.exception("call %s: flow %s failed", channel.uniqueid, script)
                 await _report_failure(channel)
+            finally:
+                if not busy:
+                    self._flows -= 1
         finally:
             self._sessions.discard(task)
             writer.close()
@@ -125,6 +145,9 @@ class FastAgiServer:
                 await writer.wait_closed()
             except ConnectionError:
                 pass
+
+    def _full(self) -> bool:
+        return self._max_sessions is not None and self._flows >= self._max_sessions
 
 
 async def _report_failure(channel: AgiChannel) -> None:

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
@@ -40,6 +41,7 @@ from ivr.console.sessions import LoginThrottle, Session, Sessions
 from ivr.oneline.switch import AgentNotOnCall, OnelineSwitch, SwitchUnavailable
 from ivr.paying.ask_again import FIELD_NAMES, AskAgain, AskAgainRefused
 from ivr.payments.store import NoSuchPayment
+from ivr.redis_pool import STREAM_READERS, redis_client
 
 __all__ = ["console_routes", "console_ctx", "AGENTS", "SESSIONS", "COOKIE", "STATIC_DIR"]
 
@@ -52,6 +54,8 @@ AGENTS = web.AppKey("console_agents", AgentDirectory)
 SESSIONS = web.AppKey("console_sessions", Sessions)
 THROTTLE = web.AppKey("console_throttle", LoginThrottle)
 ASK_AGAIN = web.AppKey("console_ask_again", AskAgain)
+# Blocking reads of payment histories: a pool of their own (ivr/redis_pool.py says why).
+STREAM_REDIS = web.AppKey("console_stream_redis", aioredis.Redis)
 # How many payments an agent's history keeps (newest first), and shows at once.
 _HISTORY_MAX = 1000
 _HISTORY_SHOWN = 50
@@ -96,7 +100,9 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
     app[THROTTLE] = LoginThrottle(app[REDIS], settings.console_login_max_failures,
                                   settings.console_login_window_s)
     app[ASK_AGAIN] = AskAgain(app[REDIS], app[STORE])
+    app[STREAM_REDIS] = redis_client(settings, "voicepay-console-streams", STREAM_READERS)
     yield
+    await app[STREAM_REDIS].aclose()
 
 
 # --- session ------------------------------------------------------------------------------------
@@ -309,7 +315,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     until it is final and no recording is left paused (see the module's doc)."""
     _, agent = await _session(request)
     payment_id = await _own_payment(request, agent)
-    store, redis = request.app[STORE], request.app[REDIS]
+    store, redis = request.app[STORE], request.app[STREAM_REDIS]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})

@@ -36,7 +36,8 @@ from ivr.risk.decision import RiskOutcome, RiskRequest
 from ivr.risk.gate import GENERIC_DECLINE
 from ivr.validation import check_card_number, check_mainland_mobile
 
-__all__ = ["selfservice", "TOPUP_AMOUNTS_MINOR", "LANGUAGE_KEYS", "LANGUAGE_CHOICE_MS"]
+__all__ = ["selfservice", "lines_busy", "TOPUP_AMOUNTS_MINOR", "LANGUAGE_KEYS",
+           "LANGUAGE_CHOICE_MS"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,14 @@ async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
         raise
     await announce(call, prompts, outcome)
     await call.stream(prompts["goodbye"])
+    await call.hangup()
+
+
+async def lines_busy(call: AgiChannel, ctx: FlowContext) -> None:
+    """The line's answer when the ivr service already runs all the calls it may
+    (VOICEPAY_AGI_MAX_SESSIONS, ivr/agi/server.py): "all lines are busy, please call again
+    later" in the call's language, then the call is hung up. Nothing is asked or stored."""
+    await call.stream(ctx.prompts(_language(call, ctx))["lines_busy"])
     await call.hangup()
 
 

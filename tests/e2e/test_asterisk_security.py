@@ -137,6 +137,16 @@ def _asterisk_cli(stack, command: str) -> str:
     return AsteriskSandbox(stack.settings, ensure_rootfs(stack.settings)).cli(command)
 
 
+def test_the_running_asterisk_generates_no_event_that_carries_a_keyed_digit(stack):
+    """Not filtered per login: never generated (manager.conf disabledevents), so a login given
+    the dtmf or agi class by mistake still gets no digit."""
+    shown = _asterisk_cli(stack, "manager show settings")
+    line = next(line for line in shown.splitlines() if "Disabled events:" in line)
+    disabled = {name.strip() for name in line.split(":", 1)[1].split(",")}
+    assert {"DTMFBegin", "DTMFEnd", "AGIExecEnd", "VarSet"} <= disabled
+    assert not disabled & {"OriginateResponse", "Hangup", "Newstate"}  # what the service takes
+
+
 def test_cdr_and_cel_hold_nothing_after_a_paid_call(stack):
     before = stack.payment_ids()
     result = stack.call(selfservice_calls.approved("13800138012"))

@@ -22,7 +22,8 @@ from pathlib import Path
 from ivr.prompts import Manifest, synthesis_commands
 from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms, voice_pcap_for_step
 
-__all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
+__all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR",
+           "REFUSED_COUNTER", "REFUSED_RTD"]
 
 SIPP_DIR = Path(__file__).resolve().parent
 # How long a cued step waits for the test before SIPp fails the call.
@@ -85,6 +86,9 @@ class Call:
     # A talker: from the answer on, the caller sends a steady tone of this many Hz as its voice,
     # resumed after each key's capture (a new play cuts off the running one); None: silent.
     voice_hz: int | None = None
+    # A 503 to the INVITE (Asterisk full: dialplan/admission.conf) is a clean ending too: SIPp
+    # acknowledges it and counts the call in REFUSED_COUNTER instead of failing it.
+    refusable: bool = False
 
     def keyed_via(self, via: str) -> Call:
         """The same call from a phone that keys every step ``via`` (Key.via)."""
@@ -186,7 +190,7 @@ _INVITE = """\
     <recv response="100" optional="true"/>
     <recv response="180" optional="true"/>
     <recv response="183" optional="true"/>
-    <recv response="200" rtd="true"/>
+{refused}    <recv response="200" rtd="true"/>
 
     <send>
       <![CDATA[
@@ -202,6 +206,33 @@ _INVITE = """\
 
       ]]>
     </send>
+"""
+
+# SIPp's counter of calls refused with 503: its -trace_stat file has a "refused503(C)" column;
+# and the response time (-trace_rtt) named for it: call start (the INVITE) to the 503.
+REFUSED_COUNTER = "refused503"
+REFUSED_RTD = "refused"
+_RECV_503 = (f'    <recv response="503" optional="true" next="refused" counter="{REFUSED_COUNTER}"'
+             f' rtd="{REFUSED_RTD}"/>\n')
+# The refused call's end: the ACK of a non-2xx final response belongs to the INVITE's transaction
+# (its Via, branch included, echoed in the 503) and carries the 503's To tag.
+_REFUSED = """\
+    <nop next="end"/>
+    <label id="refused"/>
+    <send>
+      <![CDATA[
+        ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+        [last_Via:]
+        From: "SIPp cardholder" <sip:cardholder@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+        [last_To:]
+        Call-ID: [call_id]
+        CSeq: 1 ACK
+        Max-Forwards: 70
+        Content-Length: 0
+
+      ]]>
+    </send>
+    <label id="end"/>
 """
 
 # A cued step tells the test (SIPp's 3PCC twin) that it is ready, then waits for the test's cue:
@@ -371,7 +402,8 @@ def write_scenario(call: Call, directory: Path) -> Path:
     pcap_dir = directory / "pcap"
     contact_params = "" if call.transport == "udp" else f";transport={call.transport}"
     sdp = _sdp(call.codecs, telephone_event=not _inband_only(call.steps))
-    body = [_INVITE.format(number=call.number, sdp=sdp, contact_params=contact_params)]
+    body = [_INVITE.format(number=call.number, sdp=sdp, contact_params=contact_params,
+                           refused=_RECV_503 if call.refusable else "")]
     voice = _Voice(call.voice_hz, pcap_dir) if call.voice_hz else None
     if voice:
         body.append(voice.play(-1))
@@ -381,6 +413,8 @@ def write_scenario(call: Call, directory: Path) -> Path:
                            _SEND_BYE.replace("{number}", call.number),
                            call.hang_up_on_cue, info_head=info_head, first_info_cseq=2,
                            number=call.number, codecs=call.codecs, voice=voice)
+    if call.refusable:
+        body.append(_REFUSED.format(number=call.number))
     body.append('    <ResponseTimeRepartition value="100, 500, 1000"/>\n')
     return _write(directory, call.name, body)
 

@@ -50,6 +50,13 @@ def test_the_ami_account_has_the_least_rights_the_service_needs():
                                       "Event: Newstate", "!Event: DTMF"]
 
 
+def test_no_event_that_carries_a_keyed_digit_is_ever_generated_and_the_service_gets_its_own():
+    disabled = _classes(_options("manager.conf")["general"]["disabledevents"][0])
+    assert {"DTMFBegin", "DTMFEnd", "AGIExecEnd", "VarSet"} <= disabled
+    # The events the service registers for (ivr/callback/dialer.py, ivr/ami/client.py).
+    assert not disabled & {"OriginateResponse", "Hangup", "Newstate"}
+
+
 def test_the_fixed_contexts_exist_in_the_dialplan():
     contexts = set()
     for path in DIALPLAN.glob("*.conf"):

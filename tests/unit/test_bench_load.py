@@ -11,13 +11,15 @@ import yaml
 from bench.load import baseline
 from bench.load.__main__ import shadow_velocity_rules
 from bench.load.api import order_body
-from bench.load.measure import (CLOCK_TICKS, StepResult, api_step, approved_right,
-                                baseline_reads_right, cpu_seconds, dialer_result, knee, percentile,
+from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
+                                approved_right, baseline_reads_right, cpu_seconds, dialer_result,
+                                knee, peak_calls_at_once, percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
                                 sipp_invites, udp_counters, udp_socket_drops)
 from ivr.api.payment_request import parse_order
 from ivr.money import Money
 from ivr.config import REPO_ROOT
+from tests.sipp.scenario import REFUSED_COUNTER, Call, Key, write_scenario
 
 # SIPp 3.6's -trace_stat columns, shortened to the ones read and two around them.
 STAT = """\
@@ -28,7 +30,31 @@ StartTime;OutgoingCall(P);OutgoingCall(C);SuccessfulCall(P);SuccessfulCall(C);Fa
 
 
 def test_sipp_counts_come_from_the_last_rows_cumulative_columns():
-    assert sipp_counts(STAT) == (5, 4, 1)
+    assert sipp_counts(STAT) == (5, 4, 1, 0)  # no refusal: SIPp writes no column for the counter
+
+
+# A step past VOICEPAY_MAX_PAYMENT_CALLS: SIPp counts a refused call successful (its scenario
+# reached the end by the 503 branch) and in the scenario's own counter.
+STAT_REFUSED = f"""\
+StartTime;OutgoingCall(P);OutgoingCall(C);SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);{REFUSED_COUNTER}(P);{REFUSED_COUNTER}(C);
+2026-11-27 20:52:01;2;2;0;0;0;0;0;0;
+2026-11-27 20:52:46;0;10;1;9;0;1;2;6;
+"""
+
+
+def test_refused_calls_are_counted_apart_from_completed_and_failed_ones():
+    counts = sipp_counts(STAT_REFUSED)
+    assert counts == SippCounts(placed=10, completed=3, failed=1, refused=6)
+
+
+def test_the_refused_counter_is_the_one_the_scenario_increments(tmp_path):
+    scenario = write_scenario(Call("refusable", "8000", [Key("1", 100)], refusable=True), tmp_path)
+    xml = scenario.read_text()
+    assert f'<recv response="503" optional="true" next="refused" counter="{REFUSED_COUNTER}"' \
+           f' rtd="{REFUSED_RTD}"/>' in xml
+    assert xml.index('<label id="refused"/>') > xml.index('<recv request="BYE"')
+    plain = write_scenario(Call("plain", "8000", [Key("1", 100)]), tmp_path).read_text()
+    assert "503" not in plain and "label" not in plain
 
 
 def test_sipp_counts_refuse_a_file_without_data():
@@ -39,6 +65,13 @@ def test_sipp_counts_refuse_a_file_without_data():
 def test_rtt_samples_skip_the_header_and_keep_milliseconds():
     text = "Date_ms;response_time_ms;rtd_no\n1764276721000.5;4.25;1\n1764276722000.1;52.000;1\n"
     assert rtt_ms(text) == [4.25, 52.0]
+
+
+def test_answer_and_refusal_times_are_told_apart_by_their_measure_name():
+    text = ("Date_ms;response_time_ms;rtd_no\n1764276721000.5;4.25;1\n"
+            f"1764276721001.5;1.50;{REFUSED_RTD}\n1764276722000.1;52.000;1\n")
+    assert rtt_ms(text) == [4.25, 52.0]
+    assert rtt_ms(text, REFUSED_RTD) == [1.5]
 
 
 def test_percentile_is_nearest_rank():
@@ -142,9 +175,11 @@ def test_baseline_reads_count_each_call_once_and_only_with_every_answer_right():
     assert baseline_reads_right(lines, marker, expected) == 1
 
 
-def _step(rate: float, failed: int = 0, right: int | None = None, placed: int = 10) -> StepResult:
-    return StepResult("ivr", rate, placed, placed - failed, failed,
-                      placed - failed if right is None else right, None, None, {}, 0, 0, {})
+def _step(rate: float, failed: int = 0, right: int | None = None, placed: int = 10,
+          refused: int = 0) -> StepResult:
+    completed = placed - failed - refused
+    return StepResult("ivr", rate, placed, completed, failed, refused,
+                      completed if right is None else right, None, None, None, None, {}, 0, 0, {})
 
 
 def test_the_knee_is_the_last_clean_rate_before_the_first_unclean_one():
@@ -159,6 +194,10 @@ def test_a_step_with_a_wrong_payment_is_not_clean_even_with_every_call_completed
 def test_no_knee_when_the_lowest_rate_already_failed():
     assert knee([_step(2, failed=3), _step(4)]) is None
     assert knee([]) is None
+
+
+def test_a_step_with_refused_calls_is_past_the_knee_though_nothing_failed():
+    assert knee([_step(2), _step(4, refused=3), _step(6)]) == 2
 
 
 def test_a_step_that_placed_nothing_is_not_clean():
@@ -188,6 +227,38 @@ def test_the_baseline_is_added_under_its_own_number_with_its_answers_logged():
         "the Asterisk CLI splits an application's arguments at spaces"
     assert any(f"Log(NOTICE,{baseline.MARKER}:${{UNIQUEID}}:" in c for c in commands)
     assert commands[-2].endswith("Hangup() into voicepay-bench-baseline replace")
+
+
+def test_both_targets_are_keyed_alike_and_at_a_persons_pace():
+    from bench.load.steps import REACTION_MS, targets
+    waits = {name: [key.wait_ms for key in target.call.steps] for name, target in targets().items()}
+    assert waits["ivr"] == waits["baseline"]
+    assert len(waits["ivr"]) == 4 and min(waits["ivr"]) >= REACTION_MS
+
+
+def test_peak_calls_at_once_is_the_largest_current_call_count():
+    stat = ("StartTime;TotalCallCreated;CurrentCall;SuccessfulCall(C)\n"
+            "2026-11-28 00:20:01;40;40;0\n2026-11-28 00:20:06;240;231;9\n"
+            "2026-11-28 00:20:11;440;180;260\n")
+    assert peak_calls_at_once(stat) == 231
+
+
+def test_pin_to_outcome_pairs_each_payments_last_pin_with_its_outcome():
+    lines = [
+        "2026-11-28 00:14:22.135 INFO ivr.paying.pin_entry: call 1.20 payment pay_a: PIN entered "
+        "(6 digits), authorizing",
+        "2026-11-28 00:14:23.000 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: PIN entered "
+        "(6 digits), authorizing",
+        "2026-11-28 00:14:24.000 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: PIN entered "
+        "(6 digits), authorizing",  # asked again: counts from here
+        "2026-11-28 00:14:26.698 INFO ivr.paying.pin_entry: call 1.20 payment pay_a: approved "
+        "(00 Approved)",
+        "2026-11-28 00:14:25.500 INFO ivr.paying.pin_entry: call 1.21 payment pay_b: declined "
+        "(51 Not sufficient funds)",
+        "2026-11-28 00:14:27.000 INFO ivr.paying.pin_entry: call 1.22 payment pay_c: approved "
+        "(00 Approved)",  # no PIN line seen: not a sample
+    ]
+    assert pin_to_outcome_ms(lines) == pytest.approx([4563.0, 1500.0])
 
 
 # --- the merchant API and the dialer (bench/load/api.py, bench/load/dialer.py) ----------------
