@@ -206,6 +206,7 @@ def _summary(payment: Payment, status: str) -> dict[str, Any]:
         "id": payment.id,
         "status": status,
         "mode": payment.mode.value if payment.mode else "",
+        "oneline_style": payment.oneline_style,  # "talk-through", or "" (the hard switch)
         "amount": payment.amount.yuan,
         "merchant_order_id": payment.merchant_order_id,
         "card": f"{payment.pan_first6}******{payment.pan_last4}" if payment.pan_last4 else "",
