@@ -133,9 +133,11 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
                 if step in lines:
                     lines[step].status = "done"
             lines["confirmed"].status = "active"  # the order is read out, then "1 to pay"
-        elif state == S.CONFIRMED:
+        elif state == S.CONFIRMED and event is None:
+            # The transition itself: a note written while confirmed (an ask-again request, an
+            # ID check) carries the state too, and asks for no next field.
             lines["confirmed"].status = "done"
-            if "id" in lines and lines["id"].status in ("pending", "rejected") and event is None:
+            if "id" in lines and lines["id"].status in ("pending", "rejected"):
                 lines["id"].status = "active"  # the ID question follows "1 to pay"
             elif payment.card_type == "credit":
                 field_keyed_next()  # the expiry prompt follows "1 to pay"

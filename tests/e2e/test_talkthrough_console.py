@@ -23,7 +23,8 @@ from playwright.sync_api import Page, expect
 
 from simulators.acquirer.testcards import find_test_card
 from tests.dtmf_detect import detect_dtmf_in, ulaw_audio_in_packets
-from tests.e2e.test_console import _fill_order, _log_in, _record_lines, _seen, browser, page  # noqa: F401
+from tests.e2e.test_console import (_fill_order, _log_in, _record_lines, _seen, _shot,  # noqa: F401
+                                    browser, page)
 from tests.e2e.test_oneline_calls import (AGENT, SIPP_AGENT, _at, _back_with_the_agent, _capture,
                                           _marker, _order, _packets_to_agent, _stop,
                                           _when_the_agent_talks_to_the_caller,
@@ -95,13 +96,19 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
         expiry = page.locator("#progress li[data-step=expiry]")
         expiry.get_by_role("button", name="Ask the caller for the Expiry date again").click()
         expect(expiry).to_contain_text("ask again requested")
+        expect(page.locator("#progress li[data-step=cvv2]")).to_have_attribute(
+            "data-status", "pending")  # not asked for before the expiry is keyed
+        _shot(page, "console-talkthrough-ask-again.png")
         cues.send("enter_expiry")  # the wrong expiry: discarded, and the expiry asked again
         stack.wait_for_prompt(marker, "enter_expiry", count=2)
         stack.wait_for_prompt(marker, "ask_again")
         expect(expiry).to_contain_text("Expiry date: in progress (asked again)")
         cues.send("expiry again")
         stack.wait_for_prompt(marker, "enter_cvv2")
-        expect(expiry).to_have_text("Expiry date: 4 digits entered (asked again)")
+        # Keyed, and still offered for asking again until it goes to the acquirer with the CVV2.
+        expect(expiry).to_contain_text("Expiry date: 4 digits entered (asked again)")
+        expect(expiry.get_by_role("button", name="Ask the caller for the Expiry date again")
+               ).to_be_visible()
         cvv2 = page.locator("#progress li[data-step=cvv2]")
         expect(cvv2.get_by_role("button", name="Ask the caller for the CVV2 again")).to_be_visible()
         cues.send("enter_cvv2")
@@ -120,8 +127,11 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
         expect(page.locator("#progress li[data-step=answered]")).to_have_text(
             "客户已进入安全输入，坐席保持通话: 完成")
         page.locator("#language").click()
+        # Bridged back once the result has been read out: the page sees the agent's call again.
+        _when_the_agent_talks_to_the_caller(stack)
+        expect(call).to_have_attribute("data-state", "on-call")
+        _shot(page, "console-talkthrough-approved.png")
         _back_with_the_agent(stack, cues, caller, agent)
-        expect(call).to_have_attribute("data-state", "on-call")  # bridged back, seen by the page
     finally:
         _stop(capture)
     assert [(h.get("event"), h.get("about")) for h in final["history"] if h.get("about")] == [

@@ -186,3 +186,15 @@ def test_a_talk_through_payment_says_so_with_the_same_field_lines_as_the_hard_sw
     assert held["payment"]["oneline_style"] == ""
     assert talking["lines"] == held["lines"]
     assert talking["payment"]["ask_again"] == held["payment"]["ask_again"] == ["pin"]
+
+
+def test_asking_again_for_the_expiry_while_it_is_keyed_leaves_the_cvv2_pending() -> None:
+    """A note written while the payment is confirmed (here the agent's ask-again request for
+    the expiry) is no step of the flow: the CVV2 is not asked for yet."""
+    history = [_entry("created"), _entry("risk_passed"), _entry("answered"), _entry("confirmed"),
+               _entry("confirmed", "ask again requested", event="ask_again_requested",
+                      about="expiry")]
+    view = progress(_payment("confirmed", mode="oneline", card_type="credit"), history)
+    lines = _lines(view)
+    assert lines["expiry"] == ("active", None) and lines["cvv2"] == ("pending", None)
+    assert view["payment"]["ask_again"] == ["expiry"]
