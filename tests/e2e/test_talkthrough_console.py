@@ -42,10 +42,28 @@ pytestmark = pytest.mark.e2e
 NOT_THE_EXPIRY = "0631"
 NOT_THE_CVV2 = "505"
 TELEPHONE_EVENT = 101  # the payload type SIPp's phones and Asterisk agree on for RFC 4733
+PAY = Key("1", cue="confirm_menu", label="1 to pay")
 
 
 def _mmyy(card) -> str:
     return card.expiry[2:] + card.expiry[:2]  # the card book says YYMM, callers key MMYY
+
+
+def _answer(stack, cues: Cues, marker: str, *prompts: str) -> None:
+    """The caller answers each of ``prompts`` once the IVR has played it: in these tests a
+    caller's step is cued by the name of the prompt it answers."""
+    for prompt in prompts:
+        stack.wait_for_prompt(marker, prompt)
+        cues.send(prompt)
+
+
+def _asked_again(stack, cues: Cues, marker: str, prompt: str) -> None:
+    """The caller keys the entry the agent asked again for (cue ``prompt``): it is discarded,
+    the IVR says "please enter it again" and asks ``prompt`` anew (the next cue is
+    ``prompt + " again"``)."""
+    cues.send(prompt)
+    stack.wait_for_prompt(marker, prompt, count=2)
+    stack.wait_for_prompt(marker, "ask_again")
 
 
 def _one_authorization_approved(stack, journal_before: int) -> None:
@@ -66,9 +84,9 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
     capture = _capture(agent_capture, SIPP_AGENT)
     try:
         agent, cues, caller = _talking(stack, "tt_console_page", [
-            Key("1", cue="menu", label="1 to pay"),
+            PAY,
             Key(NOT_THE_EXPIRY, cue="enter_expiry", label="an expiry the caller got wrong"),
-            Key(_mmyy(card), cue="expiry again", label="the expiry, asked again"),
+            Key(_mmyy(card), cue="enter_expiry again", label="the expiry, asked again"),
             Key(card.cvv2, cue="enter_cvv2", label="CVV2"),
         ], hang_up_on_cue="back with the agent")
         _log_in(page, stack)
@@ -88,8 +106,7 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
         payment = stack.get(f"/v1/payments/{payment_id}")
         assert payment["oneline_style"] == "talk-through" and payment["agent_id"] == AGENT
         marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
+        _answer(stack, cues, marker, "confirm_menu")
         stack.wait_for_prompt(marker, "enter_expiry")
 
         # The caller says the expiry they are keying is wrong: the agent asks for it again.
@@ -99,11 +116,9 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
         expect(page.locator("#progress li[data-step=cvv2]")).to_have_attribute(
             "data-status", "pending")  # not asked for before the expiry is keyed
         _shot(page, "console-talkthrough-ask-again.png")
-        cues.send("enter_expiry")  # the wrong expiry: discarded, and the expiry asked again
-        stack.wait_for_prompt(marker, "enter_expiry", count=2)
-        stack.wait_for_prompt(marker, "ask_again")
+        _asked_again(stack, cues, marker, "enter_expiry")
         expect(expiry).to_contain_text("Expiry date: in progress (asked again)")
-        cues.send("expiry again")
+        cues.send("enter_expiry again")
         stack.wait_for_prompt(marker, "enter_cvv2")
         # Keyed, and still offered for asking again until it goes to the acquirer with the CVV2.
         expect(expiry).to_contain_text("Expiry date: 4 digits entered (asked again)")
@@ -148,10 +163,10 @@ def test_talk_through_the_agent_asks_again_for_the_cvv2(stack) -> None:
     capture = _capture(agent_capture, SIPP_AGENT)
     try:
         agent, cues, caller = _talking(stack, "tt_console_cvv2", [
-            Key("1", cue="menu", label="1 to pay"),
+            PAY,
             Key(_mmyy(card), cue="enter_expiry", label="expiry"),
             Key(NOT_THE_CVV2, cue="enter_cvv2", label="a CVV2 the caller got wrong"),
-            Key(card.cvv2, cue="CVV2 again", label="the CVV2, asked again"),
+            Key(card.cvv2, cue="enter_cvv2 again", label="the CVV2, asked again"),
         ], hang_up_on_cue="back with the agent")
         console = _Console(stack)
         journal_before = len(stack.journal())
@@ -159,18 +174,13 @@ def test_talk_through_the_agent_asks_again_for_the_cvv2(stack) -> None:
             **_order(card, "52.00", "13800138232"), "mode": "talk-through"})
         assert status == 201, payment
         marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
-        stack.wait_for_prompt(marker, "enter_expiry")
-        cues.send("enter_expiry")
+        _answer(stack, cues, marker, "confirm_menu", "enter_expiry")
         stack.wait_for_prompt(marker, "enter_cvv2")
         status, shown = console.post(f"/console/api/payments/{payment['id']}/ask-again",
                                      {"field": "cvv2"})
         assert status == 202, shown
-        cues.send("enter_cvv2")  # the wrong CVV2: discarded, and the CVV2 asked again
-        stack.wait_for_prompt(marker, "enter_cvv2", count=2)
-        stack.wait_for_prompt(marker, "ask_again")
-        cues.send("CVV2 again")
+        _asked_again(stack, cues, marker, "enter_cvv2")
+        cues.send("enter_cvv2 again")
         final = _approved(stack, payment)
         _back_with_the_agent(stack, cues, caller, agent)
     finally:
@@ -216,15 +226,14 @@ def test_talk_through_the_agents_keys_do_not_reach_the_spy(stack) -> None:
                             AGENT, cues=agent_cues)
         cues = Cues()
         caller = stack.start_call(Call("tt_agent_keys", "8100", [
-            Key("1", cue="menu", label="1 to pay"),
+            PAY,
             Key(card.pin + "#", cue="enter_pin", label="PIN"),
         ], hang_up_on_cue="back with the agent", voice_hz=CALLER_HZ), cues=cues)
         _when_the_agent_talks_to_the_caller(stack)
         mark = stack.asterisk_mark()
         payment = _talk_through_order(stack, card, "53.00", "13800138233")
         marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
+        _answer(stack, cues, marker, "confirm_menu")
         stack.wait_for_prompt(marker, "enter_pin")
         agent_cues.send("agent keys")
         assert stack.wait_until(lambda: _keys_sent(_packets_to_agent(from_agent), 0) == 2, 15), \
@@ -281,16 +290,13 @@ def test_talk_through_with_the_prompts_to_both(stack, prompts_to_both) -> None:
                 _capture(caller_capture, bpf=f"udp dst port {CALLER_RTP_PORT}")]
     try:
         agent, cues, caller = _talking(stack, "tt_both", [
-            Key("1", cue="menu", label="1 to pay"),
+            PAY,
             Key(card.pin + "#", cue="enter_pin", label="PIN"),
         ], hang_up_on_cue="back with the agent")
         journal_before = len(stack.journal())
         payment = _talk_through_order(stack, card, "54.00", "13800138234")
         marker = _marker(payment)
-        stack.wait_for_prompt(marker, "confirm_menu")
-        cues.send("menu")
-        stack.wait_for_prompt(marker, "enter_pin")
-        cues.send("enter_pin")
+        _answer(stack, cues, marker, "confirm_menu", "enter_pin")
         final = _approved(stack, payment)
         heard_by_agent = stack.prompt_names(f"voicepay agent talking through {payment['id']}")
         _back_with_the_agent(stack, cues, caller, agent)
