@@ -281,8 +281,9 @@ def prompts_to_both(stack) -> Iterator[None]:
 def test_talk_through_with_the_prompts_to_both(stack, prompts_to_both) -> None:
     """The agent hears the payment IVR's prompts as the caller does: each second the caller was
     played something besides the agent's voice, the agent was played something besides the
-    caller's voice, and the other way round; both still hear each other throughout, and the
-    agent's leg carries no telephone-event, no SIP INFO and no tone a DTMF detector accepts."""
+    caller's voice, and the other way round; both still hear each other, the agent does not
+    hear their own voice back, and the agent's leg carries no telephone-event, no SIP INFO and
+    no tone a DTMF detector accepts."""
     card = find_test_card("approve")
     agent_capture = stack.work_dir / "tt_both_agent_leg.pcapng"
     caller_capture = stack.work_dir / "tt_both_caller_leg.pcapng"
@@ -323,6 +324,10 @@ def test_talk_through_with_the_prompts_to_both(stack, prompts_to_both) -> None:
     assert sum(prompts_to_agent) >= 3, prompts_to_agent
     assert prompts_to_agent == prompts_to_caller, (prompts_to_agent, prompts_to_caller)
     assert all(caller_heard) and sum(agent_heard) >= 3, (caller_heard, agent_heard)
+    # The spy takes what is played to the caller before the agent's whisper is mixed in: the
+    # agent does not hear their own voice back.
+    echoed = _seconds_heard(to_agent, SIPP_AGENT.rtp_port, secure, done, AGENT_HZ)
+    assert not any(echoed), echoed
     keypad = dtmf_sent_to_agent(to_agent, secure, done)
     assert keypad["rtp_packets"] > 50, keypad
     assert keypad["telephone_events"] == 0 and keypad["sip_info"] == 0, keypad
