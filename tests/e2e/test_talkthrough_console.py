@@ -14,9 +14,11 @@ test_talkthrough_calls.py, whose helpers these tests share.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -47,6 +49,18 @@ PAY = Key("1", cue="confirm_menu", label="1 to pay")
 
 def _mmyy(card) -> str:
     return card.expiry[2:] + card.expiry[:2]  # the card book says YYMM, callers key MMYY
+
+
+@contextlib.contextmanager
+def _agent_leg(stack, name: str) -> Iterator[Path]:
+    """While the block runs, capture what Asterisk sends the agent's phone (its SIP and RTP
+    ports) into the file yielded; tshark is stopped however the block ends."""
+    path = stack.work_dir / f"{name}_agent_leg.pcapng"
+    capture = _capture(path, SIPP_AGENT)
+    try:
+        yield path
+    finally:
+        _stop(capture)
 
 
 def _answer(stack, cues: Cues, marker: str, *prompts: str) -> None:
@@ -80,9 +94,7 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
     agent, the page shows each field's progress as for the hard switch, and the agent asks
     again for the expiry from it; only the expiry keyed afterwards reaches the acquirer."""
     card = find_test_card("credit_approve")
-    agent_capture = stack.work_dir / "tt_console_page_agent_leg.pcapng"
-    capture = _capture(agent_capture, SIPP_AGENT)
-    try:
+    with _agent_leg(stack, "tt_console_page") as agent_capture:
         agent, cues, caller = _talking(stack, "tt_console_page", [
             PAY,
             Key(NOT_THE_EXPIRY, cue="enter_expiry", label="an expiry the caller got wrong"),
@@ -147,8 +159,6 @@ def test_talk_through_from_the_console_page_with_the_expiry_asked_again(
         expect(call).to_have_attribute("data-state", "on-call")
         _shot(page, "console-talkthrough-approved.png")
         _back_with_the_agent(stack, cues, caller, agent)
-    finally:
-        _stop(capture)
     assert [(h.get("event"), h.get("about")) for h in final["history"] if h.get("about")] == [
         ("ask_again_requested", "expiry"), ("asked_again", "expiry")]
     _nothing_keyed_reached_the_agent(agent_capture, final)
@@ -159,9 +169,7 @@ def test_talk_through_the_agent_asks_again_for_the_cvv2(stack) -> None:
     console while it is asked: that entry is discarded, the caller hears "please enter it
     again" and the CVV2 question, and only the CVV2 keyed then reaches the acquirer."""
     card = find_test_card("credit_approve")
-    agent_capture = stack.work_dir / "tt_console_cvv2_agent_leg.pcapng"
-    capture = _capture(agent_capture, SIPP_AGENT)
-    try:
+    with _agent_leg(stack, "tt_console_cvv2") as agent_capture:
         agent, cues, caller = _talking(stack, "tt_console_cvv2", [
             PAY,
             Key(_mmyy(card), cue="enter_expiry", label="expiry"),
@@ -183,8 +191,6 @@ def test_talk_through_the_agent_asks_again_for_the_cvv2(stack) -> None:
         cues.send("enter_cvv2 again")
         final = _approved(stack, payment)
         _back_with_the_agent(stack, cues, caller, agent)
-    finally:
-        _stop(capture)
     _one_authorization_approved(stack, journal_before)
     assert [(h.get("event"), h.get("about")) for h in final["history"] if h.get("about")] == [
         ("ask_again_requested", "cvv2"), ("asked_again", "cvv2")]
