@@ -83,6 +83,9 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_CALLBACK_CALLER_NUMBER": "caller number the cardholder sees",
     "VOICEPAY_ONELINE_MAX_AMOUNT": "largest one-line payment for a cardholder not seen before (yuan); "
                                    "returning cardholders have no such cap",
+    "VOICEPAY_TALKTHROUGH_PROMPTS": "talk-through payments: `caller`, the payment IVR's prompts go "
+                                    "to the caller only; `both`, the agent hears them too (never a "
+                                    "digit or a tone; README, \"Talk-through\")",
     "VOICEPAY_SIGNATURE_WINDOW_SECONDS": "merchant API: how far a signed request's timestamp may be "
                                          "from our clock (nonces are kept twice as long)",
     "VOICEPAY_BANNED_MCCS": "merchant categories (comma-separated MCCs) banned on top of the built-in "

@@ -15,11 +15,14 @@ from typing import TypeVar
 from ivr.money import Money
 from ivr.payments.settlement_day import Cutoff
 
-__all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT", "LOOPBACK_NETWORKS"]
+__all__ = ["Settings", "load_settings", "load_from_env", "REPO_ROOT", "LOOPBACK_NETWORKS",
+           "TALKTHROUGH_PROMPTS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every loopback address, IPv4 and IPv6: who may reach what listens on this machine only.
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+# Who hears the prompts of a talk-through payment (Settings.talkthrough_prompts).
+TALKTHROUGH_PROMPTS = ("caller", "both")
 
 
 def _env(name: str, default: str) -> str:
@@ -111,6 +114,10 @@ class Settings:
     # One-line payments: the largest amount for a cardholder not seen before (yuan).
     oneline_max_amount: str = field(metadata={"env": "VOICEPAY_ONELINE_MAX_AMOUNT"},
                                     default="2000.00")
+    # Talk-through one-line payments: who hears the payment IVR's prompts, "caller" (the caller
+    # only) or "both" (the agent too, never a digit or a tone: README, "Talk-through").
+    talkthrough_prompts: str = field(metadata={"env": "VOICEPAY_TALKTHROUGH_PROMPTS"},
+                                     default="caller")
     # Merchant API: a signed request's timestamp may be this far from our clock, either way; its
     # nonce is remembered for twice as long, so a replay is refused for as long as it could verify.
     signature_window_seconds: int = field(metadata={"env": "VOICEPAY_SIGNATURE_WINDOW_SECONDS"},
@@ -232,6 +239,14 @@ class Settings:
     @property
     def oneline_max(self) -> Money:
         return Money.parse(self.oneline_max_amount)
+
+    @property
+    def talkthrough_prompts_to_agent(self) -> bool:
+        """VOICEPAY_TALKTHROUGH_PROMPTS as a choice; any other value stops the service at start."""
+        if self.talkthrough_prompts not in TALKTHROUGH_PROMPTS:
+            raise ValueError(f"VOICEPAY_TALKTHROUGH_PROMPTS must be one of "
+                             f"{', '.join(TALKTHROUGH_PROMPTS)}, not {self.talkthrough_prompts!r}")
+        return self.talkthrough_prompts == "both"
 
     @property
     def max_payment(self) -> Money:

@@ -49,6 +49,7 @@ FILE_SECONDS: dict[str, float] = {
     "tests/e2e/test_oneline_calls.py": 311,
     "tests/e2e/test_selfservice_calls.py": 285,
     "tests/e2e/test_softphones.py": 231,
+    "tests/e2e/test_talkthrough_console.py": 180,  # measured alone, 2026-11-28
     "tests/e2e/test_asterisk_security.py": 139,
     "tests/e2e/test_sip_edge.py": 138,
     "tests/e2e/test_overload.py": 124,  # measured alone in its own namespace, 2026-11-28

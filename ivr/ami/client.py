@@ -31,7 +31,8 @@ __all__ = ["AmiClient", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS", "REDIRECT_CON
 # a cardholder starts in the callback flow; a one-line payment moves the caller into the payment
 # IVR and the agent aside (or, talk-through, to listen and talk to the caller), and back.
 ORIGINATE_CONTEXTS = frozenset({"pay-callback"})
-REDIRECT_CONTEXTS = frozenset({"pay-oneline", "agent-wait", "agent-talkthrough", "agent-released"})
+REDIRECT_CONTEXTS = frozenset({"pay-oneline", "agent-wait", "agent-talkthrough",
+                               "agent-talkthrough-prompts", "agent-released"})
 
 # What each kind of value may be. None admits CR/LF, "&", ",", "|", "$", "{", quotes, spaces or
 # parentheses (a function call), and each is bounded in length.

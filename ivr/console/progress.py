@@ -133,9 +133,11 @@ def progress(payment: Payment, history: list[dict[str, str]]) -> dict[str, Any]:
                 if step in lines:
                     lines[step].status = "done"
             lines["confirmed"].status = "active"  # the order is read out, then "1 to pay"
-        elif state == S.CONFIRMED:
+        elif state == S.CONFIRMED and event is None:
+            # The transition itself: a note written while confirmed (an ask-again request, an
+            # ID check) carries the state too, and asks for no next field.
             lines["confirmed"].status = "done"
-            if "id" in lines and lines["id"].status in ("pending", "rejected") and event is None:
+            if "id" in lines and lines["id"].status in ("pending", "rejected"):
                 lines["id"].status = "active"  # the ID question follows "1 to pay"
             elif payment.card_type == "credit":
                 field_keyed_next()  # the expiry prompt follows "1 to pay"
@@ -206,6 +208,7 @@ def _summary(payment: Payment, status: str) -> dict[str, Any]:
         "id": payment.id,
         "status": status,
         "mode": payment.mode.value if payment.mode else "",
+        "oneline_style": payment.oneline_style,  # "talk-through", or "" (the hard switch)
         "amount": payment.amount.yuan,
         "merchant_order_id": payment.merchant_order_id,
         "card": f"{payment.pan_first6}******{payment.pan_last4}" if payment.pan_last4 else "",

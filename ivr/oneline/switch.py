@@ -10,7 +10,10 @@
     talk-through                → the same Redirect, but the agent goes to [agent-talkthrough]:
                                   ChanSpy on the caller's channel, hearing only the caller's
                                   voice (never a digit event, never a prompt) and whispering to
-                                  the caller; the recording is not paused (README, "Talk-through")
+                                  the caller; the recording is not paused (README, "Talk-through").
+                                  With the prompts to both (VOICEPAY_TALKTHROUGH_PROMPTS), the
+                                  agent goes to [agent-talkthrough-prompts] instead, and also
+                                  hears what is played to the caller
     resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
     release the agent           → the caller hung up: agent → [agent-released]
     return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
@@ -37,6 +40,11 @@ log = logging.getLogger(__name__)
 # bridges the caller's leg to the agent's (or offers the queue if the agent has gone).
 PAYMENT_CONTEXT = "pay-oneline"
 BACK_TO_AGENT = "back-to-agent"
+# Where the agent waits while the caller keys: held apart, or talking through (listening to the
+# caller's voice only, or to the caller's voice and the prompts played to the caller).
+HELD_APART = "agent-wait"
+TALKING_THROUGH = "agent-talkthrough"
+TALKING_THROUGH_WITH_PROMPTS = "agent-talkthrough-prompts"
 # AMI answers nothing, or its connection is down, or a value (a channel name Asterisk listed)
 # was refused before the wire: the switch cannot be done or checked.
 _AMI_ERRORS = (ConnectionError, asyncio.TimeoutError, UnsafeAmiValue)
@@ -85,8 +93,10 @@ class AgentCall:
 
 
 class OnelineSwitch:
-    def __init__(self, ami: AmiClient) -> None:
+    def __init__(self, ami: AmiClient, *, prompts_to_agent: bool = False) -> None:
+        """``prompts_to_agent``: in talk-through, the agent hears the prompts too."""
         self._ami = ami
+        self._talking_through = TALKING_THROUGH_WITH_PROMPTS if prompts_to_agent else TALKING_THROUGH
 
     async def find(self, agent_id: str) -> AgentCall:
         try:
@@ -120,7 +130,7 @@ class OnelineSwitch:
                       call.agent_channel, dv.CALLER_CHANNEL, call.caller_channel))
                   and await self._ami.redirect(
                       call.caller_channel, PAYMENT_CONTEXT, extra_channel=call.agent_channel,
-                      extra_context="agent-talkthrough" if talk_through else "agent-wait"))
+                      extra_context=self._talking_through if talk_through else HELD_APART))
         except _AMI_ERRORS:
             ok = False
         if not ok:

@@ -171,10 +171,11 @@ class E2E:
         slot = int(number[-1])
         return self.uas(callee, 5070 + slot, 17000 + 100 * slot)
 
-    def agent(self, callee: Callee, agent_id: str) -> subprocess.Popen:
-        """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0)."""
+    def agent(self, callee: Callee, agent_id: str, *, cues: Cues | None = None) -> subprocess.Popen:
+        """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0); an
+        agent whose keys are cued (Key(cue=...)) talks to ``cues``."""
         slot = int(agent_id[-1])
-        return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
+        return self.uas(callee, 5080 + slot, 17500 + 10 * slot, cues=cues)
 
     def start_call(self, call: Call, *, media_port: int = 16000, cues: Cues | None = None,
                    caller_ip: str = "127.0.0.1") -> subprocess.Popen:
@@ -195,7 +196,8 @@ class E2E:
             cues.connected()
         return process
 
-    def uas(self, callee: Callee, port: int, media_port: int) -> subprocess.Popen:
+    def uas(self, callee: Callee, port: int, media_port: int, *,
+            cues: Cues | None = None) -> subprocess.Popen:
         directory = self.work_dir / f"callee-{callee.name}"
         scenario = write_uas_scenario(callee, directory)
         log = self.work_dir / f"{callee.name}.sipp.log"
@@ -203,9 +205,13 @@ class E2E:
                 "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err",
                 "-error_file", str(log)]
+        if cues is not None:
+            argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         self.started.append(process)
+        if cues is not None:
+            cues.connected()
         # The platform may dial as soon as the test submits an order: SIPp must be listening.
         if not self.wait_until(lambda: _udp_listening(port) or process.poll() is not None, 15) \
                 or process.poll() is not None:

@@ -235,6 +235,17 @@ async def test_a_one_line_payment_is_taken_in_the_agents_own_call(console: Conso
     assert (order.mode, order.agent_id) == ("oneline", "7102")
 
 
+async def test_a_talk_through_payment_is_taken_in_the_agents_own_call(console: Console) -> None:
+    """The page's talk-through choice reaches the order service as the API's mode, for the
+    agent logged in."""
+    csrf = await console.logged_in("7102")
+    body = {**ORDER, "mode": "talk-through", "agent_id": "7101"}
+    assert (await console.post("/console/api/orders/check", body, csrf=csrf)).status == 200
+    await console.post("/console/api/payments", body, csrf=csrf)
+    (order,) = console.client.server.app[ORDERS].orders
+    assert (order.mode, order.agent_id) == ("talk-through", "7102")
+
+
 async def test_progress_arrives_as_server_sent_events_until_the_payment_is_final(
         console: Console) -> None:
     csrf = await console.logged_in()

@@ -215,6 +215,29 @@ async def test_talk_through_keeps_the_agent_listening_and_the_recording_running(
     assert not [h for h in await _history(api, body["id"]) if h.get("event")]
 
 
+async def test_talk_through_with_the_prompts_to_both_sends_the_agent_to_hear_them_too(
+        tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
+        fake_ami: FakeAmi) -> None:
+    """VOICEPAY_TALKTHROUGH_PROMPTS=both: the agent goes to [agent-talkthrough-prompts] (ChanSpy
+    on both directions of the caller's channel); the caller's side is as for caller-only."""
+    async with running_service(tmp_path, redis_server, redis_client, fake_ami,
+                               talkthrough_prompts="both") as api:
+        status, body = await api.post_order(**{**ONELINE, "mode": "talk-through"})
+    assert status == 201 and body["oneline_style"] == "talk-through", body
+    redirect = await fake_ami.received("Redirect")
+    assert (redirect["Channel"], redirect["Context"]) == (CALLER_CHANNEL, "pay-oneline")
+    assert (redirect["ExtraChannel"], redirect["ExtraContext"]) == (
+        AGENT_CHANNEL, "agent-talkthrough-prompts")
+    assert fake_ami.sent("MixMonitorMute") == []
+
+
+def test_the_talk_through_prompts_setting_is_a_choice() -> None:
+    assert not load_settings().talkthrough_prompts_to_agent  # the caller only, by default
+    assert load_settings(talkthrough_prompts="both").talkthrough_prompts_to_agent
+    with pytest.raises(ValueError, match="VOICEPAY_TALKTHROUGH_PROMPTS must be one of caller, both"):
+        load_settings(talkthrough_prompts="agent").talkthrough_prompts_to_agent
+
+
 async def test_a_recording_that_cannot_be_paused_refuses_the_switch(api: Api,
                                                                     fake_ami: FakeAmi) -> None:
     """Asterisk refuses the mute (no such channel, no recording on it): the caller stays with

@@ -172,3 +172,29 @@ def test_ask_again_is_offered_for_the_field_being_keyed_until_it_is_sent() -> No
     # A callback's cardholder has no agent to ask them again.
     assert progress(_payment("pin_entry"), [*CALLED, _entry("pin_entry")])["payment"][
         "ask_again"] == []
+
+
+def test_a_talk_through_payment_says_so_with_the_same_field_lines_as_the_hard_switch() -> None:
+    """The page names a talk-through payment by its style ("you stay on the line", not "held
+    apart"); its field lines and ask-again are exactly the hard switch's."""
+    history = [_entry("created"), _entry("risk_passed"), _entry("answered"),
+               _entry("confirmed"), _entry("pin_entry")]
+    talking = progress(_payment("pin_entry", mode="oneline", oneline_style="talk-through"),
+                       history)
+    held = progress(_payment("pin_entry", mode="oneline"), history)
+    assert talking["payment"]["oneline_style"] == "talk-through"
+    assert held["payment"]["oneline_style"] == ""
+    assert talking["lines"] == held["lines"]
+    assert talking["payment"]["ask_again"] == held["payment"]["ask_again"] == ["pin"]
+
+
+def test_asking_again_for_the_expiry_while_it_is_keyed_leaves_the_cvv2_pending() -> None:
+    """A note written while the payment is confirmed (here the agent's ask-again request for
+    the expiry) is no step of the flow: the CVV2 is not asked for yet."""
+    history = [_entry("created"), _entry("risk_passed"), _entry("answered"), _entry("confirmed"),
+               _entry("confirmed", "ask again requested", event="ask_again_requested",
+                      about="expiry")]
+    view = progress(_payment("confirmed", mode="oneline", card_type="credit"), history)
+    lines = _lines(view)
+    assert lines["expiry"] == ("active", None) and lines["cvv2"] == ("pending", None)
+    assert view["payment"]["ask_again"] == ["expiry"]

@@ -8,21 +8,25 @@ const TEXT = {
     title: "voicepay 坐席控制台", skip: "跳到主要内容", logout: "退出登录", login_title: "坐席登录",
     agent_id: "坐席工号（分机号）", password: "密码", login: "登录", call_title: "当前通话",
     pay_title: "发起支付", mode: "方式", mode_callback: "回拨持卡人手机",
-    mode_oneline: "在当前通话中支付（一线通）", merchant_order_id: "商户订单号", amount: "金额（元）",
+    mode_oneline: "在当前通话中支付（一线通）",
+    mode_talkthrough: "在当前通话中支付，坐席不离开（通话中支付）", merchant_order_id: "商户订单号", amount: "金额（元）",
     description: "商品说明", cardholder_name: "持卡人姓名", id_number: "身份证号",
     mobile: "持卡人手机号", card_number: "卡号", call_language: "语音语言", start: "发起支付",
     progress_title: "支付进度", cancel: "取消支付", retry: "重新发起", history_title: "我的支付记录",
     search_label: "按商户订单号查找", search: "查找", col_time: "时间", col_card: "卡号",
     col_mode: "方式", col_status: "状态", callback: "回拨", oneline: "一线通",
+    talkthrough: "通话中支付",
     on_call: (n) => `通话中，来电号码 ${n}`, no_call: "当前没有通话",
     caller_in_ivr: "客户正在支付语音中输入，您已与客户隔离（播放等待音乐）",
+    caller_talking_through: "客户正在支付语音中输入，您仍可与客户通话，但听不到按键",
     call_unavailable: "暂时无法查询通话（电话系统无响应）",
     session_ended: "会话已结束，请重新登录。", csrf: "请求被拒绝：请刷新页面。",
     invalid: (field, reason) => `${field}：${reason}`, no_payments: "没有记录",
     summary: (p) => `${p.merchant_order_id} · ¥${p.amount} · 卡号 ${p.card || "—"}`,
     steps: {
       waiting: "订单受理（风控检查）", calling: "呼叫持卡人", ringing: "振铃", answered: "已接听",
-      answered_oneline: "客户已进入支付语音，坐席已隔离", confirmed: "持卡人确认支付（按 1）",
+      answered_oneline: "客户已进入支付语音，坐席已隔离",
+      answered_talkthrough: "客户已进入安全输入，坐席保持通话", confirmed: "持卡人确认支付（按 1）",
       id: "身份证号验证", pin: "密码", expiry: "有效期", cvv2: "安全码（CVV2）",
       authorizing: "授权", result: "结果",
     },
@@ -54,15 +58,17 @@ const TEXT = {
     login_title: "Agent login", agent_id: "Agent id (extension)", password: "Password", login: "Log in",
     call_title: "Your call", pay_title: "Take a payment", mode: "How",
     mode_callback: "Call the cardholder's mobile back", mode_oneline: "In the call I am on now (one-line)",
+    mode_talkthrough: "In the call I am on now, staying on the line (talk-through)",
     merchant_order_id: "Merchant order id", amount: "Amount (yuan)", description: "Description",
     cardholder_name: "Cardholder name", id_number: "ID number", mobile: "Cardholder mobile",
     card_number: "Card number", call_language: "Language of the call", start: "Start payment",
     progress_title: "Payment progress", cancel: "Cancel payment", retry: "Try again",
     history_title: "My payments", search_label: "Find by merchant order id", search: "Find",
     col_time: "Time", col_card: "Card", col_mode: "How", col_status: "Status",
-    callback: "callback", oneline: "one-line",
+    callback: "callback", oneline: "one-line", talkthrough: "talk-through",
     on_call: (n) => `On a call with ${n}`, no_call: "You are not on a call",
     caller_in_ivr: "The caller is keying in the payment IVR; you are held apart (hold music)",
+    caller_talking_through: "The caller is keying in the payment IVR; you can still talk, and you hear no key",
     call_unavailable: "Your call cannot be looked up now (the phone system does not answer)",
     session_ended: "Your session has ended: log in again.", csrf: "Request refused: reload the page.",
     invalid: (field, reason) => `${field}: ${reason}`, no_payments: "No payments",
@@ -70,6 +76,7 @@ const TEXT = {
     steps: {
       waiting: "Order accepted (risk check)", calling: "Calling the cardholder", ringing: "Ringing",
       answered: "Answered", answered_oneline: "Caller in the payment IVR, you are held apart",
+      answered_talkthrough: "Caller in secure capture, you stay on the line",
       confirmed: "Cardholder confirmed (pressed 1)", id: "ID number check", pin: "PIN",
       expiry: "Expiry date", cvv2: "CVV2", authorizing: "Authorizing", result: "Result",
     },
@@ -108,6 +115,10 @@ let agentSession = null;  // who is logged in, for the header
 
 const $ = (id) => document.getElementById(id);
 const t = () => TEXT[lang];
+// The modes in which a payment is taken inside the agent's own call (the form's values).
+const IN_CALL_MODES = ["oneline", "talk-through"];
+// How a payment was taken, as the texts name it: "callback", "oneline" or "talkthrough".
+function kind(p) { return p.oneline_style === "talk-through" ? "talkthrough" : p.mode; }
 function reason(d) { return t().reasons[d.response_code] || d.reason || ""; }
 
 function applyLanguage() {
@@ -181,15 +192,18 @@ async function refreshCall() {
   const el = $("call");
   el.dataset.state = data.on_call ? "on-call" : data.reason;
   el.dataset.caller = data.caller_number || "";
-  // While a one-line payment runs, the agent is held apart from the caller: no bridge to show.
+  // While a one-line payment runs, the agent is held apart from the caller, or (talk-through)
+  // listens to them from outside any bridge: no bridge to show.
   const inIvr = !data.on_call && lastView && lastView.payment.mode === "oneline" && !lastView.payment.final;
-  if (inIvr) el.dataset.state = "caller-in-ivr";
+  const talking = inIvr && kind(lastView.payment) === "talkthrough";
+  if (inIvr) el.dataset.state = talking ? "caller-talking-through" : "caller-in-ivr";
   el.textContent = data.on_call ? t().on_call(data.caller_number)
+    : talking ? t().caller_talking_through
     : inIvr ? t().caller_in_ivr
     : (data.reason === "unavailable" ? t().call_unavailable : t().no_call);
   // A caller whose number is a mainland mobile: the likely cardholder's mobile, to confirm.
   if (data.on_call && /^1[0-9]{10}$/.test(data.caller_number || "") &&
-      $("order").mode.value === "oneline" && !$("mobile").value) {
+      IN_CALL_MODES.includes($("order").mode.value) && !$("mobile").value) {
     $("mobile").value = data.caller_number;
   }
 }
@@ -274,10 +288,10 @@ function follow(paymentId) {
   };
 }
 
-function lineText(line, mode) {
+function lineText(line, payment) {
   const T = t();
   let label = T.steps[line.step];
-  if (line.step === "answered" && mode === "oneline") label = T.steps.answered_oneline;
+  if (line.step === "answered" && payment.mode === "oneline") label = T.steps[`answered_${kind(payment)}`];
   const d = line.detail || {};
   let state;
   if (line.step === "result" && d.state) state = T.results[d.state] ? T.results[d.state](d) : d.state;
@@ -310,7 +324,7 @@ function renderProgress(view) {
     item.dataset.step = line.step;
     item.dataset.status = line.status;
     item.className = `line ${line.status}`;
-    item.textContent = lineText(line, p.mode);
+    item.textContent = lineText(line, p);
     // "Ask again" on a field the caller is keying or has keyed, until it goes to the acquirer.
     if ((p.ask_again || []).includes(line.step)) {
       const button = document.createElement("button");
@@ -360,7 +374,7 @@ async function loadHistory(event) {
     const row = body.insertRow();
     row.dataset.payment = p.id;
     const when = p.created_at ? new Date(p.created_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "";
-    for (const value of [when, p.merchant_order_id, p.amount, p.card, t()[p.mode] || p.mode,
+    for (const value of [when, p.merchant_order_id, p.amount, p.card, t()[kind(p)] || p.mode,
                          t().results[p.status] ? t().results[p.status](p) : p.status]) {
       row.insertCell().textContent = value;
     }
