@@ -345,3 +345,9 @@ def test_the_api_orders_are_well_formed_callback_orders():
     order = parse_order(order_body("B1N0000001", "13912300001"), maximum=Money.parse("50000.00"))
     assert (order.mode, order.amount, order.mobile) == ("callback", Money.parse("1.00"),
                                                         "13912300001")
+
+
+def test_the_ivr_session_limit_the_bench_sets_stays_above_asterisks():
+    from bench.load.__main__ import ivr_sessions_above
+    assert ivr_sessions_above(3000) == 3750
+    assert all(ivr_sessions_above(n) > n for n in (1, 2, 20, 240))
