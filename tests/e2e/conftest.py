@@ -102,13 +102,15 @@ class E2E:
         file beside the WAV was played as is, ``slin`` when a WAV was transcoded). ``since`` (asterisk_mark()) skips earlier calls
         with the same marker."""
         lines = self._asterisk_log()[since:]
-        for index, line in enumerate(lines):
-            found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
-            if found:
-                channel = found.group(1)
-                return [m.group(1) for later in lines[index:]
-                        if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
-        return []
+        index, channel = _noop_line(lines, noop_marker)
+        if channel is None:
+            return []
+        return [m.group(1) for later in lines[index:]
+                if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
+
+    def channel_of(self, noop_marker: str, since: int = 0) -> str | None:
+        """The channel whose dialplan logged ``NoOp(<noop_marker>)``, or None if none has yet."""
+        return _noop_line(self._asterisk_log()[since:], noop_marker)[1]
 
     def prompt_names(self, noop_marker: str, since: int = 0) -> list[str]:
         """``prompts_played`` by prompt name only ("enter_pin"), whatever the file's format."""
@@ -171,10 +173,11 @@ class E2E:
         slot = int(number[-1])
         return self.uas(callee, 5070 + slot, 17000 + 100 * slot)
 
-    def agent(self, callee: Callee, agent_id: str) -> subprocess.Popen:
-        """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0)."""
+    def agent(self, callee: Callee, agent_id: str, *, cues: Cues | None = None) -> subprocess.Popen:
+        """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0);
+        ``cues``: the phone hangs up on a cue (Callee.hang_up_on_cue)."""
         slot = int(agent_id[-1])
-        return self.uas(callee, 5080 + slot, 17500 + 10 * slot)
+        return self.uas(callee, 5080 + slot, 17500 + 10 * slot, cues=cues)
 
     def start_call(self, call: Call, *, media_port: int = 16000, cues: Cues | None = None,
                    caller_ip: str = "127.0.0.1") -> subprocess.Popen:
@@ -195,7 +198,8 @@ class E2E:
             cues.connected()
         return process
 
-    def uas(self, callee: Callee, port: int, media_port: int) -> subprocess.Popen:
+    def uas(self, callee: Callee, port: int, media_port: int, *,
+            cues: Cues | None = None) -> subprocess.Popen:
         directory = self.work_dir / f"callee-{callee.name}"
         scenario = write_uas_scenario(callee, directory)
         log = self.work_dir / f"{callee.name}.sipp.log"
@@ -203,9 +207,13 @@ class E2E:
                 "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port),
                 "-nostdin", "-timeout", "240s", "-timeout_error", "-trace_err",
                 "-error_file", str(log)]
+        if cues is not None:
+            argv += ["-3pcc", f"127.0.0.1:{cues.port}"]
         process = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         self.started.append(process)
+        if cues is not None:
+            cues.connected()
         # The platform may dial as soon as the test submits an order: SIPp must be listening.
         if not self.wait_until(lambda: _udp_listening(port) or process.poll() is not None, 15) \
                 or process.poll() is not None:
@@ -230,6 +238,16 @@ class E2E:
             if payment["status"] in states or time.monotonic() > deadline:
                 return payment
             time.sleep(0.3)
+
+
+def _noop_line(lines: list[str], noop_marker: str) -> tuple[int, str | None]:
+    """(index, channel) of the first line in which a channel's dialplan logged
+    ``NoOp(<noop_marker>)``; (len(lines), None) if none did."""
+    for index, line in enumerate(lines):
+        found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
+        if found:
+            return index, found.group(1)
+    return len(lines), None
 
 
 def _udp_listening(port: int) -> bool:

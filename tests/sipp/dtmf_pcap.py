@@ -32,6 +32,7 @@ prints the path of the capture for step N of a call (see pcap_for_step).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import os
@@ -400,14 +401,23 @@ def pcap_for_step(directory, digits: str, step_index: int, *,
         tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms, tones=tones)
 
 
+@functools.lru_cache(maxsize=None)
+def _voice_frame(hz: int, phase_per_mille: int) -> bytes:
+    """One 20 ms u-law frame of a ``hz`` sine that starts at ``phase_per_mille`` thousandths of
+    its cycle."""
+    return bytes(linear_to_ulaw(int(_TONE_AMPLITUDE * math.sin(
+        2 * math.pi * (phase_per_mille / 1000 + hz * i / CLOCK_RATE))))
+        for i in range(PACKET_MS * SAMPLES_PER_MS))
+
+
 def _voice_packets(hz: int, *, ssrc: int, seq_start: int, timestamp_start: int,
                    duration_ms: int):
     """Yield (time_ms, rtp_bytes): a steady ``hz`` sine in u-law, one 20 ms frame after another,
     at the level of one DTMF frequency: a stand-in for a talker that a Goertzel filter finds."""
     for n, at_ms in enumerate(range(0, duration_ms, PACKET_MS)):
-        frame = bytes(linear_to_ulaw(int(_TONE_AMPLITUDE * math.sin(
-            2 * math.pi * hz * (at_ms / 1000 + i / CLOCK_RATE))))
-            for i in range(PACKET_MS * SAMPLES_PER_MS))
+        # A frame depends only on the sine's phase at its start, and an integer ``hz`` has at
+        # most 50 of those 20 ms apart: minutes of voice are a few distinct frames, made once.
+        frame = _voice_frame(hz, hz * at_ms % 1000)
         yield at_ms, struct.pack("!BBHII", 0x80, (0x80 if n == 0 else 0) | PCMU,
                                  (seq_start + n) & 0xFFFF,
                                  (timestamp_start + at_ms * SAMPLES_PER_MS) & 0xFFFFFFFF,

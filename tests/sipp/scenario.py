@@ -495,6 +495,8 @@ class Callee:
     # A talker: from the answer on, the phone sends a steady tone of this many Hz for
     # VOICE_CALLEE_MS (only without steps: a key's capture would cut it off).
     voice_hz: int | None = None
+    # Hang up (send BYE) when the test sends this cue (the phone is then run with cues).
+    hang_up_on_cue: str | None = None
 
     def keyed_via(self, via: str) -> Callee:
         """The same phone keying every step ``via`` (Key.via)."""
@@ -641,7 +643,8 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     keys_by_info = any(step.sip_info for step in callee.steps or [])
     # A phone that sends requests of its own in the dialog (INFO keys, BYE) keeps its parties.
-    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info)
+    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info
+                                              or callee.hang_up_on_cue is not None)
     body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends else _UAS_RECV_INVITE, _UAS_TRYING]
     if callee.behaviour == "busy":
         body.append(_UAS_BUSY)
@@ -657,7 +660,7 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
             body.append(_play(voice_pcap_for_step(directory / "pcap", callee.voice_hz, 0,
                                                   duration_ms=VOICE_CALLEE_MS)))
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
-                               callee.bye_timeout_ms, _UAS_SEND_BYE,
+                               callee.bye_timeout_ms, _UAS_SEND_BYE, callee.hang_up_on_cue,
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)
     else:
         raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")
