@@ -12,6 +12,8 @@
                                   voice (never a digit event, never a prompt) and whispering to
                                   the caller; the recording is not paused (README, "Talk-through")
     resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
+    is the agent still there    → CoreShowChannels: a talk-through agent's phone may hang up
+                                  while the caller keys (the payment's history says so)
     release the agent           → the caller hung up: agent → [agent-released]
     return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
                                   after the payment IVR, which bridges the agent back in
@@ -151,6 +153,14 @@ class OnelineSwitch:
                 caller_channel, PAYMENT_CONTEXT, priority=BACK_TO_AGENT)
         except _AMI_ERRORS:
             return False
+
+    async def agent_on_call(self, agent_channel: str) -> bool | None:
+        """Is the agent's channel still up? None if AMI cannot tell."""
+        try:
+            channels = await self._ami.channels()
+        except _AMI_ERRORS:
+            return None
+        return any(channel.get("Channel") == agent_channel for channel in channels)
 
     async def hang_up(self, channel: str) -> bool:
         return bool(channel) and await self._ami.hangup(channel)

@@ -109,3 +109,15 @@ async def test_find_the_agents_call(fake_ami: FakeAmi, client: AmiClient, channe
     else:
         assert await switch.find("7101") == found
     assert fake_ami.sent("CoreShowChannels")
+
+
+async def test_is_the_agent_still_on_call(fake_ami: FakeAmi, client: AmiClient) -> None:
+    """A talk-through agent's phone may hang up mid-payment: Asterisk's channel list says
+    whether the agent's channel is still up, and a closed AMI says it cannot tell."""
+    switch = OnelineSwitch(client)
+    fake_ami.channels = [AGENT, CALLER]
+    assert await switch.agent_on_call(AGENT["Channel"]) is True
+    fake_ami.channels = [CALLER]
+    assert await switch.agent_on_call(AGENT["Channel"]) is False
+    await fake_ami.close()
+    assert await switch.agent_on_call(AGENT["Channel"]) is None
