@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.prompts import Manifest, synthesis_commands
-from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms, voice_pcap_for_step
+from tests.sipp.dtmf_pcap import (TONES, InBand, pcap_for_step, play_duration_ms,
+                                   voice_pcap_for_step)
 
 __all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR"]
 
@@ -49,6 +50,11 @@ class Key:
     # Before keying: put the call on hold and take it off again (a re-INVITE with a=sendonly,
     # then one with a=sendrecv), each answer checked for the direction Asterisk agreed to.
     hold: bool = False
+    # How long each key's tone and the gap after it last; for in-band keys, also their level
+    # and a talker under them (InBand; its codec is the call's, Call.codecs).
+    tone_ms: int = 160
+    gap_ms: int = 120
+    sound: InBand = InBand()
 
     def __post_init__(self) -> None:
         if self.via not in KEYED_VIA:
@@ -464,10 +470,16 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
             previous_play_ms = 0
             continue
         pcap = pcap_for_step(pcap_dir, step.digits, voice.key_slice(index) if voice else index,
-                             tones=step.via)
+                             tones=step.via, tone_ms=step.tone_ms, gap_ms=step.gap_ms,
+                             sound=_in_the_calls_law(step.sound, codecs))
         lines.append(_play(pcap))
-        previous_play_ms = play_duration_ms(step.digits)
+        previous_play_ms = play_duration_ms(step.digits, tone_ms=step.tone_ms, gap_ms=step.gap_ms)
     return lines, previous_play_ms, info_cseq
+
+
+def _in_the_calls_law(sound: InBand, codecs: tuple[str, ...]) -> InBand:
+    """A key's in-band sound in the G.711 law the call offers first (u-law for any other)."""
+    return dataclasses.replace(sound, codec="PCMA" if codecs[0] == "PCMA" else "PCMU")
 
 
 def _describe(digits: str) -> str:
