@@ -51,8 +51,11 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
     finally:
         # Whatever the ending: nothing of the payment is said or keyed from here on. A process
         # that dies first leaves the recording paused until the call ends: silence, no leak.
-        if not talk_through:
+        if not talk_through or payment.caller_muted:
             await _resume_recording(ctx, payment)
+        if payment.caller_muted:
+            assert ctx.oneline is not None
+            await ctx.oneline.unmute_caller(payment.agent_channel)
     if talk_through:
         await _note_if_the_agent_left(ctx, payment)
 
