@@ -242,7 +242,7 @@ class AmiClient:
         ``inband``, ``info``, ``auto``...); None if Asterisk did not say."""
         reply = await self.action({"Action": "Getvar",
                                    "Channel": _checked("Channel", channel, _CHANNEL),
-                                   "Variable": "CHANNEL(dtmf_mode)"})
+                                   "Variable": "PJSIP_DTMF_MODE()"})
         if not getattr(reply, "success", False):
             return None
         return reply.get("Value") or None

@@ -99,7 +99,7 @@ class FakeAmi:
         # The channels that exist (ringing, or silent forever), by ChannelId: a Hangup ends them.
         self._live: dict[str, asyncio.Event] = {}
         self._calls: set[asyncio.Task[None]] = set()
-        # What Getvar CHANNEL(dtmf_mode) answers, by channel; any other: rfc4733, as our
+        # What Getvar PJSIP_DTMF_MODE() answers, by channel; any other: rfc4733, as our
         # endpoints key.
         self.dtmf_modes: dict[str, str] = {}
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
@@ -233,9 +233,9 @@ class FakeAmi:
         return {"Response": "Success", **reply, "Message": "Done"}
 
     def _getvar(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
-        if _lookup(request, "Variable") != "CHANNEL(dtmf_mode)":
+        if _lookup(request, "Variable") != "PJSIP_DTMF_MODE()":
             return {"Response": "Error", **reply, "Message": "No such variable"}
-        return {"Response": "Success", **reply, "Variable": "CHANNEL(dtmf_mode)",
+        return {"Response": "Success", **reply, "Variable": "PJSIP_DTMF_MODE()",
                 "Value": self.dtmf_modes.get(_lookup(request, "Channel"), "rfc4733")}
 
     def _core_show_channels(self, request: dict[str, str], reply: dict[str, str]) -> Reply:
