@@ -128,6 +128,10 @@ def test_twenty_talk_through_payments_at_once(stack):
         assert stack.wait_until(lambda: all(
             dtmf_sent_to_agent(packets, 0, time.time(), pair.leg)["telephone_events"] > 0
             for packets in [_packets_to_agent(capture_file, live=True)] for pair in pairs), 30)
+        # Each caller talks on for 20 s after their controls. A SIPp key play that starts just as
+        # a voice play ends can be lost (seen: two callers' "1" never reached the IVR), so the
+        # payments are asked for once every caller is silent: nothing more sent to any agent.
+        assert stack.wait_until(lambda: _every_caller_silent(capture_file, pairs), 60)
 
         # Twenty agents' systems ask for a talk-through payment at once.
         journal_before = len(stack.journal())
@@ -185,6 +189,15 @@ def _capture_all(path):
     first, last = Pair(0).leg, Pair(PAIRS - 1).leg
     return _capture(path, bpf=f"udp dst portrange {first.sip_port}-{last.sip_port} or "
                               f"udp dst portrange {first.rtp_port}-{last.rtp_port}")
+
+
+def _every_caller_silent(capture_file, pairs: list[Pair]) -> bool:
+    """Has nothing been sent to any agent's RTP port for a second (bridged, an agent is sent
+    only what its caller sends)?"""
+    last: dict[int, float] = {}
+    for at, port, _ in _packets_to_agent(capture_file, live=True):
+        last[port] = max(last.get(port, 0.0), at)
+    return all(time.time() - last.get(pair.leg.rtp_port, 0.0) > 1 for pair in pairs)
 
 
 def _key_as_asked(stack, pairs: list[Pair], cues: dict[int, Cues], payments: dict) -> None:
