@@ -12,9 +12,9 @@ a voice below 1 kHz leaves them alone).
 
 Measured: keyed over the caller's voice (each at -10 dBm0), Asterisk reads none of the keys and
 every tone reaches the agent whole. So in talk-through a caller whose phone may key in-band is
-muted to the agent for the payment (ivr/oneline/switch.py): the agent's leg carries digital
-silence from the switch to the result, whatever the caller keys, and the agent's recording is
-paused; the agent can still talk to the caller. A PIN keyed over speech is not read at all: the
+muted to the agent for the payment (ivr/oneline/switch.py): from the switch to the result
+Asterisk sends the agent nothing of the caller, whatever the caller keys, and the agent's
+recording is paused; the agent can still talk to the caller. A PIN keyed over speech is not read at all: the
 caller is asked again, and the PIN keyed then is the one charged.
 """
 
@@ -26,14 +26,14 @@ from dataclasses import dataclass
 import pytest
 
 from simulators.acquirer.testcards import find_test_card
-from tests.dtmf_detect import detect_dtmf_in, key_tone_runs_in, sound_runs_in, ulaw_audio_in_packets
+from tests.dtmf_detect import key_tone_runs_in, sound_runs_in, ulaw_audio_in_packets
 from tests.e2e.test_oneline_calls import (SIPP_AGENT, _at, _back_with_the_agent, _capture,
                                           _marker, _packets_to_agent, _stop, dtmf_sent_to_agent)
 from tests.e2e.test_talkthrough_calls import (CALLER_HZ, CONTROL_KEYS, _approved,
                                               _asked_for_the_pin, _keys_as_events,
                                               _talk_through_order, _talking)
 from tests.sipp.dtmf_modes import mode
-from tests.sipp.dtmf_pcap import InBand, play_duration_ms
+from tests.sipp.dtmf_pcap import InBand
 from tests.sipp.scenario import Key
 
 pytestmark = pytest.mark.e2e
@@ -118,15 +118,15 @@ def test_talk_through_in_band_keys_of_every_shape(stack, keypad):
     if keypad.talking:  # the finding: keyed over speech, every tone reached the agent whole
         assert len(bridged) == len(CONTROL_KEYS), bridged
         assert all(ms >= keypad.tone_ms - 5 for _, ms in bridged), bridged
-    # In talk-through the caller was muted to the agent: digital silence, not a millisecond of
-    # any sound, though the agent's leg was live all along; no key by any other way either.
+    # In talk-through the caller was muted to the agent (MUTEAUDIO drops each frame): from the
+    # switch to the result Asterisk sent the agent nothing at all, no audio, no telephone-event,
+    # no SIP INFO, though the same capture saw the controls before.
     assert [h.get("event") for h in final["history"] if h.get("event")][:2] == [
         "recording_paused", "caller_muted"]
-    pin_ms = play_duration_ms(card.pin + "#", tone_ms=keypad.tone_ms, gap_ms=keypad.gap_ms)
-    assert len(heard) / 8000 >= pin_ms / 1000, len(heard)
-    assert sound_runs_in(heard) == [] and detect_dtmf_in(heard) == []
+    assert heard == []
     keypad_sent = dtmf_sent_to_agent(to_agent, secure, done)
-    assert keypad_sent["telephone_events"] == 0 and keypad_sent["sip_info"] == 0, keypad_sent
+    assert keypad_sent["rtp_packets"] == 0 and keypad_sent["sip_info"] == 0, keypad_sent
+    assert dtmf_sent_to_agent(to_agent, 0, secure)["rtp_packets"] > 0
 
 
 def _keys_the_controls(stack, cues, agent_capture, keypad: Keypad) -> tuple[float, float]:
