@@ -248,8 +248,8 @@ class AmiClient:
         return reply.get("Value") or None
 
     async def mute_audio_to(self, channel: str, muted: bool) -> bool:
-        """Silence, or stop silencing, every frame of audio Asterisk sends to ``channel``
-        (MUTEAUDIO(out): the frames still go, as digital silence). False if Asterisk refused."""
+        """Silence, or stop silencing, all audio Asterisk sends to ``channel`` (MUTEAUDIO(out):
+        each frame is dropped, so the phone gets no RTP at all). False if Asterisk refused."""
         reply = await self.action({"Action": "Setvar",
                                    "Channel": _checked("Channel", channel, _CHANNEL),
                                    "Variable": "MUTEAUDIO(out)", "Value": "on" if muted else "off"})

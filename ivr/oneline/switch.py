@@ -124,8 +124,8 @@ class OnelineSwitch:
         switched) or ``SwitchFailed`` (the recording is resumed: the two still talk).
         ``talk_through``: the agent keeps listening to the caller's voice and talking to them
         (so the recording goes on, and is never paused). ``mute_caller`` (talk-through with a
-        caller keying in-band, keys_in_band): the agent's recording is paused, and the agent
-        hears digital silence from the caller, though they can still talk to them."""
+        caller keying in-band, keys_in_band): the agent's recording is paused, and Asterisk sends
+        the agent nothing of the caller, though the agent can still talk to them."""
         pause = not talk_through or mute_caller
         if pause and not await self._mute(call.agent_channel, True):
             raise RecordingNotPaused(agent_id, payment_id)
