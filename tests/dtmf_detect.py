@@ -15,7 +15,7 @@ import sys
 import wave
 from pathlib import Path
 
-__all__ = ["detect_dtmf", "detect_dtmf_in", "keypad_in_packets", "longest_silence",
+__all__ = ["detect_dtmf", "detect_dtmf_in", "key_tone_runs_in", "keypad_in_packets", "longest_silence",
            "sound_runs_in", "tone_level", "tone_seconds", "tone_seconds_in", "ulaw_audio_in_packets"]
 
 LOW = (697, 770, 852, 941)
@@ -140,6 +140,32 @@ def sound_runs_in(samples: list[float], rate: int = 8000, *, start_s: float = 0.
             run_start = None
     if run_start is not None:
         runs.append(_sound_run(samples, run_start, last, rate))
+    return runs
+
+
+def key_tone_runs_in(samples: list[float], rate: int = 8000) -> list[tuple[float, int]]:
+    """(start in seconds, length in ms) of each stretch in which a DTMF high-group frequency
+    (1209-1633 Hz) is there, to the millisecond: sound_runs_in for a line that also carries a
+    talker's voice, which is in the speech band below them (a voice below 1 kHz leaves the high
+    group alone; every key has one of its tones there). A millisecond holds a key's tone when one
+    of the four, in the 8 ms around it (Hann window), is above about -40 dBFS as a sine."""
+    step, size = rate // 1000, rate // 125
+    window = [0.5 - 0.5 * math.cos(2 * math.pi * i / (size - 1)) for i in range(size)]
+    gain = sum(window) / 2  # a sine of amplitude A gives A * gain in its Goertzel bin
+    floor = 300.0 * math.sqrt(2) * gain
+    runs: list[tuple[float, int]] = []
+    run_start = None
+    for offset in range(0, len(samples) - size + 1, step):
+        block = [x * w for x, w in zip(samples[offset:offset + size], window)]
+        there = any(math.sqrt(max(_goertzel(block, hz, rate), 0.0)) >= floor for hz in HIGH)
+        at = offset + size // 2  # the middle of the block
+        if there and run_start is None:
+            run_start = at
+        elif not there and run_start is not None:
+            runs.append((run_start / rate, round((at - run_start) * 1000 / rate)))
+            run_start = None
+    if run_start is not None:
+        runs.append((run_start / rate, round((len(samples) - size // 2 - run_start) * 1000 / rate)))
     return runs
 
 

@@ -50,6 +50,8 @@ FILE_SECONDS: dict[str, float] = {
     "tests/e2e/test_selfservice_calls.py": 285,
     "tests/e2e/test_softphones.py": 231,
     "tests/e2e/test_talkthrough_console.py": 180,  # measured alone, 2026-11-28
+    "tests/e2e/test_talkthrough_load.py": 225,
+    "tests/e2e/test_talkthrough_inband.py": 200,
     "tests/e2e/test_asterisk_security.py": 139,
     "tests/e2e/test_sip_edge.py": 138,
     "tests/e2e/test_overload.py": 124,  # measured alone in its own namespace, 2026-11-28
@@ -61,6 +63,7 @@ FILE_SECONDS: dict[str, float] = {
     "tests/e2e/test_dialplan_lines.py": 80,
     "tests/e2e/test_step_up_calls.py": 76,
     "tests/e2e/test_console.py": 74,
+    "tests/e2e/test_talkthrough_agent_phone.py": 70,
     "tests/e2e/test_faults_redis_restart.py": 66,
     "tests/e2e/test_asterisk_own_address.py": 62,
     "tests/e2e/test_faults_sigterm.py": 48,

@@ -238,6 +238,24 @@ class AmiClient:
                                    "Direction": "both", "State": "1" if muted else "0"})
         return bool(getattr(reply, "success", False))
 
+    async def dtmf_mode(self, channel: str) -> str | None:
+        """How the phone on ``channel`` sends its keys, as its PJSIP endpoint says (``rfc4733``,
+        ``inband``, ``info``, ``auto``...); None if Asterisk did not say."""
+        reply = await self.action({"Action": "Getvar",
+                                   "Channel": _checked("Channel", channel, _CHANNEL),
+                                   "Variable": "PJSIP_DTMF_MODE()"})
+        if not getattr(reply, "success", False):
+            return None
+        return reply.get("Value") or None
+
+    async def mute_audio_to(self, channel: str, muted: bool) -> bool:
+        """Silence, or stop silencing, all audio Asterisk sends to ``channel`` (MUTEAUDIO(out):
+        each frame is dropped, so the phone gets no RTP at all). False if Asterisk refused."""
+        reply = await self.action({"Action": "Setvar",
+                                   "Channel": _checked("Channel", channel, _CHANNEL),
+                                   "Variable": "MUTEAUDIO(out)", "Value": "on" if muted else "off"})
+        return bool(getattr(reply, "success", False))
+
     async def hangup(self, channel: str) -> bool:
         try:
             reply = await self.action({"Action": "Hangup",

@@ -51,8 +51,24 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
     finally:
         # Whatever the ending: nothing of the payment is said or keyed from here on. A process
         # that dies first leaves the recording paused until the call ends: silence, no leak.
-        if not talk_through:
+        if not talk_through or payment.caller_muted:
             await _resume_recording(ctx, payment)
+        if payment.caller_muted:
+            assert ctx.oneline is not None
+            await ctx.oneline.unmute_caller(payment.agent_channel)
+    if talk_through:
+        await _note_if_the_agent_left(ctx, payment)
+
+
+async def _note_if_the_agent_left(ctx: FlowContext, payment: Payment) -> None:
+    """Talk-through: the agent's phone may hang up while the caller keys, and the caller pays
+    on; the payment's history says the agent had gone (as the hard switch's says the agent's
+    recording could not be resumed), and the dialplan offers the caller another agent."""
+    assert ctx.oneline is not None
+    if await ctx.oneline.agent_on_call(payment.agent_channel) is False:
+        await ctx.store.note(payment.id, "the agent's call ended during the payment: the caller "
+                             "is offered another agent", event="agent_gone")
+        log.info("payment %s: the agent's call ended during the talk-through payment", payment.id)
 
 
 async def _resume_recording(ctx: FlowContext, payment: Payment) -> None:

@@ -99,12 +99,16 @@ class OnelineOrders:
         call = await self._switch.find(order.agent_id)
         card = self._orders.card(order.card_number)
         talk_through = order.mode == TALK_THROUGH
+        # A caller whose phone may key in-band tones is muted to the agent (README,
+        # "Talk-through": Asterisk misses a key keyed over speech and leaves its tone in).
+        mute_caller = talk_through and await self._switch.keys_in_band(call.caller_channel)
         payment = await self._orders.create(merchant, order, card, mode="oneline",
                                             agent_id=order.agent_id,
                                             agent_channel=call.agent_channel,
                                             caller_channel=call.caller_channel,
                                             **({"oneline_style": TALK_THROUGH} if talk_through
-                                               else {}))
+                                               else {}),
+                                            **({"caller_muted": "1"} if mute_caller else {}))
         risk = self._orders.risk
         request = RiskRequest(payment.id, "oneline", merchant, order, card, source=merchant.id)
         decision = await risk.assess(request)
@@ -124,15 +128,20 @@ class OnelineOrders:
                                                reason=risk.history(decision),
                                                **risk.fields(decision, request))
         try:
-            await self._switch.switch(order.agent_id, call, payment.id, talk_through=talk_through)
+            await self._switch.switch(order.agent_id, call, payment.id, talk_through=talk_through,
+                                      mute_caller=mute_caller)
         except SwitchFailed as exc:
             # Nobody will take this payment now: it ends here, and the merchant hears why.
             await self._store.transition(payment.id, PaymentState.FAILED, reason=str(exc))
             log.warning("payment %s: %s", payment.id, exc)
             raise
-        if not talk_through:
+        if not talk_through or mute_caller:
             await self._store.note(payment.id, "the agent's call recording paused",
                                    event="recording_paused")
+        if mute_caller:
+            await self._store.note(payment.id, "the caller's phone may key in-band tones: the "
+                                   "agent hears silence from the caller until the payment ends, "
+                                   "and can still talk to them", event="caller_muted")
         return payment
 
     async def cancel(self, merchant: Merchant, payment: Payment) -> Payment:

@@ -14,7 +14,12 @@
                                   With the prompts to both (VOICEPAY_TALKTHROUGH_PROMPTS), the
                                   agent goes to [agent-talkthrough-prompts] instead, and also
                                   hears what is played to the caller
+    a caller keying in-band     → talk-through, but first the agent's recording paused and all
+                                  audio to the agent silenced (MUTEAUDIO(out)): Asterisk misses
+                                  keys keyed over speech, and leaves their tones in the audio
     resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
+    is the agent still there    → CoreShowChannels: a talk-through agent's phone may hang up
+                                  while the caller keys (the payment's history says so)
     release the agent           → the caller hung up: agent → [agent-released]
     return to the agent         → the merchant cancelled: caller → [pay-oneline] at the step
                                   after the payment IVR, which bridges the agent back in
@@ -114,16 +119,29 @@ class OnelineSwitch:
                                      peers[0].get("CallerIDNum", ""))
         raise AgentNotOnCall(agent_id)
 
+    async def keys_in_band(self, caller_channel: str) -> bool:
+        """May the caller's phone key in-band tones? Its endpoint's dtmf_mode is ``inband``, or
+        ``auto`` (in-band whenever the phone offers no RFC 4733), or Asterisk cannot say."""
+        try:
+            dtmf_mode = await self._ami.dtmf_mode(caller_channel)
+        except _AMI_ERRORS:
+            dtmf_mode = None
+        return dtmf_mode not in ("rfc4733", "info")
+
     async def switch(self, agent_id: str, call: AgentCall, payment_id: str, *,
-                     talk_through: bool = False) -> None:
+                     talk_through: bool = False, mute_caller: bool = False) -> None:
         """Pause the agent's recording, then switch. Raises ``RecordingNotPaused`` (nothing was
         switched) or ``SwitchFailed`` (the recording is resumed: the two still talk).
         ``talk_through``: the agent keeps listening to the caller's voice and talking to them
-        (so the recording goes on, and is never paused)."""
-        if not talk_through and not await self._mute(call.agent_channel, True):
+        (so the recording goes on, and is never paused). ``mute_caller`` (talk-through with a
+        caller keying in-band, keys_in_band): the agent's recording is paused, and Asterisk sends
+        the agent nothing of the caller, though the agent can still talk to them."""
+        pause = not talk_through or mute_caller
+        if pause and not await self._mute(call.agent_channel, True):
             raise RecordingNotPaused(agent_id, payment_id)
         try:
-            ok = (await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
+            ok = ((not mute_caller or await self._ami.mute_audio_to(call.agent_channel, True))
+                  and await self._ami.setvar(call.caller_channel, dv.PAYMENT_ID, payment_id)
                   and await self._ami.setvar(call.caller_channel, dv.AGENT_CHANNEL, call.agent_channel)
                   and await self._ami.setvar(call.agent_channel, dv.PAYMENT_ID, payment_id)
                   and (not talk_through or await self._ami.setvar(
@@ -134,7 +152,9 @@ class OnelineSwitch:
         except _AMI_ERRORS:
             ok = False
         if not ok:
-            if not talk_through:
+            if mute_caller:
+                await self.unmute_caller(call.agent_channel)
+            if pause:
                 await self._mute(call.agent_channel, False)
             raise SwitchFailed(agent_id, payment_id)
         log.info("payment %s: caller %s switched to the payment IVR, agent %s %s",
@@ -161,6 +181,22 @@ class OnelineSwitch:
                 caller_channel, PAYMENT_CONTEXT, priority=BACK_TO_AGENT)
         except _AMI_ERRORS:
             return False
+
+    async def unmute_caller(self, agent_channel: str) -> bool:
+        """The agent hears the caller again (after mute_caller). False if that could not be
+        done (the agent's call has ended, or AMI does not answer)."""
+        try:
+            return bool(agent_channel) and await self._ami.mute_audio_to(agent_channel, False)
+        except _AMI_ERRORS:
+            return False
+
+    async def agent_on_call(self, agent_channel: str) -> bool | None:
+        """Is the agent's channel still up? None if AMI cannot tell."""
+        try:
+            channels = await self._ami.channels()
+        except _AMI_ERRORS:
+            return None
+        return any(channel.get("Channel") == agent_channel for channel in channels)
 
     async def hang_up(self, channel: str) -> bool:
         return bool(channel) and await self._ami.hangup(channel)

@@ -133,6 +133,9 @@ class Payment:
     # A one-line payment taken with the agent still talking to the caller: "talk-through";
     # "" for the hard switch (the agent held apart).
     oneline_style: str = ""
+    # Talk-through with a caller whose phone may key in-band tones: "1", Asterisk sends the agent
+    # nothing of the caller (and the agent's recording is paused) until the payment ends.
+    caller_muted: str = ""
     # The authorization: what was sent (for a reversal) and what the acquirer answered.
     stan: str = ""
     auth_transmission: str = ""

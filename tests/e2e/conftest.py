@@ -102,13 +102,15 @@ class E2E:
         file beside the WAV was played as is, ``slin`` when a WAV was transcoded). ``since`` (asterisk_mark()) skips earlier calls
         with the same marker."""
         lines = self._asterisk_log()[since:]
-        for index, line in enumerate(lines):
-            found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
-            if found:
-                channel = found.group(1)
-                return [m.group(1) for later in lines[index:]
-                        if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
-        return []
+        index, channel = _noop_line(lines, noop_marker)
+        if channel is None:
+            return []
+        return [m.group(1) for later in lines[index:]
+                if (m := re.search(rf"<{re.escape(channel)}> Playing '([^']+)'", later))]
+
+    def channel_of(self, noop_marker: str, since: int = 0) -> str | None:
+        """The channel whose dialplan logged ``NoOp(<noop_marker>)``, or None if none has yet."""
+        return _noop_line(self._asterisk_log()[since:], noop_marker)[1]
 
     def prompt_names(self, noop_marker: str, since: int = 0) -> list[str]:
         """``prompts_played`` by prompt name only ("enter_pin"), whatever the file's format."""
@@ -173,7 +175,8 @@ class E2E:
 
     def agent(self, callee: Callee, agent_id: str, *, cues: Cues | None = None) -> subprocess.Popen:
         """Start SIPp as test agent ``agent_id`` (710N answers on port 508N, media 1750N0); an
-        agent whose keys are cued (Key(cue=...)) talks to ``cues``."""
+        agent whose keys are cued (Key(cue=...)) talks to ``cues``, and so does one that hangs up
+        on a cue (Callee.hang_up_on_cue)."""
         slot = int(agent_id[-1])
         return self.uas(callee, 5080 + slot, 17500 + 10 * slot, cues=cues)
 
@@ -236,6 +239,16 @@ class E2E:
             if payment["status"] in states or time.monotonic() > deadline:
                 return payment
             time.sleep(0.3)
+
+
+def _noop_line(lines: list[str], noop_marker: str) -> tuple[int, str | None]:
+    """(index, channel) of the first line in which a channel's dialplan logged
+    ``NoOp(<noop_marker>)``; (len(lines), None) if none did."""
+    for index, line in enumerate(lines):
+        found = re.search(r'NoOp\("([^"]+)", "' + re.escape(noop_marker) + '"', line)
+        if found:
+            return index, found.group(1)
+    return len(lines), None
 
 
 def _udp_listening(port: int) -> bool:

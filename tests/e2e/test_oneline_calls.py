@@ -107,10 +107,13 @@ def _stop(capture: subprocess.Popen) -> None:
     capture.wait(timeout=20)
 
 
-def _packets_to_agent(path: Path) -> list[tuple[float, int, bytes]]:
+def _packets_to_agent(path: Path, *, live: bool = False) -> list[tuple[float, int, bytes]]:
+    """(time, UDP destination port, UDP payload) of each packet captured in ``path``. ``live``:
+    the capture is still being written, and may end in the middle of a packet (tshark reads
+    what is whole, then says the file was cut short)."""
     out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch",
                           "-e", "udp.dstport", "-e", "udp.payload"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+                         capture_output=True, text=True, timeout=120, check=not live).stdout
     packets = []
     for line in out.splitlines():
         parts = line.split("\t")

@@ -3,7 +3,8 @@ the one-line switch and the callback dialer.
 
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
-Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Redirect,
+Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Getvar of a
+channel's dtmf_mode (``dtmf_modes``), Redirect,
 MixMonitorMute, Originate
 and Hangup. As on Asterisk, a connection must log in before any other action, and an unknown
 action gets ``Response: Error``; so does every action named in ``failing`` (lower case), as when
@@ -98,12 +99,16 @@ class FakeAmi:
         # The channels that exist (ringing, or silent forever), by ChannelId: a Hangup ends them.
         self._live: dict[str, asyncio.Event] = {}
         self._calls: set[asyncio.Task[None]] = set()
+        # What Getvar PJSIP_DTMF_MODE() answers, by channel; any other: rfc4733, as our
+        # endpoints key.
+        self.dtmf_modes: dict[str, str] = {}
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
             "login": self._login,
             "ping": self._ping,
             "corestatus": self._core_status,
             "coreshowchannels": self._core_show_channels,
             "setvar": self._success,
+            "getvar": self._getvar,
             "redirect": self._success,
             "mixmonitormute": self._success,
             "originate": self._originate,
@@ -226,6 +231,12 @@ class FakeAmi:
 
     def _success(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
         return {"Response": "Success", **reply, "Message": "Done"}
+
+    def _getvar(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
+        if _lookup(request, "Variable") != "PJSIP_DTMF_MODE()":
+            return {"Response": "Error", **reply, "Message": "No such variable"}
+        return {"Response": "Success", **reply, "Variable": "PJSIP_DTMF_MODE()",
+                "Value": self.dtmf_modes.get(_lookup(request, "Channel"), "rfc4733")}
 
     def _core_show_channels(self, request: dict[str, str], reply: dict[str, str]) -> Reply:
         """As Asterisk answers it: a list start, one event per channel, a completion event."""

@@ -109,3 +109,31 @@ async def test_find_the_agents_call(fake_ami: FakeAmi, client: AmiClient, channe
     else:
         assert await switch.find("7101") == found
     assert fake_ami.sent("CoreShowChannels")
+
+
+async def test_is_the_agent_still_on_call(fake_ami: FakeAmi, client: AmiClient) -> None:
+    """A talk-through agent's phone may hang up mid-payment: Asterisk's channel list says
+    whether the agent's channel is still up, and a closed AMI says it cannot tell."""
+    switch = OnelineSwitch(client)
+    fake_ami.channels = [AGENT, CALLER]
+    assert await switch.agent_on_call(AGENT["Channel"]) is True
+    fake_ami.channels = [CALLER]
+    assert await switch.agent_on_call(AGENT["Channel"]) is False
+    await fake_ami.close()
+    assert await switch.agent_on_call(AGENT["Channel"]) is None
+
+
+async def test_a_channels_dtmf_mode_and_muting_what_it_hears(fake_ami: FakeAmi,
+                                                             client: AmiClient) -> None:
+    fake_ami.dtmf_modes[AGENT["Channel"]] = "inband"
+    assert await client.dtmf_mode(AGENT["Channel"]) == "inband"
+    assert await client.mute_audio_to(AGENT["Channel"], True)
+    assert await client.mute_audio_to(AGENT["Channel"], False)
+    assert [(s["Variable"], s["Value"]) for s in fake_ami.sent("Setvar")] == [
+        ("MUTEAUDIO(out)", "on"), ("MUTEAUDIO(out)", "off")]
+    switch = OnelineSwitch(client)
+    assert await switch.keys_in_band(AGENT["Channel"])
+    fake_ami.dtmf_modes[AGENT["Channel"]] = "rfc4733"
+    assert not await switch.keys_in_band(AGENT["Channel"])
+    fake_ami.failing.add("getvar")  # Asterisk cannot say: taken as in-band
+    assert await switch.keys_in_band(AGENT["Channel"])

@@ -30,6 +30,7 @@ class _Switch:
     def __init__(self) -> None:
         self.released: list[str] = []
         self.resumed: list[str] = []
+        self.unmuted: list[str] = []
 
     async def release_agent(self, agent_channel: str) -> bool:
         self.released.append(agent_channel)
@@ -37,6 +38,10 @@ class _Switch:
 
     async def resume_recording(self, agent_channel: str) -> bool:
         self.resumed.append(agent_channel)
+        return True
+
+    async def unmute_caller(self, agent_channel: str) -> bool:
+        self.unmuted.append(agent_channel)
         return True
 
 
@@ -79,3 +84,63 @@ async def test_a_talk_through_caller_who_left_releases_the_agent_and_resumes_not
     assert (switch.released, switch.resumed) == ([AGENT_CHANNEL], [])
     [answered] = [h for h in await store.history(payment.id) if h["state"] == "answered"]
     assert "agent talking through" in answered["reason"]
+
+
+class _SwitchWithAnAgent(_Switch):
+    """A switch that can tell whether the agent's channel is still up (None: AMI cannot)."""
+
+    def __init__(self, agent_on_call: bool | None) -> None:
+        super().__init__()
+        self._agent_on_call = agent_on_call
+
+    async def agent_on_call(self, agent_channel: str) -> bool | None:
+        assert agent_channel == AGENT_CHANNEL
+        return self._agent_on_call
+
+
+@pytest.mark.parametrize(("agent_on_call", "noted"), [(False, ["agent_gone"]), (True, []),
+                                                      (None, [])])
+async def test_a_talk_through_agent_who_left_mid_payment_is_in_the_history(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+        agent_on_call: bool | None, noted: list[str]) -> None:
+    """The agent's phone hung up while the caller keyed: the caller pays on, and the payment's
+    history says the agent had gone (the dialplan then offers the caller another agent). Only
+    when Asterisk says so: an AMI that cannot tell notes nothing."""
+    store = PaymentStore(redis_client)
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
+                                  "oneline_style": "talk-through"})
+    await store.transition(payment.id, PaymentState.RISK_PASSED)
+
+    async def pay_order(call, ctx, payment) -> bool:  # paid to the end, the caller still there
+        return True
+
+    monkeypatch.setattr(flow, "pay_order", pay_order)
+    switch = _SwitchWithAnAgent(agent_on_call)
+    await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
+    assert [h["event"] for h in await store.history(payment.id) if h.get("event")] == noted
+    assert (switch.released, switch.resumed) == ([], [])
+
+
+@pytest.mark.parametrize("hung_up", [False, True])
+async def test_a_muted_talk_through_caller_is_heard_again_and_the_recording_resumed(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, hung_up: bool) -> None:
+    """A caller keying in-band was muted to the agent for the payment: however it ends, the agent
+    hears the caller again and their recording goes on."""
+    store = PaymentStore(redis_client)
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
+                                  "oneline_style": "talk-through", "caller_muted": "1"})
+    await store.transition(payment.id, PaymentState.RISK_PASSED)
+
+    async def pay_order(call, ctx, payment) -> bool:
+        if hung_up:
+            raise AgiHangup("HANGUP")
+        return True
+
+    monkeypatch.setattr(flow, "pay_order", pay_order)
+    switch = _SwitchWithAnAgent(True)
+    if hung_up:
+        with pytest.raises(AgiHangup):
+            await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
+    else:
+        await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
+    assert (switch.resumed, switch.unmuted) == ([AGENT_CHANNEL], [AGENT_CHANNEL])

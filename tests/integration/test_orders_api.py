@@ -238,6 +238,37 @@ def test_the_talk_through_prompts_setting_is_a_choice() -> None:
         load_settings(talkthrough_prompts="agent").talkthrough_prompts_to_agent
 
 
+@pytest.mark.parametrize("dtmf_mode", ["inband", "auto"])
+async def test_talk_through_with_a_caller_keying_in_band_mutes_the_caller_to_the_agent(
+        api: Api, fake_ami: FakeAmi, dtmf_mode: str) -> None:
+    """A caller whose phone may key in-band tones (Asterisk misses a key keyed over speech and
+    leaves its tone in the audio): before the switch, the agent's recording is paused and all
+    audio to the agent is silenced; the agent still goes to [agent-talkthrough], to talk."""
+    fake_ami.dtmf_modes[CALLER_CHANNEL] = dtmf_mode
+    status, body = await api.post_order(**{**ONELINE, "mode": "talk-through"})
+    assert status == 201 and body["oneline_style"] == "talk-through", body
+    redirect = await fake_ami.received("Redirect")
+    assert redirect["ExtraContext"] == "agent-talkthrough"
+    before = [(a["Action"], a.get("Channel"), a.get("Variable"), a.get("Value"), a.get("State"))
+              for a in fake_ami.actions if a["Action"] in ("MixMonitorMute", "Setvar", "Redirect")]
+    assert before[:2] == [("MixMonitorMute", AGENT_CHANNEL, None, None, "1"),
+                          ("Setvar", AGENT_CHANNEL, "MUTEAUDIO(out)", "on", None)]
+    assert before[-1][0] == "Redirect"
+    assert (await api.app[STORE].get(body["id"])).caller_muted == "1"
+    assert [h["event"] for h in await _history(api, body["id"]) if h.get("event")] == [
+        "recording_paused", "caller_muted"]
+
+
+async def test_a_caller_keying_by_rfc4733_or_info_is_not_muted(api: Api, fake_ami: FakeAmi) -> None:
+    fake_ami.dtmf_modes[CALLER_CHANNEL] = "info"
+    status, body = await api.post_order(**{**ONELINE, "mode": "talk-through"})
+    assert status == 201, body
+    await fake_ami.received("Redirect")
+    assert fake_ami.sent("MixMonitorMute") == []
+    assert not [s for s in fake_ami.sent("Setvar") if s["Variable"].startswith("MUTEAUDIO")]
+    assert (await api.app[STORE].get(body["id"])).caller_muted == ""
+
+
 async def test_a_recording_that_cannot_be_paused_refuses_the_switch(api: Api,
                                                                     fake_ami: FakeAmi) -> None:
     """Asterisk refuses the mute (no such channel, no recording on it): the caller stays with

@@ -32,23 +32,27 @@ prints the path of the capture for step N of a call (see pcap_for_step).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import os
 import struct
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "CLOCK_RATE",
     "DEFAULT_SSRC",
     "EVENT_CODES",
+    "InBand",
     "STEP_SEQ_SPACING",
     "STEP_TIMESTAMP_SPACING",
     "TONES",
     "VOICE_HZ",
     "build_dtmf_pcap",
+    "linear_to_alaw",
     "linear_to_ulaw",
     "packet_count",
     "pcap_for_step",
@@ -178,17 +182,45 @@ def _event_packets(digits: str, *, payload_type: int, ssrc: int, timestamp_start
                                         duration=duration))
 
 
-# In-band tones: G.711 u-law audio (payload type 0), each tone pair at -10 dBm0 per frequency as
-# a phone's keypad sends it (u-law's full-scale sine is +3.17 dBm0), digital silence around them.
+# In-band tones: G.711 audio (u-law, payload type 0, unless InBand says A-law), each tone pair at
+# -10 dBm0 per frequency as a phone's keypad sends it (u-law's full-scale sine is +3.17 dBm0,
+# A-law's +3.14: one amplitude serves both), digital silence around them.
 PCMU = 0
-_TONE_AMPLITUDE = 32767 * 10 ** ((-10 - 3.17) / 20)
+PCMA = 8
+DEFAULT_LEVEL_DBM0 = -10
+
+
+def _amplitude(level_dbm0: float) -> float:
+    return 32767 * 10 ** ((level_dbm0 - 3.17) / 20)
+
+
+_TONE_AMPLITUDE = _amplitude(DEFAULT_LEVEL_DBM0)
+
+
+@dataclass(frozen=True)
+class InBand:
+    """How a phone's in-band keys sound, beyond their timing: each frequency's level, the G.711
+    law of the call ("PCMU" or "PCMA"), and a talker under the keys (a steady tone of
+    ``talker_hz`` at -10 dBm0, through the tones and the gaps; None: digital silence between
+    keys). The default is the keypad every other test keys with."""
+    level_dbm0: float = DEFAULT_LEVEL_DBM0
+    codec: str = "PCMU"
+    talker_hz: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.codec not in ("PCMU", "PCMA"):
+            raise ValueError("in-band keys are G.711: codec must be PCMU or PCMA")
+
+    @property
+    def tag(self) -> str:
+        """What sets this sound apart in a capture's name ("" for the default)."""
+        return "" if self == InBand() else f"{self.level_dbm0}dBm0,{self.codec},{self.talker_hz}:"
 VOICE_HZ = 440  # the "voice" kind's tone: in the speech band, far from every DTMF frequency
 DTMF_FREQUENCIES = {
     key: (low, high)
     for low, row in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"))
     for high, key in zip((1209, 1336, 1477, 1633), row)
 }
-_ULAW_SILENCE = 0xFF
 
 
 def linear_to_ulaw(sample: int) -> int:
@@ -200,33 +232,54 @@ def linear_to_ulaw(sample: int) -> int:
     return ~(sign | (exponent << 4) | mantissa) & 0xFF
 
 
+def linear_to_alaw(sample: int) -> int:
+    """ITU-T G.711 A-law encoding of one 16-bit linear sample."""
+    sign = 0x80 if sample >= 0 else 0
+    magnitude = min(abs(sample), 32767) >> 3  # 13-bit magnitude
+    segment = max(magnitude.bit_length() - 5, 0)
+    mantissa = (magnitude >> max(segment, 1)) & 0x0F
+    return (sign | (segment << 4) | mantissa) ^ 0x55
+
+
+_ENCODERS = {"PCMU": (linear_to_ulaw, PCMU), "PCMA": (linear_to_alaw, PCMA)}
+
+
 def _audio_frames(digits: str, *, tone_ms: int, gap_ms: int, lead_in_ms: int,
-                  voice: bool = False):
-    """Yield (time_ms, 160 u-law bytes) every 20 ms: each digit's tone (``voice``: VOICE_HZ
-    alone, the same in every slot), silence between."""
+                  voice: bool = False, sound: InBand = InBand()):
+    """Yield (time_ms, 160 G.711 bytes) every 20 ms: each digit's tone (``voice``: VOICE_HZ
+    alone, the same in every slot), silence (or ``sound``'s talker) between."""
     samples_per_packet = PACKET_MS * SAMPLES_PER_MS
     total_ms = play_duration_ms(digits, tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms)
+    encode = _ENCODERS[sound.codec][0]
+    amplitude = _amplitude(sound.level_dbm0)
     for at_ms in range(0, total_ms, PACKET_MS):
-        frame = bytearray([_ULAW_SILENCE]) * samples_per_packet
+        frame = bytearray([encode(0)]) * samples_per_packet
         for n in range(samples_per_packet):
             t_ms = at_ms + n / SAMPLES_PER_MS
+            t = t_ms / 1000
             index, into = divmod(t_ms - lead_in_ms, tone_ms + gap_ms)
-            if t_ms >= lead_in_ms and into < tone_ms:
+            keyed = t_ms >= lead_in_ms and into < tone_ms
+            if not keyed and sound.talker_hz is None:
+                continue
+            value = 0.0
+            if keyed:
                 pair = (VOICE_HZ,) * 2 if voice else DTMF_FREQUENCIES[digits[int(index)].upper()]
-                t = t_ms / 1000
-                value = _TONE_AMPLITUDE * sum(math.sin(2 * math.pi * hz * t) for hz in pair)
-                frame[n] = linear_to_ulaw(int(value))
+                value = amplitude * sum(math.sin(2 * math.pi * hz * t) for hz in pair)
+            if sound.talker_hz is not None:
+                value += _TONE_AMPLITUDE * math.sin(2 * math.pi * sound.talker_hz * t)
+            frame[n] = encode(int(value))
         yield at_ms, bytes(frame)
 
 
 def _audio_packets(digits: str, *, ssrc: int, timestamp_start: int, tone_ms: int, gap_ms: int,
-                   lead_in_ms: int, voice: bool = False):
+                   lead_in_ms: int, voice: bool = False, sound: InBand = InBand()):
     """Yield (time_ms, build(seq) -> rtp_bytes) for the in-band audio of the play."""
+    payload_type = _ENCODERS[sound.codec][1]
     for at_ms, frame in _audio_frames(digits, tone_ms=tone_ms, gap_ms=gap_ms,
-                                      lead_in_ms=lead_in_ms, voice=voice):
+                                      lead_in_ms=lead_in_ms, voice=voice, sound=sound):
         yield at_ms, (lambda seq, ts=timestamp_start + at_ms * SAMPLES_PER_MS, frame=frame,
                       first=at_ms == 0: struct.pack(
-                          "!BBHII", 0x80, (0x80 if first else 0) | PCMU, seq & 0xFFFF,
+                          "!BBHII", 0x80, (0x80 if first else 0) | payload_type, seq & 0xFFFF,
                           ts & 0xFFFFFFFF, ssrc & 0xFFFFFFFF) + frame)
 
 
@@ -236,7 +289,7 @@ AUDIO_KINDS = ("inband", "both", "voice")  # the kinds that send G.711 audio
 
 def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
              timestamp_start: int, tone_ms: int, gap_ms: int, lead_in_ms: int,
-             tones: str = "rfc4733"):
+             tones: str = "rfc4733", sound: InBand = InBand()):
     """Yield (time_ms, rtp_bytes) for every packet of the play, in sending order.
 
     ``tones``: RFC 4733 events, in-band audio, or both at once (one SSRC, one sequence space,
@@ -247,7 +300,7 @@ def _packets(digits: str, *, payload_type: int, ssrc: int, seq_start: int,
                   lead_in_ms=lead_in_ms)
     streams = []
     if tones in AUDIO_KINDS:
-        streams += _audio_packets(digits, voice=tones == "voice", **timing)
+        streams += _audio_packets(digits, voice=tones == "voice", sound=sound, **timing)
     if tones in ("rfc4733", "both"):
         streams += _event_packets(digits, payload_type=payload_type, **timing)
     # sorted() is stable: at the same instant the audio frame goes before the event
@@ -286,7 +339,8 @@ def play_duration_ms(digits: str, *, tone_ms: int = 160, gap_ms: int = 120,
 def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
                     ssrc: int = DEFAULT_SSRC, seq_start: int = 0,
                     timestamp_start: int = 0, tone_ms: int = 160,
-                    gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733") -> bytes:
+                    gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733",
+                    sound: InBand = InBand()) -> bytes:
     """The bytes of a pcap playing ``digits`` as RFC 4733 events (``tones="rfc4733"``), as
     in-band G.711 u-law tones with silence between (``"inband"``: one 20 ms frame after the
     other, timestamps 160 apart, the first with the marker bit), or as both at once.
@@ -302,13 +356,14 @@ def build_dtmf_pcap(digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
     The pcap timestamps follow the same real-time schedule, which is what SIPp
     paces the play by. SIPp sends the first packet of a play immediately, so
     ``lead_in_ms`` moves the RTP timestamps but does not delay the first digit:
-    put a <pause> before the play for that.
+    put a <pause> before the play for that. ``sound``: the in-band audio's level, law and
+    talker (InBand).
     """
     _check_args(digits, payload_type, ssrc, tone_ms, gap_ms, lead_in_ms)
     return _pcap(_packets(
         digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
         timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
-        lead_in_ms=lead_in_ms, tones=tones))
+        lead_in_ms=lead_in_ms, tones=tones, sound=sound))
 
 
 def _pcap(packets) -> bytes:
@@ -349,20 +404,21 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 def write_dtmf_pcap(path, digits: str, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
                     ssrc: int = DEFAULT_SSRC, seq_start: int, timestamp_start: int,
                     tone_ms: int = 160, gap_ms: int = 120,
-                    lead_in_ms: int = 0, tones: str = "rfc4733") -> Path:
+                    lead_in_ms: int = 0, tones: str = "rfc4733",
+                    sound: InBand = InBand()) -> Path:
     """Write the capture of build_dtmf_pcap to ``path``; returns the path."""
     path = Path(path)
     _write_if_changed(path, build_dtmf_pcap(
         digits, payload_type=payload_type, ssrc=ssrc, seq_start=seq_start,
         timestamp_start=timestamp_start, tone_ms=tone_ms, gap_ms=gap_ms,
-        lead_in_ms=lead_in_ms, tones=tones))
+        lead_in_ms=lead_in_ms, tones=tones, sound=sound))
     return path
 
 
-def pcap_name(digits: str, step_index: int, tones: str = "rfc4733") -> str:
+def pcap_name(digits: str, step_index: int, tones: str = "rfc4733", shape: str = "") -> str:
     # Named by a digest, not the digits: SIPp prints the file names it plays, and a PIN must not
-    # show up in test output, even a test PIN.
-    kind = "" if tones == "rfc4733" else f"{tones}:"
+    # show up in test output, even a test PIN. ``shape``: what else sets the capture apart.
+    kind = ("" if tones == "rfc4733" else f"{tones}:") + shape
     digest = hashlib.sha256(f"{kind}{step_index}:{digits.upper()}".encode()).hexdigest()[:12]
     return f"dtmf_{step_index}_{digest}.pcap"
 
@@ -370,7 +426,8 @@ def pcap_name(digits: str, step_index: int, tones: str = "rfc4733") -> str:
 def pcap_for_step(directory, digits: str, step_index: int, *,
                   payload_type: int = DEFAULT_PAYLOAD_TYPE,
                   ssrc: int = DEFAULT_SSRC, tone_ms: int = 160,
-                  gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733") -> Path:
+                  gap_ms: int = 120, lead_in_ms: int = 0, tones: str = "rfc4733",
+                  sound: InBand = InBand()) -> Path:
     """Capture for the ``step_index``-th play_pcap_audio of one call.
 
     Step N uses sequence numbers from 1000*N and timestamps from 400000*N with
@@ -393,11 +450,20 @@ def pcap_for_step(directory, digits: str, step_index: int, *,
     if last_ts >= STEP_TIMESTAMP_SPACING:
         raise ValueError("the digits span more RTP timestamps than one step holds")
     return write_dtmf_pcap(
-        Path(directory) / pcap_name(digits, step_index, tones), digits,
+        Path(directory) / pcap_name(digits, step_index, tones, sound.tag), digits,
         payload_type=payload_type, ssrc=ssrc,
         seq_start=STEP_SEQ_SPACING * step_index,
         timestamp_start=STEP_TIMESTAMP_SPACING * step_index,
-        tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms, tones=tones)
+        tone_ms=tone_ms, gap_ms=gap_ms, lead_in_ms=lead_in_ms, tones=tones, sound=sound)
+
+
+@functools.lru_cache(maxsize=None)
+def _voice_frame(hz: int, phase_per_mille: int) -> bytes:
+    """One 20 ms u-law frame of a ``hz`` sine that starts at ``phase_per_mille`` thousandths of
+    its cycle."""
+    return bytes(linear_to_ulaw(int(_TONE_AMPLITUDE * math.sin(
+        2 * math.pi * (phase_per_mille / 1000 + hz * i / CLOCK_RATE))))
+        for i in range(PACKET_MS * SAMPLES_PER_MS))
 
 
 def _voice_packets(hz: int, *, ssrc: int, seq_start: int, timestamp_start: int,
@@ -405,9 +471,9 @@ def _voice_packets(hz: int, *, ssrc: int, seq_start: int, timestamp_start: int,
     """Yield (time_ms, rtp_bytes): a steady ``hz`` sine in u-law, one 20 ms frame after another,
     at the level of one DTMF frequency: a stand-in for a talker that a Goertzel filter finds."""
     for n, at_ms in enumerate(range(0, duration_ms, PACKET_MS)):
-        frame = bytes(linear_to_ulaw(int(_TONE_AMPLITUDE * math.sin(
-            2 * math.pi * hz * (at_ms / 1000 + i / CLOCK_RATE))))
-            for i in range(PACKET_MS * SAMPLES_PER_MS))
+        # A frame depends only on the sine's phase at its start, and an integer ``hz`` has at
+        # most 50 of those 20 ms apart: minutes of voice are a few distinct frames, made once.
+        frame = _voice_frame(hz, hz * at_ms % 1000)
         yield at_ms, struct.pack("!BBHII", 0x80, (0x80 if n == 0 else 0) | PCMU,
                                  (seq_start + n) & 0xFFFF,
                                  (timestamp_start + at_ms * SAMPLES_PER_MS) & 0xFFFFFFFF,

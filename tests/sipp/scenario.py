@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.prompts import Manifest, synthesis_commands
-from tests.sipp.dtmf_pcap import TONES, pcap_for_step, play_duration_ms, voice_pcap_for_step
+from tests.sipp.dtmf_pcap import (TONES, InBand, pcap_for_step, play_duration_ms,
+                                   voice_pcap_for_step)
 
 __all__ = ["KEYED_VIA", "Key", "Call", "Callee", "PromptClock", "write_scenario", "write_uas_scenario", "SIPP_DIR",
            "REFUSED_COUNTER", "REFUSED_RTD"]
@@ -50,6 +51,11 @@ class Key:
     # Before keying: put the call on hold and take it off again (a re-INVITE with a=sendonly,
     # then one with a=sendrecv), each answer checked for the direction Asterisk agreed to.
     hold: bool = False
+    # How long each key's tone and the gap after it last; for in-band keys, also their level
+    # and a talker under them (InBand; its codec is the call's, Call.codecs).
+    tone_ms: int = 160
+    gap_ms: int = 120
+    sound: InBand = InBand()
 
     def __post_init__(self) -> None:
         if self.via not in KEYED_VIA:
@@ -498,10 +504,16 @@ def _key_presses(steps: list[Key], pcap_dir: Path, info_head: str, info_cseq: in
             previous_play_ms = 0
             continue
         pcap = pcap_for_step(pcap_dir, step.digits, voice.key_slice(index) if voice else index,
-                             tones=step.via)
+                             tones=step.via, tone_ms=step.tone_ms, gap_ms=step.gap_ms,
+                             sound=_in_the_calls_law(step.sound, codecs))
         lines.append(_play(pcap))
-        previous_play_ms = play_duration_ms(step.digits)
+        previous_play_ms = play_duration_ms(step.digits, tone_ms=step.tone_ms, gap_ms=step.gap_ms)
     return lines, previous_play_ms, info_cseq
+
+
+def _in_the_calls_law(sound: InBand, codecs: tuple[str, ...]) -> InBand:
+    """A key's in-band sound in the G.711 law the call offers first (u-law for any other)."""
+    return dataclasses.replace(sound, codec="PCMA" if codecs[0] == "PCMA" else "PCMU")
 
 
 def _describe(digits: str) -> str:
@@ -529,6 +541,8 @@ class Callee:
     # A talker: from the answer on, the phone sends a steady tone of this many Hz for
     # VOICE_CALLEE_MS (only without steps: a key's capture would cut it off).
     voice_hz: int | None = None
+    # Hang up (send BYE) when the test sends this cue (the phone is then run with cues).
+    hang_up_on_cue: str | None = None
 
     def keyed_via(self, via: str) -> Callee:
         """The same phone keying every step ``via`` (Key.via)."""
@@ -675,7 +689,8 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     keys_by_info = any(step.sip_info for step in callee.steps or [])
     # A phone that sends requests of its own in the dialog (INFO keys, BYE) keeps its parties.
-    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info)
+    sends = callee.behaviour == "answer" and (callee.hang_up_after_ms is not None or keys_by_info
+                                              or callee.hang_up_on_cue is not None)
     body = [_UAS_RECV_INVITE_KEEPING_PARTIES if sends else _UAS_RECV_INVITE, _UAS_TRYING]
     if callee.behaviour == "busy":
         body.append(_UAS_BUSY)
@@ -691,7 +706,7 @@ def write_uas_scenario(callee: Callee, directory: Path) -> Path:
             body.append(_play(voice_pcap_for_step(directory / "pcap", callee.voice_hz, 0,
                                                   duration_ms=VOICE_CALLEE_MS)))
         body += _keys_then_end(callee.steps or [], directory / "pcap", callee.hang_up_after_ms,
-                               callee.bye_timeout_ms, _UAS_SEND_BYE,
+                               callee.bye_timeout_ms, _UAS_SEND_BYE, callee.hang_up_on_cue,
                                info_head=_UAS_INFO_HEAD, first_info_cseq=1)
     else:
         raise ValueError(f"unknown callee behaviour {callee.behaviour!r}")

@@ -101,3 +101,27 @@ def test_keypad_counter_sees_nothing_in_plain_audio() -> None:
     packets = [(1.0, RTP, _rtp(0)), (1.1, RTP, _rtp(8)), (1.2, 5099, SIP_INFO)]
     assert keypad_in_packets(packets, sip_port=SIP, rtp_port=RTP, start=0.0, end=2.0) == {
         "rtp_packets": 2, "telephone_events": 0, "sip_info": 0}
+
+
+def test_key_tone_runs_measure_each_tone_under_a_talker() -> None:
+    """A voice below 1 kHz on the line does not make a key's tone longer or shorter: each 160 ms
+    tone measures 160 ms (+ at most the 8 ms window), alone or under a steady 550 Hz talker, and
+    the talker alone is no tone at all."""
+    import math
+    from tests.dtmf_detect import key_tone_runs_in
+    rate, amplitude = 8000, 32767 * 10 ** ((-10 - 3.17) / 20)
+
+    def line(keyed: bool, talker: bool) -> list[float]:
+        samples = []
+        for n in range(rate):  # one second: a "1" from 100 to 260 ms
+            t = n / rate
+            x = amplitude * math.sin(2 * math.pi * 550 * t) if talker else 0.0
+            if keyed and 0.1 <= t < 0.26:
+                x += amplitude * (math.sin(2 * math.pi * 697 * t) + math.sin(2 * math.pi * 1209 * t))
+            samples.append(x)
+        return samples
+
+    for talker in (False, True):
+        [(start, ms)] = key_tone_runs_in(line(True, talker))
+        assert abs(start - 0.1) <= 0.005 and 160 <= ms <= 168, (talker, start, ms)
+    assert key_tone_runs_in(line(False, True)) == []

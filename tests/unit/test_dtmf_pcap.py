@@ -348,3 +348,52 @@ def test_voice_is_plain_audio_of_its_tone_with_no_key_in_it(tmp_path):
     assert detect_dtmf_in(audio) == []
     assert 1.4 < tone_seconds_in(audio, dtmf_pcap.VOICE_HZ) <= 1.6  # 10 bursts of 160 ms
     assert tone_seconds_in(audio, 1000) == 0.0
+
+
+# --- in-band keys of other shapes: quieter, shorter, under a talker, A-law ----------------------
+
+def _audio_of(sound, **kwargs):
+    from tests.dtmf_detect import ulaw_audio_in_packets
+    payloads = _udp_payloads(dtmf_pcap.build_dtmf_pcap(PIN, tones="inband", sound=sound,
+                                                        **kwargs))
+    return payloads, ulaw_audio_in_packets(payloads, rtp_port=RTP_PORT, start=0, end=2**32)
+
+
+def test_quieter_and_shorter_keys_are_still_the_digits_at_their_level():
+    from tests.dtmf_detect import detect_dtmf_in, tone_level
+    _, audio = _audio_of(dtmf_pcap.InBand(level_dbm0=-25), tone_ms=60, gap_ms=60)
+    assert len(audio) == dtmf_pcap.play_duration_ms(PIN, tone_ms=60, gap_ms=60) * 8
+    assert [digit for _, digit in detect_dtmf_in(audio)] == list(PIN)
+    # "1" is 697 + 1209 Hz: each at -25 dBm0, 15 dB (a factor of 5.6) below the default
+    first_tone = audio[:60 * 8]
+    default = 32767 * 10 ** ((-10 - 3.17) / 20)
+    assert tone_level(first_tone, 697) == pytest.approx(default / 10 ** 0.75, rel=0.1)
+
+
+def test_a_talker_under_the_keys_is_there_in_the_tones_and_the_gaps():
+    from tests.dtmf_detect import tone_level
+    _, audio = _audio_of(dtmf_pcap.InBand(talker_hz=550))
+    tone, gap = audio[:160 * 8], audio[160 * 8:280 * 8]
+    default = 32767 * 10 ** ((-10 - 3.17) / 20)
+    for part in (tone, gap):
+        assert tone_level(part, 550) == pytest.approx(default, rel=0.1)
+    assert tone_level(tone, 697) == pytest.approx(default, rel=0.1)
+    assert tone_level(gap, 697) < default / 20
+
+
+def test_a_law_keys_are_payload_type_8_and_g711_a_law():
+    payloads, _ = _audio_of(dtmf_pcap.InBand(codec="PCMA"))
+    assert {h["b1"] & 0x7F for h in _rtp_headers(payloads)} == {8}
+    assert payloads[-1][2][12:] == bytes([0xD5]) * 160  # the last gap: A-law's silence byte
+    # ITU-T G.711 A-law: zero, the largest positive and negative samples
+    assert [dtmf_pcap.linear_to_alaw(x) for x in (0, 32767, -32768)] == [0xD5, 0xAA, 0x2A]
+    with pytest.raises(ValueError):
+        dtmf_pcap.InBand(codec="G722")
+
+
+def test_a_sound_of_its_own_is_a_capture_of_its_own(tmp_path):
+    plain = dtmf_pcap.pcap_for_step(tmp_path, "12", 0, tones="inband")
+    quiet = dtmf_pcap.pcap_for_step(tmp_path, "12", 0, tones="inband",
+                                    sound=dtmf_pcap.InBand(level_dbm0=-25))
+    assert plain != quiet and plain.read_bytes() != quiet.read_bytes()
+    assert plain.name == dtmf_pcap.pcap_name("12", 0, "inband")
