@@ -256,6 +256,15 @@ class AmiClient:
                                    "Variable": "MUTEAUDIO(out)", "Value": "on" if muted else "off"})
         return bool(getattr(reply, "success", False))
 
+    async def pass_keys_from(self, channel: str) -> bool:
+        """Stop dropping the keys ``channel``'s phone sends (the FRAME_DROP(RX) set before a
+        talk-through agent's ChanSpy, dialplan/oneline.conf): a FRAME_DROP replaces the one
+        before it, and one naming no frame type drops nothing. False if Asterisk refused."""
+        reply = await self.action({"Action": "Setvar",
+                                   "Channel": _checked("Channel", channel, _CHANNEL),
+                                   "Variable": "FRAME_DROP(RX)", "Value": ""})
+        return bool(getattr(reply, "success", False))
+
     async def hangup(self, channel: str) -> bool:
         try:
             reply = await self.action({"Action": "Hangup",

@@ -56,6 +56,11 @@ async def oneline(call: AgiChannel, ctx: FlowContext) -> None:
         if payment.caller_muted:
             assert ctx.oneline is not None
             await ctx.oneline.unmute_caller(payment.agent_channel)
+        if talk_through:
+            # The agent's keys were dropped so ChanSpy's * and # could not act; lifted now, the
+            # result read out, a moment before the dialplan's Bridge() takes the agent back.
+            assert ctx.oneline is not None
+            await ctx.oneline.pass_agent_keys(payment.agent_channel)
     if talk_through:
         await _note_if_the_agent_left(ctx, payment)
 

@@ -18,6 +18,8 @@
                                   audio to the agent silenced (MUTEAUDIO(out)): Asterisk misses
                                   keys keyed over speech, and leaves their tones in the audio
     resume the recording        → the caller's payment IVR is over (ivr/oneline/flow.py)
+    the agent's keys again      → talk-through over: the drop of the agent's keys is lifted, or
+                                  it would stay on their channel into the bridge back
     is the agent still there    → CoreShowChannels: a talk-through agent's phone may hang up
                                   while the caller keys (the payment's history says so)
     release the agent           → the caller hung up: agent → [agent-released]
@@ -187,6 +189,15 @@ class OnelineSwitch:
         done (the agent's call has ended, or AMI does not answer)."""
         try:
             return bool(agent_channel) and await self._ami.mute_audio_to(agent_channel, False)
+        except _AMI_ERRORS:
+            return False
+
+    async def pass_agent_keys(self, agent_channel: str) -> bool:
+        """The talk-through agent's keys reach their call again (dropped while ChanSpy listened,
+        where * and # steer the spy). False if that could not be done (the agent's call has
+        ended, or AMI does not answer)."""
+        try:
+            return bool(agent_channel) and await self._ami.pass_keys_from(agent_channel)
         except _AMI_ERRORS:
             return False
 

@@ -209,6 +209,14 @@ def _keys_sent(packets, via: str) -> int:
     return len({payload for _, _, payload in packets if payload.startswith(b"INFO ")})
 
 
+def _keys_as_events_to(capture: Path, rtp_port: int) -> int:
+    """How many keys a capture shows sent to ``rtp_port`` as RFC 4733 events (one RTP timestamp
+    a key)."""
+    return len({payload[4:8] for _, port, payload in _packets_to_agent(capture, live=True)
+                if port == rtp_port and len(payload) >= 16
+                and payload[1] & 0x7F == TELEPHONE_EVENT})
+
+
 def _spy_controls_used(stack, since: int) -> list[str]:
     """Asterisk's log lines, since ``since`` (asterisk_mark()), that say ChanSpy acted on the
     spying channel's keys: a volume change (#), or a spy that stopped (*: "Done Spying on
@@ -224,19 +232,24 @@ def test_talk_through_the_agents_keys_do_not_reach_the_spy(stack, via: str) -> N
     (application/dtmf-relay). Neither acts:
     Asterisk logs no volume change and no end of the spy before the payment's end, the agent
     hears the caller in every second of the three after the keys, then the caller keys the PIN,
-    the payment is approved and the agent is bridged back."""
+    the payment is approved and the agent is bridged back. There the agent's keys reach the
+    caller again: a key keyed once they talk arrives at the caller's phone (the drop, left on,
+    had made the agent's keypad dead for the rest of the call)."""
     card = find_test_card("approve")
     from_agent = stack.work_dir / f"tt_agent_keys_{via}_from_agent.pcapng"
     to_agent = stack.work_dir / f"tt_agent_keys_{via}_to_agent.pcapng"
+    to_caller = stack.work_dir / f"tt_agent_keys_{via}_to_caller.pcapng"
     captures = [_capture(from_agent, bpf=f"udp src port {SIPP_AGENT.rtp_port} "
                                          f"or udp src port {SIPP_AGENT.sip_port}"),
-                _capture(to_agent, SIPP_AGENT)]
+                _capture(to_agent, SIPP_AGENT),
+                _capture(to_caller, bpf=f"udp dst port {CALLER_RTP_PORT}")]
     agent_cues = Cues()
     try:
         agent = stack.agent(Callee(f"tt_agent_keys_{via}_agent", ring_ms=300,
                                    bye_timeout_ms=150000,
                                    steps=[Key("#*", cue="agent keys", label="hash and star",
-                                              via=via)]),
+                                              via=via),
+                                          Key("5", cue="agent keys bridged", via=via)]),
                             AGENT, cues=agent_cues)
         cues = Cues()
         caller = stack.start_call(Call(f"tt_agent_keys_{via}", "8100", [
@@ -268,6 +281,12 @@ def test_talk_through_the_agents_keys_do_not_reach_the_spy(stack, via: str) -> N
         cues.send("enter_pin")
         final = _approved(stack, payment)
         assert not _spy_controls_used(stack, mark)  # the spy ends only with the bridge back
+        _when_the_agent_talks_to_the_caller(stack)
+        keys_before = _keys_as_events_to(to_caller, CALLER_RTP_PORT)
+        agent_cues.send("agent keys bridged")
+        assert stack.wait_until(
+            lambda: _keys_as_events_to(to_caller, CALLER_RTP_PORT) == keys_before + 1, 15), \
+            "bridged back, the agent's key never reached the caller"
         _back_with_the_agent(stack, cues, caller, agent)
     finally:
         agent_cues.close()

@@ -137,3 +137,12 @@ async def test_a_channels_dtmf_mode_and_muting_what_it_hears(fake_ami: FakeAmi,
     assert not await switch.keys_in_band(AGENT["Channel"])
     fake_ami.failing.add("getvar")  # Asterisk cannot say: taken as in-band
     assert await switch.keys_in_band(AGENT["Channel"])
+
+
+async def test_the_agents_keys_pass_again_by_a_frame_drop_that_names_nothing(
+        fake_ami: FakeAmi, client: AmiClient) -> None:
+    assert await OnelineSwitch(client).pass_agent_keys(AGENT["Channel"])
+    assert [(s["Channel"], s["Variable"], s["Value"]) for s in fake_ami.sent("Setvar")] == [
+        (AGENT["Channel"], "FRAME_DROP(RX)", "")]
+    assert not await OnelineSwitch(client).pass_agent_keys("")  # no agent's channel: nothing sent
+    assert len(fake_ami.sent("Setvar")) == 1

@@ -31,6 +31,7 @@ class _Switch:
         self.released: list[str] = []
         self.resumed: list[str] = []
         self.unmuted: list[str] = []
+        self.keys_passed: list[str] = []
 
     async def release_agent(self, agent_channel: str) -> bool:
         self.released.append(agent_channel)
@@ -42,6 +43,10 @@ class _Switch:
 
     async def unmute_caller(self, agent_channel: str) -> bool:
         self.unmuted.append(agent_channel)
+        return True
+
+    async def pass_agent_keys(self, agent_channel: str) -> bool:
+        self.keys_passed.append(agent_channel)
         return True
 
 
@@ -144,3 +149,32 @@ async def test_a_muted_talk_through_caller_is_heard_again_and_the_recording_resu
     else:
         await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
     assert (switch.resumed, switch.unmuted) == ([AGENT_CHANNEL], [AGENT_CHANNEL])
+
+
+@pytest.mark.parametrize(("style", "passed"), [("talk-through", [AGENT_CHANNEL]), ("", [])])
+@pytest.mark.parametrize("hung_up", [False, True])
+async def test_a_talk_through_agents_keys_pass_again_once_the_payment_is_over(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, style: str,
+        passed: list[str], hung_up: bool) -> None:
+    """The agent's keys were dropped while ChanSpy listened ([agent-talkthrough]); the drop would
+    otherwise stay on the agent's channel into the bridge back, and their keypad (a transfer, a
+    survey) would be dead for the rest of the call. A hard switch never set one."""
+    store = PaymentStore(redis_client)
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
+                                  "oneline_style": style})
+    await store.transition(payment.id, PaymentState.RISK_PASSED)
+
+    async def pay_order(call, ctx, payment) -> bool:
+        if hung_up:
+            raise AgiHangup("HANGUP")
+        return True
+
+    monkeypatch.setattr(flow, "pay_order", pay_order)
+    switch = _SwitchWithAnAgent(True)
+    ctx = SimpleNamespace(store=store, oneline=switch)
+    if hung_up:
+        with pytest.raises(AgiHangup):
+            await flow.oneline(_Call(payment.id), ctx)
+    else:
+        await flow.oneline(_Call(payment.id), ctx)
+    assert switch.keys_passed == passed
