@@ -154,8 +154,16 @@ def _start(shard: Shard, pytest_args: list[str]) -> None:
         shard.process = subprocess.Popen(["nice", "-n", str(shard.niceness),
                                           "unshare", "--net", "bash", "-c", script], cwd=REPO_ROOT,
                                          env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=interruptible)
     shard.started = time.monotonic()
+
+
+def interruptible() -> None:
+    """Run in a shard's process before it starts: SIGINT back to its default. A runner started in
+    the background (`nohup`, `&`) hands its children SIGINT ignored, and a shell or pytest that
+    starts with SIGINT ignored cannot take it back: the interrupt passed on would stop no stack,
+    and every shard would be killed after _interrupt's wait instead."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def file_seconds(shard: Shard) -> dict[str, float]:

@@ -2,6 +2,7 @@
 once, each shard ends with the leak scan over what its calls left, the shards are about even, and a
 part of the suite named on the command line runs as asked."""
 
+import signal
 from pathlib import Path
 
 from ivr.config import REPO_ROOT
@@ -80,11 +81,17 @@ def test_an_interrupted_run_interrupts_its_shards(tmp_path):
     passes the interrupt on, so no shard's stack is left running."""
     import subprocess
     shard = suite.Shard("x", [])
-    # Like pytest, this shard stops on SIGINT after a last word (its teardown).
-    shard.process = subprocess.Popen(
-        ["bash", "-c", f"trap 'echo stopped > {tmp_path}/teardown; exit 130' INT; "
-                       f"touch {tmp_path}/ready; while :; do sleep 0.1; done"],
-        start_new_session=True)
+    # As `nohup make test &` leaves it: a background job's children start with SIGINT ignored
+    # (the suite's own run in the background failed here, the shard killed after the wait).
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        # Like pytest, this shard stops on SIGINT after a last word (its teardown).
+        shard.process = subprocess.Popen(
+            ["bash", "-c", f"trap 'echo stopped > {tmp_path}/teardown; exit 130' INT; "
+                           f"touch {tmp_path}/ready; while :; do sleep 0.1; done"],
+            start_new_session=True, preexec_fn=suite.interruptible)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     while not (tmp_path / "ready").exists():
         assert shard.process.poll() is None
     suite._interrupt([shard])
