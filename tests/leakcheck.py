@@ -237,10 +237,20 @@ def _is_sip_cseq(text: str, position: int) -> bool:
     return _SIP_MESSAGE_CSEQ.search(text, max(0, position - 40), position) is not None
 
 
+# ... and panoramisk numbers the AMI actions it sends (``ActionID: action/<uuid>/1/398``): a
+# connection's counter, which twenty talk-through payments' actions ran up to a test CVV2 (an e2e
+# run hit it).
+_AMI_ACTION_ID = re.compile(r"ActionID: action/[0-9a-f-]+/\d+/$")
+
+
+def _is_ami_action_counter(text: str, position: int) -> bool:
+    return _AMI_ACTION_ID.search(text, max(0, position - 80), position) is not None
+
+
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
-    in Asterisk's RTP statistics or PJSIP's CSeq of a message; a CVV2 not after a dot or colon
-    either (13:42:26.398)."""
+    in Asterisk's RTP statistics, PJSIP's CSeq of a message or panoramisk's AMI action counter; a
+    CVV2 not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
@@ -248,7 +258,8 @@ def _tokens(text: str, index: SecretIndex, hit) -> None:
             continue
         if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
                 and (_on_rtp_statistics_line(text, match.start())
-                     or _is_sip_cseq(text, match.start()))):
+                     or _is_sip_cseq(text, match.start())
+                     or _is_ami_action_counter(text, match.start()))):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \

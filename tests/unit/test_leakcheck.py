@@ -245,6 +245,17 @@ def test_a_sip_messages_cseq_in_pjsips_debug_lines_is_not_a_cvv2():
     assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
     assert (CVV2, CREDIT.name) in kinds(line.replace("cseq=", "cvv2 "))
 
+def test_an_ami_action_ids_counter_is_not_a_cvv2_or_pin():
+    # An e2e run's AMI traffic: panoramisk numbers its actions, and twenty talk-through payments'
+    # Setvar, Getvar and CoreShowChannels ran the counter up to a test CVV2.
+    for value in (CREDIT.cvv2, APPROVE.pin):
+        block = ("Action: CoreShowChannels\r\n"
+                 f"ActionID: action/c61dd527-6bbb-437b-ab50-06d589a57918/1/{value}\r\n\r\n")
+        assert kinds(block) == set()
+        # The same number anywhere else in the message is still reported.
+        assert kinds(block + f"Value: {value}\r\n") != set()
+
+
 def _asterisk_debug_keys(pin: str, *, other_lines: int = 3) -> str:
     """How Asterisk at debug level logs an RFC 4733 caller keying ``pin``, each key between
     unrelated lines (a thread's other work)."""
