@@ -126,42 +126,13 @@ async def test_a_talk_through_agent_who_left_mid_payment_is_in_the_history(
     assert (switch.released, switch.resumed) == ([], [])
 
 
-@pytest.mark.parametrize("hung_up", [False, True])
-async def test_a_muted_talk_through_caller_is_heard_again_and_the_recording_resumed(
-        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, hung_up: bool) -> None:
-    """A caller keying in-band was muted to the agent for the payment: however it ends, the agent
-    hears the caller again and their recording goes on."""
+async def _one_line_payment_that_ends(redis_client: aioredis.Redis,
+                                      monkeypatch: pytest.MonkeyPatch, fields: dict[str, str],
+                                      hung_up: bool) -> "_SwitchWithAnAgent":
+    """A one-line payment with ``fields`` whose IVR part ends paid, or with the caller hanging
+    up; the switch the flow used, with what it was asked to do."""
     store = PaymentStore(redis_client)
-    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
-                                  "oneline_style": "talk-through", "caller_muted": "1"})
-    await store.transition(payment.id, PaymentState.RISK_PASSED)
-
-    async def pay_order(call, ctx, payment) -> bool:
-        if hung_up:
-            raise AgiHangup("HANGUP")
-        return True
-
-    monkeypatch.setattr(flow, "pay_order", pay_order)
-    switch = _SwitchWithAnAgent(True)
-    if hung_up:
-        with pytest.raises(AgiHangup):
-            await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
-    else:
-        await flow.oneline(_Call(payment.id), SimpleNamespace(store=store, oneline=switch))
-    assert (switch.resumed, switch.unmuted) == ([AGENT_CHANNEL], [AGENT_CHANNEL])
-
-
-@pytest.mark.parametrize(("style", "passed"), [("talk-through", [AGENT_CHANNEL]), ("", [])])
-@pytest.mark.parametrize("hung_up", [False, True])
-async def test_a_talk_through_agents_keys_pass_again_once_the_payment_is_over(
-        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, style: str,
-        passed: list[str], hung_up: bool) -> None:
-    """The agent's keys were dropped while ChanSpy listened ([agent-talkthrough]); the drop would
-    otherwise stay on the agent's channel into the bridge back, and their keypad (a transfer, a
-    survey) would be dead for the rest of the call. A hard switch never set one."""
-    store = PaymentStore(redis_client)
-    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL,
-                                  "oneline_style": style})
+    payment = await store.create({"mode": "oneline", "agent_channel": AGENT_CHANNEL, **fields})
     await store.transition(payment.id, PaymentState.RISK_PASSED)
 
     async def pay_order(call, ctx, payment) -> bool:
@@ -177,4 +148,27 @@ async def test_a_talk_through_agents_keys_pass_again_once_the_payment_is_over(
             await flow.oneline(_Call(payment.id), ctx)
     else:
         await flow.oneline(_Call(payment.id), ctx)
+    return switch
+
+
+@pytest.mark.parametrize("hung_up", [False, True])
+async def test_a_muted_talk_through_caller_is_heard_again_and_the_recording_resumed(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, hung_up: bool) -> None:
+    """A caller keying in-band was muted to the agent for the payment: however it ends, the agent
+    hears the caller again and their recording goes on."""
+    switch = await _one_line_payment_that_ends(
+        redis_client, monkeypatch, {"oneline_style": "talk-through", "caller_muted": "1"}, hung_up)
+    assert (switch.resumed, switch.unmuted) == ([AGENT_CHANNEL], [AGENT_CHANNEL])
+
+
+@pytest.mark.parametrize(("style", "passed"), [("talk-through", [AGENT_CHANNEL]), ("", [])])
+@pytest.mark.parametrize("hung_up", [False, True])
+async def test_a_talk_through_agents_keys_pass_again_once_the_payment_is_over(
+        redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, style: str,
+        passed: list[str], hung_up: bool) -> None:
+    """The agent's keys were dropped while ChanSpy listened ([agent-talkthrough]); the drop would
+    otherwise stay on the agent's channel into the bridge back, and their keypad (a transfer, a
+    survey) would be dead for the rest of the call. A hard switch never set one."""
+    switch = await _one_line_payment_that_ends(
+        redis_client, monkeypatch, {"oneline_style": style}, hung_up)
     assert switch.keys_passed == passed
