@@ -245,6 +245,15 @@ def test_a_sip_messages_cseq_in_pjsips_debug_lines_is_not_a_cvv2():
     assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
     assert (CVV2, CREDIT.name) in kinds(line.replace("cseq=", "cvv2 "))
 
+def test_a_translators_measured_cost_at_asterisks_start_is_not_a_cvv2():
+    # An e2e run's full log: Asterisk times each translator it registers; one took a CVV2's value.
+    line = ("[2026-11-28 02:13:24.427] VERBOSE[2] translate.c: Registered translator "
+            "'speexwbtolin16' from codec speex to slin, table cost, 900000, computational cost "
+            f"{CREDIT.cvv2}")
+    assert kinds(line) == set()
+    assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
+
+
 def test_an_ami_action_ids_counter_is_not_a_cvv2_or_pin():
     # An e2e run's AMI traffic: panoramisk numbers its actions, and twenty talk-through payments'
     # Setvar, Getvar and CoreShowChannels ran the counter up to a test CVV2.
