@@ -287,7 +287,13 @@ def test_talk_through_the_agents_keys_do_not_reach_the_spy(stack, via: str) -> N
         assert stack.wait_until(
             lambda: _keys_as_events_to(to_caller, CALLER_RTP_PORT) == keys_before + 1, 15), \
             "bridged back, the agent's key never reached the caller"
-        _back_with_the_agent(stack, cues, caller, agent)
+        # The caller hangs up; the agent's SIPp, which keyed after its scenario's last cue, may
+        # meet Asterisk's BYE while it is still pausing after that key and count its call failed
+        # (seen in one run in three): its ending is not what this test is about.
+        cues.send("back with the agent")
+        out, _ = caller.communicate(timeout=150)
+        assert caller.returncode == 0, out[-2000:]
+        agent.communicate(timeout=60)
     finally:
         agent_cues.close()
         for capture in captures:
