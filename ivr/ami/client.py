@@ -251,18 +251,20 @@ class AmiClient:
     async def mute_audio_to(self, channel: str, muted: bool) -> bool:
         """Silence, or stop silencing, all audio Asterisk sends to ``channel`` (MUTEAUDIO(out):
         each frame is dropped, so the phone gets no RTP at all). False if Asterisk refused."""
-        reply = await self.action({"Action": "Setvar",
-                                   "Channel": _checked("Channel", channel, _CHANNEL),
-                                   "Variable": "MUTEAUDIO(out)", "Value": "on" if muted else "off"})
-        return bool(getattr(reply, "success", False))
+        return await self._set_function(channel, "MUTEAUDIO(out)", "on" if muted else "off")
 
     async def pass_keys_from(self, channel: str) -> bool:
         """Stop dropping the keys ``channel``'s phone sends (the FRAME_DROP(RX) set before a
         talk-through agent's ChanSpy, dialplan/oneline.conf): a FRAME_DROP replaces the one
         before it, and one naming no frame type drops nothing. False if Asterisk refused."""
+        return await self._set_function(channel, "FRAME_DROP(RX)", "")
+
+    async def _set_function(self, channel: str, function: str, value: str) -> bool:
+        """Setvar of one of our own dialplan functions and values (never a caller's input, so
+        not put through setvar's checks, which refuse a function name and an empty value)."""
         reply = await self.action({"Action": "Setvar",
                                    "Channel": _checked("Channel", channel, _CHANNEL),
-                                   "Variable": "FRAME_DROP(RX)", "Value": ""})
+                                   "Variable": function, "Value": value})
         return bool(getattr(reply, "success", False))
 
     async def hangup(self, channel: str) -> bool:
