@@ -8,8 +8,9 @@ scans a real run:
   the spool, AstDB, the acquirer journal, the e2e work files and webhook bodies, Redis' own AOF
   and RDB files, the suite's output, core dumps), except the few places secrets must be;
 - recordings: the DTMF digits heard in every WAV;
-- packet captures: every TCP stream of AMI and FastAGI, the SIP and the RFC 4733 key events of
-  captured phone legs; the acquirer link only to read the PIN blocks the run sent;
+- packet captures: every TCP stream of AMI and FastAGI; every other capture under var/ (a phone
+  leg a test kept) for its SIP and its RFC 4733 key events, on any port, never its audio as
+  text; the acquirer link only to read the PIN blocks the run sent;
 - Redis: every key and value of every type, and an RDB dump written uncompressed.
 """
 
@@ -89,12 +90,14 @@ def _tcp_streams(capture: Path) -> dict[tuple[str, int, int], bytes]:
     return {key: bytes(value) for key, value in streams.items()}
 
 
-def capture_streams(capture: Path, links: dict[int, str], *, agi_port: int | None = None
-                    ) -> Iterator[Place]:
+def capture_streams(capture: Path, links: dict[int, str], *, agi_port: int | None = None,
+                    udp_link: str | None = None) -> Iterator[Place]:
     """Each direction of each TCP stream to or from a port in ``links`` (port -> "AMI"...), and
-    the UDP to those ports: SIP as text, RTP key events as the keys they carry. From the FastAGI
-    port ``agi_port``, the keys a GET DATA collected are left out: that answer is how the keyed
-    digits reach the IVR, the one place on the wire they must be (everything else is read)."""
+    the UDP to those ports (to any port, named ``udp_link``, if given: a phone leg's capture
+    holds that leg's packets only, whatever their ports): SIP as text, RTP key events as the
+    keys they carry; RTP audio is no text and is not read. From the FastAGI port ``agi_port``,
+    the keys a GET DATA collected are left out: that answer is how the keyed digits reach the
+    IVR, the one place on the wire they must be (everything else is read)."""
     for (stream, src, dst), data in sorted(_tcp_streams(capture).items()):
         link = links.get(dst) or links.get(src)
         if link is not None:
@@ -106,21 +109,24 @@ def capture_streams(capture: Path, links: dict[int, str], *, agi_port: int | Non
     udp: dict[int, bytearray] = defaultdict(bytearray)
     keys: dict[int, list[str]] = defaultdict(list)
     event_of: dict[int, bytes] = {}
+    link_of: dict[int, str] = {}
     for dst, payload in _tshark(capture, "udp.dstport", "udp.payload"):
-        if not payload or int(dst) not in links:
+        port = int(dst or 0)
+        link = links.get(port, udp_link)
+        if not payload or link is None:
             continue
-        raw, port = bytes.fromhex(payload.replace(":", "")), int(dst)
+        raw, link_of[port] = bytes.fromhex(payload.replace(":", "")), link
         if len(raw) >= 16 and raw[0] >> 6 == 2 and raw[1] & 0x7F == _RFC4733:
             # One key per event: all packets of an event share its RTP timestamp.
             if event_of.get(port) != raw[4:8]:
                 event_of[port] = raw[4:8]
                 keys[port].append(_EVENT_KEYS[raw[12]] if raw[12] < len(_EVENT_KEYS) else "?")
         elif not (len(raw) >= 12 and raw[0] >> 6 == 2):  # not RTP: SIP
-            udp[int(dst)] += raw + b"\n"
+            udp[port] += raw + b"\n"
     for port, data in sorted(udp.items()):
-        yield Place(f"{links[port]} SIP (port {port}, {capture.name})", bytes(data))
+        yield Place(f"{link_of[port]} SIP (port {port}, {capture.name})", bytes(data))
     for port, pressed in sorted(keys.items()):
-        yield Place(f"{links[port]} key events (port {port}, {capture.name})",
+        yield Place(f"{link_of[port]} key events (port {port}, {capture.name})",
                     "\n".join(pressed).encode())
 
 
@@ -186,12 +192,17 @@ def scan_places(places: Iterable[Place], index: SecretIndex) -> list[Leak]:
 
 def every_place(var_dir: Path, client: redis.Redis, captures: dict[Path, dict[int, str]], *,
                 agi_port: int, core_roots: Iterable[Path] = (REPO_ROOT,)) -> Iterator[Place]:
-    """All of the above: what the end-to-end scan reads, and what its proof plants into."""
-    yield from var_files(var_dir, read_elsewhere=captures)
+    """All of the above: what the end-to-end scan reads, and what its proof plants into. The
+    ``captures`` are read by their links; every other capture (``*.pcapng``) under var/ is a
+    phone leg's (the packet captures SIPp plays, ``*.pcap``, are the test's own keys)."""
+    phone_legs = [path for path in sorted(var_dir.rglob("*.pcapng")) if path not in captures]
+    yield from var_files(var_dir, read_elsewhere=[*captures, *phone_legs])
     yield from recordings(var_dir)
     for capture, links in captures.items():
         if capture.exists():
             yield from capture_streams(capture, links, agi_port=agi_port)
+    for leg in phone_legs:
+        yield from capture_streams(leg, {}, udp_link="phone leg")
     yield from redis_values(client)
     yield redis_rdb_dump(client)
     yield from core_dumps(*core_roots)

@@ -6,7 +6,7 @@ left, read by the collectors of tests/leak_places.py (the same ones its proof,
 tests/integration/test_leak_places.py, plants leaks into): every file under var/ (service logs,
 Asterisk's messages and full debug log, spool, AstDB, the acquirer journal, webhook bodies, the
 suite's output so far), the DTMF heard in every recording, every AMI and FastAGI stream of the
-session and the agent leg's capture, every Redis key and value and an RDB dump, core dumps. The
+session and every phone leg's capture a test kept, every Redis key and value and an RDB dump, core dumps. The
 PIN blocks looked for are those the run sent, read from the capture of the acquirer link.
 (The whole test output is checked again by `make test` after pytest exits: see the Makefile.)
 """
@@ -16,9 +16,6 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.e2e.test_oneline_calls import AGENT_RTP_PORT, AGENT_SIP_PORT
-from tests.e2e.test_softphones import RTP_PORT as SOFTPHONE_RTP_PORT
-from tests.e2e.test_softphones import SIP_PORT as SOFTPHONE_SIP_PORT
 from tests.leak_places import every_place, pin_blocks_in_capture, scan_places
 from tests.leak_secrets import all_secrets
 from tests.leakcheck import SecretIndex
@@ -30,14 +27,10 @@ def test_no_card_data_anywhere(stack):
     settings = stack.settings
     var = settings.var_dir
     links = stack.links_capture
-    # Each one-line test keeps its agent leg's capture as <name>_agent_leg.pcapng: all are read
-    # as captures (SIP text, RTP key events), not as raw bytes, at the SIPp agent's ports or a
-    # softphone agent's (each capture holds its own leg's packets only).
+    # Every phone leg's capture a test kept under var/ (<name>_agent_leg.pcapng and the like) is
+    # read as packets by every_place: its SIP as text, its RTP key events as keys (not its audio).
     agent_legs = sorted(stack.work_dir.glob("*_agent_leg.pcapng"))
-    agent_ports = {AGENT_SIP_PORT, AGENT_RTP_PORT, *SOFTPHONE_SIP_PORT.values(),
-                   *SOFTPHONE_RTP_PORT.values()}
-    captures = {links: {settings.ami_port: "AMI", settings.agi_port: "FastAGI"},
-                **{leg: dict.fromkeys(agent_ports, "agent leg") for leg in agent_legs}}
+    captures = {links: {settings.ami_port: "AMI", settings.agi_port: "FastAGI"}}
     blocks = pin_blocks_in_capture(links, settings.acquirer_port)
     client = redis.Redis.from_url(settings.redis_url)
     places = list(every_place(var, client, captures, agi_port=settings.agi_port))
@@ -53,7 +46,7 @@ def test_no_card_data_anywhere(stack):
                for where, data in by_name.items())
     assert any(where.startswith("Redis ") and b"pay_" in data for where, data in by_name.items())
     for leg in agent_legs:  # every agent leg kept was read for its SIP and its key events
-        assert any(where.startswith("agent leg SIP") and leg.name in where for where in by_name)
+        assert any(where.startswith("phone leg SIP") and leg.name in where for where in by_name)
     assert blocks, "no PIN block read from the acquirer link: nothing to look for"
     leaks = scan_places(places, SecretIndex.of(all_secrets(blocks)))
     assert [str(leak) for leak in leaks] == []

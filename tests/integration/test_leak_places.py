@@ -25,7 +25,7 @@ from tests.leak_secrets import (CARD_NUMBER, CVV2, EXPIRY, ID_NUMBER, PIN, PIN_B
 from tests.leakcheck import CLEAR_PIN_FIELD, PARTIAL_CARD_NUMBER, SecretIndex
 from tests.sipp.dtmf_pcap import build_dtmf_pcap
 
-AMI, AGI, ACQUIRER, AGENT_RTP = 5038, 4573, 8583, 10000  # AGENT_RTP: build_dtmf_pcap's port
+AMI, AGI, ACQUIRER = 5038, 4573, 8583
 LINKS = {AMI: "AMI", AGI: "FastAGI"}
 CARD = {name: find_test_card(name) for name in (
     "approve", "approve_19", "wrong_pin", "insufficient_funds", "expired", "blocked",
@@ -64,20 +64,29 @@ def _dtmf_wav(path: Path, keys: str) -> None:
         wav.writeframes(bytes(frames))
 
 
-def _tcp_pcap(path: Path, segments: list[tuple[int, int, bytes]]) -> None:
-    """A pcap of (source port, destination port, payload) TCP segments on the loopback."""
+def _tcp_pcap(path: Path, segments: list[tuple[int, int, bytes]], *, udp: bool = False) -> None:
+    """A pcap of (source port, destination port, payload) TCP segments (or UDP datagrams) on
+    the loopback."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     seq: dict[tuple[int, int], int] = {}
     for n, (src, dst, payload) in enumerate(segments):
         at = seq.get((src, dst), 1000)
         seq[(src, dst)] = at + len(payload)
-        tcp = struct.pack("!HHIIBBHHH", src, dst, at, 1, 5 << 4, 0x18, 65535, 0, 0) + payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), n, 0, 64, 6, 0,
+        if udp:
+            body = struct.pack("!HHHH", src, dst, 8 + len(payload), 0) + payload
+        else:
+            body = struct.pack("!HHIIBBHHH", src, dst, at, 1, 5 << 4, 0x18, 65535, 0, 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), n, 0, 64, 17 if udp else 6, 0,
                          bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
-        frame = bytes(12) + b"\x08\x00" + ip + tcp
+        frame = bytes(12) + b"\x08\x00" + ip + body
         out.append(struct.pack("<IIII", 1764249746 + n, 0, len(frame), len(frame)) + frame)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(out))
+
+
+def _rtp_audio(seq: int, payload: bytes) -> bytes:
+    """A G.711 u-law RTP packet (payload type 0) carrying ``payload`` as its audio."""
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x1234) + payload
 
 
 def _purchase_frame(pan: str, block: bytes) -> bytes:
@@ -140,6 +149,14 @@ def _build(var: Path, client: redis.Redis, *, leak: bool) -> dict[Path, dict[int
     _tcp_pcap(var / "capture/links.pcapng", [s for s in ami + agi + acquirer if s[2]])
     (var / "e2e").mkdir(parents=True, exist_ok=True)
     (var / "e2e/agent_leg.pcapng").write_bytes(build_dtmf_pcap("5" + plant(c["approve"].pin)))
+    # A capture of the audio sent to a caller: G.711 bytes are no text, though some read as a
+    # CVV2 standing alone by chance (an e2e run's did); only its SIP and key events are read.
+    silence = b"\xff" * 80
+    _tcp_pcap(var / "e2e/call_to_caller.pcapng", [
+        (4000, 20000, _rtp_audio(1, silence + f" {c['credit_approve'].cvv2} ".encode() + silence)),
+        (4000, 20000, _rtp_audio(2, silence * 2))], udp=True)
+    (var / "e2e/call_keys_to_caller.pcapng").write_bytes(
+        build_dtmf_pcap("5" + plant(c["wrong_pin"].pin)))
     # Redis: a value of each type, and an integer a RDB file stores in binary.
     client.flushdb()
     client.set("pay:pay_1a2b3c4d:state", "approved")
@@ -153,7 +170,7 @@ def _build(var: Path, client: redis.Redis, *, leak: bool) -> dict[Path, dict[int
         client.zadd("cards", {"-".join(_pan_spaced(c["expired"].pan).split()): 1})
         client.xadd("pay:pay_9:history", {"field": f"06{c['blocked'].pin}FFFFFFFF"})
         client.set("pin:int", c["do_not_honour"].pin)  # an RDB integer
-    return {var / "capture/links.pcapng": LINKS, var / "e2e/agent_leg.pcapng": {AGENT_RTP: "agent leg"}}
+    return {var / "capture/links.pcapng": LINKS}
 
 
 # ---- the proof --------------------------------------------------------------------------------
@@ -175,7 +192,8 @@ EXPECTED = {
     ("AMI traffic (from port 5038, stream 0, links.pcapng)", PIN, "approve_19"),
     ("FastAGI traffic (to port 4573, stream 1, links.pcapng)", ID_NUMBER, "second"),
     ("FastAGI traffic (from port 4573, stream 1, links.pcapng)", PIN, "approve"),
-    ("agent leg key events (port 10000, agent_leg.pcapng)", PIN, "approve"),
+    ("phone leg key events (port 10000, agent_leg.pcapng)", PIN, "approve"),
+    ("phone leg key events (port 10000, call_keys_to_caller.pcapng)", PIN, "wrong_pin"),
     ("Redis string note:#", CARD_NUMBER, "approve"),
     ("Redis hash pay:pay_#", CVV2, "credit_approve"),
     ("Redis hash pay:pay_#", PIN, "wrong_pin"),
