@@ -10,7 +10,8 @@ The acquirer charges the platform ``ACQUIRER_RATE`` per purchase (by the platfor
 ivr/settlement/fees.py); a void gives its purchase's fee back, a refund gives none back.
 
 The simulator's records live in memory, so the file covers what this run of the simulator saw;
-the server rewrites the current day's file after every message (``DailyFilePublisher``), so the
+the server rewrites the current day's file half a second after a message, once for all messages of
+that half second (``DailyFilePublisher``, simulators/acquirer/server.py), so the
 file of a day is final once its cut-off has passed.
 """
 

@@ -28,6 +28,8 @@ from simulators.acquirer.settings import AcquirerSettings, load_acquirer_setting
 __all__ = ["AcquirerServer", "cardbook_path", "journal_path", "prepare_acquirer", "build_simulator", "main"]
 
 log = logging.getLogger("simulators.acquirer.server")
+# How long after a message the day's file is rewritten, with every message of that moment.
+DAILY_FILE_DELAY_S = 0.5
 
 
 def cardbook_path(settings: AcquirerSettings) -> Path:
@@ -74,8 +76,11 @@ class AcquirerServer:
     def __init__(self, simulator: AcquirerSimulator, host: str, port: int, *,
                  daily_files: DailyFilePublisher | None = None) -> None:
         self._simulator = simulator
-        # Rewrites the day's reconciliation file after each message (daily_file.py).
+        # Rewrites the day's reconciliation file (daily_file.py) a moment after a message, once
+        # for all the messages of that moment: the file is rebuilt from every transaction of
+        # the day, so rebuilt for each message it cost more per message the longer a day ran.
         self._daily_files = daily_files
+        self._publish_soon: asyncio.TimerHandle | None = None
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -102,6 +107,9 @@ class AcquirerServer:
             connection.writer.close()
         pending = [task for connection in list(self._connections) for task in connection.tasks]
         await asyncio.gather(*pending, return_exceptions=True)
+        if self._publish_soon is not None:  # the last moment's messages reach the file too
+            self._publish_soon.cancel()
+            self._publish_daily_file()
         if self._server is not None:
             await self._server.wait_closed()
         self._server = None
@@ -143,11 +151,9 @@ class AcquirerServer:
 
     async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
         answer = await self._simulator.handle(raw)
-        if self._daily_files is not None:
-            try:
-                self._daily_files.publish()
-            except OSError as exc:  # the file is late, the answer must not be
-                log.error("could not write the daily file: %s", exc)
+        if self._daily_files is not None and self._publish_soon is None:
+            self._publish_soon = asyncio.get_running_loop().call_later(
+                DAILY_FILE_DELAY_S, self._publish_daily_file)
         if answer is None or writer.is_closing():
             return
         try:
@@ -155,6 +161,16 @@ class AcquirerServer:
             await writer.drain()
         except ConnectionError:
             log.info("terminal went away before its answer")
+
+
+    def _publish_daily_file(self) -> None:
+        self._publish_soon = None
+        if self._daily_files is None:
+            return
+        try:
+            self._daily_files.publish()
+        except OSError as exc:  # the file is late, the answers are not
+            log.error("could not write the daily file: %s", exc)
 
 
 async def _run(settings: AcquirerSettings) -> None:

@@ -80,7 +80,14 @@ def test_a_day_of_calls_is_settled_and_reconciles_clean(stack):
     assert status == 200 and statement == record
 
     # Both files: the acquirer's own, GBK, with the merchant's Chinese name and masked cards.
-    raw = (stack.settings.acquirer_files_dir / file_name(day)).read_bytes()
+    # The simulator rewrites the day's file half a second after the last message.
+    path = stack.settings.acquirer_files_dir / file_name(day)
+
+    def ours_in_file() -> list:
+        return [r for r in ZmFile.decode(path.read_bytes()).records if r.merchant_code == MERCHANT
+                ] if path.exists() else []
+    assert stack.wait_until(lambda: len(ours_in_file()) == 4, 10), ours_in_file()
+    raw = path.read_bytes()
     zm = ZmFile.decode(raw)
     ours = [r for r in zm.records if r.merchant_code == MERCHANT]
     assert sorted(r.txn_code.value for r in ours) == sorted(
@@ -97,8 +104,7 @@ def test_a_day_of_calls_is_settled_and_reconciles_clean(stack):
 
     # The same day again, with the acquirer's file missing the kept purchase and the refund's
     # amount altered by one fen: the report names exactly those two, with the action to take.
-    # The simulator's own file is put back afterwards (it rewrites it on its next message anyway).
-    path = stack.settings.acquirer_files_dir / file_name(day)
+    # The simulator's own file is put back afterwards (it rewrites it after its next message anyway).
     purchase = next(r for r in ours if r.rrn == kept["rrn"])
     refunded = next(r for r in ours if r.rrn == refund["rrn"])
     tampered = [replace(r, amount=r.amount + 1, settlement_amount=r.settlement_amount + 1)

@@ -17,6 +17,9 @@ import pytest
 
 from ivr.hostlink.bin_table import BinTable
 from ivr.hostlink.acquirer_client import AcquirerClient, AcquirerUnavailable, IssuerTimeout
+from ivr.payments.settlement_day import Cutoff
+from ivr.settlement.zm_file import ZmFile
+from simulators.acquirer.daily_file import DailyFilePublisher
 from simulators.acquirer.settings import load_acquirer_settings
 from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
 from simulators.acquirer.simulator import AcquirerSimulator
@@ -259,3 +262,55 @@ async def test_server_process_starts_serves_and_stops_on_sigterm(tmp_path: Path)
     assert process.returncode == 0
     log = output.decode()
     assert "mti=0800" in log and "stopping" in log
+
+
+class _CountingPublisher(DailyFilePublisher):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes = 0
+
+    def publish(self, day=None):
+        self.writes += 1
+        return super().publish(day)
+
+
+async def _with_daily_files(tmp_path: Path):
+    settings = load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY, port=0)
+    simulator = build_simulator(settings)
+    publisher = _CountingPublisher(simulator, settings.daily_files_dir,
+                                   Cutoff.parse(settings.settlement_cutoff))
+    server = AcquirerServer(simulator, "127.0.0.1", 0, daily_files=publisher)
+    await server.start()
+    ivr_keys = load_ivr_keys(load_settings(var_dir=tmp_path).ivr_keys_file)
+    acquirer = Acquirer(settings, simulator, server,
+                        AcquirerClient("127.0.0.1", server.port, 5.0), ivr_keys.pek,
+                        ivr_keys.cvv_key)
+    return acquirer, publisher
+
+
+def _records_in_daily_file(acquirer: Acquirer) -> int:
+    files = sorted(acquirer.settings.daily_files_dir.glob("*"))
+    return sum(len(ZmFile.decode(path.read_bytes()).records) for path in files)
+
+
+async def test_the_daily_file_is_rewritten_once_for_a_burst_of_purchases(tmp_path: Path) -> None:
+    """The day's file is rebuilt from every transaction of the day: rebuilt for each message,
+    a busy day cost the simulator more per message the longer it ran (a load benchmark saw it
+    take more CPU per payment than the ivr service). A burst of purchases is written once,
+    whole, soon after; a purchase just before the server closes is in the file too."""
+    acquirer, publisher = await _with_daily_files(tmp_path)
+    try:
+        card = find_test_card("approve")
+        answers = await asyncio.gather(*(acquirer.client.authorize(acquirer.purchase(card, 100))
+                                         for _ in range(20)))
+        assert {answer.response_code for answer in answers} == {ResponseCode.APPROVED}
+        for _ in range(50):
+            if _records_in_daily_file(acquirer) == 20:
+                break
+            await asyncio.sleep(0.1)
+        assert _records_in_daily_file(acquirer) == 20
+        assert publisher.writes <= 3, publisher.writes
+        await acquirer.client.authorize(acquirer.purchase(card, 100))
+    finally:
+        await acquirer.server.close()
+    assert _records_in_daily_file(acquirer) == 21
