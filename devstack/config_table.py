@@ -38,7 +38,8 @@ MEANINGS: dict[str, str] = {
                                   "session; any other connection is closed unread",
     "VOICEPAY_MAX_PAYMENT_CALLS": "the most payment calls (self-service, contact centre, callbacks) "
                                   "this Asterisk carries at once; a new inbound call over it is "
-                                  "refused before it is answered with SIP 503 (the dialplan's "
+                                  "refused before it is answered with SIP 503, a callback waits "
+                                  "for a free line (the dialplan's "
                                   "`VOICEPAY_MAX_PAYMENT_CALLS`, written at `prepare`); size it "
                                   "from `make bench-load` (README \"Past the knee\")",
     "VOICEPAY_AGI_MAX_SESSIONS": "the most FastAGI flows the ivr service runs at once; past it a "
@@ -102,6 +103,7 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_ISSUER_DELAY": "seconds the simulator's \"issuer unavailable\" card stays silent",
     "VOICEPAY_CALLBACK_ANSWER_GRACE_S": "a placed attempt whose result is unknown is settled this long after its ring timeout (answered if the call flow took it, else not answered)",
     "VOICEPAY_CALLBACK_LEASE_S": "how long an ivr instance holds a due callback without renewing; an instance that dies is taken over after this",
+    "VOICEPAY_CALLBACK_LINE_WAIT_S": "how long a callback waits for a free line while Asterisk carries its most payment calls (`VOICEPAY_MAX_PAYMENT_CALLS`, asked over AMI before each attempt); one that waited longer is not placed: the payment expires",
     "VOICEPAY_INSTANCE_ID": "names this ivr instance in the claims it holds on shared work; unique per running instance (empty: host, process id and a random suffix)",
     "VOICEPAY_RECOVERY_PERIOD_S": "seconds between two recovery sweeps (one also runs at start)",
     "VOICEPAY_RECOVERY_AUTHORIZING_DEADLINE_S": "a payment `authorizing` this long is reversed by recovery, then `failed`",

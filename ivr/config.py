@@ -104,6 +104,10 @@ class Settings:
     # A due callback is claimed by one ivr instance for this long, renewed while it rings; an
     # instance that dies leaves its claims to be taken over this long after its last renewal.
     callback_lease_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_LEASE_S"}, default=15.0)
+    # A callback waits for a free line while Asterisk carries its most payment calls
+    # (max_payment_calls); one that waited this long is not placed: the payment expires.
+    callback_line_wait_s: float = field(metadata={"env": "VOICEPAY_CALLBACK_LINE_WAIT_S"},
+                                        default=300.0)
     callback_caller_name: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NAME"},
                                       default="Secure payment")
     callback_caller_number: str = field(metadata={"env": "VOICEPAY_CALLBACK_CALLER_NUMBER"},

@@ -17,5 +17,9 @@ CALLER_CHANNEL = "VOICEPAY_CALLER_CHANNEL"
 # A dialplan global, written from the settings (devstack/dialplan_globals.py): the most payment
 # calls Asterisk carries at once before it refuses new ones with SIP 503 (dialplan/admission.conf).
 MAX_PAYMENT_CALLS = "VOICEPAY_MAX_PAYMENT_CALLS"
+# The group (name@category) every payment call joins while its channel lives: GROUP_COUNT of it
+# is the number of payment calls Asterisk carries (dialplan/admission.conf).
+PAYMENT_CALLS_GROUP = "payment-calls@voicepay"
 
-__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL", "MAX_PAYMENT_CALLS"]
+__all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL", "MAX_PAYMENT_CALLS",
+           "PAYMENT_CALLS_GROUP"]

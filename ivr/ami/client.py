@@ -20,6 +20,7 @@ import re
 
 from panoramisk import Manager
 
+from ivr import dialplan_variables as dv
 from ivr.ami.protocol import AmiProtocol
 from ivr.asterisk_secrets import AsteriskSecretsError, ami_secret
 from ivr.config import Settings
@@ -247,6 +248,20 @@ class AmiClient:
         if not getattr(reply, "success", False):
             return None
         return reply.get("Value") or None
+
+    async def payment_calls(self) -> tuple[int, int] | None:
+        """(payment calls Asterisk carries now, the most it admits): the admission group's
+        count and its limit (dialplan/admission.conf); None if Asterisk did not say."""
+        try:
+            carried = await self.action({"Action": "Getvar",
+                                         "Variable": f"GROUP_COUNT({dv.PAYMENT_CALLS_GROUP})"})
+            limit = await self.action({"Action": "Getvar", "Variable": dv.MAX_PAYMENT_CALLS})
+        except (ConnectionError, asyncio.TimeoutError):
+            return None
+        try:
+            return int(carried.get("Value") or ""), int(limit.get("Value") or "")
+        except (AttributeError, ValueError):
+            return None
 
     async def mute_audio_to(self, channel: str, muted: bool) -> bool:
         """Silence, or stop silencing, all audio Asterisk sends to ``channel`` (MUTEAUDIO(out):

@@ -8,9 +8,11 @@ instances can share one Redis and one Asterisk, and any of them may die at any m
     pay:{id}:callback   hash: attempt (the attempt due or ringing, from 1; absent = 1),
                         placed_at (set once that attempt's Originate is about to be sent),
                         channel (its channel id ``vp-<payment>-<attempt>``, so any instance can
-                        hang it up), outcome (Asterisk's answer, if it came), owner (the claim)
+                        hang it up), outcome (Asterisk's answer, if it came), owner (the claim),
+                        waiting_since (the attempt waits for a free line since then)
 
-``schedule`` makes attempt 1 due now. Each due payment is claimed by exactly one instance with a
+``schedule`` makes attempt 1 due now. An attempt is placed only while Asterisk has room for one
+more payment call (``_line_free``); until then it waits, uncounted (``waiting_since``). Each due payment is claimed by exactly one instance with a
 lease (ivr/payments/due_work.py), renewed while its call rings. One step of a claimed payment:
 
 - The payment moved on (answered, cancelled...): the callback is done.
@@ -63,6 +65,8 @@ _DIALLING = {PaymentState.RISK_PASSED.value, PaymentState.CALLING.value}
 # Steps one instance runs at once: the rest stay due for the other instances.
 _MAX_STEPS = 50
 _IDLE_POLL = 1.0
+# How often a callback waiting for a free line asks Asterisk again (one AMI Getvar pair).
+_LINE_WAIT_POLL_S = 3.0
 # Kept after the callback is done, so a cancel can still hang up the answered call.
 _KEEP_AFTER_DONE_S = 86400
 
@@ -222,6 +226,8 @@ class Dialer:
         if not callback.get("placed_at"):
             if await self._merchant_suspended(payment):
                 return
+            if not await self._line_free(payment_id, callback):
+                return
             outcome = await self._place(payment, number)
             if outcome is None:
                 return  # the payment moved on before the call was placed
@@ -261,6 +267,42 @@ class Dialer:
         await self._done(payment.id)
         return True
 
+    async def _line_free(self, payment_id: str, callback: dict[str, str]) -> bool:
+        """Is there room at Asterisk for one more payment call? Asterisk refuses inbound payment
+        calls past its limit (dialplan/admission.conf) but never a callback the cardholder
+        answered, so the dialer keeps callbacks within it: it places an attempt only while the
+        payment calls Asterisk carries, and the attempts this dialer has ringing (each joins
+        them when answered), are fewer than the limit. Otherwise the attempt waits, uncounted,
+        in ``calling`` (noted once), asked again every few seconds; past
+        ``callback_line_wait_s`` of waiting the payment expires. If Asterisk does not say, the
+        attempt is placed: the Originate's own outcome then tells."""
+        load = await self._ami.payment_calls()
+        if load is None or load[0] + len(self._hangup_causes) < load[1]:
+            return True
+        carried, limit = load
+        now = time.time()
+        waiting_since = float(callback.get("waiting_since") or now)
+        if now - waiting_since >= self._settings.callback_line_wait_s:
+            with contextlib.suppress(InvalidTransition):  # cancelled meanwhile
+                await self._store.transition(
+                    payment_id, PaymentState.EXPIRED,
+                    reason=f"not called: no free line for {now - waiting_since:.0f} s "
+                           f"(Asterisk at its limit of {limit} payment calls)")
+            log.warning("payment %s: callback expired waiting for a line (%d of %d payment "
+                        "calls)", payment_id, carried, limit)
+            await self._done(payment_id)
+            return False
+        if not callback.get("waiting_since"):
+            if not await self._enter_calling(
+                    payment_id, f"waiting for a free line: Asterisk carries {carried} payment "
+                                f"calls, its limit is {limit}"):
+                await self._done(payment_id)
+                return False
+            log.info("payment %s: callback waits for a line (%d of %d payment calls)",
+                     payment_id, carried, limit)
+        await self._release(payment_id, at=now + _LINE_WAIT_POLL_S, waiting_since=waiting_since)
+        return False
+
     async def _place(self, payment: Payment, number: int) -> str | None:
         """Place attempt ``number``; Asterisk's outcome in words, None if the payment moved on."""
         s = self._settings
@@ -269,7 +311,8 @@ class Dialer:
             return None
         channel_id = f"vp-{payment.id}-{number}"
         dialled = s.callback_dial_pattern.format(mobile=payment.mobile)
-        await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id)
+        await self._hold(payment.id, attempt=number, placed_at=time.time(), channel=channel_id,
+                         waiting_since="")
         log.info("payment %s: attempt %d, channel %s", payment.id, number, channel_id)
         current = asyncio.current_task()
         if current is not None and current.cancelling():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from devstack.dialplan_globals import write_globals
 from ivr import dialplan_variables as dv
 from ivr.config import load_settings
 from simulators.acquirer.testcards import find_test_card
+from tests.e2e.test_callback_calls import finish, order, submit
+from tests.sipp import callback_calls as phone
 from tests.sipp import selfservice_calls as calls
 from tests.sipp.scenario import Call, write_scenario
 
@@ -139,6 +142,43 @@ def test_asterisk_full_refuses_a_new_call_with_503_and_the_calls_in_progress_pay
     refused = [p for p in stack.get("/v1/payments?limit=200")["payments"]
                if p["id"] not in before and p.get("topup_number") == mobiles[2]]
     assert refused == []
+
+
+def test_asterisk_full_a_callback_waits_for_a_free_line_then_pays(stack, asterisk_limit):
+    """Asterisk never refuses a callback the cardholder answers, so the dialer keeps callbacks
+    within the limit: with two payment calls up (the limit), a callback ordered waits in
+    ``calling``, its cardholder's phone not rung, until a call ends; then it is placed, as
+    attempt 1, and pays."""
+    sandbox = asterisk_limit
+    before = stack.payment_ids()
+    mobiles = ("13800000915", "13800000916")
+    calls_up = [stack.start_call(_named(calls.approved(mobile), f"overload-cb-{n}"),
+                                 media_port=16200 + 200 * n) for n, mobile in enumerate(mobiles)]
+    assert stack.wait_until(lambda: _payment_calls(sandbox) == LIMIT, 30), \
+        "the two calls never both reached the dialplan"
+    number = "13800138106"
+    callee = stack.phone(phone.pays_with_pin("overload_callback", [CARD.pin], language="zh",
+                                             amount_minor=8800), number)
+    payment = submit(stack, order(number, CARD))
+    waiting = "waiting for a free line: Asterisk carries 2 payment calls, its limit is 2"
+
+    def reasons() -> list[str]:
+        return [h["reason"] for h in stack.get(f"/v1/payments/{payment['id']}")["history"]]
+    assert stack.wait_until(lambda: waiting in reasons(), 15), reasons()
+    # Asked again every few seconds while both calls last: never placed meanwhile.
+    while _payment_calls(sandbox) == LIMIT:
+        assert not [r for r in reasons() if r.startswith("attempt")], reasons()
+        time.sleep(0.5)
+
+    assert callee.wait(timeout=120) == 0, finish(callee)
+    final = stack.wait_for(payment["id"], {"approved", "declined", "failed", "abandoned",
+                                           "expired"})
+    assert final["status"] == "approved", final["history"]
+    said = [h["reason"] for h in final["history"]]
+    assert said.index(waiting) < said.index("attempt 1 of 3"), said
+    for process, mobile in zip(calls_up, mobiles):
+        _ended(process, f"call {mobile}")
+        _approved_right(stack, mobile, before)
 
 
 @pytest.fixture

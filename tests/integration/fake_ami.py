@@ -4,7 +4,8 @@ the one-line switch and the callback dialer.
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
 Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Getvar of a
-channel's dtmf_mode (``dtmf_modes``), Redirect,
+channel's dtmf_mode (``dtmf_modes``) and of the payment calls carried and their limit
+(``payment_calls``), Redirect,
 MixMonitorMute, Originate
 and Hangup. As on Asterisk, a connection must log in before any other action, and an unknown
 action gets ``Response: Error``; so does every action named in ``failing`` (lower case), as when
@@ -30,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+
+from ivr import dialplan_variables as dv
 
 Reply = dict[str, str] | list[dict[str, str]]
 
@@ -102,6 +105,10 @@ class FakeAmi:
         # What Getvar PJSIP_DTMF_MODE() answers, by channel; any other: rfc4733, as our
         # endpoints key.
         self.dtmf_modes: dict[str, str] = {}
+        # What Getvar of the admission group's count and of its limit answer (dialplan/
+        # admission.conf): (payment calls carried, limit); None: "No such variable", as an
+        # Asterisk without our dialplan would.
+        self.payment_calls: tuple[int, int] | None = None
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
             "login": self._login,
             "ping": self._ping,
@@ -233,7 +240,12 @@ class FakeAmi:
         return {"Response": "Success", **reply, "Message": "Done"}
 
     def _getvar(self, request: dict[str, str], reply: dict[str, str]) -> dict[str, str]:
-        if _lookup(request, "Variable") != "PJSIP_DTMF_MODE()":
+        variable = _lookup(request, "Variable")
+        admission = {f"GROUP_COUNT({dv.PAYMENT_CALLS_GROUP})": 0, dv.MAX_PAYMENT_CALLS: 1}
+        if variable in admission and self.payment_calls is not None:
+            return {"Response": "Success", **reply, "Variable": variable,
+                    "Value": str(self.payment_calls[admission[variable]])}
+        if variable != "PJSIP_DTMF_MODE()":
             return {"Response": "Error", **reply, "Message": "No such variable"}
         return {"Response": "Success", **reply, "Variable": "PJSIP_DTMF_MODE()",
                 "Value": self.dtmf_modes.get(_lookup(request, "Channel"), "rfc4733")}

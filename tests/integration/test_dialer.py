@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from ivr.ami.client import AmiClient
 from ivr.orders import Order
+from ivr.callback import dialer as dialer_module
 from ivr.callback.dialer import DUE_KEY, Dialer
 from ivr.callback.orders import CallbackOrders
 from ivr.paying.id_step_up import IdDigests
@@ -340,3 +341,88 @@ async def test_a_stop_whose_cancel_a_redis_command_swallowed_places_no_call(worl
     # Bounded well below the 60 s ring timeout: a liveness bound, not a measured duration.
     await asyncio.wait_for(instance.dialer.stop(), 30)
     assert world.fake.originated() == []
+
+
+# ---- a free line: the callbacks within Asterisk's limit of payment calls ----
+
+@pytest.fixture
+def quick_line_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dialer_module, "_LINE_WAIT_POLL_S", 0.1, raising=False)
+
+
+async def test_a_callback_waits_while_asterisk_is_full_then_is_placed(
+        world: World, quick_line_polls: None) -> None:
+    """Asterisk refuses an inbound call past its limit but never a callback the cardholder
+    answers: placed while Asterisk is full, a callback took the CPU the calls in progress
+    need. It waits, in ``calling``, uncounted, until a payment call ends; then it is placed."""
+    world.fake.payment_calls = (2, 2)
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: len(world.fake.sent("Getvar")) >= 6)  # asked three times at least
+    assert world.fake.originated() == []
+    assert await world.status(payment_id) == "calling"
+    world.fake.payment_calls = (1, 2)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "answered"
+    assert world.fake.originated() == [f"vp-{payment_id}-1"]  # attempt 1: the wait did not count
+    reasons = await world.reasons(payment_id)
+    assert reasons[-3:] == ["waiting for a free line: Asterisk carries 2 payment calls, its "
+                            "limit is 2", "attempt 1 of 3", "answered (test)"]
+
+
+async def test_the_attempts_ringing_count_against_the_free_lines(
+        world: World, quick_line_polls: None) -> None:
+    """One line free and one callback ringing on it: the next callback waits (the ringing one
+    joins Asterisk's count when answered)."""
+    release = asyncio.Event()
+
+    async def rings_until_released(request: dict[str, str]) -> str:
+        await release.wait()
+        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
+                                     reason="answered (test)")
+        return "answered"
+    world.fake.originate = rings_until_released
+    world.fake.payment_calls = (1, 2)
+    instance = await world.instance()
+    ringing = await world.submit(instance.orders, mobile="13800138001")
+    await until(lambda: len(world.fake.originated()) == 1)
+    waiting = await world.submit(instance.orders, mobile="13800138002")
+    await until(lambda: world.fake.sent("Getvar") and world.status(waiting), 5)
+    getvars = len(world.fake.sent("Getvar"))
+    await until(lambda: len(world.fake.sent("Getvar")) >= getvars + 4)
+    assert world.fake.originated() == [f"vp-{ringing}-1"]
+    assert await world.status(waiting) == "calling"
+    release.set()  # answered: Asterisk now carries it (2 of 2), and the other still waits
+    world.fake.payment_calls = (2, 2)
+    await until(lambda: world.done_dialling(ringing))
+    getvars = len(world.fake.sent("Getvar"))
+    await until(lambda: len(world.fake.sent("Getvar")) >= getvars + 4)
+    assert world.fake.originated() == [f"vp-{ringing}-1"]
+    world.fake.payment_calls = (1, 2)
+    await until(lambda: world.done_dialling(waiting))
+    assert world.fake.originated() == [f"vp-{ringing}-1", f"vp-{waiting}-1"]
+
+
+async def test_a_callback_that_waited_too_long_for_a_line_expires_uncalled(
+        world: World, quick_line_polls: None) -> None:
+    world.fake.payment_calls = (3, 2)  # over: the limit was lowered under the calls carried
+    instance = await world.instance(callback_line_wait_s=0.5)
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "expired"
+    assert world.fake.originated() == []
+    reasons = await world.reasons(payment_id)
+    assert reasons[-2] == "waiting for a free line: Asterisk carries 3 payment calls, its limit is 2"
+    assert reasons[-1].startswith("not called: no free line for ")
+    assert reasons[-1].endswith(" s (Asterisk at its limit of 2 payment calls)")
+
+
+async def test_an_asterisk_that_does_not_say_its_load_is_dialled(world: World) -> None:
+    """No admission group (another dialplan) or no answer: the attempt is placed, and the
+    Originate's outcome tells what Asterisk made of it."""
+    world.fake.payment_calls = None
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: world.done_dialling(payment_id))
+    assert await world.status(payment_id) == "answered"
+    assert world.fake.sent("Getvar")  # it was asked
