@@ -52,8 +52,8 @@ import yaml
 from bench.load import baseline
 from bench.load.api import API_HEADER, api_row, run_api_steps
 from bench.load.dialer import DIAL_PATTERN, dialer_row, run_dialer
-from bench.load.measure import StepResult, knee
-from bench.load.steps import Probes, run_step, targets
+from bench.load.measure import StepResult, knee, steady_growth_kib
+from bench.load.steps import COMPONENTS, Probes, run_step, targets
 from devstack.stack import Stack, establish_seed_merchants
 from ivr.config import REPO_ROOT, Settings, load_settings
 from simulators.acquirer.server import journal_path
@@ -139,6 +139,24 @@ def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> li
         results.append(step)
         print(_row(step), flush=True)
     return results
+
+
+# A soak's memory is judged from here on: the calls at once have long reached their steady number.
+SOAK_STEADY_S = 300
+
+
+def soak_memory(step: StepResult) -> str:
+    """The soak's resident memory, a line a minute, and its growth once steady."""
+    lines = ["memory over the soak (resident MiB; minute: " + " ".join(COMPONENTS) + ")"]
+    for at, kib in step.rss_timeline:
+        lines.append(f"{at / 60:6.0f}  " + " ".join(f"{kib[name] / 1024:8.1f}" for name in COMPONENTS))
+    growth = steady_growth_kib(step.rss_timeline, SOAK_STEADY_S)
+    if growth is None:
+        lines.append(f"steady growth: too short a soak (samples from minute {SOAK_STEADY_S // 60} on)")
+    else:
+        lines.append(f"steady growth, minute {SOAK_STEADY_S // 60} to the end: " + ", ".join(
+            f"{name} {growth[name] / 1024:+.1f} MiB" for name in COMPONENTS))
+    return "\n".join(lines)
 
 
 def _measure_api(probes: Probes, settings: Settings, args: argparse.Namespace,
@@ -231,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if plan:
             _load_baseline(stack)
             results = _measure(probes, plan, work)
+            if args.soak:
+                print(soak_memory(results[0]), flush=True)
         api = {}
         if with_api:
             establish_seed_merchants(settings)  # the dialer's merchant is an established one

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from tests.sipp.scenario import REFUSED_COUNTER, REFUSED_RTD
 
-__all__ = ["StepResult", "SippCounts", "sipp_counts", "rtt_ms", "ANSWERED_RTD", "REFUSED_RTD",
+__all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_ms", "ANSWERED_RTD", "REFUSED_RTD",
            "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
            "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
            "peak_calls_at_once", "pin_to_outcome_ms", "ApiStep", "api_step", "run_queue_seconds",
@@ -50,6 +50,8 @@ class StepResult:
     kib_per_call: dict[str, float] = field(default_factory=dict)
     pin_to_outcome_p50_ms: float | None = None  # ivr: "PIN entered" to the acquirer's answer
     pin_to_outcome_p99_ms: float | None = None  # settled (while "please wait" plays)
+    # (seconds into the step, component -> resident KiB), about one a minute: a soak's memory
+    rss_timeline: list[tuple[float, dict[str, int]]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -196,6 +198,18 @@ def knee(steps: list[StepResult]) -> float | None:
             break
         best = step.rate
     return best
+
+
+def steady_growth_kib(timeline: list[tuple[float, dict[str, int]]], after_s: float
+                      ) -> dict[str, int] | None:
+    """Each component's resident memory at the last sample less at the first one taken
+    ``after_s`` or later into the step (once the calls at once have reached their steady
+    number): flat over a soak is near 0. None without two such samples."""
+    steady = [(at, kib) for at, kib in timeline if at >= after_s]
+    if len(steady) < 2:
+        return None
+    first, last = steady[0][1], steady[-1][1]
+    return {name: last[name] - first[name] for name in first}
 
 
 def peak_calls_at_once(stat_csv: str) -> int:

@@ -143,7 +143,8 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     log_from = len(_lines(probes.messages_log))
     ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
-    rss_peak = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir, probes)
+    rss_peak, timeline = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir,
+                                           probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
 
     counts = sipp_counts((step_dir / "stat.csv").read_text())
@@ -174,26 +175,37 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
                       for name in COMPONENTS},
         pin_to_outcome_p50_ms=percentile(pin_samples, 50),
         pin_to_outcome_p99_ms=percentile(pin_samples, 99),
+        rss_timeline=timeline,
     )
 
 
-# How often resident memory is sampled while SIPp runs: its peak, with the most calls at once.
+# How often resident memory is sampled while SIPp runs: its peak, with the most calls at once;
+# and how often a sample is kept for the step's timeline (a soak's memory, flat or not).
 RSS_SAMPLE_S = 2.0
+RSS_TIMELINE_S = 60.0
 
 
-def _run_sampling_rss(command: list[str], cwd: Path, probes: Probes) -> dict[str, int]:
-    """Run SIPp to its end; each component's highest resident KiB seen meanwhile."""
+def _run_sampling_rss(command: list[str], cwd: Path, probes: Probes
+                      ) -> tuple[dict[str, int], list[tuple[float, dict[str, int]]]]:
+    """Run SIPp to its end; each component's highest resident KiB seen meanwhile, and a sample
+    about every RSS_TIMELINE_S (seconds since the start, KiB by component)."""
+    started = time.monotonic()
     peak = probes.rss()
+    timeline = [(0.0, peak)]
     with subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL) as sipp:
         try:
             while sipp.poll() is None:
                 time.sleep(RSS_SAMPLE_S)
-                peak = {name: max(peak[name], kib) for name, kib in probes.rss().items()}
+                now = probes.rss()
+                peak = {name: max(peak[name], kib) for name, kib in now.items()}
+                at = time.monotonic() - started
+                if at - timeline[-1][0] >= RSS_TIMELINE_S:
+                    timeline.append((round(at), now))
         except BaseException:
             sipp.kill()  # interrupted: no SIPp left placing calls into a stopped stack
             raise
-    return peak
+    return peak, timeline
 
 
 def _payments_right(probes: Probes, since: float, journal_from: int) -> int:

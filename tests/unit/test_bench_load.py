@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from bench.load import baseline
-from bench.load.__main__ import shadow_velocity_rules
+from bench.load.__main__ import shadow_velocity_rules, soak_memory
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
                                 approved_right, baseline_reads_right, cpu_seconds, dialer_result,
                                 knee, peak_calls_at_once, percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
-                                sipp_invites, udp_counters, udp_socket_drops)
+                                sipp_invites, steady_growth_kib, udp_counters, udp_socket_drops)
 from ivr.api.payment_request import parse_order
 from ivr.money import Money
 from ivr.config import REPO_ROOT
@@ -351,3 +351,27 @@ def test_the_ivr_session_limit_the_bench_sets_stays_above_asterisks():
     from bench.load.__main__ import ivr_sessions_above
     assert ivr_sessions_above(3000) == 3750
     assert all(ivr_sessions_above(n) > n for n in (1, 2, 20, 240))
+
+
+def _step_with_timeline(timeline) -> StepResult:
+    return StepResult(target="ivr", rate=6, placed=1, completed=1, failed=0, refused=0, right=1,
+                      invite_200_p50_ms=4, invite_200_p99_ms=8, invite_503_p50_ms=None,
+                      invite_503_p99_ms=None, cpu_ms_per_call={}, udp_rcvbuf_errors=0,
+                      sip_socket_drops=0, rss_growth_kib={}, rss_timeline=timeline)
+
+
+def test_a_soaks_memory_growth_is_judged_once_the_calls_are_steady():
+    kib = lambda a, i, r, q: {"asterisk": a, "ivr": i, "redis": r, "acquirer": q}  # noqa: E731
+    timeline = [(0.0, kib(100_000, 50_000, 8_000, 30_000)),
+                (240.0, kib(140_000, 60_000, 9_000, 31_000)),   # calls still rising
+                (300.0, kib(141_000, 60_500, 9_100, 31_000)),
+                (1800.0, kib(142_024, 60_500, 11_148, 30_488))]
+    assert steady_growth_kib(timeline, 300) == {"asterisk": 1024, "ivr": 0, "redis": 2048,
+                                                "acquirer": -512}
+    assert steady_growth_kib(timeline[:3], 300) is None  # one steady sample: nothing to judge
+    report = soak_memory(_step_with_timeline(timeline))
+    assert "    30     138.7     59.1     10.9     29.8" in report
+    assert report.endswith("steady growth, minute 5 to the end: asterisk +1.0 MiB, ivr +0.0 MiB, "
+                           "redis +2.0 MiB, acquirer -0.5 MiB")
+    assert soak_memory(_step_with_timeline(timeline[:2])).endswith(
+        "too short a soak (samples from minute 5 on)")
