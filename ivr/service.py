@@ -17,6 +17,7 @@ import signal
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+import uvloop
 from aiohttp import web
 
 from ivr.hostlink.acquirer_client import AcquirerClient
@@ -359,7 +360,8 @@ async def serve(app: web.Application) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-        log.info("HTTP API on http://%s:%d", settings.http_host, settings.http_port)
+        log.info("HTTP API on http://%s:%d (event loop: %s)", settings.http_host,
+                 settings.http_port, type(asyncio.get_running_loop()).__module__.split(".")[0])
         signalled = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
@@ -381,7 +383,9 @@ async def serve(app: web.Application) -> None:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    asyncio.run(serve(create_app(settings)))
+    # libuv's event loop: the same asyncio API, with the sockets of every call (FastAGI, Redis,
+    # AMI, the acquirer) handled in C; README "Payment calls per second" has the before and after.
+    uvloop.run(serve(create_app(settings)))
 
 
 if __name__ == "__main__":

@@ -221,6 +221,9 @@ async def child_service(tmp_path: Path, redis_server: str,
 async def test_sigterm_drains_calls_refuses_writes_and_exits(
         child_service: ChildService, redis_client: aioredis.Redis) -> None:
     service = child_service
+    # The service as shipped runs on uvloop (ivr/service.py): its signals and sockets are proven
+    # here on that loop.
+    assert "(event loop: uvloop)" in service.log.text
     pin = Pause()
     caller, call = service.call_held_at_the_pin_prompt(pin)
     await pin.reached.wait()
