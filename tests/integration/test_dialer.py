@@ -155,6 +155,16 @@ def script(world: World, *plan: str, default: str = "answered") -> OriginateScri
     return originate
 
 
+def rings_until_released(world: World, release: asyncio.Event) -> OriginateScript:
+    """Each call rings until ``release`` is set, then is answered (the flow's ANSWERED first)."""
+    async def originate(request: dict[str, str]) -> str:
+        await release.wait()
+        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
+                                     reason="answered (test)")
+        return "answered"
+    return originate
+
+
 async def test_busy_first_then_answered_on_the_retry(world: World) -> None:
     world.fake.originate = script(world, "busy")
     instance = await world.instance()
@@ -299,13 +309,7 @@ async def test_a_failing_step_is_logged_with_the_payment_and_retried(
 
 async def test_a_draining_dialer_places_no_new_call_but_finishes_the_one_ringing(world: World) -> None:
     release = asyncio.Event()
-
-    async def rings_until_released(request: dict[str, str]) -> str:
-        await release.wait()
-        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
-                                     reason="answered (test)")
-        return "answered"
-    world.fake.originate = rings_until_released
+    world.fake.originate = rings_until_released(world, release)
     instance = await world.instance()
     ringing = await world.submit(instance.orders)
     await until(lambda: len(world.fake.originated()) == 1)
@@ -375,13 +379,7 @@ async def test_the_attempts_ringing_count_against_the_free_lines(
     """One line free and one callback ringing on it: the next callback waits (the ringing one
     joins Asterisk's count when answered)."""
     release = asyncio.Event()
-
-    async def rings_until_released(request: dict[str, str]) -> str:
-        await release.wait()
-        await world.store.transition(payment_of(request["ChannelId"]), PaymentState.ANSWERED,
-                                     reason="answered (test)")
-        return "answered"
-    world.fake.originate = rings_until_released
+    world.fake.originate = rings_until_released(world, release)
     world.fake.payment_calls = (1, 2)
     instance = await world.instance()
     ringing = await world.submit(instance.orders, mobile="13800138001")
