@@ -12,8 +12,9 @@ instances can share one Redis and one Asterisk, and any of them may die at any m
                         waiting_since (the attempt waits for a free line since then)
 
 ``schedule`` makes attempt 1 due now. An attempt is placed only while Asterisk has room for one
-more payment call (``_line_free``); until then it waits, uncounted (``waiting_since``). Each due payment is claimed by exactly one instance with a
-lease (ivr/payments/due_work.py), renewed while its call rings. One step of a claimed payment:
+more payment call (``_line_free``); until then it waits, uncounted (``waiting_since``). Each due
+payment is claimed by exactly one instance with a lease (ivr/payments/due_work.py), renewed while
+its call rings. One step of a claimed payment:
 
 - The payment moved on (answered, cancelled...): the callback is done.
 - Attempt N not placed yet: enter ``calling``, record placed_at and the channel, THEN send the
