@@ -11,8 +11,9 @@ ivr/settlement/fees.py); a void gives its purchase's fee back, a refund gives no
 
 The simulator's records live in memory, so the file covers what this run of the simulator saw;
 the server rewrites the current day's file half a second after a message, once for all messages of
-that half second (``DailyFilePublisher``, simulators/acquirer/server.py), so the
-file of a day is final once its cut-off has passed.
+that half second, and less often as the day's file grows slower to rebuild (at most a twentieth
+of its time: ``DailyFilePublisher``, simulators/acquirer/server.py), so the file of a day is
+final once its cut-off has passed.
 """
 
 from __future__ import annotations

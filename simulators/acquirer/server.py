@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,12 @@ from simulators.acquirer.settings import AcquirerSettings, load_acquirer_setting
 __all__ = ["AcquirerServer", "cardbook_path", "journal_path", "prepare_acquirer", "build_simulator", "main"]
 
 log = logging.getLogger("simulators.acquirer.server")
-# How long after a message the day's file is rewritten, with every message of that moment.
+# How long after a message the day's file is rewritten, with every message of that moment; and
+# at most this share of the simulator's time goes to rewriting it: a long day's file takes longer
+# to rebuild, so it is rebuilt less often (a 30-minute soak's 14,400 payments cost 22 ms of CPU a
+# payment at a fixed half second).
 DAILY_FILE_DELAY_S = 0.5
+DAILY_FILE_SHARE = 0.05
 
 
 def cardbook_path(settings: AcquirerSettings) -> Path:
@@ -81,6 +86,7 @@ class AcquirerServer:
         # the day, so rebuilt for each message it cost more per message the longer a day ran.
         self._daily_files = daily_files
         self._publish_soon: asyncio.TimerHandle | None = None
+        self._publish_delay_s = DAILY_FILE_DELAY_S
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -153,7 +159,7 @@ class AcquirerServer:
         answer = await self._simulator.handle(raw)
         if self._daily_files is not None and self._publish_soon is None:
             self._publish_soon = asyncio.get_running_loop().call_later(
-                DAILY_FILE_DELAY_S, self._publish_daily_file)
+                self._publish_delay_s, self._publish_daily_file)
         if answer is None or writer.is_closing():
             return
         try:
@@ -162,15 +168,17 @@ class AcquirerServer:
         except ConnectionError:
             log.info("terminal went away before its answer")
 
-
     def _publish_daily_file(self) -> None:
         self._publish_soon = None
         if self._daily_files is None:
             return
+        started = time.monotonic()
         try:
             self._daily_files.publish()
         except OSError as exc:  # the file is late, the answers are not
             log.error("could not write the daily file: %s", exc)
+        took = time.monotonic() - started
+        self._publish_delay_s = max(DAILY_FILE_DELAY_S, took * (1 - DAILY_FILE_SHARE) / DAILY_FILE_SHARE)
 
 
 async def _run(settings: AcquirerSettings) -> None:

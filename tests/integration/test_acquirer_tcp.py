@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,11 +275,11 @@ class _CountingPublisher(DailyFilePublisher):
         return super().publish(day)
 
 
-async def _with_daily_files(tmp_path: Path):
+async def _with_daily_files(tmp_path: Path, publisher_class=_CountingPublisher):
     settings = load_acquirer_settings(var_dir=tmp_path, issuer_delay=ISSUER_DELAY, port=0)
     simulator = build_simulator(settings)
-    publisher = _CountingPublisher(simulator, settings.daily_files_dir,
-                                   Cutoff.parse(settings.settlement_cutoff))
+    publisher = publisher_class(simulator, settings.daily_files_dir,
+                                Cutoff.parse(settings.settlement_cutoff))
     server = AcquirerServer(simulator, "127.0.0.1", 0, daily_files=publisher)
     await server.start()
     ivr_keys = load_ivr_keys(load_settings(var_dir=tmp_path).ivr_keys_file)
@@ -314,3 +315,34 @@ async def test_the_daily_file_is_rewritten_once_for_a_burst_of_purchases(tmp_pat
     finally:
         await acquirer.server.close()
     assert _records_in_daily_file(acquirer) == 21
+
+
+class _SlowPublisher(_CountingPublisher):
+    def publish(self, day=None):
+        time.sleep(0.1)  # a long day's file: rebuilding it takes a while
+        return super().publish(day)
+
+
+async def test_a_day_file_slow_to_rebuild_is_rebuilt_less_often(tmp_path: Path) -> None:
+    """Rebuilding takes at most a twentieth of the simulator's time: after a rebuild of 0.1 s
+    the next waits about 1.9 s, not half a second (a 30-minute soak's growing file cost it more
+    CPU per payment than the ivr service spent)."""
+    acquirer, publisher = await _with_daily_files(tmp_path, _SlowPublisher)
+    try:
+        card = find_test_card("approve")
+        await acquirer.client.authorize(acquirer.purchase(card, 100))
+        for _ in range(50):
+            if publisher.writes == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert publisher.writes == 1
+        await acquirer.client.authorize(acquirer.purchase(card, 100))
+        await asyncio.sleep(1.2)
+        assert publisher.writes == 1  # at half a second it would have been rewritten by now
+        for _ in range(50):
+            if publisher.writes == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert publisher.writes == 2 and _records_in_daily_file(acquirer) == 2
+    finally:
+        await acquirer.server.close()
