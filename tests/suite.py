@@ -40,38 +40,37 @@ LEAK_SCAN = E2E_DIR / "test_zz_no_card_data_leaks.py"
 UNIT_AND_INTEGRATION = [Path("tests/unit"), Path("tests/integration")]
 
 # Seconds each end-to-end file takes (`python -m tests.suite` prints them at the end of a run:
-# paste them here when files change). Measured 2026-11-28, four shards, 2-core machine.
+# paste them here when files change). Measured 2026-11-27, four shards, 2-core machine.
 FILE_SECONDS: dict[str, float] = {
-    "tests/e2e/test_dtmf_modes.py": 570,
+    "tests/e2e/test_dtmf_modes.py": 565,
     "tests/e2e/test_codecs_and_networks.py": 495,
-    "tests/e2e/test_callback_calls.py": 337,
-    "tests/e2e/test_oneline_calls.py": 306,
-    "tests/e2e/test_talkthrough_calls.py": 287,
+    "tests/e2e/test_talkthrough_calls.py": 295,
+    "tests/e2e/test_callback_calls.py": 353,
+    "tests/e2e/test_oneline_calls.py": 312,
     "tests/e2e/test_selfservice_calls.py": 284,
-    "tests/e2e/test_softphones.py": 229,
-    "tests/e2e/test_overload.py": 174,
-    "tests/e2e/test_talkthrough_console.py": 163,
-    "tests/e2e/test_talkthrough_inband.py": 138,
+    "tests/e2e/test_softphones.py": 237,
+    "tests/e2e/test_talkthrough_console.py": 180,  # measured alone, 2026-11-28
+    "tests/e2e/test_talkthrough_load.py": 81,
+    "tests/e2e/test_talkthrough_inband.py": 148,
+    "tests/e2e/test_asterisk_security.py": 132,
     "tests/e2e/test_sip_edge.py": 138,
-    "tests/e2e/test_asterisk_security.py": 130,
-    "tests/e2e/test_faults_ivr_killed.py": 104,
-    "tests/e2e/test_dialplan_lines.py": 90,
-    "tests/e2e/test_faults_acquirer.py": 90,
+    "tests/e2e/test_overload.py": 88,  # measured alone in its own namespace, 2026-11-28
+    "tests/e2e/test_faults_ivr_killed.py": 106,
+    "tests/e2e/test_faults_asterisk.py": 76,
+    "tests/e2e/test_faults_acquirer.py": 91,
     "tests/e2e/test_key_rotation_call.py": 86,
     "tests/e2e/test_settlement_day.py": 82,
-    "tests/e2e/test_step_up_calls.py": 75,
-    "tests/e2e/test_faults_asterisk.py": 73,
-    "tests/e2e/test_talkthrough_load.py": 73,
-    "tests/e2e/test_console.py": 72,
-    "tests/e2e/test_faults_redis_restart.py": 64,
-    "tests/e2e/test_asterisk_own_address.py": 54,
-    "tests/e2e/test_faults_sigterm.py": 46,
-    "tests/e2e/test_talkthrough_agent_phone.py": 44,
-    "tests/e2e/test_zz_no_card_data_leaks.py": 43,
+    "tests/e2e/test_dialplan_lines.py": 80,
+    "tests/e2e/test_step_up_calls.py": 76,
+    "tests/e2e/test_console.py": 88,
+    "tests/e2e/test_talkthrough_agent_phone.py": 45,
+    "tests/e2e/test_faults_redis_restart.py": 53,
+    "tests/e2e/test_asterisk_own_address.py": 57,
+    "tests/e2e/test_faults_sigterm.py": 48,
     "tests/e2e/test_refund_calls.py": 41,
-    "tests/e2e/test_faults_two_instances.py": 33,
+    "tests/e2e/test_faults_two_instances.py": 36,
     "tests/e2e/test_rtp_ports.py": 0,
-    "tests/e2e/test_faults_checker.py": 0,
+    "tests/e2e/test_faults_checker.py": 1,
 }
 UNMEASURED_SECONDS = 120.0
 # A shard's network: its loopback, and one Ethernet interface (a veth pair, both ends inside) like
