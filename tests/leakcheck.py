@@ -227,40 +227,31 @@ def _on_rtp_statistics_line(text: str, position: int) -> bool:
     return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
 
 
-# ... and PJSIP names each SIP message it handles by its CSeq (``Response msg 200/BYE/cseq=398
-# (rdata0x...)``): a dialog's counter, which a SIP INFO caller's many requests run up to a test
-# CVV2 by chance (an e2e run hit it).
-_SIP_MESSAGE_CSEQ = re.compile(r"(?:Request|Response) msg [\w/]+/cseq=$")
+# ... and counters and timings whose label stands just before the number, each a test CVV2 by
+# chance once it ran high enough (each seen in an e2e run), with how far back the label may start:
+_CHANCE_NUMBER_LABELS = (
+    # PJSIP names each SIP message it handles by its CSeq (``Response msg 200/BYE/cseq=398
+    # (rdata0x...)``): a dialog's counter, which a SIP INFO caller's many requests run up.
+    (re.compile(r"(?:Request|Response) msg [\w/]+/cseq=$"), 40),
+    # panoramisk numbers the AMI actions it sends (``ActionID: action/<uuid>/1/398``): a
+    # connection's counter, which twenty talk-through payments' actions ran up.
+    (re.compile(r"ActionID: action/[0-9a-f-]+/\d+/$"), 80),
+    # At start Asterisk times each codec translator it registers (``Registered translator
+    # 'speexwbtolin16' ... computational cost 3xx``): a measured timing.
+    (re.compile(r"computational cost $"), 30),
+)
 
 
-def _is_sip_cseq(text: str, position: int) -> bool:
-    return _SIP_MESSAGE_CSEQ.search(text, max(0, position - 40), position) is not None
-
-
-# ... and panoramisk numbers the AMI actions it sends (``ActionID: action/<uuid>/1/398``): a
-# connection's counter, which twenty talk-through payments' actions ran up to a test CVV2 (an e2e
-# run hit it).
-_AMI_ACTION_ID = re.compile(r"ActionID: action/[0-9a-f-]+/\d+/$")
-
-
-# ... and at start Asterisk times each codec translator it registers (``Registered translator
-# 'speexwbtolin16' ... computational cost 3xx``): a measured timing, one equal to a test CVV2 by
-# chance (an e2e run hit it).
-_TRANSLATOR_COST = re.compile(r"computational cost $")
-
-
-def _is_translator_cost(text: str, position: int) -> bool:
-    return _TRANSLATOR_COST.search(text, max(0, position - 30), position) is not None
-
-
-def _is_ami_action_counter(text: str, position: int) -> bool:
-    return _AMI_ACTION_ID.search(text, max(0, position - 80), position) is not None
+def _after_chance_label(text: str, position: int) -> bool:
+    return any(label.search(text, max(0, position - reach), position) is not None
+               for label, reach in _CHANCE_NUMBER_LABELS)
 
 
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
-    in Asterisk's RTP statistics, PJSIP's CSeq of a message or panoramisk's AMI action counter; a
-    CVV2 not after a dot or colon either (13:42:26.398)."""
+    in Asterisk's RTP statistics or one after a counter's or timing's label (PJSIP's CSeq,
+    panoramisk's AMI action counter, a translator's cost); a CVV2 not after a dot or colon either
+    (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"
@@ -268,9 +259,7 @@ def _tokens(text: str, index: SecretIndex, hit) -> None:
             continue
         if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
                 and (_on_rtp_statistics_line(text, match.start())
-                     or _is_sip_cseq(text, match.start())
-                     or _is_ami_action_counter(text, match.start())
-                     or _is_translator_cost(text, match.start()))):
+                     or _after_chance_label(text, match.start()))):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.
         fraction = text[match.start() - 1:match.start()] == "." and \

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 from tests.sipp.scenario import REFUSED_COUNTER, REFUSED_RTD
 
-__all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_ms", "ANSWERED_RTD", "REFUSED_RTD",
+__all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_ms",
+           "ANSWERED_RTD", "REFUSED_RTD",
            "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
            "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
            "peak_calls_at_once", "pin_to_outcome_ms", "ApiStep", "api_step", "run_queue_seconds",

@@ -25,6 +25,7 @@ from simulators.acquirer.settings import load_acquirer_settings
 from simulators.acquirer.server import AcquirerServer, build_simulator, journal_path
 from simulators.acquirer.simulator import AcquirerSimulator
 from simulators.acquirer.testcards import TestCard, find_test_card
+from tests.integration.test_dialer import until
 from ivr.config import REPO_ROOT, Settings, load_settings
 from ivr.crypto.cvv2 import encrypt_cvv2
 from ivr.crypto.keys import load_ivr_keys
@@ -305,10 +306,7 @@ async def test_the_daily_file_is_rewritten_once_for_a_burst_of_purchases(tmp_pat
         answers = await asyncio.gather(*(acquirer.client.authorize(acquirer.purchase(card, 100))
                                          for _ in range(20)))
         assert {answer.response_code for answer in answers} == {ResponseCode.APPROVED}
-        for _ in range(50):
-            if _records_in_daily_file(acquirer) == 20:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: _records_in_daily_file(acquirer) == 20, 5)
         assert _records_in_daily_file(acquirer) == 20
         assert publisher.writes <= 3, publisher.writes
         await acquirer.client.authorize(acquirer.purchase(card, 100))
@@ -331,18 +329,12 @@ async def test_a_day_file_slow_to_rebuild_is_rebuilt_less_often(tmp_path: Path) 
     try:
         card = find_test_card("approve")
         await acquirer.client.authorize(acquirer.purchase(card, 100))
-        for _ in range(50):
-            if publisher.writes == 1:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: publisher.writes == 1, 5)
         assert publisher.writes == 1
         await acquirer.client.authorize(acquirer.purchase(card, 100))
         await asyncio.sleep(1.2)
         assert publisher.writes == 1  # at half a second it would have been rewritten by now
-        for _ in range(50):
-            if publisher.writes == 2:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: publisher.writes == 2, 5)
         assert publisher.writes == 2 and _records_in_daily_file(acquirer) == 2
     finally:
         await acquirer.server.close()
