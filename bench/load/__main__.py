@@ -3,6 +3,7 @@ dialplan-only baseline of the same call in the same Asterisk (figures, not asser
 
     python -m bench.load [--rates 4,8] [--duration 80] [--chart docs/bench-load.png]
                          [--max-payment-calls N]
+    python -m bench.load --rates 16 --targets ivr --max-payment-calls 900   # past the knee
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
     python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
@@ -58,7 +59,7 @@ from devstack.stack import Stack, establish_seed_merchants
 from ivr.config import REPO_ROOT, Settings, load_settings
 from simulators.acquirer.server import journal_path
 
-__all__ = ["main", "ivr_sessions_above", "shadow_velocity_rules"]
+__all__ = ["main", "ivr_sessions_above", "shadow_velocity_rules", "step_plan"]
 
 # A rate-limit budget (requests a minute) no load generator reaches.
 _OUT_OF_REACH = 10_000_000
@@ -82,6 +83,20 @@ def ivr_sessions_above(max_payment_calls: int) -> int:
 
 def _rates(text: str) -> list[int]:
     return sorted({int(part) for part in text.split(",") if part.strip()})
+
+
+TARGETS = ("baseline", "ivr")
+
+
+def step_plan(rates: str, which: str, duration_s: int) -> list[tuple[str, int, int]]:
+    """(target, calls a second, seconds) for each step: rate by rate, each named target in
+    TARGETS' order (the baseline first, so both meet the same machine within minutes)."""
+    chosen = {name.strip() for name in which.split(",") if name.strip()}
+    unknown = chosen - set(TARGETS)
+    if unknown or not chosen:
+        raise SystemExit(f"--targets: choose from {', '.join(TARGETS)} (got {which!r})")
+    return [(target, rate, duration_s) for rate in _rates(rates)
+            for target in TARGETS if target in chosen]
 
 
 def _row(step: StepResult) -> str:
@@ -187,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=80,
                         help="seconds of new calls per step; longer than a call (about 60 s), "
                              "or the step never reaches its steady number of calls at once")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="which calls each rate places, comma-separated: baseline, ivr "
+                             "(e.g. ivr alone past the knee with --max-payment-calls set to "
+                             "the knee's calls at once: the refusals)")
     parser.add_argument("--soak", type=int, metavar="RATE",
                         help="instead: one IVR step at RATE for --soak-minutes")
     parser.add_argument("--soak-minutes", type=int, default=30)
@@ -229,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.api_only:
         plan = []
     else:
-        plan = [(target, rate, args.duration) for rate in _rates(args.rates)
-                for target in ("baseline", "ivr")]
+        plan = step_plan(args.rates, args.targets, args.duration)
 
     stack = Stack(settings)
     # SIGTERM interrupts like Ctrl-C, so the stack this run started is stopped either way (a

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bench.load import baseline
-from bench.load.__main__ import shadow_velocity_rules, soak_memory
+from bench.load.__main__ import shadow_velocity_rules, soak_memory, step_plan
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
                                 approved_right, baseline_reads_right, cpu_seconds, dialer_result,
@@ -375,3 +375,13 @@ def test_a_soaks_memory_growth_is_judged_once_the_calls_are_steady():
                            "redis +2.0 MiB, acquirer -0.5 MiB")
     assert soak_memory(_step_with_timeline(timeline[:2])).endswith(
         "too short a soak (samples from minute 5 on)")
+
+
+def test_the_plan_places_the_baseline_before_the_ivr_at_each_rate_and_only_the_targets_named():
+    assert step_plan("8,4", "baseline,ivr", 80) == [
+        ("baseline", 4, 80), ("ivr", 4, 80), ("baseline", 8, 80), ("ivr", 8, 80)]
+    assert step_plan("16", "ivr", 150) == [("ivr", 16, 150)]
+    with pytest.raises(SystemExit, match="choose from baseline, ivr"):
+        step_plan("16", "ivr,dialplan", 80)
+    with pytest.raises(SystemExit):
+        step_plan("16", " , ", 80)
