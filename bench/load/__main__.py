@@ -111,14 +111,16 @@ def _row(step: StepResult) -> str:
             f"{step.rss_growth_kib['asterisk'] / 1024:>8.1f} {step.rss_growth_kib['ivr'] / 1024:>8.1f} "
             f"{step.calls_at_once:>7} {step.kib_per_call['asterisk']:>8.0f} "
             f"{step.kib_per_call['ivr']:>8.0f} "
-            f"{ms(step.pin_to_outcome_p50_ms)} {ms(step.pin_to_outcome_p99_ms)}")
+            f"{ms(step.pin_to_outcome_p50_ms)} {ms(step.pin_to_outcome_p99_ms)} "
+            f"{step.waited_percent['ivr']:>8.1f} {step.waited_percent['redis']:>8.1f}")
 
 
 HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>7} {'failed':>6} "
           f"{'right':>6} {'200 p50':>8} {'200 p99':>8} {'503 p50':>8} {'503 p99':>8}  "
-          f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} "
+          f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} {'sipp ms':>7} "
           f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8} "
-          f"{'at once':>7} {'ast KiB':>8} {'ivr KiB':>8} {'pin p50':>8} {'pin p99':>8}")
+          f"{'at once':>7} {'ast KiB':>8} {'ivr KiB':>8} {'pin p50':>8} {'pin p99':>8} "
+          f"{'ivr wait':>8} {'rds wait':>8}")
 
 
 def _load_baseline(stack: Stack) -> None:
@@ -140,12 +142,15 @@ def _probes(stack: Stack, settings: Settings) -> Probes:
 def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> list[StepResult]:
     print("refused: calls refused with SIP 503 before answer, the IVR past "
           "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
-          "CPU columns: milliseconds per completed call (idle work included: read them at load); "
+          "CPU columns: milliseconds per completed call (idle work included: read them at load; "
+          "sipp: the load generator's own, on the same cores); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
           "media socket included); sip drops: datagrams dropped at Asterisk's UDP 5060; ΔMiB: resident "
           "memory after the step less before (flat over a soak); at once: the most calls SIPp held "
           "at once; KiB: resident memory at its highest less before, per call at once; pin p50/p99: "
-          "the ivr's PIN entered to the acquirer's answer settled, ms (\"please wait\" plays meanwhile)")
+          "the ivr's PIN entered to the acquirer's answer settled, ms (\"please wait\" plays meanwhile); "
+          "ivr/rds wait: % of the step the ivr service's and Redis's one thread was ready to run "
+          "but waited for a core")
     print(HEADER, flush=True)
     results = []
     calls = targets()

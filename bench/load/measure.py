@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import resource
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +43,8 @@ class StepResult:
     invite_200_p99_ms: float | None
     invite_503_p50_ms: float | None  # how fast a refused call heard so (None: none refused)
     invite_503_p99_ms: float | None
-    cpu_ms_per_call: dict[str, float]   # component -> CPU milliseconds per completed call
+    # component -> CPU milliseconds per completed call; "sipp": the load generator's own
+    cpu_ms_per_call: dict[str, float]
     udp_rcvbuf_errors: int         # the whole namespace: mostly SIPp's unread media socket
     sip_socket_drops: int          # datagrams dropped at Asterisk's SIP socket (UDP 5060)
     rss_growth_kib: dict[str, int]  # component -> resident memory after the step less before
@@ -53,6 +55,9 @@ class StepResult:
     pin_to_outcome_p99_ms: float | None = None  # settled (while "please wait" plays)
     # (seconds into the step, component -> resident KiB), about one a minute: a soak's memory
     rss_timeline: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    # component -> the time its main thread was ready to run but waited for a core, as a share
+    # of the step's wall time (%): the ivr service and Redis each serve every call from one thread
+    waited_percent: dict[str, float] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -129,6 +134,12 @@ def cpu_seconds(stat_line: str) -> float:
     command name in brackets may itself hold spaces, so fields are counted after its ')')."""
     fields = stat_line.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's ended and reaped children (SIPp, once a step's run ends)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_queue_seconds(schedstat: str) -> float:

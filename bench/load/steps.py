@@ -19,7 +19,8 @@ import redis
 
 from bench.load import baseline
 from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
-                                cpu_seconds, peak_calls_at_once, percentile, pin_to_outcome_ms,
+                                children_cpu_seconds, cpu_seconds, peak_calls_at_once,
+                                percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
                                 udp_counters, udp_socket_drops)
 from ivr.payments.store import status_index
@@ -31,6 +32,8 @@ __all__ = ["Target", "targets", "human_paced", "Probes", "run_step"]
 
 # The components whose CPU is counted per call.
 COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
+# The components that serve every call from one thread: late, they make every call late.
+ONE_THREAD = ("ivr", "redis")
 AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
 # A call lasts about a minute; SIPp may hold this many seconds of calls at once before -l bites.
 CALL_SECONDS = 70
@@ -143,9 +146,14 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     log_from = len(_lines(probes.messages_log))
     ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
+    sipp_before, waited_before = children_cpu_seconds(), probes.run_queue(ONE_THREAD)
     rss_peak, timeline = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir,
                                            probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
+    waited_after, seconds = probes.run_queue(ONE_THREAD), time.time() - started
+    # SIPp is the only child this process reaps during a step: the load generator's own cost,
+    # which shares the cores with everything it measures.
+    cpu_before["sipp"], cpu_after["sipp"] = sipp_before, children_cpu_seconds()
 
     counts = sipp_counts((step_dir / "stat.csv").read_text())
     rtt_files = [path.read_text() for path in step_dir.glob("*_rtt.csv")]
@@ -166,7 +174,7 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
         invite_200_p50_ms=percentile(samples, 50), invite_200_p99_ms=percentile(samples, 99),
         invite_503_p50_ms=percentile(refusals, 50), invite_503_p99_ms=percentile(refusals, 99),
         cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call
-                         for name in COMPONENTS},
+                         for name in (*COMPONENTS, "sipp")},
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
         sip_socket_drops=udp_after["sip_drops"] - udp_before["sip_drops"],
         rss_growth_kib={name: rss_after[name] - rss_before[name] for name in COMPONENTS},
@@ -176,6 +184,8 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
         pin_to_outcome_p50_ms=percentile(pin_samples, 50),
         pin_to_outcome_p99_ms=percentile(pin_samples, 99),
         rss_timeline=timeline,
+        waited_percent={name: 100 * (waited_after[name] - waited_before[name]) / seconds
+                        for name in ONE_THREAD},
     )
 
 

@@ -12,7 +12,8 @@ from bench.load import baseline
 from bench.load.__main__ import shadow_velocity_rules, soak_memory, step_plan
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
-                                approved_right, baseline_reads_right, cpu_seconds, dialer_result,
+                                approved_right, baseline_reads_right, children_cpu_seconds,
+                                cpu_seconds, dialer_result,
                                 knee, peak_calls_at_once, percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
                                 sipp_invites, steady_growth_kib, udp_counters, udp_socket_drops)
@@ -96,6 +97,17 @@ def test_process_tree_walks_every_tasks_children(tmp_path):
         task.mkdir(parents=True)
         (task / "children").write_text(children)
     assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
+
+
+def test_a_reaped_childs_cpu_is_counted_once_it_has_ended():
+    # How a step counts SIPp's CPU: the child's seconds appear when it is reaped.
+    import subprocess
+    import sys
+    before = children_cpu_seconds()
+    subprocess.run([sys.executable, "-c",
+                    "import time\nend = time.process_time() + 0.3\n"
+                    "while time.process_time() < end: pass"], check=True)
+    assert children_cpu_seconds() - before >= 0.3
 
 
 def test_run_queue_wait_is_the_second_schedstat_field_in_nanoseconds():
