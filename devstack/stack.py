@@ -49,6 +49,13 @@ class StackError(RuntimeError):
 # killed redis-server loses none). RDB snapshots are off: they would be a second copy on disk of
 # the same (personal) data and a fork a minute, and with the AOF on Redis never reads them.
 REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+# Asterisk yields the cores to the ivr service, Redis and the rest under contention (its session's
+# nice value: devstack/supervisor.py). Each of those serves every call from one thread, Asterisk
+# runs a thread or more per call: at equal weight, a saturated machine kept the ivr service
+# waiting for a core 30 % of a load step and half the payments lost their PIN to a late question,
+# while a late Asterisk thread delays only its own call's audio (`make bench-load`, README).
+# 5 weighs Asterisk at a third of another process; voicepay-asterisk.service says the same.
+ASTERISK_NICE = 5
 # The development stack's settings of the ivr service, unless the environment says otherwise:
 # webhooks may reach loopback, where the end-to-end tests' (and a developer's) receivers listen.
 IVR_DEV_ENV = {"VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
@@ -133,7 +140,7 @@ class Stack:
             # A killed Asterisk leaves its control socket behind: removed before every start.
             ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                         self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
-                        cwd=REPO_ROOT, env=env),
+                        cwd=REPO_ROOT, env=env, nice=ASTERISK_NICE),
             self.sip_edge_spec(),
             self.ivr_spec(),
         ]

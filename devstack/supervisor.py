@@ -66,6 +66,14 @@ class ProcessSpec:
     before_start: Callable[[], None] | None = None
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
+    # Above 0: the process yields the cores to the others under contention (nice(1), and its
+    # session's autogroup, which is what the kernel weighs between sessions). 0 to 19.
+    nice: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"{self.name}: nice must be 0 to 19 (a process may only lower its "
+                             f"own priority), not {self.nice}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,19 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exit code {returncode}"
+
+
+def _lower_session_priority(pid: int, nice: int) -> None:
+    """Give the session ``pid`` leads (a new one: start_new_session) the ``nice`` value.
+
+    With autogrouping on (most kernels), the scheduler first shares the cores between sessions
+    and only then between the threads of one, so a process's own nice value does not weigh it
+    against another session's; the session's autogroup does, one for all its processes and
+    threads, whenever they start."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass  # no autogrouping (kernel option or off): nice(1)'s per-thread value is what counts
 
 
 def _has_exited(pid: int) -> bool:
@@ -240,10 +261,13 @@ class Supervisor:
             output.write(f"---- supervisor: {note} {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n"
                          .encode())
             output.flush()
+            argv = ["nice", "-n", str(spec.nice), *spec.argv] if spec.nice else spec.argv
             child.process = subprocess.Popen(
-                spec.argv, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=spec.cwd, env=None if spec.env is None else dict(spec.env),
                 start_new_session=True)
+        if spec.nice:
+            _lower_session_priority(child.process.pid, spec.nice)
         child.generation += 1
         child.started_at = time.monotonic()
         child.state = "starting"

@@ -132,6 +132,32 @@ def test_back_off_grows_while_a_child_keeps_crashing_then_it_comes_back(
     assert _port_open(port)
 
 
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[16])
+
+
+def test_a_process_started_nice_yields_and_so_does_its_sessions_autogroup(
+        supervisor: Supervisor, tmp_path: Path):
+    port = _free_port()
+    spec = ProcessSpec("yielding", [sys.executable, "-c", LISTENER, str(port),
+                                    str(tmp_path / "never")],
+                       tmp_path / "yielding.log", lambda: _port_open(port), nice=7)
+    supervisor.start(spec)
+    pid = supervisor.pid("yielding")
+    assert _nice(pid) == 7
+    assert os.getsid(pid) == pid  # a session of its own ...
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").exists():
+        # ... whose autogroup, what the scheduler weighs against the other sessions, yields too
+        assert autogroup.read_text().split()[-1] == "7"
+    assert _nice(os.getpid()) == 0  # the supervisor itself is untouched
+
+
+def test_nice_is_only_ever_lowered_priority():
+    with pytest.raises(ValueError, match="nice must be 0 to 19"):
+        ProcessSpec("eager", ["true"], Path("/dev/null"), lambda: True, nice=-5)
+
+
 def test_back_off_starts_again_after_a_long_enough_run():
     backoff = Backoff(first=1, factor=2, cap=30, reset_after=60)
     assert [backoff.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
