@@ -112,7 +112,8 @@ def _row(step: StepResult) -> str:
             f"{step.calls_at_once:>7} {step.kib_per_call['asterisk']:>8.0f} "
             f"{step.kib_per_call['ivr']:>8.0f} "
             f"{ms(step.pin_to_outcome_p50_ms)} {ms(step.pin_to_outcome_p99_ms)} "
-            f"{step.waited_percent['ivr']:>8.1f} {step.waited_percent['redis']:>8.1f}")
+            f"{step.waited_percent['ivr']:>8.1f} {step.waited_percent['redis']:>8.1f} "
+            f"{sum(step.taskprocessor_alerts.values()):>9}")
 
 
 HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>7} {'failed':>6} "
@@ -120,7 +121,7 @@ HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>
           f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} {'sipp ms':>7} "
           f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8} "
           f"{'at once':>7} {'ast KiB':>8} {'ivr KiB':>8} {'pin p50':>8} {'pin p99':>8} "
-          f"{'ivr wait':>8} {'rds wait':>8}")
+          f"{'ivr wait':>8} {'rds wait':>8} {'tp alerts':>9}")
 
 
 def _load_baseline(stack: Stack) -> None:
@@ -150,7 +151,8 @@ def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> li
           "at once; KiB: resident memory at its highest less before, per call at once; pin p50/p99: "
           "the ivr's PIN entered to the acquirer's answer settled, ms (\"please wait\" plays meanwhile); "
           "ivr/rds wait: % of the step the ivr service's and Redis's one thread was ready to run "
-          "but waited for a core")
+          "but waited for a core; tp alerts: Asterisk's warnings of a taskprocessor queue at its "
+          "high-water mark (results.json names them)")
     print(HEADER, flush=True)
     results = []
     calls = targets()

@@ -21,7 +21,7 @@ __all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_
            "ANSWERED_RTD", "REFUSED_RTD",
            "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
            "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
-           "peak_calls_at_once", "pin_to_outcome_ms", "ApiStep", "api_step", "run_queue_seconds",
+           "peak_calls_at_once", "pin_to_outcome_ms", "taskprocessor_alerts", "ApiStep", "api_step", "run_queue_seconds",
            "sipp_invites", "DialerResult", "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,6 +58,9 @@ class StepResult:
     # component -> the time its main thread was ready to run but waited for a core, as a share
     # of the step's wall time (%): the ivr service and Redis each serve every call from one thread
     waited_percent: dict[str, float] = field(default_factory=dict)
+    # taskprocessor -> times Asterisk warned its queue reached the high-water mark in the step
+    # (with the "global" overload trigger, any of them made PJSIP ignore new INVITEs)
+    taskprocessor_alerts: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -222,6 +225,16 @@ def steady_growth_kib(timeline: list[tuple[float, dict[str, int]]], after_s: flo
         return None
     first, last = steady[0][1], steady[-1][1]
     return {name: last[name] - first[name] for name in first}
+
+
+_QUEUE_REACHED = re.compile(r"Taskprocessor '([^']+?)(?:-[0-9a-f]{8})?' queue reached")
+
+
+def taskprocessor_alerts(log_lines: list[str]) -> dict[str, int]:
+    """Asterisk's "queue reached ... high water mark" warnings by taskprocessor (its instance
+    suffix dropped: stasis/m:manager:core-0000000c is stasis/m:manager:core)."""
+    return dict(Counter(match.group(1) for line in log_lines
+                        if (match := _QUEUE_REACHED.search(line))))
 
 
 def peak_calls_at_once(stat_csv: str) -> int:

@@ -22,7 +22,7 @@ from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baselin
                                 children_cpu_seconds, cpu_seconds, peak_calls_at_once,
                                 percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
-                                udp_counters, udp_socket_drops)
+                                taskprocessor_alerts, udp_counters, udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
@@ -159,11 +159,11 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     rtt_files = [path.read_text() for path in step_dir.glob("*_rtt.csv")]
     samples = [sample for text in rtt_files for sample in rtt_ms(text)]
     refusals = [sample for text in rtt_files for sample in rtt_ms(text, REFUSED_RTD)]
+    asterisk_log = _lines(probes.messages_log)[log_from:]
     if target.name == "ivr":
         right = _payments_right(probes, started, journal_from)
     else:
-        right = baseline_reads_right(_lines(probes.messages_log)[log_from:], baseline.MARKER,
-                                     baseline.ANSWERS)
+        right = baseline_reads_right(asterisk_log, baseline.MARKER, baseline.ANSWERS)
     per_call = max(counts.completed, 1)
     at_once = peak_calls_at_once((step_dir / "stat.csv").read_text())
     pin_samples = (pin_to_outcome_ms(_lines(probes.ivr_log)[ivr_log_from:])
@@ -186,6 +186,7 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
         rss_timeline=timeline,
         waited_percent={name: 100 * (waited_after[name] - waited_before[name]) / seconds
                         for name in ONE_THREAD},
+        taskprocessor_alerts=taskprocessor_alerts(asterisk_log),
     )
 
 

@@ -116,6 +116,14 @@ def _named(call: Call, name: str) -> Call:
     return dataclasses.replace(call, name=name)
 
 
+def test_only_a_backlog_in_pjsip_itself_silences_sip(stack):
+    """A backlog of AMI events (the manager's router, what backs up at the knee) must not make
+    Asterisk ignore new INVITEs: the guard the running Asterisk loaded is PJSIP's own."""
+    shown = _sandbox(stack).cli("pjsip show settings")
+    [line] = [line for line in shown.splitlines() if "taskprocessor_overload_trigger" in line]
+    assert line.split(":", 1)[1].strip() == "pjsip_only", line
+
+
 def test_asterisk_full_refuses_a_new_call_with_503_and_the_calls_in_progress_pay(
         stack, asterisk_limit):
     sandbox = asterisk_limit

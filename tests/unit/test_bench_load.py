@@ -16,7 +16,8 @@ from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult
                                 cpu_seconds, dialer_result,
                                 knee, peak_calls_at_once, percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
-                                sipp_invites, steady_growth_kib, udp_counters, udp_socket_drops)
+                                sipp_invites, steady_growth_kib, taskprocessor_alerts, udp_counters,
+                                udp_socket_drops)
 from ivr.api.payment_request import parse_order
 from ivr.money import Money
 from ivr.config import REPO_ROOT
@@ -397,3 +398,18 @@ def test_the_plan_places_the_baseline_before_the_ivr_at_each_rate_and_only_the_t
         step_plan("16", "ivr,dialplan", 80)
     with pytest.raises(SystemExit):
         step_plan("16", " , ", 80)
+
+
+def test_taskprocessor_alerts_are_counted_by_queue_without_the_instance_suffix():
+    lines = [
+        "[2026-11-28 07:29:33.727] WARNING[1418][C-00000547] taskprocessor.c: Taskprocessor "
+        "'stasis/m:manager:core-0000000c' queue reached 3000 scheduled tasks (high water mark: 3000).",
+        "[2026-11-28 07:29:35.768] WARNING[1435][C-00000558] taskprocessor.c: Taskprocessor "
+        "'stasis/m:manager:core-0000000c' queue reached 3000 scheduled tasks (high water mark: "
+        "3000) again.",
+        "[2026-11-28 07:29:36.001] WARNING[1500] taskprocessor.c: Taskprocessor "
+        "'pjsip/distributor-00000001' queue reached 500 scheduled tasks (high water mark: 500).",
+        "[2026-11-28 07:29:37.000] VERBOSE[1501][C-00000559] pbx.c: Executing [8000@x:1] NoOp",
+    ]
+    assert taskprocessor_alerts(lines) == {"stasis/m:manager:core": 2, "pjsip/distributor": 1}
+    assert taskprocessor_alerts(lines[3:]) == {}
