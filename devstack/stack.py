@@ -49,13 +49,16 @@ class StackError(RuntimeError):
 # killed redis-server loses none). RDB snapshots are off: they would be a second copy on disk of
 # the same (personal) data and a fork a minute, and with the AOF on Redis never reads them.
 REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
-# Asterisk yields the cores to the ivr service, Redis and the rest under contention (its session's
-# nice value: devstack/supervisor.py). Each of those serves every call from one thread, Asterisk
-# runs a thread or more per call: at equal weight, a saturated machine kept the ivr service
-# waiting for a core 30 % of a load step and half the payments lost their PIN to a late question,
-# while a late Asterisk thread delays only its own call's audio (`make bench-load`, README).
-# 5 weighs Asterisk at a third of another process; voicepay-asterisk.service says the same.
-ASTERISK_NICE = 5
+# The ivr service and Redis run ahead of Asterisk and the rest under contention (their sessions'
+# nice value: devstack/supervisor.py). Each serves every call from one thread; Asterisk runs a
+# thread or more per call. At equal weight, on a saturated machine, the ivr service waited for a
+# core 30 % of a load step and half the payments lost their PIN to a question asked late; a late
+# Asterisk thread delays only its own call (`make bench-load`, README). Raising these two rather
+# than lowering Asterisk leaves Asterisk level with everything else (lowered, it yielded to the
+# load generator too and its 503s took 18 s). -5 weighs each at three times another process;
+# their systemd units say the same. Needs root (the suite's namespaces do too); without it they
+# run at 0.
+AHEAD_NICE = -5
 # The development stack's settings of the ivr service, unless the environment says otherwise:
 # webhooks may reach loopback, where the end-to-end tests' (and a developer's) receivers listen.
 IVR_DEV_ENV = {"VOICEPAY_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
@@ -132,7 +135,7 @@ class Stack:
                                   *REDIS_PERSISTENCE, "--protected-mode", "yes"],
                         self.log_dir / "redis.log",
                         lambda: _port_open(redis.hostname or "127.0.0.1", redis.port or 6379),
-                        cwd=REPO_ROOT, env=env),
+                        cwd=REPO_ROOT, env=env, nice=AHEAD_NICE),
             ProcessSpec("acquirer", [python, "-m", "simulators.acquirer.server"],
                         self.log_dir / "acquirer.log",
                         lambda: _port_open(s.acquirer_host, s.acquirer_port), cwd=REPO_ROOT, env=env),
@@ -140,7 +143,7 @@ class Stack:
             # A killed Asterisk leaves its control socket behind: removed before every start.
             ProcessSpec("asterisk", self.asterisk.server_command(), self.log_dir / "asterisk.log",
                         self._asterisk_booted, before_start=self.asterisk.remove_runtime_files,
-                        cwd=REPO_ROOT, env=env, nice=ASTERISK_NICE),
+                        cwd=REPO_ROOT, env=env),
             self.sip_edge_spec(),
             self.ivr_spec(),
         ]
@@ -161,7 +164,7 @@ class Stack:
         http_port = int(env.get("VOICEPAY_HTTP_PORT", s.http_port))
         return ProcessSpec(name, [sys.executable, "-m", "ivr.service"], self.log_dir / f"{name}.log",
                            lambda: _http_status(f"http://{s.http_host}:{http_port}/healthz") == 200,
-                           stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT,
+                           stop_timeout=ivr_stop_timeout(s), cwd=REPO_ROOT, nice=AHEAD_NICE,
                            env={**IVR_DEV_ENV, **os.environ, "PYTHONUNBUFFERED": "1", **env})
 
     def identity_specs(self) -> list[ProcessSpec]:

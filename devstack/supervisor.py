@@ -66,14 +66,15 @@ class ProcessSpec:
     before_start: Callable[[], None] | None = None
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
-    # Above 0: the process yields the cores to the others under contention (nice(1), and its
-    # session's autogroup, which is what the kernel weighs between sessions). 0 to 19.
+    # Its priority under contention, as nice(1) says it (-20 to 19; below 0 is ahead of the
+    # others and needs root or CAP_SYS_NICE: without it the process runs at 0, and says so in
+    # its log), set for the process and for its session's autogroup, which is what the kernel
+    # weighs between sessions.
     nice: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.nice <= 19:
-            raise ValueError(f"{self.name}: nice must be 0 to 19 (a process may only lower its "
-                             f"own priority), not {self.nice}")
+        if not -20 <= self.nice <= 19:
+            raise ValueError(f"{self.name}: nice must be -20 to 19, not {self.nice}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def _lower_session_priority(pid: int, nice: int) -> None:
+def _set_session_priority(pid: int, nice: int) -> None:
     """Give the session ``pid`` leads (a new one: start_new_session) the ``nice`` value.
 
     With autogrouping on (most kernels), the scheduler first shares the cores between sessions
@@ -115,7 +116,9 @@ def _lower_session_priority(pid: int, nice: int) -> None:
     try:
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
     except OSError:
-        pass  # no autogrouping (kernel option or off): nice(1)'s per-thread value is what counts
+        # No autogrouping (kernel option, or off): nice(1)'s per-thread value is what counts.
+        # Not allowed (below 0 without the privilege): nice(1) has said so in the log.
+        log.debug("autogroup of %d left as it is", pid)
 
 
 def _has_exited(pid: int) -> bool:
@@ -267,7 +270,7 @@ class Supervisor:
                 cwd=spec.cwd, env=None if spec.env is None else dict(spec.env),
                 start_new_session=True)
         if spec.nice:
-            _lower_session_priority(child.process.pid, spec.nice)
+            _set_session_priority(child.process.pid, spec.nice)
         child.generation += 1
         child.started_at = time.monotonic()
         child.state = "starting"

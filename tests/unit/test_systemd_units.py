@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.asterisk_sandbox import AsteriskSandbox
-from devstack.stack import ASTERISK_NICE, REDIS_PERSISTENCE, ivr_stop_timeout
+from devstack.stack import AHEAD_NICE, REDIS_PERSISTENCE, ivr_stop_timeout
 from ivr.config import REPO_ROOT, Settings
 
 UNIT_DIR = REPO_ROOT / "devstack" / "systemd"
@@ -92,13 +92,14 @@ def test_asterisk_runs_in_the_sandbox_the_dev_stack_uses():
     assert argv[1:] == expected[1:]
 
 
-def test_asterisk_yields_the_cores_as_in_the_dev_stack_and_nothing_else_does():
-    weights = {path.name: _unit(path)["Service"] for path in SERVICES}
-    asterisk = weights.pop("voicepay-asterisk.service")
-    assert int(asterisk["Nice"]) == ASTERISK_NICE > 0
-    # nice 5's weight against nice 0's (1024 / 1.25 ** 5, the kernel's table): about a third
-    assert int(asterisk["CPUWeight"]) == round(100 / 1.25 ** ASTERISK_NICE)
-    assert all("Nice" not in unit and "CPUWeight" not in unit for unit in weights.values())
+def test_the_ivr_service_and_redis_run_ahead_as_in_the_dev_stack_and_nothing_else_does():
+    services = {path.name: _unit(path)["Service"] for path in SERVICES}
+    for name in ("voicepay-ivr.service", "voicepay-redis.service"):
+        unit = services.pop(name)
+        assert int(unit["Nice"]) == AHEAD_NICE < 0
+        # nice -5's weight against nice 0's (1024 * 1.25 ** 5, the kernel's table): about three
+        assert int(unit["CPUWeight"]) == round(100 * 1.25 ** -AHEAD_NICE, -2)
+    assert all("Nice" not in unit and "CPUWeight" not in unit for unit in services.values())
 
 
 def test_the_ivr_service_stops_before_the_identity_simulators_but_never_needs_them():
