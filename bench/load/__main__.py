@@ -3,7 +3,8 @@ dialplan-only baseline of the same call in the same Asterisk (figures, not asser
 
     python -m bench.load [--rates 4,8] [--duration 80] [--chart docs/bench-load.png]
                          [--max-payment-calls N]
-    python -m bench.load --rates 16 --targets ivr --max-payment-calls 900   # past the knee
+    python -m bench.load --rates 16 --targets ivr --duration 150 --max-payment-calls 700
+                                                           # past the knee, limit set
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
     python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
@@ -211,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                              "or the step never reaches its steady number of calls at once")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help="which calls each rate places, comma-separated: baseline, ivr "
-                             "(e.g. ivr alone past the knee with --max-payment-calls set to "
-                             "the knee's calls at once: the refusals)")
+                             "(e.g. ivr alone past the knee with --max-payment-calls set as "
+                             "the README's sizing says: the refusals)")
     parser.add_argument("--soak", type=int, metavar="RATE",
                         help="instead: one IVR step at RATE for --soak-minutes")
     parser.add_argument("--soak-minutes", type=int, default=30)

@@ -21,8 +21,9 @@ __all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_
            "ANSWERED_RTD", "REFUSED_RTD",
            "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
            "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
-           "peak_calls_at_once", "pin_to_outcome_ms", "taskprocessor_alerts", "ApiStep", "api_step", "run_queue_seconds",
-           "sipp_invites", "DialerResult", "dialer_result"]
+           "peak_calls_at_once", "pin_to_outcome_ms", "taskprocessor_alerts", "ApiStep",
+           "api_step", "run_queue_seconds", "children_cpu_seconds", "sipp_invites",
+           "DialerResult", "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -20,9 +20,9 @@ import redis
 from bench.load import baseline
 from bench.load.measure import (REFUSED_RTD, StepResult, approved_right, baseline_reads_right,
                                 children_cpu_seconds, cpu_seconds, peak_calls_at_once,
-                                percentile, pin_to_outcome_ms,
-                                process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
-                                taskprocessor_alerts, udp_counters, udp_socket_drops)
+                                percentile, pin_to_outcome_ms, process_tree, rss_kib, rtt_ms,
+                                run_queue_seconds, sipp_counts, taskprocessor_alerts,
+                                udp_counters, udp_socket_drops)
 from ivr.payments.store import status_index
 from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
