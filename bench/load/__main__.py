@@ -5,6 +5,7 @@ dialplan-only baseline of the same call in the same Asterisk (figures, not asser
                          [--max-payment-calls N]
     python -m bench.load --rates 16 --targets ivr --duration 150 --max-payment-calls 700
                                                            # past the knee, limit set
+    python -m bench.load --held 700,800 [--duration 80]    # calls kept up at once
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
     python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
@@ -55,7 +56,7 @@ from bench.load import baseline
 from bench.load.api import API_HEADER, api_row, run_api_steps
 from bench.load.dialer import DIAL_PATTERN, dialer_row, run_dialer
 from bench.load.measure import StepResult, knee, steady_growth_kib
-from bench.load.steps import COMPONENTS, Probes, run_step, targets
+from bench.load.steps import COMPONENTS, Probes, held_fill_rate, run_step, targets
 from devstack.stack import Stack, establish_seed_merchants
 from ivr.config import REPO_ROOT, Settings, load_settings
 from simulators.acquirer.server import journal_path
@@ -89,15 +90,21 @@ def _rates(text: str) -> list[int]:
 TARGETS = ("baseline", "ivr")
 
 
-def step_plan(rates: str, which: str, duration_s: int) -> list[tuple[str, int, int]]:
-    """(target, calls a second, seconds) for each step: rate by rate, each named target in
-    TARGETS' order (the baseline first, so both meet the same machine within minutes)."""
+Step = tuple[str, int, int, int | None]  # target, calls a second, seconds, calls held
+
+
+def step_plan(rates: str, which: str, duration_s: int, held: str = "") -> list[Step]:
+    """(target, calls a second, seconds, calls held at once or None) for each step: rate by
+    rate, then each number of calls held at once, each named target in TARGETS' order (the
+    baseline first, so both meet the same machine within minutes)."""
     chosen = {name.strip() for name in which.split(",") if name.strip()}
     unknown = chosen - set(TARGETS)
     if unknown or not chosen:
         raise SystemExit(f"--targets: choose from {', '.join(TARGETS)} (got {which!r})")
-    return [(target, rate, duration_s) for rate in _rates(rates)
-            for target in TARGETS if target in chosen]
+    names = [target for target in TARGETS if target in chosen]
+    return ([(target, rate, duration_s, None) for rate in _rates(rates) for target in names]
+            + [(target, held_fill_rate(calls), duration_s, calls)
+               for calls in _rates(held) for target in names])
 
 
 def _row(step: StepResult) -> str:
@@ -114,7 +121,8 @@ def _row(step: StepResult) -> str:
             f"{step.kib_per_call['ivr']:>8.0f} "
             f"{ms(step.pin_to_outcome_p50_ms)} {ms(step.pin_to_outcome_p99_ms)} "
             f"{step.waited_percent['ivr']:>8.1f} {step.waited_percent['redis']:>8.1f} "
-            f"{sum(step.taskprocessor_alerts.values()):>9}")
+            f"{sum(step.taskprocessor_alerts.values()):>9} "
+            f"{step.held if step.held is not None else '-':>6}")
 
 
 HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>7} {'failed':>6} "
@@ -122,7 +130,7 @@ HEADER = (f"{'target':<9} {'cps':>5} {'placed':>6} {'completed':>9} {'refused':>
           f"{'ast ms':>7} {'ivr ms':>7} {'redis':>7} {'acq ms':>7} {'sipp ms':>7} "
           f"{'udp errs':>9} {'sip drops':>9} {'ast ΔMiB':>8} {'ivr ΔMiB':>8} "
           f"{'at once':>7} {'ast KiB':>8} {'ivr KiB':>8} {'pin p50':>8} {'pin p99':>8} "
-          f"{'ivr wait':>8} {'rds wait':>8} {'tp alerts':>9}")
+          f"{'ivr wait':>8} {'rds wait':>8} {'tp alerts':>9} {'held':>6}")
 
 
 def _load_baseline(stack: Stack) -> None:
@@ -141,7 +149,7 @@ def _probes(stack: Stack, settings: Settings) -> Probes:
                   ivr_log=settings.var_dir / "log" / "ivr.log")
 
 
-def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> list[StepResult]:
+def _measure(probes: Probes, plan: list[Step], work: Path) -> list[StepResult]:
     print("refused: calls refused with SIP 503 before answer, the IVR past "
           "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
           "CPU columns: milliseconds per completed call (idle work included: read them at load; "
@@ -153,12 +161,13 @@ def _measure(probes: Probes, plan: list[tuple[str, int, int]], work: Path) -> li
           "the ivr's PIN entered to the acquirer's answer settled, ms (\"please wait\" plays meanwhile); "
           "ivr/rds wait: % of the step the ivr service's and Redis's one thread was ready to run "
           "but waited for a core; tp alerts: Asterisk's warnings of a taskprocessor queue at its "
-          "high-water mark (results.json names them)")
+          "high-water mark (results.json names them); held: a step keeping that many calls up at once "
+          "(cps: how fast it fills and refills)")
     print(HEADER, flush=True)
     results = []
     calls = targets()
-    for target, rate, duration_s in plan:
-        step = run_step(calls[target], rate, duration_s, probes, work)
+    for target, rate, duration_s, held in plan:
+        step = run_step(calls[target], rate, duration_s, probes, work, held)
         results.append(step)
         print(_row(step), flush=True)
     return results
@@ -197,16 +206,26 @@ def _measure_api(probes: Probes, settings: Settings, args: argparse.Namespace,
 
 
 def _summary(results: list[StepResult]) -> dict:
-    knees = {target: knee([s for s in results if s.target == target])
-             for target in ("ivr", "baseline")}
-    ratio = (knees["ivr"] / knees["baseline"]
-             if knees["ivr"] is not None and knees["baseline"] else None)
-    return {"knee_ivr": knees["ivr"], "knee_baseline": knees["baseline"], "ratio": ratio}
+    """The knees of both targets and their ratio, in calls a second over the rate steps and in
+    calls at once over the held steps."""
+    summary = {}
+    for by, steps, suffix in (("rate", [s for s in results if s.held is None], ""),
+                              ("held", [s for s in results if s.held is not None], "_held")):
+        knees = {target: knee([s for s in steps if s.target == target], by)
+                 for target in TARGETS}
+        summary |= {f"knee_ivr{suffix}": knees["ivr"], f"knee_baseline{suffix}": knees["baseline"],
+                    f"ratio{suffix}": (knees["ivr"] / knees["baseline"]
+                                       if knees["ivr"] is not None and knees["baseline"] else None)}
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load")
-    parser.add_argument("--rates", default="4,8", help="calls per second, comma-separated")
+    parser.add_argument("--rates", help="calls per second, comma-separated (default 4,8, or "
+                                         "none when --held is given)")
+    parser.add_argument("--held", default="",
+                        help="calls held at once, comma-separated: steps that keep that many "
+                             "calls up (a new one as soon as one ends) for --duration once full")
     parser.add_argument("--duration", type=int, default=80,
                         help="seconds of new calls per step; longer than a call (about 60 s), "
                              "or the step never reaches its steady number of calls at once")
@@ -252,11 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["VOICEPAY_CALLBACK_DIAL_PATTERN"] = DIAL_PATTERN
     settings = load_settings()
     if args.soak:
-        plan = [("ivr", args.soak, args.soak_minutes * 60)]
+        plan = [("ivr", args.soak, args.soak_minutes * 60, None)]
     elif args.api_only:
         plan = []
     else:
-        plan = step_plan(args.rates, args.targets, args.duration)
+        rates = args.rates if args.rates is not None else ("" if args.held else "4,8")
+        plan = step_plan(rates, args.targets, args.duration, args.held)
 
     stack = Stack(settings)
     # SIGTERM interrupts like Ctrl-C, so the stack this run started is stopped either way (a
@@ -286,9 +306,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(results)
     if plan:
-        print(f"knee: payment IVR {summary['knee_ivr']} calls/s, baseline "
-              f"{summary['knee_baseline']} calls/s, ratio "
-              + (f"{summary['ratio']:.2f}" if summary["ratio"] is not None else "-"))
+        def ratio(value: float | None) -> str:
+            return f"{value:.2f}" if value is not None else "-"
+        if any(s.held is None for s in results):
+            print(f"knee: payment IVR {summary['knee_ivr']} calls/s, baseline "
+                  f"{summary['knee_baseline']} calls/s, ratio {ratio(summary['ratio'])}")
+        if any(s.held is not None for s in results):
+            print(f"knee held: payment IVR {summary['knee_ivr_held']} calls at once, baseline "
+                  f"{summary['knee_baseline_held']} calls at once, ratio "
+                  f"{ratio(summary['ratio_held'])}")
     print(f"({time.time() - started:.0f} s)")
     (out_dir / "results.json").write_text(json.dumps(
         {"steps": [dataclasses.asdict(s) for s in results], **summary, **api}, indent=2))
@@ -296,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.load.chart import write_chart  # matplotlib only when a chart is drawn
         caption = (f"voicepay load benchmark, {os.cpu_count()} cores, SIPp on the same machine, "
                    f"{args.duration} s of calls per step. {args.caption}").strip()
-        print(f"chart: {write_chart(results, args.chart, caption)}")
+        rate_steps = [s for s in results if s.held is None]
+        if rate_steps:
+            print(f"chart: {write_chart(rate_steps, args.chart, caption)}")
     return 0
 
 

@@ -62,6 +62,9 @@ class StepResult:
     # taskprocessor -> times Asterisk warned its queue reached the high-water mark in the step
     # (with the "global" overload trigger, any of them made PJSIP ignore new INVITEs)
     taskprocessor_alerts: dict[str, int] = field(default_factory=dict)
+    # a held step: the calls SIPp kept up at once (a new one as soon as one ended); None: a
+    # step of `rate` calls a second
+    held: int | None = None
 
     @property
     def clean(self) -> bool:
@@ -204,15 +207,15 @@ def baseline_reads_right(log_lines: list[str], marker: str, expected: tuple[str,
     return len(right)
 
 
-def knee(steps: list[StepResult]) -> float | None:
-    """The highest rate with every call clean, climbing from the lowest: the step before the
-    first unclean one (a clean step above a failed one is luck, not capacity). None when even
-    the lowest failed."""
+def knee(steps: list[StepResult], by: str = "rate") -> float | None:
+    """The highest rate (or, ``by="held"``, calls held at once) with every call clean, climbing
+    from the lowest: the step before the first unclean one (a clean step above a failed one is
+    luck, not capacity). None when even the lowest failed."""
     best = None
-    for step in sorted(steps, key=lambda s: s.rate):
+    for step in sorted(steps, key=lambda s: getattr(s, by)):
         if not step.clean:
             break
-        best = step.rate
+        best = getattr(step, by)
     return best
 
 

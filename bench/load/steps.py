@@ -9,6 +9,7 @@ the step began (Redis) against the acquirer's journal, or the baseline's logged 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
 from tests.sipp.scenario import Call, Key, write_scenario
 
-__all__ = ["Target", "targets", "human_paced", "Probes", "run_step"]
+__all__ = ["Target", "targets", "human_paced", "Probes", "run_step", "held_fill_rate", "sipp_argv"]
 
 # The components whose CPU is counted per call.
 COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
@@ -37,6 +38,8 @@ ONE_THREAD = ("ivr", "redis")
 AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
 # A call lasts about a minute; SIPp may hold this many seconds of calls at once before -l bites.
 CALL_SECONDS = 70
+# The person-paced call from INVITE to BYE on an idle IVR (measured: about 78 s).
+CALL_LENGTH_S = 78
 
 
 @dataclass(frozen=True)
@@ -127,19 +130,33 @@ def _udp() -> dict[str, int]:
             "sip_drops": udp_socket_drops(Path("/proc/net/udp").read_text(), *ASTERISK_SIP)}
 
 
-def _sipp(call_dir: Path, scenario: Path, rate: int, duration_s: int) -> list[str]:
-    calls = rate * duration_s
+def held_fill_rate(held: int) -> int:
+    """Calls a second that fill a held step and keep it full: a quarter above its turnover (the
+    calls that end a second), so the fill is no burst but keeps up as calls end."""
+    return max(1, math.ceil(held / CALL_LENGTH_S * 1.25))
+
+
+def sipp_argv(call_dir: Path, scenario: Path, rate: int, duration_s: int,
+              held: int | None = None) -> list[str]:
+    """SIPp for a step: ``rate`` calls a second for ``duration_s`` seconds; or, ``held``, that
+    many calls kept up at once (a new one as soon as one ends, -l) for about ``duration_s``
+    seconds once full."""
+    if held is None:
+        # -l: SIPp's default cap on simultaneous calls is far below a loaded IVR's.
+        calls, limit = rate * duration_s, rate * CALL_SECONDS * 2
+    else:
+        calls, limit = held + math.ceil(held * duration_s / CALL_LENGTH_S), held
+    lasts_s = math.ceil(calls / rate) + CALL_SECONDS + 120
     return ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-r", str(rate), "-m", str(calls),
-            # -l: SIPp's default cap on simultaneous calls is far below a loaded IVR's.
-            "-l", str(rate * CALL_SECONDS * 2), "-i", "127.0.0.1", "-p", "0",
-            "-mi", "127.0.0.1", "-mp", "16000", "-nostdin",
-            "-timeout", f"{duration_s + CALL_SECONDS + 120}s",
+            "-l", str(limit), "-i", "127.0.0.1", "-p", "0",
+            "-mi", "127.0.0.1", "-mp", "16000", "-nostdin", "-timeout", f"{lasts_s}s",
             "-trace_stat", "-stf", str(call_dir / "stat.csv"), "-fd", "5",
             "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", str(call_dir / "errors.log")]
 
 
-def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: Path) -> StepResult:
-    step_dir = work / f"{target.name}-{rate}"
+def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: Path,
+             held: int | None = None) -> StepResult:
+    step_dir = work / (f"{target.name}-{rate}" if held is None else f"{target.name}-held-{held}")
     step_dir.mkdir(parents=True, exist_ok=True)
     scenario = write_scenario(target.call, step_dir)
     journal_from = len(_lines(probes.journal))
@@ -147,8 +164,8 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
     sipp_before, waited_before = children_cpu_seconds(), probes.run_queue(ONE_THREAD)
-    rss_peak, timeline = _run_sampling_rss(_sipp(step_dir, scenario, rate, duration_s), step_dir,
-                                           probes)
+    rss_peak, timeline = _run_sampling_rss(sipp_argv(step_dir, scenario, rate, duration_s, held),
+                                           step_dir, probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
     waited_after, seconds = probes.run_queue(ONE_THREAD), time.time() - started
     # SIPp is the only child this process reaps during a step: the load generator's own cost,
@@ -169,8 +186,8 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     pin_samples = (pin_to_outcome_ms(_lines(probes.ivr_log)[ivr_log_from:])
                    if target.name == "ivr" else [])
     return StepResult(
-        target=target.name, rate=rate, placed=counts.placed, completed=counts.completed,
-        failed=counts.failed, refused=counts.refused, right=right,
+        target=target.name, rate=rate, held=held, placed=counts.placed,
+        completed=counts.completed, failed=counts.failed, refused=counts.refused, right=right,
         invite_200_p50_ms=percentile(samples, 50), invite_200_p99_ms=percentile(samples, 99),
         invite_503_p50_ms=percentile(refusals, 50), invite_503_p99_ms=percentile(refusals, 99),
         cpu_ms_per_call={name: 1000 * (cpu_after[name] - cpu_before[name]) / per_call

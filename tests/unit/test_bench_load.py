@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bench.load import baseline
-from bench.load.__main__ import shadow_velocity_rules, soak_memory, step_plan
+from bench.load.__main__ import _summary, shadow_velocity_rules, soak_memory, step_plan
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
                                 approved_right, baseline_reads_right, children_cpu_seconds,
@@ -392,8 +392,12 @@ def test_a_soaks_memory_growth_is_judged_once_the_calls_are_steady():
 
 def test_the_plan_places_the_baseline_before_the_ivr_at_each_rate_and_only_the_targets_named():
     assert step_plan("8,4", "baseline,ivr", 80) == [
-        ("baseline", 4, 80), ("ivr", 4, 80), ("baseline", 8, 80), ("ivr", 8, 80)]
-    assert step_plan("16", "ivr", 150) == [("ivr", 16, 150)]
+        ("baseline", 4, 80, None), ("ivr", 4, 80, None), ("baseline", 8, 80, None),
+        ("ivr", 8, 80, None)]
+    assert step_plan("16", "ivr", 150) == [("ivr", 16, 150, None)]
+    # Held steps after the rate steps, filled a quarter above their turnover (780 / 78 s = 10/s)
+    assert step_plan("", "baseline,ivr", 80, "780") == [
+        ("baseline", 13, 80, 780), ("ivr", 13, 80, 780)]
     with pytest.raises(SystemExit, match="choose from baseline, ivr"):
         step_plan("16", "ivr,dialplan", 80)
     with pytest.raises(SystemExit):
@@ -413,3 +417,30 @@ def test_taskprocessor_alerts_are_counted_by_queue_without_the_instance_suffix()
     ]
     assert taskprocessor_alerts(lines) == {"stasis/m:manager:core": 2, "pjsip/distributor": 1}
     assert taskprocessor_alerts(lines[3:]) == {}
+
+
+def test_a_held_step_keeps_that_many_calls_up_and_places_enough_to_last_its_duration(tmp_path):
+    from bench.load.steps import sipp_argv
+    argv = sipp_argv(tmp_path, tmp_path / "s.xml", 13, 80, held=780)
+    assert argv[argv.index("-l") + 1] == "780"  # a new call only as one ends
+    assert argv[argv.index("-m") + 1] == str(780 + 800)  # full, then 80 s of turnover
+    assert argv[argv.index("-r") + 1] == "13"
+    rate_argv = sipp_argv(tmp_path, tmp_path / "s.xml", 12, 80)
+    assert rate_argv[rate_argv.index("-m") + 1] == "960"
+    assert int(rate_argv[rate_argv.index("-l") + 1]) > 12 * 80  # never the rate step's limit
+
+
+def test_the_held_knee_and_its_ratio_come_from_the_held_steps_only():
+    def step(target, rate, held, failed=0):
+        return StepResult(target=target, rate=rate, held=held, placed=100, completed=100 - failed,
+                          failed=failed, refused=0, right=100 - failed, invite_200_p50_ms=None,
+                          invite_200_p99_ms=None, invite_503_p50_ms=None, invite_503_p99_ms=None,
+                          cpu_ms_per_call={}, udp_rcvbuf_errors=0, sip_socket_drops=0,
+                          rss_growth_kib={})
+    results = [step("baseline", 12, None), step("ivr", 12, None, failed=1),
+               step("baseline", 10, 700), step("ivr", 10, 700),
+               step("baseline", 12, 800), step("ivr", 12, 800, failed=2)]
+    summary = _summary(results)
+    assert (summary["knee_ivr"], summary["knee_baseline"], summary["ratio"]) == (None, 12, None)
+    assert (summary["knee_ivr_held"], summary["knee_baseline_held"]) == (700, 800)
+    assert summary["ratio_held"] == pytest.approx(700 / 800)
