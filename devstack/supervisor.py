@@ -66,14 +66,14 @@ class ProcessSpec:
     before_start: Callable[[], None] | None = None
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
-    # Its priority under contention, as nice(1) says it (-20 to 19; below 0 is ahead of the
-    # others and needs root or CAP_SYS_NICE: without it the process runs at 0, and says so in
-    # its log), set for the process and for its session's autogroup, which is what the kernel
-    # weighs between sessions.
-    nice: int = 0
+    # Its priority under contention, a nice value (-20 to 19; below 0 is ahead of the others and
+    # needs root or CAP_SYS_NICE: without it nice(1) says so in the process's log and it keeps
+    # the supervisor's), set for the process and for its session's autogroup, which is what the
+    # kernel weighs between sessions. None: the supervisor's own, as any child inherits it.
+    nice: int | None = None
 
     def __post_init__(self) -> None:
-        if not -20 <= self.nice <= 19:
+        if self.nice is not None and not -20 <= self.nice <= 19:
             raise ValueError(f"{self.name}: nice must be -20 to 19, not {self.nice}")
 
 
@@ -264,12 +264,17 @@ class Supervisor:
             output.write(f"---- supervisor: {note} {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n"
                          .encode())
             output.flush()
-            argv = ["nice", "-n", str(spec.nice), *spec.argv] if spec.nice else spec.argv
+            argv = spec.argv
+            if spec.nice is not None:
+                # nice(1) adjusts the value it inherits (a suite may run this supervisor nice):
+                # from this thread's own to the one asked for.
+                adjust = spec.nice - os.getpriority(os.PRIO_PROCESS, 0)
+                argv = ["nice", "-n", str(adjust), *spec.argv]
             child.process = subprocess.Popen(
                 argv, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=spec.cwd, env=None if spec.env is None else dict(spec.env),
                 start_new_session=True)
-        if spec.nice:
+        if spec.nice is not None:
             _set_session_priority(child.process.pid, spec.nice)
         child.generation += 1
         child.started_at = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -150,7 +151,42 @@ def test_a_process_started_nice_yields_and_so_does_its_sessions_autogroup(
     if Path("/proc/sys/kernel/sched_autogroup_enabled").exists():
         # ... whose autogroup, what the scheduler weighs against the other sessions, yields too
         assert autogroup.read_text().split()[-1] == "7"
-    assert _nice(os.getpid()) == 0  # the supervisor itself is untouched
+    assert _nice(os.getpid()) == os.getpriority(os.PRIO_PROCESS, 0)  # the supervisor untouched
+
+
+def test_nice_is_the_value_asked_for_whatever_the_supervisor_runs_at(tmp_path: Path):
+    # The suite runs its unit shard at nice 10 and nice(1) adjusts what a child inherits: a
+    # process asked for 7 ran at 17. Here a supervisor running at its own nice + 3 starts one
+    # asked for 9, and it runs at 9.
+    port = _free_port()
+    script = f"""
+import os, socket, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from devstack.supervisor import ProcessSpec, Supervisor
+os.nice(3)
+def up():
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+sup = Supervisor()
+try:
+    sup.start(ProcessSpec("nine", [sys.executable, "-c", {LISTENER!r}, "{port}",
+                                   {str(tmp_path / "never")!r}],
+                          Path({str(tmp_path / "nine.log")!r}), up, nice=9))
+    stat = Path(f"/proc/{{sup.pid('nine')}}/stat").read_text()
+    print(stat.rsplit(") ", 1)[1].split()[16], os.getpriority(os.PRIO_PROCESS, 0))
+finally:
+    sup.stop()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    child, supervisor = done.stdout.split()
+    assert int(supervisor) == os.getpriority(os.PRIO_PROCESS, 0) + 3
+    assert int(child) == 9
 
 
 def test_nice_is_within_what_nice_accepts():
