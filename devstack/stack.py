@@ -57,7 +57,7 @@ REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save
 # than lowering Asterisk leaves Asterisk level with everything else (lowered, it yielded to the
 # load generator too and its 503s took 18 s). -5 weighs each at three times another process;
 # their systemd units say the same. Needs root (the suite's namespaces do too); without it they
-# run at 0.
+# keep the supervisor's own.
 AHEAD_NICE = -5
 # The development stack's settings of the ivr service, unless the environment says otherwise:
 # webhooks may reach loopback, where the end-to-end tests' (and a developer's) receivers listen.

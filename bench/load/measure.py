@@ -22,7 +22,7 @@ __all__ = ["StepResult", "steady_growth_kib", "SippCounts", "sipp_counts", "rtt_
            "percentile", "process_tree", "cpu_seconds", "rss_kib", "udp_counters",
            "udp_socket_drops", "approved_right", "baseline_reads_right", "knee",
            "peak_calls_at_once", "pin_to_outcome_ms", "taskprocessor_alerts", "ApiStep",
-           "api_step", "run_queue_seconds", "children_cpu_seconds", "sipp_invites",
+           "api_step", "run_queue_seconds", "children_cpu_seconds", "nice_value", "sipp_invites",
            "DialerResult", "dialer_result"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -141,6 +141,11 @@ def cpu_seconds(stat_line: str) -> float:
     command name in brackets may itself hold spaces, so fields are counted after its ')')."""
     fields = stat_line.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def nice_value(stat_line: str) -> int:
+    """The nice value from a ``/proc/<pid>/stat`` line (field 19, counted after the ')')."""
+    return int(stat_line.rsplit(")", 1)[1].split()[16])
 
 
 def children_cpu_seconds() -> float:

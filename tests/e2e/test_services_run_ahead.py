@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.load.measure import process_tree
+from bench.load.measure import nice_value, process_tree
 from devstack.stack import AHEAD_NICE
 
 pytestmark = pytest.mark.e2e
 
 
 def _nice(task: Path) -> int:
-    """A task's nice value (proc(5) stat field 19), after a command name that may hold spaces."""
-    return int((task / "stat").read_text().rsplit(") ", 1)[1].split()[16])
+    return nice_value((task / "stat").read_text())
 
 
 def _threads(pid: int) -> list[Path]:

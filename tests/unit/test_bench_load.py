@@ -13,7 +13,7 @@ from bench.load.__main__ import _summary, shadow_velocity_rules, soak_memory, st
 from bench.load.api import order_body
 from bench.load.measure import (CLOCK_TICKS, REFUSED_RTD, SippCounts, StepResult, api_step,
                                 approved_right, baseline_reads_right, children_cpu_seconds,
-                                cpu_seconds, dialer_result,
+                                cpu_seconds, dialer_result, nice_value,
                                 knee, peak_calls_at_once, percentile, pin_to_outcome_ms,
                                 process_tree, rss_kib, rtt_ms, run_queue_seconds, sipp_counts,
                                 sipp_invites, steady_growth_kib, taskprocessor_alerts, udp_counters,
@@ -82,6 +82,11 @@ def test_percentile_is_nearest_rank():
     assert percentile(samples, 99) == 99.0
     assert percentile([7.0], 99) == 7.0
     assert percentile([], 50) is None
+
+
+def test_the_nice_value_is_field_19_after_a_command_name_with_spaces_and_brackets():
+    line = "42 ((a) b)) S 1 42 42 0 -1 4194304 100 0 0 0 30 10 0 0 15 -5 1"
+    assert nice_value(line) == -5
 
 
 def test_cpu_seconds_count_after_a_command_name_with_spaces_and_brackets():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.load.measure import nice_value
 from devstack.supervisor import Backoff, ProcessSpec, Supervisor, SupervisorError
 
 # Short back-off so a crash loop is a few hundred milliseconds; the cap is reached at attempt 3.
@@ -134,7 +135,7 @@ def test_back_off_grows_while_a_child_keeps_crashing_then_it_comes_back(
 
 
 def _nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[16])
+    return nice_value(Path(f"/proc/{pid}/stat").read_text())
 
 
 def test_a_process_started_nice_yields_and_so_does_its_sessions_autogroup(
@@ -163,6 +164,7 @@ def test_nice_is_the_value_asked_for_whatever_the_supervisor_runs_at(tmp_path: P
 import os, socket, sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from bench.load.measure import nice_value
 from devstack.supervisor import ProcessSpec, Supervisor
 os.nice(3)
 def up():
@@ -177,7 +179,7 @@ try:
                                    {str(tmp_path / "never")!r}],
                           Path({str(tmp_path / "nine.log")!r}), up, nice=9))
     stat = Path(f"/proc/{{sup.pid('nine')}}/stat").read_text()
-    print(stat.rsplit(") ", 1)[1].split()[16], os.getpriority(os.PRIO_PROCESS, 0))
+    print(nice_value(stat), os.getpriority(os.PRIO_PROCESS, 0))
 finally:
     sup.stop()
 """
