@@ -12,11 +12,11 @@ from ivr.merchant_store import MerchantStore
 from ivr.crypto.keyring import KeySource, KeyVersion, as_key_source
 from ivr.crypto.pan_vault import PanVault
 from ivr.hostlink.bin_table import PublishedBins
-from ivr.paying.ask_again import AskAgain
+from ivr.paying.ask_again import AskAgain, fields_asked
 from ivr.paying.authorization import Authorizer
 from ivr.paying.keypad import Keypad
 from ivr.prompts import Manifest, PromptPath, Prompts
-from ivr.payments.store import PaymentStore
+from ivr.payments.store import Payment, PaymentStore
 from ivr.spoken_names import SpokenNames
 from ivr.risk.gate import RiskGate
 
@@ -62,14 +62,21 @@ class FlowContext:
                                                prompts.language)
         return PromptPath(path or prompts["merchant_generic"])
 
-    async def asked_again(self, payment_id: str, *fields: str) -> str | None:
-        """Which of ``fields`` the agent asked the caller for again, consuming the request."""
-        return await self.ask_again.taken(payment_id, fields) if self.ask_again else None
+    async def asked_again(self, payment: Payment, *fields: str) -> str | None:
+        """Which of ``fields`` the agent asked the caller for again, consuming the request.
 
-    async def close_ask_again(self, payment_id: str) -> None:
+        Only a one-line payment's fields can be asked again (``fields_asked``); for any other
+        payment no request can exist and Redis is not asked: a PIN keyed a moment ago is not
+        kept in clear for a round trip that cannot change it.
+        """
+        if self.ask_again is None or not fields_asked(payment):
+            return None
+        return await self.ask_again.taken(payment.id, fields)
+
+    async def close_ask_again(self, payment: Payment) -> None:
         """The payment is authorizing: no field can be asked again any more."""
-        if self.ask_again:
-            await self.ask_again.close(payment_id)
+        if self.ask_again is not None and fields_asked(payment):
+            await self.ask_again.close(payment.id)
 
     def keypad(self, call: AgiChannel, prompts: Prompts) -> Keypad:
         return Keypad(call, prompts, self.settings.first_digit_timeout_ms,

@@ -121,7 +121,7 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
                                    lead_in=lead_in)
 
     expiry_mmyy = await expiry()
-    while await ctx.asked_again(payment.id, "expiry"):
+    while await ctx.asked_again(payment, "expiry"):
         expiry_mmyy = await expiry(ASK_AGAIN)
     payment = await ctx.store.transition(payment.id, PaymentState.PIN_ENTRY,
                                          reason="expiry entered, asking for CVV2",
@@ -129,7 +129,7 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     cvv2_digits = await cvv2()
     try:
         # A request for the expiry made while the CVV2 was keyed acts now: both go together.
-        while asked := await ctx.asked_again(payment.id, "expiry", "cvv2"):
+        while asked := await ctx.asked_again(payment, "expiry", "cvv2"):
             if asked == "expiry":
                 expiry_mmyy = await expiry(ASK_AGAIN)
                 await ctx.store.note(payment.id, "expiry entered again",
@@ -143,7 +143,7 @@ async def _expiry_and_cvv2(call: AgiChannel, ctx: FlowContext, keypad: Keypad, p
     await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                reason="expiry and CVV2 entered", keyed=("cvv2", len(cvv2_digits)),
                                pin_attempts=0)
-    await ctx.close_ask_again(payment.id)
+    await ctx.close_ask_again(payment)
     log.info("call %s payment %s: expiry and CVV2 entered, authorizing", call.uniqueid, payment.id)
     authorization = ctx.authorizer.authorize(
         payment, pan, expiry_yymm=expiry_mmyy[2:] + expiry_mmyy[:2], cvv2_digits=cvv2_digits)

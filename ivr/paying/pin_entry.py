@@ -43,7 +43,7 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
     for attempt in range(1, MAX_PIN_ATTEMPTS + 1):
         digits = await keypad.secret("enter_pin", lead_in=lead_in, min_len=4, max_len=12,
                                      invalid="invalid_pin")
-        while await ctx.asked_again(payment.id, "pin"):  # the agent: that entry is discarded
+        while await ctx.asked_again(payment, "pin"):  # the agent: that entry is discarded
             digits[:] = b"\0" * len(digits)
             digits = await keypad.secret("enter_pin", lead_in=ASK_AGAIN, min_len=4, max_len=12,
                                          invalid="invalid_pin")
@@ -54,7 +54,7 @@ async def collect_pin_and_authorize(call: AgiChannel, ctx: FlowContext, keypad: 
         await ctx.store.transition(payment.id, PaymentState.AUTHORIZING,
                                    reason=f"PIN entered ({pin_length} digits), PIN block built",
                                    keyed=("pin", pin_length), pin_attempts=attempt)
-        await ctx.close_ask_again(payment.id)
+        await ctx.close_ask_again(payment)
         log.info("call %s payment %s: PIN entered (%d digits), authorizing", call.uniqueid,
                  payment.id, pin_length)
         outcome = await authorize_during_please_wait(

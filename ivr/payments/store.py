@@ -46,14 +46,28 @@ __all__ = [
 # an API cancel, say) can never both win. Re-entering the current state is a no-op, which makes
 # retried transitions idempotent. ARGV[5] is when the payment entered the new state (epoch
 # seconds), or empty for a final state, which leaves the pending index. ARGV[6] is a JSON list of
-# extra history fields (name, value, ...): what was keyed, see ``transition``.
+# extra history fields (name, value, ...): what was keyed, see ``transition``. ARGV[7] is when a
+# final state was reached (empty for any other): the card number goes and the payment joins the
+# ended index, also when the final state is entered again (a retry finishes what the first
+# attempt may not have). The payment's record comes back with the outcome, so a transition is
+# one round trip to Redis: a call's flow makes several, and every round trip costs the ivr
+# service's one event loop as much as the command costs Redis.
 _TRANSITION_LUA = """
+local function finish()
+  if ARGV[7] ~= '' then
+    redis.call('DEL', KEYS[4])
+    redis.call('ZADD', KEYS[5], 'NX', ARGV[7], KEYS[1]:sub(5))
+  end
+end
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'missing', ''} end
 local target = ARGV[1]
-if current == target then return {'same', current} end
+if current == target then
+  finish()
+  return {'same', current, redis.call('HGETALL', KEYS[1])}
+end
 local allowed = false
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   if ARGV[i] == current then allowed = true end
 end
 if not allowed then return {'refused', current} end
@@ -77,7 +91,18 @@ if created then
   redis.call('ZREM', old_index, id)
   redis.call('ZADD', 'payments:status:' .. target, created, id)
 end
-return {'ok', current}
+finish()
+return {'ok', current, redis.call('HGETALL', KEYS[1])}
+"""
+
+
+# Sets fields of a payment that exists (never creating a record without its state), and with
+# KEYS[2] keeps that key from expiring: one round trip where EXISTS then HSET took two.
+_SET_FIELDS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+if KEYS[2] then redis.call('PERSIST', KEYS[2]) end
+return 1
 """
 
 
@@ -120,6 +145,7 @@ class PaymentStore:
         self._redis = redis
         self._pan_ttl = pan_ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
+        self._set_fields = redis.register_script(_SET_FIELDS_LUA)
         # Called once per payment when it reaches a final state (the merchant's webhook).
         self.on_final = on_final
 
@@ -158,27 +184,23 @@ class PaymentStore:
         check_field_names(changes)
         allowed = [s.value for s in TRANSITIONS.get(target, frozenset())]
         key = self._key(payment_id)
-        entered = "" if target in FINAL_STATES else repr(time.time())
-        outcome, current = await self._transition(
-            keys=[key, f"{key}:history", _PENDING],
+        final = target in FINAL_STATES
+        now = repr(time.time())
+        outcome, current, *record = await self._transition(
+            keys=[key, f"{key}:history", _PENDING, f"{key}:pan", ENDED_KEY],
             args=[target.value, _now(), json.dumps({k: str(v) for k, v in changes.items()}), reason,
-                  entered, json.dumps(["field", keyed[0], "digits", str(keyed[1])] if keyed else []),
-                  *allowed],
+                  "" if final else now,
+                  json.dumps(["field", keyed[0], "digits", str(keyed[1])] if keyed else []),
+                  now if final else "", *allowed],
         )
-        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
-        current = current.decode() if isinstance(current, bytes) else current
+        outcome, current = _text(outcome), _text(current)
         if outcome == "missing":
             raise NoSuchPayment(payment_id)
         if outcome == "refused":
             raise InvalidTransition(payment_id, current, target.value)
-        payment = await self.get(payment_id)
-        if target in FINAL_STATES:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(f"{key}:pan")
-                pipe.zadd(ENDED_KEY, {payment_id: time.time()}, nx=True)
-                await pipe.execute()
-            if self.on_final is not None:
-                await self.on_final(payment)
+        payment = Payment.from_record(_fields(record[0]))
+        if final and self.on_final is not None:
+            await self.on_final(payment)
         return payment
 
     async def note(self, payment_id: str, reason: str, *, event: str = "", about: str = "",
@@ -199,11 +221,8 @@ class PaymentStore:
 
     async def update(self, payment_id: str, **changes: str | int) -> None:
         """Set informational fields that are not a state change (e.g. the call's unique id)."""
-        key = self._key(payment_id)
-        if not await self._redis.exists(key):
-            raise NoSuchPayment(payment_id)
         check_field_names(changes)
-        await self._redis.hset(key, mapping={k: str(v) for k, v in changes.items()})
+        await self._set(payment_id, {k: str(v) for k, v in changes.items()})
 
     async def set_once(self, payment_id: str, name: str, value: str) -> bool:
         """Set a field only if the payment has none yet (HSETNX): True for the one writer that
@@ -217,13 +236,14 @@ class PaymentStore:
         """Record what a reversal needs before the purchase is sent, and keep the card number
         until the payment is final: a process that dies mid-authorization leaves enough behind
         for recovery to reverse it without the caller."""
-        key = self._key(payment_id)
-        if not await self._redis.exists(key):
+        await self._set(payment_id, fields, persist=f"{self._key(payment_id)}:pan")
+
+    async def _set(self, payment_id: str, fields: dict[str, str], *, persist: str = "") -> None:
+        if not fields:
+            raise ValueError("no fields to set")
+        keys = [self._key(payment_id), persist] if persist else [self._key(payment_id)]
+        if not await self._set_fields(keys=keys, args=[x for kv in fields.items() for x in kv]):
             raise NoSuchPayment(payment_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.persist(f"{key}:pan")
-            await pipe.execute()
 
     async def approved_at(self, payment: Payment) -> datetime:
         """When the payment was approved: its history says; an anonymised payment (history gone,
@@ -243,8 +263,7 @@ class PaymentStore:
         raw = await self._redis.hgetall(self._key(payment_id))
         if not raw:
             raise NoSuchPayment(payment_id)
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        return Payment.from_record(fields)
+        return Payment.from_record({_text(k): _text(v) for k, v in raw.items()})
 
     async def pan_token(self, payment_id: str) -> str | None:
         value = await self._redis.get(f"{self._key(payment_id)}:pan")
@@ -288,3 +307,8 @@ class PaymentStore:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(flat: list[bytes | str]) -> dict[str, str]:
+    """A hash as a script returns HGETALL's reply: name, value, name, value, ..."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}

@@ -160,7 +160,7 @@ async def test_unknown_payment(store: PaymentStore) -> None:
     with pytest.raises(NoSuchPayment):
         await store.transition("pay_nope", S.PIN_ENTRY)
     with pytest.raises(NoSuchPayment):
-        await store.update("pay_nope", uniqueid="1700000000.1")
+        await store.update("pay_nope", call_id="1700000000.1")
     assert await store.history("pay_nope") == []
     assert await store.pan_token("pay_nope") is None
 
@@ -325,3 +325,75 @@ async def test_a_field_payments_do_not_have_is_refused_before_anything_is_writte
     fetched = await store.get(payment.id)
     assert fetched.status is S.CREATED and fetched.topup_number == "13800000001"
     assert fetched.amount.fen == 100 and fetched.mode is None and fetched.pin_attempts == 0
+
+
+class _Counting:
+    """The store's Redis client, counting the requests it sends (a pipeline is one)."""
+
+    def __init__(self, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = 0
+        original = redis.connection_pool.get_connection
+
+        async def counted(*args, **kwargs):
+            self.sent += 1
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(redis.connection_pool, "get_connection", counted)
+
+    def take(self) -> int:
+        sent, self.sent = self.sent, 0
+        return sent
+
+
+async def test_each_step_of_a_payment_is_one_round_trip(redis_client: aioredis.Redis,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a call's flow asks of Redis: every round trip costs the ivr service's one event loop
+    as much as the command costs Redis (the load benchmark's profile). A transition returns the
+    record and, at a final state, drops the card number and joins the ended index in the same
+    script; setting fields checks the payment exists in the same script."""
+    store = PaymentStore(redis_client, pan_ttl_seconds=PAN_TTL)
+    payment = await store.create({"amount_minor": 100}, pan_token=PAN_TOKEN)
+    await store.transition(payment.id, S.PIN_ENTRY)  # the scripts are loaded once, not counted
+    await store.prepare_authorization(payment.id, stan="000001")
+    counting = _Counting(redis_client, monkeypatch)
+
+    await store.update(payment.id, risk_outcome="approve")
+    assert counting.take() == 1
+    authorizing = await store.transition(payment.id, S.AUTHORIZING, keyed=("pin", 6), pin_attempts=1)
+    assert counting.take() == 1
+    assert authorizing.status == "authorizing" and authorizing.pin_attempts == 1
+    assert authorizing.record == (await store.get(payment.id)).record
+    counting.take()
+    await store.prepare_authorization(payment.id, stan="000002")
+    assert counting.take() == 1
+    approved = await store.transition(payment.id, S.APPROVED, response_code="00")
+    assert counting.take() == 1
+    assert approved.status == "approved" and approved.response_code == "00"
+    assert await redis_client.exists(f"pay:{payment.id}:pan") == 0
+    assert await redis_client.zscore("payments:ended", payment.id) is not None
+
+
+async def test_re_entering_a_final_state_finishes_what_a_first_attempt_left(
+        store: PaymentStore, redis_client: aioredis.Redis) -> None:
+    """A final transition retried after the process died between the state change and its
+    clean-up (the state was set by an older version in two steps): the retry drops the card
+    number and indexes the payment as ended, keeping the first end time."""
+    payment = await store.create({"amount_minor": 100}, pan_token=PAN_TOKEN)
+    await force_status(redis_client, payment.id, S.DECLINED)
+    assert (await store.transition(payment.id, S.DECLINED)).status == "declined"
+    assert await redis_client.exists(f"pay:{payment.id}:pan") == 0
+    ended = await redis_client.zscore("payments:ended", payment.id)
+    assert ended is not None
+    await store.transition(payment.id, S.DECLINED)
+    assert await redis_client.zscore("payments:ended", payment.id) == ended
+
+
+async def test_prepare_authorization_keeps_the_card_number_and_refuses_a_missing_payment(
+        store: PaymentStore, redis_client: aioredis.Redis) -> None:
+    payment = await store.create({"amount_minor": 100}, pan_token=PAN_TOKEN)
+    await store.prepare_authorization(payment.id, stan="000001", auth_local_time="103211")
+    assert await redis_client.ttl(f"pay:{payment.id}:pan") == -1  # no expiry any more
+    assert (await store.get(payment.id)).record["stan"] == "000001"
+    with pytest.raises(NoSuchPayment):
+        await store.prepare_authorization("pay_ghost", stan="000001")
+    assert await redis_client.keys("pay:pay_ghost*") == []
