@@ -102,6 +102,11 @@ def test_debit_card_approved_in_mandarin(stack):
     assert heard and heard[0].endswith("/zh/callback_intro.ulaw"), heard
     assert "/voicepay-names/" in heard[1], heard
     assert [p for p in heard[:1] + heard[2:] if "/sounds/zh/" not in p] == []
+    # The result, then the reference number read out digit by digit (one Playback list), then
+    # goodbye: every digit of the acquirer's RRN, in order.
+    names = [PurePosixPath(p).stem for p in heard]
+    readout = names[names.index("approved") + 1:]
+    assert readout == [f"digit_{d}" for d in payment["rrn"]] + ["goodbye"], names
 
 
 def test_credit_card_approved_with_expiry_and_cvv2(stack):

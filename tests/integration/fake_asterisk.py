@@ -22,7 +22,8 @@ DATA`` and no prompt, scripted as ``keys_on("...")``. Keys pressed between two c
 read and thrown away by Asterisk's AGI loop: ``keyed_between("...")`` is such a moment, between
 the previous command and the next, and those keys are discarded too.
 
-Only prompts are scripted (``STREAM FILE`` and ``GET DATA``); housekeeping commands (``SET
+Only prompts are scripted (``STREAM FILE`` and ``GET DATA``; each file of an ``EXEC Playback``
+list is one ``plays`` step); housekeeping commands (``SET
 VARIABLE``, ``ANSWER``, ``VERBOSE``, ``HANGUP``...) get Asterisk's usual reply wherever they come,
 unless a step names them. A prompt the script did not expect makes the caller hang up, and
 :meth:`FakeAsterisk.call` then fails with the whole conversation so far.
@@ -122,7 +123,20 @@ class Command:
             return self.args[0].rsplit("/", 1)[-1]
         return None
 
+    @property
+    def playlist(self) -> list[str]:
+        """The prompts of ``EXEC Playback a&b&c`` (names, as ``prompt``), in order; else []."""
+        if self.verb == "EXEC" and len(self.args) >= 2 and self.args[0].lower() == "playback":
+            return [path.rsplit("/", 1)[-1] for path in self.args[1].split(",")[0].split("&")]
+        return []
+
+    @property
+    def heard(self) -> list[str]:
+        return [self.prompt] if self.prompt else self.playlist
+
     def __str__(self) -> str:
+        if self.playlist:
+            return f"EXEC Playback {'&'.join(self.playlist)}"
         return f"{self.verb} {self.prompt}" if self.prompt else self.line
 
 
@@ -243,7 +257,7 @@ class FakeAsterisk:
     @property
     def prompts(self) -> list[str]:
         """Every prompt played or asked, in order: what the caller heard."""
-        return [c.prompt for c in self.commands if c.prompt]
+        return [name for c in self.commands for name in c.heard]
 
     def headers(self, port: int) -> dict[str, str]:
         return {
@@ -306,6 +320,10 @@ class FakeAsterisk:
                 if self.agi_sighup:
                     return
                 continue
+            if command.playlist:
+                if not await self._play_list(writer, command):
+                    return
+                continue
             step = self._steps[0] if self._steps else None
             if step is not None and step.matches(command):
                 self._steps.pop(0)
@@ -332,6 +350,35 @@ class FakeAsterisk:
                 return
             else:
                 await self._answer(writer, command, self._default_reply(command))
+
+    async def _play_list(self, writer: asyncio.StreamWriter, command: Command) -> bool:
+        """``EXEC Playback a&b&c``: each file is one ``plays`` step of the script, heard in turn;
+        a key during them is lost (Playback does not listen). False when the call ended."""
+        for name in command.playlist:
+            step = self._steps[0] if self._steps else None
+            if step is None or not step.matches(Command(command.line, "STREAM FILE", (name,))):
+                expected = f"step {self._step_number()}: {step}" if step else "the script's end"
+                self.errors.append(f"expected {expected}, the IVR played {name} in {command}")
+                await self._hang_up(writer, command)
+                return False
+            self._steps.pop(0)
+            self.discarded_keys += step.keys_before + step.key
+            if step.pause is not None:
+                self._held = step.pause
+                step.pause.reached.set()
+                await step.pause.release.wait()
+                self._held = None
+            if step.hang_up or self._hang_up_requested:
+                await self._hang_up(writer, command)
+                if self.agi_sighup:
+                    return False
+                return True
+            if step.reset:
+                self.hung_up_by = "caller"
+                reset_connection(writer)
+                return False
+        await self._answer(writer, command, "200 result=0")
+        return True
 
     def _step_number(self) -> int:
         return len(self.script) - len(self._steps) + 1

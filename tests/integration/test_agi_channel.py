@@ -349,3 +349,32 @@ async def test_hanging_up_while_the_answer_goes_on_is_a_hang_up() -> None:
             await asyncio.wait_for(channel.ask(["incorrect_pin", "enter_pin"], 10000, 12),
                                    REPLY_WAIT)
         assert channel.hung_up
+
+
+# --- play: prompts in one Playback list ---------------------------------------------------------
+
+
+async def test_prompts_played_together_are_one_playback_command() -> None:
+    prompts = ["/var/lib/voicepay/sounds/zh/approved", *(f"/sounds/zh/digit_{d}" for d in "042")]
+    async with channel_to(b"200 result=0\n") as (channel, peer):
+        await asyncio.wait_for(channel.play(*prompts), REPLY_WAIT)
+    [line] = peer.received
+    assert asterisk_parse_args(line.decode().rstrip("\n")) == ["EXEC", "Playback", "&".join(prompts)]
+
+
+@pytest.mark.parametrize("answer", [b"HANGUP\n200 result=-1\n", b"200 result=-1\n"],
+                         ids=["hangup-line", "no-hangup-line"])
+async def test_a_hang_up_during_a_playback_list_is_a_hang_up(answer: bytes) -> None:
+    async with channel_to(answer) as (channel, _):
+        with pytest.raises(AgiHangup):
+            await asyncio.wait_for(channel.play("digit_1", "digit_2"), REPLY_WAIT)
+        assert channel.hung_up
+
+
+@pytest.mark.parametrize("prompt", ["a&b", "a,noanswer"])
+async def test_a_prompt_that_would_split_the_list_is_refused(prompt: str) -> None:
+    async with channel_to() as (channel, peer):
+        with pytest.raises(ValueError, match="cannot hold"):
+            await channel.play("digit_1", prompt)
+        await channel.play()  # nothing to play: nothing sent
+    assert peer.received == []
