@@ -115,9 +115,8 @@ async def settle(ctx: FlowContext, payment: Payment, outcome: Outcome, call: Agi
 
 async def announce(call: AgiChannel, prompts: Prompts, outcome: Outcome) -> None:
     """Tell the caller how it ended; an approval is read back with its reference number."""
-    await call.stream(prompts[outcome.prompt])
-    if outcome.state is PaymentState.APPROVED:
-        await call.play(*prompts.digits(outcome.rrn))
+    reference = prompts.digits(outcome.rrn) if outcome.state is PaymentState.APPROVED else []
+    await call.play(prompts[outcome.prompt], *reference)
     await call.set_variable(dv.RESULT, "success")
 
 
