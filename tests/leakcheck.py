@@ -223,8 +223,15 @@ _LOG_THREAD_ID = re.compile(r"(?:DEBUG|VERBOSE|NOTICE|WARNING|ERROR|DTMF|SECURIT
 _RTP_STATISTICS_LINE = re.compile(r"[^\n]*DEBUG\[\d+\][^\n]* res_rtp_asterisk\.c: \S+: pkt: ")
 
 
-def _on_rtp_statistics_line(text: str, position: int) -> bool:
-    return _RTP_STATISTICS_LINE.match(text, text.rfind("\n", 0, position) + 1) is not None
+# ... and SIPp's warning that its watchdog tripped, starved for a core (``the minor watchdog
+# timer 500ms has been tripped (552), 119 trips remaining.``): counters, one a test CVV2 once.
+_SIPP_WATCHDOG_LINE = re.compile(r"[^\n]*: Overload warning: the (?:minor|major) watchdog timer ")
+
+
+def _on_chance_line(text: str, position: int) -> bool:
+    start = text.rfind("\n", 0, position) + 1
+    return any(line.match(text, start) is not None
+               for line in (_RTP_STATISTICS_LINE, _SIPP_WATCHDOG_LINE))
 
 
 # ... and counters and timings whose label stands just before the number, each a test CVV2 by
@@ -249,7 +256,8 @@ def _after_chance_label(text: str, position: int) -> bool:
 
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
-    in Asterisk's RTP statistics or one after a counter's or timing's label (PJSIP's CSeq,
+    in Asterisk's RTP statistics or SIPp's watchdog warning, or one after a counter's or
+    timing's label (PJSIP's CSeq,
     panoramisk's AMI action counter, a translator's cost); a CVV2 not after a dot or colon either
     (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
@@ -258,7 +266,7 @@ def _tokens(text: str, index: SecretIndex, hit) -> None:
                 and _LOG_THREAD_ID.search(text, max(0, match.start() - 9), match.start())):
             continue
         if (((PIN, value) in index.by_value or (CVV2, value) in index.by_value)
-                and (_on_rtp_statistics_line(text, match.start())
+                and (_on_chance_line(text, match.start())
                      or _after_chance_label(text, match.start()))):
             continue
         # The fraction of a decimal number (an AMI ``Timestamp: 1764249746.119922``) is chance.

@@ -20,6 +20,7 @@ the agent.
 
 from __future__ import annotations
 
+import dataclasses
 import http.cookiejar
 import json
 import math
@@ -91,8 +92,8 @@ class Field:
     """One field the caller keys in the secure capture: the IVR's question (the prompt, also the
     SIPp cue), and what the caller keys to it. ``label`` names the field in the scenario file."""
     prompt: str
-    digits: str
-    label: str
+    digits: str = dataclasses.field(repr=False)  # a PIN or CVV2: pytest prints a failing test's arguments
+    label: str = ""
 
 
 def _pin(card) -> list[Field]:

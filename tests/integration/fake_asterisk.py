@@ -326,23 +326,11 @@ class FakeAsterisk:
                 continue
             step = self._steps[0] if self._steps else None
             if step is not None and step.matches(command):
-                self._steps.pop(0)
-                self.discarded_keys += step.keys_before
-                if step.pause is not None:
-                    self._held = step.pause
-                    step.pause.reached.set()
-                    await step.pause.release.wait()
-                    self._held = None
-                if step.hang_up or self._hang_up_requested:
-                    await self._hang_up(writer, command)
-                    if self.agi_sighup:
-                        return
-                    continue
-                if step.reset:
-                    self.hung_up_by = "caller"
-                    reset_connection(writer)
+                acted = await self._act(step, writer, command)
+                if acted == "gone":
                     return
-                await self._answer(writer, command, self._reply(step, command))
+                if not acted:
+                    await self._answer(writer, command, self._reply(step, command))
             elif command.verb in _PROMPT_VERBS:
                 expected = f"step {self._step_number()}: {step}" if step else "the script's end"
                 self.errors.append(f"expected {expected}, the IVR sent {command}")
@@ -361,24 +349,32 @@ class FakeAsterisk:
                 self.errors.append(f"expected {expected}, the IVR played {name} in {command}")
                 await self._hang_up(writer, command)
                 return False
-            self._steps.pop(0)
-            self.discarded_keys += step.keys_before + step.key
-            if step.pause is not None:
-                self._held = step.pause
-                step.pause.reached.set()
-                await step.pause.release.wait()
-                self._held = None
-            if step.hang_up or self._hang_up_requested:
-                await self._hang_up(writer, command)
-                if self.agi_sighup:
-                    return False
-                return True
-            if step.reset:
-                self.hung_up_by = "caller"
-                reset_connection(writer)
-                return False
+            self.discarded_keys += step.key
+            acted = await self._act(step, writer, command)
+            if acted:
+                return acted != "gone"
         await self._answer(writer, command, "200 result=0")
         return True
+
+    async def _act(self, step: Expect, writer: asyncio.StreamWriter, command: Command) -> str:
+        """What the caller does at ``step`` before any answer: waits out its pause, then hangs
+        up or resets the connection. "gone": the session is over; "dead": hung up, the session
+        stays open (AGISIGHUP=no); "": nothing, the command is to be answered."""
+        self._steps.pop(0)
+        self.discarded_keys += step.keys_before
+        if step.pause is not None:
+            self._held = step.pause
+            step.pause.reached.set()
+            await step.pause.release.wait()
+            self._held = None
+        if step.hang_up or self._hang_up_requested:
+            await self._hang_up(writer, command)
+            return "gone" if self.agi_sighup else "dead"
+        if step.reset:
+            self.hung_up_by = "caller"
+            reset_connection(writer)
+            return "gone"
+        return ""
 
     def _step_number(self) -> int:
         return len(self.script) - len(self._steps) + 1

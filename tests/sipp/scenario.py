@@ -16,7 +16,7 @@ import dataclasses
 import subprocess
 import tempfile
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.prompts import Manifest, synthesis_commands
@@ -42,7 +42,8 @@ class Key:
     digit with an application/dtmf-relay ("info") or application/dtmf ("info-dtmf") body.
     """
 
-    digits: str
+    # Not in the repr: pytest prints a failing test's arguments, and these are PINs and CVV2s.
+    digits: str = field(repr=False)
     wait_ms: int = 0
     # What the scenario file says is keyed here ("PIN"); by default the digits themselves.
     label: str = ""

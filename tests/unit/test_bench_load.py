@@ -449,3 +449,24 @@ def test_the_held_knee_and_its_ratio_come_from_the_held_steps_only():
     assert (summary["knee_ivr"], summary["knee_baseline"], summary["ratio"]) == (None, 12, None)
     assert (summary["knee_ivr_held"], summary["knee_baseline_held"]) == (700, 800)
     assert summary["ratio_held"] == pytest.approx(700 / 800)
+
+
+def test_a_regular_caller_keys_during_the_questions_and_the_pin_after_its_question():
+    """--pace regular: the shipped QA call's schedule (the issue's 39-s call) for everything
+    the IVR asks nobody about first; the PIN, after the payment is recorded and risk asked, a
+    second after its whole question, as a person keys it."""
+    from bench.load.steps import REACTION_MS, REGULAR_CALL_LENGTH_S, targets
+    from tests.sipp import selfservice_calls
+    person, regular = targets("person"), targets("regular")
+    waits = {name: [key.wait_ms for key in target.call.steps] for name, target in regular.items()}
+    assert waits["ivr"] == waits["baseline"]
+    qa = [key.wait_ms for key in selfservice_calls.approved().steps]
+    assert waits["ivr"][:3] == qa[:3]
+    assert waits["ivr"][3] == person["ivr"].call.steps[3].wait_ms
+    assert waits["ivr"][3] >= selfservice_calls.clock.ms("enter_pin") + REACTION_MS
+    assert [key.digits for key in regular["ivr"].call.steps] == \
+        [key.digits for key in person["ivr"].call.steps]
+    assert {t.call_length_s for t in regular.values()} == {REGULAR_CALL_LENGTH_S}
+    assert {t.call_length_s for t in person.values()} == {78}
+    # Held steps turn over with the pace's call: 500 calls of 50 s end 10 a second.
+    assert step_plan("", "ivr", 80, "500", "regular") == [("ivr", 13, 80, 500)]

@@ -254,6 +254,17 @@ def test_a_translators_measured_cost_at_asterisks_start_is_not_a_cvv2():
     assert (CVV2, CREDIT.name) in kinds(line + f" cvv {CREDIT.cvv2}")
 
 
+def test_sipps_watchdog_counts_are_not_a_cvv2_or_pin():
+    # An e2e run's SIPp log, SIPp starved for a core under the talk-through load test: its
+    # watchdog's trip counts are counters, and one equalled a test CVV2.
+    for value in (CREDIT.cvv2, APPROVE.pin):
+        line = (f"2026-11-28\t11:36:27.952922\t1795865787.952922: Overload warning: the minor "
+                f"watchdog timer 500ms has been tripped ({value}), {value} trips remaining.")
+        assert kinds(line) == set()
+        # The same number on any other line is still reported.
+        assert kinds(line.replace("watchdog timer", "timer")) != set()
+
+
 def test_an_ami_action_ids_counter_is_not_a_cvv2_or_pin():
     # An e2e run's AMI traffic: panoramisk numbers its actions, and twenty talk-through payments'
     # Setvar, Getvar and CoreShowChannels ran the counter up to a test CVV2.
