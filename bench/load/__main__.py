@@ -6,6 +6,7 @@ dialplan-only baseline of the same call in the same Asterisk (figures, not asser
     python -m bench.load --rates 16 --targets ivr --duration 150 --max-payment-calls 700
                                                            # past the knee, limit set
     python -m bench.load --held 700,800 [--duration 80]    # calls kept up at once
+    python -m bench.load --pace regular --rates 20         # callers who know the line (50-s call)
     python -m bench.load --soak 10 [--soak-minutes 30]     # one long step of the IVR
     python -m bench.load --api-only [--api-concurrency 1,4,16,64] [--api-seconds 8]
 
@@ -56,7 +57,7 @@ from bench.load import baseline
 from bench.load.api import API_HEADER, api_row, run_api_steps
 from bench.load.dialer import DIAL_PATTERN, dialer_row, run_dialer
 from bench.load.measure import StepResult, knee, steady_growth_kib
-from bench.load.steps import COMPONENTS, Probes, held_fill_rate, run_step, targets
+from bench.load.steps import COMPONENTS, PACES, Probes, held_fill_rate, run_step, targets
 from devstack.stack import Stack, establish_seed_merchants
 from ivr.config import REPO_ROOT, Settings, load_settings
 from simulators.acquirer.server import journal_path
@@ -93,7 +94,8 @@ TARGETS = ("baseline", "ivr")
 Step = tuple[str, int, int, int | None]  # target, calls a second, seconds, calls held
 
 
-def step_plan(rates: str, which: str, duration_s: int, held: str = "") -> list[Step]:
+def step_plan(rates: str, which: str, duration_s: int, held: str = "",
+              pace: str = "person") -> list[Step]:
     """(target, calls a second, seconds, calls held at once or None) for each step: rate by
     rate, then each number of calls held at once, each named target in TARGETS' order (the
     baseline first, so both meet the same machine within minutes)."""
@@ -103,7 +105,7 @@ def step_plan(rates: str, which: str, duration_s: int, held: str = "") -> list[S
         raise SystemExit(f"--targets: choose from {', '.join(TARGETS)} (got {which!r})")
     names = [target for target in TARGETS if target in chosen]
     return ([(target, rate, duration_s, None) for rate in _rates(rates) for target in names]
-            + [(target, held_fill_rate(calls), duration_s, calls)
+            + [(target, held_fill_rate(calls, PACES[pace][1]), duration_s, calls)
                for calls in _rates(held) for target in names])
 
 
@@ -149,7 +151,7 @@ def _probes(stack: Stack, settings: Settings) -> Probes:
                   ivr_log=settings.var_dir / "log" / "ivr.log")
 
 
-def _measure(probes: Probes, plan: list[Step], work: Path) -> list[StepResult]:
+def _measure(probes: Probes, plan: list[Step], work: Path, pace: str) -> list[StepResult]:
     print("refused: calls refused with SIP 503 before answer, the IVR past "
           "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
           "CPU columns: milliseconds per completed call (idle work included: read them at load; "
@@ -165,7 +167,7 @@ def _measure(probes: Probes, plan: list[Step], work: Path) -> list[StepResult]:
           "(cps: how fast it fills and refills)")
     print(HEADER, flush=True)
     results = []
-    calls = targets()
+    calls = targets(pace)
     for target, rate, duration_s, held in plan:
         step = run_step(calls[target], rate, duration_s, probes, work, held)
         results.append(step)
@@ -233,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="which calls each rate places, comma-separated: baseline, ivr "
                              "(e.g. ivr alone past the knee with --max-payment-calls set as "
                              "the README's sizing says: the refusals)")
+    parser.add_argument("--pace", choices=sorted(PACES), default="person",
+                        help="how the callers key: person, each answer a second after its whole "
+                             "question (a 78-s call); regular, a caller who knows the line and "
+                             "keys during the questions, the PIN after its question (a 50-s call)")
     parser.add_argument("--soak", type=int, metavar="RATE",
                         help="instead: one IVR step at RATE for --soak-minutes")
     parser.add_argument("--soak-minutes", type=int, default=30)
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = []
     else:
         rates = args.rates if args.rates is not None else ("" if args.held else "4,8")
-        plan = step_plan(rates, args.targets, args.duration, args.held)
+        plan = step_plan(rates, args.targets, args.duration, args.held, args.pace)
 
     stack = Stack(settings)
     # SIGTERM interrupts like Ctrl-C, so the stack this run started is stopped either way (a
@@ -294,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         if plan:
             _load_baseline(stack)
-            results = _measure(probes, plan, work)
+            results = _measure(probes, plan, work, args.pace)
             if args.soak:
                 print(soak_memory(results[0]), flush=True)
         api = {}
@@ -317,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ratio(summary['ratio_held'])}")
     print(f"({time.time() - started:.0f} s)")
     (out_dir / "results.json").write_text(json.dumps(
-        {"steps": [dataclasses.asdict(s) for s in results], **summary, **api}, indent=2))
+        {"pace": args.pace, "steps": [dataclasses.asdict(s) for s in results], **summary, **api},
+        indent=2))
     if plan and not args.soak:
         from bench.load.chart import write_chart  # matplotlib only when a chart is drawn
         caption = (f"voicepay load benchmark, {os.cpu_count()} cores, SIPp on the same machine, "
-                   f"{args.duration} s of calls per step. {args.caption}").strip()
+                   f"{args.duration} s of calls per step, callers keyed at a {args.pace}'s "
+                   f"pace. {args.caption}").strip()
         rate_steps = [s for s in results if s.held is None]
         if rate_steps:
             print(f"chart: {write_chart(rate_steps, args.chart, caption)}")

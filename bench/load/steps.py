@@ -29,7 +29,8 @@ from ivr.selfservice.flow import TOPUP_AMOUNTS_MINOR
 from simulators.acquirer.testcards import find_test_card
 from tests.sipp.scenario import Call, Key, write_scenario
 
-__all__ = ["Target", "targets", "human_paced", "Probes", "run_step", "held_fill_rate", "sipp_argv"]
+__all__ = ["Target", "targets", "human_paced", "regular_paced", "PACES", "Probes", "run_step",
+           "held_fill_rate", "sipp_argv"]
 
 # The components whose CPU is counted per call.
 COMPONENTS = ("asterisk", "ivr", "redis", "acquirer")
@@ -40,12 +41,16 @@ AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
 CALL_SECONDS = 70
 # The person-paced call from INVITE to BYE on an idle IVR (measured: about 78 s).
 CALL_LENGTH_S = 78
+# The regular caller's call (regular_paced), INVITE to BYE on an idle IVR (measured).
+REGULAR_CALL_LENGTH_S = 50
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     call: Call
+    # INVITE to BYE on an idle IVR: how fast a held step turns over.
+    call_length_s: int = CALL_LENGTH_S
 
 
 # A cardholder keys an answer once the question has been heard out, and a moment later. A load
@@ -73,16 +78,39 @@ def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> C
     ], refusable=True)
 
 
-def targets() -> dict[str, Target]:
-    """The IVR's approved self-service call and the baseline, keyed alike at a human's pace."""
+def regular_paced(number: str, answers: tuple[str, str, str, str], name: str) -> Call:
+    """The self-service call keyed by a regular caller, who knows the line: the mobile number,
+    the amount and the card number keyed while each question is still being asked (the shipped
+    QA call's schedule, tests/sipp/selfservice_calls.py, the issue's 39-s call), the PIN a second
+    after its whole question. Between the card number and the PIN question the IVR records the
+    payment and asks the risk rules, so a PIN keyed on an idle IVR's schedule would fall before
+    the question whenever that ran late under load, and a key while no command listens is lost
+    (REACTION_MS above); before the other questions the IVR asks nobody. About 50 s a call."""
+    from tests.sipp.selfservice_calls import MARGIN_MS, WELCOME_MS, clock
+    mobile, menu_key, card, pin_digits = answers
+    return Call(name, number, [
+        Key(mobile, WELCOME_MS + MARGIN_MS),
+        Key(menu_key, 300),
+        Key(card + "#", 300, label="card number"),
+        Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
+    ], refusable=True)
+
+
+# --pace: how the benchmark's callers key, and how long their call lasts on an idle IVR.
+PACES = {"person": (human_paced, CALL_LENGTH_S), "regular": (regular_paced, REGULAR_CALL_LENGTH_S)}
+
+
+def targets(pace: str = "person") -> dict[str, Target]:
+    """The IVR's approved self-service call and the baseline, keyed alike at ``pace``."""
     # Imported here: the calls time their keys from the prompt WAVs, which exist only once the
     # stack has been prepared (make sounds).
     from tests.sipp.selfservice_calls import NUMBER
+    keyed, call_length_s = PACES[pace]
     card = find_test_card("approve")  # PIN with repeated digits
     ivr_answers = ("13800138001", "1", card.pan, card.pin)
-    return {"ivr": Target("ivr", human_paced(NUMBER, ivr_answers, "approved")),
-            "baseline": Target("baseline", human_paced(baseline.NUMBER, baseline.ANSWERS,
-                                                       "baseline"))}
+    return {"ivr": Target("ivr", keyed(NUMBER, ivr_answers, "approved"), call_length_s),
+            "baseline": Target("baseline", keyed(baseline.NUMBER, baseline.ANSWERS, "baseline"),
+                               call_length_s)}
 
 
 @dataclass(frozen=True)
@@ -130,14 +158,14 @@ def _udp() -> dict[str, int]:
             "sip_drops": udp_socket_drops(Path("/proc/net/udp").read_text(), *ASTERISK_SIP)}
 
 
-def held_fill_rate(held: int) -> int:
+def held_fill_rate(held: int, call_length_s: int = CALL_LENGTH_S) -> int:
     """Calls a second that fill a held step and keep it full: a quarter above its turnover (the
     calls that end a second), so the fill is no burst but keeps up as calls end."""
-    return max(1, math.ceil(held / CALL_LENGTH_S * 1.25))
+    return max(1, math.ceil(held / call_length_s * 1.25))
 
 
 def sipp_argv(call_dir: Path, scenario: Path, rate: int, duration_s: int,
-              held: int | None = None) -> list[str]:
+              held: int | None = None, call_length_s: int = CALL_LENGTH_S) -> list[str]:
     """SIPp for a step: ``rate`` calls a second for ``duration_s`` seconds; or, ``held``, that
     many calls kept up at once (a new one as soon as one ends, -l) for about ``duration_s``
     seconds once full."""
@@ -145,7 +173,7 @@ def sipp_argv(call_dir: Path, scenario: Path, rate: int, duration_s: int,
         # -l: SIPp's default cap on simultaneous calls is far below a loaded IVR's.
         calls, limit = rate * duration_s, rate * CALL_SECONDS * 2
     else:
-        calls, limit = held + math.ceil(held * duration_s / CALL_LENGTH_S), held
+        calls, limit = held + math.ceil(held * duration_s / call_length_s), held
     lasts_s = math.ceil(calls / rate) + CALL_SECONDS + 120
     return ["sipp", "127.0.0.1:5060", "-sf", scenario.name, "-r", str(rate), "-m", str(calls),
             "-l", str(limit), "-i", "127.0.0.1", "-p", "0",
@@ -164,8 +192,8 @@ def run_step(target: Target, rate: int, duration_s: int, probes: Probes, work: P
     ivr_log_from = len(_lines(probes.ivr_log))
     cpu_before, rss_before, udp_before, started = probes.cpu(), probes.rss(), _udp(), time.time()
     sipp_before, waited_before = children_cpu_seconds(), probes.run_queue(ONE_THREAD)
-    rss_peak, timeline = _run_sampling_rss(sipp_argv(step_dir, scenario, rate, duration_s, held),
-                                           step_dir, probes)
+    rss_peak, timeline = _run_sampling_rss(
+        sipp_argv(step_dir, scenario, rate, duration_s, held, target.call_length_s), step_dir, probes)
     cpu_after, rss_after, udp_after = probes.cpu(), probes.rss(), _udp()
     waited_after, seconds = probes.run_queue(ONE_THREAD), time.time() - started
     # SIPp is the only child this process reaps during a step: the load generator's own cost,
