@@ -41,7 +41,8 @@ AMOUNT_MINOR = TOPUP_AMOUNTS_MINOR["1"]  # both calls key menu 1
 CALL_SECONDS = 70
 # The person-paced call from INVITE to BYE on an idle IVR (measured: about 78 s).
 CALL_LENGTH_S = 78
-# The regular caller's call (regular_paced), INVITE to BYE on an idle IVR (measured).
+# The regular caller's call (regular_paced), INVITE to BYE (measured at 8 calls/s: 50.5 s, the
+# baseline's 49.6 s).
 REGULAR_CALL_LENGTH_S = 50
 
 
