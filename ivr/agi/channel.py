@@ -268,7 +268,7 @@ class AgiChannel:
         for prompt in lead_in:
             key = await self._key_during(prompt)
             if key:
-                return await self._answer_begun_with(key, timeout_ms, max_digits)
+                return await self.answer_begun_with(key, timeout_ms, max_digits)
         return await self.get_secret_digits(question, timeout_ms, max_digits)
 
     async def _key_during(self, prompt: str) -> int:
@@ -286,7 +286,9 @@ class AgiChannel:
         key = _key_code(verb, code)
         return key if key and chr(key) in ANY_KEY else 0
 
-    async def _answer_begun_with(self, key: int, timeout_ms: int, max_digits: int) -> bytearray:
+    async def answer_begun_with(self, key: int, timeout_ms: int, max_digits: int) -> bytearray:
+        """The answer whose first key (a byte) the caller pressed before it was asked for:
+        that key, then the rest collected with ``GET DATA`` and no prompt."""
         answer = bytearray()
         if key == ord("#"):  # "#" before any digit: an empty answer, as GET DATA reports it
             return answer

@@ -43,10 +43,18 @@ class Keypad:
     max_attempts: int
 
     async def digits(self, prompt: str, *, max_digits: int, check: Callable[[str], str],
-                     invalid: str, lead_in: Sequence[str] = ()) -> str:
-        """Collect digits (ended by # or ``max_digits``) and return them once ``check`` accepts."""
-        for _ in range(self.max_attempts):
-            entry = await self._ask(lead_in, prompt, max_digits)
+                     invalid: str, lead_in: Sequence[str] = (), begun_with: str = "") -> str:
+        """Collect digits (ended by # or ``max_digits``) and return them once ``check`` accepts.
+
+        ``begun_with``: a digit the caller keyed before this question was asked (typing ahead);
+        the first answer is that digit and the rest, collected without asking.
+        """
+        for attempt in range(self.max_attempts):
+            if attempt == 0 and begun_with:
+                entry = (await self.call.answer_begun_with(
+                    ord(begun_with), self.first_digit_timeout_ms, max_digits)).decode("ascii")
+            else:
+                entry = await self._ask(lead_in, prompt, max_digits)
             if not entry:
                 lead_in = ["no_input"]
                 continue

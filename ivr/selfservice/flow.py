@@ -5,7 +5,10 @@
 
 The line speaks the channel's language (Mandarin unless the dialplan says otherwise); after the
 greeting each other language is offered in its own words ("For English, press 9", "廣東話請按8",
-"普通话请按7"), and its key, during the offers or shortly after, switches the whole call.
+"普通话请按7"), and its key, during the offers or shortly after, switches the whole call. A caller
+who knows the line and starts keying the mobile number during the last offer or the wait after
+it is not asked for it: that first digit (a mainland mobile number begins with 1, and no
+language key is 1) begins the answer.
 
 Risk: only ``approve`` goes on to the PIN. The line knows no ID number to step up with and the
 caller cannot wait for an operator's review, so ``step_up`` and ``review`` are declined like
@@ -52,11 +55,12 @@ LANGUAGE_CHOICE_MS = 2000
 async def selfservice(call: AgiChannel, ctx: FlowContext) -> None:
     await call.set_digit_timeout(ctx.settings.inter_digit_timeout_ms)
     log.info("call %s: self-service top-up from %s", call.uniqueid, call.channel_name)
-    prompts = await _welcome(call, ctx, ctx.prompts(_language(call, ctx)))
+    prompts, typed_ahead = await _welcome(call, ctx, ctx.prompts(_language(call, ctx)))
     keypad = ctx.keypad(call, prompts)
     try:
         topup_number = await keypad.digits("enter_mobile", max_digits=11,
-                                           check=check_mainland_mobile, invalid="invalid_mobile")
+                                           check=check_mainland_mobile, invalid="invalid_mobile",
+                                           begun_with=typed_ahead)
         amount_minor = await keypad.choice("amount_menu", TOPUP_AMOUNTS_MINOR)
         # Room for 19 digits and the #: with max_digits=19 a 19-digit card's # would be read as
         # the (empty) answer to the PIN prompt.
@@ -118,11 +122,10 @@ async def lines_busy(call: AgiChannel, ctx: FlowContext) -> None:
     await call.hangup()
 
 
-async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> Prompts:
-    """The greeting, then the other languages offered; the prompts of the language chosen.
-
-    A key that chooses no language is not kept: the caller is asked for the mobile number next.
-    """
+async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> tuple[Prompts, str]:
+    """The greeting, then the other languages offered; the prompts of the language chosen, and
+    a digit keyed during the last offer or the wait after it that is no language key: the
+    mobile number's first, typed ahead ("" if none). Any other key is not kept."""
     offered = {key: language for key, language in LANGUAGE_KEYS.items()
                if language != prompts.language and language in ctx.manifest.texts}
     offers = [ctx.prompts(language)["language_offer"] for language in offered.values()]
@@ -133,9 +136,11 @@ async def _welcome(call: AgiChannel, ctx: FlowContext, prompts: Prompts) -> Prom
     if not key and offers:
         key = (await call.ask([offers[-1]], LANGUAGE_CHOICE_MS, 1)).decode("ascii")
     if key not in offered:
-        return prompts
+        # A language key of the line's own language (7 on a Mandarin line) is the caller
+        # choosing it: no mobile number begins with one.
+        return prompts, key if key.isdigit() and key not in LANGUAGE_KEYS else ""
     log.info("call %s: caller chose %s", call.uniqueid, offered[key])
-    return ctx.prompts(offered[key])
+    return ctx.prompts(offered[key]), ""
 
 
 def _topup_merchant(ctx: FlowContext) -> Merchant:

@@ -53,6 +53,7 @@ from tests.integration.fake_asterisk import (
     Expect,
     FakeAsterisk,
     asks,
+    keys_on,
     plays,
     send_partial_headers,
 )
@@ -795,12 +796,30 @@ async def test_the_caller_switches_language_at_the_welcome(ivr: Ivr, key: str, c
     assert payment.record["language"] == chosen and payment.status.value == "approved"
 
 
-async def test_a_key_that_chooses_no_language_keeps_the_line_language(ivr: Ivr) -> None:
-    # Only the offered keys interrupt the greeting (STREAM FILE's escape digits); a "1" keyed
-    # after the offers is read and dropped, and the mobile number is asked for in Mandarin.
+@pytest.mark.parametrize("key", ["*", "#", "7"])
+async def test_a_key_that_chooses_no_language_keeps_the_line_language(ivr: Ivr, key: str) -> None:
+    # Only the offered keys interrupt the greeting (STREAM FILE's escape digits); a key keyed
+    # after the offers that is no digit, or the line's own language key (7 on a Mandarin line),
+    # is read and dropped, and the mobile number is asked for in Mandarin.
     caller = await ivr.call(plays("topup_welcome"), plays("language_offer"),
-                            asks("language_offer", "1", timeout=True),
+                            asks("language_offer", key, timeout=True),
                             asks("enter_mobile", hang_up=True), language="zh")
     welcome = [c for c in caller.commands if c.verb == "STREAM FILE"]
     assert [c.args[1] for c in welcome] == ["89", "89"]
     assert caller.commands[-1].args[0] == f"{ivr.settings.sounds_path}/zh/enter_mobile"
+
+
+async def test_a_mobile_number_typed_ahead_during_the_language_wait_is_taken_whole(ivr: Ivr) -> None:
+    """A regular caller starts keying the mobile number while the last language is offered: its
+    first digit (a 1, no language key) ends that wait and begins the answer, the rest is
+    collected without asking for it, and the payment is for that number."""
+    caller = await ivr.call(plays("topup_welcome"), plays("language_offer"),
+                            asks("language_offer", MOBILE[0], timeout=True),
+                            keys_on(MOBILE[1:]),
+                            asks("amount_menu", "1"), asks("enter_card", APPROVE.pan),
+                            asks("enter_pin", APPROVE.pin), plays("please_wait"),
+                            plays("approved"), *REFERENCE_NUMBER, plays("goodbye"),
+                            language="zh")
+    assert "enter_mobile" not in caller.prompts and "invalid_mobile" not in caller.prompts
+    payment = await ivr.the_payment()
+    assert payment.status.value == "approved" and payment.topup_number == MOBILE
