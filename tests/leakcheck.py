@@ -257,9 +257,8 @@ def _after_chance_label(text: str, position: int) -> bool:
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
     in Asterisk's RTP statistics or SIPp's watchdog warning, or one after a counter's or
-    timing's label (PJSIP's CSeq,
-    panoramisk's AMI action counter, a translator's cost); a CVV2 not after a dot or colon either
-    (13:42:26.398)."""
+    timing's label (PJSIP's CSeq, panoramisk's AMI action counter, a translator's cost); a CVV2
+    not after a dot or colon either (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"

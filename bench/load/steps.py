@@ -75,26 +75,28 @@ def human_paced(number: str, answers: tuple[str, str, str, str], name: str) -> C
         Key(mobile, WELCOME_MS + clock.ms("enter_mobile") + REACTION_MS),
         Key(menu_key, clock.ms("amount_menu") + REACTION_MS),
         Key(card + "#", clock.ms("enter_card") + REACTION_MS, label="card number"),
-        Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
+        _pin_after_its_question(pin_digits),
     ], refusable=True)
 
 
 def regular_paced(number: str, answers: tuple[str, str, str, str], name: str) -> Call:
     """The self-service call keyed by a regular caller, who knows the line: the mobile number,
     the amount and the card number keyed while each question is still being asked (the shipped
-    QA call's schedule, tests/sipp/selfservice_calls.py, the issue's 39-s call), the PIN a second
-    after its whole question. Between the card number and the PIN question the IVR records the
-    payment and asks the risk rules, so a PIN keyed on an idle IVR's schedule would fall before
-    the question whenever that ran late under load, and a key while no command listens is lost
-    (REACTION_MS above); before the other questions the IVR asks nobody. About 50 s a call."""
-    from tests.sipp.selfservice_calls import MARGIN_MS, WELCOME_MS, clock
+    QA call's schedule, ``order`` in tests/sipp/selfservice_calls.py, the issue's 39-s call), the
+    PIN a second after its whole question. Between the card number and the PIN question the IVR
+    records the payment and asks the risk rules, so a PIN keyed on an idle IVR's schedule would
+    fall before the question whenever that ran late under load, and a key while no command
+    listens is lost (REACTION_MS above); before the other questions the IVR asks nobody. About
+    50 s a call."""
+    from tests.sipp.selfservice_calls import order
     mobile, menu_key, card, pin_digits = answers
-    return Call(name, number, [
-        Key(mobile, WELCOME_MS + MARGIN_MS),
-        Key(menu_key, 300),
-        Key(card + "#", 300, label="card number"),
-        Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN"),
-    ], refusable=True)
+    return Call(name, number, [*order(mobile, card + "#", menu_key=menu_key),
+                               _pin_after_its_question(pin_digits)], refusable=True)
+
+
+def _pin_after_its_question(pin_digits: str) -> Key:
+    from tests.sipp.selfservice_calls import clock
+    return Key(pin_digits + "#", clock.ms("enter_pin") + REACTION_MS, label="PIN")
 
 
 # --pace: how the benchmark's callers key, and how long their call lasts on an idle IVR.
