@@ -40,7 +40,7 @@ bench: deps venv
 
 # Payment calls per second against a dialplan-only baseline (bench/load/), then the merchant
 # API's orders and reads per second and the callback dialer's originates per second: starts the
-# whole stack on its fixed ports, so run it alone. BENCH_LOAD_ARGS="--rates 6,8,10 --max-payment-calls 3000"
+# whole stack on its fixed ports, so run it alone. BENCH_LOAD_ARGS="--rates 6,8,10 --max-payment-calls 3000 --admit-cpu-busy 100"
 # (or "--api-only").
 bench-load: deps venv
 	$(PY) -m devstack.stack prepare

@@ -42,6 +42,14 @@ MEANINGS: dict[str, str] = {
                                   "for a free line (the dialplan's "
                                   "`VOICEPAY_MAX_PAYMENT_CALLS`, written at `prepare`); size it "
                                   "from `make bench-load` (README \"Past the knee\")",
+    "VOICEPAY_ADMIT_CPU_BUSY_PERCENT": "while the machine's CPUs were busier than this "
+                                       "(percent, over the last 5 s) new payment calls are "
+                                       "refused like those over `VOICEPAY_MAX_PAYMENT_CALLS` "
+                                       "(503; a callback waits), until 10 points lower: the "
+                                       "count is sized on one hour, and a slower hour carries "
+                                       "fewer calls; 100 turns it off (Asterisk on another host "
+                                       "than the ivr service: it reads its own machine's "
+                                       "`/proc/stat`)",
     "VOICEPAY_AGI_MAX_SESSIONS": "the most FastAGI flows the ivr service runs at once; past it a "
                                  "new self-service call hears \"all lines are busy\" and is hung "
                                  "up; keep it above the sum of the Asterisk limits it serves",

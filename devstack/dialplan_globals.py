@@ -26,7 +26,8 @@ def dialplan_globals(settings: Settings) -> dict[str, str]:
     if settings.max_payment_calls < 1:
         raise ValueError("VOICEPAY_MAX_PAYMENT_CALLS must be at least 1 "
                          f"(got {settings.max_payment_calls})")
-    return {dv.MAX_PAYMENT_CALLS: str(settings.max_payment_calls)}
+    # The CPU guard's refusals start open: the ivr service sets them once a second.
+    return {dv.MAX_PAYMENT_CALLS: str(settings.max_payment_calls), dv.CPU_FULL_UNTIL: "0"}
 
 
 def globals_text(settings: Settings) -> str:

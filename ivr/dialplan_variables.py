@@ -20,6 +20,11 @@ MAX_PAYMENT_CALLS = "VOICEPAY_MAX_PAYMENT_CALLS"
 # The group (name@category) every payment call joins while its channel lives: GROUP_COUNT of it
 # is the number of payment calls Asterisk carries (dialplan/admission.conf).
 PAYMENT_CALLS_GROUP = "payment-calls@voicepay"
+# A dialplan global the ivr service sets once a second (ivr/cpu_guard.py): while the machine's
+# CPUs are too busy for another payment call, a Unix time a few seconds ahead, until which new
+# payment calls are refused (dialplan/admission.conf); 0 otherwise. A time, not a flag: should
+# the service stop while the guard is closed, the refusals end by themselves.
+CPU_FULL_UNTIL = "VOICEPAY_CPU_FULL_UNTIL"
 
 __all__ = ["RESULT", "PAYMENT_ID", "AGENT_CHANNEL", "CALLER_CHANNEL", "MAX_PAYMENT_CALLS",
-           "PAYMENT_CALLS_GROUP"]
+           "PAYMENT_CALLS_GROUP", "CPU_FULL_UNTIL"]

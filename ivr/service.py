@@ -23,6 +23,7 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer, parse_networks
 from ivr.ami.client import AmiClient
+from ivr.cpu_guard import CpuGuard, guard_admission
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
                           REFUNDS, RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING,
@@ -202,10 +203,19 @@ async def _acquirer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = AmiClient(app[SETTINGS])
+    settings = app[SETTINGS]
+    client = AmiClient(settings)
     await client.start()
     app[AMI] = client
+    guard = CpuGuard(settings.admit_cpu_busy_percent)  # a wrong setting stops the start here
+    guarding = None
+    if guard.busy_percent < 100:
+        guarding = asyncio.create_task(guard_admission(guard, client), name="cpu-guard")
     yield
+    if guarding is not None:
+        guarding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await guarding
     await client.close()
 
 

@@ -248,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="VOICEPAY_MAX_PAYMENT_CALLS for this run (default: as configured); "
                              "above a step's simultaneous calls to find the knee, below to see "
                              "the refusals")
+    parser.add_argument("--admit-cpu-busy", type=int, metavar="PERCENT",
+                        help="VOICEPAY_ADMIT_CPU_BUSY_PERCENT for this run (default: as "
+                             "configured, 90): 100 to find the knee without the CPU guard (the "
+                             "baseline has none), lower to see it refuse")
     parser.add_argument("--api-only", action="store_true",
                         help="only the merchant API and dialer steps, no calls")
     parser.add_argument("--api-concurrency", default="1,4,16,64",
@@ -269,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         # The ivr's own limit stays above Asterisk's, as the README's sizing asks: left at its
         # default it answered "busy" past 300 flows and the IVR's steps failed at 6 calls/s.
         os.environ["VOICEPAY_AGI_MAX_SESSIONS"] = str(ivr_sessions_above(args.max_payment_calls))
+    if args.admit_cpu_busy is not None:  # read by the ivr service the stack starts
+        os.environ["VOICEPAY_ADMIT_CPU_BUSY_PERCENT"] = str(args.admit_cpu_busy)
     with_api = not args.soak
     if with_api:
         os.environ["VOICEPAY_RATE_LIMIT_MERCHANT_PER_MINUTE"] = str(_OUT_OF_REACH)
@@ -294,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         print(f"voicepay load benchmark: {platform.node()}, {os.cpu_count()} cores, "
               f"SIPp on the same machine, at most {settings.max_payment_calls} payment calls "
-              f"at once (VOICEPAY_MAX_PAYMENT_CALLS); load average {os.getloadavg()[0]:.1f} at "
+              f"at once (VOICEPAY_MAX_PAYMENT_CALLS), and none while the machine's CPUs were "
+              f"over {settings.admit_cpu_busy_percent} % busy (VOICEPAY_ADMIT_CPU_BUSY_PERCENT; "
+              f"100: never); load average {os.getloadavg()[0]:.1f} at "
               f"the start (other work on the machine competes for its cores)", flush=True)
         probes = _probes(stack, settings)
         results = []

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from typing import NamedTuple
 
 from panoramisk import Manager
 
@@ -25,7 +27,7 @@ from ivr.ami.protocol import AmiProtocol
 from ivr.asterisk_secrets import AsteriskSecretsError, ami_secret
 from ivr.config import Settings
 
-__all__ = ["AmiClient", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS", "REDIRECT_CONTEXTS",
+__all__ = ["AmiClient", "PaymentLines", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS", "REDIRECT_CONTEXTS",
            "UnsafeAmiValue"]
 
 # The only dialplan contexts the service sends channels into (dialplan/*.conf): a call placed to
@@ -51,6 +53,18 @@ class UnsafeAmiValue(ValueError):
     def __init__(self, field: str) -> None:
         super().__init__(f"AMI {field} refused: not a value that field may hold")
         self.field = field
+
+
+class PaymentLines(NamedTuple):
+    """Asterisk's admission as it stands (dialplan/admission.conf)."""
+
+    carried: int    # payment calls up now
+    limit: int      # VOICEPAY_MAX_PAYMENT_CALLS
+    cpu_full: bool  # VOICEPAY_CPU_FULL_UNTIL ahead: the machine's CPUs refuse new payment calls
+
+    def room_for(self, ringing: int) -> bool:
+        """Room for one more payment call, counting ``ringing`` ones placed but not yet up."""
+        return not self.cpu_full and self.carried + ringing < self.limit
 
 
 def _checked(field: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -249,19 +263,32 @@ class AmiClient:
             return None
         return reply.get("Value") or None
 
-    async def payment_calls(self) -> tuple[int, int] | None:
-        """(payment calls Asterisk carries now, the most it admits): the admission group's
-        count and its limit (dialplan/admission.conf); None if Asterisk did not say."""
+    async def payment_calls(self) -> PaymentLines | None:
+        """The payment calls Asterisk carries now, the most it admits, and whether the machine's
+        CPUs refuse more (dialplan/admission.conf); None if Asterisk did not say."""
         try:
             carried = await self.action({"Action": "Getvar",
                                          "Variable": f"GROUP_COUNT({dv.PAYMENT_CALLS_GROUP})"})
             limit = await self.action({"Action": "Getvar", "Variable": dv.MAX_PAYMENT_CALLS})
+            cpu_full = await self.action({"Action": "Getvar", "Variable": dv.CPU_FULL_UNTIL})
         except (ConnectionError, asyncio.TimeoutError):
             return None
         try:
-            return int(carried.get("Value") or ""), int(limit.get("Value") or "")
+            return PaymentLines(int(carried.get("Value") or ""), int(limit.get("Value") or ""),
+                                int(cpu_full.get("Value") or "0") > time.time())
         except (AttributeError, ValueError):
             return None
+
+    async def set_global(self, name: str, value: str) -> bool:
+        """Set one of our dialplan globals (dialplan_variables.py) to a token; False if Asterisk
+        did not take it (refused, or AMI down: the caller tries again later)."""
+        try:
+            reply = await self.action({"Action": "Setvar",
+                                       "Variable": _checked("Variable", name, _VARIABLE_NAME),
+                                       "Value": _checked("Value", value, _TOKEN)})
+        except (ConnectionError, asyncio.TimeoutError):
+            return False
+        return bool(getattr(reply, "success", False))
 
     async def mute_audio_to(self, channel: str, muted: bool) -> bool:
         """Silence, or stop silencing, all audio Asterisk sends to ``channel`` (MUTEAUDIO(out):

@@ -270,37 +270,33 @@ class Dialer:
 
     async def _line_free(self, payment_id: str, callback: dict[str, str]) -> bool:
         """Is there room at Asterisk for one more payment call? Asterisk refuses inbound payment
-        calls past its limit (dialplan/admission.conf) but never a callback the cardholder
-        answered, so the dialer keeps callbacks within it: it places an attempt only while the
-        payment calls Asterisk carries, and the attempts this dialer has ringing (each joins
-        them when answered), are fewer than the limit. Otherwise the attempt waits, uncounted,
-        in ``calling`` (noted once), asked again every few seconds; past
-        ``callback_line_wait_s`` of waiting the payment expires. If Asterisk does not say, the
-        attempt is placed: the Originate's own outcome then tells."""
-        load = await self._ami.payment_calls()
-        if load is None or load[0] + len(self._hangup_causes) < load[1]:
+        calls past its limit, or while the machine's CPUs are too busy (dialplan/admission.conf),
+        but never a callback the cardholder answered, so the dialer keeps callbacks within both:
+        it places an attempt only while the payment calls Asterisk carries, and the attempts this
+        dialer has ringing (each joins them when answered), are fewer than the limit and the CPUs
+        are not full. Otherwise the attempt waits, uncounted, in ``calling`` (noted once), asked
+        again every few seconds; past ``callback_line_wait_s`` of waiting the payment expires.
+        If Asterisk does not say, the attempt is placed: the Originate's own outcome then tells."""
+        lines = await self._ami.payment_calls()
+        if lines is None or lines.room_for(len(self._hangup_causes)):
             return True
-        carried, limit = load
+        busy = ("the machine's CPUs are too busy for another payment call" if lines.cpu_full
+                else f"Asterisk carries {lines.carried} payment calls, its limit is {lines.limit}")
         now = time.time()
         waiting_since = float(callback.get("waiting_since") or now)
         if now - waiting_since >= self._settings.callback_line_wait_s:
             with contextlib.suppress(InvalidTransition):  # cancelled meanwhile
                 await self._store.transition(
                     payment_id, PaymentState.EXPIRED,
-                    reason=f"not called: no free line for {now - waiting_since:.0f} s "
-                           f"(Asterisk at its limit of {limit} payment calls)")
-            log.warning("payment %s: callback expired waiting for a line (%d of %d payment "
-                        "calls)", payment_id, carried, limit)
+                    reason=f"not called: no free line for {now - waiting_since:.0f} s ({busy})")
+            log.warning("payment %s: callback expired waiting for a line (%s)", payment_id, busy)
             await self._done(payment_id)
             return False
         if not callback.get("waiting_since"):
-            if not await self._enter_calling(
-                    payment_id, f"waiting for a free line: Asterisk carries {carried} payment "
-                                f"calls, its limit is {limit}"):
+            if not await self._enter_calling(payment_id, f"waiting for a free line: {busy}"):
                 await self._done(payment_id)
                 return False
-            log.info("payment %s: callback waits for a line (%d of %d payment calls)",
-                     payment_id, carried, limit)
+            log.info("payment %s: callback waits for a line (%s)", payment_id, busy)
         await self._release(payment_id, at=now + _LINE_WAIT_POLL_S, waiting_since=waiting_since)
         return False
 

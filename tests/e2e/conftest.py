@@ -81,6 +81,10 @@ class E2E:
         """A place in Asterisk's log: later reads see only what happened after it."""
         return len(self._asterisk_log())
 
+    def asterisk_lines(self, since: int = 0) -> list[str]:
+        """Asterisk's log lines since the mark (asterisk_mark())."""
+        return self._asterisk_log()[since:]
+
     def _asterisk_log(self) -> list[str]:
         path = self.settings.var_dir / "asterisk" / "log" / "messages.log"  # type: ignore[attr-defined]
         return path.read_text(errors="replace").splitlines() if path.exists() else []
@@ -271,6 +275,11 @@ CALLBACK_TIMING = {
     "VOICEPAY_CALLBACK_MAX_ATTEMPTS": "3",
 }
 
+# The CPU guard off (ivr/cpu_guard.py): the suite's shards, browsers and SIPp share two cores and
+# keep them busy; a call refused for that would fail a test of something else. Its refusal is
+# tested on its own (tests/e2e/test_overload.py).
+CPU_GUARD_OFF = {"VOICEPAY_ADMIT_CPU_BUSY_PERCENT": "100"}
+
 # Asterisk at full verbosity, debug included, in var/asterisk/log/full: what the leak scan reads.
 FULL_ASTERISK_LOG = {"VOICEPAY_ASTERISK_DEBUG_LEVEL": "10"}
 
@@ -325,7 +334,7 @@ def _e2e_rules(var_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[E2E]:
     _require_real_parts()
-    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS, **FULL_ASTERISK_LOG,
+    for name, value in {**CALLBACK_TIMING, **SIP_EDGE_SETTINGS, **FULL_ASTERISK_LOG, **CPU_GUARD_OFF,
                         **_settlement_cutoff_far_from_now()}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("VOICEPAY_RISK_RULES_FILE", str(_e2e_rules(load_settings().var_dir)))

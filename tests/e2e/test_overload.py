@@ -1,6 +1,7 @@
 """Past the knee, on the real stack (README "Past the knee"): Asterisk full refuses a new call
 with SIP 503 before answering it while the calls it carries pay with every digit read; the ivr
-service full answers a new self-service call with "all lines are busy" and hangs up.
+service full answers a new self-service call with "all lines are busy" and hangs up; the
+machine's CPUs busy, the ivr service's CPU guard has Asterisk refuse new calls with 503.
 
 The limits are set low for these tests through the same paths as the settings: the dialplan
 global written from ``max_payment_calls`` (devstack/dialplan_globals.py) and reloaded, and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,4 +219,51 @@ def test_the_ivr_service_full_says_all_lines_are_busy_and_the_call_in_progress_p
     assert "/zh/" in heard[0]  # the line's language
 
     _ended(in_progress, "call in progress")
+    _approved_right(stack, mobile, before)
+
+
+def _cpu_full_until(sandbox) -> int:
+    """VOICEPAY_CPU_FULL_UNTIL as the running dialplan has it (ivr/cpu_guard.py)."""
+    shown = sandbox.cli("dialplan show globals")
+    [value] = [line.split("=", 1)[1].strip() for line in shown.splitlines()
+               if line.strip().startswith(f"{dv.CPU_FULL_UNTIL}=")]
+    return int(value)
+
+
+def test_the_machines_cpus_busy_refuse_a_new_call_with_503_then_calls_pay_again(stack):
+    """The ivr service with its CPU guard at 95 % (the suite runs it off: conftest.py) and both
+    cores kept busy (a busy loop each, as a machine past its knee): within the guard's window it
+    publishes its refusal, and a new call hears 503 before it is answered. The service back
+    without the guard, its last refusal runs out by itself and the next call pays."""
+    sandbox = _sandbox(stack)
+    processes = stack.processes
+    before = stack.payment_ids()
+    mark = stack.asterisk_mark()
+    processes.run_component(processes.ivr_spec(VOICEPAY_ADMIT_CPU_BUSY_PERCENT="95"))
+    # At the lowest priority: they take only what nothing else wants (the other shards' calls
+    # keep their CPU), and that still leaves the cores 100 % busy, which is what the guard reads.
+    burners = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+               for _ in range(2)]
+    try:
+        assert stack.wait_until(lambda: _cpu_full_until(sandbox) > time.time(), 30), \
+            "the guard never closed with both cores busy"
+        refused = _start_counted(stack, _named(calls.approved("13800000917"), "cpu-refused"),
+                                 16200)
+        _ended(refused.process, "call while the CPUs were busy")
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        processes.run_component(processes.ivr_spec())
+    assert refused.counts() == SippCounts(placed=1, completed=0, failed=0, refused=1)
+    said = (processes.log_dir / "ivr.log").read_text(encoding="utf-8")
+    assert "new payment calls are refused with 503" in said
+    assert any("refused with 503: the machine's CPUs are too busy for another payment call"
+               in line for line in stack.asterisk_lines(mark))
+
+    assert stack.wait_until(lambda: _cpu_full_until(sandbox) < time.time(), 15), \
+        "a stopped guard's refusal did not run out"
+    mobile = "13800000918"
+    result = stack.call(_named(calls.approved(mobile), "cpu-open-again"))
+    assert result.returncode == 0, f"the call after the guard did not pay:\n{result.stdout[-2000:]}"
     _approved_right(stack, mobile, before)

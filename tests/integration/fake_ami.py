@@ -4,8 +4,8 @@ the one-line switch and the callback dialer.
 It speaks the wire format panoramisk expects (a greeting line, then ``Key: Value`` lines with
 messages separated by a blank line, every answer echoing the action's ``ActionID``) and knows
 Login, Ping, CoreStatus, CoreShowChannels (the list in ``channels``), Setvar, Getvar of a
-channel's dtmf_mode (``dtmf_modes``) and of the payment calls carried and their limit
-(``payment_calls``), Redirect,
+channel's dtmf_mode (``dtmf_modes``), of the payment calls carried and their limit
+(``payment_calls``) and of the CPU guard's global (``cpu_full_until``), Redirect,
 MixMonitorMute, Originate
 and Hangup. As on Asterisk, a connection must log in before any other action, and an unknown
 action gets ``Response: Error``; so does every action named in ``failing`` (lower case), as when
@@ -109,6 +109,8 @@ class FakeAmi:
         # admission.conf): (payment calls carried, limit); None: "No such variable", as an
         # Asterisk without our dialplan would.
         self.payment_calls: tuple[int, int] | None = None
+        # VOICEPAY_CPU_FULL_UNTIL, as Getvar answers it (the ivr's CPU guard sets it with Setvar).
+        self.cpu_full_until = "0"
         self._handlers: dict[str, Callable[[dict[str, str], dict[str, str]], Reply]] = {
             "login": self._login,
             "ping": self._ping,
@@ -245,6 +247,9 @@ class FakeAmi:
         if variable in admission and self.payment_calls is not None:
             return {"Response": "Success", **reply, "Variable": variable,
                     "Value": str(self.payment_calls[admission[variable]])}
+        if variable == dv.CPU_FULL_UNTIL and self.payment_calls is not None:
+            return {"Response": "Success", **reply, "Variable": variable,
+                    "Value": self.cpu_full_until}
         if variable != "PJSIP_DTMF_MODE()":
             return {"Response": "Error", **reply, "Message": "No such variable"}
         return {"Response": "Success", **reply, "Variable": "PJSIP_DTMF_MODE()",

@@ -3,11 +3,13 @@ outcome is read (ORIGINATE_REASONS), and how CoreShowChannels is read to find an
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from ivr.ami.client import AmiClient
+from ivr import dialplan_variables as dv
+from ivr.ami.client import AmiClient, PaymentLines
 from ivr.config import load_settings
 from ivr.oneline.switch import AgentCall, AgentNotOnCall, OnelineSwitch
 from tests.integration.fake_ami import FakeAmi
@@ -146,3 +148,32 @@ async def test_the_agents_keys_pass_again_by_a_frame_drop_that_names_nothing(
         (AGENT["Channel"], "FRAME_DROP(RX)", "")]
     assert not await OnelineSwitch(client).pass_agent_keys("")  # no agent's channel: nothing sent
     assert len(fake_ami.sent("Setvar")) == 1
+
+
+# --- Admission: the payment lines the dialer asks for, the CPU guard's global -------------------
+
+
+async def test_payment_lines_read_the_count_the_limit_and_the_cpu_guards_time(
+        fake_ami: FakeAmi, client: AmiClient) -> None:
+    fake_ami.payment_calls = (3, 5)
+    lines = await client.payment_calls()
+    assert lines == PaymentLines(carried=3, limit=5, cpu_full=False)
+    assert lines.room_for(ringing=1) and not lines.room_for(ringing=2)
+    fake_ami.cpu_full_until = str(int(time.time()) + 60)  # the guard closed, its time ahead
+    lines = await client.payment_calls()
+    assert lines.cpu_full and not lines.room_for(ringing=0)
+    fake_ami.cpu_full_until = str(int(time.time()) - 1)  # passed: open again
+    assert (await client.payment_calls()).cpu_full is False
+    fake_ami.payment_calls = None  # an Asterisk without our dialplan
+    assert await client.payment_calls() is None
+
+
+async def test_a_global_is_set_without_a_channel(fake_ami: FakeAmi, client: AmiClient) -> None:
+    assert await client.set_global(dv.CPU_FULL_UNTIL, "1790000000")
+    [sent] = fake_ami.sent("Setvar")
+    assert (sent.get("Channel"), sent["Variable"], sent["Value"]) == (
+        None, dv.CPU_FULL_UNTIL, "1790000000")
+    fake_ami.failing.add("setvar")
+    assert await client.set_global(dv.CPU_FULL_UNTIL, "0") is False
+    await fake_ami.close()
+    assert await client.set_global(dv.CPU_FULL_UNTIL, "0") is False  # AMI down: False, no raise

@@ -122,6 +122,8 @@ OTHER_ACTIONS = {
                                                       extra_channel=f"PJSIP/{v}",
                                                       extra_context="agent-wait"),
     "MixMonitorMute channel": lambda c, v: c.mute_recording(f"PJSIP/7101-{v}", True),
+    "Setvar global name": lambda c, v: c.set_global(f"VOICEPAY_CPU_FULL_UNTIL{v}", "0"),
+    "Setvar global value": lambda c, v: c.set_global("VOICEPAY_CPU_FULL_UNTIL", f"0{v}"),
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from ivr import dialplan_variables as dv
 from ivr.ami.client import AmiClient
 from ivr.orders import Order
 from ivr.callback import dialer as dialer_module
@@ -354,6 +355,12 @@ def quick_line_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dialer_module, "_LINE_WAIT_POLL_S", 0.1, raising=False)
 
 
+def _asked(world: World) -> int:
+    """How often the dialer asked Asterisk for its payment lines (one Getvar of the limit each)."""
+    return sum(request.get("Variable") == dv.MAX_PAYMENT_CALLS
+               for request in world.fake.sent("Getvar"))
+
+
 async def test_a_callback_waits_while_asterisk_is_full_then_is_placed(
         world: World, quick_line_polls: None) -> None:
     """Asterisk refuses an inbound call past its limit but never a callback the cardholder
@@ -362,7 +369,7 @@ async def test_a_callback_waits_while_asterisk_is_full_then_is_placed(
     world.fake.payment_calls = (2, 2)
     instance = await world.instance()
     payment_id = await world.submit(instance.orders)
-    await until(lambda: len(world.fake.sent("Getvar")) >= 6)  # asked three times at least
+    await until(lambda: _asked(world) >= 3)
     assert world.fake.originated() == []
     assert await world.status(payment_id) == "calling"
     world.fake.payment_calls = (1, 2)
@@ -386,15 +393,15 @@ async def test_the_attempts_ringing_count_against_the_free_lines(
     await until(lambda: len(world.fake.originated()) == 1)
     waiting = await world.submit(instance.orders, mobile="13800138002")
     await until(lambda: world.fake.sent("Getvar") and world.status(waiting), 5)
-    getvars = len(world.fake.sent("Getvar"))
-    await until(lambda: len(world.fake.sent("Getvar")) >= getvars + 4)
+    asked = _asked(world)
+    await until(lambda: _asked(world) >= asked + 2)
     assert world.fake.originated() == [f"vp-{ringing}-1"]
     assert await world.status(waiting) == "calling"
     release.set()  # answered: Asterisk now carries it (2 of 2), and the other still waits
     world.fake.payment_calls = (2, 2)
     await until(lambda: world.done_dialling(ringing))
-    getvars = len(world.fake.sent("Getvar"))
-    await until(lambda: len(world.fake.sent("Getvar")) >= getvars + 4)
+    asked = _asked(world)
+    await until(lambda: _asked(world) >= asked + 2)
     assert world.fake.originated() == [f"vp-{ringing}-1"]
     world.fake.payment_calls = (1, 2)
     await until(lambda: world.done_dialling(waiting))
@@ -412,7 +419,27 @@ async def test_a_callback_that_waited_too_long_for_a_line_expires_uncalled(
     reasons = await world.reasons(payment_id)
     assert reasons[-2] == "waiting for a free line: Asterisk carries 3 payment calls, its limit is 2"
     assert reasons[-1].startswith("not called: no free line for ")
-    assert reasons[-1].endswith(" s (Asterisk at its limit of 2 payment calls)")
+    assert reasons[-1].endswith(" s (Asterisk carries 3 payment calls, its limit is 2)")
+
+
+async def test_a_callback_waits_while_the_machines_cpus_are_full_then_is_placed(
+        world: World, quick_line_polls: None) -> None:
+    """Lines free by the count, but the CPU guard refusing new payment calls
+    (VOICEPAY_CPU_FULL_UNTIL ahead, ivr/cpu_guard.py): the callback waits as for a full Asterisk, and is
+    placed once the guard opens."""
+    world.fake.payment_calls = (0, 2)
+    world.fake.cpu_full_until = str(int(time.time()) + 3600)
+    instance = await world.instance()
+    payment_id = await world.submit(instance.orders)
+    await until(lambda: _asked(world) >= 3)
+    assert world.fake.originated() == []
+    assert await world.status(payment_id) == "calling"
+    world.fake.cpu_full_until = str(int(time.time()) - 1)  # passed: open again
+    await until(lambda: world.done_dialling(payment_id))
+    assert world.fake.originated() == [f"vp-{payment_id}-1"]
+    reasons = await world.reasons(payment_id)
+    assert reasons[-3:] == ["waiting for a free line: the machine's CPUs are too busy for "
+                            "another payment call", "attempt 1 of 3", "answered (test)"]
 
 
 async def test_an_asterisk_that_does_not_say_its_load_is_dialled(world: World) -> None:

@@ -38,6 +38,8 @@ def _extensions() -> dict[tuple[str, str], list[str]]:
 def test_the_setting_is_written_as_a_dialplan_global(tmp_path: Path):
     settings = load_settings(max_payment_calls=7)
     assert f"\n{dv.MAX_PAYMENT_CALLS} = 7\n" in globals_text(settings)
+    # The CPU guard's refusal time starts passed: calls are admitted until the service says.
+    assert f"\n{dv.CPU_FULL_UNTIL} = 0\n" in globals_text(settings)
     written = write_globals(settings, tmp_path / "generated")
     assert written == tmp_path / "generated" / GLOBALS_FILE
     assert written.read_text(encoding="ascii") == globals_text(settings)
