@@ -25,7 +25,7 @@ from ivr.agi.server import FastAgiServer, parse_networks
 from ivr.ami.client import AmiClient
 from ivr.cpu_guard import CpuGuard, guard_admission
 from ivr.api.admin_review_routes import admin_review_routes
-from ivr.api.keys import (ACQUIRER, AMI, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
+from ivr.api.keys import (ACQUIRER, AMI, CPU_GUARD, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
                           REFUNDS, RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING,
                           STORE, WEBHOOKS)
 from ivr.api.admin_risk_routes import admin_risk_routes
@@ -208,6 +208,7 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.start()
     app[AMI] = client
     guard = CpuGuard(settings.admit_cpu_busy_percent)  # a wrong setting stops the start here
+    app[CPU_GUARD] = guard
     guarding = None
     if guard.busy_percent < 100:
         guarding = asyncio.create_task(guard_admission(guard, client), name="cpu-guard")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.ami.client import AmiClient
+from ivr.cpu_guard import CpuGuard
 from ivr.callback.dialer import Dialer
 from ivr.config import Settings
 from ivr.merchant_store import MerchantStore
@@ -29,6 +30,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 STORE = web.AppKey("store", PaymentStore)
 ACQUIRER = web.AppKey("acquirer", AcquirerClient)
 AMI = web.AppKey("ami", AmiClient)
+CPU_GUARD = web.AppKey("cpu_guard", CpuGuard)
 ORDERS = web.AppKey("orders", OrderService)
 # The live merchant registry (Redis): read on every request, so changes apply at once.
 MERCHANTS = web.AppKey("merchants", MerchantStore)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.api.errors import HANDLED, APIError, InvalidParameter, error_answer
-from ivr.api.keys import ACQUIRER, AMI, REDIS, REFUNDS, STOPPING, STORE
+from ivr.api.keys import ACQUIRER, AMI, CPU_GUARD, REDIS, REFUNDS, STOPPING, STORE
 from ivr.api.merchant_auth import authenticate_reader, require_operator
 from ivr.api.params import limit_param
 from ivr.payments.store import NoSuchPayment, PaymentState
@@ -101,6 +101,13 @@ async def healthz(request: web.Request) -> web.Response:
     }
     healthy = all(c["ok"] for c in checks.values())
     body: dict[str, Any] = {"ok": healthy, "checks": checks}
+    if CPU_GUARD in app:
+        # Said, not judged: refusing new calls is the machine protecting the calls it carries.
+        guard = app[CPU_GUARD]
+        body["admission"] = {
+            "cpu_guard_percent": guard.busy_percent,
+            "cpu_busy_percent": None if guard.busy_now is None else round(guard.busy_now, 1),
+            "refusing_new_calls": guard.full}
     if STOPPING in request.app and request.app[STOPPING].is_set():
         # Draining: a load balancer must stop sending calls and orders here.
         healthy = body["ok"] = False

@@ -26,6 +26,7 @@ from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
 from ivr.service import create_app
 from ivr.payments.store import PaymentState, PaymentStore
+from tests.integration.test_dialer import until
 from tests.integration.fake_ami import CORE_STATUS, FakeAmi
 
 AMI_USER = "voicepay-test"
@@ -231,6 +232,19 @@ async def test_healthz_503_when_asterisk_and_acquirer_are_down(service: Service)
     assert checks["asterisk"] == {"ok": False}
 
 
+async def test_healthz_says_what_the_cpu_guard_sees(service: Service) -> None:
+    """Informational: the guard's setting, what it read, whether calls are refused; the guard
+    runs even with AMI down (its refusal then waits for Asterisk), and ok does not depend on it."""
+    async def read_twice() -> bool:
+        return (await service.get("/healthz"))[1]["admission"]["cpu_busy_percent"] is not None
+    await until(read_twice, 10)
+    status, body = await service.get("/healthz")
+    admission = body["admission"]
+    assert admission["cpu_guard_percent"] == 90
+    assert 0 <= admission["cpu_busy_percent"] <= 100
+    assert isinstance(admission["refusing_new_calls"], bool)
+
+
 async def test_healthz_sees_a_running_acquirer(start_service: StartService) -> None:
     service = await start_service(acquirer=True)
     status, body = await service.get("/healthz")
@@ -244,6 +258,7 @@ async def test_healthz_200_when_everything_answers(fake_ami: FakeAmi, start_serv
     service = await start_service(acquirer=True, ami=fake_ami)
     status, body = await wait_for_health(service, ok=True)
     assert status == 200, body
+    body.pop("admission")  # the CPU guard's reading: test_healthz_says_what_the_cpu_guard_sees
     assert body == {"ok": True, "checks": {
         "redis": {"ok": True},
         "acquirer": {"ok": True},
