@@ -105,12 +105,12 @@ async def guard_admission(guard: CpuGuard, ami, read=read_cpu_times) -> None:
         try:
             if guard.observe(read()):
                 if guard.full:
-                    log.warning("the machine's CPUs were %.0f %% busy over %d s (limit %d %%): "
+                    log.warning("the machine's CPUs were %.1f %% busy over %d s (limit %d %%): "
                                 "new payment calls are refused with 503 until %d %% or less",
                                 guard.busy_now, WINDOW_S, guard.busy_percent,
                                 guard.busy_percent - REOPEN_BELOW)
                 else:
-                    log.info("the machine's CPUs were %.0f %% busy over %d s: new payment calls "
+                    log.info("the machine's CPUs were %.1f %% busy over %d s: new payment calls "
                              "are admitted again", guard.busy_now, WINDOW_S)
             failing = False
         except (OSError, ValueError):

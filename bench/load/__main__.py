@@ -331,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ratio(summary['ratio_held'])}")
     print(f"({time.time() - started:.0f} s)")
     (out_dir / "results.json").write_text(json.dumps(
-        {"pace": args.pace, "steps": [dataclasses.asdict(s) for s in results], **summary, **api},
+        {"pace": args.pace, "max_payment_calls": settings.max_payment_calls,
+         "admit_cpu_busy_percent": settings.admit_cpu_busy_percent,
+         "steps": [dataclasses.asdict(s) for s in results], **summary, **api},
         indent=2))
     if plan and not args.soak:
         from bench.load.chart import write_chart  # matplotlib only when a chart is drawn
