@@ -6,11 +6,11 @@ hour: on the development VM the same call cost Asterisk 108 ms in one afternoon 
 another (README "Benchmarks"). A count set in the quick hour is too high in the slow one, and the
 calls it then admits take the CPU the calls already answered need to read their keys. What the
 count stands for is the CPU, so this guard watches it: the share of the last few seconds the
-machine's CPUs were busy (``/proc/stat``; stolen time is busy, the host kept it), published once a
-second as the dialplan global VOICEPAY_CPU_FULL_UNTIL (a time a few seconds ahead while closed,
-so refusals end by themselves if this service stops), which dialplan/admission.conf refuses on
-and the callback dialer waits on. Above the setting it closes; it opens again only 10 points lower, so a
-machine at the edge does not flap call by call.
+machine's CPUs were busy (``/proc/stat``; stolen time is busy, the host kept it), published once
+a second as the dialplan global VOICEPAY_CPU_FULL_UNTIL (a time a few seconds ahead while
+closed, so refusals end by themselves if this service stops), which dialplan/admission.conf
+refuses on and the callback dialer waits on. Above the setting it closes; it opens again only
+10 points lower, so a machine at the edge does not flap call by call.
 
 It measures the machine the ivr service runs on: Asterisk's, in every deployment this repository
 makes. An operator running Asterisk on another host turns it off (100) and sizes the count.
@@ -97,9 +97,9 @@ class CpuGuard:
 
 
 async def guard_admission(guard: CpuGuard, ami, read=read_cpu_times) -> None:
-    """Until cancelled: read the CPUs, decide, publish VOICEPAY_CPU_FULL_UNTIL to Asterisk. A round
-    Asterisk does not take (AMI down) is tried again next second, the guard kept meanwhile; a
-    failed read is logged once, not every second, until a read succeeds again."""
+    """Until cancelled: read the CPUs, decide, publish VOICEPAY_CPU_FULL_UNTIL to Asterisk. A
+    round Asterisk does not take (AMI down) is tried again next second, the guard kept meanwhile;
+    a failed read is logged once, not every second, until a read succeeds again."""
     failing = False
     while True:
         try:

@@ -27,8 +27,8 @@ from ivr.ami.protocol import AmiProtocol
 from ivr.asterisk_secrets import AsteriskSecretsError, ami_secret
 from ivr.config import Settings
 
-__all__ = ["AmiClient", "PaymentLines", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS", "REDIRECT_CONTEXTS",
-           "UnsafeAmiValue"]
+__all__ = ["AmiClient", "PaymentLines", "ORIGINATE_REASONS", "ORIGINATE_CONTEXTS",
+           "REDIRECT_CONTEXTS", "UnsafeAmiValue"]
 
 # The only dialplan contexts the service sends channels into (dialplan/*.conf): a call placed to
 # a cardholder starts in the callback flow; a one-line payment moves the caller into the payment
