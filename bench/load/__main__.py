@@ -17,10 +17,11 @@ prints a row per step (bench/load/steps.py). The knee is the highest rate at whi
 completed and every payment (or baseline read) was right; the ratio is the IVR's knee over the
 baseline's. Results go to var/bench-load/results.json and the chart to --chart.
 
-Past VOICEPAY_MAX_PAYMENT_CALLS the IVR's line refuses new calls with SIP 503 before answering
-them (dialplan/admission.conf); SIPp takes a 503 as a clean ending and counts those calls as
-"refused", apart from failed ones, with how fast the 503 came. A step with a refusal is not
-clean: the knee is where every call was carried.
+Past VOICEPAY_MAX_PAYMENT_CALLS, or while the machine's CPUs are busier than
+VOICEPAY_ADMIT_CPU_BUSY_PERCENT (--admit-cpu-busy), the IVR's line refuses new calls with SIP 503
+before answering them (dialplan/admission.conf); SIPp takes a 503 as a clean ending and counts
+those calls as "refused", apart from failed ones, with how fast the 503 came. A step with a
+refusal is not clean: the knee is where every call was carried.
 
 After the calls (or alone, with --api-only): the merchant API's signed orders and reads per
 second (bench/load/api.py) and the callback dialer's originates per second (bench/load/dialer.py).
@@ -153,7 +154,8 @@ def _probes(stack: Stack, settings: Settings) -> Probes:
 
 def _measure(probes: Probes, plan: list[Step], work: Path, pace: str) -> list[StepResult]:
     print("refused: calls refused with SIP 503 before answer, the IVR past "
-          "VOICEPAY_MAX_PAYMENT_CALLS (not failures; 503 p50/p99: INVITE to 503, ms); "
+          "VOICEPAY_MAX_PAYMENT_CALLS or its CPU guard closed (not failures; 503 p50/p99: "
+          "INVITE to 503, ms); "
           "CPU columns: milliseconds per completed call (idle work included: read them at load; "
           "sipp: the load generator's own, on the same cores); "
           "udp errs: UDP receive-buffer errors in the step (this network namespace, SIPp's unread "
