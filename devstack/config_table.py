@@ -43,7 +43,7 @@ MEANINGS: dict[str, str] = {
                                   "`VOICEPAY_MAX_PAYMENT_CALLS`, written at `prepare`); size it "
                                   "from `make bench-load` (README \"Past the knee\")",
     "VOICEPAY_ADMIT_CPU_BUSY_PERCENT": "while the machine's CPUs were busier than this "
-                                       "(percent, over the last 5 s) new payment calls are "
+                                       "(percent, over the last 2 s) new payment calls are "
                                        "refused like those over `VOICEPAY_MAX_PAYMENT_CALLS` "
                                        "(503; a callback waits), until 10 points lower: the "
                                        "count is sized on one hour, and a slower hour carries "

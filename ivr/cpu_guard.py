@@ -32,10 +32,10 @@ __all__ = ["CpuGuard", "CpuTimes", "read_cpu_times", "guard_admission", "REOPEN_
 
 log = logging.getLogger(__name__)
 
-# Seconds of CPU time the decision looks back over: long enough that one busy second (a burst of
-# call set-ups) does not refuse calls, short against a call's length (40-80 s), over which the
-# load it admits builds.
-WINDOW_S = 5
+# Seconds of CPU time the decision looks back over: short, since every second it takes to see
+# the machine full admits more calls (16 a second in run 10); two, not one, so a single second
+# of call set-ups does not close it. 5 s was tried: no better, and slower to close.
+WINDOW_S = 2
 # How often the CPUs are read and the global published (again: a dialplan reload resets it).
 PERIOD_S = 1.0
 # Points below the setting at which a closed guard opens again.

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the refusals")
     parser.add_argument("--admit-cpu-busy", type=int, metavar="PERCENT",
                         help="VOICEPAY_ADMIT_CPU_BUSY_PERCENT for this run (default: as "
-                             "configured, 90): 100 to find the knee without the CPU guard (the "
+                             "configured, 80): 100 to find the knee without the CPU guard (the "
                              "baseline has none), lower to see it refuse")
     parser.add_argument("--api-only", action="store_true",
                         help="only the merchant API and dialer steps, no calls")

@@ -240,7 +240,7 @@ async def test_healthz_says_what_the_cpu_guard_sees(service: Service) -> None:
     await until(read_twice, 10)
     status, body = await service.get("/healthz")
     admission = body["admission"]
-    assert admission["cpu_guard_percent"] == 90
+    assert admission["cpu_guard_percent"] == 80
     assert 0 <= admission["cpu_busy_percent"] <= 100
     assert isinstance(admission["refusing_new_calls"], bool)
 

@@ -57,8 +57,8 @@ class _Machine:
 def test_closes_only_when_the_window_was_busier_than_the_setting():
     guard, machine = CpuGuard(90), _Machine()
     # A busy second inside a quieter window does not close it: the window's share does.
-    assert machine.seconds(guard, [50, 50, 50, 50, 50, 100]) == [False] * 6
-    assert guard.busy_now == pytest.approx((4 * 50 + 100) / WINDOW_S)
+    assert machine.seconds(guard, [50] * WINDOW_S + [100]) == [False] * (WINDOW_S + 1)
+    assert guard.busy_now == pytest.approx((50 * (WINDOW_S - 1) + 100) / WINDOW_S)
     assert machine.seconds(guard, [100] * WINDOW_S)[-1] is True
     assert guard.busy_now == 100
 
