@@ -182,7 +182,7 @@ class AsteriskSandbox:
         provision_secrets(self.settings, self.secrets_dir)
         write_globals(self.settings, self.generated_dir)
         self.remove_runtime_files()
-        self._write_full_log_config()
+        self._write_derived_config()
         self.hosts_file.write_text(hosts_text(socket.gethostname(), own_address()),
                                    encoding="ascii")
         self.make_mount_points()
@@ -198,29 +198,40 @@ class AsteriskSandbox:
         (self.root / "etc" / "hosts").touch(exist_ok=True)
 
     @property
-    def _full_log_dir(self) -> Path:
-        return self.state_dir / "etc-full-log"
+    def _derived_conf_dir(self) -> Path:
+        return self.state_dir / "etc-derived"
 
-    def _write_full_log_config(self) -> None:
-        """With VOICEPAY_ASTERISK_DEBUG_LEVEL > 0 (the e2e suite), Asterisk runs from the shipped
-        asterisk.conf and logger.conf with its verbose level raised to that level and a ``full``
-        log of every message, debug included: so a leak into Asterisk's debug output is caught by
-        the leak scan. Derived from the shipped files at each prepare: nothing to drift.
-        The global debug level stays 0: core (dsp.c) logs every in-band key it detects at debug,
-        so debug is raised per module once Asterisk is up (:meth:`raise_module_debug`).
-        The shipped logger's choice of levels stays (no ``dtmf``: it would name the keyed digits)."""
-        shutil.rmtree(self._full_log_dir, ignore_errors=True)
+    def _write_derived_config(self) -> None:
+        """Asterisk's shipped asterisk.conf and logger.conf, changed where a setting says, into
+        files mounted over the shipped ones; derived at each prepare: nothing to drift.
+
+        - VOICEPAY_ASTERISK_DEBUG_LEVEL > 0 (the e2e suite): the verbose level raised to that level
+          and a ``full`` log of every message, debug included, so a leak into Asterisk's debug
+          output is caught by the leak scan. The global debug level stays 0: core (dsp.c) logs
+          every in-band key it detects at debug, so debug is raised per module once Asterisk is
+          up (:meth:`raise_module_debug`). The shipped logger's choice of levels stays (no
+          ``dtmf``: it would name the keyed digits).
+        - VOICEPAY_TALKTHROUGH=off: no generated silence (``transmit_silence = no``), which only
+          talk-through's whisper needs: 12.5 % of Asterisk's CPU a call.
+        """
+        shutil.rmtree(self._derived_conf_dir, ignore_errors=True)
+        shipped = REPO_ROOT / "asterisk-conf"
+        options = (shipped / "asterisk.conf").read_text(encoding="utf-8")
+        logger = (shipped / "logger.conf").read_text(encoding="utf-8")
         level = self.settings.asterisk_debug_level
-        if level <= 0:
-            return
-        self._full_log_dir.mkdir(parents=True)
-        options = (REPO_ROOT / "asterisk-conf" / "asterisk.conf").read_text(encoding="utf-8")
-        options = re.sub(r"(?m)^verbose\s*=.*$", f"verbose = {level}", options)
-        options = re.sub(r"(?m)^debug\s*=.*$", "debug = 0", options)
-        logger = (REPO_ROOT / "asterisk-conf" / "logger.conf").read_text(encoding="utf-8")
-        logger += "full => notice,warning,error,debug,verbose\n"
-        (self._full_log_dir / "asterisk.conf").write_text(options, encoding="utf-8")
-        (self._full_log_dir / "logger.conf").write_text(logger, encoding="utf-8")
+        if level > 0:
+            options = re.sub(r"(?m)^verbose\s*=.*$", f"verbose = {level}", options)
+            options = re.sub(r"(?m)^debug\s*=.*$", "debug = 0", options)
+            logger += "full => notice,warning,error,debug,verbose\n"
+        if not self.settings.talkthrough_enabled:
+            options = re.sub(r"(?m)^transmit_silence\s*=.*$", "transmit_silence = no", options)
+        derived = {"asterisk.conf": options, "logger.conf": logger}
+        changed = {name: text for name, text in derived.items()
+                   if text != (shipped / name).read_text(encoding="utf-8")}
+        if changed:
+            self._derived_conf_dir.mkdir(parents=True)
+            for name, text in changed.items():
+                (self._derived_conf_dir / name).write_text(text, encoding="utf-8")
 
     def raise_module_debug(self) -> None:
         """With VOICEPAY_ASTERISK_DEBUG_LEVEL > 0, once Asterisk is up (at every start): that debug
@@ -257,7 +268,7 @@ class AsteriskSandbox:
             "--bind", str(self.state_dir / "run"), "/run/asterisk",
             "--bind", str(self.state_dir / "log"), "/var/log/asterisk",
             "--bind", str(self.state_dir / "spool"), "/var/spool/asterisk",
-            *(arg for conf in sorted(self._full_log_dir.glob("*.conf"))
+            *(arg for conf in sorted(self._derived_conf_dir.glob("*.conf"))
               for arg in ("--ro-bind", str(conf), f"/etc/asterisk/{conf.name}")),
             "--die-with-parent",
         ]

@@ -92,6 +92,10 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_CALLBACK_CALLER_NUMBER": "caller number the cardholder sees",
     "VOICEPAY_ONELINE_MAX_AMOUNT": "largest one-line payment for a cardholder not seen before (yuan); "
                                    "returning cardholders have no such cap",
+    "VOICEPAY_TALKTHROUGH": "`on` or `off`: whether talk-through payments are taken; off, a "
+                            "talk-through order is refused (400, `unsupported-mode`) and Asterisk "
+                            "starts without generated silence (`transmit_silence`, which the "
+                            "agent's whisper rides on): 12.5 % of Asterisk's CPU a call",
     "VOICEPAY_TALKTHROUGH_PROMPTS": "talk-through payments: `caller`, the payment IVR's prompts go "
                                     "to the caller only; `both`, the agent hears them too (never a "
                                     "digit or a tone; README, \"Talk-through\")",

@@ -129,6 +129,10 @@ class Settings:
     # only) or "both" (the agent too, never a digit or a tone: README, "Talk-through").
     talkthrough_prompts: str = field(metadata={"env": "VOICEPAY_TALKTHROUGH_PROMPTS"},
                                      default="caller")
+    # Whether talk-through payments are taken at all, "on" or "off". Off, Asterisk is started
+    # without generated silence (transmit_silence, asterisk-conf/asterisk.conf), which the
+    # agent's whispered voice rides on: 12.5 % of Asterisk's CPU a call (README "Run 8").
+    talkthrough: str = field(metadata={"env": "VOICEPAY_TALKTHROUGH"}, default="on")
     # Merchant API: a signed request's timestamp may be this far from our clock, either way; its
     # nonce is remembered for twice as long, so a replay is refused for as long as it could verify.
     signature_window_seconds: int = field(metadata={"env": "VOICEPAY_SIGNATURE_WINDOW_SECONDS"},
@@ -258,6 +262,13 @@ class Settings:
             raise ValueError(f"VOICEPAY_TALKTHROUGH_PROMPTS must be one of "
                              f"{', '.join(TALKTHROUGH_PROMPTS)}, not {self.talkthrough_prompts!r}")
         return self.talkthrough_prompts == "both"
+
+    @property
+    def talkthrough_enabled(self) -> bool:
+        """VOICEPAY_TALKTHROUGH as a choice; any other value stops the service at start."""
+        if self.talkthrough not in ("on", "off"):
+            raise ValueError(f"VOICEPAY_TALKTHROUGH must be on or off, not {self.talkthrough!r}")
+        return self.talkthrough == "on"
 
     @property
     def max_payment(self) -> Money:

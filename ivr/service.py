@@ -228,6 +228,7 @@ async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
     dialer = Dialer(app[AMI], app[STORE], app[REDIS], settings, merchants=app[MERCHANTS])
     app[DIALER] = dialer
     dialer.start()
+    settings.talkthrough_enabled  # a wrong value stops the start here
     switch = OnelineSwitch(app[AMI], prompts_to_agent=settings.talkthrough_prompts_to_agent)
     returning = ReturningCardholders(app[REDIS], keys.ring("cardholder_key"))
     risk = RiskGate(app[RISK_ENGINE], IdDigests(keys.ring("cardholder_key")))

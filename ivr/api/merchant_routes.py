@@ -29,7 +29,8 @@ from aiohttp import web
 from ivr.api.errors import APIError, InvalidParameter, error_answer
 from ivr.api.keys import MERCHANTS, ORDERS, REDIS, SETTINGS, STORE, WEBHOOKS
 from ivr.api.merchant_auth import authenticate
-from ivr.api.payment_request import parse_order
+from ivr.api.payment_request import UnsupportedMode, parse_order
+from ivr.oneline.orders import TALK_THROUGH
 from ivr.config import Settings
 from ivr.merchants import Merchant
 from ivr.orders import Order, PaymentFailed
@@ -69,6 +70,9 @@ class OrdersUnavailable(APIError):
 def checked_order(raw: bytes, merchant: Merchant, settings: Settings) -> Order:
     """The order in a request body, by the API's rules and the merchant's own limit."""
     order = parse_order(raw, maximum=settings.max_payment)
+    if order.mode == TALK_THROUGH and not settings.talkthrough_enabled:
+        raise UnsupportedMode("mode", "talk-through payments are turned off on this platform "
+                                      "(VOICEPAY_TALKTHROUGH); use oneline")
     if order.amount > merchant.max_amount:
         raise InvalidParameter("amount", f"must be at most {merchant.max_amount} for this merchant")
     # Webhooks go to public addresses only (SSRF); a name is judged again when it is connected to.

@@ -231,6 +231,26 @@ async def test_talk_through_with_the_prompts_to_both_sends_the_agent_to_hear_the
     assert fake_ami.sent("MixMonitorMute") == []
 
 
+async def test_talk_through_turned_off_refuses_the_order_before_any_payment_or_call(
+        tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
+        fake_ami: FakeAmi) -> None:
+    """VOICEPAY_TALKTHROUGH=off (Asterisk then generates no silence for a whisper to ride on): a
+    talk-through order is a 400 naming the mode, nothing is stored or switched, and a oneline
+    order is taken as ever."""
+    async with running_service(tmp_path, redis_server, redis_client, fake_ami,
+                               talkthrough="off") as api:
+        status, body = await api.post_order(**{**ONELINE, "mode": "talk-through"})
+        assert status == 400, body
+        assert (body["error_id"], body["details"]["parameter"]) == ("unsupported-mode", "mode")
+        assert "turned off" in body["details"]["reason"]
+        assert await api.app[STORE].recent(limit=10) == []
+        assert fake_ami.sent("Redirect") == []
+        status, body = await api.post_order(**{**ONELINE, "merchant_order_id": "ONELINE-2"})
+        assert status == 201, body
+    with pytest.raises(ValueError, match="VOICEPAY_TALKTHROUGH must be on or off"):
+        load_settings(talkthrough="no").talkthrough_enabled
+
+
 def test_the_talk_through_prompts_setting_is_a_choice() -> None:
     assert not load_settings().talkthrough_prompts_to_agent  # the caller only, by default
     assert load_settings(talkthrough_prompts="both").talkthrough_prompts_to_agent

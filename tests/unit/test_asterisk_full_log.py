@@ -1,6 +1,7 @@
 """VOICEPAY_ASTERISK_DEBUG_LEVEL: the e2e suite's Asterisk logs everything, debug included, from
 the shipped configuration with only the levels raised, debug per module and never for the
-modules that log keys; at 0 Asterisk runs as shipped."""
+modules that log keys; at 0 Asterisk runs as shipped. VOICEPAY_TALKTHROUGH=off: without
+generated silence."""
 
 import dataclasses
 from pathlib import Path
@@ -9,8 +10,9 @@ from devstack.asterisk_sandbox import KEY_LOGGING_MODULES, AsteriskSandbox, modu
 from ivr.config import REPO_ROOT, load_settings
 
 
-def _sandbox(tmp_path, level: int) -> AsteriskSandbox:
-    settings = dataclasses.replace(load_settings(), var_dir=tmp_path, asterisk_debug_level=level)
+def _sandbox(tmp_path, level: int, talkthrough: str = "on") -> AsteriskSandbox:
+    settings = dataclasses.replace(load_settings(), var_dir=tmp_path, asterisk_debug_level=level,
+                                   talkthrough=talkthrough)
     sandbox = AsteriskSandbox(settings, Path("/"))
     sandbox.prepare()
     return sandbox
@@ -40,6 +42,18 @@ def test_full_verbosity_raises_the_levels_and_logs_debug_to_full(tmp_path):
 def test_level_0_runs_asterisk_as_shipped(tmp_path):
     _sandbox(tmp_path, 10)
     assert _overlays(_sandbox(tmp_path, 0)) == {}  # and a previous run's overlay is gone
+
+
+def test_talk_through_off_starts_asterisk_without_generated_silence(tmp_path):
+    shipped = (REPO_ROOT / "asterisk-conf" / "asterisk.conf").read_text()
+    assert "\ntransmit_silence = yes\n" in shipped  # what talk-through's whisper rides on
+    overlays = _overlays(_sandbox(tmp_path, 0, talkthrough="off"))
+    assert set(overlays) == {"/etc/asterisk/asterisk.conf"}
+    options = Path(overlays["/etc/asterisk/asterisk.conf"]).read_text()
+    assert options == shipped.replace("\ntransmit_silence = yes\n", "\ntransmit_silence = no\n")
+    both = _overlays(_sandbox(tmp_path, 10, talkthrough="off"))
+    options = Path(both["/etc/asterisk/asterisk.conf"]).read_text()
+    assert "transmit_silence = no" in options and "verbose = 10" in options
 
 
 # The head of `module show` on the e2e suite's Asterisk 22, with the modules that log keys.
