@@ -470,3 +470,14 @@ def test_a_regular_caller_keys_during_the_questions_and_the_pin_after_its_questi
     assert {t.call_length_s for t in person.values()} == {78}
     # Held steps turn over with the pace's call: 500 calls of 50 s end 10 a second.
     assert step_plan("", "ivr", 80, "500", "regular") == [("ivr", 13, 80, 500)]
+
+
+def test_each_run_starts_its_stack_from_an_empty_directory(tmp_path):
+    from bench.load.__main__ import fresh_stack_dir
+    left = tmp_path / "bench-load" / "stack" / "redis" / "appendonly.aof"
+    left.parent.mkdir(parents=True)
+    left.write_text("an earlier run's payments")
+    stack_dir = fresh_stack_dir(tmp_path)
+    assert stack_dir == tmp_path / "bench-load" / "stack"
+    assert not stack_dir.exists()  # the stack's prepare makes it again, empty
+    assert (tmp_path / "bench-load").is_dir()  # results.json's directory stays
