@@ -80,6 +80,11 @@ class CpuGuard:
         self._seen: collections.deque[CpuTimes] = collections.deque(
             maxlen=round(WINDOW_S / PERIOD_S) + 1)
 
+    @property
+    def off(self) -> bool:
+        """100: no machine is busier than that, so there is nothing to watch or publish."""
+        return self.busy_percent == 100
+
     def observe(self, times: CpuTimes) -> bool:
         """Take one reading; True if the guard changed (opened or closed) with it."""
         self._seen.append(times)

@@ -210,7 +210,7 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     guard = CpuGuard(settings.admit_cpu_busy_percent)  # a wrong setting stops the start here
     app[CPU_GUARD] = guard
     guarding = None
-    if guard.busy_percent < 100:
+    if not guard.off:
         guarding = asyncio.create_task(guard_admission(guard, client), name="cpu-guard")
     yield
     if guarding is not None:
