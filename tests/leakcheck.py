@@ -228,10 +228,16 @@ _RTP_STATISTICS_LINE = re.compile(r"[^\n]*DEBUG\[\d+\][^\n]* res_rtp_asterisk\.c
 _SIPP_WATCHDOG_LINE = re.compile(r"[^\n]*: Overload warning: the (?:minor|major) watchdog timer ")
 
 
+# ... and SIPp's -trace_rtt lines (``112.001;398;refused``: milliseconds since start, a response
+# time in ms, the measure's name), which the overload tests read: a refusal on a busy CI machine
+# took a test CVV2's number of milliseconds.
+_SIPP_RTT_LINE = re.compile(r"\d+\.\d+;\d+;\w+\r?(?:\n|$)")
+
+
 def _on_chance_line(text: str, position: int) -> bool:
     start = text.rfind("\n", 0, position) + 1
     return any(line.match(text, start) is not None
-               for line in (_RTP_STATISTICS_LINE, _SIPP_WATCHDOG_LINE))
+               for line in (_RTP_STATISTICS_LINE, _SIPP_WATCHDOG_LINE, _SIPP_RTT_LINE))
 
 
 # ... and counters and timings whose label stands just before the number, each a test CVV2 by
@@ -246,6 +252,12 @@ _CHANCE_NUMBER_LABELS = (
     # At start Asterisk times each codec translator it registers (``Registered translator
     # 'speexwbtolin16' ... computational cost 3xx``): a measured timing.
     (re.compile(r"computational cost $"), 30),
+    # A Python traceback names the line of each frame (``File "...", line 398, in f``); the
+    # Redis restart test leaves tracebacks through whichever lines were in flight.
+    (re.compile(r'File "[^"\n]*", line $'), 400),
+    # Redis' append-only file is RESP: a bulk string's length (``$398``) or an array's size
+    # (``*3``) on a line of its own before the data; a JSON entry's length varies with its times.
+    (re.compile(r"(?:^|\n)[$*]$"), 2),
 )
 
 
@@ -256,9 +268,10 @@ def _after_chance_label(text: str, position: int) -> bool:
 
 def _tokens(text: str, index: SecretIndex, hit) -> None:
     """A PIN or CVV2 standing alone, never a decimal fraction, a log line's thread id, a number
-    in Asterisk's RTP statistics or SIPp's watchdog warning, or one after a counter's or
-    timing's label (PJSIP's CSeq, panoramisk's AMI action counter, a translator's cost); a CVV2
-    not after a dot or colon either (13:42:26.398)."""
+    in Asterisk's RTP statistics, SIPp's watchdog warning or its response times, or one after a
+    counter's or timing's label (PJSIP's CSeq, panoramisk's AMI action counter, a translator's
+    cost, a traceback's line, a RESP length); a CVV2 not after a dot or colon either
+    (13:42:26.398)."""
     for match in _TOKEN.finditer(text):
         value = match.group()
         if (text[match.end():match.end() + 1] == "]"

@@ -194,16 +194,32 @@ def run(shards: list[Shard], pytest_args: list[str]) -> int:
         _interrupt([s for s in shards if s.process is not None and s.process.poll() is None])
         raise
     measured: dict[str, float] = {}
+    for shard in shards:
+        measured.update(file_seconds(shard))
+    print("\nseconds per end-to-end file (FILE_SECONDS in tests/suite.py):")
+    for path, seconds in sorted(measured.items(), key=lambda item: -item[1]):
+        if path.startswith(E2E_DIR.as_posix()):
+            print(f'    "{path}": {seconds:.0f},')
     print("\n======== shards ========")
     for shard in shards:
         print(f"{shard.name:8} exit {shard.status}  {shard.took:6.0f} s  "
               f"{', '.join(p.name for p in shard.paths)}")
-        measured.update(file_seconds(shard))
-    print("seconds per end-to-end file (FILE_SECONDS in tests/suite.py):")
-    for path, seconds in sorted(measured.items(), key=lambda item: -item[1]):
-        if path.startswith(E2E_DIR.as_posix()):
-            print(f'    "{path}": {seconds:.0f},')
+    # Last, so that the end of a long output (all a CI page may keep) says what failed and why.
+    for shard in shards:
+        if shard.status:
+            print(f"\n======== what failed in shard {shard.name} ========")
+            print(failure_summary(shard.output.read_text(errors="replace")))
     return max(shard.status or 0 for shard in shards)
+
+
+def failure_summary(output: str) -> str:
+    """pytest's own short summary of a shard's failures (each failed test and the first lines of
+    its reason), or the output's last lines when pytest ended without one (a crash, a timeout)."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
+    if start is None:
+        return "\n".join(lines[-30:])
+    return "\n".join(lines[start + 1:])
 
 
 def _wait_for(shards: list[Shard]) -> None:

@@ -51,6 +51,12 @@ def _mmyy(card) -> str:
     return card.expiry[2:] + card.expiry[:2]  # the card book says YYMM, callers key MMYY
 
 
+def _packets_each_second(packets, rtp_port: int, start: float, end: float) -> list[int]:
+    """How many packets reached ``rtp_port`` in each whole second from ``start`` to ``end``."""
+    return [sum(1 for at, port, _ in packets if port == rtp_port and start + n <= at < start + n + 1)
+            for n in range(int(end - start))]
+
+
 @contextlib.contextmanager
 def _agent_leg(stack, name: str) -> Iterator[Path]:
     """While the block runs, capture what Asterisk sends the agent's phone (its SIP and RTP
@@ -360,9 +366,18 @@ def test_talk_through_with_the_prompts_to_both(stack, prompts_to_both) -> None:
           f"{_seconds(caller_heard)}")
     # The prompts reached the agent: the same seconds as the caller's (what is played to the
     # caller reaches the spy in the same 20 ms frames), at least the three seconds of prompts
-    # the caller-only test finds at the caller.
+    # the caller-only test finds at the caller. Except the second the caller keys the PIN: the
+    # agent hears nothing then, neither the caller (the core mutes a caller's voice while a key
+    # is held, before a spy sees it) nor a prompt (the spy's mix of both directions waits for the
+    # muted one), and a prompt starting in that second reached the caller alone once, on a busy
+    # CI machine. At most one such silent second, and every other second as the caller's.
     assert sum(prompts_to_agent) >= 3, prompts_to_agent
-    assert prompts_to_agent == prompts_to_caller, (prompts_to_agent, prompts_to_caller)
+    silent = [not (prompt or heard) for prompt, heard in zip(prompts_to_agent, agent_heard)]
+    packets = _packets_each_second(to_agent, SIPP_AGENT.rtp_port, secure, done)
+    assert sum(silent) <= 1, (_seconds(silent), packets)
+    assert ([p for p, s in zip(prompts_to_agent, silent) if not s]
+            == [p for p, s in zip(prompts_to_caller, silent) if not s]), (
+        prompts_to_agent, prompts_to_caller, packets)
     assert all(caller_heard) and sum(agent_heard) >= 3, (caller_heard, agent_heard)
     # The spy takes what is played to the caller before the agent's whisper is mixed in: the
     # agent does not hear their own voice back.

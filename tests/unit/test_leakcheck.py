@@ -265,6 +265,41 @@ def test_sipps_watchdog_counts_are_not_a_cvv2_or_pin():
         assert kinds(line.replace("watchdog timer", "timer")) != set()
 
 
+def test_sipps_response_times_are_not_a_cvv2_or_pin():
+    # SIPp's -trace_rtt file (the overload tests count 503s by it) has a line per measured
+    # response: milliseconds since start, the response time in ms, the measure's name. On a
+    # busy CI machine a refusal took a test CVV2's number of milliseconds.
+    for value in (CREDIT.cvv2, APPROVE.pin):
+        for name in ("refused", "1"):
+            text = f"Date_ms;response_time_ms;rtd_no\n112.001;{value};{name}\n"
+            assert kinds(text) == set()
+        # The same number on any other line is still reported.
+        assert kinds(f"112.001;{value};refused;extra\n") != set()
+        assert kinds(f"card;{value};refused\n") != set()
+
+
+def test_a_python_tracebacks_line_numbers_are_not_a_cvv2_or_pin():
+    # The Redis restart test leaves tracebacks in ivr.log through whichever lines were in flight
+    # when Redis went away: which lines, and so their numbers, is the timing's.
+    for value in (CREDIT.cvv2, APPROVE.pin):
+        text = ("Traceback (most recent call last):\n"
+                f'  File "/check/work/main/.venv/lib/python3.11/site-packages/redis/asyncio/'
+                f'connection.py", line {value}, in _read_response_from_parser\n')
+        assert kinds(text) == set()
+        # The same number anywhere else in the line is still reported.
+        assert kinds(text.replace("_read_response_from_parser", f"f {value}")) != set()
+
+
+def test_the_lengths_in_redis_append_only_file_are_not_a_cvv2_or_pin():
+    # Redis' AOF is RESP: a value's length on the line before it (``$398``), an array's size
+    # (``*3``). A history entry's JSON, whose length varies with its times, was a CVV2's long.
+    for value in (CREDIT.cvv2, APPROVE.pin):
+        text = f"*3\r\n$5\r\nRPUSH\r\n$17\r\npay:p_x:history\r\n${value}\r\n{{}}\r\n*{value}\r\n"
+        assert kinds(text) == set()
+        # The value itself is still read.
+        assert kinds(f"*3\r\n$5\r\nRPUSH\r\n$6\r\n{value}\r\n") != set()
+
+
 def test_an_ami_action_ids_counter_is_not_a_cvv2_or_pin():
     # An e2e run's AMI traffic: panoramisk numbers its actions, and twenty talk-through payments'
     # Setvar, Getvar and CoreShowChannels ran the counter up to a test CVV2.

@@ -59,6 +59,19 @@ def test_seconds_per_file_are_read_from_the_junit_report(tmp_path):
                                          "tests/e2e/test_faults_asterisk.py": 3.0}
 
 
+def test_a_failed_shard_is_summed_up_by_pytests_short_summary():
+    output = ("tests/e2e/test_x.py .F\n=== FAILURES ===\nlong traceback\n"
+              "=========================== short test summary info ============================\n"
+              "FAILED tests/e2e/test_x.py::test_b - AssertionError: assert ['CVV2 found'] == []\n"
+              "========================= 1 failed, 1 passed in 9.00s ==========================\n")
+    summary = suite.failure_summary(output)
+    assert summary.startswith("FAILED tests/e2e/test_x.py::test_b - AssertionError")
+    assert "1 failed, 1 passed" in summary and "long traceback" not in summary
+    # Without pytest's summary (a shard killed, a crash at collection): its last lines.
+    assert suite.failure_summary("\n".join(f"line {n}" for n in range(100))).splitlines() == [
+        f"line {n}" for n in range(70, 100)]
+
+
 def test_a_named_part_of_the_suite_is_found_among_pytest_arguments():
     assert suite.named_paths(["-k", "approved", "tests/unit",
                               "tests/e2e/test_console.py::test_x", "-x"]) == [
