@@ -93,7 +93,8 @@ MEANINGS: dict[str, str] = {
     "VOICEPAY_ONELINE_MAX_AMOUNT": "largest one-line payment for a cardholder not seen before (yuan); "
                                    "returning cardholders have no such cap",
     "VOICEPAY_TALKTHROUGH": "`on` or `off`: whether talk-through payments are taken; off, a "
-                            "talk-through order is refused (400, `unsupported-mode`) and Asterisk "
+                            "talk-through order is refused (400, `unsupported-mode`), the agent "
+                            "console does not offer it, and Asterisk "
                             "starts without generated silence (`transmit_silence`, which the "
                             "agent's whisper rides on): 12.5 % of Asterisk's CPU a call",
     "VOICEPAY_TALKTHROUGH_PROMPTS": "talk-through payments: `caller`, the payment IVR's prompts go "

@@ -31,13 +31,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ivr.api.errors import APIError, InvalidParameter
-from ivr.api.payment_request import IN_CALL_MODES, parse_json_object
+from ivr.api.payment_request import IN_CALL_MODES, MODES, parse_json_object
 from ivr.api.keys import AMI, MERCHANTS, REDIS, SETTINGS, STORE
 from ivr.api.merchant_routes import cancel_order, checked_order, submit_order
 from ivr.api.rate_limits import RATE_LIMITS
 from ivr.console.agents import Agent, AgentDirectory
 from ivr.console.progress import progress
 from ivr.console.sessions import LoginThrottle, Session, Sessions
+from ivr.oneline.orders import TALK_THROUGH
 from ivr.oneline.switch import AgentNotOnCall, OnelineSwitch, SwitchUnavailable
 from ivr.paying.ask_again import FIELD_NAMES, AskAgain, AskAgainRefused
 from ivr.payments.store import NoSuchPayment
@@ -133,9 +134,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def _agent_json(agent: Agent, session: Session, request: web.Request) -> dict[str, Any]:
     merchant = await request.app[MERCHANTS].get(agent.merchant_id)
+    # The modes offered are those checked_order takes: no talk-through while it is turned off.
+    talkthrough = request.app[SETTINGS].talkthrough_enabled
     return {"agent": {"id": agent.id, "name": agent.name},
             "merchant": {"id": merchant.id, "name_en": merchant.name_en,
                          "name_zh": merchant.name_zh, "max_amount": merchant.max_amount.yuan},
+            "modes": [mode for mode in MODES if mode != TALK_THROUGH or talkthrough],
             "csrf": session.csrf}
 
 

@@ -1,6 +1,7 @@
 """The agent console in a real headless Chromium (Debian's, driven by Playwright) against the real
 stack: log in, a callback payment a SIPp cardholder answers and pays watched step by step, a
-wrong login, an expired session, a CSRF attempt, and a one-line payment in a live SIPp call.
+wrong login, an expired session, a CSRF attempt, a one-line payment in a live SIPp call, and the
+modes offered when talk-through is turned off.
 
 The screenshots in docs/ (shown in the README) are written by these tests.
 """
@@ -123,6 +124,8 @@ def test_a_wrong_login_is_refused_without_saying_why(page: Page, stack) -> None:
 def test_a_callback_payment_watched_step_by_step(page: Page, stack) -> None:
     card = find_test_card("approve")
     _log_in(page, stack)
+    for mode in ("callback", "oneline", "talk-through"):  # every mode offered (the suite's setting)
+        expect(page.locator(f"input[name=mode][value={mode}]")).to_be_visible()
     expect(page.locator("#who")).to_contain_text("7101")
     # Inline validation, by the API's rules: a card number failing Luhn is named at its field
     # as soon as the agent leaves it (filling the form top to bottom).
@@ -279,3 +282,26 @@ def _caller_number(stack) -> str:
     bridge = next(r[12] for r in rows if len(r) > 12 and r[0].startswith(f"PJSIP/{AGENT}-"))
     return next(r[7] for r in rows if len(r) > 12 and r[12] == bridge
                 and not r[0].startswith(f"PJSIP/{AGENT}-"))
+
+
+@pytest.fixture
+def talkthrough_off(stack) -> Iterator[None]:
+    """The ivr service with talk-through payments turned off (VOICEPAY_TALKTHROUGH); the suite's
+    service afterwards."""
+    processes = stack.processes
+    processes.run_component(processes.ivr_spec(VOICEPAY_TALKTHROUGH="off"))
+    try:
+        yield
+    finally:
+        processes.run_component(processes.ivr_spec())
+
+
+def test_talk_through_turned_off_is_not_offered(page: Page, stack, talkthrough_off) -> None:
+    """The console offers the modes the platform takes: with talk-through off its choice is gone
+    (the merchant API would refuse the order), and the other two are offered as ever."""
+    _log_in(page, stack)
+    expect(page.locator("input[name=mode][value=callback]")).to_be_checked()
+    expect(page.get_by_text("In the call I am on now (one-line)")).to_be_visible()
+    expect(page.locator("input[name=mode][value=oneline]")).to_be_enabled()
+    expect(page.get_by_text("staying on the line (talk-through)")).to_be_hidden()
+    expect(page.locator("input[name=mode][value=talk-through]")).to_be_disabled()

@@ -8,6 +8,7 @@ side is exercised end to end in tests/e2e/test_console.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -69,18 +70,26 @@ class Console:
         return await self.client.post(path, json=body or {}, headers=headers)
 
 
-@pytest.fixture
-async def console(tmp_path: Path, redis_server: str,
-                  redis_client: aioredis.Redis) -> AsyncIterator[Console]:
+@contextlib.asynccontextmanager
+async def running_console(tmp_path: Path, redis_server: str, redis_client: aioredis.Redis,
+                          **settings_overrides) -> AsyncIterator[Console]:
     generate_dev_keys(tmp_path / "keys")
     settings = load_settings(
         var_dir=tmp_path, redis_url=redis_server, http_port=_free_port(), agi_port=_free_port(),
-        ami_port=_free_port(), acquirer_port=_free_port(), console_login_max_failures=MAX_FAILURES)
+        ami_port=_free_port(), acquirer_port=_free_port(), console_login_max_failures=MAX_FAILURES,
+        **settings_overrides)
     ensure_agent_credentials(settings)  # as `devstack.stack prepare` does
     app = create_app(settings)
     app[ORDERS] = RecordingOrders(app)
     async with TestClient(TestServer(app)) as client:
         yield Console(client, settings, redis_client)
+
+
+@pytest.fixture
+async def console(tmp_path: Path, redis_server: str,
+                  redis_client: aioredis.Redis) -> AsyncIterator[Console]:
+    async with running_console(tmp_path, redis_server, redis_client) as console:
+        yield console
 
 
 # --- credentials and login ------------------------------------------------------------------------
@@ -109,6 +118,22 @@ async def test_login_opens_a_session_with_a_strict_http_only_cookie(console: Con
     assert 0 < await console.redis.ttl(keys[0]) <= console.settings.console_session_ttl_s
     session = await console.client.get("/console/api/session")
     assert session.status == 200 and (await session.json())["agent"]["id"] == "7101"
+
+
+async def test_the_session_names_the_payment_modes_this_platform_takes(
+        tmp_path: Path, redis_server: str, redis_client: aioredis.Redis) -> None:
+    """The console offers the modes the merchant API takes: talk-through only while it is on
+    (VOICEPAY_TALKTHROUGH), so an agent is not offered a mode the order would be refused for."""
+    async with running_console(tmp_path / "on", redis_server, redis_client) as console:
+        login = await (await console.login()).json()
+        session = await (await console.client.get("/console/api/session")).json()
+        assert login["modes"] == session["modes"] == ["callback", "oneline", "talk-through"]
+    await redis_client.flushdb()  # the next service's own keys seal its own merchant registry
+    async with running_console(tmp_path / "off", redis_server, redis_client,
+                               talkthrough="off") as console:
+        login = await (await console.login()).json()
+        session = await (await console.client.get("/console/api/session")).json()
+        assert login["modes"] == session["modes"] == ["callback", "oneline"]
 
 
 async def test_a_wrong_password_and_an_unknown_agent_get_the_same_answer(console: Console) -> None:

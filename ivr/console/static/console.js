@@ -171,8 +171,19 @@ function showWho() {
     (lang === "zh" ? merchant.name_zh : merchant.name_en);
 }
 
+// Offer only the modes this platform takes (the session names them: talk-through may be off).
+function showModes(modes) {
+  for (const input of document.querySelectorAll('#order input[name="mode"]')) {
+    const offered = modes.includes(input.value);
+    input.closest("label").hidden = !offered;
+    input.disabled = !offered;
+    if (!offered && input.checked) document.querySelector('#order input[value="callback"]').checked = true;
+  }
+}
+
 function showWork(session) {
   csrf = session.csrf;
+  showModes(session.modes);
   $("login-view").hidden = true;
   $("work-view").hidden = false;
   $("logout").hidden = false;
