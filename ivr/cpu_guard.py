@@ -13,7 +13,10 @@ refuses on and the callback dialer waits on. Above the setting it closes; it ope
 10 points lower, so a machine at the edge does not flap call by call.
 
 It measures the machine the ivr service runs on: Asterisk's, in every deployment this repository
-makes. An operator running Asterisk on another host turns it off (100) and sizes the count.
+makes. In a container with a CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``, on the
+service's cgroup or one above it), the quota is the machine: the guard also watches the cgroup's
+usage against it, and the busier of the two decides. An operator running Asterisk on another host
+turns it off (100) and sizes the count.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from pathlib import Path
 
 from ivr import dialplan_variables as dv
 
-__all__ = ["CpuGuard", "CpuTimes", "read_cpu_times", "guard_admission", "REOPEN_BELOW", "HOLD_S",
+__all__ = ["CpuGuard", "CpuTimes", "CpuQuota", "read_cpu_times", "find_cpu_quota",
+           "read_quota_times", "cpu_readings", "guard_admission", "REOPEN_BELOW", "HOLD_S",
            "WINDOW_S", "PERIOD_S"]
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,81 @@ def read_cpu_times(path: Path = Path("/proc/stat")) -> CpuTimes:
     return CpuTimes(busy=total - idle - iowait, total=total)
 
 
+@dataclass(frozen=True)
+class CpuQuota:
+    """A cgroup's CPU quota in cores, and the file its usage is counted in: ``cpu.stat``
+    (cgroup v2, ``usage_usec``) or ``cpuacct.usage`` (v1, nanoseconds)."""
+
+    cores: float
+    usage: Path
+
+
+def find_cpu_quota(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                   root: Path = Path("/sys/fs/cgroup")) -> CpuQuota | None:
+    """The tightest CPU quota on this process's cgroup or any above it, or None (no quota, no
+    cgroup file system, a file unreadable: the machine alone is watched)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    hierarchies = {}  # controller ("" for cgroup v2's one hierarchy) → (its mount, the path)
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            hierarchies[controller] = (root / controllers, Path(path.lstrip("/")))
+    quotas = []
+    if "" in hierarchies:
+        mount, path = hierarchies[""]
+        quotas += [_v2_quota(mount / level) for level in _levels(path)]
+    if "cpu" in hierarchies:
+        mount, path = hierarchies["cpu"]
+        acct_mount, _ = hierarchies.get("cpuacct", hierarchies["cpu"])
+        quotas += [_v1_quota(mount / level, acct_mount / level) for level in _levels(path)]
+    return min((q for q in quotas if q is not None), key=lambda q: q.cores, default=None)
+
+
+def _levels(path: Path) -> list[Path]:
+    """A cgroup's path and every path above it, up to the hierarchy's root ("")."""
+    return [path, *path.parents]
+
+
+def _v2_quota(cgroup: Path) -> CpuQuota | None:
+    try:
+        limit, period = (cgroup / "cpu.max").read_text().split()
+        return None if limit == "max" else CpuQuota(int(limit) / int(period), cgroup / "cpu.stat")
+    except (OSError, ValueError):
+        return None  # the root has no cpu.max; a cgroup without the cpu controller neither
+
+
+def _v1_quota(cgroup: Path, acct: Path) -> CpuQuota | None:
+    try:
+        limit = int((cgroup / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return CpuQuota(limit / period, acct / "cpuacct.usage") if limit > 0 else None
+
+
+def read_quota_times(quota: CpuQuota, now: float | None = None) -> CpuTimes:
+    """The cgroup's CPU time used and the time its quota allowed since the clock's epoch, in
+    microseconds: their ratio over a window is how busy the quota was."""
+    text = quota.usage.read_text()
+    if quota.usage.name == "cpu.stat":
+        fields = dict(line.split() for line in text.splitlines() if line.strip())
+        used = int(fields["usage_usec"])
+    else:
+        used = int(text) // 1000
+    now = time.monotonic() if now is None else now
+    return CpuTimes(busy=used, total=int(now * 1_000_000 * quota.cores))
+
+
+def cpu_readings(quota: CpuQuota | None):
+    """What the guard observes each round: the machine, and the quota if there is one."""
+    if quota is None:
+        return lambda: (read_cpu_times(),)
+    return lambda: (read_cpu_times(), read_quota_times(quota))
+
+
 class CpuGuard:
     """Open or closed, from CPU times observed every ``PERIOD_S``: closed while the machine was
     busier than ``busy_percent`` over the last ``WINDOW_S``, open again at ``busy_percent -
@@ -77,7 +156,7 @@ class CpuGuard:
         self.busy_percent = busy_percent
         self.full = False
         self.busy_now: float | None = None  # percent over the window; None until it has two reads
-        self._seen: collections.deque[CpuTimes] = collections.deque(
+        self._seen: collections.deque[tuple[CpuTimes, ...]] = collections.deque(
             maxlen=round(WINDOW_S / PERIOD_S) + 1)
 
     @property
@@ -85,14 +164,15 @@ class CpuGuard:
         """100: no machine is busier than that, so there is nothing to watch or publish."""
         return self.busy_percent == 100
 
-    def observe(self, times: CpuTimes) -> bool:
-        """Take one reading; True if the guard changed (opened or closed) with it."""
-        self._seen.append(times)
-        oldest = self._seen[0]
-        elapsed = times.total - oldest.total
-        if elapsed <= 0:
+    def observe(self, *readings: CpuTimes) -> bool:
+        """Take one reading of each source (the machine, and its CPU quota if it has one); the
+        busier decides. True if the guard changed (opened or closed) with it."""
+        self._seen.append(readings)
+        shares = [100 * (new.busy - old.busy) / (new.total - old.total)
+                  for old, new in zip(self._seen[0], readings) if new.total > old.total]
+        if not shares:
             return False
-        self.busy_now = 100 * (times.busy - oldest.busy) / elapsed
+        self.busy_now = max(shares)
         was = self.full
         if self.busy_now > self.busy_percent:
             self.full = True
@@ -101,14 +181,14 @@ class CpuGuard:
         return self.full != was
 
 
-async def guard_admission(guard: CpuGuard, ami, read=read_cpu_times) -> None:
+async def guard_admission(guard: CpuGuard, ami, read=cpu_readings(None)) -> None:
     """Until cancelled: read the CPUs, decide, publish VOICEPAY_CPU_FULL_UNTIL to Asterisk. A
     round Asterisk does not take (AMI down) is tried again next second, the guard kept meanwhile;
     a failed read is logged once, not every second, until a read succeeds again."""
     failing = False
     while True:
         try:
-            if guard.observe(read()):
+            if guard.observe(*read()):
                 if guard.full:
                     log.warning("the machine's CPUs were %.1f %% busy over %d s (limit %d %%): "
                                 "new payment calls are refused with 503 until %d %% or less",

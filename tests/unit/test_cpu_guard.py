@@ -1,5 +1,6 @@
-"""The CPU guard (ivr/cpu_guard.py): /proc/stat read right, closed above the setting over the
-window, open again only 10 points lower, and published to Asterisk as a time that runs out."""
+"""The CPU guard (ivr/cpu_guard.py): /proc/stat read right, a cgroup's CPU quota found and its
+usage read, closed above the setting over the window (the busier of machine and quota), open
+again only 10 points lower, and published to Asterisk as a time that runs out."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 from ivr import dialplan_variables as dv
 from ivr import cpu_guard
-from ivr.cpu_guard import HOLD_S, WINDOW_S, CpuGuard, CpuTimes, guard_admission, read_cpu_times
+from ivr.cpu_guard import (HOLD_S, WINDOW_S, CpuGuard, CpuQuota, CpuTimes, cpu_readings,
+                           find_cpu_quota, guard_admission, read_cpu_times, read_quota_times)
 
 # A real /proc/stat's first lines: user nice system idle iowait irq softirq steal guest guest_nice.
 STAT = ("cpu  4705 356 584 3699 23 23 0 12 0 0\n"
@@ -105,11 +107,11 @@ async def _rounds(guard: CpuGuard, readings, rounds: int, monkeypatch) -> _Aster
     asterisk = _Asterisk()
     feed = iter(readings)
 
-    def read() -> CpuTimes:
+    def read() -> tuple[CpuTimes]:
         reading = next(feed)
         if isinstance(reading, Exception):
             raise reading
-        return reading
+        return (reading,)
 
     task = asyncio.create_task(guard_admission(guard, asterisk, read))
     while len(asterisk.globals) < rounds:
@@ -145,3 +147,74 @@ async def test_a_failed_read_is_logged_once_and_the_guard_kept(monkeypatch, capl
     assert [r.getMessage() for r in caplog.records].count(
         "cannot read the machine's CPU times; the guard stays closed") == 1
     assert all(int(value) > 0 for _, value in asterisk.globals[1:]), "kept closed meanwhile"
+
+
+# --- a container's CPU quota --------------------------------------------------------------------
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_cgroup_v2_quota_is_found_on_the_services_cgroup_or_above(tmp_path: Path):
+    root, proc = tmp_path / "cgroup", tmp_path / "proc-cgroup"
+    proc.write_text("0::/system.slice/voicepay.service\n")
+    _write(root / "system.slice/voicepay.service/cpu.max", "max 100000\n")
+    _write(root / "system.slice/cpu.max", "150000 100000\n")  # 1.5 cores on the slice
+    _write(root / "system.slice/cpu.stat", "usage_usec 2500000\nuser_usec 2000000\n")
+    quota = find_cpu_quota(proc, root)
+    assert quota == CpuQuota(1.5, root / "system.slice/cpu.stat")
+    # A tighter one on the service's own cgroup wins.
+    _write(root / "system.slice/voicepay.service/cpu.max", "50000 100000\n")
+    assert find_cpu_quota(proc, root).cores == 0.5
+    # As a container sees it (its own cgroup is the root of what it sees).
+    proc.write_text("0::/\n")
+    _write(root / "cpu.max", "200000 100000\n")
+    assert find_cpu_quota(proc, root) == CpuQuota(2.0, root / "cpu.stat")
+
+
+def test_no_quota_means_the_machine_alone(tmp_path: Path):
+    root, proc = tmp_path / "cgroup", tmp_path / "proc-cgroup"
+    proc.write_text("0::/user.slice\n")
+    _write(root / "user.slice/cpu.max", "max 100000\n")
+    assert find_cpu_quota(proc, root) is None
+    assert find_cpu_quota(tmp_path / "no-such-file", root) is None
+    # This machine's own cgroups (the development VM and CI: no quota) read without an error.
+    find_cpu_quota()
+
+
+def test_a_cgroup_v1_quota_is_found_with_cpuacct_mounted_apart(tmp_path: Path):
+    root, proc = tmp_path / "cgroup", tmp_path / "proc-cgroup"
+    proc.write_text("4:memory:/x\n3:cpuacct:/docker/abc\n2:cpu:/docker/abc\n")
+    _write(root / "cpu/docker/abc/cpu.cfs_quota_us", "-1\n")
+    _write(root / "cpu/docker/abc/cpu.cfs_period_us", "100000\n")
+    _write(root / "cpu/docker/cpu.cfs_quota_us", "100000\n")
+    _write(root / "cpu/docker/cpu.cfs_period_us", "100000\n")
+    assert find_cpu_quota(proc, root) == CpuQuota(1.0, root / "cpuacct/docker/cpuacct.usage")
+    proc.write_text("2:cpu,cpuacct:/\n")  # mounted together
+    _write(root / "cpu,cpuacct/cpu.cfs_quota_us", "300000\n")
+    _write(root / "cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+    assert find_cpu_quota(proc, root) == CpuQuota(3.0, root / "cpu,cpuacct/cpuacct.usage")
+
+
+def test_a_quotas_usage_reads_against_the_time_it_allowed(tmp_path: Path):
+    _write(tmp_path / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\n")
+    assert read_quota_times(CpuQuota(1.5, tmp_path / "cpu.stat"), now=10.0) == CpuTimes(
+        busy=2_500_000, total=15_000_000)
+    _write(tmp_path / "cpuacct.usage", "7000000000\n")  # v1: nanoseconds
+    assert read_quota_times(CpuQuota(2.0, tmp_path / "cpuacct.usage"), now=4.0) == CpuTimes(
+        busy=7_000_000, total=8_000_000)
+    assert len(cpu_readings(CpuQuota(2.0, tmp_path / "cpuacct.usage"))()) == 2
+    assert len(cpu_readings(None)()) == 1
+
+
+def test_the_busier_of_machine_and_quota_decides():
+    guard = CpuGuard(80)
+    # The machine half idle, the container's 1-core quota used to the full: closed.
+    guard.observe(CpuTimes(0, 0), CpuTimes(0, 0))
+    assert guard.observe(CpuTimes(100, 200), CpuTimes(100, 100)) is True
+    assert guard.full and guard.busy_now == 100
+    # Both quiet: open again.
+    guard.observe(CpuTimes(110, 400), CpuTimes(110, 300))
+    guard.observe(CpuTimes(120, 600), CpuTimes(120, 500))
+    assert not guard.full and guard.busy_now == 5
