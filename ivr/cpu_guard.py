@@ -99,7 +99,18 @@ def find_cpu_quota(proc_cgroup: Path = Path("/proc/self/cgroup"),
         mount, path = hierarchies["cpu"]
         acct_mount, _ = hierarchies.get("cpuacct", hierarchies["cpu"])
         quotas += [_v1_quota(mount / level, acct_mount / level) for level in _levels(path)]
-    return min((q for q in quotas if q is not None), key=lambda q: q.cores, default=None)
+    return min((q for q in quotas if q is not None and _readable(q)), key=lambda q: q.cores,
+               default=None)
+
+
+def _readable(quota: CpuQuota) -> bool:
+    """A quota whose usage cannot be read (cgroup v1's cpuacct not mirroring cpu) is left out
+    rather than failing every round of the guard."""
+    try:
+        read_quota_times(quota)
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _levels(path: Path) -> list[Path]:

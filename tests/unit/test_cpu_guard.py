@@ -166,10 +166,12 @@ def test_a_cgroup_v2_quota_is_found_on_the_services_cgroup_or_above(tmp_path: Pa
     assert quota == CpuQuota(1.5, root / "system.slice/cpu.stat")
     # A tighter one on the service's own cgroup wins.
     _write(root / "system.slice/voicepay.service/cpu.max", "50000 100000\n")
+    _write(root / "system.slice/voicepay.service/cpu.stat", "usage_usec 1000\n")
     assert find_cpu_quota(proc, root).cores == 0.5
     # As a container sees it (its own cgroup is the root of what it sees).
     proc.write_text("0::/\n")
     _write(root / "cpu.max", "200000 100000\n")
+    _write(root / "cpu.stat", "usage_usec 1000\n")
     assert find_cpu_quota(proc, root) == CpuQuota(2.0, root / "cpu.stat")
 
 
@@ -190,8 +192,12 @@ def test_a_cgroup_v1_quota_is_found_with_cpuacct_mounted_apart(tmp_path: Path):
     _write(root / "cpu/docker/abc/cpu.cfs_period_us", "100000\n")
     _write(root / "cpu/docker/cpu.cfs_quota_us", "100000\n")
     _write(root / "cpu/docker/cpu.cfs_period_us", "100000\n")
+    # Its usage unreadable (cpuacct not mirroring cpu): left out, the machine alone watched.
+    assert find_cpu_quota(proc, root) is None
+    _write(root / "cpuacct/docker/cpuacct.usage", "1000\n")
     assert find_cpu_quota(proc, root) == CpuQuota(1.0, root / "cpuacct/docker/cpuacct.usage")
     proc.write_text("2:cpu,cpuacct:/\n")  # mounted together
+    _write(root / "cpu,cpuacct/cpuacct.usage", "1000\n")
     _write(root / "cpu,cpuacct/cpu.cfs_quota_us", "300000\n")
     _write(root / "cpu,cpuacct/cpu.cfs_period_us", "100000\n")
     assert find_cpu_quota(proc, root) == CpuQuota(3.0, root / "cpu,cpuacct/cpuacct.usage")
