@@ -83,6 +83,19 @@ def _seconds_with_other_sound(packets, rtp_port: int, start: float, end: float,
     return other
 
 
+def _presses(detected: list[tuple[float, str]]) -> list[str]:
+    """The keys pressed, from the digits a detector found in a recording: the same digit again
+    within 0.2 s is one press split by a glitch of the mix (a key and the next are 0.28 s apart,
+    160 ms of tone and 120 of pause). Seen once in a full run, five shards on two cores: the
+    last "1" of the control keys found at 3.23 s and again at 3.36 s in the agent's recording."""
+    presses: list[tuple[float, str]] = []
+    for at, digit in detected:
+        if presses and presses[-1][1] == digit and at - presses[-1][0] < 0.2:
+            continue
+        presses.append((at, digit))
+    return [digit for _, digit in presses]
+
+
 def _seconds(heard: list[bool]) -> str:
     return "".join("+" if h else "." for h in heard)
 
@@ -215,7 +228,7 @@ def _talked_through(stack, name: str, amount: str, mobile: str, dtmf: DtmfMode, 
     # The agent's recording ran throughout: it holds the control's tones and no other digit.
     recordings = _recordings(stack)
     assert recordings and recordings[-1].stat().st_size > 8000 * 2 * (done - secure)
-    assert [digit for _, digit in detect_dtmf(recordings[-1])] == list(CONTROL_KEYS)
+    assert _presses(detect_dtmf(recordings[-1])) == list(CONTROL_KEYS)
 
 
 @pytest.mark.parametrize("dtmf", [mode("rfc4733"), mode("info-dtmf-relay")],
