@@ -88,7 +88,10 @@ def find_cpu_quota(proc_cgroup: Path = Path("/proc/self/cgroup"),
         return None
     hierarchies = {}  # controller ("" for cgroup v2's one hierarchy) → (its mount, the path)
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue  # not a cgroup line: nothing to learn from it
+        _, controllers, path = parts
         for controller in controllers.split(","):
             hierarchies[controller] = (root / controllers, Path(path.lstrip("/")))
     quotas = []

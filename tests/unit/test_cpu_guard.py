@@ -181,6 +181,8 @@ def test_no_quota_means_the_machine_alone(tmp_path: Path):
     _write(root / "user.slice/cpu.max", "max 100000\n")
     assert find_cpu_quota(proc, root) is None
     assert find_cpu_quota(tmp_path / "no-such-file", root) is None
+    proc.write_text("garbage\n\n0::/user.slice\n")  # a line that is not a cgroup's is passed
+    assert find_cpu_quota(proc, root) is None
     # This machine's own cgroups (the development VM and CI: no quota) read without an error.
     find_cpu_quota()
 
