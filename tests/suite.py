@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -213,13 +214,27 @@ def run(shards: list[Shard], pytest_args: list[str]) -> int:
 
 
 def failure_summary(output: str) -> str:
-    """pytest's own short summary of a shard's failures (each failed test and the first lines of
-    its reason), or the output's last lines when pytest ended without one (a crash, a timeout)."""
+    """What failed in a shard, short: each failure's heading, its ``E`` lines (the assertion and
+    its explanation, at most a dozen) and where it was raised, then pytest's own summary; or the
+    output's last lines when pytest ended without one (a crash, a timeout)."""
     lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
-    if start is None:
+    summary = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
+    if summary is None:
         return "\n".join(lines[-30:])
-    return "\n".join(lines[start + 1:])
+    failures = next((i for i, line in enumerate(lines) if re.fullmatch(r"=+ FAILURES =+", line)),
+                    summary)
+    short: list[str] = []
+    explained = 0
+    for line in lines[failures + 1:summary]:
+        if re.fullmatch(r"_{3,} .+ _{3,}", line):  # a failure's heading: the test's name
+            short.append(line)
+            explained = 0
+        elif line.startswith("E ") and explained < 12:
+            short.append(line)
+            explained += 1
+        elif re.match(r"\S+\.py:\d+: \w+", line):  # where it was raised
+            short.append(line)
+    return "\n".join(short + lines[summary + 1:])
 
 
 def _wait_for(shards: list[Shard]) -> None:

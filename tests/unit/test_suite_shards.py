@@ -59,14 +59,26 @@ def test_seconds_per_file_are_read_from_the_junit_report(tmp_path):
                                          "tests/e2e/test_faults_asterisk.py": 3.0}
 
 
-def test_a_failed_shard_is_summed_up_by_pytests_short_summary():
-    output = ("tests/e2e/test_x.py .F\n=== FAILURES ===\nlong traceback\n"
+def test_a_failed_shard_is_summed_up_by_its_failures_reasons_and_pytests_summary():
+    output = ("tests/e2e/test_x.py .F\n"
+              "=================================== FAILURES ===================================\n"
+              "___________________________________ test_b ___________________________________\n"
+              "    def test_b():\n>       assert leaks == []\n"
+              "E       AssertionError: assert ['CVV2 found'] == []\n"
+              "E         Left contains one more item\n"
+              "tests/e2e/test_x.py:12: AssertionError\n"
+              "----------------------------- Captured stdout call -----------------------------\n"
+              "long output\n"
               "=========================== short test summary info ============================\n"
-              "FAILED tests/e2e/test_x.py::test_b - AssertionError: assert ['CVV2 found'] == []\n"
+              "FAILED tests/e2e/test_x.py::test_b\n"
               "========================= 1 failed, 1 passed in 9.00s ==========================\n")
-    summary = suite.failure_summary(output)
-    assert summary.startswith("FAILED tests/e2e/test_x.py::test_b - AssertionError")
-    assert "1 failed, 1 passed" in summary and "long traceback" not in summary
+    assert suite.failure_summary(output).splitlines() == [
+        "___________________________________ test_b ___________________________________",
+        "E       AssertionError: assert ['CVV2 found'] == []",
+        "E         Left contains one more item",
+        "tests/e2e/test_x.py:12: AssertionError",
+        "FAILED tests/e2e/test_x.py::test_b",
+        "========================= 1 failed, 1 passed in 9.00s =========================="]
     # Without pytest's summary (a shard killed, a crash at collection): its last lines.
     assert suite.failure_summary("\n".join(f"line {n}" for n in range(100))).splitlines() == [
         f"line {n}" for n in range(70, 100)]
