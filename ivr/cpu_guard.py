@@ -170,6 +170,7 @@ class CpuGuard:
         self.busy_percent = busy_percent
         self.full = False
         self.busy_now: float | None = None  # percent over the window; None until it has two reads
+        self.quota_cores: float | None = None  # the container's CPU quota, when one is watched
         self._seen: collections.deque[tuple[CpuTimes, ...]] = collections.deque(
             maxlen=round(WINDOW_S / PERIOD_S) + 1)
 
@@ -186,7 +187,8 @@ class CpuGuard:
                   for old, new in zip(self._seen[0], readings) if new.total > old.total]
         if not shares:
             return False
-        self.busy_now = max(shares)
+        # A quota's usage can run a little past the time it allowed (101 % seen): it is full.
+        self.busy_now = min(100.0, max(shares))
         was = self.full
         if self.busy_now > self.busy_percent:
             self.full = True

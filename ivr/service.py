@@ -213,6 +213,7 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     if not guard.off:
         quota = find_cpu_quota()
         if quota is not None:
+            guard.quota_cores = quota.cores
             log.info("CPU guard: this service's cgroup has a quota of %.2f cores; it is watched "
                      "with the machine", quota.cores)
         guarding = asyncio.create_task(guard_admission(guard, client, cpu_readings(quota)),

@@ -107,6 +107,7 @@ async def healthz(request: web.Request) -> web.Response:
         body["admission"] = {
             "cpu_guard_percent": guard.busy_percent,
             "cpu_busy_percent": None if guard.busy_now is None else round(guard.busy_now, 1),
+            "cpu_quota_cores": guard.quota_cores,
             "refusing_new_calls": guard.full}
     if STOPPING in request.app and request.app[STOPPING].is_set():
         # Draining: a load balancer must stop sending calls and orders here.

@@ -24,6 +24,7 @@ from simulators.acquirer.server import AcquirerServer, build_simulator
 from ivr.api.keys import STOPPING, STORE
 from ivr.config import Settings, load_settings
 from ivr.crypto.keys import generate_dev_keys
+from ivr.cpu_guard import find_cpu_quota
 from ivr.service import create_app
 from ivr.payments.store import PaymentState, PaymentStore
 from tests.integration.test_dialer import until
@@ -243,6 +244,9 @@ async def test_healthz_says_what_the_cpu_guard_sees(service: Service) -> None:
     assert admission["cpu_guard_percent"] == 80
     assert 0 <= admission["cpu_busy_percent"] <= 100
     assert isinstance(admission["refusing_new_calls"], bool)
+    # The quota the guard watches, as this process's cgroups have it (none on the VM, maybe in CI).
+    quota = find_cpu_quota()
+    assert admission["cpu_quota_cores"] == (None if quota is None else quota.cores)
 
 
 async def test_healthz_sees_a_running_acquirer(start_service: StartService) -> None:

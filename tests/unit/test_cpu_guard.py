@@ -226,3 +226,6 @@ def test_the_busier_of_machine_and_quota_decides():
     guard.observe(CpuTimes(110, 400), CpuTimes(110, 300))
     guard.observe(CpuTimes(120, 600), CpuTimes(120, 500))
     assert not guard.full and guard.busy_now == 5
+    # A quota's usage a little past the time it allowed reads as full, not as 101 %.
+    guard.observe(CpuTimes(130, 800), CpuTimes(1530, 1500))
+    assert guard.busy_now == 100
