@@ -197,6 +197,13 @@ class CpuGuard:
         return self.full != was
 
 
+def _cpus(guard: CpuGuard) -> str:
+    """What the guard's percent is of, as its log lines say it."""
+    if guard.quota_cores is None:
+        return "the machine's CPUs"
+    return f"the machine's CPUs or its {guard.quota_cores:g}-core quota (the busier)"
+
+
 async def guard_admission(guard: CpuGuard, ami, read=cpu_readings(None)) -> None:
     """Until cancelled: read the CPUs, decide, publish VOICEPAY_CPU_FULL_UNTIL to Asterisk. A
     round Asterisk does not take (AMI down) is tried again next second, the guard kept meanwhile;
@@ -206,13 +213,13 @@ async def guard_admission(guard: CpuGuard, ami, read=cpu_readings(None)) -> None
         try:
             if guard.observe(*read()):
                 if guard.full:
-                    log.warning("the machine's CPUs were %.1f %% busy over %d s (limit %d %%): "
-                                "new payment calls are refused with 503 until %d %% or less",
+                    log.warning("%s were %.1f %% busy over %d s (limit %d %%): new payment "
+                                "calls are refused with 503 until %d %% or less", _cpus(guard),
                                 guard.busy_now, WINDOW_S, guard.busy_percent,
                                 guard.busy_percent - REOPEN_BELOW)
                 else:
-                    log.info("the machine's CPUs were %.1f %% busy over %d s: new payment calls "
-                             "are admitted again", guard.busy_now, WINDOW_S)
+                    log.info("%s were %.1f %% busy over %d s: new payment calls are admitted "
+                             "again", _cpus(guard), guard.busy_now, WINDOW_S)
             failing = False
         except (OSError, ValueError):
             if not failing:

@@ -135,8 +135,20 @@ async def test_a_closed_guard_publishes_a_time_just_ahead_an_open_one_zero(monke
     assert all(now <= value <= now + HOLD_S + 1 for value in values[1:3])  # closed: ahead
     assert values[-1] == 0  # idle for the whole window since: open again
     said = [r.getMessage() for r in caplog.records]
-    assert any("refused with 503" in line for line in said), said
+    assert any(line.startswith("the machine's CPUs were") and "refused with 503" in line
+               for line in said), said
     assert any("admitted again" in line for line in said), said
+
+
+async def test_with_a_quota_the_log_says_which_cpus(monkeypatch, caplog):
+    guard = CpuGuard(90)
+    guard.quota_cores = 1.5
+    readings = [CpuTimes(100 * n, 100 * n) for n in range(3)]
+    caplog.set_level(logging.INFO, "ivr.cpu_guard")
+    await _rounds(guard, readings, len(readings), monkeypatch)
+    assert any(r.getMessage().startswith(
+        "the machine's CPUs or its 1.5-core quota (the busier) were 100.0 % busy")
+        for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 async def test_a_failed_read_is_logged_once_and_the_guard_kept(monkeypatch, caplog):
