@@ -229,8 +229,8 @@ _SIPP_WATCHDOG_LINE = re.compile(r"[^\n]*: Overload warning: the (?:minor|major)
 
 
 # ... and SIPp's -trace_rtt lines (``112.001;398;refused``: milliseconds since start, a response
-# time in ms, the measure's name), which the overload tests read: a refusal on a busy CI machine
-# took a test CVV2's number of milliseconds.
+# time in ms, the measure's name), which the overload tests read: on a busy CI machine a
+# refusal's response time can take a test CVV2's number of milliseconds.
 _SIPP_RTT_LINE = re.compile(r"\d+\.\d+;\d+;\w+\r?(?:\n|$)")
 
 

@@ -268,7 +268,7 @@ def test_sipps_watchdog_counts_are_not_a_cvv2_or_pin():
 def test_sipps_response_times_are_not_a_cvv2_or_pin():
     # SIPp's -trace_rtt file (the overload tests count 503s by it) has a line per measured
     # response: milliseconds since start, the response time in ms, the measure's name. On a
-    # busy CI machine a refusal took a test CVV2's number of milliseconds.
+    # busy CI machine a refusal's response time can take a test CVV2's number of milliseconds.
     for value in (CREDIT.cvv2, APPROVE.pin):
         for name in ("refused", "1"):
             text = f"Date_ms;response_time_ms;rtd_no\n112.001;{value};{name}\n"
@@ -292,7 +292,7 @@ def test_a_python_tracebacks_line_numbers_are_not_a_cvv2_or_pin():
 
 def test_the_lengths_in_redis_append_only_file_are_not_a_cvv2_or_pin():
     # Redis' AOF is RESP: a value's length on the line before it (``$398``), an array's size
-    # (``*3``). A history entry's JSON, whose length varies with its times, was a CVV2's long.
+    # (``*3``). A history entry's JSON, whose length varies with its times, can be a CVV2's long.
     for value in (CREDIT.cvv2, APPROVE.pin):
         text = f"*3\r\n$5\r\nRPUSH\r\n$17\r\npay:p_x:history\r\n${value}\r\n{{}}\r\n*{value}\r\n"
         assert kinds(text) == set()
