@@ -31,7 +31,7 @@ from pathlib import Path
 from ivr import dialplan_variables as dv
 
 __all__ = ["CpuGuard", "CpuTimes", "CpuQuota", "read_cpu_times", "find_cpu_quota",
-           "read_quota_times", "cpu_readings", "guard_admission", "REOPEN_BELOW", "HOLD_S",
+           "read_quota_times", "guard_admission", "REOPEN_BELOW", "HOLD_S",
            "WINDOW_S", "PERIOD_S"]
 
 log = logging.getLogger(__name__)
@@ -151,26 +151,19 @@ def read_quota_times(quota: CpuQuota, now: float | None = None) -> CpuTimes:
     return CpuTimes(busy=used, total=int(now * 1_000_000 * quota.cores))
 
 
-def cpu_readings(quota: CpuQuota | None):
-    """What the guard observes each round: the machine, and the quota if there is one."""
-    if quota is None:
-        return lambda: (read_cpu_times(),)
-    return lambda: (read_cpu_times(), read_quota_times(quota))
-
-
 class CpuGuard:
     """Open or closed, from CPU times observed every ``PERIOD_S``: closed while the machine was
     busier than ``busy_percent`` over the last ``WINDOW_S``, open again at ``busy_percent -
     REOPEN_BELOW`` or less."""
 
-    def __init__(self, busy_percent: int) -> None:
+    def __init__(self, busy_percent: int, quota: CpuQuota | None = None) -> None:
         if not 1 <= busy_percent <= 100:
             raise ValueError(f"VOICEPAY_ADMIT_CPU_BUSY_PERCENT must be 1 to 100 "
                              f"(100: never refuse), not {busy_percent}")
         self.busy_percent = busy_percent
         self.full = False
         self.busy_now: float | None = None  # percent over the window; None until it has two reads
-        self.quota_cores: float | None = None  # the container's CPU quota, when one is watched
+        self.quota = quota  # the container's CPU quota, watched with the machine
         self._seen: collections.deque[tuple[CpuTimes, ...]] = collections.deque(
             maxlen=round(WINDOW_S / PERIOD_S) + 1)
 
@@ -178,6 +171,16 @@ class CpuGuard:
     def off(self) -> bool:
         """100: no machine is busier than that, so there is nothing to watch or publish."""
         return self.busy_percent == 100
+
+    @property
+    def quota_cores(self) -> float | None:
+        """The quota watched, in cores; None without one, or with the guard off."""
+        return None if self.off or self.quota is None else self.quota.cores
+
+    def read(self) -> tuple[CpuTimes, ...]:
+        """One reading of each source: the machine, and the quota if there is one."""
+        machine = read_cpu_times()
+        return (machine,) if self.quota is None else (machine, read_quota_times(self.quota))
 
     def observe(self, *readings: CpuTimes) -> bool:
         """Take one reading of each source (the machine, and its CPU quota if it has one); the
@@ -204,10 +207,12 @@ def _cpus(guard: CpuGuard) -> str:
     return f"the machine's CPUs or its {guard.quota_cores:g}-core quota (the busier)"
 
 
-async def guard_admission(guard: CpuGuard, ami, read=cpu_readings(None)) -> None:
-    """Until cancelled: read the CPUs, decide, publish VOICEPAY_CPU_FULL_UNTIL to Asterisk. A
-    round Asterisk does not take (AMI down) is tried again next second, the guard kept meanwhile;
-    a failed read is logged once, not every second, until a read succeeds again."""
+async def guard_admission(guard: CpuGuard, ami, read=None) -> None:
+    """Until cancelled: read the CPUs (``guard.read`` unless told), decide, publish
+    VOICEPAY_CPU_FULL_UNTIL to Asterisk. A round Asterisk does not take (AMI down) is tried again
+    next second, the guard kept meanwhile; a failed read is logged once, not every second, until
+    a read succeeds again."""
+    read = read or guard.read
     failing = False
     while True:
         try:

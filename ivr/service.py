@@ -23,7 +23,7 @@ from aiohttp import web
 from ivr.hostlink.acquirer_client import AcquirerClient
 from ivr.agi.server import FastAgiServer, parse_networks
 from ivr.ami.client import AmiClient
-from ivr.cpu_guard import CpuGuard, cpu_readings, find_cpu_quota, guard_admission
+from ivr.cpu_guard import CpuGuard, find_cpu_quota, guard_admission
 from ivr.api.admin_review_routes import admin_review_routes
 from ivr.api.keys import (ACQUIRER, AMI, CPU_GUARD, DIALER, IDENTITY, MERCHANTS, OPERATOR_TOKEN, ORDERS, REDIS, REVIEWS,
                           REFUNDS, RISK_AUDIT, RISK_ENGINE, RISK_LISTS, RISK_RULES, SETTINGS, STOPPING,
@@ -207,17 +207,15 @@ async def _ami_ctx(app: web.Application) -> AsyncIterator[None]:
     client = AmiClient(settings)
     await client.start()
     app[AMI] = client
-    guard = CpuGuard(settings.admit_cpu_busy_percent)  # a wrong setting stops the start here
+    # A wrong setting stops the start here.
+    guard = CpuGuard(settings.admit_cpu_busy_percent, quota=find_cpu_quota())
     app[CPU_GUARD] = guard
     guarding = None
     if not guard.off:
-        quota = find_cpu_quota()
-        if quota is not None:
-            guard.quota_cores = quota.cores
+        if guard.quota_cores is not None:
             log.info("CPU guard: this service's cgroup has a quota of %.2f cores; it is watched "
-                     "with the machine", quota.cores)
-        guarding = asyncio.create_task(guard_admission(guard, client, cpu_readings(quota)),
-                                       name="cpu-guard")
+                     "with the machine", guard.quota_cores)
+        guarding = asyncio.create_task(guard_admission(guard, client), name="cpu-guard")
     yield
     if guarding is not None:
         guarding.cancel()

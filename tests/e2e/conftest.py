@@ -8,6 +8,7 @@ Set VOICEPAY_E2E_USE_RUNNING=1 to run against a stack already started with `make
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -55,6 +56,21 @@ class E2E:
             self.api + path, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
+
+    @contextlib.contextmanager
+    def ivr_restarted_with(self, why: str, **env: str) -> Iterator[None]:
+        """The ivr service restarted with ``env`` over the stack's settings, and restarted with
+        the settings the other tests expect when the block ends, however it ends. ``why`` names
+        the test in the failure when the stack is not the tests' own (nothing to restart)."""
+        processes = self.processes
+        if processes is None:
+            pytest.fail(f"{why} restart the ivr service with other settings: they need the stack "
+                        "the tests start (unset VOICEPAY_E2E_USE_RUNNING)", pytrace=False)
+        processes.run_component(processes.ivr_spec(**env))
+        try:
+            yield
+        finally:
+            processes.run_component(processes.ivr_spec())
 
     def health(self) -> dict:
         """/healthz's body, whether it answers 200 or 503."""

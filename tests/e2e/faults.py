@@ -328,13 +328,6 @@ class Faults:
 @pytest.fixture(scope="module", name="faults")
 def faults_fixture(stack) -> Iterator[Faults]:
     """The stack with the ivr service on :data:`FAULT_SETTINGS` and the phones' INVITEs captured."""
-    processes = stack.processes
-    if processes is None:
-        pytest.fail("fault tests kill and restart processes: they need the stack the tests start "
-                    "(unset VOICEPAY_E2E_USE_RUNNING)", pytrace=False)
-    processes.run_component(processes.ivr_spec(**FAULT_SETTINGS))
-    try:
-        with SipInvites(stack.work_dir) as invites:
-            yield Faults(stack, invites)
-    finally:
-        processes.run_component(processes.ivr_spec())  # the settings the other tests expect
+    with stack.ivr_restarted_with("fault tests", **FAULT_SETTINGS), \
+            SipInvites(stack.work_dir) as invites:
+        yield Faults(stack, invites)

@@ -288,12 +288,8 @@ def _caller_number(stack) -> str:
 def talkthrough_off(stack) -> Iterator[None]:
     """The ivr service with talk-through payments turned off (VOICEPAY_TALKTHROUGH); the suite's
     service afterwards."""
-    processes = stack.processes
-    processes.run_component(processes.ivr_spec(VOICEPAY_TALKTHROUGH="off"))
-    try:
+    with stack.ivr_restarted_with("the talk-through-off test", VOICEPAY_TALKTHROUGH="off"):
         yield
-    finally:
-        processes.run_component(processes.ivr_spec())
 
 
 def test_talk_through_turned_off_is_not_offered(page: Page, stack, talkthrough_off) -> None:

@@ -194,13 +194,8 @@ def test_asterisk_full_a_callback_waits_for_a_free_line_then_pays(stack, asteris
 @pytest.fixture
 def ivr_limit(stack) -> Iterator[None]:
     """The ivr service running at most one flow at once; the suite's service afterwards."""
-    processes = stack.processes
-    _sandbox(stack)
-    processes.run_component(processes.ivr_spec(VOICEPAY_AGI_MAX_SESSIONS="1"))
-    try:
+    with stack.ivr_restarted_with("the overload tests", VOICEPAY_AGI_MAX_SESSIONS="1"):
         yield
-    finally:
-        processes.run_component(processes.ivr_spec())
 
 
 def test_the_ivr_service_full_says_all_lines_are_busy_and_the_call_in_progress_pays(
@@ -239,22 +234,21 @@ def test_the_machines_cpus_busy_refuse_a_new_call_with_503_then_calls_pay_again(
     processes = stack.processes
     before = stack.payment_ids()
     mark = stack.asterisk_mark()
-    processes.run_component(processes.ivr_spec(VOICEPAY_ADMIT_CPU_BUSY_PERCENT="95"))
-    # At the lowest priority: they take only what nothing else wants (the other shards' calls
-    # keep their CPU), and that still leaves the cores 100 % busy, which is what the guard reads.
-    burners = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
-               for _ in range(2)]
-    try:
-        assert stack.wait_until(lambda: _cpu_full_until(sandbox) > time.time(), 30), \
-            "the guard never closed with both cores busy"
-        refused = _start_counted(stack, _named(calls.approved("13800000917"), "cpu-refused"),
-                                 16200)
-        _ended(refused.process, "call while the CPUs were busy")
-    finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
-        processes.run_component(processes.ivr_spec())
+    with stack.ivr_restarted_with("the overload tests", VOICEPAY_ADMIT_CPU_BUSY_PERCENT="95"):
+        # At the lowest priority: they take only what nothing else wants (the other shards'
+        # calls keep their CPU), and that still leaves the cores 100 % busy, which the guard reads.
+        burners = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+                   for _ in range(2)]
+        try:
+            assert stack.wait_until(lambda: _cpu_full_until(sandbox) > time.time(), 30), \
+                "the guard never closed with both cores busy"
+            refused = _start_counted(stack, _named(calls.approved("13800000917"), "cpu-refused"),
+                                     16200)
+            _ended(refused.process, "call while the CPUs were busy")
+        finally:
+            for burner in burners:
+                burner.kill()
+                burner.wait()
     assert refused.counts() == SippCounts(placed=1, completed=0, failed=0, refused=1)
     said = (processes.log_dir / "ivr.log").read_text(encoding="utf-8")
     assert "new payment calls are refused with 503" in said

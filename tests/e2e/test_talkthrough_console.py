@@ -313,15 +313,8 @@ def test_talk_through_the_agents_keys_do_not_reach_the_spy(stack, via: str) -> N
 @pytest.fixture
 def prompts_to_both(stack) -> Iterator[None]:
     """The ivr service restarted with VOICEPAY_TALKTHROUGH_PROMPTS=both, and back after."""
-    processes = stack.processes
-    if processes is None:
-        pytest.fail("this test restarts the ivr service with another setting: it needs the "
-                    "stack the tests start (unset VOICEPAY_E2E_USE_RUNNING)", pytrace=False)
-    processes.run_component(processes.ivr_spec(VOICEPAY_TALKTHROUGH_PROMPTS="both"))
-    try:
+    with stack.ivr_restarted_with("the prompts-to-both tests", VOICEPAY_TALKTHROUGH_PROMPTS="both"):
         yield
-    finally:
-        processes.run_component(processes.ivr_spec())  # the settings the other tests expect
 
 
 def test_talk_through_with_the_prompts_to_both(stack, prompts_to_both) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from ivr import dialplan_variables as dv
 from ivr import cpu_guard
-from ivr.cpu_guard import (HOLD_S, WINDOW_S, CpuGuard, CpuQuota, CpuTimes, cpu_readings,
-                           find_cpu_quota, guard_admission, read_cpu_times, read_quota_times)
+from ivr.cpu_guard import (HOLD_S, WINDOW_S, CpuGuard, CpuQuota, CpuTimes, find_cpu_quota,
+                           guard_admission, read_cpu_times, read_quota_times)
 
 # A real /proc/stat's first lines: user nice system idle iowait irq softirq steal guest guest_nice.
 STAT = ("cpu  4705 356 584 3699 23 23 0 12 0 0\n"
@@ -141,8 +141,7 @@ async def test_a_closed_guard_publishes_a_time_just_ahead_an_open_one_zero(monke
 
 
 async def test_with_a_quota_the_log_says_which_cpus(monkeypatch, caplog):
-    guard = CpuGuard(90)
-    guard.quota_cores = 1.5
+    guard = CpuGuard(90, CpuQuota(1.5, Path("cpu.stat")))
     readings = [CpuTimes(100 * n, 100 * n) for n in range(3)]
     caplog.set_level(logging.INFO, "ivr.cpu_guard")
     await _rounds(guard, readings, len(readings), monkeypatch)
@@ -224,8 +223,8 @@ def test_a_quotas_usage_reads_against_the_time_it_allowed(tmp_path: Path):
     _write(tmp_path / "cpuacct.usage", "7000000000\n")  # v1: nanoseconds
     assert read_quota_times(CpuQuota(2.0, tmp_path / "cpuacct.usage"), now=4.0) == CpuTimes(
         busy=7_000_000, total=8_000_000)
-    assert len(cpu_readings(CpuQuota(2.0, tmp_path / "cpuacct.usage"))()) == 2
-    assert len(cpu_readings(None)()) == 1
+    assert len(CpuGuard(90, CpuQuota(2.0, tmp_path / "cpuacct.usage")).read()) == 2
+    assert len(CpuGuard(90).read()) == 1
 
 
 def test_the_busier_of_machine_and_quota_decides():
